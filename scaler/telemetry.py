@@ -1,0 +1,338 @@
+"""The service's own Prometheus metrics: why it scaled, how well it forecast, how it is doing.
+
+Per-ScaledObject state (the latest decision, demand, forecast error, backend
+error counts) lives in a plain dict that a custom collector turns into metric
+families at scrape time. Recording is therefore a dict lookup and a few
+attribute stores on the request path, all formatting happens on scrape, and a
+ScaledObject that has not been seen for `idle_seconds` is dropped from the dict
+and so stops being exported: label cardinality follows the ScaledObjects that
+exist, not every one that ever existed. gRPC metrics are labelled by method and
+status code only, a set fixed by the service, so they use ordinary
+prometheus_client metrics.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from threading import Thread
+from wsgiref.simple_server import WSGIServer
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import start_http_server as _start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from scaler.engine import Decision, Reason
+
+NAMESPACE = "tidescaler"
+SCALEDOBJECT_LABELS = ("namespace", "scaledobject")
+
+# Spans a GetMetricSpec answered from configuration (well under 1 ms) up to a
+# GetMetrics that waited on a slow backend until KEDA's 3 s deadline.
+RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+# Every Reason is exported on every scrape (0 or 1), as kube-state-metrics does
+# for pod phases: a graph of reasons over time then has no gaps and `changes()`
+# counts reason flips.
+_REASONS = tuple(reason.value for reason in Reason)
+
+
+@dataclass
+class _ScaledObjectState:
+    """What the collector exports for one ScaledObject. Mutated in place by record_*."""
+
+    last_seen: float
+    decision: Decision | None = None
+    demand: float | None = None
+    smape: float | None = None
+    under_rate: float | None = None
+    backend_errors: dict[str, int] = field(default_factory=dict)
+
+
+class Telemetry:
+    """All metrics of one `tidescaler serve` process, registered in `registry`.
+
+    `clock` and the `now` given to `record_decision` must be the same clock
+    (Unix seconds by default); idle ScaledObjects are pruned against it on every
+    scrape and whenever the number tracked reaches `max_scaledobjects`.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        *,
+        idle_seconds: float = 600.0,
+        max_scaledobjects: int = 10_000,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if idle_seconds <= 0:
+            raise ValueError(f"idle_seconds must be > 0, got {idle_seconds}")
+        if max_scaledobjects < 1:
+            raise ValueError(f"max_scaledobjects must be >= 1, got {max_scaledobjects}")
+        self.registry = registry
+        self.idle_seconds = idle_seconds
+        self.max_scaledobjects = max_scaledobjects
+        self._clock = clock
+        self._states: dict[tuple[str, str], _ScaledObjectState] = {}
+        # Guards insertion, pruning and counter increments; plain attribute
+        # stores on an existing state need no lock.
+        self._lock = threading.Lock()
+
+        self._rpc_requests = Counter(
+            "requests",
+            "gRPC requests handled, by method and status code.",
+            ("method", "code"),
+            namespace=NAMESPACE,
+            subsystem="grpc",
+            registry=registry,
+        )
+        self._rpc_seconds = Histogram(
+            "request_duration_seconds",
+            "gRPC request handling time, by method and status code.",
+            ("method", "code"),
+            namespace=NAMESPACE,
+            subsystem="grpc",
+            buckets=RPC_BUCKETS,
+            registry=registry,
+        )
+        # labels() builds and hashes a key on every call; caching the children
+        # keeps record_rpc to one dict lookup plus the two updates.
+        self._rpc_children: dict[
+            tuple[str, str], tuple[Callable[[], None], Callable[[float], None]]
+        ] = {}
+        registry.register(_ScaledObjectCollector(self))
+
+    # -- recording (the request path) --
+
+    def record_decision(
+        self,
+        namespace: str,
+        scaledobject: str,
+        decision: Decision,
+        demand: float | None,
+        now: float,
+    ) -> None:
+        """Remember the latest decision for a ScaledObject; exported on the next scrape."""
+        state = self._states.get((namespace, scaledobject))
+        if state is None:
+            state = self._add(namespace, scaledobject, now)
+        state.decision = decision
+        state.demand = demand
+        state.last_seen = now
+
+    def record_forecast_error(
+        self, namespace: str, scaledobject: str, smape: float, under_rate: float
+    ) -> None:
+        """Rolling error of past forecasts against what happened (sMAPE 0..2, under-rate 0..1)."""
+        state = self._states.get((namespace, scaledobject))
+        if state is None:
+            state = self._add(namespace, scaledobject, self._clock())
+        state.smape = smape
+        state.under_rate = under_rate
+
+    def record_backend_error(self, namespace: str, scaledobject: str, kind: str) -> None:
+        """Count one failed metric-backend read (timeout, connection, http_status, ...)."""
+        with self._lock:
+            state = self._states.get((namespace, scaledobject))
+            if state is None:
+                state = self._add_locked(namespace, scaledobject, self._clock())
+            errors = state.backend_errors
+            errors[kind] = errors.get(kind, 0) + 1
+
+    def record_rpc(self, method: str, code: str, seconds: float) -> None:
+        """Count one gRPC request and observe its duration."""
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = (
+                self._rpc_requests.labels(method, code).inc,
+                self._rpc_seconds.labels(method, code).observe,
+            )
+            self._rpc_children[(method, code)] = children
+        inc, observe = children
+        inc()
+        observe(seconds)
+
+    # -- serving --
+
+    def start_http_server(self, port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, Thread]:
+        """Serve /metrics from this registry on a daemon thread; returns the server and thread."""
+        return _start_http_server(port, addr=addr, registry=self.registry)
+
+    # -- state --
+
+    def tracked(self) -> int:
+        """How many ScaledObjects are currently exported."""
+        return len(self._states)
+
+    def prune(self, now: float | None = None) -> int:
+        """Drop ScaledObjects idle for longer than idle_seconds; returns how many were dropped."""
+        with self._lock:
+            return self._prune_locked(self._clock() if now is None else now)
+
+    def snapshot(self) -> list[tuple[tuple[str, str], _ScaledObjectState]]:
+        """Prune, then the live states (for the collector)."""
+        with self._lock:
+            self._prune_locked(self._clock())
+            return list(self._states.items())
+
+    def _add(self, namespace: str, scaledobject: str, now: float) -> _ScaledObjectState:
+        with self._lock:
+            return self._add_locked(namespace, scaledobject, now)
+
+    def _add_locked(self, namespace: str, scaledobject: str, now: float) -> _ScaledObjectState:
+        key = (namespace, scaledobject)
+        state = self._states.get(key)  # another thread may have added it meanwhile
+        if state is not None:
+            return state
+        if len(self._states) >= self.max_scaledobjects:
+            self._prune_locked(now)
+        if len(self._states) >= self.max_scaledobjects:
+            # Still full of live entries: evict the one seen longest ago, so the
+            # bound holds even when names churn faster than idle_seconds.
+            oldest = min(self._states, key=lambda k: self._states[k].last_seen)
+            del self._states[oldest]
+        state = _ScaledObjectState(last_seen=now)
+        self._states[key] = state
+        return state
+
+    def _prune_locked(self, now: float) -> int:
+        cutoff = now - self.idle_seconds
+        idle = [key for key, state in self._states.items() if state.last_seen < cutoff]
+        for key in idle:
+            del self._states[key]
+        return len(idle)
+
+
+class _ScaledObjectCollector:
+    """Turns the per-ScaledObject states into metric families on every scrape."""
+
+    def __init__(self, telemetry: Telemetry) -> None:
+        self._telemetry = telemetry
+
+    def describe(self) -> Iterable[Metric]:
+        # Names only, so the registry can detect clashes without a scrape.
+        return list(_families().values())
+
+    def collect(self) -> Iterator[Metric]:
+        families = _families()
+        desired = families["desired_replicas"]
+        signal_replicas = families["signal_replicas"]
+        signal_status = families["signal_status"]
+        reason = families["decision_reason"]
+        active = families["active"]
+        available = families["available"]
+        floor = families["floor_replicas"]
+        ceiling = families["ceiling_replicas"]
+        demand = families["demand"]
+        median = families["forecast_median"]
+        upper = families["forecast_upper"]
+        smape = families["forecast_smape_ratio"]
+        under = families["forecast_under_prediction_ratio"]
+        last = families["last_decision_timestamp_seconds"]
+        errors = families["backend_errors"]
+
+        states = self._telemetry.snapshot()
+        for (ns, so), state in states:
+            labels = [ns, so]
+            for kind, count in sorted(state.backend_errors.items()):
+                errors.add_metric([ns, so, kind], count)
+            if state.smape is not None:
+                smape.add_metric(labels, state.smape)
+            if state.under_rate is not None:
+                under.add_metric(labels, state.under_rate)
+            decision = state.decision
+            if decision is None:
+                continue
+            last.add_metric(labels, state.last_seen)
+            desired.add_metric(labels, decision.desired_replicas)
+            active.add_metric(labels, 1.0 if decision.active else 0.0)
+            available.add_metric(labels, 1.0 if decision.available else 0.0)
+            floor.add_metric(labels, decision.floor)
+            if decision.ceiling is not None:
+                ceiling.add_metric(labels, decision.ceiling)
+            current = decision.reason.value
+            for name in _REASONS:
+                reason.add_metric([ns, so, name], 1.0 if name == current else 0.0)
+            for reading in decision.signals:
+                signal = reading.signal.value
+                signal_status.add_metric([ns, so, signal, reading.status.value], 1.0)
+                if reading.replicas is not None:
+                    signal_replicas.add_metric([ns, so, signal], reading.replicas)
+            if state.demand is not None:
+                demand.add_metric(labels, state.demand)
+            if decision.forecast_median is not None:
+                median.add_metric(labels, decision.forecast_median)
+            if decision.forecast_upper is not None:
+                upper.add_metric(labels, decision.forecast_upper)
+
+        tracked = GaugeMetricFamily(
+            f"{NAMESPACE}_scaledobjects",
+            "ScaledObjects currently exported (seen within the idle bound).",
+            value=len(states),
+        )
+        yield from families.values()
+        yield tracked
+
+
+def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+    """Fresh, empty metric families; keyed by name without the tidescaler_ prefix."""
+    so = list(SCALEDOBJECT_LABELS)
+
+    def gauge(name: str, doc: str, extra: tuple[str, ...] = ()) -> GaugeMetricFamily:
+        return GaugeMetricFamily(f"{NAMESPACE}_{name}", doc, labels=[*so, *extra])
+
+    return {
+        "desired_replicas": gauge(
+            "desired_replicas", "Replicas the latest decision asked for (the GetMetrics value)."
+        ),
+        "signal_replicas": gauge(
+            "signal_replicas",
+            "Each signal's replica recommendation in the latest decision.",
+            ("signal",),
+        ),
+        "signal_status": gauge(
+            "signal_status",
+            "1 for each signal's status in the latest decision (ok, held, stale, ...).",
+            ("signal", "status"),
+        ),
+        "decision_reason": gauge(
+            "decision_reason",
+            "1 for the reason (winning signal or bounding rule) of the latest decision, else 0.",
+            ("reason",),
+        ),
+        "active": gauge("active", "1 if the latest decision is active (KEDA's 0 <-> 1), else 0."),
+        "available": gauge(
+            "available",
+            "1 if the latest decision could be made, 0 if GetMetrics answered UNAVAILABLE.",
+        ),
+        "floor_replicas": gauge("floor_replicas", "Replica floor of the active cron windows."),
+        "ceiling_replicas": gauge(
+            "ceiling_replicas", "Effective replica ceiling: maxReplicas and active window ceilings."
+        ),
+        "demand": gauge("demand", "Latest demand the query returned, in the query's own unit."),
+        "forecast_median": gauge(
+            "forecast_median", "Forecast median of the demand, peak over [now, now + lead]."
+        ),
+        "forecast_upper": gauge(
+            "forecast_upper",
+            "Forecast upper band (forecastQuantile) of the demand, peak over [now, now + lead].",
+        ),
+        "forecast_smape_ratio": gauge(
+            "forecast_smape_ratio",
+            "Rolling sMAPE of past forecasts against the demand that followed (0 to 2).",
+        ),
+        "forecast_under_prediction_ratio": gauge(
+            "forecast_under_prediction_ratio",
+            "Rolling share of past forecasts that fell short of the demand that followed (0 to 1).",
+        ),
+        "last_decision_timestamp_seconds": gauge(
+            "last_decision_timestamp_seconds", "Unix time of the latest decision."
+        ),
+        "backend_errors": CounterMetricFamily(
+            f"{NAMESPACE}_backend_errors",
+            "Failed metric-backend reads, by kind.",
+            labels=[*so, "kind"],
+        ),
+    }
