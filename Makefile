@@ -1,0 +1,58 @@
+# Set-up and everyday commands. `make run` and `make test` are all a fresh
+# machine needs (Debian/Ubuntu with Python >= 3.11; `make test` installs the
+# system packages the integration tests use, with apt-get, as root or via sudo).
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := prometheus golang-go golang-github-robfig-cron-dev
+
+.PHONY: run test system-deps install install-test bench lint proto clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+
+install: $(PY)
+	$(PY) -m pip install --quiet -e .
+
+install-test: $(PY)
+	$(PY) -m pip install --quiet -e '.[test]'
+
+# prometheus + promtool: the real Prometheus the tests start on loopback.
+# golang + robfig/cron: the reference KEDA's cron scaler uses, for parity tests.
+system-deps:
+	@missing=""; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="yes"; \
+	command -v go >/dev/null || missing="yes"; \
+	[ -d /usr/share/gocode/src/github.com/robfig/cron ] || missing="yes"; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \
+	fi
+
+# The main job on a laptop: a cost-versus-latency simulation on the bundled trace.
+run: install
+	$(VENV)/bin/tidescaler simulate
+
+test: system-deps install-test
+	$(PY) -m pytest -q
+
+bench: system-deps install-test
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) benchmarks/bench_grpc.py
+	$(PY) benchmarks/bench_forecast.py
+	$(PY) benchmarks/bench_sim.py
+
+lint: install-test
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy scaler
+
+proto: install-test
+	$(PY) -m grpc_tools.protoc -Iscaler/proto=protos --python_out=. --grpc_python_out=. \
+		--pyi_out=. protos/externalscaler.proto
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/.oracle

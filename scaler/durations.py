@@ -1,0 +1,31 @@
+"""Prometheus-style durations (`90s`, `15m`, `1h30m`, `7d`) as seconds."""
+
+from __future__ import annotations
+
+import re
+
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in `text`; a bare number means seconds. Raises ValueError naming the text."""
+    s = text.strip()
+    if not s:
+        raise ValueError("empty duration")
+    try:
+        seconds = float(s)
+    except ValueError:
+        pos, seconds = 0, 0.0
+        for match in _PART.finditer(s):
+            if match.start() != pos:
+                break
+            seconds += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos != len(s) or pos == 0:
+            raise ValueError(
+                f"{text!r} is not a duration (expected e.g. 90s, 15m, 1h30m, 7d)"
+            ) from None
+    if seconds != seconds or seconds < 0 or seconds == float("inf"):
+        raise ValueError(f"{text!r} is not a non-negative finite duration")
+    return seconds

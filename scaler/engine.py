@@ -1,0 +1,321 @@
+"""The decision: one pure function from (policy, observations, now) to replicas.
+
+`decide()` does no I/O and never reads the clock, so the service, the simulator
+and the tests run the very same arithmetic. The pipeline, in order:
+
+1. each signal turns its observation into a replica recommendation
+   (query: ceil(demand / threshold); cpu/memory: ceil(used / (target x request
+   per pod)); forecast: ceil(max upper band over [t, t + lead] / threshold);
+   cron: the floor and ceiling of the active windows);
+2. an observation older than the staleness bound is no observation; a signal
+   that has none makes the decision unavailable (KEDA's fallback then acts)
+   unless a healthy forecast can stand in for the demand;
+3. desired = max of the acting recommendations and the window floor, clamped
+   to [minReplicas, min(maxReplicas, window ceiling)];
+4. activity (KEDA's 0 <-> 1) is decided separately: demand above
+   activationThreshold, a window with a floor > 0, or (forecast on) the band
+   above activationThreshold within the lead time.
+
+The conservative rules: combine by max, round up, and a signal whose backend
+fails holds its last good value (never lowering replicas) until it goes stale.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from scaler.forecast.types import Forecast
+from scaler.policy import ForecastMode, Policy
+
+
+class Signal(StrEnum):
+    CRON = "cron"
+    QUERY = "query"
+    CPU = "cpu"
+    MEMORY = "memory"
+    FORECAST = "forecast"
+
+
+class SignalStatus(StrEnum):
+    OK = "ok"  # fresh observation
+    HELD = "held"  # backend failing: last good value, younger than the staleness bound
+    FORECAST_FALLBACK = "forecast_fallback"  # demand stale, forecast stands in
+    STALE = "stale"  # no observation younger than the staleness bound
+    OBSERVE = "observe"  # forecast computed but not acted on (forecast: observe)
+    NO_FORECAST = "no_forecast"  # forecast wanted but none is healthy
+    INACTIVE = "inactive"  # cron: no window active
+
+
+class Reason(StrEnum):
+    """Why `desired_replicas` has its value: the winning signal or the rule that bound it."""
+
+    CRON = "cron"
+    QUERY = "query"
+    CPU = "cpu"
+    MEMORY = "memory"
+    FORECAST = "forecast"
+    MIN_REPLICAS = "min_replicas"
+    MAX_REPLICAS = "max_replicas"
+    WINDOW_CEILING = "window_ceiling"
+    UNAVAILABLE = "unavailable"
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """Server-wide settings the policy does not carry."""
+
+    polling_interval_seconds: float = 30.0
+    staleness_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One value read from a backend and when it was read (Unix seconds)."""
+
+    value: float
+    observed_at: float
+    error: str | None = None  # set when the latest read failed and this is the last good value
+
+
+@dataclass(frozen=True)
+class ResourceSample:
+    """Usage summed over the selected pods and the mean request per pod (HPA inputs)."""
+
+    used: float
+    requested_per_pod: float
+    observed_at: float
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Observations:
+    """What the adapters saw. None means never observed (or no longer remembered)."""
+
+    demand: Sample | None = None
+    cpu: ResourceSample | None = None
+    memory: ResourceSample | None = None
+    forecast: Forecast | None = None
+    forecast_problem: str | None = None  # why there is no forecast, when there is none
+    errors: dict[str, str] = field(default_factory=dict)  # signal -> latest backend error
+
+
+@dataclass(frozen=True)
+class SignalReading:
+    """One signal's part in a decision."""
+
+    signal: Signal
+    status: SignalStatus
+    replicas: int | None = None  # its recommendation; None when it has none
+    value: float | None = None  # its input: demand, utilization %, band peak, window floor
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Decision:
+    desired_replicas: int
+    active: bool
+    reason: Reason
+    signals: tuple[SignalReading, ...]
+    available: bool = True
+    detail: str = ""  # human-readable why, for logs and UNAVAILABLE messages
+    floor: int = 0
+    ceiling: int | None = None
+    forecast_median: float | None = None  # at now + lead, for telemetry
+    forecast_upper: float | None = None
+
+    def signal(self, signal: Signal) -> SignalReading | None:
+        for reading in self.signals:
+            if reading.signal is signal:
+                return reading
+        return None
+
+
+def replicas_for(load: float, per_replica: float) -> int:
+    """ceil(load / per_replica), robust to float noise such as 3.0000000000000004."""
+    if load <= 0 or not math.isfinite(load):
+        return 0
+    return math.ceil(round(load / per_replica, 6))
+
+
+def lead_seconds(policy: Policy, settings: EngineSettings) -> float:
+    """How far ahead capacity must be decided: pod start-up plus one polling interval."""
+    return policy.forecast.pod_startup_seconds + settings.polling_interval_seconds
+
+
+def _fresh(observed_at: float, now: float, settings: EngineSettings) -> bool:
+    return now - observed_at <= settings.staleness_seconds
+
+
+def _cron(policy: Policy, now: float) -> tuple[int, int | None, bool, SignalReading | None]:
+    """Floor, ceiling and activity of the windows active at `now`."""
+    if not policy.windows:
+        return 0, None, False, None
+    floor, ceiling, any_floor_active = 0, None, False
+    for window in policy.windows:
+        if not window.is_active(now):
+            continue
+        if window.desired_replicas is not None:
+            floor = max(floor, window.desired_replicas)
+            any_floor_active = any_floor_active or window.desired_replicas > 0
+        if window.max_replicas is not None:
+            ceiling = window.max_replicas if ceiling is None else min(ceiling, window.max_replicas)
+    active_windows = any_floor_active or ceiling is not None
+    reading = SignalReading(
+        Signal.CRON,
+        SignalStatus.OK if active_windows else SignalStatus.INACTIVE,
+        replicas=floor,
+        value=float(floor),
+        detail="" if ceiling is None else f"ceiling {ceiling}",
+    )
+    return floor, ceiling, any_floor_active, reading
+
+
+def _forecast_peak(
+    forecast: Forecast, now: float, lead: float
+) -> tuple[float, float] | None:
+    """Max of median and upper band over [now, now + lead], or None if not covered."""
+    if forecast.start > now + forecast.step_seconds or forecast.end < now + lead:
+        return None
+    window = forecast.window(now, now + lead)
+    if window.stop <= window.start:
+        return None
+    return float(forecast.median[window].max()), float(forecast.upper[window].max())
+
+
+def decide(
+    policy: Policy,
+    observations: Observations,
+    now: float,
+    settings: EngineSettings = EngineSettings(),
+) -> Decision:
+    """The replica count and activity for `policy` at `now` (see the module docstring)."""
+    readings: list[SignalReading] = []
+    acting: list[tuple[int, Reason]] = []
+    missing: list[str] = []
+    active = False
+
+    floor, ceiling, cron_active, cron_reading = _cron(policy, now)
+    if cron_reading:
+        readings.append(cron_reading)
+        active = active or cron_active
+
+    lead = lead_seconds(policy, settings)
+    forecast_peak: tuple[float, float] | None = None
+    if policy.forecast.mode is not ForecastMode.OFF and observations.forecast is not None:
+        forecast_peak = _forecast_peak(observations.forecast, now, lead)
+
+    query = policy.query
+    if query is not None:
+        demand = observations.demand
+        if demand is not None and _fresh(demand.observed_at, now, settings):
+            value = max(demand.value, 0.0)
+            status = SignalStatus.HELD if demand.error else SignalStatus.OK
+            replicas = replicas_for(value, query.threshold)
+            readings.append(
+                SignalReading(Signal.QUERY, status, replicas, value, demand.error or "")
+            )
+            acting.append((replicas, Reason.QUERY))
+            active = active or value > query.activation_threshold
+        elif forecast_peak is not None:
+            # Failure semantics: a healthy forecast stands in for stale demand.
+            _, upper = forecast_peak
+            replicas = replicas_for(upper, query.threshold)
+            detail = observations.errors.get(Signal.QUERY, "demand is stale")
+            readings.append(
+                SignalReading(Signal.QUERY, SignalStatus.FORECAST_FALLBACK, replicas, upper, detail)
+            )
+            acting.append((replicas, Reason.FORECAST))
+            active = active or upper > query.activation_threshold
+        else:
+            detail = observations.errors.get(Signal.QUERY) or "no demand observed yet"
+            readings.append(SignalReading(Signal.QUERY, SignalStatus.STALE, detail=detail))
+            missing.append(f"query: {detail}")
+
+    resources = policy.resources
+    if resources is not None:
+        for signal, target, sample in (
+            (Signal.CPU, resources.cpu_utilization_percent, observations.cpu),
+            (Signal.MEMORY, resources.memory_utilization_percent, observations.memory),
+        ):
+            if target is None:
+                continue
+            if sample is not None and _fresh(sample.observed_at, now, settings):
+                per_pod = sample.requested_per_pod * target / 100.0
+                replicas = replicas_for(sample.used, per_pod) if per_pod > 0 else 0
+                status = SignalStatus.HELD if sample.error else SignalStatus.OK
+                utilization = 100.0 * sample.used / sample.requested_per_pod if per_pod else 0.0
+                readings.append(
+                    SignalReading(signal, status, replicas, utilization, sample.error or "")
+                )
+                acting.append((replicas, Reason(signal.value)))
+            else:
+                detail = observations.errors.get(signal) or "no usage observed yet"
+                readings.append(SignalReading(signal, SignalStatus.STALE, detail=detail))
+                missing.append(f"{signal.value}: {detail}")
+        if policy.resource_only:
+            active = True  # at zero pods there is no usage to measure: never deactivate
+
+    forecast_median = forecast_upper = None
+    if policy.forecast.mode is not ForecastMode.OFF and query is not None:
+        if forecast_peak is None:
+            detail = observations.forecast_problem or (
+                "no forecast yet" if observations.forecast is None else "forecast does not cover the lead time"
+            )
+            readings.append(SignalReading(Signal.FORECAST, SignalStatus.NO_FORECAST, detail=detail))
+        else:
+            forecast_median, forecast_upper = forecast_peak
+            replicas = replicas_for(forecast_upper, query.threshold)
+            if policy.forecast.mode is ForecastMode.ON:
+                readings.append(
+                    SignalReading(Signal.FORECAST, SignalStatus.OK, replicas, forecast_upper)
+                )
+                acting.append((replicas, Reason.FORECAST))
+                active = active or forecast_upper > query.activation_threshold
+            else:
+                readings.append(
+                    SignalReading(Signal.FORECAST, SignalStatus.OBSERVE, replicas, forecast_upper)
+                )
+
+    upper_bound = policy.max_replicas
+    if ceiling is not None:
+        upper_bound = ceiling if upper_bound is None else min(upper_bound, ceiling)
+
+    if missing:
+        return Decision(
+            desired_replicas=0,
+            active=False,
+            reason=Reason.UNAVAILABLE,
+            signals=tuple(readings),
+            available=False,
+            detail="; ".join(missing),
+            floor=floor,
+            ceiling=upper_bound,
+            forecast_median=forecast_median,
+            forecast_upper=forecast_upper,
+        )
+
+    # The winner: the highest recommendation; on a tie a measured signal beats the window
+    # floor, and among signals the order above (query, cpu, memory, forecast).
+    candidates = acting + ([(floor, Reason.CRON)] if policy.windows else [])
+    desired, reason = max(candidates, key=lambda c: c[0], default=(0, Reason.MIN_REPLICAS))
+    if desired < policy.min_replicas:
+        desired, reason = policy.min_replicas, Reason.MIN_REPLICAS
+    if upper_bound is not None and desired > upper_bound:
+        bound_by_window = ceiling is not None and (
+            policy.max_replicas is None or ceiling < policy.max_replicas
+        )
+        desired = upper_bound
+        reason = Reason.WINDOW_CEILING if bound_by_window else Reason.MAX_REPLICAS
+
+    return Decision(
+        desired_replicas=desired,
+        active=active,
+        reason=reason,
+        signals=tuple(readings),
+        floor=floor,
+        ceiling=upper_bound,
+        forecast_median=forecast_median,
+        forecast_upper=forecast_upper,
+    )

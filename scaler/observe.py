@@ -1,0 +1,115 @@
+"""Gathers the observations one policy needs from the adapters.
+
+The bridge between the outside world and the pure engine: it asks the
+Prometheus source for demand and resource usage (the source coalesces and
+remembers last good values) and the forecast refresher for the latest
+forecast, and hands back plain `Observations`. Nothing here blocks on a fit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from scaler.engine import Observations, ResourceSample, Sample, Signal
+from scaler.forecast.types import Forecast
+from scaler.policy import Policy
+from scaler.sources.prometheus import PrometheusSource
+
+
+class ForecastProvider(Protocol):
+    """Where the request path reads forecasts; fitting happens elsewhere."""
+
+    def forecast_for(
+        self, address: str, query: str, policy: Policy, now: float
+    ) -> tuple[Forecast | None, str | None]:
+        """The latest forecast for the series, or None and why there is none."""
+        ...
+
+
+@dataclass(frozen=True)
+class BackendProblem:
+    signal: Signal
+    kind: str
+    message: str
+
+
+class Observer:
+    def __init__(
+        self,
+        source: PrometheusSource,
+        forecasts: ForecastProvider | None = None,
+        on_backend_error: Callable[[BackendProblem], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.forecasts = forecasts
+        self.on_backend_error = on_backend_error
+
+    def observe(self, policy: Policy, address: str | None, now: float) -> Observations:
+        """Everything `decide()` needs for `policy`; `address` is the Prometheus to ask."""
+        demand = cpu = memory = None
+        forecast: Forecast | None = None
+        forecast_problem: str | None = None
+        errors: dict[str, str] = {}
+        problems: list[BackendProblem] = []
+
+        if policy.query is not None and address is not None:
+            reading = self.source.read(
+                address, policy.query.query, ignore_null_values=policy.query.ignore_null_values
+            )
+            if reading.error is not None:
+                errors[Signal.QUERY] = str(reading.error)
+                problems.append(
+                    BackendProblem(Signal.QUERY, str(reading.error.kind), str(reading.error))
+                )
+            if reading.value is not None and reading.observed_at is not None:
+                error = str(reading.error) if reading.error else None
+                demand = Sample(reading.value, reading.observed_at, error)
+
+        resources = policy.resources
+        if resources is not None and address is not None:
+            for signal, target in (
+                (Signal.CPU, resources.cpu_utilization_percent),
+                (Signal.MEMORY, resources.memory_utilization_percent),
+            ):
+                if target is None:
+                    continue
+                usage = self.source.read_resource(address, resources.pod_selector, signal.value)
+                if usage.error is not None:
+                    errors[signal] = str(usage.error)
+                    problems.append(BackendProblem(signal, str(usage.error.kind), str(usage.error)))
+                if (
+                    usage.used is not None
+                    and usage.requested_per_pod is not None
+                    and usage.observed_at is not None
+                ):
+                    error = str(usage.error) if usage.error else None
+                    sample = ResourceSample(
+                        usage.used, usage.requested_per_pod, usage.observed_at, error
+                    )
+                    if signal is Signal.CPU:
+                        cpu = sample
+                    else:
+                        memory = sample
+
+        forecast_query = policy.forecast_query
+        if forecast_query is not None and address is not None:
+            if self.forecasts is None:
+                forecast_problem = "this server runs without a forecaster"
+            else:
+                forecast, forecast_problem = self.forecasts.forecast_for(
+                    address, forecast_query, policy, now
+                )
+
+        if self.on_backend_error is not None:
+            for problem in problems:
+                self.on_backend_error(problem)
+        return Observations(
+            demand=demand,
+            cpu=cpu,
+            memory=memory,
+            forecast=forecast,
+            forecast_problem=forecast_problem,
+            errors=errors,
+        )

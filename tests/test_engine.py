@@ -1,0 +1,289 @@
+"""decide(): table cases in the style of the HPA replica calculator, and invariants."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from scaler.engine import (
+    Decision,
+    EngineSettings,
+    Observations,
+    Reason,
+    ResourceSample,
+    Sample,
+    Signal,
+    SignalStatus,
+    decide,
+)
+from scaler.forecast.types import Forecast
+from scaler.policy import parse_policy
+
+NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC, a Tuesday
+SETTINGS = EngineSettings(polling_interval_seconds=30, staleness_seconds=120)
+QUERY = {"query": "sum(rate(requests_total[1m]))", "threshold": "100"}
+# 22:00-23:00 UTC contains NOW; 06:00-07:00 UTC does not.
+WINDOW_NOW = {"timezone": "UTC", "start": "0 22 * * *", "end": "0 23 * * *"}
+WINDOW_LATER = {"timezone": "UTC", "start": "0 6 * * *", "end": "0 7 * * *"}
+
+
+def schedules(*windows: dict[str, object]) -> str:
+    import json
+
+    return json.dumps(list(windows))
+
+
+def demand(value: float, age: float = 0.0, error: str | None = None) -> Sample:
+    return Sample(value, NOW - age, error)
+
+
+def band(median: float | list[float], upper: float | list[float], step: float = 60.0) -> Forecast:
+    """A forecast starting at NOW covering 2 hours at `step` seconds."""
+    n = int(7200 / step)
+    med = np.full(n, median, dtype=float) if np.isscalar(median) else np.asarray(median, float)
+    up = np.full(n, upper, dtype=float) if np.isscalar(upper) else np.asarray(upper, float)
+    return Forecast(NOW, step, med, up, 0.95, "test", NOW - 60)
+
+
+@dataclass
+class Case:
+    metadata: dict[str, str]
+    observations: Observations
+    desired: int
+    reason: Reason
+    active: bool
+    statuses: dict[Signal, SignalStatus] = field(default_factory=dict)
+
+
+CASES = {
+    "query-rounds-up": Case(QUERY, Observations(demand=demand(250)), 3, Reason.QUERY, True),
+    "query-exact-multiple-no-float-noise": Case(
+        QUERY | {"threshold": "0.1"}, Observations(demand=demand(0.3)), 3, Reason.QUERY, True
+    ),
+    "zero-demand-inactive": Case(QUERY, Observations(demand=demand(0)), 0, Reason.QUERY, False),
+    "negative-demand-is-zero": Case(QUERY, Observations(demand=demand(-5)), 0, Reason.QUERY, False),
+    "min-replicas-floor": Case(
+        QUERY | {"minReplicas": "2"}, Observations(demand=demand(50)), 2, Reason.MIN_REPLICAS, True
+    ),
+    "below-activation-threshold": Case(
+        QUERY | {"activationThreshold": "10"}, Observations(demand=demand(5)), 1, Reason.QUERY, False
+    ),
+    "max-replicas-clamps": Case(
+        QUERY | {"maxReplicas": "4"}, Observations(demand=demand(1000)), 4, Reason.MAX_REPLICAS, True
+    ),
+    "cron-floor-wins": Case(
+        QUERY | {"schedules": schedules(WINDOW_NOW | {"desiredReplicas": 5})},
+        Observations(demand=demand(100)),
+        5,
+        Reason.CRON,
+        True,
+        {Signal.CRON: SignalStatus.OK},
+    ),
+    "cron-floor-outside-window": Case(
+        QUERY | {"schedules": schedules(WINDOW_LATER | {"desiredReplicas": 5})},
+        Observations(demand=demand(100)),
+        1,
+        Reason.QUERY,
+        True,
+        {Signal.CRON: SignalStatus.INACTIVE},
+    ),
+    "cron-ceiling-in-window": Case(
+        QUERY | {"schedules": schedules(WINDOW_NOW | {"maxReplicas": 3}), "maxReplicas": "20"},
+        Observations(demand=demand(1000)),
+        3,
+        Reason.WINDOW_CEILING,
+        True,
+    ),
+    "keda-cron-only-inside": Case(
+        WINDOW_NOW | {"desiredReplicas": "7"}, Observations(), 7, Reason.CRON, True
+    ),
+    "keda-cron-only-outside": Case(
+        WINDOW_LATER | {"desiredReplicas": "7"}, Observations(), 0, Reason.CRON, False
+    ),
+    "cpu-hpa-arithmetic": Case(
+        # 3.5 cores used, 0.5 core requested per pod, target 70%: ceil(3.5 / 0.35) = 10
+        {"cpuUtilization": "70", "podSelector": 'namespace="shop"'},
+        Observations(cpu=ResourceSample(3.5, 0.5, NOW)),
+        10,
+        Reason.CPU,
+        True,
+    ),
+    "resource-only-never-deactivates": Case(
+        {"memoryUtilization": "80", "podSelector": 'namespace="shop"'},
+        Observations(memory=ResourceSample(0.0, 2**30, NOW)),
+        0,
+        Reason.MEMORY,
+        True,
+    ),
+    "max-of-query-and-cpu": Case(
+        QUERY | {"cpuUtilization": "50", "podSelector": 'pod=~"web-.*"'},
+        Observations(demand=demand(250), cpu=ResourceSample(4.0, 1.0, NOW)),
+        8,
+        Reason.CPU,
+        True,
+    ),
+    "backend-down-holds-last-good": Case(
+        QUERY,
+        Observations(demand=demand(250, age=100, error="connection refused"),
+                     errors={"query": "connection refused"}),
+        3,
+        Reason.QUERY,
+        True,
+        {Signal.QUERY: SignalStatus.HELD},
+    ),
+    "forecast-on-wins-before-the-peak": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(100), forecast=band(300, 420)),
+        5,
+        Reason.FORECAST,
+        True,
+        {Signal.FORECAST: SignalStatus.OK},
+    ),
+    "forecast-observe-never-acts": Case(
+        QUERY | {"forecast": "observe"},
+        Observations(demand=demand(100), forecast=band(300, 420)),
+        1,
+        Reason.QUERY,
+        True,
+        {Signal.FORECAST: SignalStatus.OBSERVE},
+    ),
+    "forecast-rise-beyond-lead-does-not-wake": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(0), forecast=band(0, [0.0] * 60 + [50.0] * 60)),
+        0,
+        Reason.QUERY,
+        False,  # the band rises after the lead time (60 s start-up + 30 s polling): not yet
+    ),
+    "forecast-stands-in-for-stale-demand": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(900, age=600), forecast=band(150, 180),
+                     errors={"query": "timeout"}),
+        2,
+        Reason.FORECAST,
+        True,
+        {Signal.QUERY: SignalStatus.FORECAST_FALLBACK},
+    ),
+    "no-forecast-reactive-unchanged": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(250), forecast_problem="too little history (2h of 1d)"),
+        3,
+        Reason.QUERY,
+        True,
+        {Signal.FORECAST: SignalStatus.NO_FORECAST},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_decision_table(case: Case) -> None:
+    decision = decide(parse_policy(case.metadata), case.observations, NOW, SETTINGS)
+    assert decision.available, decision.detail
+    assert (decision.desired_replicas, decision.reason, decision.active) == (
+        case.desired,
+        case.reason,
+        case.active,
+    )
+    for signal, status in case.statuses.items():
+        reading = decision.signal(signal)
+        assert reading is not None and reading.status is status, decision.signals
+
+
+def test_lead_window_reaches_forecast_peak_that_starts_within_lead() -> None:
+    # The peak starts 80 s ahead: within 60 s start-up + 30 s polling, so it counts.
+    upper = [10.0] * 120
+    upper[1] = 999.0  # the minute starting at NOW + 60 s
+    decision = decide(
+        parse_policy(QUERY | {"forecast": "on"}),
+        Observations(demand=demand(0), forecast=band(0, upper)),
+        NOW + 20,
+        SETTINGS,
+    )
+    assert decision.desired_replicas == 10 and decision.active
+    assert decision.forecast_upper == 999.0
+
+
+def test_stale_demand_without_forecast_is_unavailable() -> None:
+    decision = decide(
+        parse_policy(QUERY),
+        Observations(demand=demand(250, age=121, error="timeout"), errors={"query": "timeout"}),
+        NOW,
+        SETTINGS,
+    )
+    assert not decision.available
+    assert decision.reason is Reason.UNAVAILABLE
+    assert "timeout" in decision.detail
+
+
+def test_never_observed_is_unavailable() -> None:
+    decision = decide(parse_policy(QUERY), Observations(), NOW, SETTINGS)
+    assert not decision.available and "no demand observed yet" in decision.detail
+
+
+def test_every_decision_records_each_signal() -> None:
+    metadata = QUERY | {
+        "cpuUtilization": "50",
+        "podSelector": 'namespace="a"',
+        "forecast": "observe",
+        "schedules": schedules(WINDOW_NOW | {"desiredReplicas": 2}),
+    }
+    decision = decide(
+        parse_policy(metadata),
+        Observations(demand=demand(250), cpu=ResourceSample(1.0, 1.0, NOW), forecast=band(1, 2)),
+        NOW,
+        SETTINGS,
+    )
+    assert {r.signal for r in decision.signals} == set(Signal)
+    assert decision.signal(Signal.QUERY).replicas == 3  # type: ignore[union-attr]
+    assert decision.signal(Signal.CPU).replicas == 2  # type: ignore[union-attr]
+
+
+# -- invariants ------------------------------------------------------------------
+
+bounds = st.tuples(st.integers(0, 20), st.integers(0, 80)).map(lambda t: (t[0], t[0] + t[1] + 1))
+demands = st.floats(min_value=0, max_value=1e6, allow_nan=False)
+thresholds = st.floats(min_value=0.01, max_value=1e4, allow_nan=False)
+
+
+def _decide(min_r: int, max_r: int, threshold: float, value: float, **extra: str) -> Decision:
+    metadata = {"query": "q", "threshold": repr(threshold), "minReplicas": str(min_r),
+                "maxReplicas": str(max_r)} | extra
+    return decide(parse_policy(metadata), Observations(demand=demand(value)), NOW, SETTINGS)
+
+
+@given(bounds, thresholds, demands)
+def test_bounds_always_hold(limits: tuple[int, int], threshold: float, value: float) -> None:
+    decision = _decide(*limits, threshold, value)
+    assert limits[0] <= decision.desired_replicas <= limits[1]
+
+
+@given(bounds, thresholds, demands, demands)
+def test_more_demand_never_gives_fewer_replicas(
+    limits: tuple[int, int], threshold: float, a: float, b: float
+) -> None:
+    low, high = sorted((a, b))
+    assert (
+        _decide(*limits, threshold, low).desired_replicas
+        <= _decide(*limits, threshold, high).desired_replicas
+    )
+
+
+@given(bounds, thresholds, demands, st.floats(min_value=0, max_value=120))
+def test_missing_data_never_lowers_replicas(
+    limits: tuple[int, int], threshold: float, value: float, later: float
+) -> None:
+    policy = parse_policy({"query": "q", "threshold": repr(threshold),
+                           "minReplicas": str(limits[0]), "maxReplicas": str(limits[1])})
+    fresh = decide(policy, Observations(demand=Sample(value, NOW)), NOW, SETTINGS)
+    held = decide(
+        policy,
+        Observations(demand=Sample(value, NOW, "connection refused"),
+                     errors={"query": "connection refused"}),
+        NOW + later,
+        SETTINGS,
+    )
+    assert held.available
+    assert held.desired_replicas >= fresh.desired_replicas

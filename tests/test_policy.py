@@ -1,0 +1,244 @@
+"""The trigger metadata parser: every key's rule and message."""
+
+from __future__ import annotations
+
+import pytest
+
+from scaler.policy import (
+    ForecastMode,
+    PolicyError,
+    cached_policy,
+    parse_policy,
+)
+
+QUERY = {"query": "sum(rate(http_requests_total[1m]))", "threshold": "100"}
+CRON = {"timezone": "Europe/Berlin", "start": "0 8 * * *", "end": "0 20 * * *", "desiredReplicas": "5"}
+
+
+def problems(metadata: dict[str, str]) -> tuple[str, ...]:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(metadata)
+    return info.value.problems
+
+
+def test_query_policy_with_defaults() -> None:
+    policy = parse_policy(QUERY)
+    assert policy.query is not None
+    assert policy.query.threshold == 100.0
+    assert policy.query.activation_threshold == 0.0
+    assert policy.query.ignore_null_values is True
+    assert policy.min_replicas == 0 and policy.max_replicas is None
+    assert policy.metric_name == "tidescaler"
+    assert policy.forecast.mode is ForecastMode.OFF
+    assert policy.forecast.pod_startup_seconds == 60.0
+    assert policy.forecast.quantile == 0.95
+    assert policy.forecast.history_seconds == 7 * 86400
+
+
+def test_keda_cron_metadata_is_accepted_unchanged() -> None:
+    policy = parse_policy(CRON | {"scalerAddress": "tidescaler:9090", "enableTLS": "false"})
+    assert len(policy.windows) == 1
+    assert policy.windows[0].desired_replicas == 5
+    assert policy.windows[0].max_replicas is None
+
+
+def test_full_tidal_policy() -> None:
+    policy = parse_policy(
+        QUERY
+        | {
+            "schedules": '[{"start": "0 8 * * 1-5", "end": "0 18 * * 1-5", "timezone": "UTC",'
+            ' "desiredReplicas": 4}, {"start": "0 0 * * *", "end": "0 6 * * *",'
+            ' "timezone": "UTC", "maxReplicas": 3}]',
+            "forecast": "on",
+            "forecastHistory": "14d",
+            "podStartupSeconds": "90s",
+            "forecastQuantile": "0.9",
+            "minReplicas": "1",
+            "maxReplicas": "50",
+            "activationThreshold": "5",
+            "ignoreNullValues": "false",
+            "prometheusAddress": "http://prometheus:9090/",
+        }
+    )
+    assert [(w.desired_replicas, w.max_replicas) for w in policy.windows] == [(4, None), (None, 3)]
+    assert policy.forecast.mode is ForecastMode.ON
+    assert policy.forecast.history_seconds == 14 * 86400
+    assert policy.forecast.pod_startup_seconds == 90
+    assert policy.forecast_query == QUERY["query"]
+    assert policy.prometheus_address == "http://prometheus:9090"
+    assert policy.query is not None and policy.query.ignore_null_values is False
+
+
+def test_schedules_accept_yaml() -> None:
+    policy = parse_policy(
+        {"schedules": "- start: 0 8 * * *\n  end: 0 9 * * *\n  timezone: UTC\n  desiredReplicas: 2\n"}
+    )
+    assert policy.windows[0].desired_replicas == 2
+
+
+@pytest.mark.parametrize(
+    ("metadata", "expected"),
+    [
+        pytest.param(
+            QUERY | {"treshold": "5"},
+            "unknown key 'treshold' (did you mean threshold?)",
+            id="typo-did-you-mean",
+        ),
+        pytest.param(
+            QUERY | {"podstartupseconds": "5"},
+            "unknown key 'podstartupseconds' (did you mean podStartupSeconds?)",
+            id="wrong-case",
+        ),
+        pytest.param(QUERY | {"colour": "red"}, "unknown key 'colour'", id="unknown-no-hint"),
+        pytest.param(
+            {"query": "up"}, "threshold is required with query", id="threshold-required"
+        ),
+        pytest.param(
+            QUERY | {"threshold": "-3"}, "threshold='-3': expected a number > 0", id="threshold-negative"
+        ),
+        pytest.param(
+            QUERY | {"threshold": "0"}, "threshold='0': expected a number > 0", id="threshold-zero"
+        ),
+        pytest.param(
+            QUERY | {"activationThreshold": "lots"},
+            "activationThreshold='lots': expected a number >= 0",
+            id="activation-not-number",
+        ),
+        pytest.param(
+            QUERY | {"ignoreNullValues": "maybe"},
+            "ignoreNullValues='maybe': expected true or false",
+            id="bool",
+        ),
+        pytest.param(
+            QUERY | {"forecast": "auto"}, "forecast='auto': expected one of off, observe, on", id="mode"
+        ),
+        pytest.param(
+            QUERY | {"forecastQuantile": "95"},
+            "forecastQuantile='95': expected a quantile strictly between 0.5 and 1, e.g. 0.95",
+            id="quantile-percent",
+        ),
+        pytest.param(
+            QUERY | {"forecastHistory": "a week"},
+            "forecastHistory='a week': expected a duration such as 90s, 15m, 7d",
+            id="history-duration",
+        ),
+        pytest.param(
+            QUERY | {"minReplicas": "4", "maxReplicas": "2"},
+            "minReplicas=4 is above maxReplicas=2",
+            id="min-above-max",
+        ),
+        pytest.param(
+            QUERY | {"maxReplicas": "2.5"},
+            "maxReplicas='2.5': expected a whole number >= 1",
+            id="max-not-int",
+        ),
+        pytest.param(
+            QUERY | {"prometheusAddress": "prometheus:9090"},
+            "prometheusAddress='prometheus:9090': expected an http:// or https:// URL",
+            id="address-scheme",
+        ),
+        pytest.param({}, "no signal: set a cron window", id="no-signal"),
+        pytest.param({"threshold": "5"}, "threshold is set but query is not", id="threshold-alone"),
+        pytest.param(
+            {"cpuUtilization": "70"},
+            "podSelector is required with cpuUtilization or memoryUtilization",
+            id="cpu-needs-selector",
+        ),
+        pytest.param(
+            {"cpuUtilization": "seventy", "podSelector": 'namespace="a"'},
+            "cpuUtilization='seventy': expected a percentage > 0, e.g. 70",
+            id="cpu-not-number",
+        ),
+        pytest.param(
+            {"forecast": "on", "cpuUtilization": "70", "podSelector": 'namespace="a"'},
+            "forecast=on needs query and threshold",
+            id="forecast-needs-query",
+        ),
+        pytest.param(
+            CRON | {"timezone": "Mars/Olympus"},
+            "timezone='Mars/Olympus': expected an IANA time zone such as Europe/Berlin or UTC",
+            id="bad-zone",
+        ),
+        pytest.param(
+            CRON | {"desiredReplicas": "0"},
+            "desiredReplicas='0': expected a whole number >= 1",
+            id="keda-desired-nonzero",
+        ),
+        pytest.param(
+            {k: v for k, v in CRON.items() if k != "timezone"},
+            "timezone is required for a cron window",
+            id="cron-needs-zone",
+        ),
+        pytest.param(
+            CRON | {"end": "0 8 * * *"}, "start and end must differ", id="start-equals-end"
+        ),
+        pytest.param(
+            CRON | {"start": "0 25 * * *"}, "start='0 25 * * *': expected a 5-field cron", id="cron"
+        ),
+        pytest.param(
+            {"schedules": "[{start: 0 1 * * *, end: 0 2 * * *, timezone: UTC}]"},
+            "schedules[0].needs desiredReplicas and/or maxReplicas",
+            id="schedule-needs-a-bound",
+        ),
+        pytest.param(
+            {"schedules": '[{"start": "0 1 * * *", "end": "0 2 * * *", "timezone": "UTC",'
+             ' "desiredReplica": 3}]'},
+            "schedules[0].desiredReplica: unknown key (did you mean desiredReplicas?)",
+            id="schedule-key-typo",
+        ),
+        pytest.param({"schedules": "{}"}, "schedules: expected a non-empty list", id="schedules-dict"),
+        pytest.param(
+            QUERY | {"schedules": '[{"start": "0 1 * * *", "end": "0 2 * * *", "timezone": "UTC",'
+                     ' "maxReplicas": 1}]', "minReplicas": "2"},
+            "schedules[0]: maxReplicas=1 is below minReplicas=2",
+            id="window-ceiling-below-min",
+        ),
+        pytest.param(
+            QUERY | {"thresholdFromEnv": "7"},
+            "thresholdFromEnv and threshold are both set; keep one",
+            id="from-env-twice",
+        ),
+    ],
+)
+def test_invalid_metadata_names_key_value_and_expectation(
+    metadata: dict[str, str], expected: str
+) -> None:
+    found = problems(metadata)
+    assert any(expected in p for p in found), found
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    found = problems({"query": "up", "threshold": "x", "minReplicas": "-1", "forcast": "on"})
+    assert len(found) == 3, found
+    assert any("forcast" in p and "did you mean forecast?" in p for p in found)
+    assert any(p.startswith("threshold='x'") for p in found)
+    assert any(p.startswith("minReplicas='-1'") for p in found)
+
+
+def test_from_env_keys_resolved_by_keda_are_used() -> None:
+    policy = parse_policy({"query": "up", "thresholdFromEnv": "12"})
+    assert policy.query is not None and policy.query.threshold == 12
+
+
+def test_resource_only_policy() -> None:
+    policy = parse_policy({"cpuUtilization": "70", "podSelector": 'namespace="shop",pod=~"web-.*"'})
+    assert policy.resources is not None
+    assert policy.resources.cpu_utilization_percent == 70
+    assert policy.resource_only
+
+
+def test_pod_selector_cannot_inject_promql() -> None:
+    found = problems({"cpuUtilization": "70", "podSelector": 'pod="a"}) or vector(1'})
+    assert any(p.startswith("podSelector=") for p in found), found
+
+
+def test_parsing_is_cached_per_distinct_metadata() -> None:
+    first = cached_policy(dict(QUERY))
+    assert cached_policy(dict(QUERY)) is first
+    assert cached_policy(QUERY | {"minReplicas": "1"}) is not first
+
+
+def test_cached_errors_raise_every_time() -> None:
+    for _ in range(2):
+        with pytest.raises(PolicyError):
+            cached_policy({"query": "up"})
