@@ -13,7 +13,10 @@ class Forecast:
 
     `median[i]` and `upper[i]` are the forecast for the interval starting at
     `start + i * step_seconds`, in the series' own unit (e.g. requests/s).
-    `upper` is the calibrated band at `quantile`.
+    `upper` is the calibrated band at `quantile`. `periodicity` names the
+    periods found ("daily+weekly", "none", ...) and `note` says why the
+    forecast is less than it could be (e.g. no periodicity, so a recent-level
+    model), empty when there is nothing to say.
     """
 
     start: float
@@ -23,6 +26,8 @@ class Forecast:
     quantile: float
     model: str
     fitted_at: float
+    periodicity: str = ""
+    note: str = ""
 
     @property
     def end(self) -> float:

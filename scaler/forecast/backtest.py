@@ -1,0 +1,552 @@
+"""`tidescaler backtest`: score the forecaster on a trace, against baselines.
+
+Rolling origin: every `stride` from the point where `min_history` of the
+trace is known, the forecaster is fit on the history up to that origin (the
+last observation it may use) and its forecast is read at each horizon; the
+target is `origin + horizon` on the trace's grid. The baselines make the same
+forecasts from the same origins: seasonal naive at a day and at a week (the
+same time yesterday / last week) and the last value.
+
+Scores per (horizon, method): sMAPE in percent (200 |a - f| / (|a| + |f|),
+0 when both are 0), MASE (mean absolute error over the mean absolute change
+from one day to the next in the history before the first origin, lag 1
+when the step does not divide a day), under-prediction rate (share of
+targets above the forecast median) and coverage (share at or below the upper
+band; the forecaster only). Every forecast the forecaster made can be written
+to a CSV so that anyone can recompute the scores from the trace.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from scaler.durations import parse_duration
+from scaler.forecast.forecaster import DEFAULT_SETTINGS, ForecasterSettings, InsufficientHistory
+from scaler.forecast.forecaster import fit as fit_forecaster
+from scaler.forecast.models import FloatArray
+from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS
+
+TIDESCALER = "tidescaler"
+BASELINES = ("seasonal_naive_day", "seasonal_naive_week", "last_value")
+
+
+class TraceError(ValueError):
+    """A trace file that cannot be read; the message names file, line and problem."""
+
+
+@dataclass(frozen=True, eq=False)
+class Trace:
+    """A demand trace on a regular grid: `values[i]` covers [timestamps[i], + step)."""
+
+    timestamps: FloatArray
+    values: FloatArray
+    step_seconds: float
+    name: str
+
+
+@dataclass(frozen=True)
+class Score:
+    """Scores of one method at one horizon."""
+
+    horizon_seconds: float
+    method: str
+    smape: float
+    mase: float
+    under_rate: float
+    coverage: float | None
+    count: int
+
+
+@dataclass(frozen=True, eq=False)
+class MethodForecasts:
+    """Forecasts of one method at one horizon: one entry per origin (NaN where undefined)."""
+
+    origins: FloatArray  # timestamps of the origins
+    median: FloatArray
+    upper: FloatArray | None
+
+
+@dataclass(frozen=True, eq=False)
+class BacktestResult:
+    trace: Trace
+    quantile: float
+    horizons_seconds: tuple[float, ...]
+    origin_count: int
+    mase_scale: float
+    scores: tuple[Score, ...]
+    forecasts: dict[tuple[float, str], MethodForecasts]
+    models_used: dict[str, int]
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_trace(path: str | Path) -> Trace:
+    """Read a `timestamp,<value>` CSV on a regular grid of Unix seconds."""
+    path = Path(path)
+    try:
+        handle = path.open(newline="", encoding="utf-8")
+    except OSError as exc:
+        raise TraceError(f"{path}: cannot open: {exc.strerror or exc}") from None
+    times: list[float] = []
+    values: list[float] = []
+    with handle:
+        reader = csv.reader(handle)
+        try:
+            header = next(reader, None)
+            if header is None:
+                raise TraceError(f"{path}: empty file; expected a header 'timestamp,requests'")
+            if len(header) != 2 or header[0].strip().lower() != "timestamp":
+                raise TraceError(
+                    f"{path}:1: header {','.join(header)!r}; expected 'timestamp,requests' "
+                    "(a timestamp column and one value column)"
+                )
+            for row in reader:
+                line = reader.line_num
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if len(row) != 2:
+                    raise TraceError(f"{path}:{line}: {len(row)} fields; expected 2")
+                t = _number(row[0], path, line, "timestamp")
+                v = _number(row[1], path, line, "value")
+                if v < 0:
+                    raise TraceError(f"{path}:{line}: value {row[1].strip()} is negative")
+                if times and t <= times[-1]:
+                    raise TraceError(
+                        f"{path}:{line}: timestamp {row[0].strip()} does not increase "
+                        f"(previous {times[-1]:g})"
+                    )
+                if len(times) >= 2 and not math.isclose(
+                    t - times[-1], times[1] - times[0], rel_tol=1e-9, abs_tol=1e-6
+                ):
+                    raise TraceError(
+                        f"{path}:{line}: timestamp {row[0].strip()} is off the grid: step "
+                        f"{t - times[-1]:g}s, expected {times[1] - times[0]:g}s "
+                        "(write missing intervals as rows)"
+                    )
+                times.append(t)
+                values.append(v)
+        except UnicodeDecodeError:
+            raise TraceError(f"{path}: not a UTF-8 text file") from None
+        except csv.Error as exc:
+            raise TraceError(f"{path}:{reader.line_num}: {exc}") from None
+    if len(times) < 3:
+        raise TraceError(f"{path}: {len(times)} data rows; need at least 3")
+    return Trace(
+        timestamps=np.asarray(times),
+        values=np.asarray(values),
+        step_seconds=times[1] - times[0],
+        name=path.name,
+    )
+
+
+def _number(text: str, path: Path, line: int, what: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise TraceError(f"{path}:{line}: {what} {text.strip()!r} is not a number") from None
+    if not math.isfinite(value):
+        raise TraceError(f"{path}:{line}: {what} {text.strip()!r} is not finite")
+    return value
+
+
+# ----------------------------------------------------------------- scoring
+
+
+def smape(actual: FloatArray, forecast: FloatArray) -> float:
+    """Symmetric MAPE in percent; a point where both are 0 counts as 0."""
+    denom = np.abs(actual) + np.abs(forecast)
+    terms = np.zeros(len(actual))
+    np.divide(2.0 * np.abs(actual - forecast), denom, out=terms, where=denom > 0)
+    return float(100.0 * terms.mean()) if len(terms) else math.nan
+
+
+def mase_scale(values: FloatArray, step_seconds: float) -> float:
+    """Mean absolute change over one season (a day if the step divides it, else 1 step)."""
+    lag = round(DAY_SECONDS / step_seconds)
+    if not math.isclose(lag * step_seconds, DAY_SECONDS) or len(values) <= 2 * lag:
+        lag = 1
+    diffs = np.abs(values[lag:] - values[:-lag])
+    return float(diffs.mean()) if len(diffs) else math.nan
+
+
+def score(
+    horizon_seconds: float,
+    method: str,
+    actual: FloatArray,
+    median: FloatArray,
+    upper: FloatArray | None,
+    scale: float,
+) -> Score:
+    ok = np.isfinite(median)
+    a, f = actual[ok], median[ok]
+    coverage = None
+    if upper is not None:
+        coverage = float(np.mean(a <= upper[ok])) if len(a) else math.nan
+    return Score(
+        horizon_seconds=horizon_seconds,
+        method=method,
+        smape=smape(a, f),
+        mase=float(np.mean(np.abs(a - f)) / scale) if len(a) and scale > 0 else math.nan,
+        under_rate=float(np.mean(a > f)) if len(a) else math.nan,
+        coverage=coverage,
+        count=len(a),
+    )
+
+
+# ----------------------------------------------------------------- running
+
+
+def seasonal_naive_at(
+    values: FloatArray, origins: np.ndarray, steps: int, period: int
+) -> FloatArray:
+    """Same phase of the most recent period known at each origin (NaN before the trace)."""
+    lag = period * math.ceil(steps / period)
+    idx = origins + steps - lag
+    return np.where(idx >= 0, values[np.clip(idx, 0, None)], np.nan)
+
+
+def run(
+    trace: Trace,
+    horizons_seconds: Sequence[float],
+    *,
+    quantile: float = 0.95,
+    stride_seconds: float = 3600.0,
+    min_history_seconds: float = WEEK_SECONDS,
+    history_seconds: float = 28 * DAY_SECONDS,
+    settings: ForecasterSettings = DEFAULT_SETTINGS,
+    progress: Callable[[int, int], None] | None = None,
+) -> BacktestResult:
+    """Rolling-origin backtest of the forecaster and the baselines on `trace`."""
+    step = trace.step_seconds
+    y = trace.values
+    n = len(y)
+    steps_of = sorted({max(1, math.ceil(h / step - 1e-9)) for h in horizons_seconds})
+    horizons = tuple(k * step for k in steps_of)
+    first = max(math.ceil(min_history_seconds / step) - 1, 0)
+    stride = max(1, round(stride_seconds / step))
+    origins = np.arange(first, n - 1, stride, dtype=np.int64)
+    origins = origins[origins + steps_of[0] < n]
+    if len(origins) == 0:
+        raise TraceError(
+            f"{trace.name}: {n} rows ({n * step / DAY_SECONDS:.1f} days) leave no origin after "
+            f"{min_history_seconds / DAY_SECONDS:g} days of history; use a longer trace or "
+            "a shorter --min-history"
+        )
+    max_steps = steps_of[-1]
+    keep = max(1, int(history_seconds // step))
+    median = np.full((len(origins), len(steps_of)), np.nan)
+    upper = np.full((len(origins), len(steps_of)), np.nan)
+    models_used: dict[str, int] = {}
+    for i, o in enumerate(origins.tolist()):
+        history = y[max(0, o + 1 - keep) : o + 1]
+        now = float(trace.timestamps[o]) + step
+        try:
+            fitted = fit_forecaster(history, step, quantile=quantile, now=now, settings=settings)
+        except InsufficientHistory:
+            continue
+        fc = fitted.forecast(max_steps * step)
+        models_used[fc.model] = models_used.get(fc.model, 0) + 1
+        for j, k in enumerate(steps_of):
+            # The forecast point whose interval holds the target interval's start.
+            idx = math.floor(((k - 1) * step) / fc.step_seconds + 1e-9)
+            if idx < len(fc.median):
+                median[i, j] = fc.median[idx]
+                upper[i, j] = fc.upper[idx]
+        if progress is not None:
+            progress(i + 1, len(origins))
+
+    scale = mase_scale(y[: first + 1], step)
+    day = round(DAY_SECONDS / step)
+    week = round(WEEK_SECONDS / step)
+    scores: list[Score] = []
+    forecasts: dict[tuple[float, str], MethodForecasts] = {}
+    for j, k in enumerate(steps_of):
+        valid = origins + k < n
+        at = origins[valid]
+        actual = y[at + k]
+        methods: dict[str, tuple[FloatArray, FloatArray | None]] = {
+            TIDESCALER: (median[valid, j], upper[valid, j]),
+        }
+        if math.isclose(day * step, DAY_SECONDS):
+            methods["seasonal_naive_day"] = (seasonal_naive_at(y, at, k, day), None)
+            methods["seasonal_naive_week"] = (seasonal_naive_at(y, at, k, week), None)
+        methods["last_value"] = (y[at].astype(np.float64), None)
+        for method, (med, up) in methods.items():
+            scores.append(score(horizons[j], method, actual, med, up, scale))
+            forecasts[(horizons[j], method)] = MethodForecasts(trace.timestamps[at], med, up)
+    return BacktestResult(
+        trace=trace,
+        quantile=quantile,
+        horizons_seconds=horizons,
+        origin_count=len(origins),
+        mase_scale=scale,
+        scores=tuple(scores),
+        forecasts=forecasts,
+        models_used=models_used,
+    )
+
+
+# ------------------------------------------------------------------ output
+
+
+def write_forecasts_csv(result: BacktestResult, path: str | Path) -> None:
+    """Every forecast of the forecaster: origin,target,horizon_seconds,median,upper."""
+    with Path(path).open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["origin", "target", "horizon_seconds", "median", "upper"])
+        for h in result.horizons_seconds:
+            fc = result.forecasts[(h, TIDESCALER)]
+            assert fc.upper is not None
+            for origin, med, up in zip(fc.origins, fc.median, fc.upper, strict=True):
+                if np.isfinite(med):
+                    writer.writerow(
+                        [
+                            f"{origin:.0f}",
+                            f"{origin + h:.0f}",
+                            f"{h:g}",
+                            repr(float(med)),
+                            repr(float(up)),
+                        ]
+                    )
+
+
+def result_json(result: BacktestResult) -> dict[str, object]:
+    def clean(value: object) -> object:
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+
+    return {
+        "trace": result.trace.name,
+        "step_seconds": result.trace.step_seconds,
+        "quantile": result.quantile,
+        "origins": result.origin_count,
+        "mase_scale": clean(result.mase_scale),
+        "models_used": result.models_used,
+        "results": [{k: clean(v) for k, v in asdict(s).items()} for s in result.scores],
+    }
+
+
+def plot(result: BacktestResult, out_dir: str | Path) -> Path:
+    """PNG of actuals, forecast median and band at each horizon over the backtest."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    trace = result.trace
+    horizons = result.horizons_seconds
+    fig, axes = plt.subplots(len(horizons), 1, figsize=(12, 3.2 * len(horizons)), squeeze=False)
+    for ax, h in zip(axes[:, 0], horizons, strict=True):
+        fc = result.forecasts[(h, TIDESCALER)]
+        targets = fc.origins + h
+        lo = fc.origins[0] if len(fc.origins) else trace.timestamps[0]
+        shown = trace.timestamps >= lo
+        days = (trace.timestamps[shown] - lo) / DAY_SECONDS
+        ax.plot(days, trace.values[shown], color="0.55", lw=0.6, label="actual")
+        t_days = (targets - lo) / DAY_SECONDS
+        if fc.upper is not None:
+            ax.fill_between(
+                t_days,
+                fc.median,
+                fc.upper,
+                color="tab:blue",
+                alpha=0.25,
+                step="mid",
+                label=f"band q={result.quantile:g}",
+            )
+        ax.plot(t_days, fc.median, color="tab:blue", lw=1.0, label="forecast median")
+        ax.set_title(f"{trace.name}: forecast {_label(h)} ahead")
+        ax.set_xlabel("days since first origin")
+        ax.set_ylabel(f"per {_label(trace.step_seconds)}")
+        ax.legend(loc="upper right", fontsize="small")
+    fig.tight_layout()
+    path = out / f"backtest_{Path(trace.name).stem}.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _label(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+def render_table(result: BacktestResult) -> object:
+    from rich.table import Table
+
+    table = Table(
+        title=f"{result.trace.name}: {result.origin_count} origins, band q={result.quantile:g}"
+    )
+    for col in ("horizon", "method", "sMAPE %", "MASE", "under %", "coverage %", "n"):
+        table.add_column(col, justify="left" if col in ("horizon", "method") else "right")
+    for s in result.scores:
+        table.add_row(
+            _label(s.horizon_seconds),
+            s.method,
+            f"{s.smape:.1f}",
+            f"{s.mase:.3f}",
+            f"{100 * s.under_rate:.1f}",
+            "" if s.coverage is None else f"{100 * s.coverage:.1f}",
+            str(s.count),
+        )
+    return table
+
+
+# --------------------------------------------------------------------- CLI
+
+
+def _duration_list(text: str) -> list[float]:
+    try:
+        out = [parse_duration(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not out or any(h <= 0 for h in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive durations like 10m,1h,1d")
+    return out
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _quantile(text: str) -> float:
+    try:
+        q = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.5 <= q < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a quantile in [0.5, 1)")
+    return q
+
+
+def add_backtest_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add `backtest` to the `tidescaler` command."""
+    p = subparsers.add_parser(
+        "backtest",
+        help="score the forecaster on a trace against seasonal-naive baselines",
+        description=(__doc__ or "").split("\n\n")[0],
+    )
+    p.add_argument("--trace", required=True, help="CSV with header timestamp,requests")
+    p.add_argument(
+        "--horizons",
+        type=_duration_list,
+        default=_duration_list("10m,1h,1d"),
+        help="comma-separated horizons (default 10m,1h,1d); rounded up to the trace's step",
+    )
+    p.add_argument(
+        "--quantile",
+        type=_quantile,
+        default=0.95,
+        help="quantile of the upper band (forecastQuantile, default 0.95)",
+    )
+    p.add_argument(
+        "--stride",
+        type=_duration,
+        default=3600.0,
+        help="time between forecast origins (default 1h)",
+    )
+    p.add_argument(
+        "--min-history",
+        type=_duration,
+        default=WEEK_SECONDS,
+        help="history before the first origin (default 7d)",
+    )
+    p.add_argument(
+        "--history",
+        type=_duration,
+        default=28 * DAY_SECONDS,
+        help="history the forecaster learns from at each origin (default 28d)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--forecasts-csv",
+        metavar="FILE",
+        help="write every forecast: origin,target,horizon_seconds,median,upper",
+    )
+    p.add_argument("--out", metavar="DIR", help="write a PNG of forecast, band and actuals here")
+    p.set_defaults(func=run_backtest)
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    """Entry point of `tidescaler backtest`; returns the exit status."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    err = Console(stderr=True)
+    try:
+        trace = read_trace(args.trace)
+    except TraceError as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    with Progress(
+        TextColumn("backtest {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(trace.name, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = run(
+                trace,
+                args.horizons,
+                quantile=args.quantile,
+                stride_seconds=args.stride,
+                min_history_seconds=args.min_history,
+                history_seconds=args.history,
+                progress=advance,
+            )
+        except TraceError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            return 2
+    if args.forecasts_csv:
+        write_forecasts_csv(result, args.forecasts_csv)
+    if args.out:
+        path = plot(result, args.out)
+        err.print(f"wrote {path}", highlight=False)
+    if args.json:
+        json.dump(result_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        Console().print(render_table(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m scaler.forecast.backtest ...`, the same as `tidescaler backtest ...`."""
+    parser = argparse.ArgumentParser(prog="tidescaler")
+    add_backtest_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["backtest", *(sys.argv[1:] if argv is None else argv)])
+    status: int = args.func(args)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,390 @@
+"""Fit a forecast of one demand series: clean, detect periods, choose, calibrate.
+
+The pipeline of `fit`, in order:
+
+1. Cap the history (memory per series is bounded) and average steps finer
+   than a minute into one-minute means (a mean keeps the series' unit).
+2. Mark outages as missing: zeros in a series that is rarely zero, and runs
+   of zeros where the same hour of other days had demand, so that a dead
+   scrape target does not teach seasonal models a dead hour.
+3. Detect daily and weekly periods (periodicity.detect). Without one, only
+   recent-level models are candidates, and the forecast says why.
+4. Backtest every candidate from every origin of the recent history at once
+   (each model's `rolling` kernel), and pick per horizon range the model with
+   the least asymmetric loss: demand above the forecast costs more than
+   demand below it, because under-provisioning is what users feel.
+5. Calibrate the upper band split-conformal style on the chosen models'
+   out-of-sample errors from that backtest, per horizon and relative to the
+   forecast level, so that coverage holds both at the peak and in the valley.
+
+Everything is a deterministic function of the input: two replicas fitting the
+same history give the same forecast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from scaler.forecast.models import FloatArray, IntArray, Model, RecentLevel, SeasonalProfile
+from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS, Periodicity, coarsen, detect
+from scaler.forecast.types import Forecast
+
+
+class InsufficientHistory(ValueError):
+    """The series holds too little data to forecast."""
+
+
+@dataclass(frozen=True)
+class ForecasterSettings:
+    """Knobs of the forecaster; the defaults are what the scaler runs with."""
+
+    max_history_seconds: float = 28 * DAY_SECONDS
+    min_history_seconds: float = 3 * 3600.0
+    min_points: int = 24
+    # Steps finer than this are averaged into it (bounds points per series).
+    min_step_seconds: float = 60.0
+    # Under-prediction weighs this many times over-prediction in selection.
+    under_weight: float = 2.0
+    # Origins of the selection backtest: this much recent history, but at
+    # least `min_selection_origins` points where the history allows it.
+    selection_seconds: float = 3 * DAY_SECONDS
+    min_selection_origins: int = 240
+    # Neighbouring origins tell almost the same story; thinning them to
+    # this many keeps a refit within milliseconds.
+    max_selection_origins: int = 1000
+    level_window_seconds: float = 3600.0
+    smooth_seconds: float = 600.0
+    # Horizon ranges with a model of their own: up to the first edge the
+    # recent level matters most, beyond the last one only the seasonal shape.
+    bucket_edges_seconds: tuple[float, ...] = (1200.0, 3 * 3600.0)
+    # Band width is relative to (forecast + this share of the mean level),
+    # so that near-zero valleys do not get a zero-width band.
+    band_floor_share: float = 0.1
+    horizon_grid_points: int = 24
+
+
+DEFAULT_SETTINGS = ForecasterSettings()
+
+
+@dataclass(frozen=True)
+class Segment:
+    """One horizon range and the model chosen for it."""
+
+    until_steps: int  # last horizon (in steps) this model serves; the last segment is open
+    model_name: str
+    loss: float
+
+
+@dataclass(frozen=True, eq=False)
+class FittedForecaster:
+    """A fitted forecaster: call `forecast(horizon_seconds)` for the band."""
+
+    now: float
+    step_seconds: float
+    quantile: float
+    periodicity: Periodicity
+    history: FloatArray
+    models: tuple[Model, ...]
+    segments: tuple[Segment, ...]
+    band_horizons: IntArray
+    band_quantiles: FloatArray
+    band_floor: float
+    note: str
+    scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
+
+    @property
+    def model_name(self) -> str:
+        names = [s.model_name for s in self.segments]
+        if len(set(names)) == 1:
+            return names[0]
+        parts = []
+        for seg in self.segments[:-1]:
+            parts.append(f"{seg.model_name}<={_fmt_seconds(seg.until_steps * self.step_seconds)}")
+        parts.append(self.segments[-1].model_name)
+        return ",".join(parts)
+
+    def band_quantile(self, horizons: IntArray) -> FloatArray:
+        """Relative band width at each horizon (steps), flat beyond the calibrated range."""
+        log_h = np.log(self.band_horizons.astype(np.float64))
+        out: FloatArray = np.interp(np.log(np.maximum(horizons, 1)), log_h, self.band_quantiles)
+        return out
+
+    def predict(self, h: int) -> tuple[FloatArray, FloatArray]:
+        """Median and upper band for the next `h` steps of the internal grid."""
+        steps = np.arange(1, h + 1, dtype=np.int64)
+        median = np.zeros(h)
+        start = 0
+        by_name = {m.name: m for m in self.models}
+        for i, seg in enumerate(self.segments):
+            stop = h if i == len(self.segments) - 1 else min(seg.until_steps, h)
+            if stop > start:
+                path = by_name[seg.model_name].forecast(self.history, stop)
+                median[start:stop] = path[start:stop]
+            start = max(start, stop)
+        median = np.clip(np.nan_to_num(median, nan=0.0), 0.0, None)
+        width = self.band_quantile(steps) * (median + self.band_floor)
+        upper = np.maximum(median + width, median)
+        return median, upper
+
+    def forecast(self, horizon_seconds: float) -> Forecast:
+        """Forecast of [now, now + horizon_seconds) on the internal grid."""
+        h = max(1, math.ceil(horizon_seconds / self.step_seconds - 1e-9))
+        median, upper = self.predict(h)
+        return Forecast(
+            start=self.now,
+            step_seconds=self.step_seconds,
+            median=median,
+            upper=upper,
+            quantile=self.quantile,
+            model=self.model_name,
+            fitted_at=self.now,
+            periodicity=self.periodicity.label,
+            note=self.note,
+        )
+
+
+def _fmt_seconds(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"
+
+
+# ------------------------------------------------------------------ cleaning
+
+
+def _zero_runs(y: FloatArray) -> list[tuple[int, int]]:
+    zero = np.concatenate(([False], y == 0.0, [False]))
+    edges = np.flatnonzero(np.diff(zero.astype(np.int8)))
+    return list(zip(edges[0::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def mark_outages(y: FloatArray, period: int | None) -> FloatArray:
+    """Replace zeros that are outages, not demand, by NaN.
+
+    A series that is rarely zero (under 2 % of points) has no real zeros; in
+    one that often is, a run of zeros is an outage only where the same phase
+    of other periods had clear demand.
+    """
+    finite = y[np.isfinite(y)]
+    if len(finite) == 0:
+        return y
+    zero_share = float(np.mean(finite == 0.0))
+    if zero_share == 0.0:
+        return y
+    if zero_share < 0.02:
+        return np.where(y == 0.0, np.nan, y)
+    if period is None:
+        return y
+    positive = finite[finite > 0]
+    if len(positive) == 0:
+        return y
+    typical = float(np.median(positive))
+    out = y.copy()
+    for start, stop in _zero_runs(y):
+        if stop - start < 3:
+            continue
+        idx = np.arange(start, stop)
+        others = []
+        for k in (-3, -2, -1, 1, 2, 3):
+            shifted = idx + k * period
+            ok = (shifted >= 0) & (shifted < len(y))
+            others.append(np.where(ok, y[np.clip(shifted, 0, len(y) - 1)], np.nan))
+        stack = np.vstack(others)
+        if np.isfinite(stack).any() and float(np.nanmedian(stack)) >= 0.2 * typical:
+            out[start:stop] = np.nan
+    return out
+
+
+# ----------------------------------------------------------------- candidates
+
+
+def _candidates(
+    periodicity: Periodicity, n: int, step: float, settings: ForecasterSettings
+) -> tuple[list[Model], int]:
+    """Models worth trying and how many recent origins to backtest them on."""
+    level = max(3, round(settings.level_window_seconds / step))
+    half = round(settings.smooth_seconds / step / 2)
+    recent: list[Model] = [
+        RecentLevel(1, name="last_value"),
+        RecentLevel(level, name="recent_mean"),
+    ]
+    want = max(round(settings.selection_seconds / step), settings.min_selection_origins)
+
+    def seasonal(period: int, tag: str, periods: int) -> list[Model]:
+        return [
+            SeasonalProfile(period, name=f"seasonal_naive_{tag}"),
+            SeasonalProfile(period, level_window=level, name=f"level_naive_{tag}"),
+            SeasonalProfile(
+                period,
+                reducer="median",
+                periods=periods,
+                smooth_half_width=half,
+                name=f"median_{tag}",
+            ),
+            SeasonalProfile(
+                period,
+                reducer="median",
+                periods=periods,
+                smooth_half_width=half,
+                level_window=level,
+                name=f"level_median_{tag}",
+            ),
+            SeasonalProfile(
+                period,
+                reducer="smooth",
+                periods=periods,
+                beta=0.4,
+                smooth_half_width=half,
+                level_window=level,
+                name=f"level_smooth_{tag}",
+            ),
+        ]
+
+    day = round(DAY_SECONDS / step)
+    week = round(WEEK_SECONDS / step)
+    # At least a day of origins (or the minimum) must remain after warm-up.
+    least = min(want, max(day, settings.min_selection_origins))
+    models: list[Model] = []
+    if periodicity.daily or periodicity.weekly:
+        if n - day - level >= least // 2:
+            models += seasonal(day, "day", 7)
+        if n - week - level >= least:
+            models += seasonal(week, "week", 3)
+    if not models:
+        return recent, min(want, n - 1)
+    warmup = max(m.min_history for m in models)
+    return recent + models, max(1, min(want, n - warmup))
+
+
+def _horizon_grid(max_h: int, points: int) -> IntArray:
+    grid = np.unique(np.round(np.geomspace(1, max(max_h, 1), points)).astype(np.int64))
+    return grid[grid >= 1]
+
+
+# ---------------------------------------------------------------------- fit
+
+
+def conformal_quantile(scores: FloatArray, quantile: float) -> float:
+    """Split-conformal quantile: the ceil((m + 1) q)-th smallest of m scores."""
+    finite = np.sort(scores[np.isfinite(scores)])
+    m = len(finite)
+    if m == 0:
+        return 0.0
+    rank = math.ceil((m + 1) * quantile)
+    return float(finite[min(rank, m) - 1])
+
+
+def fit(
+    values: npt.ArrayLike,
+    step_seconds: float,
+    *,
+    quantile: float,
+    now: float,
+    settings: ForecasterSettings = DEFAULT_SETTINGS,
+) -> FittedForecaster:
+    """Fit on `values`, the series on a regular grid whose last point ends at `now`.
+
+    `values[i]` covers [now - (len - i) * step_seconds, ...); NaN marks a
+    missing point. Raises InsufficientHistory when there is too little data.
+    """
+    if not 0.0 < quantile < 1.0:
+        raise ValueError(f"quantile must be in (0, 1), got {quantile}")
+    if not step_seconds > 0:
+        raise ValueError(f"step_seconds must be positive, got {step_seconds}")
+    y = np.asarray(values, dtype=np.float64).ravel()
+    y = np.where(np.isfinite(y), np.maximum(y, 0.0), np.nan)
+    y = y[-max(1, int(settings.max_history_seconds // step_seconds)) :]
+    step = float(step_seconds)
+    if step < settings.min_step_seconds:
+        factor = int(settings.min_step_seconds // step)
+        y = coarsen(y, factor)
+        step *= factor
+    n_finite = int(np.isfinite(y).sum())
+    span = len(y) * step
+    if n_finite < settings.min_points or span < settings.min_history_seconds:
+        raise InsufficientHistory(
+            f"{n_finite} points over {span / 3600:.1f} h; need {settings.min_points} points "
+            f"over at least {settings.min_history_seconds / 3600:g} h"
+        )
+    y = mark_outages(y, None)
+    periodicity = detect(y, step)
+    day = round(DAY_SECONDS / step)
+    if periodicity.daily or periodicity.weekly:
+        y = mark_outages(y, day)
+
+    models, window = _candidates(periodicity, len(y), step, settings)
+    n = len(y)
+    stride = max(1, math.ceil(window / settings.max_selection_origins))
+    origins = np.arange(n - 2, n - window - 2, -stride, dtype=np.int64)[::-1].copy()
+    max_h = min(m.max_rolling_horizon for m in models)
+    if not (periodicity.daily or periodicity.weekly):
+        max_h = min(day, max(1, window // 2))
+    horizons = _horizon_grid(max_h, settings.horizon_grid_points)
+    targets = origins[:, None] + horizons[None, :]
+    actual = np.where(targets < n, y[np.clip(targets, 0, n - 1)], np.nan)
+    scale = max(float(np.nanmean(np.abs(actual))) if np.isfinite(actual).any() else 0.0, 1e-9)
+
+    edges = [e / step for e in settings.bucket_edges_seconds]
+    bucket_of = np.searchsorted(np.asarray(edges), horizons.astype(np.float64), side="left")
+    buckets = sorted(set(bucket_of.tolist()))
+
+    paths: dict[str, FloatArray] = {}
+    losses: dict[str, tuple[float, ...]] = {}
+    for model in models:
+        pred = model.rolling(y, origins, horizons)
+        err = actual - pred
+        weighted = np.where(err > 0, settings.under_weight, 1.0) * np.abs(err)
+        per_bucket = []
+        for b in buckets:
+            cols = weighted[:, bucket_of == b]
+            ok = np.isfinite(cols)
+            per_bucket.append(float(cols[ok].mean() / scale) if ok.any() else math.inf)
+        paths[model.name] = pred
+        losses[model.name] = tuple(per_bucket)
+
+    chosen: list[Segment] = []
+    for i, b in enumerate(buckets):
+        best = min(models, key=lambda m: losses[m.name][i])
+        last = int(edges[b]) if b < len(edges) else int(horizons.max())
+        chosen.append(Segment(last, best.name, losses[best.name][i]))
+    segments = _merge_segments(chosen)
+
+    floor = settings.band_floor_share * scale
+    band_q = np.zeros(len(horizons))
+    for j in range(len(horizons)):
+        seg_i = buckets.index(int(bucket_of[j]))
+        pred = paths[chosen[seg_i].model_name][:, j]
+        band_q[j] = conformal_quantile((actual[:, j] - pred) / (pred + floor), quantile)
+
+    note = ""
+    if not (periodicity.daily or periodicity.weekly):
+        note = f"no periodicity ({periodicity.reason}): recent-level model"
+    return FittedForecaster(
+        now=float(now),
+        step_seconds=step,
+        quantile=quantile,
+        periodicity=periodicity,
+        history=y,
+        models=tuple(models),
+        segments=segments,
+        band_horizons=horizons,
+        band_quantiles=band_q,
+        band_floor=floor,
+        note=note,
+        scores=losses,
+    )
+
+
+def _merge_segments(segments: list[Segment]) -> tuple[Segment, ...]:
+    merged: list[Segment] = []
+    for seg in segments:
+        if merged and merged[-1].model_name == seg.model_name:
+            merged[-1] = Segment(seg.until_steps, seg.model_name, max(merged[-1].loss, seg.loss))
+        else:
+            merged.append(seg)
+    return tuple(merged)
