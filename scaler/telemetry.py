@@ -54,6 +54,9 @@ class _ScaledObjectState:
 class Telemetry:
     """All metrics of one `tidescaler serve` process, registered in `registry`.
 
+    Without a registry a fresh one is made: prometheus_client's global default
+    registry is never used, so two instances (or two tests) never share series.
+
     `clock` and the `now` given to `record_decision` must be the same clock
     (Unix seconds by default); idle ScaledObjects are pruned against it on every
     scrape and whenever the number tracked reaches `max_scaledobjects`.
@@ -61,7 +64,7 @@ class Telemetry:
 
     def __init__(
         self,
-        registry: CollectorRegistry,
+        registry: CollectorRegistry | None = None,
         *,
         idle_seconds: float = 600.0,
         max_scaledobjects: int = 10_000,
@@ -71,7 +74,7 @@ class Telemetry:
             raise ValueError(f"idle_seconds must be > 0, got {idle_seconds}")
         if max_scaledobjects < 1:
             raise ValueError(f"max_scaledobjects must be >= 1, got {max_scaledobjects}")
-        self.registry = registry
+        self.registry = registry = registry if registry is not None else CollectorRegistry()
         self.idle_seconds = idle_seconds
         self.max_scaledobjects = max_scaledobjects
         self._clock = clock

@@ -303,3 +303,18 @@ def test_metrics_are_served_over_http() -> None:
     families = {family.name: family for family in text_string_to_metric_families(text)}
     assert families["tidescaler_desired_replicas"].samples[0].value == 7
     assert families["tidescaler_demand"].samples[0].labels == SO
+
+
+def test_without_a_registry_a_fresh_one_is_made_never_the_global_default() -> None:
+    from prometheus_client import REGISTRY
+
+    first, second = Telemetry(), Telemetry()
+    assert first.registry is not REGISTRY
+    assert first.registry is not second.registry
+    first.record_rpc("IsActive", "OK", 0.001)
+    assert (
+        REGISTRY.get_sample_value(
+            "tidescaler_grpc_requests_total", {"method": "IsActive", "code": "OK"}
+        )
+        is None
+    )

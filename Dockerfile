@@ -1,0 +1,23 @@
+# tidescaler: the KEDA external scaler (`tidescaler serve`).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    # The root filesystem is read-only in the cluster; /tmp is a volume.
+    MPLCONFIGDIR=/tmp/matplotlib \
+    HOME=/tmp
+
+WORKDIR /src
+COPY pyproject.toml README.md ./
+COPY scaler ./scaler
+RUN pip install . \
+    && rm -rf /src \
+    && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin tidescaler
+
+WORKDIR /
+# Numeric, so that Kubernetes can verify runAsNonRoot.
+USER 10001:10001
+EXPOSE 9090 8080
+ENTRYPOINT ["tidescaler", "serve"]

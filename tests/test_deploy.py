@@ -1,0 +1,258 @@
+"""deploy/: the kustomize base and the example ScaledObjects are valid and agree with each other.
+
+Built-in kinds are checked against the Kubernetes OpenAPI schemas that
+kubernetes-validate ships (strict: unknown fields fail); ScaledObjects against
+the openAPIV3Schema of KEDA's own CRD; PodMonitor, whose schema is not shipped,
+by the fields the Prometheus operator reads. The example triggers must be
+accepted by tidescaler's own policy parser, exactly as the server would see
+them from KEDA.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+import kubernetes_validate
+import pytest
+import yaml
+
+from scaler.policy import parse_policy
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DEPLOY = ROOT / "deploy"
+EXAMPLES = sorted((DEPLOY / "examples").glob("*.yaml"))
+DASHBOARD = DEPLOY / "grafana" / "tidescaler-dashboard.json"
+KUBERNETES_VERSION = "1.32.0"
+KUBECTL = shutil.which("kubectl")
+
+Manifest = dict[str, Any]
+
+
+def load_all(path: Path) -> list[Manifest]:
+    return [doc for doc in yaml.safe_load_all(path.read_text()) if doc]
+
+
+@cache
+def kustomize_build() -> str:
+    assert KUBECTL is not None
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(DEPLOY)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+@cache
+def base_manifests() -> tuple[Manifest, ...]:
+    """The kustomize output; without kubectl, the listed resource files as written."""
+    if KUBECTL is not None:
+        return tuple(doc for doc in yaml.safe_load_all(kustomize_build()) if doc)
+    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
+    docs: list[Manifest] = []
+    for name in kustomization["resources"]:
+        for doc in load_all(DEPLOY / name):
+            if doc["kind"] != "Namespace":
+                doc.setdefault("metadata", {})["namespace"] = kustomization["namespace"]
+            docs.append(doc)
+    return tuple(docs)
+
+
+def by_kind(kind: str) -> Manifest:
+    found = [doc for doc in base_manifests() if doc["kind"] == kind]
+    assert len(found) == 1, f"expected one {kind}, found {len(found)}"
+    return found[0]
+
+
+def example_documents() -> list[tuple[str, Manifest]]:
+    return [(f"{path.name}#{i}", doc) for path in EXAMPLES for i, doc in enumerate(load_all(path))]
+
+
+def scaledobjects() -> list[tuple[str, Manifest]]:
+    return [(name, doc) for name, doc in example_documents() if doc["kind"] == "ScaledObject"]
+
+
+@cache
+def scaledobject_schema() -> dict[str, Any]:
+    crd = yaml.safe_load((SHARED / "schemas" / "keda.sh_scaledobjects.yaml").read_text())
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+CRD_KINDS = {
+    ("keda.sh/v1alpha1", "ScaledObject"),
+    ("monitoring.coreos.com/v1", "PodMonitor"),
+}
+
+
+def test_the_kustomize_base_builds() -> None:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed: the kustomize build is not checked")
+    kinds = sorted(doc["kind"] for doc in yaml.safe_load_all(kustomize_build()) if doc)
+    assert kinds == [
+        "ConfigMap",
+        "Deployment",
+        "Namespace",
+        "PodDisruptionBudget",
+        "PodMonitor",
+        "Service",
+        "ServiceAccount",
+    ]
+
+
+def test_there_is_an_example_for_each_migration_and_the_full_policy() -> None:
+    assert [path.name for path in EXAMPLES] == [
+        "cron-migrated.yaml",
+        "prometheus-migrated.yaml",
+        "tidal-forecast.yaml",
+    ]
+
+
+@pytest.mark.parametrize(
+    "doc",
+    [
+        *[pytest.param(doc, id=f"base:{doc['kind']}") for doc in base_manifests()],
+        *[pytest.param(doc, id=f"example:{name}") for name, doc in example_documents()],
+    ],
+)
+def test_every_manifest_validates_against_its_schema(doc: Manifest) -> None:
+    if (doc["apiVersion"], doc["kind"]) in CRD_KINDS:
+        # Not in kubernetes-validate's schemas; checked by the tests below.
+        assert doc["metadata"]["name"]
+        return
+    kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+
+
+def test_strict_validation_rejects_an_unknown_field() -> None:
+    # Guards the test above: validation must actually look at the fields.
+    deployment = json.loads(json.dumps(by_kind("Deployment")))
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbes"] = {}
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+@pytest.mark.parametrize("name,doc", scaledobjects(), ids=[n for n, _ in scaledobjects()])
+def test_every_scaledobject_validates_against_kedas_crd(name: str, doc: Manifest) -> None:
+    assert doc["apiVersion"] == "keda.sh/v1alpha1"
+    jsonschema.validate(doc, scaledobject_schema())
+
+
+def test_the_crd_schema_rejects_a_scaledobject_without_triggers() -> None:
+    _, doc = scaledobjects()[0]
+    broken = {**doc, "spec": {k: v for k, v in doc["spec"].items() if k != "triggers"}}
+    with pytest.raises(jsonschema.ValidationError, match="triggers"):
+        jsonschema.validate(broken, scaledobject_schema())
+
+
+@pytest.mark.parametrize("name,doc", scaledobjects(), ids=[n for n, _ in scaledobjects()])
+def test_every_example_trigger_is_accepted_by_the_policy_parser(name: str, doc: Manifest) -> None:
+    triggers = [t for t in doc["spec"]["triggers"] if t["type"] in {"external", "external-push"}]
+    assert triggers, f"{name} has no tidescaler trigger"
+    for trigger in triggers:
+        # KEDA passes the whole metadata map, scalerAddress included; the
+        # parser itself knows which keys are KEDA's.
+        parse_policy(trigger["metadata"])
+
+
+@pytest.mark.parametrize("name,doc", scaledobjects(), ids=[n for n, _ in scaledobjects()])
+def test_every_example_points_at_the_service(name: str, doc: Manifest) -> None:
+    service = by_kind("Service")
+    grpc_port = next(p["port"] for p in service["spec"]["ports"] if p["name"] == "grpc")
+    address = (
+        f"{service['metadata']['name']}.{service['metadata']['namespace']}"
+        f".svc.cluster.local:{grpc_port}"
+    )
+    for trigger in doc["spec"]["triggers"]:
+        assert trigger["metadata"]["scalerAddress"] == address
+
+
+def test_the_full_example_uses_every_kind_of_signal_and_the_forecast() -> None:
+    (doc,) = [doc for name, doc in scaledobjects() if name.startswith("tidal-forecast")]
+    policy = parse_policy(doc["spec"]["triggers"][0]["metadata"])
+    assert policy.windows and policy.query and policy.resources
+    assert policy.forecast.mode.value == "on"
+
+
+def pod_spec() -> Manifest:
+    spec: Manifest = by_kind("Deployment")["spec"]["template"]["spec"]
+    return spec
+
+
+def container() -> Manifest:
+    containers: list[Manifest] = pod_spec()["containers"]
+    assert len(containers) == 1
+    return containers[0]
+
+
+def container_ports() -> dict[str, int]:
+    return {p["name"]: p["containerPort"] for p in container()["ports"]}
+
+
+def test_the_deployment_runs_serve_on_the_documented_ports() -> None:
+    ports = container_ports()
+    assert ports == {"grpc": 9090, "metrics": 8080}
+    assert "--port=9090" in container()["args"]
+    assert "--metrics-port=8080" in container()["args"]
+
+
+def test_probes_use_the_grpc_health_service_on_the_grpc_port() -> None:
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container()[probe]["grpc"]["port"] == container_ports()["grpc"], probe
+
+
+def test_the_pod_is_locked_down() -> None:
+    pod = pod_spec()["securityContext"]
+    assert pod["runAsNonRoot"] is True
+    assert pod["runAsUser"] != 0
+    assert pod["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container()["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    resources = container()["resources"]
+    assert {"cpu", "memory"} <= set(resources["requests"])
+    assert {"cpu", "memory"} <= set(resources["limits"])
+    assert pod_spec()["serviceAccountName"] == by_kind("ServiceAccount")["metadata"]["name"]
+
+
+def test_service_and_podmonitor_select_the_deployments_pods() -> None:
+    pod_labels = by_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    service = by_kind("Service")
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    assert {p["targetPort"] for p in service["spec"]["ports"]} == set(container_ports())
+
+    monitor = by_kind("PodMonitor")
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert endpoint["port"] == "metrics"
+    assert endpoint["path"] == "/metrics"
+    # The metrics' own `namespace` label (the ScaledObject's) must win over the
+    # target's, or the dashboard's namespace variable shows the scaler's.
+    assert endpoint["honorLabels"] is True
+    pdb = by_kind("PodDisruptionBudget")
+    assert pdb["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
+
+
+def test_the_dashboard_configmap_carries_the_json_for_the_grafana_sidecar() -> None:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed: the generated ConfigMap is not checked")
+    configmap = by_kind("ConfigMap")
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert configmap["metadata"]["namespace"] == "tidescaler"
+    (text,) = configmap["data"].values()
+    assert json.loads(text) == json.loads(DASHBOARD.read_text())
+
+
+def test_every_namespaced_object_lands_in_the_tidescaler_namespace() -> None:
+    namespace = by_kind("Namespace")["metadata"]["name"]
+    for doc in base_manifests():
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == namespace, doc["kind"]
