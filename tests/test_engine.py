@@ -226,19 +226,27 @@ def test_never_observed_is_unavailable() -> None:
 def test_every_decision_records_each_signal() -> None:
     metadata = QUERY | {
         "cpuUtilization": "50",
+        "memoryUtilization": "80",
         "podSelector": 'namespace="a"',
         "forecast": "observe",
         "schedules": schedules(WINDOW_NOW | {"desiredReplicas": 2}),
     }
     decision = decide(
         parse_policy(metadata),
-        Observations(demand=demand(250), cpu=ResourceSample(1.0, 1.0, NOW), forecast=band(1, 2)),
+        Observations(
+            demand=demand(250),
+            cpu=ResourceSample(1.0, 1.0, NOW),
+            memory=ResourceSample(3e9, 1e9, NOW),
+            forecast=band(1, 2),
+        ),
         NOW,
         SETTINGS,
     )
     assert {r.signal for r in decision.signals} == set(Signal)
     assert decision.signal(Signal.QUERY).replicas == 3  # type: ignore[union-attr]
     assert decision.signal(Signal.CPU).replicas == 2  # type: ignore[union-attr]
+    assert decision.signal(Signal.MEMORY).replicas == 4  # type: ignore[union-attr]
+    assert decision.desired_replicas == 4 and decision.reason is Reason.MEMORY
 
 
 # -- invariants ------------------------------------------------------------------

@@ -1,0 +1,282 @@
+"""The KEDA contract end to end: real gRPC over loopback with a client generated from the proto."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.server import RunningServer, ServerConfig, start_server
+from certs import Pki, make_pki
+
+ROOT = Path(__file__).resolve().parents[1]
+# Inside its window at any instant of the year but New Year's first minute: the next end
+# (every minute) always comes before the next start (once a year).
+ALWAYS = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "* * * * *", "desiredReplicas": "3"}
+# KEDA sends its own keys along with the user's.
+KEDA_KEYS = {"scalerAddress": "tidescaler.tidescaler:9090", "enableTLS": "false"}
+
+
+def ref(metadata: dict[str, str], name: str = "web") -> pb.ScaledObjectRef:
+    return pb.ScaledObjectRef(name=name, namespace="shop", scalerMetadata=KEDA_KEYS | metadata)
+
+
+def start(config: ServerConfig | None = None, **kwargs: object) -> RunningServer:
+    return start_server(config or ServerConfig(host="127.0.0.1", port=0, metrics_port=None),
+                        **kwargs)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server() -> Iterator[RunningServer]:
+    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
+                                 prometheus_url="http://127.0.0.1:9", push_interval_seconds=0.2))
+    yield running
+    running.stop(0)
+
+
+@pytest.fixture
+def stub(server: RunningServer) -> Iterator[pb_grpc.ExternalScalerStub]:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        yield pb_grpc.ExternalScalerStub(channel)
+
+
+def test_get_metric_spec_target_one_int_and_float(stub: pb_grpc.ExternalScalerStub) -> None:
+    response = stub.GetMetricSpec(ref(ALWAYS | {"metricName": "web-capacity"}), timeout=3)
+    assert len(response.metricSpecs) == 1
+    spec = response.metricSpecs[0]
+    assert (spec.metricName, spec.targetSize, spec.targetSizeFloat) == ("web-capacity", 1, 1.0)
+
+
+def test_cron_policy_reports_desired_replicas_in_both_fields(
+    stub: pb_grpc.ExternalScalerStub,
+) -> None:
+    response = stub.GetMetrics(
+        pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS), metricName="tidescaler"), timeout=3
+    )
+    assert len(response.metricValues) == 1
+    value = response.metricValues[0]
+    assert (value.metricName, value.metricValue, value.metricValueFloat) == ("tidescaler", 3, 3.0)
+    assert stub.IsActive(ref(ALWAYS), timeout=3).result is True
+
+
+def test_inactive_cron_window(stub: pb_grpc.ExternalScalerStub) -> None:
+    # Starts once a year at Jan 1 00:00 and ends a minute later: inactive on any test day
+    # but that minute.
+    never = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "1 0 1 1 *", "desiredReplicas": "4"}
+    assert stub.IsActive(ref(never), timeout=3).result is False
+    value = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(never)), timeout=3)
+    assert value.metricValues[0].metricValue == 0
+
+
+@pytest.mark.parametrize(
+    ("metadata", "fragment"),
+    [
+        pytest.param({"query": "up", "treshold": "3"}, "unknown key 'treshold' (did you mean threshold?)",
+                     id="typo"),
+        pytest.param(ALWAYS | {"desiredReplicas": "many"},
+                     "desiredReplicas='many': expected a whole number >= 1", id="bad-value"),
+        pytest.param({"query": "up", "threshold": "3",
+                      "prometheusAddress": "http://169.254.169.254"},
+                     "prometheusAddress='http://169.254.169.254' is not allowed", id="not-allowed"),
+        pytest.param({}, "no signal", id="empty"),
+    ],
+)
+def test_invalid_metadata_is_invalid_argument_on_every_rpc(
+    stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str], fragment: str
+) -> None:
+    calls = [
+        lambda: stub.GetMetricSpec(ref(metadata), timeout=3),
+        lambda: stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(metadata)), timeout=3),
+        lambda: stub.IsActive(ref(metadata), timeout=3),
+        lambda: next(iter(stub.StreamIsActive(ref(metadata), timeout=3))),
+    ]
+    for call in calls:
+        with pytest.raises(grpc.RpcError) as info:
+            call()
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert fragment in (info.value.details() or "")
+
+
+def test_no_prometheus_configured_is_invalid_argument() -> None:
+    running = start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            with pytest.raises(grpc.RpcError) as info:
+                pb_grpc.ExternalScalerStub(channel).GetMetricSpec(
+                    ref({"query": "up", "threshold": "1"}), timeout=3
+                )
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert "no --prometheus-url" in (info.value.details() or "")
+    finally:
+        running.stop(0)
+
+
+def test_get_metric_spec_answers_at_once_with_backend_down(
+    stub: pb_grpc.ExternalScalerStub,
+) -> None:
+    # The configured Prometheus (port 9, discard) does not exist: GetMetricSpec must not care.
+    metadata = {"query": "sum(up)", "threshold": "10"}
+    started = time.perf_counter()
+    for _ in range(20):
+        stub.GetMetricSpec(ref(metadata), timeout=3)
+    assert (time.perf_counter() - started) / 20 < 0.05
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(metadata)), timeout=5)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "shop/web" in (info.value.details() or "")
+
+
+def test_stream_is_active_sends_state_at_once(stub: pb_grpc.ExternalScalerStub) -> None:
+    stream = stub.StreamIsActive(ref(ALWAYS), timeout=5)
+    started = time.perf_counter()
+    first = next(iter(stream))
+    assert first.result is True
+    assert time.perf_counter() - started < 1.0
+    stream.cancel()
+
+
+def test_stream_is_active_pushes_changes() -> None:
+    clock = [1_700_000_000.0]  # 2023-11-14 22:13:20 UTC
+    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
+                                 push_interval_seconds=0.05), clock=lambda: clock[0])
+    window = {"timezone": "UTC", "start": "15 22 * * *", "end": "30 22 * * *",
+              "desiredReplicas": "2"}
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stream = pb_grpc.ExternalScalerStub(channel).StreamIsActive(ref(window), timeout=10)
+            states = iter(stream)
+            assert next(states).result is False
+            clock[0] += 120  # 22:15:20, inside the window
+            assert next(states).result is True
+            clock[0] += 1800  # 22:45:20, after it
+            assert next(states).result is False
+            stream.cancel()
+    finally:
+        running.stop(0)
+
+
+def test_health_and_reflection(server: RunningServer) -> None:
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for service in ("", "externalscaler.ExternalScaler"):
+            status = health.Check(health_pb2.HealthCheckRequest(service=service), timeout=3).status
+            assert status == health_pb2.HealthCheckResponse.SERVING
+        reflect = reflection_pb2_grpc.ServerReflectionStub(channel)
+        answers = reflect.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")]), timeout=3
+        )
+        names = {s.name for s in next(iter(answers)).list_services_response.service}
+        assert {"externalscaler.ExternalScaler", "grpc.health.v1.Health"} <= names
+
+
+# -- TLS ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
+    return make_pki(tmp_path_factory.mktemp("pki"))
+
+
+def _tls_channel(port: int, pki: Pki, cert: Path | None = None, key: Path | None = None) -> grpc.Channel:
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=pki.ca_cert.read_bytes(),
+        private_key=key.read_bytes() if key else None,
+        certificate_chain=cert.read_bytes() if cert else None,
+    )
+    return grpc.secure_channel(f"localhost:{port}", credentials)
+
+
+def test_tls_handshake(pki: Pki) -> None:
+    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
+                                 tls_cert=pki.server_cert, tls_key=pki.server_key))
+    try:
+        with _tls_channel(running.port, pki) as channel:
+            spec = pb_grpc.ExternalScalerStub(channel).GetMetricSpec(ref(ALWAYS), timeout=3)
+            assert spec.metricSpecs[0].targetSizeFloat == 1.0
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as plain:
+            with pytest.raises(grpc.RpcError) as info:
+                pb_grpc.ExternalScalerStub(plain).GetMetricSpec(ref(ALWAYS), timeout=2)
+            assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(0)
+
+
+def test_mutual_tls_requires_a_client_certificate_from_the_ca(pki: Pki) -> None:
+    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
+                                 tls_cert=pki.server_cert, tls_key=pki.server_key,
+                                 tls_client_ca=pki.ca_cert))
+    try:
+        with _tls_channel(running.port, pki, pki.client_cert, pki.client_key) as channel:
+            response = pb_grpc.ExternalScalerStub(channel).IsActive(ref(ALWAYS), timeout=3)
+            assert response.result is True
+        for cert, key in ((None, None), (pki.other_client_cert, pki.other_client_key)):
+            with _tls_channel(running.port, pki, cert, key) as channel:
+                with pytest.raises(grpc.RpcError) as info:
+                    pb_grpc.ExternalScalerStub(channel).IsActive(ref(ALWAYS), timeout=2)
+                assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    finally:
+        running.stop(0)
+
+
+def test_tls_flags_must_come_in_pairs(pki: Pki) -> None:
+    with pytest.raises(ValueError, match="--tls-cert and --tls-key go together"):
+        ServerConfig(tls_cert=pki.server_cert)
+    with pytest.raises(ValueError, match="needs --tls-cert"):
+        ServerConfig(tls_client_ca=pki.ca_cert)
+
+
+# -- the process -----------------------------------------------------------------
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def test_serve_process_env_config_json_logs_and_graceful_sigterm(tmp_path: Path) -> None:
+    port = _free_port()
+    env = os.environ | {
+        "TIDESCALER_HOST": "127.0.0.1",
+        "TIDESCALER_PORT": str(port),
+        "TIDESCALER_METRICS_PORT": "0",
+        "TIDESCALER_LOG_FORMAT": "json",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scaler.cli", "serve"],
+        env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            stub = pb_grpc.ExternalScalerStub(channel)
+            assert stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS)),
+                                   timeout=3).metricValues[0].metricValue == 3
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    import json
+
+    lines = [json.loads(line) for line in (process.stderr.read() if process.stderr else "").splitlines()
+             if line.startswith("{")]
+    messages = [line["message"] for line in lines]
+    assert "serving" in messages and "shutting down" in messages and "stopped" in messages
+    decision = next(line for line in lines if line["message"] == "decision changed")
+    assert decision["scaledobject"] == "web" and decision["desired_replicas"] == 3
+    assert decision["reason"] == "cron"
