@@ -48,6 +48,7 @@ class _ScaledObjectState:
     demand: float | None = None
     smape: float | None = None
     under_rate: float | None = None
+    coverage: float | None = None
     backend_errors: dict[str, int] = field(default_factory=dict)
 
 
@@ -126,14 +127,25 @@ class Telemetry:
         state.last_seen = now
 
     def record_forecast_error(
-        self, namespace: str, scaledobject: str, smape: float, under_rate: float
+        self,
+        namespace: str,
+        scaledobject: str,
+        smape: float,
+        under_rate: float,
+        coverage: float | None = None,
     ) -> None:
-        """Rolling error of past forecasts against what happened (sMAPE 0..2, under-rate 0..1)."""
+        """Rolling error of past forecasts against the demand that followed, all as ratios.
+
+        `smape` is a ratio (0 to 2; `ForecastErrors.smape` / 100), `under_rate`
+        the share of forecast medians below the demand, `coverage` the share of
+        demands within the upper band.
+        """
         state = self._states.get((namespace, scaledobject))
         if state is None:
             state = self._add(namespace, scaledobject, self._clock())
         state.smape = smape
         state.under_rate = under_rate
+        state.coverage = coverage
 
     def record_backend_error(self, namespace: str, scaledobject: str, kind: str) -> None:
         """Count one failed metric-backend read (timeout, connection, http_status, ...)."""
@@ -233,6 +245,7 @@ class _ScaledObjectCollector:
         upper = families["forecast_upper"]
         smape = families["forecast_smape_ratio"]
         under = families["forecast_under_prediction_ratio"]
+        coverage = families["forecast_band_coverage_ratio"]
         last = families["last_decision_timestamp_seconds"]
         errors = families["backend_errors"]
 
@@ -245,6 +258,8 @@ class _ScaledObjectCollector:
                 smape.add_metric(labels, state.smape)
             if state.under_rate is not None:
                 under.add_metric(labels, state.under_rate)
+            if state.coverage is not None:
+                coverage.add_metric(labels, state.coverage)
             decision = state.decision
             if decision is None:
                 continue
@@ -324,11 +339,15 @@ def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
         ),
         "forecast_smape_ratio": gauge(
             "forecast_smape_ratio",
-            "Rolling sMAPE of past forecasts against the demand that followed (0 to 2).",
+            "Rolling sMAPE of past forecast medians against the demand that followed (0 to 2).",
         ),
         "forecast_under_prediction_ratio": gauge(
             "forecast_under_prediction_ratio",
-            "Rolling share of past forecasts that fell short of the demand that followed (0 to 1).",
+            "Rolling share of past forecast medians below the demand that followed (0 to 1).",
+        ),
+        "forecast_band_coverage_ratio": gauge(
+            "forecast_band_coverage_ratio",
+            "Rolling share of demands within the forecast upper band (compare forecastQuantile).",
         ),
         "last_decision_timestamp_seconds": gauge(
             "last_decision_timestamp_seconds", "Unix time of the latest decision."

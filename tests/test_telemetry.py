@@ -132,12 +132,19 @@ def test_the_latest_decision_replaces_the_previous_one() -> None:
     assert series(registry, "tidescaler_signal_replicas") == []
 
 
-def test_forecast_error_gauges() -> None:
+def test_forecast_error_gauges_are_ratios() -> None:
     telemetry, registry, _ = make()
-    telemetry.record_forecast_error("shop", "checkout", smape=0.12, under_rate=0.04)
+    telemetry.record_forecast_error("shop", "checkout", smape=0.12, under_rate=0.4, coverage=0.93)
 
     assert value(registry, "tidescaler_forecast_smape_ratio", **SO) == 0.12
-    assert value(registry, "tidescaler_forecast_under_prediction_ratio", **SO) == 0.04
+    assert value(registry, "tidescaler_forecast_under_prediction_ratio", **SO) == 0.4
+    assert value(registry, "tidescaler_forecast_band_coverage_ratio", **SO) == 0.93
+
+
+def test_forecast_coverage_is_optional() -> None:
+    telemetry, registry, _ = make()
+    telemetry.record_forecast_error("shop", "checkout", smape=0.12, under_rate=0.4)
+    assert value(registry, "tidescaler_forecast_band_coverage_ratio", **SO) is None
 
 
 def test_backend_errors_are_counted_by_kind() -> None:
