@@ -51,8 +51,9 @@ def scaled_objects(count: int) -> list[pb.GetMetricsRequest]:
             "threshold": "10",
             "maxReplicas": "100",
         }
-        ref = pb.ScaledObjectRef(name=f"app-{i}", namespace=f"team-{i % 20}",
-                                 scalerMetadata=metadata)
+        ref = pb.ScaledObjectRef(
+            name=f"app-{i}", namespace=f"team-{i % 20}", scalerMetadata=metadata
+        )
         requests.append(pb.GetMetricsRequest(scaledObjectRef=ref, metricName="tidescaler"))
     return requests
 
@@ -74,8 +75,9 @@ def sequential_latencies(port: int, requests: list[pb.GetMetricsRequest]) -> np.
     return out
 
 
-def throughput(port: int, requests: list[pb.GetMetricsRequest], threads: int,
-               seconds: float) -> float:
+def throughput(
+    port: int, requests: list[pb.GetMetricsRequest], threads: int, seconds: float
+) -> float:
     """Calls per second with `threads` clients sharing one connection."""
     counts = [0] * threads
     stop = time.perf_counter() + seconds
@@ -132,13 +134,30 @@ def main() -> int:
     env = os.environ | {"PYTHONPATH": str(ROOT)}
     processes = [
         subprocess.Popen(
-            [sys.executable, "-m", "scaler.cli", "serve", "--host", "127.0.0.1",
-             "--port", str(scaler_port), "--metrics-port", "0",
-             "--prometheus-url", prometheus.url, "--log-level", "warning"],
-            env=env, cwd=ROOT,
+            [
+                sys.executable,
+                "-m",
+                "scaler.cli",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(scaler_port),
+                "--metrics-port",
+                "0",
+                "--prometheus-url",
+                prometheus.url,
+                "--log-level",
+                "warning",
+            ],
+            env=env,
+            cwd=ROOT,
         ),
-        subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "null_server.py"),
-                          "--port", str(null_port)], env=env, cwd=ROOT),
+        subprocess.Popen(
+            [sys.executable, str(ROOT / "benchmarks" / "null_server.py"), "--port", str(null_port)],
+            env=env,
+            cwd=ROOT,
+        ),
     ]
     try:
         wait_ready(scaler_port)

@@ -25,7 +25,9 @@ VALUE = pb.GetMetricsResponse(
 
 
 class NullScaler(pb_grpc.ExternalScalerServicer):
-    def GetMetricSpec(self, request: pb.ScaledObjectRef, context: object) -> pb.GetMetricSpecResponse:
+    def GetMetricSpec(
+        self, request: pb.ScaledObjectRef, context: object
+    ) -> pb.GetMetricSpecResponse:
         return SPEC
 
     def GetMetrics(self, request: pb.GetMetricsRequest, context: object) -> pb.GetMetricsResponse:

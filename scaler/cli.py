@@ -178,7 +178,6 @@ def run_serve(args: argparse.Namespace) -> int:
         source,
         refit_seconds=args.forecast_refit_seconds,
         polling_interval_seconds=config.polling_interval_seconds,
-        telemetry=telemetry,
     )
     try:
         running = start_server(config, telemetry=telemetry, forecasts=forecasts, source=source)

@@ -8,23 +8,31 @@ forecast, and hands back plain `Observations`. Nothing here blocks on a fit.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
 from scaler.engine import Observations, ResourceSample, Sample, Signal
+from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
 from scaler.policy import Policy
 from scaler.sources.prometheus import PrometheusSource
+from scaler.sources.resources import ResourceName
 
 
 class ForecastProvider(Protocol):
     """Where the request path reads forecasts; fitting happens elsewhere."""
 
     def forecast_for(
-        self, address: str, query: str, policy: Policy, now: float
+        self, address: str, query: str, policy: Policy, now: float, demand: float | None = None
     ) -> tuple[Forecast | None, str | None]:
-        """The latest forecast for the series, or None and why there is none."""
+        """The latest forecast for the series, or None and why there is none.
+
+        `demand` is the series' value now when the caller has it, to score past forecasts.
+        """
+        ...
+
+    def errors(self, address: str, query: str, policy: Policy) -> ForecastErrors | None:
+        """Rolling error of the series' past forecasts against what happened."""
         ...
 
 
@@ -40,14 +48,17 @@ class Observer:
         self,
         source: PrometheusSource,
         forecasts: ForecastProvider | None = None,
-        on_backend_error: Callable[[BackendProblem], None] | None = None,
     ) -> None:
         self.source = source
         self.forecasts = forecasts
-        self.on_backend_error = on_backend_error
 
-    def observe(self, policy: Policy, address: str | None, now: float) -> Observations:
-        """Everything `decide()` needs for `policy`; `address` is the Prometheus to ask."""
+    def observe(
+        self, policy: Policy, address: str | None, now: float
+    ) -> tuple[Observations, list[BackendProblem]]:
+        """Everything `decide()` needs for `policy`, and what went wrong getting it.
+
+        `address` is the Prometheus to ask (None when the policy needs none).
+        """
         demand = cpu = memory = None
         forecast: Forecast | None = None
         forecast_problem: str | None = None
@@ -69,13 +80,14 @@ class Observer:
 
         resources = policy.resources
         if resources is not None and address is not None:
-            for signal, target in (
-                (Signal.CPU, resources.cpu_utilization_percent),
-                (Signal.MEMORY, resources.memory_utilization_percent),
-            ):
+            signals: tuple[tuple[Signal, ResourceName, float | None], ...] = (
+                (Signal.CPU, "cpu", resources.cpu_utilization_percent),
+                (Signal.MEMORY, "memory", resources.memory_utilization_percent),
+            )
+            for signal, resource, target in signals:
                 if target is None:
                     continue
-                usage = self.source.read_resource(address, resources.pod_selector, signal.value)
+                usage = self.source.read_resource(address, resources.pod_selector, resource)
                 if usage.error is not None:
                     errors[signal] = str(usage.error)
                     problems.append(BackendProblem(signal, str(usage.error.kind), str(usage.error)))
@@ -98,13 +110,17 @@ class Observer:
             if self.forecasts is None:
                 forecast_problem = "this server runs without a forecaster"
             else:
+                same_series = policy.query is not None and forecast_query == policy.query.query
                 forecast, forecast_problem = self.forecasts.forecast_for(
-                    address, forecast_query, policy, now
+                    address,
+                    forecast_query,
+                    policy,
+                    now,
+                    demand.value
+                    if same_series and demand is not None and not demand.error
+                    else None,
                 )
 
-        if self.on_backend_error is not None:
-            for problem in problems:
-                self.on_backend_error(problem)
         return Observations(
             demand=demand,
             cpu=cpu,
@@ -112,4 +128,10 @@ class Observer:
             forecast=forecast,
             forecast_problem=forecast_problem,
             errors=errors,
-        )
+        ), problems
+
+    def forecast_errors(self, policy: Policy, address: str | None) -> ForecastErrors | None:
+        query = policy.forecast_query
+        if self.forecasts is None or query is None or address is None:
+            return None
+        return self.forecasts.errors(address, query, policy)

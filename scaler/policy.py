@@ -296,9 +296,7 @@ def _unknown_keys(metadata: Mapping[str, str]) -> list[str]:
     return problems
 
 
-def _window(
-    reader: _Reader, why: str, *, floor_required: bool
-) -> CronWindow | None:
+def _window(reader: _Reader, why: str, *, floor_required: bool) -> CronWindow | None:
     zone = reader.require("timezone", _zone, why)
     start = reader.require("start", _cron, why)
     end = reader.require("end", _cron, why)
@@ -309,14 +307,19 @@ def _window(
     if not floor_required and desired is None and ceiling is None and not reader.problems:
         reader.problems.append(f"{reader.where}needs desiredReplicas and/or maxReplicas")
     if start is not None and end is not None and start.expression.split() == end.expression.split():
-        reader.problems.append(f"{reader.where}start and end must differ (both {start.expression!r})")
+        reader.problems.append(
+            f"{reader.where}start and end must differ (both {start.expression!r})"
+        )
     if desired is not None and ceiling is not None and desired > ceiling:
         reader.problems.append(
-            f"{reader.where}desiredReplicas={desired} is above maxReplicas={ceiling} of the same window"
+            f"{reader.where}desiredReplicas={desired} is above maxReplicas={ceiling} "
+            "of the same window"
         )
     if zone is None or start is None or end is None:
         return None
-    return CronWindow(start=start, end=end, zone=zone, desired_replicas=desired, max_replicas=ceiling)
+    return CronWindow(
+        start=start, end=end, zone=zone, desired_replicas=desired, max_replicas=ceiling
+    )
 
 
 def _schedules(text: str, problems: list[str]) -> list[tuple[str, CronWindow]]:

@@ -139,9 +139,17 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def decision_for(self, ref: pb.ScaledObjectRef) -> Decision:
         policy, address = self.policy_for(ref)
         now = self.clock()
-        observations = self.observer.observe(policy, address, now)
+        observations, problems = self.observer.observe(policy, address, now)
         decision = decide(policy, observations, now, self.settings)
         self._report(ref, decision, observations.demand.value if observations.demand else None, now)
+        for problem in problems:
+            self._report_backend_error(ref, problem)
+        if self.telemetry is not None and decision.forecast_upper is not None:
+            errors = self.observer.forecast_errors(policy, address)
+            if errors is not None:
+                self.telemetry.record_forecast_error(
+                    ref.namespace, ref.name, errors.smape / 100.0, errors.under_rate
+                )
         if not decision.available:
             raise RequestError(
                 grpc.StatusCode.UNAVAILABLE,
@@ -155,7 +163,12 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         if self.telemetry is not None:
             self.telemetry.record_decision(ref.namespace, ref.name, decision, demand, now)
         key = (ref.namespace, ref.name)
-        state = (decision.desired_replicas, decision.reason.value, decision.active, decision.available)
+        state = (
+            decision.desired_replicas,
+            decision.reason.value,
+            decision.active,
+            decision.available,
+        )
         if self._last_logged.get(key) != state:
             if len(self._last_logged) > 50_000:
                 self._last_logged.clear()
@@ -177,6 +190,20 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 },
             )
 
+    def _report_backend_error(self, ref: pb.ScaledObjectRef, problem: BackendProblem) -> None:
+        if self.telemetry is not None:
+            self.telemetry.record_backend_error(ref.namespace, ref.name, problem.kind)
+        log.warning(
+            "backend error",
+            extra={
+                "namespace": ref.namespace,
+                "scaledobject": ref.name,
+                "signal": problem.signal.value,
+                "kind": problem.kind,
+                "error": problem.message,
+            },
+        )
+
     # -- RPCs -------------------------------------------------------------------
 
     def _call(self, method: str, context: grpc.ServicerContext, body: Callable[[], R]) -> R:
@@ -190,7 +217,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         except Exception as err:  # the service never crashes on a request
             code = grpc.StatusCode.INTERNAL
             log.exception("internal error", extra={"method": method})
-            context.abort(grpc.StatusCode.INTERNAL, f"internal error: {err.__class__.__name__}: {err}")
+            context.abort(
+                grpc.StatusCode.INTERNAL, f"internal error: {err.__class__.__name__}: {err}"
+            )
         finally:
             if self.telemetry is not None:
                 self.telemetry.record_rpc(method, code.name, time.perf_counter() - started)
@@ -212,8 +241,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         def body() -> pb.GetMetricsResponse:
             decision = self.decision_for(request.scaledObjectRef)
             desired = decision.desired_replicas
-            name = request.metricName or cached_policy(request.scaledObjectRef.scalerMetadata).metric_name
-            value = pb.MetricValue(metricName=name, metricValue=desired, metricValueFloat=float(desired))
+            name = (
+                request.metricName
+                or cached_policy(request.scaledObjectRef.scalerMetadata).metric_name
+            )
+            value = pb.MetricValue(
+                metricName=name, metricValue=desired, metricValueFloat=float(desired)
+            )
             return pb.GetMetricsResponse(metricValues=[value])
 
         return self._call("GetMetrics", context, body)
@@ -222,7 +256,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
     ) -> pb.IsActiveResponse:
         return self._call(
-            "IsActive", context, lambda: pb.IsActiveResponse(result=self.decision_for(request).active)
+            "IsActive",
+            context,
+            lambda: pb.IsActiveResponse(result=self.decision_for(request).active),
         )
 
     def StreamIsActive(
@@ -299,23 +335,22 @@ def start_server(
         timeout_seconds=config.query_timeout_seconds, coalesce_seconds=config.coalesce_seconds
     )
 
-    def on_backend_error(problem: BackendProblem) -> None:
-        log.warning("backend error", extra={"signal": problem.signal.value, "kind": problem.kind,
-                                            "error": problem.message})
-
-    observer = Observer(source, forecasts, on_backend_error)
+    observer = Observer(source, forecasts)
     stopping = threading.Event()
     service = ScalerService(config, observer, telemetry=telemetry, clock=clock, stopping=stopping)
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="grpc"),
         options=[("grpc.so_reuseport", 0)],
     )
-    pb_grpc.add_ExternalScalerServicer_to_server(service, server)
+    pb_grpc.add_ExternalScalerServicer_to_server(service, server)  # type: ignore[no-untyped-call]
     health_servicer = health.HealthServicer(experimental_non_blocking=True)
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME),
+        (
+            SERVICE_NAME,
+            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+            reflection.SERVICE_NAME,
+        ),
         server,
     )
     address = f"{config.host}:{config.port}"
@@ -329,6 +364,12 @@ def start_server(
     server.start()
     for name in ("", SERVICE_NAME):
         health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    log.info("serving", extra={"address": f"{config.host}:{port}", "tls": credentials is not None,
-                               "mutual_tls": config.tls_client_ca is not None})
+    log.info(
+        "serving",
+        extra={
+            "address": f"{config.host}:{port}",
+            "tls": credentials is not None,
+            "mutual_tls": config.tls_client_ca is not None,
+        },
+    )
     return RunningServer(server, port, service, health_servicer, source, stopping)

@@ -53,9 +53,15 @@ def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
-                digital_signature=True, content_commitment=False, key_encipherment=False,
-                data_encipherment=False, key_agreement=False, key_cert_sign=True,
-                crl_sign=True, encipher_only=False, decipher_only=False,
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
             ),
             critical=True,
         )
@@ -102,10 +108,21 @@ def make_pki(directory: Path) -> Pki:
     client, client_key = _leaf(ca, ca_key, "keda-operator", server=False)
     other_ca, other_key = _ca("someone else's CA")
     other_client, other_client_key = _leaf(other_ca, other_key, "intruder", server=False)
-    paths = Pki(*(directory / n for n in (
-        "ca.pem", "server.pem", "server-key.pem", "client.pem", "client-key.pem",
-        "other-ca.pem", "other-client.pem", "other-client-key.pem",
-    )))
+    paths = Pki(
+        *(
+            directory / n
+            for n in (
+                "ca.pem",
+                "server.pem",
+                "server-key.pem",
+                "client.pem",
+                "client-key.pem",
+                "other-ca.pem",
+                "other-client.pem",
+                "other-client-key.pem",
+            )
+        )
+    )
     paths.ca_cert.write_bytes(ca.public_bytes(pem))
     paths.server_cert.write_bytes(server.public_bytes(pem))
     _write_key(server_key, paths.server_key)

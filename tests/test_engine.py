@@ -70,10 +70,18 @@ CASES = {
         QUERY | {"minReplicas": "2"}, Observations(demand=demand(50)), 2, Reason.MIN_REPLICAS, True
     ),
     "below-activation-threshold": Case(
-        QUERY | {"activationThreshold": "10"}, Observations(demand=demand(5)), 1, Reason.QUERY, False
+        QUERY | {"activationThreshold": "10"},
+        Observations(demand=demand(5)),
+        1,
+        Reason.QUERY,
+        False,
     ),
     "max-replicas-clamps": Case(
-        QUERY | {"maxReplicas": "4"}, Observations(demand=demand(1000)), 4, Reason.MAX_REPLICAS, True
+        QUERY | {"maxReplicas": "4"},
+        Observations(demand=demand(1000)),
+        4,
+        Reason.MAX_REPLICAS,
+        True,
     ),
     "cron-floor-wins": Case(
         QUERY | {"schedules": schedules(WINDOW_NOW | {"desiredReplicas": 5})},
@@ -128,8 +136,10 @@ CASES = {
     ),
     "backend-down-holds-last-good": Case(
         QUERY,
-        Observations(demand=demand(250, age=100, error="connection refused"),
-                     errors={"query": "connection refused"}),
+        Observations(
+            demand=demand(250, age=100, error="connection refused"),
+            errors={"query": "connection refused"},
+        ),
         3,
         Reason.QUERY,
         True,
@@ -160,8 +170,9 @@ CASES = {
     ),
     "forecast-stands-in-for-stale-demand": Case(
         QUERY | {"forecast": "on"},
-        Observations(demand=demand(900, age=600), forecast=band(150, 180),
-                     errors={"query": "timeout"}),
+        Observations(
+            demand=demand(900, age=600), forecast=band(150, 180), errors={"query": "timeout"}
+        ),
         2,
         Reason.FORECAST,
         True,
@@ -257,8 +268,12 @@ thresholds = st.floats(min_value=0.01, max_value=1e4, allow_nan=False)
 
 
 def _decide(min_r: int, max_r: int, threshold: float, value: float, **extra: str) -> Decision:
-    metadata = {"query": "q", "threshold": repr(threshold), "minReplicas": str(min_r),
-                "maxReplicas": str(max_r)} | extra
+    metadata = {
+        "query": "q",
+        "threshold": repr(threshold),
+        "minReplicas": str(min_r),
+        "maxReplicas": str(max_r),
+    } | extra
     return decide(parse_policy(metadata), Observations(demand=demand(value)), NOW, SETTINGS)
 
 
@@ -283,13 +298,20 @@ def test_more_demand_never_gives_fewer_replicas(
 def test_missing_data_never_lowers_replicas(
     limits: tuple[int, int], threshold: float, value: float, later: float
 ) -> None:
-    policy = parse_policy({"query": "q", "threshold": repr(threshold),
-                           "minReplicas": str(limits[0]), "maxReplicas": str(limits[1])})
+    policy = parse_policy(
+        {
+            "query": "q",
+            "threshold": repr(threshold),
+            "minReplicas": str(limits[0]),
+            "maxReplicas": str(limits[1]),
+        }
+    )
     fresh = decide(policy, Observations(demand=Sample(value, NOW)), NOW, SETTINGS)
     held = decide(
         policy,
-        Observations(demand=Sample(value, NOW, "connection refused"),
-                     errors={"query": "connection refused"}),
+        Observations(
+            demand=Sample(value, NOW, "connection refused"), errors={"query": "connection refused"}
+        ),
         NOW + later,
         SETTINGS,
     )

@@ -12,7 +12,12 @@ from scaler.policy import (
 )
 
 QUERY = {"query": "sum(rate(http_requests_total[1m]))", "threshold": "100"}
-CRON = {"timezone": "Europe/Berlin", "start": "0 8 * * *", "end": "0 20 * * *", "desiredReplicas": "5"}
+CRON = {
+    "timezone": "Europe/Berlin",
+    "start": "0 8 * * *",
+    "end": "0 20 * * *",
+    "desiredReplicas": "5",
+}
 
 
 def problems(metadata: dict[str, str]) -> tuple[str, ...]:
@@ -71,7 +76,10 @@ def test_full_tidal_policy() -> None:
 
 def test_schedules_accept_yaml() -> None:
     policy = parse_policy(
-        {"schedules": "- start: 0 8 * * *\n  end: 0 9 * * *\n  timezone: UTC\n  desiredReplicas: 2\n"}
+        {
+            "schedules": "- start: 0 8 * * *\n  end: 0 9 * * *\n"
+            "  timezone: UTC\n  desiredReplicas: 2\n"
+        }
     )
     assert policy.windows[0].desired_replicas == 2
 
@@ -90,11 +98,11 @@ def test_schedules_accept_yaml() -> None:
             id="wrong-case",
         ),
         pytest.param(QUERY | {"colour": "red"}, "unknown key 'colour'", id="unknown-no-hint"),
+        pytest.param({"query": "up"}, "threshold is required with query", id="threshold-required"),
         pytest.param(
-            {"query": "up"}, "threshold is required with query", id="threshold-required"
-        ),
-        pytest.param(
-            QUERY | {"threshold": "-3"}, "threshold='-3': expected a number > 0", id="threshold-negative"
+            QUERY | {"threshold": "-3"},
+            "threshold='-3': expected a number > 0",
+            id="threshold-negative",
         ),
         pytest.param(
             QUERY | {"threshold": "0"}, "threshold='0': expected a number > 0", id="threshold-zero"
@@ -110,7 +118,9 @@ def test_schedules_accept_yaml() -> None:
             id="bool",
         ),
         pytest.param(
-            QUERY | {"forecast": "auto"}, "forecast='auto': expected one of off, observe, on", id="mode"
+            QUERY | {"forecast": "auto"},
+            "forecast='auto': expected one of off, observe, on",
+            id="mode",
         ),
         pytest.param(
             QUERY | {"forecastQuantile": "95"},
@@ -181,15 +191,23 @@ def test_schedules_accept_yaml() -> None:
             id="schedule-needs-a-bound",
         ),
         pytest.param(
-            {"schedules": '[{"start": "0 1 * * *", "end": "0 2 * * *", "timezone": "UTC",'
-             ' "desiredReplica": 3}]'},
+            {
+                "schedules": '[{"start": "0 1 * * *", "end": "0 2 * * *", "timezone": "UTC",'
+                ' "desiredReplica": 3}]'
+            },
             "schedules[0].desiredReplica: unknown key (did you mean desiredReplicas?)",
             id="schedule-key-typo",
         ),
-        pytest.param({"schedules": "{}"}, "schedules: expected a non-empty list", id="schedules-dict"),
         pytest.param(
-            QUERY | {"schedules": '[{"start": "0 1 * * *", "end": "0 2 * * *", "timezone": "UTC",'
-                     ' "maxReplicas": 1}]', "minReplicas": "2"},
+            {"schedules": "{}"}, "schedules: expected a non-empty list", id="schedules-dict"
+        ),
+        pytest.param(
+            QUERY
+            | {
+                "schedules": '[{"start": "0 1 * * *", "end": "0 2 * * *", "timezone": "UTC",'
+                ' "maxReplicas": 1}]',
+                "minReplicas": "2",
+            },
             "schedules[0]: maxReplicas=1 is below minReplicas=2",
             id="window-ceiling-below-min",
         ),

@@ -13,10 +13,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_generated_code_is_not_stale(tmp_path: Path) -> None:
     subprocess.run(
-        [sys.executable, "-m", "grpc_tools.protoc", "-Iscaler/proto=protos",
-         f"--python_out={tmp_path}", f"--grpc_python_out={tmp_path}", f"--pyi_out={tmp_path}",
-         "protos/externalscaler.proto"],
-        cwd=ROOT, check=True,
+        [
+            sys.executable,
+            "-m",
+            "grpc_tools.protoc",
+            "-Iscaler/proto=protos",
+            f"--python_out={tmp_path}",
+            f"--grpc_python_out={tmp_path}",
+            f"--pyi_out={tmp_path}",
+            "protos/externalscaler.proto",
+        ],
+        cwd=ROOT,
+        check=True,
     )
     for name in ("externalscaler_pb2.py", "externalscaler_pb2_grpc.py", "externalscaler_pb2.pyi"):
         generated = (tmp_path / "scaler" / "proto" / name).read_text()
@@ -27,8 +35,9 @@ def test_generated_code_is_not_stale(tmp_path: Path) -> None:
 def test_wire_contract_matches_keda() -> None:
     service = pb.DESCRIPTOR.services_by_name["ExternalScaler"]
     assert service.full_name == "externalscaler.ExternalScaler"
-    methods = {m.name: (m.input_type.name, m.output_type.name, m.server_streaming)
-               for m in service.methods}
+    methods = {
+        m.name: (m.input_type.name, m.output_type.name, m.server_streaming) for m in service.methods
+    }
     assert methods == {
         "IsActive": ("ScaledObjectRef", "IsActiveResponse", False),
         "StreamIsActive": ("ScaledObjectRef", "IsActiveResponse", True),
@@ -42,7 +51,12 @@ def test_wire_contract_matches_keda() -> None:
     }
     F = pb.DESCRIPTOR.message_types_by_name["MetricSpec"].fields_by_name["targetSize"]
     string, int64, double, boolean, message = (
-        F.TYPE_STRING, F.TYPE_INT64, F.TYPE_DOUBLE, F.TYPE_BOOL, F.TYPE_MESSAGE)
+        F.TYPE_STRING,
+        F.TYPE_INT64,
+        F.TYPE_DOUBLE,
+        F.TYPE_BOOL,
+        F.TYPE_MESSAGE,
+    )
     expected = {
         ("ScaledObjectRef", "name"): (1, string),
         ("ScaledObjectRef", "namespace"): (2, string),

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import grpc
 import pytest
+from certs import Pki, make_pki
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import RunningServer, ServerConfig, start_server
-from certs import Pki, make_pki
 
 ROOT = Path(__file__).resolve().parents[1]
 # Inside its window at any instant of the year but New Year's first minute: the next end
@@ -33,14 +33,22 @@ def ref(metadata: dict[str, str], name: str = "web") -> pb.ScaledObjectRef:
 
 
 def start(config: ServerConfig | None = None, **kwargs: object) -> RunningServer:
-    return start_server(config or ServerConfig(host="127.0.0.1", port=0, metrics_port=None),
-                        **kwargs)  # type: ignore[arg-type]
+    return start_server(
+        config or ServerConfig(host="127.0.0.1", port=0, metrics_port=None), **kwargs
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
 def server() -> Iterator[RunningServer]:
-    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
-                                 prometheus_url="http://127.0.0.1:9", push_interval_seconds=0.2))
+    running = start(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            prometheus_url="http://127.0.0.1:9",
+            push_interval_seconds=0.2,
+        )
+    )
     yield running
     running.stop(0)
 
@@ -82,13 +90,21 @@ def test_inactive_cron_window(stub: pb_grpc.ExternalScalerStub) -> None:
 @pytest.mark.parametrize(
     ("metadata", "fragment"),
     [
-        pytest.param({"query": "up", "treshold": "3"}, "unknown key 'treshold' (did you mean threshold?)",
-                     id="typo"),
-        pytest.param(ALWAYS | {"desiredReplicas": "many"},
-                     "desiredReplicas='many': expected a whole number >= 1", id="bad-value"),
-        pytest.param({"query": "up", "threshold": "3",
-                      "prometheusAddress": "http://169.254.169.254"},
-                     "prometheusAddress='http://169.254.169.254' is not allowed", id="not-allowed"),
+        pytest.param(
+            {"query": "up", "treshold": "3"},
+            "unknown key 'treshold' (did you mean threshold?)",
+            id="typo",
+        ),
+        pytest.param(
+            ALWAYS | {"desiredReplicas": "many"},
+            "desiredReplicas='many': expected a whole number >= 1",
+            id="bad-value",
+        ),
+        pytest.param(
+            {"query": "up", "threshold": "3", "prometheusAddress": "http://169.254.169.254"},
+            "prometheusAddress='http://169.254.169.254' is not allowed",
+            id="not-allowed",
+        ),
         pytest.param({}, "no signal", id="empty"),
     ],
 )
@@ -111,11 +127,13 @@ def test_invalid_metadata_is_invalid_argument_on_every_rpc(
 def test_no_prometheus_configured_is_invalid_argument() -> None:
     running = start()
     try:
-        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
-            with pytest.raises(grpc.RpcError) as info:
-                pb_grpc.ExternalScalerStub(channel).GetMetricSpec(
-                    ref({"query": "up", "threshold": "1"}), timeout=3
-                )
+        with (
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+            pytest.raises(grpc.RpcError) as info,
+        ):
+            pb_grpc.ExternalScalerStub(channel).GetMetricSpec(
+                ref({"query": "up", "threshold": "1"}), timeout=3
+            )
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert "no --prometheus-url" in (info.value.details() or "")
     finally:
@@ -148,10 +166,16 @@ def test_stream_is_active_sends_state_at_once(stub: pb_grpc.ExternalScalerStub) 
 
 def test_stream_is_active_pushes_changes() -> None:
     clock = [1_700_000_000.0]  # 2023-11-14 22:13:20 UTC
-    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
-                                 push_interval_seconds=0.05), clock=lambda: clock[0])
-    window = {"timezone": "UTC", "start": "15 22 * * *", "end": "30 22 * * *",
-              "desiredReplicas": "2"}
+    running = start(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, push_interval_seconds=0.05),
+        clock=lambda: clock[0],
+    )
+    window = {
+        "timezone": "UTC",
+        "start": "15 22 * * *",
+        "end": "30 22 * * *",
+        "desiredReplicas": "2",
+    }
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stream = pb_grpc.ExternalScalerStub(channel).StreamIsActive(ref(window), timeout=10)
@@ -188,7 +212,9 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
     return make_pki(tmp_path_factory.mktemp("pki"))
 
 
-def _tls_channel(port: int, pki: Pki, cert: Path | None = None, key: Path | None = None) -> grpc.Channel:
+def _tls_channel(
+    port: int, pki: Pki, cert: Path | None = None, key: Path | None = None
+) -> grpc.Channel:
     credentials = grpc.ssl_channel_credentials(
         root_certificates=pki.ca_cert.read_bytes(),
         private_key=key.read_bytes() if key else None,
@@ -198,8 +224,15 @@ def _tls_channel(port: int, pki: Pki, cert: Path | None = None, key: Path | None
 
 
 def test_tls_handshake(pki: Pki) -> None:
-    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
-                                 tls_cert=pki.server_cert, tls_key=pki.server_key))
+    running = start(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            tls_cert=pki.server_cert,
+            tls_key=pki.server_key,
+        )
+    )
     try:
         with _tls_channel(running.port, pki) as channel:
             spec = pb_grpc.ExternalScalerStub(channel).GetMetricSpec(ref(ALWAYS), timeout=3)
@@ -213,9 +246,16 @@ def test_tls_handshake(pki: Pki) -> None:
 
 
 def test_mutual_tls_requires_a_client_certificate_from_the_ca(pki: Pki) -> None:
-    running = start(ServerConfig(host="127.0.0.1", port=0, metrics_port=None,
-                                 tls_cert=pki.server_cert, tls_key=pki.server_key,
-                                 tls_client_ca=pki.ca_cert))
+    running = start(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            tls_cert=pki.server_cert,
+            tls_key=pki.server_key,
+            tls_client_ca=pki.ca_cert,
+        )
+    )
     try:
         with _tls_channel(running.port, pki, pki.client_cert, pki.client_key) as channel:
             response = pb_grpc.ExternalScalerStub(channel).IsActive(ref(ALWAYS), timeout=3)
@@ -258,14 +298,21 @@ def test_serve_process_env_config_json_logs_and_graceful_sigterm(tmp_path: Path)
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "scaler.cli", "serve"],
-        env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True,
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
             stub = pb_grpc.ExternalScalerStub(channel)
-            assert stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS)),
-                                   timeout=3).metricValues[0].metricValue == 3
+            assert (
+                stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS)), timeout=3)
+                .metricValues[0]
+                .metricValue
+                == 3
+            )
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=15) == 0
     finally:
@@ -273,8 +320,11 @@ def test_serve_process_env_config_json_logs_and_graceful_sigterm(tmp_path: Path)
             process.kill()
     import json
 
-    lines = [json.loads(line) for line in (process.stderr.read() if process.stderr else "").splitlines()
-             if line.startswith("{")]
+    lines = [
+        json.loads(line)
+        for line in (process.stderr.read() if process.stderr else "").splitlines()
+        if line.startswith("{")
+    ]
     messages = [line["message"] for line in lines]
     assert "serving" in messages and "shutting down" in messages and "stopped" in messages
     decision = next(line for line in lines if line["message"] == "decision changed")

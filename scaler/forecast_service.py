@@ -1,0 +1,91 @@
+"""Forecasts for the service: Prometheus history in, background refits, latest out.
+
+Each distinct (Prometheus, series, history, quantile) is one forecast series,
+shared by every ScaledObject that asks for it. The request path registers the
+series (cheap, once) and reads the latest forecast; the refresher thread does
+the range queries and the fits. Past forecasts at now + lead are scored
+against the demand seen when that time comes, for the forecast-error metric.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Hashable
+from functools import partial
+
+from scaler.forecast.refresher import ForecastErrors, ForecastErrorTracker, ForecastRefresher
+from scaler.forecast.types import Forecast
+from scaler.policy import Policy
+from scaler.sources.prometheus import PrometheusSource
+
+# A fit sees at most this many points: 14 days at one minute, a few milliseconds.
+MAX_HISTORY_POINTS = 20_160
+MIN_STEP_SECONDS = 30.0
+
+
+def history_step_seconds(history_seconds: float) -> float:
+    """Grid step of the history: 30 s or coarser so that the fit stays cheap."""
+    step = max(MIN_STEP_SECONDS, history_seconds / MAX_HISTORY_POINTS)
+    return float(math.ceil(step / 15.0) * 15)  # a multiple of a usual scrape interval
+
+
+class ForecastService:
+    def __init__(
+        self,
+        source: PrometheusSource,
+        *,
+        refit_seconds: float = 600.0,
+        polling_interval_seconds: float = 30.0,
+        clock: Callable[[], float] = time.time,
+        refresher: ForecastRefresher | None = None,
+        start: bool = True,
+    ) -> None:
+        self.source = source
+        self.polling_interval_seconds = polling_interval_seconds
+        self.refresher = refresher or ForecastRefresher(refit_seconds=refit_seconds, clock=clock)
+        self.tracker = ForecastErrorTracker()
+        self._registered: set[Hashable] = set()
+        if start:
+            self.refresher.start()
+
+    @staticmethod
+    def key(address: str, query: str, policy: Policy) -> Hashable:
+        return (address, query, policy.forecast.history_seconds, policy.forecast.quantile)
+
+    def forecast_for(
+        self, address: str, query: str, policy: Policy, now: float, demand: float | None = None
+    ) -> tuple[Forecast | None, str | None]:
+        """The latest forecast of `query` and, when there is none, why."""
+        key = self.key(address, query, policy)
+        if key not in self._registered or self.refresher.status(key) is None:
+            if len(self._registered) > 10_000:  # series the refresher dropped as idle
+                self._registered.clear()
+            self.refresher.register(
+                key,
+                partial(self.source.range, address, query),
+                history_seconds=policy.forecast.history_seconds,
+                step_seconds=history_step_seconds(policy.forecast.history_seconds),
+                quantile=policy.forecast.quantile,
+            )
+            self._registered.add(key)
+        forecast = self.refresher.latest(key)
+        if demand is not None:
+            self.tracker.record_actual(key, now, demand)
+        if forecast is None:
+            status = self.refresher.status(key)
+            return None, status.message if status else "no forecast yet"
+        lead = policy.forecast.pod_startup_seconds + self.polling_interval_seconds
+        target = now + lead
+        point = forecast.window(target, target)
+        if point.stop > point.start:
+            self.tracker.record_forecast(
+                key, target, float(forecast.median[point.start]), float(forecast.upper[point.start])
+            )
+        return forecast, None
+
+    def errors(self, address: str, query: str, policy: Policy) -> ForecastErrors | None:
+        return self.tracker.errors(self.key(address, query, policy))
+
+    def close(self) -> None:
+        self.refresher.close()

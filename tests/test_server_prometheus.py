@@ -1,0 +1,257 @@
+"""The service against a real Prometheus: demand, resources, failures, recovery, forecast."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from prometheus_server import (
+    Exporter,
+    PrometheusServer,
+    Series,
+    cadvisor_pod,
+    grid,
+    kube_state_metrics_pod,
+    openmetrics,
+)
+
+from scaler.forecast_service import ForecastService
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.server import RunningServer, ServerConfig, start_server
+from scaler.sources.prometheus import PrometheusSource
+
+pytestmark = pytest.mark.prometheus
+
+
+def ref(metadata: dict[str, str], name: str = "checkout") -> pb.ScaledObjectRef:
+    return pb.ScaledObjectRef(name=name, namespace="shop", scalerMetadata=metadata)
+
+
+def metrics(stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str]) -> int:
+    response = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(metadata)), timeout=5)
+    value = response.metricValues[0]
+    assert value.metricValueFloat == value.metricValue
+    return int(value.metricValue)
+
+
+def serve(prometheus_url: str, **config: float) -> RunningServer:
+    return start_server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            prometheus_url=prometheus_url,
+            **config,  # type: ignore[arg-type]
+        )
+    )
+
+
+@pytest.fixture
+def connect() -> Iterator[Callable[[RunningServer], pb_grpc.ExternalScalerStub]]:
+    channels: list[grpc.Channel] = []
+
+    def make(server: RunningServer) -> pb_grpc.ExternalScalerStub:
+        channels.append(grpc.insecure_channel(f"127.0.0.1:{server.port}"))
+        return pb_grpc.ExternalScalerStub(channels[-1])
+
+    yield make
+    for channel in channels:
+        channel.close()
+
+
+def test_demand_query_drives_replicas_and_activity(
+    prometheus: PrometheusServer,
+    exporter: Exporter,
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+) -> None:
+    query = 'sum(e2e_requests_per_second{service="checkout"})'
+    metadata = {"query": query, "threshold": "100", "activationThreshold": "5"}
+    server = serve(prometheus.url, coalesce_seconds=0.0)
+    stub = connect(server)
+    try:
+        exporter.set("e2e_requests_per_second", 250.0, service="checkout")
+        prometheus.wait_for_value(query, 250.0)
+        assert metrics(stub, metadata) == 3
+        assert stub.IsActive(ref(metadata), timeout=5).result is True
+
+        exporter.set("e2e_requests_per_second", 3.0, service="checkout")
+        prometheus.wait_for_value(query, 3.0)
+        assert metrics(stub, metadata) == 1
+        assert stub.IsActive(ref(metadata), timeout=5).result is False  # 3 <= activation 5
+    finally:
+        server.stop(0)
+
+
+def test_empty_result_and_multiple_series(
+    prometheus: PrometheusServer,
+    exporter: Exporter,
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+) -> None:
+    server = serve(prometheus.url)
+    stub = connect(server)
+    try:
+        empty = {"query": "sum(no_such_series_anywhere)", "threshold": "10"}
+        # sum() of nothing is an empty vector: 0 with ignoreNullValues (KEDA's default) ...
+        assert metrics(stub, empty) == 0
+        assert stub.IsActive(ref(empty), timeout=5).result is False
+        # ... and an error without it: nothing was ever observed, so UNAVAILABLE.
+        with pytest.raises(grpc.RpcError) as info:
+            metrics(stub, empty | {"ignoreNullValues": "false"})
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+
+        exporter.set("e2e_multi", 1.0, zone="a")
+        exporter.set("e2e_multi", 2.0, zone="b")
+        prometheus.wait_for("e2e_multi", lambda result: len(result) == 2, timeout_seconds=15)
+        with pytest.raises(grpc.RpcError) as info:
+            metrics(stub, {"query": "e2e_multi", "threshold": "1"})
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "2 series" in (info.value.details() or "")
+    finally:
+        server.stop(0)
+
+
+def test_resource_signals_from_cadvisor_and_kube_state_metrics(
+    prometheus_factory: Callable[..., PrometheusServer],
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+) -> None:
+    now = time.time()
+    times = grid(now - 1800, now, 15)
+    series: list[Series] = []
+    # Three pods of "web" use 0.3 cores and 400 MiB each, request 0.5 cores and 512 MiB.
+    for i in range(3):
+        pod = f"web-{i}"
+        series += cadvisor_pod("shop", pod, {"app": (0.3, 400 * 2**20)}, times)
+        series += kube_state_metrics_pod("shop", pod, {"app": (0.5, 512 * 2**20)}, times)
+    # Another workload in the namespace that the selector must leave out.
+    series += cadvisor_pod("shop", "db-0", {"db": (4.0, 8 * 2**30)}, times)
+    series += kube_state_metrics_pod("shop", "db-0", {"db": (4.0, 8 * 2**30)}, times)
+    prometheus = prometheus_factory(start=False, scrape=False)
+    prometheus.backfill(openmetrics(series))
+    prometheus.start()
+    server = serve(prometheus.url)
+    stub = connect(server)
+    selector = 'namespace="shop",pod=~"web-.*"'
+    try:
+        # HPA: ceil(0.9 cores used / (50% x 0.5 cores)) = ceil(3.6) = 4
+        assert metrics(stub, {"cpuUtilization": "50", "podSelector": selector}) == 4
+        # ceil(1200 MiB / (60% x 512 MiB)) = ceil(3.90625) = 4; at 80%: ceil(2.93) = 3
+        assert metrics(stub, {"memoryUtilization": "60", "podSelector": selector}) == 4
+        assert metrics(stub, {"memoryUtilization": "80", "podSelector": selector}) == 3
+        # A resource-only policy never deactivates.
+        only_cpu = {"cpuUtilization": "50", "podSelector": selector}
+        assert stub.IsActive(ref(only_cpu), timeout=5).result is True
+    finally:
+        server.stop(0)
+
+
+def test_prometheus_killed_mid_run_then_back(
+    prometheus_factory: Callable[..., PrometheusServer],
+    exporter: Exporter,
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+) -> None:
+    prometheus = prometheus_factory()
+    query = 'sum(e2e_outage_requests{service="cart"})'
+    metadata = {"query": query, "threshold": "10"}
+    exporter.set("e2e_outage_requests", 42.0, service="cart")
+    prometheus.wait_for_value(query, 42.0)
+    staleness = 3.0
+    server = serve(
+        prometheus.url, coalesce_seconds=0.0, staleness_seconds=staleness, query_timeout_seconds=1.0
+    )
+    stub = connect(server)
+    try:
+        assert metrics(stub, metadata) == 5
+        prometheus.kill()
+        killed_at = time.monotonic()
+        # The last good value stands in while it is younger than the staleness bound.
+        assert metrics(stub, metadata) == 5
+        # GetMetricSpec depends on configuration only: fast with the backend gone.
+        started = time.perf_counter()
+        spec = stub.GetMetricSpec(ref(metadata), timeout=3)
+        assert spec.metricSpecs[0].targetSize == 1
+        assert time.perf_counter() - started < 0.2
+        # Past the bound: UNAVAILABLE, so that KEDA's fallback can act.
+        time.sleep(max(0.0, staleness + 0.5 - (time.monotonic() - killed_at)))
+        with pytest.raises(grpc.RpcError) as info:
+            metrics(stub, metadata)
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "connection" in (info.value.details() or "").lower()
+
+        exporter.set("e2e_outage_requests", 95.0, service="cart")
+        prometheus.start()
+        prometheus.wait_for_value(query, 95.0, timeout_seconds=30)
+        assert metrics(stub, metadata) == 10
+    finally:
+        server.stop(0)
+
+
+def test_forecast_raises_capacity_before_the_backfilled_peak(
+    prometheus_factory: Callable[..., PrometheusServer],
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+) -> None:
+    """A week of daily tides; the peak of today is 40 minutes ahead.
+
+    Reactive scaling sees today's still-low demand; the forecast has learnt
+    the tide and provisions now for the demand 20 minutes of pod start-up
+    plus one polling interval ahead.
+    """
+    now = time.time()
+    day = 86400.0
+    peak_at = now + 2400.0
+
+    def demand(t: float) -> float:
+        # valley 20 req/s, peak 1000 req/s: a tide of ratio 50
+        phase = 2 * math.pi * (t - peak_at) / day
+        return 20.0 + 980.0 * ((1 + math.cos(phase)) / 2) ** 4
+
+    times = grid(now - 7 * day, now, 60)
+    series = [
+        Series("e2e_tide_requests_per_second", {"service": "web"}, [(t, demand(t)) for t in times])
+    ]
+    prometheus = prometheus_factory(start=False, scrape=False)
+    prometheus.backfill(openmetrics(series))
+    prometheus.start()
+
+    source = PrometheusSource()
+    forecasts = ForecastService(source, polling_interval_seconds=30.0)
+    server = start_server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            prometheus_url=prometheus.url,
+            staleness_seconds=600.0,
+        ),
+        forecasts=forecasts,
+        source=source,
+    )
+    stub = connect(server)
+    query = 'sum(e2e_tide_requests_per_second{service="web"})'
+    metadata = {
+        "query": query,
+        "threshold": "10",
+        "forecast": "on",
+        "podStartupSeconds": "20m",
+        "forecastHistory": "7d",
+    }
+    try:
+        reactive = metrics(stub, {"query": query, "threshold": "10"})
+        # The backfill ends now; Prometheus serves its last sample (within its 5 min lookback).
+        assert reactive == math.ceil(demand(times[-1]) / 10 - 1e-9)
+        deadline = time.monotonic() + 60
+        predictive = metrics(stub, metadata)
+        while predictive <= reactive and time.monotonic() < deadline:
+            time.sleep(0.5)  # the first fit runs in the background, never on this call
+            predictive = metrics(stub, metadata)
+        ahead = math.ceil(demand(now + 1230) / 10)
+        assert predictive > reactive
+        # Provisioned for (about) the demand at the end of the lead time, not for the peak
+        # beyond it, nor wildly above.
+        assert 0.8 * ahead <= predictive <= 1.6 * ahead, (reactive, predictive, ahead)
+    finally:
+        server.stop(0)
+        forecasts.close()
