@@ -1,0 +1,402 @@
+"""Background refits of registered series, and the rolling error of past forecasts.
+
+`ForecastRefresher` keeps one forecast per registered series and refits it
+on a schedule in a daemon thread: at once after registration (and so after a
+restart), then every `refit_seconds`. The request path only reads
+`latest(key)` and `status(key)`, which never fetch or fit. History is fetched
+through an injected function, incrementally (only the new part plus a little
+overlap for late samples), and in chunks small enough for a Prometheus range
+query; it is capped by the series' history window, so memory per series is
+bounded. Series nobody read for `idle_seconds` are dropped. A fetch or fit
+error keeps the last good forecast (it still covers the lead time for a
+while) and says what went wrong.
+
+`ForecastErrorTracker` is the telemetry hook: it remembers the median and
+band forecast for now + lead and, once the demand at that time is known,
+folds the error into a bounded rolling window (sMAPE, under-prediction rate,
+band coverage).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from enum import Enum
+
+import numpy as np
+
+from scaler.forecast.forecaster import (
+    DEFAULT_SETTINGS,
+    ForecasterSettings,
+    InsufficientHistory,
+)
+from scaler.forecast.forecaster import fit as fit_forecaster
+from scaler.forecast.models import FloatArray
+from scaler.forecast.types import Forecast
+
+log = logging.getLogger(__name__)
+
+Fetch = Callable[[float, float, float], tuple[np.ndarray, np.ndarray]]
+Clock = Callable[[], float]
+
+
+class ForecastState(Enum):
+    """Why a series has the forecast it has (or none)."""
+
+    PENDING = "pending"  # registered, first fit not done yet
+    OK = "ok"
+    NO_PERIODICITY = "no_periodicity"  # forecast from a recent-level model
+    TOO_LITTLE_HISTORY = "too_little_history"
+    FIT_ERROR = "fit_error"
+    FETCH_ERROR = "fetch_error"
+
+
+@dataclass(frozen=True)
+class SeriesStatus:
+    state: ForecastState
+    message: str
+    last_attempt: float | None
+    last_success: float | None
+
+    @property
+    def healthy(self) -> bool:
+        return self.state in (ForecastState.OK, ForecastState.NO_PERIODICITY)
+
+
+@dataclass(frozen=True)
+class SeriesConfig:
+    """How to learn one series: history window, grid step, band quantile, forecast length."""
+
+    history_seconds: float
+    step_seconds: float
+    quantile: float
+    horizon_seconds: float
+
+
+@dataclass(eq=False)
+class _Series:
+    fetch: Fetch
+    config: SeriesConfig
+    registered_at: float
+    last_read: float
+    next_due: float
+    grid_end: float | None = None
+    values: FloatArray = field(default_factory=lambda: np.zeros(0))
+    forecast: Forecast | None = None
+    status: SeriesStatus = field(
+        default_factory=lambda: SeriesStatus(ForecastState.PENDING, "first fit pending", None, None)
+    )
+    running: bool = False
+
+
+class ForecastRefresher:
+    """Refits registered series in the background; the request path only reads."""
+
+    def __init__(
+        self,
+        *,
+        refit_seconds: float = 600.0,
+        retry_seconds: float = 60.0,
+        idle_seconds: float = 3600.0,
+        overlap_seconds: float = 600.0,
+        max_points_per_fetch: int = 10_000,
+        clock: Clock = time.time,
+        settings: ForecasterSettings = DEFAULT_SETTINGS,
+    ) -> None:
+        self.refit_seconds = refit_seconds
+        self.retry_seconds = retry_seconds
+        self.idle_seconds = idle_seconds
+        self.overlap_seconds = overlap_seconds
+        self.max_points_per_fetch = max_points_per_fetch
+        self.settings = settings
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._series: dict[Hashable, _Series] = {}
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------- request path
+
+    def register(
+        self,
+        key: Hashable,
+        fetch: Fetch,
+        *,
+        history_seconds: float,
+        step_seconds: float,
+        quantile: float,
+        horizon_seconds: float = 86_400.0,
+    ) -> None:
+        """Start (or keep) refitting `key`; a changed config refits at once. Never blocks."""
+        config = SeriesConfig(history_seconds, step_seconds, quantile, horizon_seconds)
+        now = self._clock()
+        with self._lock:
+            series = self._series.get(key)
+            if series is not None and series.config == config:
+                series.fetch = fetch
+                series.last_read = now
+                return
+            self._series[key] = _Series(fetch, config, now, now, now)
+        self._wake.set()
+
+    def unregister(self, key: Hashable) -> None:
+        with self._lock:
+            self._series.pop(key, None)
+
+    def latest(self, key: Hashable) -> Forecast | None:
+        """The last good forecast of `key`, or None (see `status`)."""
+        with self._lock:
+            series = self._series.get(key)
+            if series is None:
+                return None
+            series.last_read = self._clock()
+            return series.forecast
+
+    def status(self, key: Hashable) -> SeriesStatus | None:
+        """Why `key` has the forecast it has; None when it is not registered."""
+        with self._lock:
+            series = self._series.get(key)
+            return None if series is None else series.status
+
+    def keys(self) -> list[Hashable]:
+        with self._lock:
+            return list(self._series)
+
+    # ---------------------------------------------------------- background
+
+    def start(self) -> None:
+        """Run refits in a daemon thread until `close()`."""
+        if self._thread is not None:
+            return
+        self._thread = threading.Thread(target=self._loop, name="forecast-refit", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                self.refresh_due()
+            except Exception:  # the loop must survive anything a series does
+                log.exception("forecast refresh pass failed")
+            self._wake.wait(self._seconds_to_next_due())
+
+    def _seconds_to_next_due(self) -> float:
+        now = self._clock()
+        with self._lock:
+            dues = [s.next_due for s in self._series.values()]
+        if not dues:
+            return self.refit_seconds
+        return min(max(min(dues) - now, 0.05), self.refit_seconds)
+
+    def refresh_due(self) -> int:
+        """Drop idle series, then refit every series that is due. Returns how many were refit."""
+        now = self._clock()
+        with self._lock:
+            for key in [
+                k for k, s in self._series.items() if now - s.last_read > self.idle_seconds
+            ]:
+                log.info("forecast series %r idle, dropped", key)
+                del self._series[key]
+            due = [(k, s) for k, s in self._series.items() if s.next_due <= now and not s.running]
+            for _, s in due:
+                s.running = True
+        for key, series in due:
+            try:
+                self._refresh(key, series)
+            finally:
+                series.running = False
+        return len(due)
+
+    def _refresh(self, key: Hashable, series: _Series) -> None:
+        cfg = series.config
+        now = self._clock()
+        end = math.floor(now / cfg.step_seconds) * cfg.step_seconds
+        try:
+            values = self._history(series, end)
+        except Exception as exc:  # fetch may raise anything; report, keep the last forecast
+            self._finish(series, ForecastState.FETCH_ERROR, f"fetch failed: {exc}", now, None)
+            log.warning("forecast %r: history fetch failed: %s", key, exc)
+            return
+        try:
+            fitted = fit_forecaster(
+                values, cfg.step_seconds, quantile=cfg.quantile, now=end, settings=self.settings
+            )
+            forecast = fitted.forecast(cfg.horizon_seconds)
+        except InsufficientHistory as exc:
+            self._finish(series, ForecastState.TOO_LITTLE_HISTORY, str(exc), now, None)
+            return
+        except Exception as exc:
+            self._finish(series, ForecastState.FIT_ERROR, f"fit failed: {exc}", now, None)
+            log.exception("forecast %r: fit failed", key)
+            return
+        if forecast.periodicity == "none":
+            self._finish(series, ForecastState.NO_PERIODICITY, forecast.note, now, forecast)
+        else:
+            message = f"{forecast.model} ({forecast.periodicity})"
+            self._finish(series, ForecastState.OK, message, now, forecast)
+
+    def _finish(
+        self,
+        series: _Series,
+        state: ForecastState,
+        message: str,
+        now: float,
+        forecast: Forecast | None,
+    ) -> None:
+        ok = forecast is not None
+        with self._lock:
+            if ok:
+                series.forecast = forecast
+            last_success = now if ok else series.status.last_success
+            series.status = SeriesStatus(state, message, now, last_success)
+            wait = self.refit_seconds if ok or state is ForecastState.TOO_LITTLE_HISTORY else None
+            series.next_due = now + (wait if wait is not None else self.retry_seconds)
+
+    def _history(self, series: _Series, end: float) -> FloatArray:
+        """History on the grid ending at `end`, fetching only what is not held yet."""
+        cfg = series.config
+        step = cfg.step_seconds
+        n = max(1, round(cfg.history_seconds / step))
+        start = end - (n - 1) * step
+        values = np.full(n, np.nan)
+        fetch_from = start
+        held = len(series.values)
+        if series.grid_end is not None and held and series.grid_end <= end:
+            offset = round((series.grid_end - (held - 1) * step - start) / step)
+            new_idx = np.arange(held) + offset
+            inside = (new_idx >= 0) & (new_idx < n)
+            if inside.any():
+                values[new_idx[inside]] = series.values[inside]
+                overlap = max(1, round(self.overlap_seconds / step))
+                fetch_from = max(start, series.grid_end - overlap * step)
+        chunk = self.max_points_per_fetch * step
+        t0 = fetch_from
+        while t0 <= end:
+            t1 = min(end, t0 + chunk - step)
+            times, got = series.fetch(t0, t1, step)
+            times = np.asarray(times, dtype=np.float64).ravel()
+            got = np.asarray(got, dtype=np.float64).ravel()
+            if times.shape != got.shape:
+                raise ValueError(f"fetch returned {len(times)} times and {len(got)} values")
+            idx = np.round((times - start) / step).astype(np.int64)
+            inside = (idx >= 0) & (idx < n)
+            values[idx[inside]] = got[inside]
+            t0 = t1 + step
+        series.grid_end = end
+        series.values = values
+        return values
+
+
+# ------------------------------------------------------------- error tracker
+
+
+@dataclass(frozen=True)
+class ForecastErrors:
+    """Rolling error of past forecasts: sMAPE in percent, rates as fractions."""
+
+    smape: float
+    under_rate: float
+    coverage: float
+    count: int
+
+
+@dataclass(eq=False)
+class _Track:
+    pending: deque[tuple[float, float, float]]
+    scored: deque[tuple[float, bool, bool]]
+    updated: float
+
+
+class ForecastErrorTracker:
+    """Scores forecasts for now + lead against the demand seen when that time comes.
+
+    `record_forecast` stores (target time, median, upper); `record_actual`
+    scores every pending forecast whose target has been reached, against the
+    first demand seen at or after the target (within `tolerance_seconds`;
+    older ones are dropped unscored). Memory is bounded per key by
+    `max_pending` and `window`; `prune` drops keys not updated for a while.
+    """
+
+    def __init__(
+        self,
+        *,
+        window: int = 360,
+        max_pending: int = 512,
+        tolerance_seconds: float = 120.0,
+    ) -> None:
+        self.window = window
+        self.max_pending = max_pending
+        self.tolerance_seconds = tolerance_seconds
+        self._lock = threading.Lock()
+        self._tracks: dict[Hashable, _Track] = {}
+
+    def _track(self, key: Hashable, now: float) -> _Track:
+        track = self._tracks.get(key)
+        if track is None:
+            track = _Track(deque(maxlen=self.max_pending), deque(maxlen=self.window), now)
+            self._tracks[key] = track
+        track.updated = now
+        return track
+
+    def record_forecast(
+        self, key: Hashable, target_time: float, median: float, upper: float
+    ) -> None:
+        with self._lock:
+            track = self._track(key, target_time)
+            if track.pending and target_time <= track.pending[-1][0]:
+                return  # one forecast per target time is enough
+            track.pending.append((target_time, median, upper))
+
+    def record_actual(self, key: Hashable, time_seconds: float, value: float) -> None:
+        if not math.isfinite(value):
+            return
+        with self._lock:
+            track = self._tracks.get(key)
+            if track is None:
+                return
+            track.updated = max(track.updated, time_seconds)
+            while track.pending and track.pending[0][0] <= time_seconds:
+                target, median, upper = track.pending.popleft()
+                if time_seconds - target > self.tolerance_seconds:
+                    continue
+                denom = abs(value) + abs(median)
+                term = 0.0 if denom == 0 else 2.0 * abs(value - median) / denom
+                track.scored.append((term, value > median, value <= upper))
+
+    def errors(self, key: Hashable) -> ForecastErrors | None:
+        with self._lock:
+            track = self._tracks.get(key)
+            if track is None or not track.scored:
+                return None
+            terms = np.array([s[0] for s in track.scored])
+            under = np.array([s[1] for s in track.scored])
+            covered = np.array([s[2] for s in track.scored])
+        return ForecastErrors(
+            smape=float(100.0 * terms.mean()),
+            under_rate=float(under.mean()),
+            coverage=float(covered.mean()),
+            count=len(terms),
+        )
+
+    def forget(self, key: Hashable) -> None:
+        with self._lock:
+            self._tracks.pop(key, None)
+
+    def prune(self, older_than: float) -> None:
+        """Drop keys last updated before `older_than` (a time on the same clock)."""
+        with self._lock:
+            for key in [k for k, t in self._tracks.items() if t.updated < older_than]:
+                del self._tracks[key]

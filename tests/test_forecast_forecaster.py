@@ -1,0 +1,203 @@
+"""The forecaster on synthetic series with known period, level and noise."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from scaler.forecast import backtest, forecaster
+from scaler.forecast.forecaster import InsufficientHistory
+from scaler.forecast.synthetic import Tide, expected_demand, generate
+
+DAY = 86_400.0
+
+
+def _fit(y: np.ndarray, step: float, quantile: float = 0.95) -> forecaster.FittedForecaster:
+    return forecaster.fit(y, step, quantile=quantile, now=1_000_000.0)
+
+
+def test_tidal_series_gets_a_seasonal_model_and_a_close_day_ahead_forecast() -> None:
+    tide = Tide(days=15, step_seconds=300, valley=40, peak_to_valley=10)
+    truth = expected_demand(Tide(days=16, step_seconds=300, valley=40, peak_to_valley=10))
+    y = generate(tide, np.random.default_rng(11))
+    fitted = _fit(y, 300.0)
+    fc = fitted.forecast(DAY)
+    assert fc.periodicity.startswith("daily")
+    assert fc.note == ""
+    assert fc.start == 1_000_000.0 and fc.step_seconds == 300.0 and len(fc.median) == 288
+    future = truth[len(y) :]
+    # Poisson noise on 40..400 per step is 5 % at the peak; the profile
+    # averages several days, so the median error to the truth is well below it.
+    rel = np.abs(fc.median - future) / future
+    assert float(np.mean(rel)) < 0.08
+    assert float(np.mean(fc.upper >= future)) > 0.9
+
+
+def test_series_without_period_falls_back_to_recent_level_and_says_so() -> None:
+    y = np.random.default_rng(12).normal(100.0, 10.0, 5000).clip(0)
+    fc = _fit(y, 60.0).forecast(3600)
+    assert fc.periodicity == "none"
+    assert "recent-level" in fc.note and "no periodicity" in fc.note
+    assert fc.model in ("last_value", "recent_mean")
+    assert np.allclose(fc.median, fc.median[0])
+    assert fc.median[0] == pytest.approx(100.0, rel=0.1)
+
+
+def test_too_little_history_is_an_error_that_says_how_much_is_needed() -> None:
+    with pytest.raises(InsufficientHistory, match="need 24 points"):
+        _fit(np.ones(10), 60.0)
+
+
+def test_fine_steps_are_averaged_to_one_minute_keeping_the_unit() -> None:
+    y = np.full(4 * 24 * 60 * 2, 3.0)  # two days at 15 s, 3 per second
+    fc = _fit(y, 15.0).forecast(600)
+    assert fc.step_seconds == 60.0 and len(fc.median) == 10
+    np.testing.assert_allclose(fc.median, 3.0)
+
+
+def test_outage_does_not_poison_the_seasonal_profile() -> None:
+    tide = Tide(days=10, step_seconds=300, valley=50, peak_to_valley=10)
+    y = generate(tide, np.random.default_rng(13))
+    day = 288
+    clean = _fit(y, 300.0).forecast(DAY).median
+    # An hour-long outage at the same time of day on three of the last days.
+    for d in (2, 4, 6):
+        start = len(y) - d * day + 100
+        y[start : start + 12] = 0.0
+    out = _fit(y, 300.0).forecast(DAY).median
+    window = slice(100, 112)
+    assert np.min(out[window]) > 0.8 * np.min(clean[window])
+
+
+def test_level_shift_is_followed_within_the_day() -> None:
+    tide = Tide(
+        days=12,
+        step_seconds=300,
+        valley=30,
+        peak_to_valley=5,
+        level_shift_day=11.0,
+        level_shift_factor=2.0,
+    )
+    y = generate(tide, np.random.default_rng(14))
+    truth = expected_demand(
+        Tide(
+            days=12.05,
+            step_seconds=300,
+            valley=30,
+            peak_to_valley=5,
+            level_shift_day=11.0,
+            level_shift_factor=2.0,
+        )
+    )[len(y) :]
+    fc = _fit(y, 300.0).forecast(len(truth) * 300.0)
+    assert float(np.mean(fc.median / truth)) == pytest.approx(1.0, abs=0.2)
+
+
+def test_same_history_gives_the_same_forecast() -> None:
+    y = generate(Tide(days=9, step_seconds=120, relative_noise=0.2), np.random.default_rng(15))
+    a = _fit(y, 120.0).forecast(DAY)
+    b = _fit(y.copy(), 120.0).forecast(DAY)
+    np.testing.assert_array_equal(a.median, b.median)
+    np.testing.assert_array_equal(a.upper, b.upper)
+    assert a.model == b.model
+
+
+def test_fourteen_days_of_minutes_fit_in_milliseconds() -> None:
+    y = generate(Tide(days=14, step_seconds=60, weekend_factor=0.6), np.random.default_rng(16))
+    _fit(y, 60.0).forecast(DAY)  # warm up imports and caches
+    best = min(_timed(lambda: _fit(y, 60.0).forecast(DAY)) for _ in range(3))
+    # The benchmark holds the 50 ms target; this bound only catches a
+    # regression by an order of magnitude on a busy test machine.
+    assert best < 0.25
+
+
+def _timed(fn: object) -> float:
+    start = time.perf_counter()
+    fn()  # type: ignore[operator]
+    return time.perf_counter() - start
+
+
+@pytest.mark.parametrize("quantile", [0.9, 0.95])
+def test_band_coverage_is_within_three_points_of_nominal_on_long_series(quantile: float) -> None:
+    hits: list[np.ndarray] = []
+    for seed, tide in enumerate(
+        [
+            Tide(days=24, step_seconds=900, valley=20, peak_to_valley=10, relative_noise=0.1),
+            Tide(days=24, step_seconds=900, valley=2, peak_to_valley=100, weekend_factor=0.7),
+        ]
+    ):
+        y = generate(tide, np.random.default_rng(100 + seed))
+        trace = backtest.Trace(
+            np.arange(len(y), dtype=np.float64) * 900.0, y, 900.0, f"synthetic-{seed}"
+        )
+        result = backtest.run(
+            trace,
+            [3600.0, 6 * 3600.0],
+            quantile=quantile,
+            stride_seconds=3600.0,
+            min_history_seconds=8 * DAY,
+        )
+        for h in result.horizons_seconds:
+            fc = result.forecasts[(h, backtest.TIDESCALER)]
+            assert fc.upper is not None
+            idx = np.round((fc.origins + h) / 900.0).astype(int)
+            hits.append(y[idx] <= fc.upper)
+    coverage = float(np.mean(np.concatenate(hits)))
+    assert abs(coverage - quantile) <= 0.03
+
+
+# ------------------------------------------------------------- properties
+
+series = arrays(
+    np.float64,
+    st.integers(min_value=200, max_value=800),
+    elements=st.floats(min_value=0.0, max_value=1e6, allow_nan=False),
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    y=series,
+    quantile=st.floats(min_value=0.5, max_value=0.99),
+    step=st.sampled_from([60.0, 300.0, 900.0]),
+)
+def test_band_is_above_median_and_nothing_is_negative(
+    y: np.ndarray, quantile: float, step: float
+) -> None:
+    fc = forecaster.fit(y, step, quantile=quantile, now=0.0, settings=_short).forecast(6 * 3600)
+    assert np.isfinite(fc.median).all() and np.isfinite(fc.upper).all()
+    assert (fc.median >= 0).all()
+    assert (fc.upper >= fc.median).all()
+
+
+@settings(max_examples=25, deadline=None)
+@given(level=st.floats(min_value=0.0, max_value=1e5), n=st.integers(min_value=200, max_value=3000))
+def test_constant_series_gives_a_constant_forecast(level: float, n: int) -> None:
+    fc = forecaster.fit(np.full(n, level), 300.0, quantile=0.95, now=0.0, settings=_short)
+    out = fc.forecast(DAY)
+    np.testing.assert_allclose(out.median, level, rtol=1e-9)
+    np.testing.assert_allclose(out.upper, out.median, rtol=1e-9, atol=1e-9 * max(level, 1.0) + 1e-6)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    y=series,
+    holes=st.lists(st.integers(min_value=0, max_value=799), max_size=100),
+)
+def test_missing_points_never_break_the_forecast(y: np.ndarray, holes: list[int]) -> None:
+    y = y.copy()
+    y[[h for h in holes if h < len(y)]] = np.nan
+    try:
+        fitted = forecaster.fit(y, 300.0, quantile=0.95, now=0.0, settings=_short)
+    except InsufficientHistory:
+        return
+    fc = fitted.forecast(3600)
+    assert np.isfinite(fc.upper).all() and (fc.upper >= fc.median).all() and (fc.median >= 0).all()
+
+
+_short = forecaster.ForecasterSettings(min_history_seconds=3600.0)

@@ -1,0 +1,131 @@
+"""The shared face of every model, and what each model forecasts on known input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaler.forecast import models
+from scaler.forecast.models import Model, RecentLevel, SeasonalProfile
+from scaler.forecast.synthetic import Tide, generate
+
+PERIOD = 48
+
+EVERY_MODEL: list[Model] = [
+    SeasonalProfile(PERIOD, name="seasonal_naive"),
+    SeasonalProfile(PERIOD, level_window=6, name="level_naive"),
+    SeasonalProfile(PERIOD, reducer="median", periods=5, name="median"),
+    SeasonalProfile(
+        PERIOD,
+        reducer="median",
+        periods=5,
+        smooth_half_width=2,
+        level_window=6,
+        name="level_median",
+    ),
+    SeasonalProfile(
+        PERIOD,
+        reducer="smooth",
+        periods=4,
+        beta=0.4,
+        smooth_half_width=1,
+        level_window=6,
+        name="level_smooth",
+    ),
+    RecentLevel(1),
+    RecentLevel(6),
+]
+
+
+def _series(seed: int = 0, days: int = 10) -> np.ndarray:
+    tide = Tide(days=days, step_seconds=1800, valley=20, peak_to_valley=8, relative_noise=0.1)
+    return generate(tide, np.random.default_rng(seed))
+
+
+@pytest.mark.parametrize("model", EVERY_MODEL, ids=lambda m: m.name)
+class TestModelContract:
+    def test_fit_returns_self_and_predict_matches_stateless_forecast(self, model: Model) -> None:
+        y = _series()
+        assert model.fit(y) is model
+        np.testing.assert_allclose(model.predict(100), model.forecast(y, 100))
+
+    def test_forecast_has_the_asked_length_and_is_finite_and_non_negative(
+        self, model: Model
+    ) -> None:
+        y = _series(1)
+        y[::7] = np.nan
+        for h in (1, 5, PERIOD, 3 * PERIOD + 1):
+            out = model.forecast(y, h)
+            assert out.shape == (h,)
+            assert np.isfinite(out).all()
+            assert (out >= 0).all()
+
+    def test_rolling_agrees_with_refitting_at_every_origin(self, model: Model) -> None:
+        y = _series(2)
+        y[100:110] = np.nan
+        origins = np.arange(6 * PERIOD, len(y) - 1, 7, dtype=np.int64)
+        horizons = np.array(
+            sorted({1, 2, 5, 13, min(PERIOD, model.max_rolling_horizon)}), dtype=np.int64
+        )
+        rolled = model.rolling(y, origins, horizons)
+        for i, o in enumerate(origins):
+            path = model.forecast(y[: o + 1], int(horizons.max()))
+            for j, k in enumerate(horizons):
+                if o + k < len(y):
+                    assert rolled[i, j] == pytest.approx(path[k - 1], rel=1e-9, abs=1e-9)
+                else:
+                    assert np.isnan(rolled[i, j])
+
+    def test_constant_series_gives_that_constant(self, model: Model) -> None:
+        out = model.forecast(np.full(6 * PERIOD, 12.5), 2 * PERIOD)
+        np.testing.assert_allclose(out, 12.5)
+
+    def test_empty_history_of_missing_points_gives_zero(self, model: Model) -> None:
+        out = model.forecast(np.full(3 * PERIOD, np.nan), 4)
+        np.testing.assert_allclose(out, 0.0)
+
+
+def test_seasonal_naive_repeats_the_last_period() -> None:
+    y = np.arange(3 * PERIOD, dtype=float)
+    out = models.seasonal_naive(y, PERIOD + 2, PERIOD)
+    np.testing.assert_array_equal(out[:PERIOD], y[-PERIOD:])
+    np.testing.assert_array_equal(out[PERIOD:], y[-PERIOD : -PERIOD + 2])
+
+
+def test_seasonal_naive_bridges_a_gap_from_an_older_period() -> None:
+    y = np.tile(np.arange(PERIOD, dtype=float), 3)
+    y[-PERIOD : -PERIOD + 5] = np.nan
+    np.testing.assert_array_equal(models.seasonal_naive(y, 5, PERIOD), np.arange(5.0))
+
+
+def test_level_adjustment_follows_a_doubled_level() -> None:
+    base = np.tile(10.0 + np.arange(PERIOD, dtype=float), 4)
+    y = base.copy()
+    y[-6:] *= 2.0  # the last level window runs at twice the usual demand
+    plain = models.seasonal_naive(y, 3, PERIOD)
+    adjusted = models.level_seasonal_naive(y, 3, PERIOD, level_window=6)
+    np.testing.assert_allclose(adjusted, 2.0 * plain, rtol=0.05)
+
+
+def test_seasonal_median_ignores_one_spiky_period() -> None:
+    y = np.tile(np.full(PERIOD, 10.0), 5)
+    y[-PERIOD:] = 100.0
+    np.testing.assert_allclose(models.seasonal_median(y, PERIOD, PERIOD, periods=5), 10.0)
+
+
+def test_recent_level_is_the_mean_of_the_window() -> None:
+    y = np.array([1.0, 2.0, 3.0, np.nan, 5.0])
+    np.testing.assert_allclose(models.recent_level(y, 2, window=3), [4.0, 4.0])
+    np.testing.assert_allclose(models.recent_level(y, 1), [5.0])
+
+
+def test_seasonal_smoothing_weights_recent_periods_more() -> None:
+    y = np.concatenate([np.full(PERIOD, 0.0), np.full(PERIOD, 10.0)])
+    out = models.seasonal_smoothing(y, 1, PERIOD, periods=2, beta=0.5)
+    assert out[0] == pytest.approx(10.0 / 1.5)
+
+
+def test_rolling_refuses_horizons_it_cannot_compute_exactly() -> None:
+    model = SeasonalProfile(PERIOD, smooth_half_width=3)
+    with pytest.raises(ValueError, match="max_rolling_horizon"):
+        model.rolling(_series(), np.array([300]), np.array([PERIOD]))

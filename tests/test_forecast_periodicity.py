@@ -1,0 +1,72 @@
+"""Periodicity detection on series whose periods are known."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scaler.forecast import periodicity
+from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS
+from scaler.forecast.synthetic import Tide, generate
+
+
+@pytest.mark.parametrize(
+    ("tide", "expected"),
+    [
+        pytest.param(
+            Tide(days=8, step_seconds=60, peak_to_valley=10), (DAY_SECONDS,), id="1min-8d"
+        ),
+        pytest.param(
+            Tide(days=4, step_seconds=300, peak_to_valley=100), (DAY_SECONDS,), id="5min-4d"
+        ),
+        pytest.param(Tide(days=14, step_seconds=3600, valley=100), (DAY_SECONDS,), id="1h-14d"),
+        pytest.param(
+            Tide(days=21, step_seconds=300, weekend_factor=0.3),
+            (DAY_SECONDS, WEEK_SECONDS),
+            id="weekend-dip-21d",
+        ),
+    ],
+)
+def test_daily_and_weekly_periods_are_found(tide: Tide, expected: tuple[float, ...]) -> None:
+    found = periodicity.detect(generate(tide, np.random.default_rng(3)), tide.step_seconds)
+    assert found.periods_seconds == expected
+    assert found.daily_acf is not None and found.daily_acf > 0.5
+
+
+def test_pure_daily_tide_is_not_reported_as_weekly() -> None:
+    tide = Tide(days=21, step_seconds=300)
+    found = periodicity.detect(generate(tide, np.random.default_rng(4)), tide.step_seconds)
+    assert found.label == "daily"
+    assert "weekly autocorrelation" in found.reason
+
+
+@pytest.mark.parametrize(
+    ("values", "reason_part"),
+    [
+        pytest.param(np.random.default_rng(5).normal(50, 5, 20160), "below", id="white-noise"),
+        pytest.param(np.full(20160, 7.0), "constant", id="constant"),
+        pytest.param(
+            np.random.default_rng(6).poisson(30, 600).astype(float), "too short", id="10h"
+        ),
+    ],
+)
+def test_no_period_is_reported_with_the_evidence(values: np.ndarray, reason_part: str) -> None:
+    found = periodicity.detect(values, 60.0)
+    assert found.label == "none"
+    assert found.periods_seconds == ()
+    assert reason_part in found.reason
+
+
+def test_missing_points_do_not_hide_the_period() -> None:
+    tide = Tide(days=7, step_seconds=60)
+    y = generate(tide, np.random.default_rng(7))
+    y[np.random.default_rng(8).random(len(y)) < 0.2] = np.nan
+    assert periodicity.detect(y, 60.0).daily
+
+
+def test_autocorrelation_of_a_sine_peaks_at_its_period() -> None:
+    x = np.sin(2 * np.pi * np.arange(1000) / 50)
+    acf = periodicity.autocorrelation(x)
+    assert acf[0] == pytest.approx(1.0)
+    assert acf[50] == pytest.approx(1.0, abs=0.02)
+    assert acf[25] == pytest.approx(-1.0, abs=0.02)

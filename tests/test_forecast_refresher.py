@@ -1,0 +1,237 @@
+"""Background refits against an injected fetch and clock, and the forecast-error tracker."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from scaler.forecast.refresher import (
+    ForecastErrorTracker,
+    ForecastRefresher,
+    ForecastState,
+)
+from scaler.forecast.synthetic import Tide, expected_demand
+
+STEP = 300.0
+DAY = 86_400.0
+T0 = 1_700_006_400.0  # a multiple of the step
+
+
+class Clock:
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class TidalSource:
+    """A fetch function over a noiseless tide, recording every call."""
+
+    def __init__(self, *, fail: bool = False, start: float = T0 - 10 * DAY) -> None:
+        self.fail = fail
+        self.start = start
+        self.calls: list[tuple[float, float, float]] = []
+        self.tide = expected_demand(Tide(days=30, step_seconds=STEP, valley=20, peak_to_valley=10))
+
+    def __call__(self, start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+        self.calls.append((start, end, step))
+        if self.fail:
+            raise ConnectionError("prometheus unreachable")
+        times = np.arange(max(start, self.start), end + step / 2, step)
+        idx = ((times - (T0 - 10 * DAY)) // STEP).astype(int)
+        return times, self.tide[idx]
+
+
+def _refresher(clock: Clock, **kwargs: float) -> ForecastRefresher:
+    return ForecastRefresher(clock=clock, **kwargs)  # type: ignore[arg-type]
+
+
+def _register(r: ForecastRefresher, key: str, fetch: object, history: float = 7 * DAY) -> None:
+    r.register(key, fetch, history_seconds=history, step_seconds=STEP, quantile=0.95)  # type: ignore[arg-type]
+
+
+def test_a_registered_series_is_fit_at_once_and_then_on_schedule() -> None:
+    clock, source = Clock(), TidalSource()
+    r = _refresher(clock, refit_seconds=600.0)
+    _register(r, "shop", source)
+    assert r.latest("shop") is None
+    assert r.status("shop").state is ForecastState.PENDING  # type: ignore[union-attr]
+    assert r.refresh_due() == 1
+    fc = r.latest("shop")
+    assert fc is not None and fc.start == T0 and fc.periodicity.startswith("daily")
+    status = r.status("shop")
+    assert status is not None and status.state is ForecastState.OK and status.healthy
+    clock.now += 599
+    assert r.refresh_due() == 0
+    clock.now += 1
+    assert r.refresh_due() == 1
+    assert r.latest("shop").start == T0 + 600  # type: ignore[union-attr]
+
+
+def test_later_refits_fetch_only_the_new_part() -> None:
+    clock, source = Clock(), TidalSource()
+    r = _refresher(clock, refit_seconds=600.0, overlap_seconds=600.0)
+    _register(r, "shop", source)
+    r.refresh_due()
+    first = list(source.calls)
+    assert first[0][0] == T0 - 7 * DAY + STEP and first[-1][1] == T0
+    source.calls.clear()
+    clock.now += 600
+    r.refresh_due()
+    assert source.calls == [(T0 - 600, T0 + 600, STEP)]
+
+
+def test_long_histories_are_fetched_in_chunks() -> None:
+    clock, source = Clock(), TidalSource()
+    r = _refresher(clock, max_points_per_fetch=500)
+    _register(r, "shop", source)
+    r.refresh_due()
+    points = [round((end - start) / step) + 1 for start, end, step in source.calls]
+    assert max(points) <= 500 and sum(points) == 7 * 288
+
+
+def test_fetch_error_keeps_the_last_forecast_and_says_why() -> None:
+    clock, source = Clock(), TidalSource()
+    r = _refresher(clock, refit_seconds=600.0, retry_seconds=60.0)
+    _register(r, "shop", source)
+    r.refresh_due()
+    good = r.latest("shop")
+    source.fail = True
+    clock.now += 600
+    r.refresh_due()
+    status = r.status("shop")
+    assert status is not None and status.state is ForecastState.FETCH_ERROR
+    assert "prometheus unreachable" in status.message
+    assert status.last_success == T0
+    assert r.latest("shop") is good
+    clock.now += 60  # retried sooner than the refit interval
+    assert r.refresh_due() == 1
+
+
+def test_too_little_history_is_reported() -> None:
+    clock = Clock()
+    r = _refresher(clock)
+    _register(r, "new", TidalSource(start=T0 - 3600))
+    r.refresh_due()
+    status = r.status("new")
+    assert status is not None and status.state is ForecastState.TOO_LITTLE_HISTORY
+    assert r.latest("new") is None
+
+
+def test_series_without_periodicity_is_reported_with_its_forecast() -> None:
+    clock = Clock()
+    r = _refresher(clock)
+    noise = np.random.default_rng(1).normal(50, 5, 3000)
+
+    def fetch(start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+        times = np.arange(start, end + step / 2, step)
+        return times, noise[: len(times)]
+
+    _register(r, "flat", fetch, history=2 * DAY)
+    r.refresh_due()
+    status = r.status("flat")
+    assert status is not None and status.state is ForecastState.NO_PERIODICITY
+    assert "no periodicity" in status.message
+    assert r.latest("flat") is not None
+
+
+def test_fit_error_is_reported() -> None:
+    clock = Clock()
+    r = _refresher(clock)
+
+    def broken(start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+        return np.array([start, end]), np.array([1.0])
+
+    _register(r, "odd", broken)
+    r.refresh_due()
+    status = r.status("odd")
+    assert status is not None and status.state is ForecastState.FETCH_ERROR
+    assert "2 times and 1 values" in status.message
+
+
+def test_series_nobody_reads_are_dropped() -> None:
+    clock = Clock()
+    r = _refresher(clock, idle_seconds=3600.0)
+    _register(r, "a", TidalSource())
+    _register(r, "b", TidalSource())
+    r.refresh_due()
+    clock.now += 3000
+    r.latest("a")
+    clock.now += 1000
+    r.refresh_due()
+    assert r.keys() == ["a"]
+    assert r.status("b") is None
+
+
+def test_reregistering_with_another_config_refits_at_once() -> None:
+    clock, source = Clock(), TidalSource()
+    r = _refresher(clock)
+    _register(r, "shop", source)
+    r.refresh_due()
+    r.register("shop", source, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.99)
+    assert r.refresh_due() == 1
+    assert r.latest("shop").quantile == 0.99  # type: ignore[union-attr]
+
+
+def test_the_daemon_thread_fits_without_the_caller_waiting() -> None:
+    done = threading.Event()
+    source = TidalSource()
+
+    def fetch(start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+        out = source(start, end, step)
+        if end >= T0:
+            done.set()
+        return out
+
+    r = _refresher(Clock())
+    r.start()
+    try:
+        _register(r, "shop", fetch)
+        assert done.wait(10.0)
+        for _ in range(200):
+            if r.latest("shop") is not None:
+                break
+            threading.Event().wait(0.02)
+        assert r.latest("shop") is not None
+    finally:
+        r.close()
+
+
+# ------------------------------------------------------------ error tracker
+
+
+def test_error_tracker_scores_forecasts_when_their_time_comes() -> None:
+    t = ForecastErrorTracker(window=10, tolerance_seconds=60.0)
+    t.record_forecast("k", 100.0, median=10.0, upper=12.0)
+    t.record_forecast("k", 130.0, median=10.0, upper=12.0)
+    assert t.errors("k") is None
+    t.record_actual("k", 100.0, 10.0)  # exact
+    t.record_actual("k", 131.0, 15.0)  # above band
+    e = t.errors("k")
+    assert e is not None and e.count == 2
+    assert e.smape == pytest.approx(100.0 * (0.0 + 2 * 5 / 25) / 2)
+    assert e.under_rate == 0.5
+    assert e.coverage == 0.5
+
+
+def test_error_tracker_drops_forecasts_whose_actual_never_came() -> None:
+    t = ForecastErrorTracker(tolerance_seconds=60.0)
+    t.record_forecast("k", 100.0, 10.0, 12.0)
+    t.record_actual("k", 500.0, 10.0)
+    assert t.errors("k") is None
+
+
+def test_error_tracker_memory_is_bounded() -> None:
+    t = ForecastErrorTracker(window=5, max_pending=3)
+    for i in range(100):
+        t.record_forecast("k", float(i), 1.0, 2.0)
+    for i in range(100):
+        t.record_forecast("j", float(i), 1.0, 2.0)
+        t.record_actual("j", float(i), 1.0)
+    e = t.errors("j")
+    assert e is not None and e.count == 5
+    t.prune(older_than=1e9)
+    assert t.errors("j") is None
