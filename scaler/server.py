@@ -148,7 +148,11 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             errors = self.observer.forecast_errors(policy, address)
             if errors is not None:
                 self.telemetry.record_forecast_error(
-                    ref.namespace, ref.name, errors.smape / 100.0, errors.under_rate
+                    ref.namespace,
+                    ref.name,
+                    errors.smape / 100.0,
+                    errors.under_rate,
+                    errors.coverage,
                 )
         if not decision.available:
             raise RequestError(
