@@ -1,0 +1,182 @@
+"""`tidescaler simulate`: a scenario file and/or flags in, table, JSON, CSV, plots and report out.
+
+With no scenario and no --trace/--synthetic it runs the demo scenario bundled
+with the package, so the command works on a fresh install.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from scaler.sim.cluster import PodStartup
+from scaler.sim.scenario import (
+    POLICY_NAMES,
+    Scenario,
+    ScenarioError,
+    bundled_scenario_path,
+    check_scenario,
+    load_scenario,
+    parse_scenario,
+    parse_sweep,
+)
+from scaler.sim.traffic import TideSpec, TraceError
+
+
+def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "simulate",
+        help="replay traffic through KEDA + HPA + pods and compare policies on cost and latency",
+        description="Replay a trace (or synthetic tides) through a model of KEDA, the HPA, pod "
+        "start-up and a queue, driving the tidescaler engine, and compare policies on cost "
+        "(replica-hours) and what users feel (latency, SLO violations, failed requests). "
+        "Without a scenario and without --trace/--synthetic, runs the bundled demo scenario.",
+    )
+    p.add_argument("scenario", nargs="?", metavar="SCENARIO.yaml", help="scenario file")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--trace", metavar="CSV", help="trace CSV (timestamp,requests per interval)")
+    source.add_argument("--synthetic", action="store_true", help="generated diurnal + weekly tides")
+    p.add_argument("--peak-to-valley", type=float, metavar="R", help="synthetic tide ratio (2..100)")
+    p.add_argument("--days", type=float, metavar="D", help="simulate only the first D days")
+    p.add_argument("--capacity-per-replica", type=float, metavar="RPS",
+                   help="requests/s one replica serves at full load")
+    p.add_argument("--pod-startup-seconds", type=float, metavar="S",
+                   help="decision-to-Ready time of a new pod")
+    p.add_argument("--slo-ms", type=float, metavar="MS", help="latency SLO in milliseconds")
+    p.add_argument("--policies", metavar="a,b", help=f"subset of {','.join(POLICY_NAMES)}")
+    p.add_argument("--target-utilization", type=float, metavar="F",
+                   help="per-replica target of every policy, as a share of capacity (default 0.7)")
+    p.add_argument("--scale", type=float, metavar="F", help="multiply the traffic by F")
+    p.add_argument("--seed", type=int, metavar="N", help="seed of the generator and pod start-ups")
+    p.add_argument("--sweep", metavar="PARAM=v1,v2,...",
+                   help="rerun over one parameter: target_utilization, threshold, forecastQuantile, "
+                   "podStartupSeconds, forecastHistory, pod_startup_seconds")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
+    p.add_argument("--timeline-csv", metavar="FILE", help="write every step's demand and replicas")
+    p.add_argument("--out", metavar="DIR", help="write report.md, PNG plots and result.json")
+    p.set_defaults(func=run_simulate)
+    return p
+
+
+def build_scenario(args: argparse.Namespace) -> Scenario:
+    """The scenario file (or the bundled demo, or defaults) with the flags applied."""
+    if args.scenario:
+        scenario = load_scenario(args.scenario)
+    elif args.trace or args.synthetic:
+        data: dict[str, Any] = {"name": Path(args.trace).stem if args.trace else "synthetic"}
+        if args.trace:
+            data["trace"] = str(Path(args.trace).resolve())
+        else:
+            data["synthetic"] = {}
+        scenario = parse_scenario(data, "flags", Path.cwd())
+    else:
+        scenario = load_scenario(bundled_scenario_path())
+    if args.trace:
+        scenario = replace(scenario, traffic_source=str(Path(args.trace).resolve()), tide=None)
+    if args.synthetic or (args.peak_to_valley is not None and scenario.tide is not None):
+        tide = scenario.tide or TideSpec()
+        if args.peak_to_valley is not None:
+            if not 2.0 <= args.peak_to_valley <= 100.0:
+                raise ScenarioError(f"--peak-to-valley={args.peak_to_valley:g}: expected 2 to 100")
+            tide = replace(tide, peak_to_valley=args.peak_to_valley)
+        scenario = replace(scenario, tide=tide, traffic_source="synthetic")
+    cluster = scenario.cluster
+    if args.capacity_per_replica is not None:
+        if args.capacity_per_replica <= 0:
+            raise ScenarioError(f"--capacity-per-replica={args.capacity_per_replica:g}: expected > 0")
+        cluster = replace(cluster, capacity_per_replica=args.capacity_per_replica)
+    if args.pod_startup_seconds is not None:
+        if args.pod_startup_seconds < 0:
+            raise ScenarioError(f"--pod-startup-seconds={args.pod_startup_seconds:g}: expected >= 0")
+        cluster = replace(cluster, pod_startup=PodStartup(seconds=args.pod_startup_seconds))
+    scenario = replace(scenario, cluster=cluster)
+    if args.slo_ms is not None:
+        if args.slo_ms <= 0:
+            raise ScenarioError(f"--slo-ms={args.slo_ms:g}: expected > 0")
+        scenario = replace(scenario, slo_ms=args.slo_ms)
+    if args.target_utilization is not None:
+        if not 0 < args.target_utilization <= 1:
+            raise ScenarioError(f"--target-utilization={args.target_utilization:g}: expected 0 < F <= 1")
+        scenario = replace(scenario, target_utilization=args.target_utilization)
+    if args.scale is not None:
+        if args.scale <= 0:
+            raise ScenarioError(f"--scale={args.scale:g}: expected > 0")
+        scenario = replace(scenario, scale=args.scale)
+    if args.days is not None:
+        if args.days <= 0:
+            raise ScenarioError(f"--days={args.days:g}: expected > 0")
+        scenario = replace(scenario, days=args.days)
+    if args.seed is not None:
+        scenario = replace(scenario, seed=args.seed)
+    if args.policies:
+        names = tuple(dict.fromkeys(n.strip() for n in args.policies.split(",") if n.strip()))
+        unknown = [n for n in names if n not in POLICY_NAMES]
+        if unknown or not names:
+            raise ScenarioError(
+                f"--policies={args.policies}: {', '.join(unknown) or 'empty'} not known; "
+                f"expected any of {','.join(POLICY_NAMES)}"
+            )
+        scenario = replace(scenario, policies=names)
+    if args.sweep:
+        scenario = replace(scenario, sweep=parse_sweep(args.sweep))
+    problems = check_scenario(scenario)
+    if problems:
+        raise ScenarioError("invalid scenario:\n  " + "\n  ".join(problems))
+    return scenario
+
+
+def run_simulate(args: argparse.Namespace) -> int:
+    from scaler.sim.report import render_table, result_json, write_outputs, write_timeline_csv
+    from scaler.sim.runner import sweep
+
+    err = Console(stderr=True)
+    try:
+        scenario = build_scenario(args)
+        traffic = scenario.load_traffic()
+    except (ScenarioError, TraceError) as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        return 2
+    progress = Progress(
+        TextColumn("{task.description:<12}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    )
+    tasks: dict[str, Any] = {}
+
+    def report(policy: str, fraction: float) -> None:
+        if policy not in tasks:
+            tasks[policy] = progress.add_task(policy, total=1.0)
+        progress.update(tasks[policy], completed=fraction)
+
+    try:
+        with progress:
+            result, points = sweep(scenario, traffic, report)
+    except (ScenarioError, TraceError) as error:
+        err.print(f"[red]error:[/red] {error}", highlight=False)
+        return 2
+    if args.json:
+        sys.stdout.write(json.dumps(result_json(result, points), indent=2) + "\n")
+    else:
+        render_table(result, Console())
+    if args.timeline_csv:
+        write_timeline_csv(result, Path(args.timeline_csv))
+    if args.out:
+        command = "tidescaler simulate " + " ".join(
+            shlex.quote(a) for a in (sys.argv[2:] if len(sys.argv) > 2 else [])
+        )
+        written = write_outputs(result, points, Path(args.out), command.strip())
+        if not args.json:
+            Console().print(f"wrote {', '.join(str(p) for p in written)}")
+    return 0

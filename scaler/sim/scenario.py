@@ -1,0 +1,485 @@
+"""Scenario files: one YAML document names the traffic, the cluster, the SLO and the policies.
+
+Every key is read here, with its default and the message a wrong value gets
+(the file, the key, the value and what is expected). The `tidescaler` section
+is trigger metadata exactly as a ScaledObject carries it, checked by the
+service's own parser, so what was simulated can be pasted into a cluster.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from scaler.policy import PolicyError, parse_policy
+from scaler.sim.cluster import ClusterModel, PodStartup
+from scaler.sim.traffic import TideSpec, Traffic, read_trace, synthetic_tide
+
+POLICY_NAMES = ("static-peak", "keda-cron", "reactive", "hpa-cpu", "tidescaler", "oracle")
+BUNDLED_PREFIX = "bundled:"
+DEMO_SCENARIO = "demo.yaml"
+
+# Sweepable parameters: the per-replica target moves every policy; tidescaler
+# metadata keys move only the tidescaler policy.
+SWEEP_ALL = ("target_utilization", "threshold")
+SWEEP_TIDESCALER = ("forecastQuantile", "podStartupSeconds", "forecastHistory")
+SWEEP_CLUSTER = ("pod_startup_seconds",)
+
+
+class ScenarioError(ValueError):
+    """An invalid scenario; the message names the file, key and value and what is expected."""
+
+
+@dataclass(frozen=True)
+class Sweep:
+    parameter: str
+    values: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    description: str
+    traffic_source: str  # a trace path, "bundled:NAME" or "synthetic"
+    tide: TideSpec | None
+    scale: float
+    days: float | None
+    warmup_days: float
+    cluster: ClusterModel
+    slo_ms: float
+    target_utilization: float
+    policies: tuple[str, ...]
+    tidescaler: Mapping[str, str]
+    keda_cron: tuple[Mapping[str, str], ...] | None
+    forecast_refit_seconds: float
+    oracle_tail: float
+    seed: int
+    sweep: Sweep | None = None
+    origin: str = "flags"  # where the scenario came from, for messages and reports
+    base_dir: Path | None = field(default=None, compare=False)
+
+    @property
+    def threshold(self) -> float:
+        """The per-replica target in requests/s shared by every policy."""
+        return self.target_utilization * self.cluster.capacity_per_replica
+
+    def load_traffic(self) -> Traffic:
+        if self.tide is not None:
+            traffic = synthetic_tide(self.tide, self.seed)
+        else:
+            traffic = read_trace(resolve_trace(self.traffic_source, self.base_dir))
+        return traffic.clipped(self.days).scaled(self.scale)
+
+    def tidescaler_metadata(self) -> dict[str, str]:
+        """The trigger metadata simulated, with the shared defaults filled in."""
+        metadata = dict(self.tidescaler)
+        metadata.setdefault("query", 'sum(rate(http_requests_total{service="web"}[1m]))')
+        metadata.setdefault("threshold", f"{self.threshold:g}")
+        metadata.setdefault("forecast", "on")
+        metadata.setdefault("podStartupSeconds", f"{self.cluster.pod_startup.seconds:g}")
+        metadata.setdefault("maxReplicas", str(self.cluster.max_replicas))
+        if self.cluster.min_replicas:
+            metadata.setdefault("minReplicas", str(self.cluster.min_replicas))
+        return metadata
+
+
+def resolve_trace(source: str, base_dir: Path | None) -> Path:
+    """A trace path relative to the scenario file, or a trace bundled with the package."""
+    if source.startswith(BUNDLED_PREFIX):
+        name = source[len(BUNDLED_PREFIX) :]
+        return Path(str(resources.files("scaler") / "data" / name))
+    path = Path(source)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def bundled_scenario_path() -> Path:
+    return Path(str(resources.files("scaler") / "data" / DEMO_SCENARIO))
+
+
+class _Keys:
+    """Reads one mapping of a scenario, collecting problems with the file and key path."""
+
+    def __init__(self, data: Mapping[str, Any], origin: str, where: str = "") -> None:
+        self.data = data
+        self.origin = origin
+        self.where = where
+        self.problems: list[str] = []
+
+    def _problem(self, key: str, value: Any, expected: str) -> None:
+        self.problems.append(f"{self.origin}: {self.where}{key}: {value!r} is not valid, expected {expected}")
+
+    def number(
+        self, key: str, default: float, *, low: float | None = None, high: float | None = None,
+        positive: bool = False,
+    ) -> float:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        expected = "a number" + (" > 0" if positive else "")
+        if low is not None and high is not None:
+            expected = f"a number from {low:g} to {high:g}"
+        elif low is not None:
+            expected = f"a number >= {low:g}"
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self._problem(key, value, expected)
+            return default
+        number = float(value)
+        if (positive and number <= 0) or (low is not None and number < low) or (
+            high is not None and number > high
+        ):
+            self._problem(key, value, expected)
+            return default
+        return number
+
+    def integer(self, key: str, default: int, low: int = 0) -> int:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            self._problem(key, value, f"a whole number >= {low}")
+            return default
+        return value
+
+    def text(self, key: str, default: str) -> str:
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, str) or not value.strip():
+            self._problem(key, value, "a non-empty string")
+            return default
+        return value
+
+    def unknown(self, known: tuple[str, ...]) -> None:
+        for key in self.data:
+            if key not in known:
+                close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                self.problems.append(
+                    f"{self.origin}: {self.where}{key}: unknown key{hint}; known keys: {', '.join(known)}"
+                )
+
+
+_TOP_KEYS = (
+    "name", "description", "trace", "synthetic", "scale", "days", "warmup_days", "cluster",
+    "slo_ms", "target_utilization", "policies", "tidescaler", "keda_cron",
+    "forecast_refit_seconds", "oracle_tail", "seed", "sweep",
+)
+_CLUSTER_KEYS = (
+    "capacity_per_replica", "service_time_ms", "timeout_seconds", "pod_startup_seconds",
+    "pod_startup", "polling_interval_seconds", "hpa_sync_seconds", "tolerance",
+    "cooldown_seconds", "scrape_interval_seconds", "rate_window_seconds", "min_replicas",
+    "max_replicas",
+)
+_SYNTHETIC_KEYS = (
+    "days", "step_seconds", "peak_rps", "peak_to_valley", "weekend_factor", "noise",
+    "flash_crowds_per_week", "flash_crowd_magnitude", "flash_crowd_minutes", "peak_hour_utc",
+)
+
+
+def _pod_startup(keys: _Keys, data: Mapping[str, Any]) -> PodStartup:
+    fixed = keys.number("pod_startup_seconds", 60.0, low=0.0)
+    spec = data.get("pod_startup")
+    if spec is None:
+        return PodStartup(seconds=fixed)
+    if not isinstance(spec, Mapping):
+        keys._problem("pod_startup", spec, "a mapping such as {distribution: lognormal, median: 60, sigma: 0.3}")
+        return PodStartup(seconds=fixed)
+    sub = _Keys(spec, keys.origin, keys.where + "pod_startup.")
+    sub.unknown(("distribution", "seconds", "median", "sigma", "low", "high"))
+    distribution = sub.text("distribution", "fixed")
+    result = PodStartup(seconds=fixed)
+    if distribution == "fixed":
+        result = PodStartup(seconds=sub.number("seconds", fixed, low=0.0))
+    elif distribution == "lognormal":
+        result = PodStartup(
+            seconds=sub.number("median", fixed, positive=True),
+            distribution="lognormal",
+            sigma=sub.number("sigma", 0.3, low=0.0),
+        )
+    elif distribution == "uniform":
+        low = sub.number("low", 0.0, low=0.0)
+        high = sub.number("high", fixed, low=0.0)
+        if high < low:
+            sub.problems.append(f"{keys.origin}: {sub.where}high: {high:g} is below low {low:g}")
+        result = PodStartup(seconds=(low + high) / 2, distribution="uniform", low=low, high=high)
+    else:
+        sub._problem("distribution", distribution, "fixed, lognormal or uniform")
+    keys.problems.extend(sub.problems)
+    return result
+
+
+def parse_scenario(
+    data: Any, origin: str, base_dir: Path | None = None
+) -> Scenario:
+    """A Scenario from parsed YAML, or ScenarioError listing every problem."""
+    if not isinstance(data, Mapping):
+        raise ScenarioError(f"{origin}: expected a mapping of scenario keys at the top level")
+    keys = _Keys(data, origin)
+    keys.unknown(_TOP_KEYS)
+
+    tide: TideSpec | None = None
+    source = "synthetic"
+    if "trace" in data and "synthetic" in data:
+        keys.problems.append(f"{origin}: trace and synthetic are both set; a scenario has one traffic source")
+    if "trace" in data:
+        source = keys.text("trace", "")
+    elif "synthetic" in data:
+        spec = data["synthetic"]
+        if not isinstance(spec, Mapping):
+            keys._problem("synthetic", spec, "a mapping of tide parameters")
+            spec = {}
+        sub = _Keys(spec, origin, "synthetic.")
+        sub.unknown(_SYNTHETIC_KEYS)
+        base = TideSpec()
+        tide = TideSpec(
+            days=sub.number("days", base.days, positive=True),
+            step_seconds=sub.number("step_seconds", base.step_seconds, positive=True),
+            peak_rps=sub.number("peak_rps", base.peak_rps, positive=True),
+            peak_to_valley=sub.number("peak_to_valley", base.peak_to_valley, low=1.0, high=1000.0),
+            weekend_factor=sub.number("weekend_factor", base.weekend_factor, positive=True),
+            noise=sub.number("noise", base.noise, low=0.0),
+            flash_crowds_per_week=sub.number("flash_crowds_per_week", base.flash_crowds_per_week, low=0.0),
+            flash_crowd_magnitude=sub.number("flash_crowd_magnitude", base.flash_crowd_magnitude, low=1.0),
+            flash_crowd_minutes=sub.number("flash_crowd_minutes", base.flash_crowd_minutes, positive=True),
+            peak_hour_utc=sub.number("peak_hour_utc", base.peak_hour_utc, low=0.0, high=24.0),
+        )
+        keys.problems.extend(sub.problems)
+    else:
+        keys.problems.append(f"{origin}: needs trace (a CSV path or bundled:NAME) or synthetic (tide parameters)")
+
+    cluster_data = data.get("cluster", {})
+    if not isinstance(cluster_data, Mapping):
+        keys._problem("cluster", cluster_data, "a mapping of cluster parameters")
+        cluster_data = {}
+    c = _Keys(cluster_data, origin, "cluster.")
+    c.unknown(_CLUSTER_KEYS)
+    default = ClusterModel()
+    cluster = ClusterModel(
+        capacity_per_replica=c.number("capacity_per_replica", default.capacity_per_replica, positive=True),
+        service_time_ms=c.number("service_time_ms", default.service_time_ms, positive=True),
+        timeout_seconds=c.number("timeout_seconds", default.timeout_seconds, positive=True),
+        pod_startup=_pod_startup(c, cluster_data),
+        polling_interval_seconds=c.number("polling_interval_seconds", default.polling_interval_seconds, positive=True),
+        hpa_sync_seconds=c.number("hpa_sync_seconds", default.hpa_sync_seconds, positive=True),
+        tolerance=c.number("tolerance", default.tolerance, low=0.0, high=1.0),
+        cooldown_seconds=c.number("cooldown_seconds", default.cooldown_seconds, low=0.0),
+        scrape_interval_seconds=c.number("scrape_interval_seconds", default.scrape_interval_seconds, low=0.0),
+        rate_window_seconds=c.number("rate_window_seconds", default.rate_window_seconds, positive=True),
+        min_replicas=c.integer("min_replicas", default.min_replicas),
+        max_replicas=c.integer("max_replicas", default.max_replicas, low=1),
+    )
+    keys.problems.extend(c.problems)
+    if cluster.min_replicas > cluster.max_replicas:
+        keys.problems.append(
+            f"{origin}: cluster.min_replicas={cluster.min_replicas} is above cluster.max_replicas={cluster.max_replicas}"
+        )
+    poll_ratio = cluster.polling_interval_seconds / cluster.hpa_sync_seconds
+    if abs(poll_ratio - round(poll_ratio)) > 1e-9 or round(poll_ratio) < 1:
+        keys.problems.append(
+            f"{origin}: cluster.polling_interval_seconds={cluster.polling_interval_seconds:g} must be a "
+            f"whole multiple of cluster.hpa_sync_seconds={cluster.hpa_sync_seconds:g}"
+        )
+
+    policies: tuple[str, ...] = POLICY_NAMES
+    if "policies" in data:
+        raw = data["policies"]
+        if isinstance(raw, str):
+            raw = [p.strip() for p in raw.split(",") if p.strip()]
+        if not isinstance(raw, list) or not raw:
+            keys._problem("policies", raw, f"a non-empty list of {', '.join(POLICY_NAMES)}")
+        else:
+            chosen = []
+            for name in raw:
+                if name not in POLICY_NAMES:
+                    close = difflib.get_close_matches(str(name), POLICY_NAMES, n=1, cutoff=0.5)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    keys.problems.append(
+                        f"{origin}: policies: {name!r} is not a policy{hint}; expected any of {', '.join(POLICY_NAMES)}"
+                    )
+                elif name not in chosen:
+                    chosen.append(name)
+            policies = tuple(chosen) or POLICY_NAMES
+
+    tidescaler: dict[str, str] = {}
+    if "tidescaler" in data:
+        raw_meta = data["tidescaler"]
+        if not isinstance(raw_meta, Mapping):
+            keys._problem("tidescaler", raw_meta, "trigger metadata: a mapping of string keys to string values")
+        else:
+            tidescaler = {str(k): _metadata_value(v) for k, v in raw_meta.items()}
+
+    keda_cron: tuple[Mapping[str, str], ...] | None = None
+    if "keda_cron" in data:
+        raw_cron = data["keda_cron"]
+        if not isinstance(raw_cron, list) or not all(isinstance(t, Mapping) for t in raw_cron):
+            keys._problem("keda_cron", raw_cron, "a list of KEDA cron trigger metadata (timezone, start, end, desiredReplicas)")
+        else:
+            keda_cron = tuple({str(k): _metadata_value(v) for k, v in t.items()} for t in raw_cron)
+
+    sweep = None
+    if "sweep" in data:
+        raw_sweep = data["sweep"]
+        if isinstance(raw_sweep, str):
+            try:
+                sweep = parse_sweep(raw_sweep)
+            except ScenarioError as err:
+                keys.problems.append(f"{origin}: sweep: {err}")
+        elif isinstance(raw_sweep, Mapping) and len(raw_sweep) == 1:
+            (param, values), = raw_sweep.items()
+            if isinstance(values, list) and values:
+                try:
+                    sweep = parse_sweep(f"{param}=" + ",".join(str(v) for v in values))
+                except ScenarioError as err:
+                    keys.problems.append(f"{origin}: sweep: {err}")
+            else:
+                keys._problem("sweep", raw_sweep, "PARAM: [v1, v2, ...]")
+        else:
+            keys._problem("sweep", raw_sweep, "PARAM: [v1, v2, ...] (one parameter)")
+
+    days_value = keys.number("days", 0.0, positive=True) if "days" in data else None
+    scenario = Scenario(
+        name=keys.text("name", Path(origin).stem if origin != "flags" else "simulation"),
+        description=keys.text("description", ""),
+        traffic_source=source,
+        tide=tide,
+        scale=keys.number("scale", 1.0, positive=True),
+        days=days_value,
+        warmup_days=keys.number("warmup_days", 1.0, low=0.0),
+        cluster=cluster,
+        slo_ms=keys.number("slo_ms", 500.0, positive=True),
+        target_utilization=keys.number("target_utilization", 0.7, low=0.01, high=1.0),
+        policies=policies,
+        tidescaler=tidescaler,
+        keda_cron=keda_cron,
+        forecast_refit_seconds=keys.number("forecast_refit_seconds", 3 * 3600.0, positive=True),
+        oracle_tail=keys.number("oracle_tail", 0.001, low=0.0, high=0.5),
+        seed=keys.integer("seed", 0),
+        sweep=sweep,
+        origin=origin,
+        base_dir=base_dir,
+    )
+    keys.problems.extend(check_scenario(scenario))
+    if keys.problems:
+        raise ScenarioError("invalid scenario:\n  " + "\n  ".join(keys.problems))
+    return scenario
+
+
+def _metadata_value(value: Any) -> str:
+    """Trigger metadata is map<string,string>: YAML numbers and booleans become their text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return yaml.safe_dump(value, default_flow_style=True).strip()
+    return str(value)
+
+
+def check_scenario(scenario: Scenario) -> list[str]:
+    """Cross-key rules, including the tidescaler metadata through the service's own parser."""
+    problems = []
+    origin = scenario.origin
+    service_time = scenario.cluster.service_time_ms / 1000.0
+    if scenario.slo_ms / 1000.0 <= service_time:
+        problems.append(
+            f"{origin}: slo_ms={scenario.slo_ms:g} is not above cluster.service_time_ms="
+            f"{scenario.cluster.service_time_ms:g}: every request would violate it"
+        )
+    if scenario.cluster.timeout_seconds * 1000.0 < scenario.slo_ms:
+        problems.append(
+            f"{origin}: cluster.timeout_seconds={scenario.cluster.timeout_seconds:g} is below "
+            f"slo_ms={scenario.slo_ms:g}"
+        )
+    if "tidescaler" in scenario.policies:
+        metadata = scenario.tidescaler_metadata()
+        try:
+            policy = parse_policy(metadata)
+        except PolicyError as err:
+            problems.extend(f"{origin}: tidescaler: {p}" for p in err.problems)
+        else:
+            if policy.resources is not None:
+                problems.append(
+                    f"{origin}: tidescaler: cpuUtilization/memoryUtilization are not simulated; "
+                    "compare with the hpa-cpu policy instead"
+                )
+            if policy.query is None:
+                problems.append(f"{origin}: tidescaler: the simulated policy needs query and threshold")
+    if scenario.keda_cron is not None and "keda-cron" in scenario.policies:
+        for i, trigger in enumerate(scenario.keda_cron):
+            extra = set(trigger) - {"timezone", "start", "end", "desiredReplicas"}
+            if extra:
+                problems.append(
+                    f"{origin}: keda_cron[{i}]: {', '.join(sorted(extra))}: not a KEDA cron scaler key "
+                    "(timezone, start, end, desiredReplicas)"
+                )
+                continue
+            try:
+                parse_policy(dict(trigger))
+            except PolicyError as err:
+                problems.extend(f"{origin}: keda_cron[{i}]: {p}" for p in err.problems)
+    return problems
+
+
+def parse_sweep(text: str) -> Sweep:
+    """`PARAM=v1,v2,...` for one of the sweepable parameters."""
+    if "=" not in text:
+        raise ScenarioError(f"{text!r}: expected PARAM=v1,v2,... (e.g. target_utilization=0.5,0.6,0.7)")
+    param, _, raw = text.partition("=")
+    param = param.strip().replace("-", "_") if param.strip() in ("target-utilization", "pod-startup-seconds") else param.strip()
+    known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER
+    if param not in known:
+        close = difflib.get_close_matches(param, known, n=1, cutoff=0.5)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise ScenarioError(f"{param!r} cannot be swept{hint}; expected one of {', '.join(known)}")
+    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    if not values:
+        raise ScenarioError(f"{text!r}: no values after {param}=")
+    if param in SWEEP_ALL + SWEEP_CLUSTER:
+        for v in values:
+            try:
+                number = float(v)
+            except ValueError:
+                raise ScenarioError(f"{param}={v!r}: expected a number") from None
+            if number <= 0 or (param == "target_utilization" and number > 1):
+                expected = "a number in (0, 1]" if param == "target_utilization" else "a number > 0"
+                raise ScenarioError(f"{param}={v!r}: expected {expected}")
+    return Sweep(param, values)
+
+
+def with_sweep_value(scenario: Scenario, parameter: str, value: str) -> Scenario:
+    """The scenario with one swept parameter set."""
+    if parameter == "target_utilization":
+        meta = {k: v for k, v in scenario.tidescaler.items() if k != "threshold"}
+        return replace(scenario, target_utilization=float(value), tidescaler=meta)
+    if parameter == "threshold":
+        target = float(value) / scenario.cluster.capacity_per_replica
+        meta = {k: v for k, v in scenario.tidescaler.items() if k != "threshold"}
+        return replace(scenario, target_utilization=target, tidescaler=meta)
+    if parameter == "pod_startup_seconds":
+        startup = replace(scenario.cluster.pod_startup, seconds=float(value))
+        return replace(scenario, cluster=replace(scenario.cluster, pod_startup=startup))
+    meta = dict(scenario.tidescaler)
+    meta[parameter] = value
+    return replace(scenario, tidescaler=meta)
+
+
+def load_scenario(path: str | Path) -> Scenario:
+    """Read and check a scenario file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ScenarioError(f"{path}: cannot read scenario ({err.strerror})") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ScenarioError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+    return parse_scenario(data, str(path), path.parent)
