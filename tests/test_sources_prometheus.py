@@ -17,7 +17,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import pytest
@@ -204,6 +204,13 @@ def test_invalid_promql_is_a_query_error_with_prometheus_message(seeded: Seeded)
     assert raised.value.status_code == 400
     assert "Prometheus rejects the query (HTTP 400): bad_data:" in str(raised.value)
     assert "parse error" in str(raised.value)
+
+
+def test_string_result_is_a_query_error(seeded: Seeded) -> None:
+    with seeded.source() as source, pytest.raises(BackendError) as raised:
+        source.instant(seeded.url, '"twelve"')
+    assert raised.value.kind is BackendErrorKind.QUERY_ERROR
+    assert "the query returns 'twelve', not a number" in str(raised.value)
 
 
 def test_range_vector_in_an_instant_query_is_a_query_error(seeded: Seeded) -> None:
@@ -507,6 +514,18 @@ def stub() -> Iterator[Callable[[int, bytes], Stub]]:
             200, b'{"status": "success", "data": {"resultType": "vector", "result": 7}}',
             BackendErrorKind.BAD_RESPONSE, "unexpected result '7'", id="result-not-a-list",
         ),
+        pytest.param(
+            200,
+            b'{"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}}]}}',
+            BackendErrorKind.BAD_RESPONSE, "(KeyError: 'value')", id="series-without-value",
+        ),
+        pytest.param(
+            200,
+            b'{"status": "success", "data": {"resultType": "vector",'
+            b' "result": [{"metric": {}, "value": [1, "many"]}]}}',
+            BackendErrorKind.BAD_RESPONSE, "the query returns 'many', not a number",
+            id="value-not-a-number",
+        ),
     ],
 )  # fmt: skip
 def test_answers_that_are_not_query_results(
@@ -532,7 +551,15 @@ def test_answers_that_are_not_query_results(
 def test_outage_keeps_the_last_good_value_and_recovers(
     prometheus_factory: Callable[..., PrometheusServer], exporter: Exporter
 ) -> None:
-    server = prometheus_factory()
+    server = prometheus_factory(start=False)
+    recent = grid(math.floor(time.time() / 15) * 15 - 600, math.floor(time.time() / 15) * 15, 15)
+    server.backfill(
+        openmetrics(
+            cadvisor_pod("shop", "web-1", {"app": (0.5, 300 * MIB)}, recent)
+            + kube_state_metrics_pod("shop", "web-1", {"app": (1.0, 512 * MIB)}, recent)
+        )
+    )
+    server.start()
     exporter.set("tidetest_outage_demand", 5.0)
     server.wait_for_value("tidetest_outage_demand", 5.0)
     offset = [0.0]
@@ -543,11 +570,17 @@ def test_outage_keeps_the_last_good_value_and_recovers(
     ) as source:
         good = source.read(server.url, "tidetest_outage_demand")
         assert good.value == 5.0 and good.error is None and good.observed_at is not None
+        memory = source.read_resource(server.url, 'namespace="shop"', "memory")
+        assert memory.error is None and memory.pod_count == 1
+        assert (memory.used, memory.requested_per_pod) == (300 * MIB, 512 * MIB)
 
         server.kill()
         during = source.read(server.url, "tidetest_outage_demand")
         assert (during.value, during.observed_at) == (5.0, good.observed_at)
         assert during.error is not None and during.error.kind is BackendErrorKind.CONNECTION
+        held = source.read_resource(server.url, 'namespace="shop"', "memory")
+        assert held == replace(memory, error=held.error)
+        assert held.error is not None and held.error.kind is BackendErrorKind.CONNECTION
 
         # Not read for longer than the TTL: forgotten.
         offset[0] += 61.0

@@ -16,7 +16,8 @@ import json
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -299,10 +300,11 @@ class PrometheusSource:
             series = _as_series_list(result, address, query)
             if len(series) > 1:
                 raise _multiple_series(address, query, len(series))
-            for timestamp, text in series[0].get("values", []) if series else []:
-                index = round((float(timestamp) - start) / step_seconds)
-                if first <= index <= last:
-                    values[index] = _parse_sample(text, address, query)
+            with _malformed_is_bad_response(address, query):
+                for timestamp, text in series[0]["values"] if series else []:
+                    index = round((float(timestamp) - start) / step_seconds)
+                    if first <= index <= last:
+                        values[index] = _parse_sample(text, address, query)
         values[~np.isfinite(values)] = np.nan
         return times, values
 
@@ -500,37 +502,29 @@ class PrometheusSource:
 # -- conversion (KEDA's prometheus scaler rules) -------------------------------------
 
 
+@contextmanager
+def _malformed_is_bad_response(address: str, query: str) -> Iterator[None]:
+    """Turn JSON of the wrong shape (a missing key, a list too short) into a BackendError."""
+    try:
+        yield
+    except (KeyError, IndexError, TypeError, AttributeError) as error:
+        raise BackendError(
+            BackendErrorKind.BAD_RESPONSE,
+            address,
+            query,
+            f"the response is not a Prometheus query result ({type(error).__name__}: {error})",
+        ) from error
+
+
 def _number(value: float) -> str:
     return repr(float(value))
 
 
 def _to_value(result: Any, address: str, query: str, ignore_null_values: bool) -> float:
-    if _is_sample(result):
-        # A scalar (or string) result is one [time, "value"] pair, not a list of series.
-        value = _parse_sample(result[1], address, query)
-    else:
-        series = _as_series_list(result, address, query)
-        if not series:
-            if ignore_null_values:
-                return 0.0
-            raise BackendError(
-                BackendErrorKind.NULL_VALUE,
-                address,
-                query,
-                "the result is empty (the target may be lost); "
-                "set ignoreNullValues to true to count this as 0",
-            )
-        if len(series) > 1:
-            raise _multiple_series(address, query, len(series))
-        if "value" not in series[0]:
-            raise BackendError(
-                BackendErrorKind.QUERY_ERROR,
-                address,
-                query,
-                "the query returns a range vector; it must return one number "
-                "(an instant vector with one series, or a scalar)",
-            )
-        value = _parse_sample(series[0]["value"][1], address, query)
+    with _malformed_is_bad_response(address, query):
+        value = _single_value(result, address, query, ignore_null_values)
+    if value is None:
+        return 0.0
     if math.isfinite(value):
         return value
     if ignore_null_values:
@@ -541,6 +535,36 @@ def _to_value(result: Any, address: str, query: str, ignore_null_values: bool) -
         query,
         f"the query returns {value}; set ignoreNullValues to true to count this as 0",
     )
+
+
+def _single_value(result: Any, address: str, query: str, ignore_null_values: bool) -> float | None:
+    """The one number of an instant query's result; None for an ignored empty result."""
+    if _is_sample(result):
+        # A scalar (or string) result is one [time, "value"] pair, not a list of series;
+        # only a string query makes it non-numeric.
+        return _parse_sample(result[1], address, query, BackendErrorKind.QUERY_ERROR)
+    series = _as_series_list(result, address, query)
+    if not series:
+        if ignore_null_values:
+            return None
+        raise BackendError(
+            BackendErrorKind.NULL_VALUE,
+            address,
+            query,
+            "the result is empty (the target may be lost); "
+            "set ignoreNullValues to true to count this as 0",
+        )
+    if len(series) > 1:
+        raise _multiple_series(address, query, len(series))
+    if "values" in series[0]:
+        raise BackendError(
+            BackendErrorKind.QUERY_ERROR,
+            address,
+            query,
+            "the query returns a range vector; it must return one number "
+            "(an instant vector with one series, or a scalar)",
+        )
+    return _parse_sample(series[0]["value"][1], address, query)
 
 
 def _is_sample(result: Any) -> bool:
@@ -570,13 +594,15 @@ def _as_series_list(result: Any, address: str, query: str) -> list[dict[str, Any
     )
 
 
-def _parse_sample(text: Any, address: str, query: str) -> float:
+def _parse_sample(
+    text: Any, address: str, query: str, kind: BackendErrorKind = BackendErrorKind.BAD_RESPONSE
+) -> float:
     try:
         # Prometheus writes NaN, +Inf and -Inf, which float() reads.
         return float(text)
     except (TypeError, ValueError):
         raise BackendError(
-            BackendErrorKind.QUERY_ERROR,
+            kind,
             address,
             query,
             f"the query returns {str(text)[:100]!r}, not a number",
@@ -595,11 +621,12 @@ def _multiple_series(address: str, query: str, count: int) -> BackendError:
 
 def _per_pod(result: Any, address: str, query: str) -> dict[tuple[str, str], float]:
     per_pod: dict[tuple[str, str], float] = {}
-    for series in _as_series_list(result, address, query):
-        labels = series.get("metric", {})
-        value = _parse_sample(series["value"][1], address, query)
-        if math.isfinite(value):
-            per_pod[(labels.get("namespace", ""), labels.get("pod", ""))] = value
+    with _malformed_is_bad_response(address, query):
+        for series in _as_series_list(result, address, query):
+            labels = series["metric"]
+            value = _parse_sample(series["value"][1], address, query)
+            if math.isfinite(value):
+                per_pod[(labels.get("namespace", ""), labels.get("pod", ""))] = value
     return per_pod
 
 
