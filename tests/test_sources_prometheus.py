@@ -248,6 +248,18 @@ def test_resource_reading_counts_the_selected_running_pods(
     assert reading.observed_at == seeded.at
 
 
+def test_resource_reading_is_one_request(seeded: Seeded) -> None:
+    # Usage and requests in one evaluation: consistent, and within one timeout.
+    proxy = CountingProxy(seeded.url)
+    try:
+        with seeded.source() as source:
+            reading = source.read_resource(proxy.url, 'namespace="shop",pod=~"web-.*"', "cpu")
+        assert reading.pod_count == 2
+        assert proxy.count() == 1
+    finally:
+        proxy.close()
+
+
 def test_resource_reading_without_pods_has_no_request(seeded: Seeded) -> None:
     with seeded.source() as source:
         reading = source.read_resource(seeded.url, 'namespace="nowhere"', "cpu")

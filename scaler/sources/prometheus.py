@@ -31,7 +31,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from scaler.sources.resources import ResourceName, requests_per_pod_query, usage_per_pod_query
+from scaler.sources.resources import ResourceName, resource_query
 
 __all__ = [
     "BackendError",
@@ -240,16 +240,14 @@ class PrometheusSource:
         Raises ValueError for a selector or resource the policy parser should
         have rejected.
         """
-        usage_query = usage_per_pod_query(
+        query = resource_query(
             resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
         )
-        requests_query = requests_per_pod_query(resource, pod_selector)
         key = ("resource", address, pod_selector, resource)
         try:
-            usage_result, observed_at = self._fetch(address, usage_query)
-            requests_result, _ = self._fetch(address, requests_query)
-            usage = _per_pod(usage_result, address, usage_query)
-            requested = _per_pod(requests_result, address, requests_query)
+            result, observed_at = self._fetch(address, query)
+            usage = _per_pod(result, address, query, "used")
+            requested = _per_pod(result, address, query, "requested")
         except BackendError as error:
             remembered = self._recall(key)
             if remembered is None:
@@ -619,11 +617,14 @@ def _multiple_series(address: str, query: str, count: int) -> BackendError:
     )
 
 
-def _per_pod(result: Any, address: str, query: str) -> dict[tuple[str, str], float]:
+def _per_pod(result: Any, address: str, query: str, signal: str) -> dict[tuple[str, str], float]:
+    """Values by (namespace, pod) of the series of `resource_query` labelled `signal`."""
     per_pod: dict[tuple[str, str], float] = {}
     with _malformed_is_bad_response(address, query):
         for series in _as_series_list(result, address, query):
             labels = series["metric"]
+            if labels.get("signal") != signal:
+                continue
             value = _parse_sample(series["value"][1], address, query)
             if math.isfinite(value):
                 per_pod[(labels.get("namespace", ""), labels.get("pod", ""))] = value

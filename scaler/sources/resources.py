@@ -6,9 +6,10 @@ In a cluster watched by Prometheus those come from cAdvisor
 kube-state-metrics (`kube_pod_container_resource_requests`). The builders here
 return one series per pod (labels `namespace`, `pod`) so that the caller can
 keep only the pods that report both usage and requests, as the HPA counts only
-pods it has metrics for. The user's `podSelector` is pasted into PromQL, so it
-is validated against a strict grammar first: it can select series, never add
-operators or functions.
+pods it has metrics for; `resource_query` asks for both in one request, which
+keeps them consistent and the read within one timeout. The user's
+`podSelector` is pasted into PromQL, so it is validated against a strict
+grammar first: it can select series, never add operators or functions.
 """
 
 from __future__ import annotations
@@ -91,3 +92,21 @@ def requests_per_pod_query(resource: ResourceName, pod_selector: str) -> str:
     _checked_resource(resource)
     selector = f'resource="{resource}",{_REAL_CONTAINERS},{_checked(pod_selector)}'
     return f"sum by (namespace, pod) (kube_pod_container_resource_requests{{{selector}}})"
+
+
+def resource_query(
+    resource: ResourceName, pod_selector: str, *, cpu_rate_window_seconds: float = 120.0
+) -> str:
+    """Usage and requests per pod in one query, told apart by the label `signal`.
+
+    Series with signal="used" are `usage_per_pod_query`'s, signal="requested"
+    `requests_per_pod_query`'s.
+    """
+    used = usage_per_pod_query(
+        resource, pod_selector, cpu_rate_window_seconds=cpu_rate_window_seconds
+    )
+    requested = requests_per_pod_query(resource, pod_selector)
+    return (
+        f'label_replace({used}, "signal", "used", "", "")'
+        f' or label_replace({requested}, "signal", "requested", "", "")'
+    )
