@@ -11,8 +11,11 @@ them from KEDA.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
+import textwrap
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -256,3 +259,27 @@ def test_every_namespaced_object_lands_in_the_tidescaler_namespace() -> None:
     for doc in base_manifests():
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == namespace, doc["kind"]
+
+
+def test_the_readme_overlay_sets_the_image_and_the_prometheus_url(tmp_path: Path) -> None:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed: the README's overlay is not built")
+    readme = (DEPLOY / "README.md").read_text()
+    block = re.search(r"```yaml\n *# my-tidescaler/kustomization.yaml\n(.*?)```", readme, re.S)
+    assert block, "the overlay example is missing from deploy/README.md"
+    overlay = yaml.safe_load(textwrap.dedent(block[1]))
+    overlay["resources"] = [os.path.relpath(DEPLOY, tmp_path)]
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    (deployment,) = [
+        d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Deployment"
+    ]
+    (built,) = deployment["spec"]["template"]["spec"]["containers"]
+    image = overlay["images"][0]
+    assert built["image"] == f"{image['newName']}:{image['newTag']}"
+    env = {e["name"]: e["value"] for e in built["env"]}
+    assert env["TIDESCALER_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring.svc:9090"
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
