@@ -42,23 +42,39 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument("scenario", nargs="?", metavar="SCENARIO.yaml", help="scenario file")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--trace", metavar="CSV", help="trace CSV (timestamp,requests per interval)")
+    source.add_argument(
+        "--trace", metavar="CSV", help="trace CSV (timestamp,requests per interval)"
+    )
     source.add_argument("--synthetic", action="store_true", help="generated diurnal + weekly tides")
-    p.add_argument("--peak-to-valley", type=float, metavar="R", help="synthetic tide ratio (2..100)")
+    p.add_argument(
+        "--peak-to-valley", type=float, metavar="R", help="synthetic tide ratio (2..100)"
+    )
     p.add_argument("--days", type=float, metavar="D", help="simulate only the first D days")
-    p.add_argument("--capacity-per-replica", type=float, metavar="RPS",
-                   help="requests/s one replica serves at full load")
-    p.add_argument("--pod-startup-seconds", type=float, metavar="S",
-                   help="decision-to-Ready time of a new pod")
+    p.add_argument(
+        "--capacity-per-replica",
+        type=float,
+        metavar="RPS",
+        help="requests/s one replica serves at full load",
+    )
+    p.add_argument(
+        "--pod-startup-seconds", type=float, metavar="S", help="decision-to-Ready time of a new pod"
+    )
     p.add_argument("--slo-ms", type=float, metavar="MS", help="latency SLO in milliseconds")
     p.add_argument("--policies", metavar="a,b", help=f"subset of {','.join(POLICY_NAMES)}")
-    p.add_argument("--target-utilization", type=float, metavar="F",
-                   help="per-replica target of every policy, as a share of capacity (default 0.7)")
+    p.add_argument(
+        "--target-utilization",
+        type=float,
+        metavar="F",
+        help="per-replica target of every policy, as a share of capacity (default 0.7)",
+    )
     p.add_argument("--scale", type=float, metavar="F", help="multiply the traffic by F")
     p.add_argument("--seed", type=int, metavar="N", help="seed of the generator and pod start-ups")
-    p.add_argument("--sweep", metavar="PARAM=v1,v2,...",
-                   help="rerun over one parameter: target_utilization, threshold, forecastQuantile, "
-                   "podStartupSeconds, forecastHistory, pod_startup_seconds")
+    p.add_argument(
+        "--sweep",
+        metavar="PARAM=v1,v2,...",
+        help="rerun over one parameter: target_utilization, threshold, forecastQuantile, "
+        "podStartupSeconds, forecastHistory, pod_startup_seconds",
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--timeline-csv", metavar="FILE", help="write every step's demand and replicas")
     p.add_argument("--out", metavar="DIR", help="write report.md, PNG plots and result.json")
@@ -91,11 +107,15 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
     cluster = scenario.cluster
     if args.capacity_per_replica is not None:
         if args.capacity_per_replica <= 0:
-            raise ScenarioError(f"--capacity-per-replica={args.capacity_per_replica:g}: expected > 0")
+            raise ScenarioError(
+                f"--capacity-per-replica={args.capacity_per_replica:g}: expected > 0"
+            )
         cluster = replace(cluster, capacity_per_replica=args.capacity_per_replica)
     if args.pod_startup_seconds is not None:
         if args.pod_startup_seconds < 0:
-            raise ScenarioError(f"--pod-startup-seconds={args.pod_startup_seconds:g}: expected >= 0")
+            raise ScenarioError(
+                f"--pod-startup-seconds={args.pod_startup_seconds:g}: expected >= 0"
+            )
         cluster = replace(cluster, pod_startup=PodStartup(seconds=args.pod_startup_seconds))
     scenario = replace(scenario, cluster=cluster)
     if args.slo_ms is not None:
@@ -104,7 +124,9 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         scenario = replace(scenario, slo_ms=args.slo_ms)
     if args.target_utilization is not None:
         if not 0 < args.target_utilization <= 1:
-            raise ScenarioError(f"--target-utilization={args.target_utilization:g}: expected 0 < F <= 1")
+            raise ScenarioError(
+                f"--target-utilization={args.target_utilization:g}: expected 0 < F <= 1"
+            )
         scenario = replace(scenario, target_utilization=args.target_utilization)
     if args.scale is not None:
         if args.scale <= 0:

@@ -102,7 +102,9 @@ def resource_utilization_replicas(
         if abs(1.0 - usage_ratio) <= tolerance:
             return current_replicas
         return math.ceil(round(usage_ratio * ready_pods, 9))
-    new_ratio = utilization_percent_ready * ready_pods / (target_percent * (ready_pods + unready_pods))
+    new_ratio = (
+        utilization_percent_ready * ready_pods / (target_percent * (ready_pods + unready_pods))
+    )
     if abs(1.0 - new_ratio) <= tolerance or new_ratio < 1.0:
         return current_replicas
     new_replicas = math.ceil(round(new_ratio * (ready_pods + unready_pods), 9))
@@ -192,7 +194,9 @@ def apply_rate_limits(
 ) -> tuple[int, HpaReason]:
     """convertDesiredReplicasWithBehaviorRate: the rate policies and min/max bounds."""
     if desired_replicas > current_replicas:
-        limit = max(scale_up_limit(current_replicas, events, now, behavior.scale_up), current_replicas)
+        limit = max(
+            scale_up_limit(current_replicas, events, now, behavior.scale_up), current_replicas
+        )
         if max_replicas > limit:
             maximum, reason = limit, HpaReason.SCALE_UP_LIMIT
         else:
@@ -227,7 +231,9 @@ def normalize(
     The caller stores (now, desired_replicas) in `recommendations` afterwards.
     """
     stabilized = stabilize(recommendations, now, current_replicas, desired_replicas, behavior)
-    reason = HpaReason.STABILIZED if stabilized != desired_replicas else HpaReason.DESIRED_WITHIN_RANGE
+    reason = (
+        HpaReason.STABILIZED if stabilized != desired_replicas else HpaReason.DESIRED_WITHIN_RANGE
+    )
     final, rate_reason = apply_rate_limits(
         stabilized, current_replicas, min_replicas, max_replicas, events, now, behavior
     )

@@ -27,7 +27,6 @@ from scaler.forecast.types import Forecast
 from scaler.policy import Policy, parse_policy
 from scaler.schedule import CronWindow
 from scaler.sim.cluster import (
-    ClusterModel,
     CpuSignal,
     MetricSignal,
     Replicas,
@@ -131,7 +130,7 @@ def _hourly_windows(sim: SimInput) -> tuple[dict[str, str], ...]:
     the 90th percentile over days of that hour's peak need (planned with hindsight)."""
     threshold = sim.scenario.threshold
     per_hour = round(3600 / sim.step_seconds)
-    offset = int(((sim.start % 86400) // sim.step_seconds))
+    offset = int((sim.start % 86400) // sim.step_seconds)
     # Align to whole UTC hours: pad the front so index 0 is midnight.
     padded = np.concatenate((np.full(offset, np.nan), sim.rate))
     hours = len(padded) // per_hour
@@ -174,9 +173,7 @@ def window_active(window: CronWindow, times: FloatArray) -> np.ndarray:
     while i < len(times):
         t = float(times[i])
         state = window.is_active(t)
-        change = min(
-            window.start.next_after(t, window.zone), window.end.next_after(t, window.zone)
-        )
+        change = min(window.start.next_after(t, window.zone), window.end.next_after(t, window.zone))
         j = int(np.searchsorted(times, change, side="left")) if change > t else i + 1
         j = max(j, i + 1)
         out[i:j] = state
@@ -244,7 +241,9 @@ class ForecastFeed:
         if now >= self._next_refit:
             self._refit(now)
             base = self.traffic.start
-            self._next_refit = base + (math.floor((now - base) / self.refit_seconds) + 1) * self.refit_seconds
+            self._next_refit = (
+                base + (math.floor((now - base) / self.refit_seconds) + 1) * self.refit_seconds
+            )
         return self._forecast, self.last_problem if self._forecast is None else None
 
     def _refit(self, now: float) -> None:
@@ -255,7 +254,7 @@ class ForecastFeed:
             return
         traffic = self.traffic
         step = traffic.step_seconds
-        end = int(math.floor((now - self.scrape_seconds - traffic.start) / step + 1e-9))
+        end = math.floor((now - self.scrape_seconds - traffic.start) / step + 1e-9)
         end = min(end, len(traffic.rate_per_second))
         begin = max(0, end - int(self.policy.forecast.history_seconds // step))
         if end - begin < 2:

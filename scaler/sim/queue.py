@@ -78,13 +78,14 @@ def erlang_c(servers: FloatArray, offered_load: FloatArray) -> FloatArray:
     return out
 
 
-def _sum_of_exponentials_tail(theta: FloatArray, mu: float, t: float) -> FloatArray:
+def _sum_of_exponentials_tail(theta: FloatArray, mu: float, t: float | FloatArray) -> FloatArray:
     """P(X + Y > t) for X ~ Exp(theta), Y ~ Exp(mu) independent."""
     same = np.abs(theta - mu) < 1e-9 * mu
     safe = np.where(same, theta + 1.0, theta)
     general = (safe * np.exp(-mu * t) - mu * np.exp(-safe * t)) / (safe - mu)
     equal = (1.0 + mu * t) * np.exp(-mu * t)
-    return np.where(same, equal, general)
+    result: FloatArray = np.where(same, equal, general)
+    return result
 
 
 @dataclass(frozen=True, eq=False)
@@ -118,7 +119,10 @@ class QueueOutcome:
         )
         over_timeout = t >= self.timeout_seconds
         failed = self.failed if not over_timeout else np.zeros_like(self.failed)
-        return self.stationary_requests * stationary + self.fluid_requests * fluid + failed
+        result: FloatArray = (
+            self.stationary_requests * stationary + self.fluid_requests * fluid + failed
+        )
+        return result
 
     def total_over(self, latency_seconds: float) -> float:
         return float(self.share_over(latency_seconds).sum())
@@ -186,7 +190,9 @@ class _Compact:
     cancel badly) keep the exact form.
     """
 
-    def __init__(self, outcome: QueueOutcome, t_floor: float = 0.0, negligible: float = 0.0) -> None:
+    def __init__(
+        self, outcome: QueueOutcome, t_floor: float = 0.0, negligible: float = 0.0
+    ) -> None:
         mu = self.mu = outcome.mu
         self.timeout = outcome.timeout_seconds
         ns = outcome.stationary_requests
@@ -343,7 +349,10 @@ def simulate_queue(
 def tail_share(
     rate_per_second: FloatArray, replicas: FloatArray, service: ServiceModel, latency_seconds: float
 ) -> FloatArray:
-    """Per step, the stationary share of requests slower than `latency_seconds` (1 if overloaded)."""
+    """Per step, the stationary share of requests slower than `latency_seconds`.
+
+    1 where the step is overloaded (no steady state).
+    """
     lam = np.asarray(rate_per_second, dtype=np.float64)
     c = np.asarray(replicas, dtype=np.int64) * service.servers_per_replica
     mu = service.mu

@@ -47,12 +47,20 @@ def render_table(result: SimulationResult, console: Console) -> None:
     scenario = result.scenario
     table = Table(
         title=f"{scenario.name}: {result.traffic_name}, SLO {scenario.slo_ms:g} ms, "
-        f"target {100 * scenario.target_utilization:g}% of {scenario.cluster.capacity_per_replica:g} req/s per replica",
+        f"target {100 * scenario.target_utilization:g}% of "
+        f"{scenario.cluster.capacity_per_replica:g} req/s per replica",
     )
     for column, justify in (
-        ("policy", "left"), ("replica-hours", "right"), ("vs static-peak", "right"),
-        ("over SLO", "right"), ("p50 ms", "right"), ("p95 ms", "right"), ("p99 ms", "right"),
-        ("failed", "right"), ("scaling actions", "right"), ("utilization", "right"),
+        ("policy", "left"),
+        ("replica-hours", "right"),
+        ("vs static-peak", "right"),
+        ("over SLO", "right"),
+        ("p50 ms", "right"),
+        ("p95 ms", "right"),
+        ("p99 ms", "right"),
+        ("failed", "right"),
+        ("scaling actions", "right"),
+        ("utilization", "right"),
     ):
         table.add_column(column, justify=justify)  # type: ignore[arg-type]
     for r in result.policies:
@@ -115,8 +123,15 @@ def headline(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
 
 def _all_points(result: SimulationResult, points: list[SweepPoint]) -> list[SweepPoint]:
     base = [
-        SweepPoint("base", "base", r.policy, r.replica_hours, r.cost_vs_static_peak,
-                   r.slo_violation_ratio, r.p99_latency_seconds)
+        SweepPoint(
+            "base",
+            "base",
+            r.policy,
+            r.replica_hours,
+            r.cost_vs_static_peak,
+            r.slo_violation_ratio,
+            r.p99_latency_seconds,
+        )
         for r in result.policies
     ]
     return base + list(points)
@@ -158,7 +173,9 @@ def result_json(result: SimulationResult, points: list[SweepPoint]) -> dict[str,
         "policies": [r.as_dict() for r in result.policies],
         "sweep": [
             {
-                "parameter": p.parameter, "value": p.value, "policy": p.policy,
+                "parameter": p.parameter,
+                "value": p.value,
+                "policy": p.policy,
                 "replica_hours": round(p.replica_hours, 3),
                 "cost_vs_static_peak": round(p.cost_vs_static_peak, 4),
                 "slo_violation_ratio": float(f"{p.slo_violation_ratio:.6g}"),
@@ -234,20 +251,39 @@ def plot_capacity(result: SimulationResult, path: Path, days: float | None = Non
     for ax, name in zip(axes[:, 0], names, strict=True):
         ready = timeline.ready[name][first:last] * capacity
         ax.fill_between(times, 0, demand, color="#cccccc", step="post", label="demand")
-        ax.plot(times, ready, color=_COLORS.get(name, "black"), lw=0.9, drawstyle="steps-post",
-                label="ready capacity")
+        ax.plot(
+            times,
+            ready,
+            color=_COLORS.get(name, "black"),
+            lw=0.9,
+            drawstyle="steps-post",
+            label="ready capacity",
+        )
         over = demand > ready
-        ax.fill_between(times, ready, demand, where=over, color="#d62728", alpha=0.5, step="post",
-                        label="overload")
+        ax.fill_between(
+            times,
+            ready,
+            demand,
+            where=over,
+            color="#d62728",
+            alpha=0.5,
+            step="post",
+            label="overload",
+        )
         r = result.policy(name)
-        title = name if r is None else (
-            f"{name}: {r.cost_vs_static_peak:.3f}x static-peak, {_percent(r.slo_violation_ratio)} over SLO"
+        title = (
+            name
+            if r is None
+            else (
+                f"{name}: {r.cost_vs_static_peak:.3f}x static-peak, "
+                f"{_percent(r.slo_violation_ratio)} over SLO"
+            )
         )
         ax.set_title(title, fontsize=9, loc="left")
         ax.set_ylabel("req/s", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0, 0].legend(fontsize=7, loc="upper right", ncols=3)
-    axes[-1, 0].xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
+    axes[-1, 0].xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))  # type: ignore[no-untyped-call]
     fig.suptitle(f"{scenario.name}: demand vs ready capacity", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -273,12 +309,24 @@ def plot_frontier(result: SimulationResult, points: list[SweepPoint], path: Path
             ys = [p.cost_vs_static_peak for p in swept]
             ax.plot(xs, ys, "-o", color=color, ms=3, lw=1, alpha=0.7)
             for p, x, y in zip(swept, xs, ys, strict=True):
-                ax.annotate(p.value, (x, y), fontsize=6, color=color, xytext=(3, 2),
-                            textcoords="offset points")
+                ax.annotate(
+                    p.value,
+                    (x, y),
+                    fontsize=6,
+                    color=color,
+                    xytext=(3, 2),
+                    textcoords="offset points",
+                )
         base = [p for p in mine if p.parameter == "base"]
         for p in base:
-            ax.plot(max(p.slo_violation_ratio, floor), p.cost_vs_static_peak, "D", color=color,
-                    ms=7, label=name)
+            ax.plot(
+                max(p.slo_violation_ratio, floor),
+                p.cost_vs_static_peak,
+                "D",
+                color=color,
+                ms=7,
+                label=name,
+            )
     ax.set_xscale("log")
     ax.set_xlabel(f"share of requests over the SLO or failed (log; {floor:g} = none)")
     ax.set_ylabel("cost (replica-hours) relative to static-peak")
@@ -315,7 +363,8 @@ def write_markdown(
         f"{scenario.cluster.service_time_ms:g} ms, timeout {scenario.cluster.timeout_seconds:g} s; "
         f"pod start-up {scenario.cluster.pod_startup.describe()}.",
         f"- KEDA polling {scenario.cluster.polling_interval_seconds:g} s, cooldown "
-        f"{scenario.cluster.cooldown_seconds:g} s; HPA sync {scenario.cluster.hpa_sync_seconds:g} s, "
+        f"{scenario.cluster.cooldown_seconds:g} s; HPA sync "
+        f"{scenario.cluster.hpa_sync_seconds:g} s, "
         f"tolerance {scenario.cluster.tolerance:g}, default behavior; metric lag "
         f"{scenario.cluster.metric_lag_seconds:g} s; replicas {scenario.cluster.min_replicas}.."
         f"{scenario.cluster.max_replicas}.",
@@ -324,7 +373,8 @@ def write_markdown(
         "",
         "## Results",
         "",
-        "| policy | replica-hours | vs static-peak | over SLO | p50 ms | p99 ms | failed | scaling actions | utilization |",
+        "| policy | replica-hours | vs static-peak | over SLO | p50 ms | p99 ms | failed "
+        "| scaling actions | utilization |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in result.policies:
@@ -402,8 +452,13 @@ def write_outputs(
     plot_frontier(result, points, out_dir / "frontier.png")
     write_json(result, points, out_dir / "result.json")
     report = write_markdown(result, points, out_dir, command)
-    return [report, out_dir / "frontier.png", out_dir / "capacity.png",
-            out_dir / "capacity_zoom.png", out_dir / "result.json"]
+    return [
+        report,
+        out_dir / "frontier.png",
+        out_dir / "capacity.png",
+        out_dir / "capacity_zoom.png",
+        out_dir / "result.json",
+    ]
 
 
 def finite(x: float) -> float | None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from scaler.sim.policies import PolicyRun, SimInput, prepare, run_policy, static_peak
-from scaler.sim.queue import simulate_queue
+from scaler.sim.queue import QueueOutcome, simulate_queue
 from scaler.sim.scenario import SWEEP_TIDESCALER, Scenario, ScenarioError, with_sweep_value
 from scaler.sim.traffic import Traffic
 
@@ -100,9 +100,7 @@ class SweepPoint:
     p99_latency_seconds: float
 
 
-def _evaluate(
-    run: PolicyRun, sim: SimInput, first: int, static_hours: float
-) -> PolicyResult:
+def _evaluate(run: PolicyRun, sim: SimInput, first: int, static_hours: float) -> PolicyResult:
     scenario = sim.scenario
     dt = sim.step_seconds
     provisioned = run.replicas.provisioned[first:]
@@ -142,11 +140,8 @@ def _evaluate(
     )
 
 
-def _window(outcome: object, first: int) -> object:
+def _window(outcome: QueueOutcome, first: int) -> QueueOutcome:
     """The queue outcome restricted to the evaluation window."""
-    from scaler.sim.queue import QueueOutcome
-
-    assert isinstance(outcome, QueueOutcome)
     w = slice(first, None)
     return QueueOutcome(
         step_seconds=outcome.step_seconds,
@@ -173,7 +168,7 @@ def simulate(
     began = time.perf_counter()
     traffic = traffic if traffic is not None else scenario.load_traffic()
     sim = prepare(scenario, traffic)
-    first = int(round(scenario.warmup_days * 86400 / sim.step_seconds))
+    first = round(scenario.warmup_days * 86400 / sim.step_seconds)
     if first >= sim.steps:
         raise ScenarioError(
             f"{scenario.origin}: warmup_days={scenario.warmup_days:g} leaves nothing to evaluate "
@@ -185,13 +180,12 @@ def simulate(
     provisioned: dict[str, np.ndarray] = {}
     ready: dict[str, np.ndarray] = {}
     for name in policies or scenario.policies:
+
         def report(fraction: float, name: str = name) -> None:
             if progress is not None:
                 progress(name, fraction)
 
         run = static_run if name == "static-peak" else run_policy(name, sim, report)
-        from scaler.sim.queue import QueueOutcome  # noqa: F401  (keeps _window's import cheap)
-
         result = _evaluate(run, sim, first, static_hours)
         results.append(result)
         provisioned[name] = run.replicas.provisioned
@@ -237,8 +231,13 @@ def sweep(
         for r in result.policies:
             points.append(
                 SweepPoint(
-                    parameter, value, r.policy, r.replica_hours, r.cost_vs_static_peak,
-                    r.slo_violation_ratio, r.p99_latency_seconds,
+                    parameter,
+                    value,
+                    r.policy,
+                    r.replica_hours,
+                    r.cost_vs_static_peak,
+                    r.slo_violation_ratio,
+                    r.p99_latency_seconds,
                 )
             )
     return base, points

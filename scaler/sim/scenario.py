@@ -114,10 +114,17 @@ class _Keys:
         self.problems: list[str] = []
 
     def _problem(self, key: str, value: Any, expected: str) -> None:
-        self.problems.append(f"{self.origin}: {self.where}{key}: {value!r} is not valid, expected {expected}")
+        self.problems.append(
+            f"{self.origin}: {self.where}{key}: {value!r} is not valid, expected {expected}"
+        )
 
     def number(
-        self, key: str, default: float, *, low: float | None = None, high: float | None = None,
+        self,
+        key: str,
+        default: float,
+        *,
+        low: float | None = None,
+        high: float | None = None,
         positive: bool = False,
     ) -> float:
         if key not in self.data:
@@ -132,8 +139,10 @@ class _Keys:
             self._problem(key, value, expected)
             return default
         number = float(value)
-        if (positive and number <= 0) or (low is not None and number < low) or (
-            high is not None and number > high
+        if (
+            (positive and number <= 0)
+            or (low is not None and number < low)
+            or (high is not None and number > high)
         ):
             self._problem(key, value, expected)
             return default
@@ -163,24 +172,56 @@ class _Keys:
                 close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 self.problems.append(
-                    f"{self.origin}: {self.where}{key}: unknown key{hint}; known keys: {', '.join(known)}"
+                    f"{self.origin}: {self.where}{key}: unknown key{hint}; "
+                    f"known keys: {', '.join(known)}"
                 )
 
 
 _TOP_KEYS = (
-    "name", "description", "trace", "synthetic", "scale", "days", "warmup_days", "cluster",
-    "slo_ms", "target_utilization", "policies", "tidescaler", "keda_cron",
-    "forecast_refit_seconds", "oracle_tail", "seed", "sweep",
+    "name",
+    "description",
+    "trace",
+    "synthetic",
+    "scale",
+    "days",
+    "warmup_days",
+    "cluster",
+    "slo_ms",
+    "target_utilization",
+    "policies",
+    "tidescaler",
+    "keda_cron",
+    "forecast_refit_seconds",
+    "oracle_tail",
+    "seed",
+    "sweep",
 )
 _CLUSTER_KEYS = (
-    "capacity_per_replica", "service_time_ms", "timeout_seconds", "pod_startup_seconds",
-    "pod_startup", "polling_interval_seconds", "hpa_sync_seconds", "tolerance",
-    "cooldown_seconds", "scrape_interval_seconds", "rate_window_seconds", "min_replicas",
+    "capacity_per_replica",
+    "service_time_ms",
+    "timeout_seconds",
+    "pod_startup_seconds",
+    "pod_startup",
+    "polling_interval_seconds",
+    "hpa_sync_seconds",
+    "tolerance",
+    "cooldown_seconds",
+    "scrape_interval_seconds",
+    "rate_window_seconds",
+    "min_replicas",
     "max_replicas",
 )
 _SYNTHETIC_KEYS = (
-    "days", "step_seconds", "peak_rps", "peak_to_valley", "weekend_factor", "noise",
-    "flash_crowds_per_week", "flash_crowd_magnitude", "flash_crowd_minutes", "peak_hour_utc",
+    "days",
+    "step_seconds",
+    "peak_rps",
+    "peak_to_valley",
+    "weekend_factor",
+    "noise",
+    "flash_crowds_per_week",
+    "flash_crowd_magnitude",
+    "flash_crowd_minutes",
+    "peak_hour_utc",
 )
 
 
@@ -190,7 +231,11 @@ def _pod_startup(keys: _Keys, data: Mapping[str, Any]) -> PodStartup:
     if spec is None:
         return PodStartup(seconds=fixed)
     if not isinstance(spec, Mapping):
-        keys._problem("pod_startup", spec, "a mapping such as {distribution: lognormal, median: 60, sigma: 0.3}")
+        keys._problem(
+            "pod_startup",
+            spec,
+            "a mapping such as {distribution: lognormal, median: 60, sigma: 0.3}",
+        )
         return PodStartup(seconds=fixed)
     sub = _Keys(spec, keys.origin, keys.where + "pod_startup.")
     sub.unknown(("distribution", "seconds", "median", "sigma", "low", "high"))
@@ -216,9 +261,7 @@ def _pod_startup(keys: _Keys, data: Mapping[str, Any]) -> PodStartup:
     return result
 
 
-def parse_scenario(
-    data: Any, origin: str, base_dir: Path | None = None
-) -> Scenario:
+def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scenario:
     """A Scenario from parsed YAML, or ScenarioError listing every problem."""
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{origin}: expected a mapping of scenario keys at the top level")
@@ -228,7 +271,9 @@ def parse_scenario(
     tide: TideSpec | None = None
     source = "synthetic"
     if "trace" in data and "synthetic" in data:
-        keys.problems.append(f"{origin}: trace and synthetic are both set; a scenario has one traffic source")
+        keys.problems.append(
+            f"{origin}: trace and synthetic are both set; a scenario has one traffic source"
+        )
     if "trace" in data:
         source = keys.text("trace", "")
     elif "synthetic" in data:
@@ -246,14 +291,22 @@ def parse_scenario(
             peak_to_valley=sub.number("peak_to_valley", base.peak_to_valley, low=1.0, high=1000.0),
             weekend_factor=sub.number("weekend_factor", base.weekend_factor, positive=True),
             noise=sub.number("noise", base.noise, low=0.0),
-            flash_crowds_per_week=sub.number("flash_crowds_per_week", base.flash_crowds_per_week, low=0.0),
-            flash_crowd_magnitude=sub.number("flash_crowd_magnitude", base.flash_crowd_magnitude, low=1.0),
-            flash_crowd_minutes=sub.number("flash_crowd_minutes", base.flash_crowd_minutes, positive=True),
+            flash_crowds_per_week=sub.number(
+                "flash_crowds_per_week", base.flash_crowds_per_week, low=0.0
+            ),
+            flash_crowd_magnitude=sub.number(
+                "flash_crowd_magnitude", base.flash_crowd_magnitude, low=1.0
+            ),
+            flash_crowd_minutes=sub.number(
+                "flash_crowd_minutes", base.flash_crowd_minutes, positive=True
+            ),
             peak_hour_utc=sub.number("peak_hour_utc", base.peak_hour_utc, low=0.0, high=24.0),
         )
         keys.problems.extend(sub.problems)
     else:
-        keys.problems.append(f"{origin}: needs trace (a CSV path or bundled:NAME) or synthetic (tide parameters)")
+        keys.problems.append(
+            f"{origin}: needs trace (a CSV path or bundled:NAME) or synthetic (tide parameters)"
+        )
 
     cluster_data = data.get("cluster", {})
     if not isinstance(cluster_data, Mapping):
@@ -263,28 +316,38 @@ def parse_scenario(
     c.unknown(_CLUSTER_KEYS)
     default = ClusterModel()
     cluster = ClusterModel(
-        capacity_per_replica=c.number("capacity_per_replica", default.capacity_per_replica, positive=True),
+        capacity_per_replica=c.number(
+            "capacity_per_replica", default.capacity_per_replica, positive=True
+        ),
         service_time_ms=c.number("service_time_ms", default.service_time_ms, positive=True),
         timeout_seconds=c.number("timeout_seconds", default.timeout_seconds, positive=True),
         pod_startup=_pod_startup(c, cluster_data),
-        polling_interval_seconds=c.number("polling_interval_seconds", default.polling_interval_seconds, positive=True),
+        polling_interval_seconds=c.number(
+            "polling_interval_seconds", default.polling_interval_seconds, positive=True
+        ),
         hpa_sync_seconds=c.number("hpa_sync_seconds", default.hpa_sync_seconds, positive=True),
         tolerance=c.number("tolerance", default.tolerance, low=0.0, high=1.0),
         cooldown_seconds=c.number("cooldown_seconds", default.cooldown_seconds, low=0.0),
-        scrape_interval_seconds=c.number("scrape_interval_seconds", default.scrape_interval_seconds, low=0.0),
-        rate_window_seconds=c.number("rate_window_seconds", default.rate_window_seconds, positive=True),
+        scrape_interval_seconds=c.number(
+            "scrape_interval_seconds", default.scrape_interval_seconds, low=0.0
+        ),
+        rate_window_seconds=c.number(
+            "rate_window_seconds", default.rate_window_seconds, positive=True
+        ),
         min_replicas=c.integer("min_replicas", default.min_replicas),
         max_replicas=c.integer("max_replicas", default.max_replicas, low=1),
     )
     keys.problems.extend(c.problems)
     if cluster.min_replicas > cluster.max_replicas:
         keys.problems.append(
-            f"{origin}: cluster.min_replicas={cluster.min_replicas} is above cluster.max_replicas={cluster.max_replicas}"
+            f"{origin}: cluster.min_replicas={cluster.min_replicas} is above "
+            f"cluster.max_replicas={cluster.max_replicas}"
         )
     poll_ratio = cluster.polling_interval_seconds / cluster.hpa_sync_seconds
     if abs(poll_ratio - round(poll_ratio)) > 1e-9 or round(poll_ratio) < 1:
         keys.problems.append(
-            f"{origin}: cluster.polling_interval_seconds={cluster.polling_interval_seconds:g} must be a "
+            f"{origin}: cluster.polling_interval_seconds={cluster.polling_interval_seconds:g} "
+            "must be a "
             f"whole multiple of cluster.hpa_sync_seconds={cluster.hpa_sync_seconds:g}"
         )
 
@@ -302,7 +365,8 @@ def parse_scenario(
                     close = difflib.get_close_matches(str(name), POLICY_NAMES, n=1, cutoff=0.5)
                     hint = f" (did you mean {close[0]}?)" if close else ""
                     keys.problems.append(
-                        f"{origin}: policies: {name!r} is not a policy{hint}; expected any of {', '.join(POLICY_NAMES)}"
+                        f"{origin}: policies: {name!r} is not a policy{hint}; "
+                        f"expected any of {', '.join(POLICY_NAMES)}"
                     )
                 elif name not in chosen:
                     chosen.append(name)
@@ -312,7 +376,11 @@ def parse_scenario(
     if "tidescaler" in data:
         raw_meta = data["tidescaler"]
         if not isinstance(raw_meta, Mapping):
-            keys._problem("tidescaler", raw_meta, "trigger metadata: a mapping of string keys to string values")
+            keys._problem(
+                "tidescaler",
+                raw_meta,
+                "trigger metadata: a mapping of string keys to string values",
+            )
         else:
             tidescaler = {str(k): _metadata_value(v) for k, v in raw_meta.items()}
 
@@ -320,7 +388,11 @@ def parse_scenario(
     if "keda_cron" in data:
         raw_cron = data["keda_cron"]
         if not isinstance(raw_cron, list) or not all(isinstance(t, Mapping) for t in raw_cron):
-            keys._problem("keda_cron", raw_cron, "a list of KEDA cron trigger metadata (timezone, start, end, desiredReplicas)")
+            keys._problem(
+                "keda_cron",
+                raw_cron,
+                "a list of KEDA cron trigger metadata (timezone, start, end, desiredReplicas)",
+            )
         else:
             keda_cron = tuple({str(k): _metadata_value(v) for k, v in t.items()} for t in raw_cron)
 
@@ -333,7 +405,7 @@ def parse_scenario(
             except ScenarioError as err:
                 keys.problems.append(f"{origin}: sweep: {err}")
         elif isinstance(raw_sweep, Mapping) and len(raw_sweep) == 1:
-            (param, values), = raw_sweep.items()
+            ((param, values),) = raw_sweep.items()
             if isinstance(values, list) and values:
                 try:
                     sweep = parse_sweep(f"{param}=" + ",".join(str(v) for v in values))
@@ -409,13 +481,16 @@ def check_scenario(scenario: Scenario) -> list[str]:
                     "compare with the hpa-cpu policy instead"
                 )
             if policy.query is None:
-                problems.append(f"{origin}: tidescaler: the simulated policy needs query and threshold")
+                problems.append(
+                    f"{origin}: tidescaler: the simulated policy needs query and threshold"
+                )
     if scenario.keda_cron is not None and "keda-cron" in scenario.policies:
         for i, trigger in enumerate(scenario.keda_cron):
             extra = set(trigger) - {"timezone", "start", "end", "desiredReplicas"}
             if extra:
                 problems.append(
-                    f"{origin}: keda_cron[{i}]: {', '.join(sorted(extra))}: not a KEDA cron scaler key "
+                    f"{origin}: keda_cron[{i}]: {', '.join(sorted(extra))}: "
+                    "not a KEDA cron scaler key "
                     "(timezone, start, end, desiredReplicas)"
                 )
                 continue
@@ -429,9 +504,15 @@ def check_scenario(scenario: Scenario) -> list[str]:
 def parse_sweep(text: str) -> Sweep:
     """`PARAM=v1,v2,...` for one of the sweepable parameters."""
     if "=" not in text:
-        raise ScenarioError(f"{text!r}: expected PARAM=v1,v2,... (e.g. target_utilization=0.5,0.6,0.7)")
+        raise ScenarioError(
+            f"{text!r}: expected PARAM=v1,v2,... (e.g. target_utilization=0.5,0.6,0.7)"
+        )
     param, _, raw = text.partition("=")
-    param = param.strip().replace("-", "_") if param.strip() in ("target-utilization", "pod-startup-seconds") else param.strip()
+    param = (
+        param.strip().replace("-", "_")
+        if param.strip() in ("target-utilization", "pod-startup-seconds")
+        else param.strip()
+    )
     known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER
     if param not in known:
         close = difflib.get_close_matches(param, known, n=1, cutoff=0.5)
@@ -481,5 +562,7 @@ def load_scenario(path: str | Path) -> Scenario:
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f":{mark.line + 1}" if mark is not None else ""
-        raise ScenarioError(f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})") from None
+        raise ScenarioError(
+            f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"
+        ) from None
     return parse_scenario(data, str(path), path.parent)

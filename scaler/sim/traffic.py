@@ -108,7 +108,9 @@ def read_trace(path: str | Path) -> Traffic:
             timestamps.append(timestamp)
             counts.append(requests)
     if len(timestamps) < 2:
-        raise TraceError(f"{path}: needs at least 2 rows to know the interval, has {len(timestamps)}")
+        raise TraceError(
+            f"{path}: needs at least 2 rows to know the interval, has {len(timestamps)}"
+        )
     times = np.asarray(timestamps)
     step = times[1] - times[0]
     if step <= 0:
