@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
-from prometheus_server import Exporter, PrometheusServer, free_port  # noqa: E402
+from prometheus_server import PrometheusServer, free_port  # noqa: E402
 
 from scaler.proto import externalscaler_pb2 as pb  # noqa: E402
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
@@ -119,20 +119,28 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--throughput-seconds", type=float, default=3.0)
+    parser.add_argument("--serve-args", default="", help="extra flags for tidescaler serve")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grpc.md")
     args = parser.parse_args()
 
-    exporter = Exporter()
-    for s in range(SERVICES):
-        exporter.set("bench_requests_per_second", 100.0 + 10 * s, service=f"svc{s}")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}
+    exporter_port = free_port()
+    exporter = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "demand_exporter.py"),
+         "--port", str(exporter_port), "--services", str(SERVICES)],
+        env=env,
+    )
     workdir = Path(tempfile.mkdtemp(prefix="tidescaler-bench-"))
-    prometheus = PrometheusServer(workdir / "prometheus", scrape_targets=[exporter.target])
+    (workdir / "prometheus").mkdir()
+    prometheus = PrometheusServer(workdir / "prometheus",
+                                  scrape_targets=[f"127.0.0.1:{exporter_port}"],
+                                  scrape_interval_seconds=5.0)
     prometheus.start()
-    prometheus.wait_for_value('sum(bench_requests_per_second{service="svc0"})', 100.0)
+    prometheus.wait_for_value('sum(bench_requests_per_second{service="svc0"})', 100.0,
+                              timeout_seconds=60)
 
     scaler_port, null_port = free_port(), free_port()
-    env = os.environ | {"PYTHONPATH": str(ROOT)}
-    processes = [
+    processes = [exporter,
         subprocess.Popen(
             [
                 sys.executable,
@@ -188,7 +196,6 @@ def main() -> int:
             process.terminate()
             process.wait(timeout=15)
         prometheus.stop()
-        exporter.close()
 
     rows = [
         ("tidescaler", percentile_ms(s_all, 50), percentile_ms(s_all, 99), s_rps),

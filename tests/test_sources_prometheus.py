@@ -404,10 +404,31 @@ def test_identical_queries_within_the_window_share_one_request(seeded: Seeded) -
         assert seeded.server.http_requests("/api/v1/query") - before == 1
         assert readings == [Reading(1234.5, seeded.at, None)] * 64
 
-        now[0] += 5.0  # the window has passed
-        assert source.read(seeded.url, query).observed_at == seeded.at + 5.0
+        now[0] += 5.0  # the window has passed: served once more while one refresh runs
+        assert source.read(seeded.url, query).observed_at == seeded.at
+        deadline = time.monotonic() + 10
+        while source.read(seeded.url, query).observed_at != seeded.at + 5.0:
+            assert time.monotonic() < deadline, "the background refresh never landed"
+            time.sleep(0.01)
+        assert seeded.server.http_requests("/api/v1/query") - before == 2
+
+        now[0] += 10.0  # two windows old: too old to serve, fetched inline
+        assert source.read(seeded.url, query).observed_at == seeded.at + 15.0
         source.instant(seeded.url, f"sum({DEMAND}) + 1")  # a different query
-        assert seeded.server.http_requests("/api/v1/query") - before == 3
+        assert seeded.server.http_requests("/api/v1/query") - before == 4
+
+
+def test_without_refresh_ahead_an_expired_answer_is_fetched_inline(seeded: Seeded) -> None:
+    now = [seeded.at]
+    query = f"sum({DEMAND}) + 2"
+    with PrometheusSource(
+        coalesce_seconds=5.0, clock=lambda: now[0], refresh_ahead=False
+    ) as source:
+        before = seeded.server.http_requests("/api/v1/query")
+        assert source.read(seeded.url, query).observed_at == seeded.at
+        now[0] += 5.0
+        assert source.read(seeded.url, query).observed_at == seeded.at + 5.0
+        assert seeded.server.http_requests("/api/v1/query") - before == 2
 
 
 def test_concurrent_callers_wait_for_the_request_in_flight(seeded: Seeded) -> None:

@@ -17,6 +17,7 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -141,7 +142,7 @@ _T = TypeVar("_T")
 class _Flight:
     """One HTTP request and everyone waiting for its answer."""
 
-    __slots__ = ("done", "error", "finished_at", "observed_at", "result")
+    __slots__ = ("done", "error", "finished_at", "observed_at", "refreshing", "result")
 
     def __init__(self, observed_at: float) -> None:
         self.done = threading.Event()
@@ -149,6 +150,7 @@ class _Flight:
         self.finished_at = 0.0
         self.result: Any = None
         self.error: BackendError | None = None
+        self.refreshing = False  # a background request is replacing this answer
 
 
 @dataclass
@@ -165,7 +167,8 @@ class PrometheusSource:
     resource query (connect and each read; range queries use
     `range_timeout_seconds`). Identical queries to the same address share one
     HTTP request while it is in flight and reuse its answer, success or
-    failure, for `coalesce_seconds` after it arrives. Last good values not read
+    failure, for `coalesce_seconds` after it arrives, then serve it for as long
+    again while one background request refreshes it (`refresh_ahead`). Last good values not read
     for `last_good_ttl_seconds` are forgotten. `clock` gives the evaluation
     time sent to Prometheus and the times used for coalescing and memory.
     """
@@ -183,6 +186,7 @@ class PrometheusSource:
         range_chunk_points: int = 10_000,
         cpu_rate_window_seconds: float = 120.0,
         max_connections_per_address: int = 32,
+        refresh_ahead: bool = True,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
@@ -203,6 +207,8 @@ class PrometheusSource:
         self._range_chunk_points = range_chunk_points
         self._cpu_rate_window_seconds = cpu_rate_window_seconds
         self._max_connections = max_connections_per_address
+        self._refresh_ahead = refresh_ahead
+        self._refresh_pool: ThreadPoolExecutor | None = None
 
         self._lock = threading.Lock()
         self._clients: dict[str, PrometheusConnect] = {}
@@ -311,6 +317,9 @@ class PrometheusSource:
         with self._lock:
             clients = list(self._clients.values())
             self._clients.clear()
+            pool, self._refresh_pool = self._refresh_pool, None
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
         for client in clients:
             client.close()
 
@@ -323,8 +332,15 @@ class PrometheusSource:
     # -- coalescing --------------------------------------------------------------
 
     def _fetch(self, address: str, query: str) -> tuple[Any, float]:
-        """Raw `result` of an instant query and its evaluation time, shared by identical calls."""
+        """Raw `result` of an instant query and its evaluation time, shared by identical calls.
+
+        An answer younger than `coalesce_seconds` is shared as it is. One that
+        is older, but younger than twice that, is still served while a single
+        background request refreshes it (refresh-ahead), so that in steady
+        state no call waits for Prometheus. Older answers are fetched inline.
+        """
         key = (address, query)
+        refresh = False
         with self._lock:
             now = self._clock()
             flight = self._flights.get(key)
@@ -333,33 +349,61 @@ class PrometheusSource:
                 flight = _Flight(observed_at=now)
                 self._flights[key] = flight
                 self._sweep_flights(now)
+            elif (
+                self._refresh_ahead
+                and flight is not None
+                and flight.done.is_set()
+                and not flight.refreshing
+                and now - flight.finished_at >= self._coalesce_seconds
+            ):
+                flight.refreshing = refresh = True
         assert flight is not None
         if leader:
-            try:
-                flight.result = self._instant_request(address, query, flight.observed_at)
-            except BackendError as error:
-                flight.error = error
-            except Exception as error:
-                # Waiters must never hang on a leader that died of a bug.
-                flight.error = BackendError(
-                    BackendErrorKind.BAD_RESPONSE,
-                    address,
-                    query,
-                    f"unexpected {type(error).__name__}: {error}",
-                )
-            finally:
-                flight.finished_at = self._clock()
-                flight.done.set()
-        else:
-            # The leader's request is bounded by the socket timeouts.
-            flight.done.wait()
+            self._run(flight, address, query)
+        elif refresh:
+            self._refresher().submit(self._refresh, key, address, query)
+        # A follower waits for a leader whose request is bounded by the socket timeouts.
+        flight.done.wait()
         if flight.error is not None:
             raise flight.error.copy()
         return flight.result, flight.observed_at
 
+    def _run(self, flight: _Flight, address: str, query: str) -> None:
+        try:
+            flight.result = self._instant_request(address, query, flight.observed_at)
+        except BackendError as error:
+            flight.error = error
+        except Exception as error:
+            # Waiters must never hang on a leader that died of a bug.
+            flight.error = BackendError(
+                BackendErrorKind.BAD_RESPONSE,
+                address,
+                query,
+                f"unexpected {type(error).__name__}: {error}",
+            )
+        finally:
+            flight.finished_at = self._clock()
+            flight.done.set()
+
+    def _refresh(self, key: tuple[str, str], address: str, query: str) -> None:
+        flight = _Flight(observed_at=self._clock())
+        self._run(flight, address, query)
+        with self._lock:
+            self._flights[key] = flight
+
+    def _refresher(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._refresh_pool is None:
+                self._refresh_pool = ThreadPoolExecutor(
+                    max_workers=4, thread_name_prefix="prometheus-refresh"
+                )
+            return self._refresh_pool
+
     def _expired(self, flight: _Flight, now: float) -> bool:
         # A clock that stepped back (NTP) must not make an old answer look fresh.
-        return not 0 <= now - flight.finished_at < self._coalesce_seconds
+        # With refresh-ahead an answer stays usable for a second coalescing interval.
+        usable = self._coalesce_seconds * (2 if self._refresh_ahead else 1)
+        return not 0 <= now - flight.finished_at < usable
 
     def _sweep_flights(self, now: float) -> None:
         # Called with the lock held, at most every few seconds, so that the
