@@ -172,16 +172,16 @@ def _cron(policy: Policy, now: float) -> tuple[int, int | None, bool, SignalRead
     return floor, ceiling, any_floor_active, reading
 
 
-def _forecast_peak(
-    forecast: Forecast, now: float, lead: float
-) -> tuple[float, float] | None:
+def _forecast_peak(forecast: Forecast, now: float, lead: float) -> tuple[float, float] | None:
     """Max of median and upper band over [now, now + lead], or None if not covered."""
     if forecast.start > now + forecast.step_seconds or forecast.end < now + lead:
         return None
     window = forecast.window(now, now + lead)
     if window.stop <= window.start:
         return None
-    return float(forecast.median[window].max()), float(forecast.upper[window].max())
+    # The window is a handful of points: Python's max on a list beats numpy's call overhead,
+    # and the simulator calls this once per polling tick.
+    return max(forecast.median[window].tolist()), max(forecast.upper[window].tolist())
 
 
 def decide(
@@ -261,7 +261,9 @@ def decide(
     if policy.forecast.mode is not ForecastMode.OFF and query is not None:
         if forecast_peak is None:
             detail = observations.forecast_problem or (
-                "no forecast yet" if observations.forecast is None else "forecast does not cover the lead time"
+                "no forecast yet"
+                if observations.forecast is None
+                else "forecast does not cover the lead time"
             )
             readings.append(SignalReading(Signal.FORECAST, SignalStatus.NO_FORECAST, detail=detail))
         else:
