@@ -8,21 +8,22 @@ metadata is. `CronWindow.is_active` caches its answer until it can next change,
 because the server asks it for every window on every request.
 """
 
-# What KEDA itself does, read from pkg/scalers/cron_scaler.go (the rewrite of
-# KEDA PR 6166, v2.16, unchanged in the v2.20 line where it moved to
-# keda-scalers/cron_scaler.go):
+# What KEDA does, read from its cron scaler (keda-scalers/cron_scaler.go on the
+# main branch; the activity rule is the one PR 6166 introduced in v2.16; the file
+# could not be pinned to the v2.20.2 tag):
 #   - `start`/`end` go through cron.NewParser(Minute|Hour|Dom|Month|Dow): no
-#     descriptors, no seconds field, but robfig's optional "TZ=<zone> " /
+#     descriptors, no seconds field, but robfig's optional "TZ=<zone> " or
 #     "CRON_TZ=<zone> " prefix is accepted and overrides `timezone`.
 #   - now = time.Now().In(timezone); nextStart, nextEnd = Next(now) of each;
 #     if nextStart before nextEnd: active = now after nextStart and before nextEnd
 #     else:                         active = now after nextStart or before nextEnd.
-#     With ordinary instants (both after now) that is "active iff nextStart is not
-#     before nextEnd", equal counting as active. The zero time (year 1, from a
-#     schedule that matches nothing within five years) is not compared "like any
-#     other instant": a start that never fires gives active whenever the end fires
-#     (now is after year 1), an end that never fires gives inactive, and both
-#     never firing gives active.
+#     KEDA reads the clock once for `now` and once more per Next() call; we use
+#     one reading. With ordinary instants (both after now) this is "active iff
+#     nextStart is not before nextEnd", equal counting as active. The zero time
+#     (a schedule that matches nothing within five years) is not compared like
+#     any other instant: a start that never fires gives active whenever the end
+#     fires (now is after year 1), an end that never fires gives inactive, and
+#     neither firing gives active.
 #   - The metric value is desiredReplicas when active and 1 (not 0) otherwise,
 #     with target 1; see KEDA_VALUE_OUTSIDE_WINDOW.
 
@@ -35,7 +36,7 @@ from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 # robfig/cron returns Go's zero time (0001-01-01 00:00:00 UTC) when nothing matches
-# within five years; KEDA compares it like any other instant.
+# within five years; how KEDA's rule treats it is described above.
 ZERO_TIME = -62135596800.0
 _ZERO = -62135596800
 
@@ -177,7 +178,7 @@ def _zone_override(expression: str) -> tuple[ZoneInfo | None, str]:
         return None, rest
     try:
         return ZoneInfo(name or "UTC"), rest
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise CronError(f"unknown time zone '{name}' in TZ= prefix") from None
 
 
@@ -192,7 +193,7 @@ class CronSchedule:
     _month_bits: int = field(init=False, repr=False, compare=False)
     _dow_bits: int = field(init=False, repr=False, compare=False)
     # Set by a TZ= prefix; the schedule then ignores the zone it is evaluated in.
-    location: ZoneInfo | None = field(init=False, repr=False, compare=False)
+    zone_override: ZoneInfo | None = field(init=False, repr=False, compare=False)
     # False when no instant can ever match (KEDA's Next() returns the zero time).
     can_match: bool = field(init=False, repr=False, compare=False)
 
@@ -219,7 +220,7 @@ class CronSchedule:
             strict=True,
         ):
             object.__setattr__(self, name, value)
-        object.__setattr__(self, "location", location)
+        object.__setattr__(self, "zone_override", location)
         object.__setattr__(self, "can_match", _can_match(*bits))
 
     @classmethod
@@ -238,10 +239,10 @@ class CronSchedule:
         return bool(dom or dow)
 
     def _next(self, t: float, zone: ZoneInfo) -> int:
-        """SpecSchedule.Next, step for step; `u` is Go's time.Time as Unix seconds."""
+        """SpecSchedule.Next, loop for loop; `u` is Go's time.Time as Unix seconds."""
         if not self.can_match:
             return _ZERO  # Next() would search five years and find nothing
-        loc = self.location or zone
+        loc = self.zone_override or zone
         u = math.floor(t) + 1  # "the upcoming second"
         added = False
         year, month, day, hour, minute, second, weekday = _local(loc, u)
@@ -285,7 +286,7 @@ class CronSchedule:
                     u = _go_date(loc, year, month, day, hour, 0, 0)
                     year, month, day, hour, minute, second, weekday = _local(loc, u)
                 # Real time, not wall-clock time: a skipped hour is never seen.
-                u += 3600
+                u = _advance(loc, u, 3600, _units_to_next(self._hour_bits, hour, 24))
                 year, month, day, hour, minute, second, weekday = _local(loc, u)
                 if hour == 0:
                     wrapped = True
@@ -296,7 +297,7 @@ class CronSchedule:
                 if not added:
                     added = True
                     u -= u % 60  # Truncate(time.Minute) works on absolute time
-                u += 60
+                u = _advance(loc, u, 60, _units_to_next(self._minute_bits, minute, 60))
                 year, month, day, hour, minute, second, weekday = _local(loc, u)
                 if minute == 0:
                     wrapped = True
@@ -306,7 +307,7 @@ class CronSchedule:
             # The standard parser fixes the seconds field to 0.
             while second != 0:
                 added = True
-                u += 1
+                u = _advance(loc, u, 1, 60 - second)
                 year, month, day, hour, minute, second, weekday = _local(loc, u)
                 if second == 0:
                     wrapped = True
@@ -314,6 +315,30 @@ class CronSchedule:
             if wrapped:
                 continue
             return u
+
+
+def _units_to_next(bits: int, current: int, limit: int) -> int:
+    """Steps of one from `current` to the next value in `bits`, or to `limit` (the
+    wrap to 0), whichever comes first."""
+    ahead = (bits >> (current + 1)) & ((1 << (limit - current - 1)) - 1)
+    return (ahead & -ahead).bit_length() if ahead else limit - current
+
+
+def _advance(zone: ZoneInfo, u: int, unit: int, count: int) -> int:
+    """`count` of robfig's one-unit steps at once, where that is provably the same.
+
+    Each step adds `unit` seconds of real time and re-reads the local clock; the
+    loops stop at a matching value or at a wrap to 0. With the same whole-minute
+    UTC offset at both ends there is no offset change in between (none since 1972
+    came within two days of another), so the local clock advances exactly
+    `count` units and passes neither a match nor a wrap. Otherwise: one step.
+    """
+    if count > 1:
+        offset = _utc_offset(zone, u)
+        target = u + unit * count
+        if offset % 60 == 0 and _utc_offset(zone, target) == offset:
+            return target
+    return u + unit
 
 
 def _can_match(minutes: int, hours: int, dom: int, months: int, dow: int) -> bool:
@@ -474,12 +499,12 @@ class CronWindow:
         next_end = self.end._next(now, self.zone)
         active = _keda_rule(now, next_start, next_end)
         valid_until = math.inf
-        zones = {s.location or self.zone for s in (self.start, self.end)}
+        zones = {s.zone_override or self.zone for s in (self.start, self.end)}
         for schedule, found in ((self.start, next_start), (self.end, next_end)):
             if found != _ZERO:
                 valid_until = min(valid_until, found)
             else:
-                loc = schedule.location or self.zone
+                loc = schedule.zone_override or self.zone
                 year = _local(loc, floor_now + 1)[0]
                 valid_until = min(valid_until, _year_rollover(loc, year) - 1)
         for zone in zones:

@@ -88,6 +88,7 @@ INVALID = [
     ),
     ("last-day-L", "0 0 L * *", "'L' is not a number in day-of-month field"),
     ("unknown-tz-prefix", "TZ=Mars/Base 0 0 * * *", "unknown time zone 'Mars/Base' in TZ= prefix"),
+    ("tz-prefix-directory", "TZ=America 0 0 * * *", "unknown time zone 'America' in TZ= prefix"),
     (
         "tz-prefix-alone",
         "TZ=UTC",
