@@ -24,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client import start_http_server as _start_http_server
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from scaler.engine import Decision, Reason
+from scaler.engine import Decision
 
 NAMESPACE = "tidescaler"
 SCALEDOBJECT_LABELS = ("namespace", "scaledobject")
@@ -32,11 +32,6 @@ SCALEDOBJECT_LABELS = ("namespace", "scaledobject")
 # Spans a GetMetricSpec answered from configuration (well under 1 ms) up to a
 # GetMetrics that waited on a slow backend until KEDA's 3 s deadline.
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-
-# Every Reason is exported on every scrape (0 or 1), as kube-state-metrics does
-# for pod phases: a graph of reasons over time then has no gaps and `changes()`
-# counts reason flips.
-_REASONS = tuple(reason.value for reason in Reason)
 
 
 @dataclass
@@ -270,9 +265,10 @@ class _ScaledObjectCollector:
             floor.add_metric(labels, decision.floor)
             if decision.ceiling is not None:
                 ceiling.add_metric(labels, decision.ceiling)
-            current = decision.reason.value
-            for name in _REASONS:
-                reason.add_metric([ns, so, name], 1.0 if name == current else 0.0)
+            # Only the current reason, not a 0 for every other one: a scrape's
+            # cost grows with its samples, and a reason that stops being
+            # exported is marked stale by Prometheus at once.
+            reason.add_metric([ns, so, decision.reason.value], 1.0)
             for reading in decision.signals:
                 signal = reading.signal.value
                 signal_status.add_metric([ns, so, signal, reading.status.value], 1.0)
@@ -317,7 +313,7 @@ def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
         ),
         "decision_reason": gauge(
             "decision_reason",
-            "1 for the reason (winning signal or bounding rule) of the latest decision, else 0.",
+            "1, labelled with the reason (winning signal or bounding rule) of the latest decision.",
             ("reason",),
         ),
         "active": gauge("active", "1 if the latest decision is active (KEDA's 0 <-> 1), else 0."),
