@@ -28,6 +28,7 @@ from enum import StrEnum
 
 from scaler.forecast.types import Forecast
 from scaler.policy import ForecastMode, Policy
+from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW
 
 
 class Signal(StrEnum):
@@ -300,6 +301,10 @@ def decide(
 
     # The winner: the highest recommendation; on a tie a measured signal beats the window
     # floor, and among signals the order above (query, cpu, memory, forecast).
+    if policy.windows and query is None and resources is None and not cron_active:
+        # A policy of cron windows alone is a KEDA cron trigger: outside its windows KEDA's
+        # cron scaler reports 1, not 0 (inactive all the same, so KEDA still scales to zero).
+        floor = KEDA_VALUE_OUTSIDE_WINDOW
     candidates = acting + ([(floor, Reason.CRON)] if policy.windows else [])
     desired, reason = max(candidates, key=lambda c: c[0], default=(0, Reason.MIN_REPLICAS))
     if desired < policy.min_replicas:

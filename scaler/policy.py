@@ -306,7 +306,7 @@ def _window(reader: _Reader, why: str, *, floor_required: bool) -> CronWindow | 
         reader.problems.append(f"{reader.where}desiredReplicas is required {why}")
     if not floor_required and desired is None and ceiling is None and not reader.problems:
         reader.problems.append(f"{reader.where}needs desiredReplicas and/or maxReplicas")
-    if start is not None and end is not None and start.expression.split() == end.expression.split():
+    if start is not None and end is not None and start.expression == end.expression:
         reader.problems.append(
             f"{reader.where}start and end must differ (both {start.expression!r})"
         )

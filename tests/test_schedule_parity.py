@@ -24,7 +24,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_schedule import ACCEPTED_ODDITIES, INVALID, NEXT, WINDOWS, at
 
-from scaler.schedule import CronError, CronSchedule, CronWindow
+from scaler.engine import Observations, decide
+from scaler.policy import parse_policy
+from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW, CronError, CronSchedule, CronWindow
 
 TESTS = Path(__file__).parent
 ORACLE_SOURCE = TESTS / "robfig_oracle" / "main.go"
@@ -322,3 +324,29 @@ def test_cached_window_activity_equals_keda(
     theirs = oracle.active(start, end, zone, instants)
     for t, a, b in zip(instants, ours, theirs, strict=True):
         assert a == b, f"{start!r} to {end!r} in {zone} at {utc(t)}: ours {a}, KEDA {b}"
+
+
+@examples(200)
+@given(
+    data=st.data(),
+    start=daily_expression(),
+    end=st.one_of(daily_expression(), expression()),
+    zone=st.sampled_from(ZONES),
+    desired=st.integers(1, 50),
+)
+def test_keda_cron_trigger_metadata_gives_keda_activity_and_value(
+    oracle: Oracle, data: st.DataObject, start: str, end: str, zone: str, desired: int
+) -> None:
+    """A KEDA cron trigger pasted into tidescaler: same activity, same value, same instant."""
+    if start == end:
+        return  # both KEDA and tidescaler reject equal start and end
+    metadata = {"timezone": zone, "start": start, "end": end, "desiredReplicas": str(desired)}
+    policy = parse_policy(metadata)
+    instants = [data.draw(instant(zone)) for _ in range(5)]
+    theirs = oracle.active(start, end, zone, instants)
+    for t, keda_active in zip(instants, theirs, strict=True):
+        decision = decide(policy, Observations(), t)
+        keda_value = desired if keda_active else KEDA_VALUE_OUTSIDE_WINDOW
+        assert (decision.active, decision.desired_replicas) == (keda_active, keda_value), (
+            f"{start!r} to {end!r} in {zone} at {utc(t)}"
+        )
