@@ -1,11 +1,11 @@
 # tidescaler: the KEDA external scaler (`tidescaler serve`).
 FROM python:3.11-slim
 
+# The root filesystem is read-only in the cluster; caches go to the /tmp volume.
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    # The root filesystem is read-only in the cluster; /tmp is a volume.
     MPLCONFIGDIR=/tmp/matplotlib \
     HOME=/tmp
 
@@ -14,7 +14,8 @@ COPY pyproject.toml README.md ./
 COPY scaler ./scaler
 RUN pip install . \
     && rm -rf /src \
-    && useradd --uid 10001 --user-group --no-create-home --shell /usr/sbin/nologin tidescaler
+    && groupadd --gid 10001 tidescaler \
+    && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin tidescaler
 
 WORKDIR /
 # Numeric, so that Kubernetes can verify runAsNonRoot.
