@@ -264,9 +264,9 @@ def test_every_namespaced_object_lands_in_the_tidescaler_namespace() -> None:
 def test_the_readme_overlay_sets_the_image_and_the_prometheus_url(tmp_path: Path) -> None:
     if KUBECTL is None:
         pytest.skip("kubectl is not installed: the README's overlay is not built")
-    readme = (DEPLOY / "README.md").read_text()
+    readme = (DEPLOY.parent / "README.md").read_text()
     block = re.search(r"```yaml\n *# my-tidescaler/kustomization.yaml\n(.*?)```", readme, re.S)
-    assert block, "the overlay example is missing from deploy/README.md"
+    assert block, "the overlay example is missing from README.md"
     overlay = yaml.safe_load(textwrap.dedent(block[1]))
     overlay["resources"] = [os.path.relpath(DEPLOY, tmp_path)]
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
