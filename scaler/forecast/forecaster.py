@@ -51,13 +51,14 @@ class ForecasterSettings:
     under_weight: float = 2.0
     # Origins of the selection backtest: this much recent history, but at
     # least `min_selection_origins` points where the history allows it.
-    selection_seconds: float = 3 * DAY_SECONDS
+    selection_seconds: float = 7 * DAY_SECONDS
     min_selection_origins: int = 240
     # Neighbouring origins tell almost the same story; thinning them to
     # this many keeps a refit within milliseconds.
     max_selection_origins: int = 1000
     level_window_seconds: float = 3600.0
     smooth_seconds: float = 600.0
+    wide_smooth_seconds: float = 3600.0
     # Horizon ranges with a model of their own: up to the first edge the
     # recent level matters most, beyond the last one only the seasonal shape.
     bucket_edges_seconds: tuple[float, ...] = (1200.0, 3 * 3600.0)
@@ -209,6 +210,7 @@ def _candidates(
     """Models worth trying and how many recent origins to backtest them on."""
     level = max(3, round(settings.level_window_seconds / step))
     half = round(settings.smooth_seconds / step / 2)
+    wide = round(settings.wide_smooth_seconds / step / 2)
     recent: list[Model] = [
         RecentLevel(1, name="last_value"),
         RecentLevel(level, name="recent_mean"),
@@ -234,6 +236,15 @@ def _candidates(
                 level_window=level,
                 name=f"level_median_{tag}",
             ),
+            # Wider phase smoothing for noisy series (counting noise, spikes).
+            SeasonalProfile(
+                period,
+                reducer="median",
+                periods=periods,
+                smooth_half_width=wide,
+                level_window=level,
+                name=f"level_wide_median_{tag}",
+            ),
             SeasonalProfile(
                 period,
                 reducer="smooth",
@@ -253,11 +264,14 @@ def _candidates(
     if periodicity.daily or periodicity.weekly:
         if n - day - level >= least // 2:
             models += seasonal(day, "day", 7)
-        if n - week - level >= least:
+        # Weekly models join as soon as they can be scored a day ahead from
+        # half a day of origins; until they have the whole window they are
+        # compared with the others on the origins they share (see fit).
+        if n - week - level >= 1.5 * day:
             models += seasonal(week, "week", 3)
     if not models:
         return recent, min(want, n - 1)
-    warmup = max(m.min_history for m in models)
+    warmup = min(m.min_history for m in models)
     return recent + models, max(1, min(want, n - warmup))
 
 
@@ -333,11 +347,16 @@ def fit(
     bucket_of = np.searchsorted(np.asarray(edges), horizons.astype(np.float64), side="left")
     buckets = sorted(set(bucket_of.tolist()))
 
+    # A model is scored only from origins where it has its full warm-up;
+    # models are compared on the origins they all share.
+    usable = {m.name: origins >= m.min_history - 1 for m in models}
+    shared = np.logical_and.reduce(list(usable.values()))
     paths: dict[str, FloatArray] = {}
     losses: dict[str, tuple[float, ...]] = {}
     for model in models:
         pred = model.rolling(y, origins, horizons)
-        err = actual - pred
+        pred[~usable[model.name]] = np.nan
+        err = actual[shared] - pred[shared]
         weighted = np.where(err > 0, settings.under_weight, 1.0) * np.abs(err)
         per_bucket = []
         for b in buckets:
