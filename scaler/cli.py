@@ -130,7 +130,12 @@ def _add_serve_parser(subparsers: Any) -> None:
         help="how often StreamIsActive re-evaluates (external-push)",
     )
     p.add_argument("--forecast-refit-seconds", type=float, default=600.0)
-    p.add_argument("--max-workers", type=int, default=64)
+    p.add_argument(
+        "--max-workers",
+        type=int,
+        default=1024,
+        help="gRPC worker threads; each external-push stream holds one (default 1024)",
+    )
     p.add_argument("--grace-seconds", type=float, default=10.0)
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="json", choices=["json", "text"])

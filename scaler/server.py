@@ -51,7 +51,9 @@ class ServerConfig:
     query_timeout_seconds: float = 3.0
     coalesce_seconds: float = 1.0
     push_interval_seconds: float = 5.0
-    max_workers: int = 64
+    # Every StreamIsActive stream (type: external-push) holds a worker thread for its
+    # lifetime; threads start only when needed, so a large bound costs nothing idle.
+    max_workers: int = 1024
     grace_seconds: float = 10.0
     allowed: frozenset[str] = field(init=False)
 

@@ -164,6 +164,29 @@ def test_stream_is_active_sends_state_at_once(stub: pb_grpc.ExternalScalerStub) 
     stream.cancel()
 
 
+def test_many_push_streams_do_not_starve_unary_calls() -> None:
+    # KEDA holds one StreamIsActive stream per external-push trigger, for good.
+    running = start(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, push_interval_seconds=0.5)
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            streams = [
+                stub.StreamIsActive(ref(ALWAYS, name=f"so-{i}"), timeout=20) for i in range(150)
+            ]
+            for stream in streams:
+                assert next(iter(stream)).result is True
+            started = time.perf_counter()
+            value = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS)), timeout=3)
+            assert value.metricValues[0].metricValue == 3
+            assert time.perf_counter() - started < 1.0
+            for stream in streams:
+                stream.cancel()
+    finally:
+        running.stop(0)
+
+
 def test_stream_is_active_pushes_changes() -> None:
     clock = [1_700_000_000.0]  # 2023-11-14 22:13:20 UTC
     running = start(
