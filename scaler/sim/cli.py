@@ -22,13 +22,21 @@ from scaler.sim.scenario import (
     POLICY_NAMES,
     Scenario,
     ScenarioError,
+    Sweep,
     bundled_scenario_path,
     check_scenario,
     load_scenario,
+    merge_sweeps,
     parse_scenario,
     parse_sweep,
 )
 from scaler.sim.traffic import TideSpec, TraceError
+
+# The bundled demo draws reactive's and tidescaler's frontiers over a few targets, so
+# that the first run already compares them at equal violations (in a few seconds).
+DEMO_SWEEP = Sweep(
+    (("target_utilization", ("0.5", "0.6", "0.8", "0.9")),), ("reactive", "tidescaler")
+)
 
 
 def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -72,8 +80,15 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--sweep",
         metavar="PARAM=v1,v2,...",
-        help="rerun over one parameter: target_utilization, threshold, forecastQuantile, "
-        "podStartupSeconds, forecastHistory, pod_startup_seconds",
+        action="append",
+        help="rerun over a parameter (repeat for a grid): target_utilization, threshold, "
+        "forecastQuantile, podStartupSeconds, forecastHistory, pod_startup_seconds; the "
+        "target moves every policy, the others tidescaler only",
+    )
+    p.add_argument(
+        "--sweep-policies",
+        metavar="a,b",
+        help="policies the sweep reruns (default: all but oracle)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--timeline-csv", metavar="FILE", help="write every step's demand and replicas")
@@ -84,6 +99,7 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def build_scenario(args: argparse.Namespace) -> Scenario:
     """The scenario file (or the bundled demo, or defaults) with the flags applied."""
+    demo = False
     if args.scenario:
         scenario = load_scenario(args.scenario)
     elif args.trace or args.synthetic:
@@ -95,6 +111,7 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         scenario = parse_scenario(data, "flags", Path.cwd())
     else:
         scenario = load_scenario(bundled_scenario_path())
+        demo = True
     if args.trace:
         scenario = replace(scenario, traffic_source=str(Path(args.trace).resolve()), tide=None)
     if args.synthetic or (args.peak_to_valley is not None and scenario.tide is not None):
@@ -148,7 +165,14 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
             )
         scenario = replace(scenario, policies=names)
     if args.sweep:
-        scenario = replace(scenario, sweep=parse_sweep(args.sweep))
+        policies = None
+        if args.sweep_policies:
+            policies = tuple(n.strip() for n in args.sweep_policies.split(",") if n.strip())
+        scenario = replace(
+            scenario, sweep=merge_sweeps([parse_sweep(s) for s in args.sweep], policies)
+        )
+    elif demo and scenario.sweep is None:
+        scenario = replace(scenario, sweep=DEMO_SWEEP)
     problems = check_scenario(scenario)
     if problems:
         raise ScenarioError("invalid scenario:\n  " + "\n  ".join(problems))
@@ -191,7 +215,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.write(json.dumps(result_json(result, points), indent=2) + "\n")
     else:
-        render_table(result, Console())
+        render_table(result, Console(), points)
     if args.timeline_csv:
         write_timeline_csv(result, Path(args.timeline_csv))
     if args.out:

@@ -215,6 +215,13 @@ def hpa_cpu(sim: SimInput) -> PolicyRun:
     return PolicyRun("hpa-cpu", replicas, time.perf_counter() - began)
 
 
+# Refit results shared by runs that would fit the very same forecaster on the very same
+# history (runs of one sweep that differ only in the threshold): key -> (forecast,
+# problem, model, fits, failures). The key holds everything `fit` and the horizon
+# depend on; the traffic is the sweep's own.
+ForecastCache = dict[tuple[float, ...], tuple[Forecast | None, str | None, str | None, int, int]]
+
+
 @dataclass
 class ForecastFeed:
     """Refits the forecaster every `refit_seconds` on the history the policy could see.
@@ -234,6 +241,7 @@ class ForecastFeed:
     failures: int = 0
     last_problem: str | None = None
     models: Counter[str] = field(default_factory=Counter)
+    cache: ForecastCache | None = None
     _next_refit: float = -math.inf
     _forecast: Forecast | None = None
 
@@ -247,6 +255,34 @@ class ForecastFeed:
         return self._forecast, self.last_problem if self._forecast is None else None
 
     def _refit(self, now: float) -> None:
+        key = (
+            self.policy.forecast.quantile,
+            self.policy.forecast.history_seconds,
+            self.refit_seconds,
+            self.scrape_seconds,
+            self.lead_seconds,
+            now,
+        )
+        if self.cache is not None and key in self.cache:
+            self._forecast, self.last_problem, model, fits, failures = self.cache[key]
+            self.fits += fits
+            self.failures += failures
+            if model is not None:
+                self.models[model] += 1
+            return
+        fits, failures = self.fits, self.failures
+        self._compute(now)
+        if self.cache is not None:
+            model = self._forecast.model if self._forecast is not None else None
+            self.cache[key] = (
+                self._forecast,
+                self.last_problem,
+                model,
+                self.fits - fits,
+                self.failures - failures,
+            )
+
+    def _compute(self, now: float) -> None:
         try:
             from scaler.forecast.forecaster import fit
         except ImportError as err:  # the forecaster is an optional part of a build
@@ -280,7 +316,9 @@ class ForecastFeed:
         self.fit_seconds += time.perf_counter() - began
 
 
-def tidescaler(sim: SimInput, progress: Progress | None = None) -> PolicyRun:
+def tidescaler(
+    sim: SimInput, progress: Progress | None = None, cache: ForecastCache | None = None
+) -> PolicyRun:
     """The engine at every KEDA poll; the HPA gets its answer with target 1."""
     began = time.perf_counter()
     scenario = sim.scenario
@@ -293,6 +331,7 @@ def tidescaler(sim: SimInput, progress: Progress | None = None) -> PolicyRun:
         refit_seconds=scenario.forecast_refit_seconds,
         scrape_seconds=scenario.cluster.scrape_interval_seconds,
         lead_seconds=lead_seconds(policy, settings),
+        cache=cache,
     )
     wants_forecast = policy.forecast_query is not None
     polls = _polls(sim)
@@ -333,9 +372,15 @@ def tidescaler(sim: SimInput, progress: Progress | None = None) -> PolicyRun:
     return PolicyRun("tidescaler", replicas, time.perf_counter() - began, detail)
 
 
-def run_policy(name: str, sim: SimInput, progress: Progress | None = None) -> PolicyRun:
+def run_policy(
+    name: str,
+    sim: SimInput,
+    progress: Progress | None = None,
+    forecast_cache: ForecastCache | None = None,
+) -> PolicyRun:
+    """One policy's run; `forecast_cache` shares forecaster refits between runs of a sweep."""
     if name == "tidescaler":
-        return tidescaler(sim, progress)
+        return tidescaler(sim, progress, forecast_cache)
     builders: dict[str, Callable[[SimInput], PolicyRun]] = {
         "static-peak": static_peak,
         "keda-cron": keda_cron,

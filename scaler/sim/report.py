@@ -2,7 +2,8 @@
 
 Plots use matplotlib's Agg backend (files only, no display). The headline
 compares policies at equal or fewer SLO violations, never on cost alone: with
-a sweep, each policy's cheapest configuration within a violation budget.
+a sweep, each policy's cheapest setting within each violation budget (its
+cost/violation frontier against the other's).
 """
 
 from __future__ import annotations
@@ -10,16 +11,28 @@ from __future__ import annotations
 import csv
 import json
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from scaler.sim.runner import SimulationResult, SweepPoint, cost_at_budget
+from scaler.sim.frontier import (
+    COMPARED,
+    BudgetRow,
+    Matched,
+    base_point,
+    budget_rows,
+    choose_budgets,
+    frontiers,
+    match,
+)
+from scaler.sim.runner import SimulationResult, SweepPoint, base_points
 
 _COLORS = {
     "static-peak": "#7f7f7f",
@@ -43,42 +56,159 @@ def _ms(seconds: float) -> str:
     return f"{1000 * seconds:,.0f}"
 
 
-def render_table(result: SimulationResult, console: Console) -> None:
+def _compact(x: float) -> str:
+    """A count in at most 5 characters: 950, 12.3k, 1.30M."""
+    if x < 10_000:
+        return f"{x:,.0f}"
+    if x < 1_000_000:
+        return f"{x / 1000:.1f}k" if x < 100_000 else f"{x / 1000:.0f}k"
+    return f"{x / 1e6:.2f}M" if x < 1e8 else f"{x / 1e6:.0f}M"
+
+
+def render_table(
+    result: SimulationResult, console: Console, points: list[SweepPoint] | None = None
+) -> None:
+    """The per-policy table (fits 80 columns), then the comparison at equal violations."""
     scenario = result.scenario
     table = Table(
-        title=f"{scenario.name}: {result.traffic_name}, SLO {scenario.slo_ms:g} ms, "
+        title=f"{scenario.name}: {result.traffic_name}, SLO {scenario.slo_ms:g} ms,\n"
         f"target {100 * scenario.target_utilization:g}% of "
         f"{scenario.cluster.capacity_per_replica:g} req/s per replica",
+        caption="cost: replica-hours vs static-peak; >SLO: requests over the SLO\n"
+        "or failed; latency in ms; acts: scaling actions; util: served/paid",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        padding=(0, 0, 0, 1),
     )
     for column, justify in (
         ("policy", "left"),
-        ("replica-hours", "right"),
-        ("vs static-peak", "right"),
-        ("over SLO", "right"),
-        ("p50 ms", "right"),
-        ("p95 ms", "right"),
-        ("p99 ms", "right"),
+        ("rep-h", "right"),
+        ("cost", "right"),
+        (">SLO", "right"),
+        ("p50", "right"),
+        ("p95", "right"),
+        ("p99", "right"),
         ("failed", "right"),
-        ("scaling actions", "right"),
-        ("utilization", "right"),
+        ("acts", "right"),
+        ("util", "right"),
     ):
-        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+        table.add_column(
+            column,
+            justify=justify,  # type: ignore[arg-type]
+            no_wrap=True,
+            min_width=11 if column == "policy" else None,
+        )
     for r in result.policies:
         table.add_row(
             r.policy,
-            f"{r.replica_hours:,.0f}",
+            _compact(r.replica_hours),
             f"{r.cost_vs_static_peak:.3f}",
             _percent(r.slo_violation_ratio),
             _ms(r.p50_latency_seconds),
             _ms(r.p95_latency_seconds),
             _ms(r.p99_latency_seconds),
-            f"{r.failed_requests:,.0f}",
-            f"{r.scaling_actions:,}",
+            _compact(r.failed_requests),
+            _compact(r.scaling_actions),
             f"{100 * r.mean_utilization:.0f}%",
         )
     console.print(table)
-    for line in headline(result, []):
-        console.print(line)
+    for line in summary_lines(result, points or []):
+        console.print(line, highlight=False)
+
+
+def _pick(point: SweepPoint | None, best: float | None = None) -> str:
+    if point is None:
+        return "cannot" + (f" (best {_percent(best)})" if best is not None else "")
+    return f"{point.cost_vs_static_peak:.3f} ({point.label})"
+
+
+def _ratio(x: float | None) -> str:
+    return "-" if x is None else f"{x:.2f}"
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """tidescaler against reactive, frontier against frontier."""
+
+    points: list[SweepPoint]  # the scenario as given, then the sweep
+    budgets: list[BudgetRow]
+    at_reactive: Matched | None  # cheapest tidescaler at reactive's violations as given
+    at_tidescaler: Matched | None  # cheapest reactive at tidescaler's violations as given
+
+    @property
+    def swept(self) -> bool:
+        return any(not p.is_base for p in self.points)
+
+
+def compare(result: SimulationResult, points: list[SweepPoint]) -> Comparison:
+    every = _all_points(result, points)
+    present = [name for name in COMPARED if result.policy(name) is not None]
+    budgets = budget_rows(every, choose_budgets(every, present), present)
+    reactive, tide = base_point(every, "reactive"), base_point(every, "tidescaler")
+    at_reactive = at_tidescaler = None
+    if reactive is not None and tide is not None:
+        at_reactive = match(every, reactive, "tidescaler")
+        at_tidescaler = match(every, tide, "reactive")
+    return Comparison(every, budgets, at_reactive, at_tidescaler)
+
+
+def _best(points: list[SweepPoint], policy: str) -> float | None:
+    levels = [p.slo_violation_ratio for p in points if p.policy == policy]
+    return min(levels) if levels else None
+
+
+def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
+    """A few lines for the terminal: the budget table and the match at the target as given."""
+    comparison = compare(result, points)
+    lines: list[str] = []
+    if not comparison.budgets or len(comparison.budgets[0].picks) < 2:
+        return headline(result, points)
+    target = f"{100 * result.scenario.target_utilization:g}%"
+    if comparison.swept:
+        lines.append("Cheapest setting within each violation budget (cost vs static-peak):")
+    else:
+        lines.append(
+            f"Within each violation budget, one setting per policy (target {target}); "
+            "--sweep target_utilization=0.4,0.5,... draws frontiers:"
+        )
+    best = {name: _best(comparison.points, name) for name in COMPARED}
+    cells = [
+        (
+            _percent(row.budget),
+            _pick(row.picks.get("reactive"), best["reactive"]),
+            _pick(row.picks.get("tidescaler"), best["tidescaler"]),
+            row,
+        )
+        for row in comparison.budgets
+    ]
+    width = max([len(c[1]) for c in cells] + [len(c[2]) for c in cells] + [10])
+    lines.append(f"  {'budget':>7}  {'reactive':<{width}}  {'tidescaler':<{width}}  t/r")
+    for budget, reactive, tide, row in cells:
+        ratio = _ratio(row.ratio("tidescaler", "reactive"))
+        lines.append(f"  {budget:>7}  {reactive:<{width}}  {tide:<{width}}  {ratio}")
+    lines.extend(_match_lines(comparison, target))
+    return lines
+
+
+def _match_lines(comparison: Comparison, target: str) -> list[str]:
+    lines = []
+    for m, mine, other in (
+        (comparison.at_reactive, "reactive", "tidescaler"),
+        (comparison.at_tidescaler, "tidescaler", "reactive"),
+    ):
+        if m is None:
+            continue
+        level = _percent(m.reference.slo_violation_ratio)
+        text = f"At {mine}'s violations at target {target} ({level}): "
+        if m.pick is not None:
+            text += (
+                f"{other} {m.pick.cost_vs_static_peak:.3f} ({m.pick.label or 'as given'}), "
+                f"{_ratio(m.ratio)}x {mine}."
+            )
+        else:
+            text += f"{other} cannot (best {_percent(m.best_violation or 0.0)})."
+        lines.append(text)
+    return lines
 
 
 def headline(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
@@ -87,54 +217,79 @@ def headline(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
     tide = result.policy("tidescaler")
     if tide is None:
         return lines
+    target = f"{100 * result.scenario.target_utilization:g}%"
     lines.append(
-        f"tidescaler costs {tide.cost_vs_static_peak:.3f}x static-peak with "
-        f"{_percent(tide.slo_violation_ratio)} of requests over the SLO."
+        f"tidescaler at the {target} target costs {tide.cost_vs_static_peak:.3f}x static-peak "
+        f"with {_percent(tide.slo_violation_ratio)} of requests over the SLO."
     )
-    reactive = result.policy("reactive")
-    if reactive is None:
+    if result.policy("reactive") is None:
         return lines
-    every = _all_points(result, points)
-    budget = reactive.slo_violation_ratio
-    best_tide = cost_at_budget(every, "tidescaler", budget)
-    best_reactive = cost_at_budget(every, "reactive", budget)
-    if best_tide is not None and best_reactive is not None:
-        lines.append(
-            f"At reactive's violation level ({_percent(budget)}) tidescaler costs "
-            f"{best_tide.replica_hours / best_reactive.replica_hours:.3f}x reactive "
-            f"({best_tide.replica_hours:,.0f} vs {best_reactive.replica_hours:,.0f} replica-hours)."
-        )
-    tide_budget = tide.slo_violation_ratio
-    matching = cost_at_budget(every, "reactive", tide_budget)
-    if matching is not None:
-        lines.append(
-            f"At tidescaler's violation level ({_percent(tide_budget)}) reactive costs "
-            f"{matching.replica_hours / tide.replica_hours:.3f}x tidescaler"
-            + (f" ({matching.parameter}={matching.value})." if matching.value != "base" else ".")
-        )
-    else:
-        lines.append(
-            f"No reactive configuration{' in the sweep' if points else ''} reaches tidescaler's "
-            f"violation level ({_percent(tide_budget)}); its best is "
-            f"{_percent(min(p.slo_violation_ratio for p in every if p.policy == 'reactive'))}."
-        )
+    comparison = compare(result, points)
+    best = {name: _best(comparison.points, name) for name in COMPARED}
+    for row in comparison.budgets:
+        r, t = row.picks.get("reactive"), row.picks.get("tidescaler")
+        text = f"Within {_percent(row.budget)} over the SLO: "
+        text += f"reactive {_pick(r, best['reactive'])}, tidescaler {_pick(t, best['tidescaler'])}"
+        ratio = row.ratio("tidescaler", "reactive")
+        text += f"; tidescaler/reactive {ratio:.3f}." if ratio is not None else "."
+        lines.append(text)
+    lines.extend(_match_lines(comparison, target))
     return lines
 
 
 def _all_points(result: SimulationResult, points: list[SweepPoint]) -> list[SweepPoint]:
-    base = [
-        SweepPoint(
-            "base",
-            "base",
-            r.policy,
-            r.replica_hours,
-            r.cost_vs_static_peak,
-            r.slo_violation_ratio,
-            r.p99_latency_seconds,
+    return base_points(result) + list(points)
+
+
+def _point_json(p: SweepPoint) -> dict[str, Any]:
+    return {
+        "parameter": p.parameter,
+        "value": p.value,
+        "policy": p.policy,
+        "settings": dict(p.settings),
+        "replica_hours": round(p.replica_hours, 3),
+        "cost_vs_static_peak": round(p.cost_vs_static_peak, 4),
+        "slo_violation_ratio": float(f"{p.slo_violation_ratio:.6g}"),
+        "p99_latency_seconds": round(p.p99_latency_seconds, 5),
+    }
+
+
+def _matched_json(m: Matched | None) -> dict[str, Any] | None:
+    if m is None:
+        return None
+    return {
+        "reference": _point_json(m.reference),
+        "policy": m.policy,
+        "cheapest": None if m.pick is None else _point_json(m.pick),
+        "cost_ratio": None if m.ratio is None else round(m.ratio, 4),
+        "best_violation_ratio": m.best_violation,
+    }
+
+
+def comparison_json(result: SimulationResult, points: list[SweepPoint]) -> dict[str, Any]:
+    """The `frontier` (Pareto points per policy) and `budgets` sections of the JSON."""
+    comparison = compare(result, points)
+    budgets = []
+    for row in comparison.budgets:
+        entry: dict[str, Any] = {"budget": row.budget}
+        for name, pick in row.picks.items():
+            entry[name] = None if pick is None else _point_json(pick)
+        ratio = row.ratio("tidescaler", "reactive")
+        entry["tidescaler_vs_reactive"] = None if ratio is None else round(ratio, 4)
+        tide = row.picks.get("tidescaler")
+        entry["tidescaler_vs_static_peak"] = (
+            None if tide is None else round(tide.cost_vs_static_peak, 4)
         )
-        for r in result.policies
-    ]
-    return base + list(points)
+        budgets.append(entry)
+    return {
+        "frontier": {
+            name: [_point_json(p) for p in front]
+            for name, front in frontiers(comparison.points).items()
+        },
+        "budgets": budgets,
+        "at_reactive_violations": _matched_json(comparison.at_reactive),
+        "at_tidescaler_violations": _matched_json(comparison.at_tidescaler),
+    }
 
 
 def result_json(result: SimulationResult, points: list[SweepPoint]) -> dict[str, Any]:
@@ -171,18 +326,9 @@ def result_json(result: SimulationResult, points: list[SweepPoint]) -> dict[str,
         },
         "seed": scenario.seed,
         "policies": [r.as_dict() for r in result.policies],
-        "sweep": [
-            {
-                "parameter": p.parameter,
-                "value": p.value,
-                "policy": p.policy,
-                "replica_hours": round(p.replica_hours, 3),
-                "cost_vs_static_peak": round(p.cost_vs_static_peak, 4),
-                "slo_violation_ratio": float(f"{p.slo_violation_ratio:.6g}"),
-                "p99_latency_seconds": round(p.p99_latency_seconds, 5),
-            }
-            for p in points
-        ],
+        "static_peak_replica_hours": round(result.static_peak_hours, 3),
+        "sweep": [_point_json(p) for p in points],
+        **comparison_json(result, points),
         "headline": headline(result, points),
         "wall_seconds": round(result.wall_seconds, 3),
     }
@@ -291,48 +437,76 @@ def plot_capacity(result: SimulationResult, path: Path, days: float | None = Non
 
 
 def plot_frontier(result: SimulationResult, points: list[SweepPoint], path: Path) -> None:
-    """Cost against SLO violations: one point per policy and run, sweeps joined in order."""
+    """Cost against SLO violations: every run as a dot, each policy's frontier as a step line.
+
+    The step line is the cheapest cost the policy reaches within each violation
+    budget (its Pareto-filtered points); the diamond is the policy as given (its
+    own target). Costs are relative to static-peak of the scenario as given.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    every = _all_points(result, points)
+    comparison = compare(result, points)
+    every = comparison.points
     floor = 1e-7
-    fig, ax = plt.subplots(figsize=(7.5, 5))
-    for name in dict.fromkeys(p.policy for p in every):
+    fig, ax = plt.subplots(figsize=(8, 5.2))
+    fronts = frontiers(every)
+    right = max([max(p.slo_violation_ratio, floor) for p in every] + [floor]) * 2.5
+    picked = {
+        id(pick) for row in comparison.budgets for pick in row.picks.values() if pick is not None
+    }
+    for name, front in fronts.items():
         mine = [p for p in every if p.policy == name]
-        swept = [p for p in mine if p.parameter != "base"]
         color = _COLORS.get(name, "black")
-        if len(swept) > 1:
-            xs = [max(p.slo_violation_ratio, floor) for p in swept]
-            ys = [p.cost_vs_static_peak for p in swept]
-            ax.plot(xs, ys, "-o", color=color, ms=3, lw=1, alpha=0.7)
-            for p, x, y in zip(swept, xs, ys, strict=True):
+        xs = [max(p.slo_violation_ratio, floor) for p in mine if not p.is_base]
+        ys = [p.cost_vs_static_peak for p in mine if not p.is_base]
+        if xs:
+            ax.plot(xs, ys, "o", color=color, ms=2.5, alpha=0.3)
+        if len(mine) > 1:
+            fx = [max(p.slo_violation_ratio, floor) for p in front] + [right]
+            fy = [p.cost_vs_static_peak for p in front] + [front[-1].cost_vs_static_peak]
+            ax.plot(fx, fy, color=color, lw=1.4, drawstyle="steps-post", alpha=0.9)
+            ax.plot(fx[:-1], fy[:-1], "o", color=color, ms=3.5)
+        for p in front:
+            if id(p) in picked:
                 ax.annotate(
-                    p.value,
-                    (x, y),
+                    p.label or "as given",
+                    (max(p.slo_violation_ratio, floor), p.cost_vs_static_peak),
                     fontsize=6,
                     color=color,
-                    xytext=(3, 2),
+                    xytext=(3, 3),
                     textcoords="offset points",
                 )
-        base = [p for p in mine if p.parameter == "base"]
-        for p in base:
-            ax.plot(
-                max(p.slo_violation_ratio, floor),
-                p.cost_vs_static_peak,
-                "D",
-                color=color,
-                ms=7,
-                label=name,
-            )
+        for p in mine:
+            if p.is_base:
+                ax.plot(
+                    max(p.slo_violation_ratio, floor),
+                    p.cost_vs_static_peak,
+                    "D",
+                    color=color,
+                    mec="black",
+                    mew=0.6,
+                    ms=7,
+                    label=name,
+                )
+    top = max([p.cost_vs_static_peak for p in every if p.is_base] + [0.0])
+    ax.set_ylim(0.0, 1.08 * top if top > 0 else None)
+    for row in comparison.budgets:
+        ax.axvline(row.budget, color="#999999", lw=0.6, ls=":")
     ax.set_xscale("log")
+    ax.set_xlim(right=right)
     ax.set_xlabel(f"share of requests over the SLO or failed (log; {floor:g} = none)")
-    ax.set_ylabel("cost (replica-hours) relative to static-peak")
+    ax.set_ylabel("cost (replica-hours) relative to static-peak as given")
     sweep = result.scenario.sweep
-    subtitle = f", sweep {sweep.parameter}" if sweep is not None and points else ""
-    ax.set_title(f"{result.scenario.name}: cost vs SLO violations{subtitle}", fontsize=10)
+    subtitle = f"\nsweep: {sweep.describe()}" if sweep is not None and points else ""
+    target = f"{100 * result.scenario.target_utilization:g}%"
+    ax.set_title(
+        f"{result.scenario.name}: cost vs SLO violations (step lines: frontiers; diamonds: "
+        f"target {target}; dotted: budgets; labelled: cheapest within a budget){subtitle}",
+        fontsize=8,
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -384,20 +558,10 @@ def write_markdown(
             f"{_ms(r.p99_latency_seconds)} | {r.failed_requests:,.0f} | {r.scaling_actions:,} | "
             f"{100 * r.mean_utilization:.0f}% |"
         )
-    lines += ["", *[f"- {line}" for line in data["headline"]], ""]
-    if points:
-        lines += [
-            f"### Sweep of {points[0].parameter}",
-            "",
-            "| value | policy | vs static-peak | over SLO | p99 ms |",
-            "|---|---|---:|---:|---:|",
-        ]
-        for p in points:
-            lines.append(
-                f"| {p.value} | {p.policy} | {p.cost_vs_static_peak:.3f} | "
-                f"{_percent(p.slo_violation_ratio)} | {_ms(p.p99_latency_seconds)} |"
-            )
-        lines.append("")
+    comparison = _markdown_comparison(result, points)
+    # With the budget table below, the headline's first line is enough here.
+    said = data["headline"][:1] if comparison else data["headline"]
+    lines += ["", *[f"- {line}" for line in said], "", *comparison]
     lines += [
         "## Plots",
         "",
@@ -441,6 +605,54 @@ def write_markdown(
     path = out_dir / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
+    comparison = compare(result, points)
+    lines: list[str] = []
+    sweep = result.scenario.sweep
+    if comparison.budgets and len(comparison.budgets[0].picks) == 2:
+        best = {name: _best(comparison.points, name) for name in COMPARED}
+        lines += [
+            "## Frontier against frontier",
+            "",
+            "The cheapest setting of each policy whose share of requests over the SLO (or "
+            "failed) is within the budget"
+            + (f" (sweep: {sweep.describe()})" if sweep is not None and points else "")
+            + ". Costs relative to static-peak at the scenario's own target.",
+            "",
+            "| budget | reactive | tidescaler | tidescaler / reactive | tidescaler / static-peak |",
+            "|---:|---|---|---:|---:|",
+        ]
+        for row in comparison.budgets:
+            r, t = row.picks.get("reactive"), row.picks.get("tidescaler")
+            lines.append(
+                f"| {_percent(row.budget)} | {_pick(r, best['reactive'])} | "
+                f"{_pick(t, best['tidescaler'])} | {_ratio(row.ratio('tidescaler', 'reactive'))} "
+                f"| {'-' if t is None else f'{t.cost_vs_static_peak:.3f}'} |"
+            )
+        lines += ["", *_match_lines(comparison, f"{100 * result.scenario.target_utilization:g}%")]
+        lines.append("")
+    fronts = frontiers(comparison.points)
+    if any(len(front) > 1 for front in fronts.values()) or points:
+        lines += [
+            "### Each policy's frontier",
+            "",
+            "Settings not beaten on both cost and violations by another setting of the same "
+            "policy, fewest violations first (every run is in result.json, under `sweep`).",
+            "",
+            "| policy | setting | vs static-peak | over SLO | p99 ms |",
+            "|---|---|---:|---:|---:|",
+        ]
+        for name, front in fronts.items():
+            for p in front:
+                setting = p.label + (" (as given)" if p.is_base else "")
+                lines.append(
+                    f"| {name} | {setting or 'as given'} | {p.cost_vs_static_peak:.3f} | "
+                    f"{_percent(p.slo_violation_ratio)} | {_ms(p.p99_latency_seconds)} |"
+                )
+        lines.append("")
+    return lines
 
 
 def write_outputs(

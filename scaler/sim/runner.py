@@ -7,15 +7,30 @@ timeline keeps every step so that anyone can recompute them.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from scaler.sim.policies import PolicyRun, SimInput, prepare, run_policy, static_peak
+from scaler.sim.policies import (
+    ForecastCache,
+    PolicyRun,
+    SimInput,
+    prepare,
+    run_policy,
+    static_peak,
+)
 from scaler.sim.queue import QueueOutcome, simulate_queue
-from scaler.sim.scenario import SWEEP_TIDESCALER, Scenario, ScenarioError, with_sweep_value
+from scaler.sim.scenario import (
+    SWEEP_LABELS,
+    SWEEP_TIDESCALER,
+    Scenario,
+    ScenarioError,
+    setting_as_given,
+    with_sweep_value,
+)
 from scaler.sim.traffic import Traffic
 
 FloatArray = np.ndarray
@@ -81,6 +96,7 @@ class SimulationResult:
     policies: tuple[PolicyResult, ...]
     timeline: Timeline
     wall_seconds: float
+    static_peak_hours: float = float("nan")  # replica-hours of static-peak at this target
 
     def policy(self, name: str) -> PolicyResult | None:
         for result in self.policies:
@@ -91,6 +107,15 @@ class SimulationResult:
 
 @dataclass(frozen=True)
 class SweepPoint:
+    """One policy at one setting: a point of the cost/violation plane.
+
+    `cost_vs_static_peak` is relative to static-peak of the scenario as given (its
+    own target), the same yardstick for every point of a sweep. `parameter` and
+    `value` name the setting ("base" for the scenario as given; parameters joined
+    with "+" and values with "," when several are swept); `settings` holds every
+    swept parameter's value, the scenario's own value for the run as given.
+    """
+
     parameter: str
     value: str
     policy: str
@@ -98,6 +123,18 @@ class SweepPoint:
     cost_vs_static_peak: float
     slo_violation_ratio: float
     p99_latency_seconds: float
+    settings: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def label(self) -> str:
+        """Short name of the setting, e.g. `target 0.6, q 0.9`."""
+        if not self.settings:
+            return self.value
+        return ", ".join(f"{SWEEP_LABELS.get(k, k)} {v}" for k, v in self.settings)
+
+    @property
+    def is_base(self) -> bool:
+        return self.parameter == "base"
 
 
 def _evaluate(run: PolicyRun, sim: SimInput, first: int, static_hours: float) -> PolicyResult:
@@ -163,6 +200,7 @@ def simulate(
     traffic: Traffic | None = None,
     progress: PolicyProgress | None = None,
     policies: tuple[str, ...] | None = None,
+    forecast_cache: ForecastCache | None = None,
 ) -> SimulationResult:
     """Run every policy of `scenario` (or `policies`) on its traffic."""
     began = time.perf_counter()
@@ -185,7 +223,7 @@ def simulate(
             if progress is not None:
                 progress(name, fraction)
 
-        run = static_run if name == "static-peak" else run_policy(name, sim, report)
+        run = static_run if name == "static-peak" else run_policy(name, sim, report, forecast_cache)
         result = _evaluate(run, sim, first, static_hours)
         results.append(result)
         provisioned[name] = run.replicas.provisioned
@@ -206,7 +244,32 @@ def simulate(
         policies=tuple(results),
         timeline=timeline,
         wall_seconds=time.perf_counter() - began,
+        static_peak_hours=static_hours,
     )
+
+
+def base_points(result: SimulationResult) -> list[SweepPoint]:
+    """Every policy of the scenario as given, as points labelled with its own settings."""
+    scenario = result.scenario
+    names = [name for name, _ in scenario.sweep.axes] if scenario.sweep else []
+    shared = [n for n in names if n not in SWEEP_TIDESCALER]
+    points = []
+    for r in result.policies:
+        mine = names if r.policy == "tidescaler" else shared
+        settings = tuple((n, setting_as_given(scenario, n)) for n in mine)
+        points.append(
+            SweepPoint(
+                "base",
+                "base",
+                r.policy,
+                r.replica_hours,
+                r.cost_vs_static_peak,
+                r.slo_violation_ratio,
+                r.p99_latency_seconds,
+                settings,
+            )
+        )
+    return points
 
 
 def sweep(
@@ -214,36 +277,89 @@ def sweep(
     traffic: Traffic | None = None,
     progress: PolicyProgress | None = None,
 ) -> tuple[SimulationResult, list[SweepPoint]]:
-    """The scenario as given, plus one run per value of its sweep (frontier points)."""
+    """The scenario as given, plus one run per combination of its sweep (frontier points).
+
+    Policies other than tidescaler run once per combination of the parameters that
+    move them (the per-replica target, the pod start-up); tidescaler runs once per
+    combination of every swept parameter. Runs that differ only in the threshold
+    share the forecaster's refits (same history, same quantile: same forecast).
+    Costs are relative to static-peak of the scenario as given.
+    """
     traffic = traffic if traffic is not None else scenario.load_traffic()
-    base = simulate(scenario, traffic, progress)
+    cache: ForecastCache = {}
+    base = simulate(scenario, traffic, progress, forecast_cache=cache)
     points: list[SweepPoint] = []
     if scenario.sweep is None:
         return base, points
-    parameter = scenario.sweep.parameter
-    only_tidescaler = parameter in SWEEP_TIDESCALER
-    for value in scenario.sweep.values:
-        variant = with_sweep_value(replace(scenario, sweep=None), parameter, value)
-        policies = ("tidescaler",) if only_tidescaler else None
-        if only_tidescaler and "tidescaler" not in scenario.policies:
-            break
-        result = simulate(variant, traffic, progress, policies)
+    yardstick = base.static_peak_hours
+    swept = scenario.sweep.policies or tuple(p for p in scenario.policies if p != "oracle")
+    swept = tuple(p for p in scenario.policies if p in swept)
+    shared_axes = [(n, v) for n, v in scenario.sweep.axes if n not in SWEEP_TIDESCALER]
+    tide_axes = [(n, v) for n, v in scenario.sweep.axes if n in SWEEP_TIDESCALER]
+    others = tuple(p for p in swept if p != "tidescaler")
+    plain = replace(scenario, sweep=None)
+
+    def record(result: SimulationResult, settings: tuple[tuple[str, str], ...]) -> None:
         for r in result.policies:
+            mine = settings if r.policy == "tidescaler" else settings[: len(shared_axes)]
             points.append(
                 SweepPoint(
-                    parameter,
-                    value,
+                    "+".join(n for n, _ in mine),
+                    ",".join(v for _, v in mine),
                     r.policy,
                     r.replica_hours,
-                    r.cost_vs_static_peak,
+                    r.replica_hours / yardstick if yardstick > 0 else float("nan"),
                     r.slo_violation_ratio,
                     r.p99_latency_seconds,
+                    mine,
                 )
             )
+
+    shared_names = [n for n, _ in shared_axes]
+    tide_names = [n for n, _ in tide_axes]
+    combos = 1
+    for _, values in shared_axes:
+        combos *= len(values)
+    per_combo = 1
+    for _, values in tide_axes:
+        per_combo *= len(values)
+    total = combos * (1 + (per_combo if tide_axes else 0))
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        if progress is not None:
+            progress("sweep", done / total)
+
+    for shared_values in itertools.product(*(v for _, v in shared_axes)):
+        variant = plain
+        for name, value in zip(shared_names, shared_values, strict=True):
+            variant = with_sweep_value(variant, name, value)
+        shared_settings = tuple(zip(shared_names, shared_values, strict=True))
+        run_now = others + (("tidescaler",) if not tide_axes and "tidescaler" in swept else ())
+        if run_now:
+            record(simulate(variant, traffic, None, run_now, cache), shared_settings)
+        advance()
+        if not tide_axes or "tidescaler" not in swept:
+            done += per_combo if tide_axes else 0
+            continue
+        for tide_values in itertools.product(*(v for _, v in tide_axes)):
+            tide_variant = variant
+            for name, value in zip(tide_names, tide_values, strict=True):
+                tide_variant = with_sweep_value(tide_variant, name, value)
+            settings = shared_settings + tuple(zip(tide_names, tide_values, strict=True))
+            record(simulate(tide_variant, traffic, None, ("tidescaler",), cache), settings)
+            advance()
     return base, points
 
 
 def cost_at_budget(points: list[SweepPoint], policy: str, budget: float) -> SweepPoint | None:
-    """The cheapest configuration of `policy` with SLO violations at or below `budget`."""
+    """The cheapest configuration of `policy` with SLO violations at or below `budget`.
+
+    Ties on cost go to fewer violations, then to the earlier point.
+    """
     eligible = [p for p in points if p.policy == policy and p.slo_violation_ratio <= budget]
-    return min(eligible, key=lambda p: p.replica_hours) if eligible else None
+    if not eligible:
+        return None
+    return min(eligible, key=lambda p: (p.replica_hours, p.slo_violation_ratio))

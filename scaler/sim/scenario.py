@@ -36,10 +36,40 @@ class ScenarioError(ValueError):
     """An invalid scenario; the message names the file, key and value and what is expected."""
 
 
+# Short names for labels of swept settings (plots, tables).
+SWEEP_LABELS = {
+    "target_utilization": "target",
+    "threshold": "threshold",
+    "forecastQuantile": "q",
+    "podStartupSeconds": "lead",
+    "forecastHistory": "history",
+    "pod_startup_seconds": "startup",
+}
+
+
 @dataclass(frozen=True)
 class Sweep:
-    parameter: str
-    values: tuple[str, ...]
+    """A grid over one or more parameters (every combination is run).
+
+    Parameters that only move the tidescaler policy (its trigger metadata) multiply
+    only the tidescaler runs; the others are run once per value of the parameters
+    that move them. `policies` limits which policies are swept (default: every
+    policy of the scenario but `oracle`, which no swept parameter moves).
+    """
+
+    axes: tuple[tuple[str, tuple[str, ...]], ...]
+    policies: tuple[str, ...] | None = None
+
+    @property
+    def parameter(self) -> str:
+        return "+".join(name for name, _ in self.axes)
+
+    @property
+    def values(self) -> tuple[str, ...]:
+        return self.axes[0][1] if len(self.axes) == 1 else ()
+
+    def describe(self) -> str:
+        return "; ".join(f"{name} {', '.join(values)}" for name, values in self.axes)
 
 
 @dataclass(frozen=True)
@@ -398,23 +428,7 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
 
     sweep = None
     if "sweep" in data:
-        raw_sweep = data["sweep"]
-        if isinstance(raw_sweep, str):
-            try:
-                sweep = parse_sweep(raw_sweep)
-            except ScenarioError as err:
-                keys.problems.append(f"{origin}: sweep: {err}")
-        elif isinstance(raw_sweep, Mapping) and len(raw_sweep) == 1:
-            ((param, values),) = raw_sweep.items()
-            if isinstance(values, list) and values:
-                try:
-                    sweep = parse_sweep(f"{param}=" + ",".join(str(v) for v in values))
-                except ScenarioError as err:
-                    keys.problems.append(f"{origin}: sweep: {err}")
-            else:
-                keys._problem("sweep", raw_sweep, "PARAM: [v1, v2, ...]")
-        else:
-            keys._problem("sweep", raw_sweep, "PARAM: [v1, v2, ...] (one parameter)")
+        sweep = _parse_sweep_mapping(data["sweep"], keys)
 
     days_value = keys.number("days", 0.0, positive=True) if "days" in data else None
     scenario = Scenario(
@@ -518,19 +532,78 @@ def parse_sweep(text: str) -> Sweep:
         close = difflib.get_close_matches(param, known, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]}?)" if close else ""
         raise ScenarioError(f"{param!r} cannot be swept{hint}; expected one of {', '.join(known)}")
-    values = tuple(v.strip() for v in raw.split(",") if v.strip())
+    values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
     if not values:
         raise ScenarioError(f"{text!r}: no values after {param}=")
-    if param in SWEEP_ALL + SWEEP_CLUSTER:
+    if param in SWEEP_ALL + SWEEP_CLUSTER or param == "forecastQuantile":
         for v in values:
             try:
                 number = float(v)
             except ValueError:
                 raise ScenarioError(f"{param}={v!r}: expected a number") from None
-            if number <= 0 or (param == "target_utilization" and number > 1):
+            if param == "forecastQuantile":
+                if not 0.5 < number < 1:
+                    raise ScenarioError(f"{param}={v!r}: expected a number in (0.5, 1)")
+            elif number <= 0 or (param == "target_utilization" and number > 1):
                 expected = "a number in (0, 1]" if param == "target_utilization" else "a number > 0"
                 raise ScenarioError(f"{param}={v!r}: expected {expected}")
-    return Sweep(param, values)
+    return Sweep(((param, values),))
+
+
+def merge_sweeps(sweeps: list[Sweep], policies: tuple[str, ...] | None = None) -> Sweep:
+    """One grid from several one-parameter sweeps (at most one per parameter)."""
+    axes: list[tuple[str, tuple[str, ...]]] = []
+    for sweep in sweeps:
+        axes.extend(sweep.axes)
+    names = [name for name, _ in axes]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ScenarioError(f"{', '.join(repeated)} swept twice; give each parameter once")
+    if "target_utilization" in names and "threshold" in names:
+        raise ScenarioError(
+            "target_utilization and threshold both set the per-replica target; sweep one of them"
+        )
+    if policies is not None:
+        unknown = [p for p in policies if p not in POLICY_NAMES]
+        if unknown or not policies:
+            raise ScenarioError(
+                f"policies: {', '.join(unknown) or 'empty'} not known; "
+                f"expected any of {', '.join(POLICY_NAMES)}"
+            )
+    return Sweep(tuple(axes), policies)
+
+
+def _parse_sweep_mapping(raw: Any, keys: _Keys) -> Sweep | None:
+    """`sweep:` as `"PARAM=v1,v2"` or a mapping `{PARAM: [v1, v2], ..., policies: [...]}`."""
+    origin = keys.origin
+    try:
+        if isinstance(raw, str):
+            return parse_sweep(raw)
+        if not isinstance(raw, Mapping) or not raw:
+            keys._problem("sweep", raw, "PARAM: [v1, v2, ...] (one or more parameters)")
+            return None
+        policies: tuple[str, ...] | None = None
+        sweeps = []
+        for param, values in raw.items():
+            if param == "policies":
+                if isinstance(values, str):
+                    values = [v.strip() for v in values.split(",") if v.strip()]
+                if not isinstance(values, list):
+                    keys._problem("sweep.policies", values, "a list of policy names")
+                    return None
+                policies = tuple(str(v) for v in values)
+                continue
+            if not isinstance(values, list) or not values:
+                keys._problem(f"sweep.{param}", values, "a non-empty list of values")
+                return None
+            sweeps.append(parse_sweep(f"{param}=" + ",".join(str(v) for v in values)))
+        if not sweeps:
+            keys._problem("sweep", raw, "at least one PARAM: [v1, v2, ...]")
+            return None
+        return merge_sweeps(sweeps, policies)
+    except ScenarioError as err:
+        keys.problems.append(f"{origin}: sweep: {err}")
+        return None
 
 
 def with_sweep_value(scenario: Scenario, parameter: str, value: str) -> Scenario:
@@ -566,3 +639,25 @@ def load_scenario(path: str | Path) -> Scenario:
             f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"
         ) from None
     return parse_scenario(data, str(path), path.parent)
+
+
+def setting_as_given(scenario: Scenario, parameter: str) -> str:
+    """The scenario's own value of a sweepable parameter, as a sweep value would spell it."""
+    if parameter == "target_utilization":
+        return f"{scenario.target_utilization:g}"
+    if parameter == "threshold":
+        return f"{scenario.threshold:g}"
+    if parameter == "pod_startup_seconds":
+        return f"{scenario.cluster.pod_startup.seconds:g}"
+    metadata = scenario.tidescaler_metadata()
+    if parameter in metadata:
+        return metadata[parameter]
+    try:
+        policy = parse_policy(metadata)
+    except PolicyError:
+        return "default"
+    if parameter == "forecastQuantile":
+        return f"{policy.forecast.quantile:g}"
+    if parameter == "forecastHistory":
+        return f"{policy.forecast.history_seconds / 86400:g}d"
+    return "default"
