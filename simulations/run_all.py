@@ -16,6 +16,7 @@ import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 from pathlib import Path
 
 from scaler.sim.report import _percent, _pick, _ratio, compare, headline, write_outputs
@@ -27,7 +28,8 @@ HERE = Path(__file__).resolve().parent
 
 def _run(path: Path) -> tuple[str, float, SimulationResult, list[SweepPoint]]:
     began = time.perf_counter()
-    scenario = load_scenario(path)
+    # Named as from the repository root: no path of the machine in the results.
+    scenario = replace(load_scenario(path), origin=f"simulations/{path.name}")
     result, points = sweep(scenario)
     out = HERE / "results" / scenario.name
     command = (
