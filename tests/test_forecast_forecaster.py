@@ -151,6 +151,55 @@ def test_band_coverage_is_within_three_points_of_nominal_on_long_series(quantile
     assert abs(coverage - quantile) <= 0.03
 
 
+def test_conformal_quantile_takes_the_finite_sample_rank_and_refuses_too_few_scores() -> None:
+    scores = np.arange(1.0, 40.0)  # 39 scores: rank ceil(40 * 0.95) = 38
+    assert forecaster.conformal_quantile(scores, 0.95) == 38.0
+    # Equal weights give the same answer as no weights.
+    assert forecaster.conformal_quantile(scores, 0.95, np.ones(39)) == 38.0
+    # Under q / (1 - q) = 19 scores no finite band has the guarantee.
+    assert forecaster.conformal_quantile(np.arange(18.0), 0.95) == np.inf
+    assert forecaster.conformal_quantile(np.arange(19.0), 0.95) == 18.0
+    # NaN (origins a model could not serve) are not scores.
+    assert forecaster.conformal_quantile(np.append(scores, np.nan), 0.95) == 38.0
+
+
+def test_recent_scores_weigh_more_when_the_band_decays_with_age() -> None:
+    scores = np.concatenate([np.full(100, 1.0), np.full(100, 0.1)])  # old wide, recent narrow
+    weights = 0.5 ** (np.arange(200)[::-1] / 20.0)
+    assert forecaster.conformal_quantile(scores, 0.9) == 1.0
+    assert forecaster.conformal_quantile(scores, 0.9, weights) == 0.1
+
+
+def test_horizons_without_enough_backtest_errors_keep_the_widest_band_below_them() -> None:
+    inf = np.inf
+    filled = forecaster._fill_uncalibrated(np.array([0.2, 0.5, 0.3, inf, 0.4, inf]))
+    np.testing.assert_array_equal(filled, [0.2, 0.5, 0.3, 0.5, 0.4, 0.5])
+    # No calibrated horizon at all: the band is the forecast itself.
+    np.testing.assert_array_equal(forecaster._fill_uncalibrated(np.full(3, inf)), np.zeros(3))
+
+
+@pytest.mark.parametrize("quantile", [0.9, 0.95])
+def test_band_coverage_is_within_three_points_at_the_lead_time_and_a_day(quantile: float) -> None:
+    tide = Tide(
+        days=22, step_seconds=300, valley=20, peak_to_valley=10, relative_noise=0.1, outages=3
+    )
+    y = generate(tide, np.random.default_rng(200))
+    trace = backtest.Trace(np.arange(len(y), dtype=np.float64) * 300.0, y, 300.0, "lead")
+    result = backtest.run(
+        trace,
+        [600.0, DAY],
+        quantile=quantile,
+        stride_seconds=3 * 3600.0,
+        min_history_seconds=8 * DAY,
+    )
+    for h in result.horizons_seconds:
+        fc = result.forecasts[(h, backtest.TIDESCALER)]
+        assert fc.upper is not None
+        idx = np.round((fc.origins + h) / 300.0).astype(int)
+        coverage = float(np.mean(y[idx] <= fc.upper))
+        assert abs(coverage - quantile) <= 0.03, (h, coverage)
+
+
 # ------------------------------------------------------------- properties
 
 series = arrays(

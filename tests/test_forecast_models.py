@@ -129,3 +129,24 @@ def test_rolling_refuses_horizons_it_cannot_compute_exactly() -> None:
     model = SeasonalProfile(PERIOD, smooth_half_width=3)
     with pytest.raises(ValueError, match="max_rolling_horizon"):
         model.rolling(_series(), np.array([300]), np.array([PERIOD]))
+
+
+def test_models_sharing_a_profile_through_the_cache_forecast_as_without_it() -> None:
+    y = _series(3)
+    y[200:210] = np.nan
+    origins = np.arange(120, len(y) - 2, 5, dtype=np.int64)
+    horizons = np.array([1, 3, 12, PERIOD], dtype=np.int64)
+    sharing = [
+        SeasonalProfile(PERIOD, level_window=12, name="long_level"),
+        SeasonalProfile(PERIOD, name="plain"),
+        SeasonalProfile(PERIOD, level_window=3, name="short_level"),
+    ]
+    assert len({m.profile_key for m in sharing}) == 1
+    cache: dict[tuple[object, ...], tuple[int, np.ndarray]] = {}
+    for model in sharing:
+        np.testing.assert_allclose(
+            model.rolling(y, origins, horizons, cache=cache),
+            model.rolling(y, origins, horizons),
+            rtol=1e-12,
+        )
+    assert len(cache) == 1

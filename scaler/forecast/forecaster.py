@@ -13,9 +13,14 @@ The pipeline of `fit`, in order:
    (each model's `rolling` kernel), and pick per horizon range the model with
    the least asymmetric loss: demand above the forecast costs more than
    demand below it, because under-provisioning is what users feel.
-5. Calibrate the upper band split-conformal style on the chosen models'
-   out-of-sample errors from that backtest, per horizon and relative to the
-   forecast level, so that coverage holds both at the peak and in the valley.
+5. Calibrate the upper band split-conformal style on out-of-sample errors
+   from that backtest (two weeks of origins), per horizon and relative to
+   the forecast level, so that coverage holds both at the peak and in the
+   valley. The errors are those of the selection, cross-validated by day:
+   each day's origins are scored with the model the other days would have
+   chosen, so the winner's luck does not narrow its own band. A horizon
+   with too few errors for a finite-sample conformal quantile takes the
+   widest band of the shorter horizons instead.
 
 Everything is a deterministic function of the input: two replicas fitting the
 same history give the same forecast.
@@ -51,12 +56,22 @@ class ForecasterSettings:
     under_weight: float = 2.0
     # Origins of the selection backtest: this much recent history, but at
     # least `min_selection_origins` points where the history allows it.
-    selection_seconds: float = 7 * DAY_SECONDS
+    selection_seconds: float = 14 * DAY_SECONDS
     min_selection_origins: int = 240
     # Neighbouring origins tell almost the same story; thinning them to
     # this many keeps a refit within milliseconds.
     max_selection_origins: int = 1000
     level_window_seconds: float = 3600.0
+    # Weekly models join once their backtest spans
+    # this much beyond their warm-up: a day of scored origins at the day
+    # horizon, so that neither selection nor band rests on a few hours.
+    join_span_seconds: float = 2 * DAY_SECONDS
+    # Calibration weighs a backtest error by 0.5 ** (age / half-life) (0: no
+    # decay), so that the band follows a change of regime within days.
+    calibration_half_life_seconds: float = 0.0
+    # Origins fall into folds of this length for the cross-validated
+    # selection whose errors calibrate the band (0: the chosen model's own).
+    selection_fold_seconds: float = DAY_SECONDS
     smooth_seconds: float = 600.0
     wide_smooth_seconds: float = 3600.0
     # Horizon ranges with a model of their own: up to the first edge the
@@ -217,6 +232,8 @@ def _candidates(
     ]
     want = max(round(settings.selection_seconds / step), settings.min_selection_origins)
 
+    join = round(settings.join_span_seconds / step)
+
     def seasonal(period: int, tag: str, periods: int) -> list[Model]:
         return [
             SeasonalProfile(period, name=f"seasonal_naive_{tag}"),
@@ -264,10 +281,10 @@ def _candidates(
     if periodicity.daily or periodicity.weekly:
         if n - day - level >= least // 2:
             models += seasonal(day, "day", 7)
-        # Weekly models join as soon as they can be scored a day ahead from
-        # half a day of origins; until they have the whole window they are
-        # compared with the others on the origins they share (see fit).
-        if n - week - level >= 1.5 * day:
+        # Weekly models join once they can be scored a day ahead from a day
+        # of origins; until they have the whole window they are compared
+        # with the others on the origins they share (see fit).
+        if n - week - level >= join:
             models += seasonal(week, "week", 3)
     if not models:
         return recent, min(want, n - 1)
@@ -283,14 +300,30 @@ def _horizon_grid(max_h: int, points: int) -> IntArray:
 # ---------------------------------------------------------------------- fit
 
 
-def conformal_quantile(scores: FloatArray, quantile: float) -> float:
-    """Split-conformal quantile: the ceil((m + 1) q)-th smallest of m scores."""
-    finite = np.sort(scores[np.isfinite(scores)])
-    m = len(finite)
-    if m == 0:
-        return 0.0
-    rank = math.ceil((m + 1) * quantile)
-    return float(finite[min(rank, m) - 1])
+def conformal_quantile(
+    scores: FloatArray, quantile: float, weights: FloatArray | None = None
+) -> float:
+    """Split-conformal quantile of `scores`; inf when they are too few to give one.
+
+    Unweighted, the ceil((m + 1) q)-th smallest of m scores. Weighted (weights
+    in (0, 1], the new point weighing 1), the smallest score whose share of
+    the total weight, counting the new point's, reaches q (Barber et al.
+    2023, conformal prediction beyond exchangeability): with equal weights
+    the two agree. Too few scores (m < q / (1 - q) unweighted) leave the rank
+    beyond the largest score, where no finite band has the guarantee.
+    """
+    ok = np.isfinite(scores)
+    if weights is None:
+        finite = np.sort(scores[ok])
+        m = len(finite)
+        rank = math.ceil((m + 1) * quantile - 1e-9)
+        return float(finite[rank - 1]) if rank <= m else math.inf
+    order = np.argsort(scores[ok])
+    ordered = scores[ok][order]
+    cum = np.cumsum(weights[ok][order])
+    total = (cum[-1] if len(cum) else 0.0) + 1.0
+    idx = int(np.searchsorted(cum, quantile * total - 1e-9 * total, side="left"))
+    return float(ordered[idx]) if idx < len(ordered) else math.inf
 
 
 def fit(
@@ -353,16 +386,36 @@ def fit(
     shared = np.logical_and.reduce(list(usable.values()))
     paths: dict[str, FloatArray] = {}
     losses: dict[str, tuple[float, ...]] = {}
-    for model in models:
-        pred = model.rolling(y, origins, horizons)
+    # Per model, bucket and fold (a block of consecutive origins): the sum
+    # and count of the weighted errors on the shared origins.
+    fold_len = max(1, round(settings.selection_fold_seconds / step))
+    fold = ((origins[-1] - origins) // fold_len).astype(np.int64)
+    folds = int(fold.max()) + 1
+    fold_sums = np.zeros((len(models), folds, len(buckets)))
+    fold_counts = np.zeros((len(models), folds, len(buckets)))
+    shared_fold = fold[shared]
+    index = {m.name: i for i, m in enumerate(models)}
+    cache: dict[tuple[object, ...], tuple[int, FloatArray]] = {}
+    # Longest level window first: its profile span covers the others'.
+    for model in sorted(models, key=lambda m: -getattr(m, "level_window", 0)):
+        if isinstance(model, SeasonalProfile):
+            pred = model.rolling(y, origins, horizons, cache=cache)
+        else:
+            pred = model.rolling(y, origins, horizons)
         pred[~usable[model.name]] = np.nan
         err = actual[shared] - pred[shared]
         weighted = np.where(err > 0, settings.under_weight, 1.0) * np.abs(err)
         per_bucket = []
-        for b in buckets:
+        for i, b in enumerate(buckets):
             cols = weighted[:, bucket_of == b]
             ok = np.isfinite(cols)
             per_bucket.append(float(cols[ok].mean() / scale) if ok.any() else math.inf)
+            fold_sums[index[model.name], :, i] = np.bincount(
+                shared_fold, np.where(ok, cols, 0.0).sum(axis=1), minlength=folds
+            )
+            fold_counts[index[model.name], :, i] = np.bincount(
+                shared_fold, ok.sum(axis=1), minlength=folds
+            )
         paths[model.name] = pred
         losses[model.name] = tuple(per_bucket)
 
@@ -373,12 +426,39 @@ def fit(
         chosen.append(Segment(last, best.name, losses[best.name][i]))
     segments = _merge_segments(chosen)
 
+    # The band is calibrated on the errors of the selection, not of the
+    # selected model alone: the origins of each fold are scored with the
+    # model that the other folds would have chosen. Where one model wins
+    # everywhere this is the same thing; where the choice is a close call,
+    # the errors of the runners-up widen the band as they should (the
+    # winner's own errors are its luckiest draw).
+    out_sums = fold_sums.sum(axis=1, keepdims=True) - fold_sums
+    out_counts = fold_counts.sum(axis=1, keepdims=True) - fold_counts
+    out_loss = np.full(out_sums.shape, np.inf)
+    np.divide(out_sums, out_counts, out=out_loss, where=out_counts > 0)
+    fold_choice = np.argmin(out_loss, axis=0)  # [fold, bucket]
+    overall = np.array([index[c.model_name] for c in chosen])
+    no_others = ~np.isfinite(np.min(out_loss, axis=0))
+    fold_choice = np.where(no_others, overall[None, :], fold_choice)
+    if settings.selection_fold_seconds <= 0:
+        fold_choice = np.broadcast_to(overall[None, :], fold_choice.shape)
+    stacked = np.stack([paths[m.name] for m in models])  # [model, origin, horizon]
+
     floor = settings.band_floor_share * scale
-    band_q = np.zeros(len(horizons))
+    weights = None
+    if settings.calibration_half_life_seconds > 0:
+        age = (n - 1 - origins).astype(np.float64) * step
+        weights = 0.5 ** (age / settings.calibration_half_life_seconds)
+    rows = np.arange(len(origins))
+    all_scores = np.empty((len(origins), len(horizons)))
     for j in range(len(horizons)):
         seg_i = buckets.index(int(bucket_of[j]))
-        pred = paths[chosen[seg_i].model_name][:, j]
-        band_q[j] = conformal_quantile((actual[:, j] - pred) / (pred + floor), quantile)
+        pred = stacked[fold_choice[fold, seg_i], rows, j]
+        all_scores[:, j] = (actual[:, j] - pred) / (pred + floor)
+    band_q = np.zeros(len(horizons))
+    for j in range(len(horizons)):
+        band_q[j] = conformal_quantile(all_scores[:, j], quantile, weights)
+    band_q = _fill_uncalibrated(band_q)
 
     note = ""
     if not (periodicity.daily or periodicity.weekly):
@@ -397,6 +477,23 @@ def fit(
         note=note,
         scores=losses,
     )
+
+
+def _fill_uncalibrated(band_q: FloatArray) -> FloatArray:
+    """Give horizons with too few backtest errors for a band the widest band below them.
+
+    Errors grow with the horizon, so the band of a shorter horizon is the
+    least a longer one needs; with no calibrated horizon at all the band is
+    the forecast itself (a constant or a brand-new series).
+    """
+    out = band_q.copy()
+    widest = 0.0
+    for j, value in enumerate(out):
+        if math.isfinite(value):
+            widest = max(widest, float(value))
+        else:
+            out[j] = widest
+    return out
 
 
 def _merge_segments(segments: list[Segment]) -> tuple[Segment, ...]:

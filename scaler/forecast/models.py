@@ -226,15 +226,40 @@ class SeasonalProfile:
             profile = profile * factor
         return np.nan_to_num(profile, nan=_fallback_level(y))
 
-    def rolling(self, y: FloatArray, origins: IntArray, horizons: IntArray) -> FloatArray:
+    @property
+    def profile_key(self) -> tuple[object, ...]:
+        """Models with equal keys share the rolling profile (they differ only in level)."""
+        beta = self.beta if self.reducer == "smooth" else None
+        count = self.periods if self.reducer != "naive" else max(self.periods, 3)
+        return (self.period, self.reducer, count, beta, self.smooth_half_width)
+
+    def rolling(
+        self,
+        y: FloatArray,
+        origins: IntArray,
+        horizons: IntArray,
+        *,
+        cache: dict[tuple[object, ...], tuple[int, FloatArray]] | None = None,
+    ) -> FloatArray:
+        """Forecasts from every origin at every horizon.
+
+        `cache` (one dict per `y`) lets models that share a profile compute
+        it once; a cached profile serves any span inside the one it covers.
+        """
         if horizons.max(initial=0) > self.max_rolling_horizon:
             raise ValueError("rolling() is exact only up to max_rolling_horizon")
         y = np.asarray(y, dtype=np.float64)
-        s = moving_average(y, self.smooth_half_width)
         lo = max(int(origins.min()) - self.level_window + 1, 0)
         hi = min(int(origins.max() + horizons.max(initial=0)), len(y) - 1)
-        span = np.arange(lo, hi + 1, dtype=np.int64)
-        profile = self._profile(s, span, np.ones(len(span), dtype=np.int64))
+        cached = cache.get(self.profile_key) if cache is not None else None
+        if cached is not None and cached[0] <= lo and cached[0] + len(cached[1]) > hi:
+            profile = cached[1][lo - cached[0] : hi + 1 - cached[0]]
+        else:
+            s = moving_average(y, self.smooth_half_width)
+            span = np.arange(lo, hi + 1, dtype=np.int64)
+            profile = self._profile(s, span, np.ones(len(span), dtype=np.int64))
+            if cache is not None:
+                cache[self.profile_key] = (lo, profile)
         targets = origins[:, None] + horizons[None, :]
         inside = targets < len(y)
         out = np.where(inside, profile[np.clip(targets, lo, hi) - lo], np.nan)
