@@ -135,7 +135,7 @@ def test_horizons_finer_than_the_step_are_rounded_up(trace_csv: Path) -> None:
             "timestamp,requests\n0,1\n60,1\n180,1\n", ":4: timestamp 180 is off the grid", id="gap"
         ),
         pytest.param("timestamp,requests\n0,nan\n", ":2: value 'nan' is not finite", id="nan"),
-        pytest.param("timestamp,requests\n0,1\n60,1\n", "2 data rows; need at least 3", id="short"),
+        pytest.param("timestamp,requests\n0,1\n", "1 data rows; needs at least 2", id="short"),
     ],
 )
 def test_bad_csv_is_rejected_naming_file_line_and_problem(

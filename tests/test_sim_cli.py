@@ -136,4 +136,4 @@ def test_bad_flags_exit_2_with_a_message(
 
 def test_missing_trace_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--trace", str(tmp_path / "nope.csv")]) == 2
-    assert "nope.csv: cannot open trace" in capsys.readouterr().err.replace("\n", "")
+    assert "nope.csv: cannot open: No such file" in capsys.readouterr().err.replace("\n", "")

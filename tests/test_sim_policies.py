@@ -13,7 +13,8 @@ from scaler.sim.policies import oracle, prepare
 from scaler.sim.queue import tail_share
 from scaler.sim.runner import simulate
 from scaler.sim.scenario import ScenarioError, load_scenario, parse_scenario
-from scaler.sim.traffic import TideSpec, TraceError, read_trace, synthetic_tide
+from scaler.sim.traffic import TideSpec, read_trace, synthetic_tide
+from scaler.traces import TraceError
 
 SMALL: dict[str, Any] = {
     "name": "small",
@@ -126,13 +127,13 @@ def _write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("time,count\n0,1\n60,2\n", "trace.csv:1: header is 'time,count'"),
+        ("time,count\n0,1\n60,2\n", "trace.csv:1: header 'time,count'"),
         (
             "timestamp,requests\n0,1\n60,2\n180,3\n",
-            "trace.csv:4: timestamp 180 breaks the regular grid",
+            "trace.csv:4: timestamp 180 is off the grid",
         ),
-        ("timestamp,requests\n0,1\n60,-2\n", "trace.csv:3: requests='-2'"),
-        ("timestamp,requests\n0,1\n60,x\n", "trace.csv:3: '60,x' is not two numbers"),
+        ("timestamp,requests\n0,1\n60,-2\n", "trace.csv:3: value -2 is negative"),
+        ("timestamp,requests\n0,1\n60,x\n", "trace.csv:3: value 'x' is not a number"),
         ("timestamp,requests\n0,1\n", "needs at least 2 rows"),
     ],
     ids=["header", "grid", "negative", "not-a-number", "too-short"],

@@ -34,23 +34,10 @@ from scaler.forecast.forecaster import DEFAULT_SETTINGS, ForecasterSettings, Ins
 from scaler.forecast.forecaster import fit as fit_forecaster
 from scaler.forecast.models import FloatArray
 from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS
+from scaler.traces import Trace, TraceError, read_trace
 
 TIDESCALER = "tidescaler"
 BASELINES = ("seasonal_naive_day", "seasonal_naive_week", "last_value")
-
-
-class TraceError(ValueError):
-    """A trace file that cannot be read; the message names file, line and problem."""
-
-
-@dataclass(frozen=True, eq=False)
-class Trace:
-    """A demand trace on a regular grid: `values[i]` covers [timestamps[i], + step)."""
-
-    timestamps: FloatArray
-    values: FloatArray
-    step_seconds: float
-    name: str
 
 
 @dataclass(frozen=True)
@@ -85,78 +72,6 @@ class BacktestResult:
     scores: tuple[Score, ...]
     forecasts: dict[tuple[float, str], MethodForecasts]
     models_used: dict[str, int]
-
-
-# ---------------------------------------------------------------- reading
-
-
-def read_trace(path: str | Path) -> Trace:
-    """Read a `timestamp,<value>` CSV on a regular grid of Unix seconds."""
-    path = Path(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as exc:
-        raise TraceError(f"{path}: cannot open: {exc.strerror or exc}") from None
-    times: list[float] = []
-    values: list[float] = []
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = next(reader, None)
-            if header is None:
-                raise TraceError(f"{path}: empty file; expected a header 'timestamp,requests'")
-            if len(header) != 2 or header[0].strip().lower() != "timestamp":
-                raise TraceError(
-                    f"{path}:1: header {','.join(header)!r}; expected 'timestamp,requests' "
-                    "(a timestamp column and one value column)"
-                )
-            for row in reader:
-                line = reader.line_num
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                if len(row) != 2:
-                    raise TraceError(f"{path}:{line}: {len(row)} fields; expected 2")
-                t = _number(row[0], path, line, "timestamp")
-                v = _number(row[1], path, line, "value")
-                if v < 0:
-                    raise TraceError(f"{path}:{line}: value {row[1].strip()} is negative")
-                if times and t <= times[-1]:
-                    raise TraceError(
-                        f"{path}:{line}: timestamp {row[0].strip()} does not increase "
-                        f"(previous {times[-1]:g})"
-                    )
-                if len(times) >= 2 and not math.isclose(
-                    t - times[-1], times[1] - times[0], rel_tol=1e-9, abs_tol=1e-6
-                ):
-                    raise TraceError(
-                        f"{path}:{line}: timestamp {row[0].strip()} is off the grid: step "
-                        f"{t - times[-1]:g}s, expected {times[1] - times[0]:g}s "
-                        "(write missing intervals as rows)"
-                    )
-                times.append(t)
-                values.append(v)
-        except UnicodeDecodeError:
-            raise TraceError(f"{path}: not a UTF-8 text file") from None
-        except csv.Error as exc:
-            raise TraceError(f"{path}:{reader.line_num}: {exc}") from None
-    if len(times) < 3:
-        raise TraceError(f"{path}: {len(times)} data rows; need at least 3")
-    return Trace(
-        timestamps=np.asarray(times),
-        values=np.asarray(values),
-        step_seconds=times[1] - times[0],
-        name=path.name,
-    )
-
-
-def _number(text: str, path: Path, line: int, what: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise TraceError(f"{path}:{line}: {what} {text.strip()!r} is not a number") from None
-    if not math.isfinite(value):
-        raise TraceError(f"{path}:{line}: {what} {text.strip()!r} is not finite")
-    return value
 
 
 # ----------------------------------------------------------------- scoring

@@ -30,7 +30,8 @@ from scaler.sim.scenario import (
     parse_scenario,
     parse_sweep,
 )
-from scaler.sim.traffic import TideSpec, TraceError
+from scaler.sim.traffic import TideSpec
+from scaler.traces import TraceError
 
 # The bundled demo draws reactive's and tidescaler's frontiers over a few targets, so
 # that the first run already compares them at equal violations (in a few seconds).

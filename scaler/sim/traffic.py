@@ -9,16 +9,14 @@ multiplicative noise and flash crowds from an explicit seed.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-
-class TraceError(ValueError):
-    """A trace file that cannot be used; the message names the file and line."""
+from scaler import traces
+from scaler.traces import TraceError
 
 
 @dataclass(frozen=True, eq=False)
@@ -69,61 +67,10 @@ class Traffic:
 
 
 def read_trace(path: str | Path) -> Traffic:
-    """Read a `timestamp,requests` CSV (Unix seconds, requests per interval, regular grid)."""
-    path = Path(path)
-    try:
-        handle = path.open(newline="", encoding="utf-8")
-    except OSError as err:
-        raise TraceError(f"{path}: cannot open trace ({err.strerror})") from None
-    timestamps: list[float] = []
-    counts: list[float] = []
-    with handle:
-        reader = csv.reader(handle)
-        header = next(reader, None)
-        if header is None:
-            raise TraceError(f"{path}: empty file, expected a header line 'timestamp,requests'")
-        if [h.strip().lower() for h in header] != ["timestamp", "requests"]:
-            raise TraceError(
-                f"{path}:1: header is {','.join(header)!r}, expected 'timestamp,requests'"
-            )
-        for line_number, row in enumerate(reader, start=2):
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) != 2:
-                raise TraceError(
-                    f"{path}:{line_number}: expected 2 columns (timestamp,requests), got {len(row)}"
-                )
-            try:
-                timestamp = float(row[0])
-                requests = float(row[1])
-            except ValueError:
-                raise TraceError(
-                    f"{path}:{line_number}: {','.join(row)!r} is not two numbers "
-                    "(Unix seconds, requests in the interval)"
-                ) from None
-            if not (math.isfinite(requests) and requests >= 0):
-                raise TraceError(
-                    f"{path}:{line_number}: requests={row[1]!r}, expected a count >= 0"
-                )
-            timestamps.append(timestamp)
-            counts.append(requests)
-    if len(timestamps) < 2:
-        raise TraceError(
-            f"{path}: needs at least 2 rows to know the interval, has {len(timestamps)}"
-        )
-    times = np.asarray(timestamps)
-    step = times[1] - times[0]
-    if step <= 0:
-        raise TraceError(f"{path}:3: timestamps must increase (step {step:g}s)")
-    gaps = np.flatnonzero(np.abs(np.diff(times) - step) > 1e-6)
-    if len(gaps):
-        i = int(gaps[0])
-        raise TraceError(
-            f"{path}:{i + 3}: timestamp {timestamps[i + 1]:g} breaks the regular grid of "
-            f"{step:g}s (previous {timestamps[i]:g}); write missing intervals as 0"
-        )
-    rate = np.asarray(counts) / step
-    return Traffic(float(times[0]), float(step), rate, name=path.stem)
+    """Read a `timestamp,requests` CSV (requests per interval, regular grid) as requests/s."""
+    trace = traces.read_trace(path)
+    rate = trace.values / trace.step_seconds
+    return Traffic(float(trace.timestamps[0]), trace.step_seconds, rate, name=trace.stem)
 
 
 def write_trace(traffic: Traffic, path: str | Path) -> None:
