@@ -36,10 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+
+from synthetic_series import Tide, generate
+
 from scaler.forecast import backtest, forecaster
 from scaler.forecast.models import FloatArray, SeasonalProfile
 from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS, coarsen
-from scaler.forecast.synthetic import Tide, generate
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TRACES = REPO.parent / "shared" / "traces"

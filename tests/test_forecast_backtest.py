@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from synthetic_series import Tide, generate
 
 from scaler.forecast import backtest
-from scaler.forecast.synthetic import Tide, generate
 
 STEP = 1800.0
 T0 = 1_600_000_200.0

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
+from synthetic_series import Tide, expected_demand, generate
 
 from scaler.forecast import backtest, forecaster
 from scaler.forecast.forecaster import InsufficientHistory
-from scaler.forecast.synthetic import Tide, expected_demand, generate
 
 DAY = 86_400.0
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_series import Tide, generate
 
 from scaler.forecast import models
 from scaler.forecast.models import Model, RecentLevel, SeasonalProfile
-from scaler.forecast.synthetic import Tide, generate
 
 PERIOD = 48
 

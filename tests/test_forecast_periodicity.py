@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from synthetic_series import Tide, generate
 
 from scaler.forecast import periodicity
 from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS
-from scaler.forecast.synthetic import Tide, generate
 
 
 @pytest.mark.parametrize(

@@ -6,13 +6,13 @@ import threading
 
 import numpy as np
 import pytest
+from synthetic_series import Tide, expected_demand
 
 from scaler.forecast.refresher import (
     ForecastErrorTracker,
     ForecastRefresher,
     ForecastState,
 )
-from scaler.forecast.synthetic import Tide, expected_demand
 
 STEP = 300.0
 DAY = 86_400.0

@@ -1,4 +1,4 @@
-"""Synthetic tidal demand with known shape, for tests and the benchmark.
+"""Synthetic tidal series with known shape for the forecaster's tests and benchmark.
 
 A daily tide between a valley and a peak (their ratio is the peak-to-valley
 ratio), an optional weekend dip, counting noise (Poisson on the expected
