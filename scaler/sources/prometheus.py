@@ -142,7 +142,7 @@ _T = TypeVar("_T")
 class _Flight:
     """One HTTP request and everyone waiting for its answer."""
 
-    __slots__ = ("done", "error", "finished_at", "observed_at", "refreshing", "result")
+    __slots__ = ("converted", "done", "error", "finished_at", "observed_at", "refreshing", "result")
 
     def __init__(self, observed_at: float) -> None:
         self.done = threading.Event()
@@ -151,6 +151,7 @@ class _Flight:
         self.result: Any = None
         self.error: BackendError | None = None
         self.refreshing = False  # a background request is replacing this answer
+        self.converted: dict[bool, float | BackendError] = {}  # by ignoreNullValues
 
 
 @dataclass
@@ -227,16 +228,26 @@ class PrometheusSource:
     def read(self, address: str, query: str, *, ignore_null_values: bool = True) -> Reading:
         """Like `instant`, but never raises: on failure, the last good value and its time."""
         key = ("instant", address, query, ignore_null_values)
-        try:
-            result, observed_at = self._fetch(address, query)
-            value = _to_value(result, address, query, ignore_null_values)
-        except BackendError as error:
+        flight = self._flight(address, query)
+        # Many ScaledObjects read the same answer: convert it once per rule.
+        converted = flight.converted.get(ignore_null_values)
+        if converted is None:
+            if flight.error is not None:
+                converted = flight.error
+            else:
+                try:
+                    converted = _to_value(flight.result, address, query, ignore_null_values)
+                except BackendError as conversion_error:
+                    converted = conversion_error
+            flight.converted[ignore_null_values] = converted
+        if isinstance(converted, BackendError):
+            failure = converted.copy()
             remembered = self._recall(key)
             if remembered is None:
-                return Reading(None, None, error)
-            return Reading(remembered.value, remembered.observed_at, error)
-        self._remember(key, value, observed_at)
-        return Reading(value, observed_at)
+                return Reading(None, None, failure)
+            return Reading(remembered.value, remembered.observed_at, failure)
+        self._remember(key, converted, flight.observed_at)
+        return Reading(converted, flight.observed_at)
 
     def read_resource(
         self, address: str, pod_selector: str, resource: ResourceName
@@ -332,7 +343,14 @@ class PrometheusSource:
     # -- coalescing --------------------------------------------------------------
 
     def _fetch(self, address: str, query: str) -> tuple[Any, float]:
-        """Raw `result` of an instant query and its evaluation time, shared by identical calls.
+        """Raw `result` of an instant query and its evaluation time; raises BackendError."""
+        flight = self._flight(address, query)
+        if flight.error is not None:
+            raise flight.error.copy()
+        return flight.result, flight.observed_at
+
+    def _flight(self, address: str, query: str) -> _Flight:
+        """The finished request whose answer an instant query shares with identical calls.
 
         An answer younger than `coalesce_seconds` is shared as it is. One that
         is older, but younger than twice that, is still served while a single
@@ -364,9 +382,7 @@ class PrometheusSource:
             self._refresher().submit(self._refresh, key, address, query)
         # A follower waits for a leader whose request is bounded by the socket timeouts.
         flight.done.wait()
-        if flight.error is not None:
-            raise flight.error.copy()
-        return flight.result, flight.observed_at
+        return flight
 
     def _run(self, flight: _Flight, address: str, query: str) -> None:
         try:
@@ -422,6 +438,10 @@ class PrometheusSource:
     # -- last good values ----------------------------------------------------------
 
     def _remember(self, key: tuple[Any, ...], value: Any, observed_at: float) -> None:
+        known = self._last_good.get(key)
+        if known is not None and known.observed_at == observed_at:
+            known.last_read = self._clock()  # the same answer again: no need for the lock
+            return
         with self._lock:
             now = self._clock()
             self._last_good[key] = _Remembered(value, observed_at, now)
