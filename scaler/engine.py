@@ -219,8 +219,9 @@ def decide(
             )
             acting.append((replicas, Reason.QUERY))
             active = active or value > query.activation_threshold
-        elif forecast_peak is not None:
-            # Failure semantics: a healthy forecast stands in for stale demand.
+        elif forecast_peak is not None and policy.forecast.mode is ForecastMode.ON:
+            # Failure semantics: a healthy forecast stands in for stale demand (not in
+            # observe mode, whose forecast never acts).
             _, upper = forecast_peak
             replicas = replicas_for(upper, query.threshold)
             detail = observations.errors.get(Signal.QUERY, "demand is stale")

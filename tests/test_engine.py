@@ -230,6 +230,19 @@ def test_stale_demand_without_forecast_is_unavailable() -> None:
     assert "timeout" in decision.detail
 
 
+def test_observe_mode_forecast_does_not_stand_in_for_stale_demand() -> None:
+    decision = decide(
+        parse_policy(QUERY | {"forecast": "observe"}),
+        Observations(
+            demand=demand(900, age=600), forecast=band(150, 180), errors={"query": "timeout"}
+        ),
+        NOW,
+        SETTINGS,
+    )
+    assert not decision.available
+    assert decision.forecast_upper == 180  # still computed and exported
+
+
 def test_never_observed_is_unavailable() -> None:
     decision = decide(parse_policy(QUERY), Observations(), NOW, SETTINGS)
     assert not decision.available and "no demand observed yet" in decision.detail
