@@ -11,6 +11,7 @@ import pytest
 from synthetic_series import Tide, generate
 
 from scaler.forecast import backtest
+from scaler.traces import read_trace
 
 STEP = 1800.0
 T0 = 1_600_000_200.0
@@ -112,9 +113,7 @@ def test_table_and_plot(
 
 
 def test_horizons_finer_than_the_step_are_rounded_up(trace_csv: Path) -> None:
-    result = backtest.run(
-        backtest.read_trace(trace_csv), [600.0, 1800.0, 3600.0], stride_seconds=6 * 3600.0
-    )
+    result = backtest.run(read_trace(trace_csv), [600.0, 1800.0, 3600.0], stride_seconds=6 * 3600.0)
     assert result.horizons_seconds == (1800.0, 3600.0)
 
 

@@ -32,6 +32,15 @@ EVERY_MODEL: list[Model] = [
         level_window=6,
         name="level_smooth",
     ),
+    SeasonalProfile(
+        PERIOD,
+        reducer="median",
+        periods=5,
+        smooth_half_width=3,
+        level_window=13,
+        level_half_life=3.5,
+        name="decayed_level_median",
+    ),
     RecentLevel(1),
     RecentLevel(6),
 ]
@@ -150,3 +159,39 @@ def test_models_sharing_a_profile_through_the_cache_forecast_as_without_it() -> 
             rtol=1e-12,
         )
     assert len(cache) == 1
+
+
+@pytest.mark.parametrize(
+    ("width", "half_life"), [(1, 1.0), (7, 2.0), (13, 3.5), (64, 5.0), (90, 30.0)]
+)
+def test_decayed_window_sums_match_the_direct_sum(width: int, half_life: float) -> None:
+    rng = np.random.default_rng(width)
+    y = rng.random(120)
+    y[::9] = np.nan
+    x = np.where(np.isfinite(y), y, 0.0)
+    ends = np.arange(len(y), dtype=np.int64)
+    direct = [
+        sum(0.5 ** (k / half_life) * x[e - k] for k in range(width) if e - k >= 0) for e in ends
+    ]
+    got = models.decayed_window_sums(y, ends, width, half_life)
+    np.testing.assert_allclose(got, direct, rtol=1e-12, atol=1e-12)
+
+
+def test_decayed_level_moves_less_for_an_old_spike_than_a_flat_window() -> None:
+    base = np.tile(10.0 + np.arange(PERIOD, dtype=float), 4)
+    y = base.copy()
+    y[-20] *= 8.0  # one spike early in the level window
+    flat = SeasonalProfile(PERIOD, level_window=24).forecast(y, 1)[0]
+    decayed = SeasonalProfile(PERIOD, level_window=24, level_half_life=4.0).forecast(y, 1)[0]
+    plain = models.seasonal_naive(y, 1, PERIOD)[0]
+    assert abs(decayed - plain) < 0.5 * abs(flat - plain)
+
+
+def test_decayed_level_follows_a_recent_doubling_faster_than_a_flat_window() -> None:
+    base = np.tile(10.0 + np.arange(PERIOD, dtype=float), 4)
+    y = base.copy()
+    y[-4:] *= 2.0
+    plain = models.seasonal_naive(y, 1, PERIOD)[0]
+    flat = SeasonalProfile(PERIOD, level_window=24).forecast(y, 1)[0]
+    decayed = SeasonalProfile(PERIOD, level_window=24, level_half_life=4.0).forecast(y, 1)[0]
+    assert plain < flat < decayed < 2.0 * plain

@@ -62,10 +62,17 @@ class ForecasterSettings:
     # this many keeps a refit within milliseconds.
     max_selection_origins: int = 1000
     level_window_seconds: float = 3600.0
-    # Weekly models join once their backtest spans
-    # this much beyond their warm-up: a day of scored origins at the day
-    # horizon, so that neither selection nor band rests on a few hours.
-    join_span_seconds: float = 2 * DAY_SECONDS
+    # A slower level for noisy series: exponentially weighted with this
+    # half-life over this window, so that a spike moves it little (the
+    # level of MSTL's exponential smoothing of the deseasonalised series).
+    long_level_window_seconds: float = 6 * 3600.0
+    long_level_half_life_seconds: float = 1.5 * 3600.0
+    # Weekly models join once their backtest spans this much beyond their
+    # warm-up: a day of origins, scored up to the longest horizon each has
+    # targets for. Waiting for a day of origins scored a whole day ahead (two
+    # days) left the second week of a two-week history to the daily models
+    # for longer than their worse day-ahead errors were worth.
+    join_span_seconds: float = DAY_SECONDS
     # Calibration weighs a backtest error by 0.5 ** (age / half-life) (0: no
     # decay), so that the band follows a change of regime within days.
     calibration_half_life_seconds: float = 0.0
@@ -233,6 +240,8 @@ def _candidates(
     want = max(round(settings.selection_seconds / step), settings.min_selection_origins)
 
     join = round(settings.join_span_seconds / step)
+    long_level = max(level, round(settings.long_level_window_seconds / step))
+    long_half_life = settings.long_level_half_life_seconds / step
 
     def seasonal(period: int, tag: str, periods: int) -> list[Model]:
         return [
@@ -271,6 +280,15 @@ def _candidates(
                 level_window=level,
                 name=f"level_smooth_{tag}",
             ),
+            SeasonalProfile(
+                period,
+                reducer="median",
+                periods=periods,
+                smooth_half_width=wide,
+                level_window=long_level,
+                level_half_life=long_half_life,
+                name=f"long_level_wide_median_{tag}",
+            ),
         ]
 
     day = round(DAY_SECONDS / step)
@@ -281,9 +299,9 @@ def _candidates(
     if periodicity.daily or periodicity.weekly:
         if n - day - level >= least // 2:
             models += seasonal(day, "day", 7)
-        # Weekly models join once they can be scored a day ahead from a day
-        # of origins; until they have the whole window they are compared
-        # with the others on the origins they share (see fit).
+        # Weekly models join once they have a day of origins; until they
+        # have the whole window they are compared with the others on the
+        # origins they share (see fit).
         if n - week - level >= join:
             models += seasonal(week, "week", 3)
     if not models:

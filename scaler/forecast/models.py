@@ -12,8 +12,11 @@ contract test checks it agrees with refitting at each origin.
 The seasonal models are all "same phase of past periods, reduced, times a
 recent level factor": seasonal naive (most recent period), robust median of
 past periods, and exponential smoothing across periods (Holt-Winters' seasonal
-update without a trend). `RecentLevel` is the model for series without a
-period.
+update without a trend). The level factor weighs its window equally, or
+with exponentially decaying weights (`level_half_life`): demand over the
+profile smoothed like the level of MSTL's deseasonalised series, so that on
+a noisy series a spike moves it little. `RecentLevel` is the model for
+series without a period.
 """
 
 from __future__ import annotations
@@ -132,11 +135,56 @@ def window_sums(y: FloatArray, ends: IntArray, width: int) -> FloatArray:
     return out
 
 
-def level_factors(y: FloatArray, profile: FloatArray, ends: IntArray, width: int) -> FloatArray:
-    """Recent demand over what the profile expected, over the `width` points up to each end."""
+def decayed_window_sums(y: FloatArray, ends: IntArray, width: int, half_life: float) -> FloatArray:
+    """Sum of the finite values in the `width` points up to each end, the point
+    k steps before the end weighted 0.5 ** (k / half_life).
+
+    Windows of 2^j points are built by doubling and the asked width is put
+    together from its binary digits: O(len(y) log width), however many ends.
+    """
+    x = np.where(np.isfinite(y), y, 0.0)
+    decay = 0.5 ** (1.0 / half_life)
+    n = len(x)
+    acc = np.zeros(n)
+    block = x.copy()  # block[t] = sum over the 2^j points up to t
+    offset = 0
+    size = 1
+    remaining = width
+    while remaining > 0 and offset < n:
+        if remaining & 1:
+            # acc[t] += decay^offset * block[t - offset]
+            if offset < n:
+                acc[offset:] += decay**offset * block[: n - offset]
+            offset += size
+        remaining >>= 1
+        if remaining and size < n:
+            shifted = np.zeros(n)
+            shifted[size:] = block[: n - size]
+            block = block + decay**size * shifted
+        size <<= 1
+    out: FloatArray = acc[np.clip(ends, 0, max(n - 1, 0))] if n else np.zeros(len(ends))
+    return out
+
+
+def level_factors(
+    y: FloatArray,
+    profile: FloatArray,
+    ends: IntArray,
+    width: int,
+    half_life: float = 0.0,
+) -> FloatArray:
+    """Recent demand over what the profile expected, over the `width` points up to each end.
+
+    `half_life` > 0 weighs the window's points down with their age
+    (exponential smoothing of the level, cut at `width`); 0 weighs them equally.
+    """
     both = np.isfinite(y) & np.isfinite(profile)
-    actual = window_sums(np.where(both, y, np.nan), ends, width)
-    expected = window_sums(np.where(both, profile, np.nan), ends, width)
+    if half_life > 0:
+        actual = decayed_window_sums(np.where(both, y, np.nan), ends, width, half_life)
+        expected = decayed_window_sums(np.where(both, profile, np.nan), ends, width, half_life)
+    else:
+        actual = window_sums(np.where(both, y, np.nan), ends, width)
+        expected = window_sums(np.where(both, profile, np.nan), ends, width)
     pad = LEVEL_SHRINK * expected + 1e-9
     factor = (actual + pad) / (expected + pad)
     return np.clip(factor, LEVEL_FACTOR_MIN, LEVEL_FACTOR_MAX)
@@ -153,7 +201,8 @@ class SeasonalProfile:
     "smooth" a mean with weights (1 - beta)^k (exponential smoothing across
     periods). `smooth_half_width` averages neighbouring phases first (counting
     noise at fine steps). `level_window` > 0 scales the profile by the demand
-    of the last `level_window` points over what the profile expected there.
+    of the last `level_window` points over what the profile expected there,
+    each point weighted 0.5 ** (age / level_half_life) when that is > 0.
     """
 
     def __init__(
@@ -165,6 +214,7 @@ class SeasonalProfile:
         beta: float = 0.3,
         smooth_half_width: int = 0,
         level_window: int = 0,
+        level_half_life: float = 0.0,
         name: str | None = None,
     ) -> None:
         if period < 1 or periods < 1:
@@ -175,6 +225,7 @@ class SeasonalProfile:
         self.beta = beta
         self.smooth_half_width = smooth_half_width
         self.level_window = level_window
+        self.level_half_life = level_half_life
         self.name = name or f"{reducer}_p{period}x{periods}_l{level_window}"
         self._y: FloatArray | None = None
 
@@ -220,9 +271,13 @@ class SeasonalProfile:
         if self.level_window > 0:
             recent = np.arange(max(n - self.level_window, 0), n, dtype=np.int64)
             past = self._profile(s, recent, np.ones(len(recent), dtype=np.int64))
-            factor = level_factors(y[recent], past, np.array([len(recent) - 1]), self.level_window)[
-                0
-            ]
+            factor = level_factors(
+                y[recent],
+                past,
+                np.array([len(recent) - 1]),
+                self.level_window,
+                self.level_half_life,
+            )[0]
             profile = profile * factor
         return np.nan_to_num(profile, nan=_fallback_level(y))
 
@@ -264,7 +319,9 @@ class SeasonalProfile:
         inside = targets < len(y)
         out = np.where(inside, profile[np.clip(targets, lo, hi) - lo], np.nan)
         if self.level_window > 0:
-            factors = level_factors(y[lo : hi + 1], profile, origins - lo, self.level_window)
+            factors = level_factors(
+                y[lo : hi + 1], profile, origins - lo, self.level_window, self.level_half_life
+            )
             out = out * factors[:, None]
         fallback = _rolling_fallback(y, origins)
         return np.where(np.isfinite(out) | ~inside, out, fallback[:, None])
