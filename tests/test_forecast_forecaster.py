@@ -109,16 +109,19 @@ def test_same_history_gives_the_same_forecast() -> None:
     assert a.model == b.model
 
 
-def test_weekly_models_join_after_a_day_of_origins_past_their_warm_up() -> None:
+def test_weekly_models_join_after_a_day_of_origins_past_their_own_warm_up() -> None:
     step = 3600.0
     tide = Tide(days=9, step_seconds=step, valley=50, peak_to_valley=5, weekend_factor=0.5)
     y = generate(tide, np.random.default_rng(17))
     week = 7 * 24
     level = 3  # the shortest level window, in points
-    just_short = _fit(y[: week + level + 23], step)
-    joined = _fit(y[: week + level + 24], step)
+    just_short = _fit(y[: week + 23], step)
+    plain_joined = _fit(y[: week + 24], step)
+    all_joined = _fit(y[: week + level + 24], step)
     assert not any(name.endswith("_week") for name in just_short.scores)
-    assert "seasonal_naive_week" in joined.scores
+    assert "seasonal_naive_week" in plain_joined.scores
+    assert "level_naive_week" not in plain_joined.scores
+    assert {"seasonal_naive_week", "level_naive_week"} <= set(all_joined.scores)
 
 
 def test_noisy_series_has_a_slow_decayed_level_candidate() -> None:

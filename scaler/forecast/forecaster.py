@@ -243,8 +243,9 @@ def _candidates(
     long_level = max(level, round(settings.long_level_window_seconds / step))
     long_half_life = settings.long_level_half_life_seconds / step
 
-    def seasonal(period: int, tag: str, periods: int) -> list[Model]:
-        return [
+    def seasonal(period: int, tag: str, periods: int, span: int) -> list[Model]:
+        """The models of one period; each joins once `span` points of origins follow its warm-up."""
+        family: list[SeasonalProfile] = [
             SeasonalProfile(period, name=f"seasonal_naive_{tag}"),
             SeasonalProfile(period, level_window=level, name=f"level_naive_{tag}"),
             SeasonalProfile(
@@ -290,6 +291,9 @@ def _candidates(
                 name=f"long_level_wide_median_{tag}",
             ),
         ]
+        # A model with a longer warm-up than the rest would shrink the
+        # origins every model is compared on; it waits for its own span.
+        return [m for m in family if n - m.min_history >= span]
 
     day = round(DAY_SECONDS / step)
     week = round(WEEK_SECONDS / step)
@@ -297,13 +301,11 @@ def _candidates(
     least = min(want, max(day, settings.min_selection_origins))
     models: list[Model] = []
     if periodicity.daily or periodicity.weekly:
-        if n - day - level >= least // 2:
-            models += seasonal(day, "day", 7)
+        models += seasonal(day, "day", 7, least // 2)
         # Weekly models join once they have a day of origins; until they
         # have the whole window they are compared with the others on the
         # origins they share (see fit).
-        if n - week - level >= join:
-            models += seasonal(week, "week", 3)
+        models += seasonal(week, "week", 3, join)
     if not models:
         return recent, min(want, n - 1)
     warmup = min(m.min_history for m in models)
