@@ -120,8 +120,10 @@ def _add_serve_parser(subparsers: Any) -> None:
     p.add_argument(
         "--coalesce-seconds",
         type=float,
-        default=1.0,
-        help="identical queries within this interval share one Prometheus request",
+        default=5.0,
+        # Prometheus itself only changes once per scrape interval (15-30 s), so a few
+        # seconds of sharing costs no freshness and spares it most requests.
+        help="identical queries within this interval share one Prometheus request (default 5)",
     )
     p.add_argument(
         "--push-interval-seconds",

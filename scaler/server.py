@@ -49,7 +49,7 @@ class ServerConfig:
     polling_interval_seconds: float = 30.0
     staleness_seconds: float = 120.0
     query_timeout_seconds: float = 3.0
-    coalesce_seconds: float = 1.0
+    coalesce_seconds: float = 5.0
     push_interval_seconds: float = 5.0
     # Every StreamIsActive stream (type: external-push) holds a worker thread for its
     # lifetime; threads start only when needed, so a large bound costs nothing idle.

@@ -177,7 +177,7 @@ class PrometheusSource:
     def __init__(
         self,
         timeout_seconds: float = 3.0,
-        coalesce_seconds: float = 1.0,
+        coalesce_seconds: float = 5.0,
         last_good_ttl_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
         *,
