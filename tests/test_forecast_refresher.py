@@ -235,3 +235,17 @@ def test_error_tracker_memory_is_bounded() -> None:
     assert e is not None and e.count == 5
     t.prune(older_than=1e9)
     assert t.errors("j") is None
+
+
+def test_error_summary_follows_every_new_score() -> None:
+    t = ForecastErrorTracker(window=10, tolerance_seconds=60.0)
+    t.record_forecast("k", 100.0, median=10.0, upper=12.0)
+    t.record_actual("k", 100.0, 10.0)
+    first = t.errors("k")
+    assert first is not None and (first.count, first.smape, first.coverage) == (1, 0.0, 1.0)
+    assert t.errors("k") is first  # asked again with nothing new: the same summary
+    t.record_forecast("k", 200.0, median=10.0, upper=12.0)
+    t.record_actual("k", 200.0, 30.0)  # above the band, and the median under-predicted
+    second = t.errors("k")
+    assert second is not None and second.count == 2
+    assert second.coverage == 0.5 and second.under_rate == 0.5

@@ -318,6 +318,9 @@ class _Track:
     pending: deque[tuple[float, float, float]]
     scored: deque[tuple[float, bool, bool]]
     updated: float
+    # Every GetMetrics of every ScaledObject on the series asks; scores change only
+    # when a forecast's target time arrives.
+    summary: ForecastErrors | None = None
 
 
 class ForecastErrorTracker:
@@ -375,21 +378,24 @@ class ForecastErrorTracker:
                 denom = abs(value) + abs(median)
                 term = 0.0 if denom == 0 else 2.0 * abs(value - median) / denom
                 track.scored.append((term, value > median, value <= upper))
+                track.summary = None
 
     def errors(self, key: Hashable) -> ForecastErrors | None:
         with self._lock:
             track = self._tracks.get(key)
             if track is None or not track.scored:
                 return None
-            terms = np.array([s[0] for s in track.scored])
-            under = np.array([s[1] for s in track.scored])
-            covered = np.array([s[2] for s in track.scored])
-        return ForecastErrors(
-            smape=float(100.0 * terms.mean()),
-            under_rate=float(under.mean()),
-            coverage=float(covered.mean()),
-            count=len(terms),
-        )
+            if track.summary is None:
+                terms = np.array([s[0] for s in track.scored])
+                under = np.array([s[1] for s in track.scored])
+                covered = np.array([s[2] for s in track.scored])
+                track.summary = ForecastErrors(
+                    smape=float(100.0 * terms.mean()),
+                    under_rate=float(under.mean()),
+                    coverage=float(covered.mean()),
+                    count=len(terms),
+                )
+            return track.summary
 
     def forget(self, key: Hashable) -> None:
         with self._lock:
