@@ -31,7 +31,7 @@ import time
 import warnings
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -96,15 +96,10 @@ SYNTHETIC = {
 
 
 @dataclass(frozen=True)
-class Row:
-    series: str
-    horizon_seconds: float
-    method: str
-    smape: float
-    mase: float
-    under_rate: float
-    coverage: float | None
-    count: int
+class Row(backtest.Score):
+    """A backtest score of one series."""
+
+    series: str = ""
 
 
 @dataclass(frozen=True)
@@ -152,20 +147,7 @@ def evaluate(job: Job) -> list[Row]:
         min_history_seconds=job.min_history_seconds,
         history_seconds=HISTORY_SECONDS,
     )
-    rows = [
-        Row(
-            job.name,
-            s.horizon_seconds,
-            s.method,
-            s.smape,
-            s.mase,
-            s.under_rate,
-            s.coverage,
-            s.count,
-        )
-        for s in result.scores
-        if s.method != "last_value"
-    ]
+    rows = [Row(**asdict(s), series=job.name) for s in result.scores if s.method != "last_value"]
     steps = [round(h / step) for h in result.horizons_seconds]
     first = result.forecasts[(result.horizons_seconds[0], backtest.TIDESCALER)]
     origins = np.round((first.origins - trace.timestamps[0]) / step).astype(np.int64)
@@ -221,7 +203,7 @@ def _rows(
     for j, (h, k) in enumerate(zip(result.horizons_seconds, steps, strict=True)):
         ok = (origins + k < len(y)) & np.isfinite(table[:, j])
         s = backtest.score(h, method, y[origins[ok] + k], table[ok, j], None, result.mase_scale)
-        rows.append(Row(name, h, method, s.smape, s.mase, s.under_rate, None, s.count))
+        rows.append(Row(**asdict(s), series=name))
     return rows
 
 
