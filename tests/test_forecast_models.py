@@ -7,7 +7,7 @@ import pytest
 from synthetic_series import Tide, generate
 
 from scaler.forecast import models
-from scaler.forecast.models import Model, RecentLevel, SeasonalProfile
+from scaler.forecast.models import Combination, Model, RecentLevel, SeasonalProfile
 
 PERIOD = 48
 
@@ -44,6 +44,7 @@ EVERY_MODEL: list[Model] = [
     RecentLevel(1),
     RecentLevel(6),
 ]
+EVERY_MODEL.append(Combination((EVERY_MODEL[1], EVERY_MODEL[3], EVERY_MODEL[-1])))
 
 
 def _series(seed: int = 0, days: int = 10) -> np.ndarray:
@@ -195,3 +196,18 @@ def test_decayed_level_follows_a_recent_doubling_faster_than_a_flat_window() -> 
     flat = SeasonalProfile(PERIOD, level_window=24).forecast(y, 1)[0]
     decayed = SeasonalProfile(PERIOD, level_window=24, level_half_life=4.0).forecast(y, 1)[0]
     assert plain < flat < decayed < 2.0 * plain
+
+
+def test_combination_is_the_mean_of_its_members() -> None:
+    y = _series(3)
+    a = SeasonalProfile(PERIOD, name="a")
+    b = RecentLevel(6)
+    combined = Combination((a, b)).forecast(y, 30)
+    np.testing.assert_allclose(combined, (a.forecast(y, 30) + b.forecast(y, 30)) / 2)
+
+
+def test_combination_ignores_a_member_with_nothing_to_say() -> None:
+    paths = [np.array([1.0, np.nan, np.nan]), np.array([3.0, 5.0, np.nan])]
+    out = models.combine(paths)
+    np.testing.assert_allclose(out[:2], [2.0, 5.0])
+    assert np.isnan(out[2])

@@ -422,3 +422,49 @@ def seasonal_smoothing(
 def recent_level(y: FloatArray, h: int, window: int = 1) -> FloatArray:
     """Flat at the mean of the last `window` points."""
     return RecentLevel(window).forecast(y, h)
+
+
+class Combination:
+    """Mean of the forecasts of several models (forecast combination).
+
+    Averaging models that err differently cancels part of their errors; on
+    noisy series the mean of a few good models beats the best one alone.
+    """
+
+    def __init__(self, members: tuple[Model, ...], *, name: str | None = None) -> None:
+        if not members:
+            raise ValueError("a combination needs members")
+        self.members = members
+        self.name = name or "mean(" + ",".join(m.name for m in members) + ")"
+
+    @property
+    def min_history(self) -> int:
+        return max(m.min_history for m in self.members)
+
+    @property
+    def max_rolling_horizon(self) -> int:
+        return min(m.max_rolling_horizon for m in self.members)
+
+    def fit(self, y: FloatArray) -> Self:
+        for m in self.members:
+            m.fit(y)
+        return self
+
+    def predict(self, h: int) -> FloatArray:
+        return combine([m.predict(h) for m in self.members])
+
+    def forecast(self, y: FloatArray, h: int) -> FloatArray:
+        return combine([m.forecast(y, h) for m in self.members])
+
+    def rolling(self, y: FloatArray, origins: IntArray, horizons: IntArray) -> FloatArray:
+        return combine([m.rolling(y, origins, horizons) for m in self.members])
+
+
+def combine(paths: list[FloatArray]) -> FloatArray:
+    """Mean of the paths, NaN only where every path is NaN."""
+    stack = np.stack(paths)
+    valid = np.isfinite(stack)
+    counts = valid.sum(axis=0)
+    out = np.full(stack.shape[1:], np.nan)
+    np.divide(np.where(valid, stack, 0.0).sum(axis=0), counts, out=out, where=counts > 0)
+    return out
