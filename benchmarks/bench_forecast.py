@@ -100,6 +100,34 @@ class Row(backtest.Score):
     """A backtest score of one series."""
 
     series: str = ""
+    # Band coverage where the forecast median is in its lowest / highest
+    # third: a band that holds only on average is too narrow in one of them.
+    coverage_low: float | None = None
+    coverage_high: float | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class Targets:
+    """What one method forecast for each target of one series and horizon, for the intervals."""
+
+    index: np.ndarray  # target position on the trace's grid
+    day: np.ndarray  # day of the target since the trace began: the bootstrap's block
+    terms: FloatArray  # sMAPE term of each target, percent
+    hits: np.ndarray | None  # target at or below the band (the forecaster only)
+
+    @classmethod
+    def of(
+        cls, trace: Trace, index: np.ndarray, median: FloatArray, upper: FloatArray | None
+    ) -> Targets:
+        actual = trace.values[index]
+        denom = np.abs(actual) + np.abs(median)
+        terms = np.zeros(len(index))
+        np.divide(200.0 * np.abs(actual - median), denom, out=terms, where=denom > 0)
+        day = (index * trace.step_seconds // DAY_SECONDS).astype(np.int64)
+        return cls(index, day, terms, None if upper is None else actual <= upper)
+
+
+Key = tuple[str, float, str]  # series, horizon, method
 
 
 @dataclass(frozen=True)
@@ -135,7 +163,7 @@ def mstl_forecasts(y: FloatArray, step: float, origins: np.ndarray, steps: list[
     return out
 
 
-def evaluate(job: Job) -> list[Row]:
+def evaluate(job: Job) -> tuple[list[Row], dict[Key, Targets]]:
     trace = job.trace
     y = trace.values
     step = trace.step_seconds
@@ -147,7 +175,20 @@ def evaluate(job: Job) -> list[Row]:
         min_history_seconds=job.min_history_seconds,
         history_seconds=HISTORY_SECONDS,
     )
-    rows = [Row(**asdict(s), series=job.name) for s in result.scores if s.method != "last_value"]
+    rows = []
+    targets: dict[Key, Targets] = {}
+    for s in result.scores:
+        if s.method != "last_value":
+            low, high = _coverage_by_level(trace, result, s)
+            rows.append(Row(**asdict(s), series=job.name, coverage_low=low, coverage_high=high))
+            fc = result.forecasts[(s.horizon_seconds, s.method)]
+            k = round(s.horizon_seconds / step)
+            index = np.round((fc.origins - trace.timestamps[0]) / step).astype(np.int64) + k
+            ok = (index < len(y)) & np.isfinite(fc.median)
+            upper = None if fc.upper is None else fc.upper[ok]
+            targets[(job.name, s.horizon_seconds, s.method)] = Targets.of(
+                trace, index[ok], fc.median[ok], upper
+            )
     steps = [round(h / step) for h in result.horizons_seconds]
     first = result.forecasts[(result.horizons_seconds[0], backtest.TIDESCALER)]
     origins = np.round((first.origins - trace.timestamps[0]) / step).astype(np.int64)
@@ -157,7 +198,7 @@ def evaluate(job: Job) -> list[Row]:
         model = SeasonalProfile(round(seconds / step), level_window=level_window)
         extra[f"level_naive_{tag}"] = model.rolling(y, origins, np.asarray(steps, dtype=np.int64))
     for method, table in extra.items():
-        rows += _rows(job.name, method, y, origins, table, result, steps)
+        rows += _rows(job.name, method, trace, origins, table, result, steps, targets)
     if job.mstl_every > 0:
         # MSTL is slow: it is scored on every n-th origin, and so is the
         # forecaster again, so that the two meet on the same targets.
@@ -168,11 +209,12 @@ def evaluate(job: Job) -> list[Row]:
         rows += _rows(
             job.name,
             "mstl",
-            y,
+            trace,
             origins[picked],
             mstl_forecasts(y, step, origins[picked], steps),
             result,
             steps,
+            targets,
         )
         own = np.column_stack(
             [
@@ -180,8 +222,26 @@ def evaluate(job: Job) -> list[Row]:
                 for h in result.horizons_seconds
             ]
         )
-        rows += _rows(job.name, MSTL_PEER, y, origins[picked], own[picked], result, steps)
-    return rows
+        rows += _rows(
+            job.name, MSTL_PEER, trace, origins[picked], own[picked], result, steps, targets
+        )
+    return rows, targets
+
+
+def _coverage_by_level(
+    trace: Trace, result: backtest.BacktestResult, s: backtest.Score
+) -> tuple[float | None, float | None]:
+    """Coverage in the lowest and highest third of the forecast median (the forecaster only)."""
+    fc = result.forecasts.get((s.horizon_seconds, s.method))
+    if fc is None or fc.upper is None:
+        return None, None
+    k = round(s.horizon_seconds / trace.step_seconds)
+    idx = np.round((fc.origins - trace.timestamps[0]) / trace.step_seconds).astype(np.int64) + k
+    ok = (idx < len(trace.values)) & np.isfinite(fc.median)
+    actual, median, upper = trace.values[idx[ok]], fc.median[ok], fc.upper[ok]
+    low, high = np.quantile(median, [1 / 3, 2 / 3])
+    hit = actual <= upper
+    return float(np.mean(hit[median <= low])), float(np.mean(hit[median >= high]))
 
 
 def _pad(values: FloatArray, n: int) -> FloatArray:
@@ -193,17 +253,20 @@ def _pad(values: FloatArray, n: int) -> FloatArray:
 def _rows(
     name: str,
     method: str,
-    y: FloatArray,
+    trace: Trace,
     origins: np.ndarray,
     table: FloatArray,
     result: backtest.BacktestResult,
     steps: list[int],
+    targets: dict[Key, Targets],
 ) -> list[Row]:
+    y = trace.values
     rows = []
     for j, (h, k) in enumerate(zip(result.horizons_seconds, steps, strict=True)):
         ok = (origins + k < len(y)) & np.isfinite(table[:, j])
         s = backtest.score(h, method, y[origins[ok] + k], table[ok, j], None, result.mase_scale)
         rows.append(Row(**asdict(s), series=name))
+        targets[(name, h, method)] = Targets.of(trace, origins[ok] + k, table[ok, j], None)
     return rows
 
 
@@ -238,8 +301,43 @@ def _pct(value: float | None) -> str:
     return "" if value is None or not math.isfinite(value) else f"{100 * value:.1f}"
 
 
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def _day_sums(day: np.ndarray, values: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Sum and count of `values` per day: the blocks the bootstrap resamples."""
+    _, block = np.unique(day, return_inverse=True)
+    sums: FloatArray = np.bincount(block, values).astype(np.float64)
+    return sums, np.bincount(block).astype(np.float64)
+
+
+def block_interval(day: np.ndarray, values: FloatArray, level: float = 0.9) -> tuple[float, float]:
+    """Interval of the mean of `values` by a bootstrap that resamples whole days.
+
+    Neighbouring targets share their errors (a bad day misses many at once),
+    so resampling targets one by one would give intervals far too narrow.
+    """
+    sums, counts = _day_sums(day, values)
+    rng = np.random.default_rng(0)
+    pick = rng.integers(0, len(sums), size=(BOOTSTRAP_RESAMPLES, len(sums)))
+    means = sums[pick].sum(axis=1) / np.maximum(counts[pick].sum(axis=1), 1.0)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def paired_difference(a: Targets, b: Targets) -> tuple[float, float, float]:
+    """Mean sMAPE of `a` minus that of `b` on the targets both forecast, and its 90 % interval."""
+    common, ia, ib = np.intersect1d(a.index, b.index, return_indices=True)
+    diff = a.terms[ia] - b.terms[ib]
+    if len(common) == 0:
+        return math.nan, math.nan, math.nan
+    low, high = block_interval(a.day[ia], diff)
+    return float(diff.mean()), low, high
+
+
 def render(
     rows: list[Row],
+    targets: dict[Key, Targets],
     timings: dict[str, float],
     budget: dict[str, float],
     args: argparse.Namespace,
@@ -255,7 +353,9 @@ def render(
         f"Rolling origins every {args.stride_hours:g} h after {args.min_history_days:g} days of "
         f"history (forecaster history capped at 28 days), band quantile {args.quantile:g}. "
         "sMAPE in percent, under = share of targets above the forecast median, coverage = share "
-        "at or below the upper band. MSTL is fit on 15-minute means where the step is finer, "
+        "at or below the upper band, over all targets and where the forecast median is in its "
+        "lowest / highest third (the valley and the peak). MSTL is fit on 15-minute means where "
+        "the step is finer, "
         f"from every {args.mstl_every}th origin only (from more where that would leave fewer "
         f"than {args.mstl_min_origins}: every origin on the 14-day traces); where MSTL is the "
         "best baseline the "
@@ -266,11 +366,14 @@ def render(
         "## Summary: sMAPE of the forecaster against the best baseline",
         "",
         "| series | horizon | tidescaler | best baseline | its sMAPE | tidescaler on its origins "
-        "| beats it | coverage % | n | n (MSTL) |",
-        "|---|---|---:|---|---:|---:|:---:|---:|---:|---:|",
+        "| beats it | difference (90 % interval) | coverage % (90 % interval) | low / high third "
+        "| n | n (MSTL) |",
+        "|---|---|---:|---|---:|---:|:---:|---:|---:|---:|---:|---:|",
     ]
+    clear_wins = clear_losses = outside = 0
     wins = total = near = 0
     cov_all: list[tuple[float, int]] = []
+    cov_thirds: list[tuple[float, float, int]] = []
     for name in series:
         for h in HORIZONS:
             ts = by.get((name, h, backtest.TIDESCALER))
@@ -285,17 +388,44 @@ def render(
             if ts.coverage is not None:
                 cov_all.append((ts.coverage, ts.count))
                 near += abs(ts.coverage - args.quantile) <= 0.02
+            if ts.coverage_low is not None and ts.coverage_high is not None:
+                cov_thirds.append((ts.coverage_low, ts.coverage_high, ts.count))
+            own = targets[(name, h, MSTL_PEER if peer else backtest.TIDESCALER)]
+            diff, d_low, d_high = paired_difference(own, targets[(name, h, best.method)])
+            clear_wins += d_high < 0
+            clear_losses += d_low > 0
+            mine = targets[(name, h, backtest.TIDESCALER)]
+            coverage_interval = ""
+            if mine.hits is not None:
+                c_low, c_high = block_interval(mine.day, mine.hits.astype(np.float64))
+                outside += not c_low <= args.quantile <= c_high
+                coverage_interval = f" ({100 * c_low:.1f}–{100 * c_high:.1f})"
             lines.append(
                 f"| {name} | {_label(h)} | {ts.smape:.1f} | {best.method} | {best.smape:.1f} | "
                 f"{f'{peer.smape:.1f}' if peer else ''} | {'yes' if win else 'no'} | "
-                f"{_pct(ts.coverage)} | {ts.count} | {peer.count if peer else ''} |"
+                f"{diff:+.1f} ({d_low:+.1f}, {d_high:+.1f}) | "
+                f"{_pct(ts.coverage)}{coverage_interval} | "
+                f"{_pct(ts.coverage_low)} / {_pct(ts.coverage_high)} | "
+                f"{ts.count} | {peer.count if peer else ''} |"
             )
     pooled = sum(c * n for c, n in cov_all) / max(sum(n for _, n in cov_all), 1)
+    thirds_n = max(sum(n for _, _, n in cov_thirds), 1)
+    pooled_low = sum(lo * n for lo, _, n in cov_thirds) / thirds_n
+    pooled_high = sum(hi * n for _, hi, n in cov_thirds) / thirds_n
     lines += [
         "",
         f"The forecaster beats the best baseline on sMAPE in {wins} of {total} (series, horizon) "
         f"pairs; pooled band coverage {100 * pooled:.1f} % (nominal {100 * args.quantile:g} %); "
-        f"{near} of {total} pairs within 2 points of nominal.",
+        f"{near} of {total} pairs within 2 points of nominal; pooled coverage where the forecast "
+        f"is in its lowest third {100 * pooled_low:.1f} %, in its highest third "
+        f"{100 * pooled_high:.1f} %.",
+        "",
+        "Intervals come from a bootstrap that resamples whole days of targets "
+        f"({BOOTSTRAP_RESAMPLES} resamples), because neighbouring targets share their errors. "
+        "The difference is the forecaster's sMAPE minus the best baseline's on the targets both "
+        f"forecast: its interval lies wholly below zero in {clear_wins} of {total} pairs and "
+        f"wholly above in {clear_losses}. The nominal {100 * args.quantile:g} % lies outside the "
+        f"coverage interval in {outside} of {total} pairs.",
         "",
         "## All methods",
         "",
@@ -384,11 +514,13 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     rows: list[Row] = []
+    targets: dict[Key, Targets] = {}
     started = time.perf_counter()
-    run: Callable[[Job], list[Row]] = evaluate
+    run: Callable[[Job], tuple[list[Row], dict[Key, Targets]]] = evaluate
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
         for job, result in zip(jobs, pool.map(run, jobs), strict=True):
-            rows.extend(result)
+            rows.extend(result[0])
+            targets.update(result[1])
             print(f"{job.name}: done at {time.perf_counter() - started:.0f}s", file=sys.stderr)
 
     # Timings run alone in this process, after the pool is gone.
@@ -404,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     }
     command = "python benchmarks/bench_forecast.py" + (" --no-mstl" if args.no_mstl else "")
-    report = render(rows, timings, budget, args, command)
+    report = render(rows, targets, timings, budget, args, command)
     print(report)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(report)
