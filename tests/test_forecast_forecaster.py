@@ -276,3 +276,30 @@ def test_missing_points_never_break_the_forecast(y: np.ndarray, holes: list[int]
 
 
 _short = forecaster.ForecasterSettings(min_history_seconds=3600.0)
+
+
+def test_warm_up_errors_do_not_widen_the_day_ahead_band_once_there_are_enough_others() -> None:
+    # In the second week of a series with weekends, a day-ahead band
+    # calibrated on every backtest error also counts those of daily medians
+    # over fewer days than they will use: it covered 98-100 % here.
+    tide = Tide(days=17, step_seconds=300, valley=20, peak_to_valley=10, weekend_factor=0.6)
+    y = generate(tide, np.random.default_rng(400))
+    trace = Trace(np.arange(len(y), dtype=np.float64) * 300.0, y, 300.0, "weekends")
+    coverage = {}
+    for on in (True, False):
+        settings = forecaster.ForecasterSettings(calibrate_on_full_history=on)
+        result = backtest.run(
+            trace,
+            [DAY],
+            quantile=0.95,
+            stride_seconds=3600.0,
+            min_history_seconds=8 * DAY,
+            settings=settings,
+        )
+        fc = result.forecasts[(DAY, backtest.TIDESCALER)]
+        assert fc.upper is not None
+        idx = np.round((fc.origins + DAY) / 300.0).astype(int)
+        ok = idx < len(y)
+        coverage[on] = float(np.mean(y[idx[ok]] <= fc.upper[ok]))
+    assert abs(coverage[True] - 0.95) <= 0.03, coverage
+    assert coverage[False] > 0.98, coverage

@@ -86,6 +86,9 @@ class TestModelContract:
                 else:
                     assert np.isnan(rolled[i, j])
 
+    def test_full_history_is_at_least_the_least_history(self, model: Model) -> None:
+        assert model.full_history >= model.min_history
+
     def test_constant_series_gives_that_constant(self, model: Model) -> None:
         out = model.forecast(np.full(6 * PERIOD, 12.5), 2 * PERIOD)
         np.testing.assert_allclose(out, 12.5)
@@ -211,3 +214,11 @@ def test_combination_ignores_a_member_with_nothing_to_say() -> None:
     out = models.combine(paths)
     np.testing.assert_allclose(out[:2], [2.0, 5.0])
     assert np.isnan(out[2])
+
+
+def test_a_median_is_warm_once_it_has_all_its_periods() -> None:
+    median = SeasonalProfile(PERIOD, reducer="median", periods=5, level_window=6)
+    assert median.full_history == 5 * PERIOD + 6
+    # Seasonal naive uses older periods only to bridge gaps.
+    assert SeasonalProfile(PERIOD, level_window=6).full_history == PERIOD + 6
+    assert Combination((median, RecentLevel(12))).full_history == 5 * PERIOD + 6

@@ -23,7 +23,9 @@ The pipeline of `fit`, in order:
    each day's origins are scored with the model the other days would have
    chosen, so the winner's luck does not narrow its own band. A horizon
    with too few errors for a finite-sample conformal quantile takes the
-   widest band of the shorter horizons instead.
+   widest band of the shorter horizons instead. Errors a model made while
+   still warming up (a median over fewer periods than it will use) are left
+   out once there are enough of the others.
 
 Everything is a deterministic function of the input: two replicas fitting the
 same history give the same forecast.
@@ -99,6 +101,9 @@ class ForecasterSettings:
     # so that near-zero valleys do not get a zero-width band.
     band_floor_share: float = 0.1
     horizon_grid_points: int = 24
+    # Calibrate on the errors each model made with its full history, once
+    # there are enough of them (see Model.full_history).
+    calibrate_on_full_history: bool = True
     # Also try the mean of the best this many models of each horizon range
     # (1: off). 3 to 5 did equally well on the forecast benchmark.
     combine_top: int = 4
@@ -510,10 +515,20 @@ def fit(
         weights = 0.5 ** (age / settings.calibration_half_life_seconds)
     rows = np.arange(len(origins))
     all_scores = np.empty((len(origins), len(horizons)))
+    full = np.array([m.full_history for m in models])
+    # Errors of a model still warming up overstate the errors to come; once
+    # those of its full history are enough for the quantile to rest on two
+    # errors above it, the band is calibrated on them alone.
+    enough = math.ceil(2.0 / (1.0 - quantile))
     for j in range(len(horizons)):
         seg_i = buckets.index(int(bucket_of[j]))
-        pred = stacked[fold_choice[fold, seg_i], rows, j]
-        all_scores[:, j] = (actual[:, j] - pred) / (pred + floor)
+        choice = fold_choice[fold, seg_i]
+        pred = stacked[choice, rows, j]
+        scores = (actual[:, j] - pred) / (pred + floor)
+        mature = origins >= full[choice] - 1
+        if settings.calibrate_on_full_history and np.isfinite(scores[mature]).sum() >= enough:
+            scores[~mature] = np.nan
+        all_scores[:, j] = scores
     band_q = np.zeros(len(horizons))
     for j in range(len(horizons)):
         band_q[j] = conformal_quantile(all_scores[:, j], quantile, weights)

@@ -51,6 +51,15 @@ class Model(Protocol):
         ...
 
     @property
+    def full_history(self) -> int:
+        """Points after which more history no longer adds to what the forecast is made of.
+
+        Before that the model is warming up (a median over fewer periods
+        than it will use), and its errors overstate the errors to come.
+        """
+        ...
+
+    @property
     def max_rolling_horizon(self) -> int:
         """Largest horizon (in steps) for which `rolling` is exact."""
         ...
@@ -234,6 +243,12 @@ class SeasonalProfile:
         return self.period + self.level_window
 
     @property
+    def full_history(self) -> int:
+        # "naive" looks further back only to bridge gaps.
+        periods = self.periods if self.reducer != "naive" else 1
+        return self.period * periods + self.level_window
+
+    @property
     def max_rolling_horizon(self) -> int:
         return self.period - self.smooth_half_width
 
@@ -342,6 +357,10 @@ class RecentLevel:
         return 1
 
     @property
+    def full_history(self) -> int:
+        return self.window
+
+    @property
     def max_rolling_horizon(self) -> int:
         return 1 << 40
 
@@ -440,6 +459,10 @@ class Combination:
     @property
     def min_history(self) -> int:
         return max(m.min_history for m in self.members)
+
+    @property
+    def full_history(self) -> int:
+        return max(m.full_history for m in self.members)
 
     @property
     def max_rolling_horizon(self) -> int:
