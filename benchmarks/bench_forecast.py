@@ -112,6 +112,7 @@ class Targets:
 
     index: np.ndarray  # target position on the trace's grid
     day: np.ndarray  # day of the target since the trace began: the bootstrap's block
+    median: FloatArray
     terms: FloatArray  # sMAPE term of each target, percent
     hits: np.ndarray | None  # target at or below the band (the forecaster only)
 
@@ -120,11 +121,19 @@ class Targets:
         cls, trace: Trace, index: np.ndarray, median: FloatArray, upper: FloatArray | None
     ) -> Targets:
         actual = trace.values[index]
-        denom = np.abs(actual) + np.abs(median)
-        terms = np.zeros(len(index))
-        np.divide(200.0 * np.abs(actual - median), denom, out=terms, where=denom > 0)
         day = (index * trace.step_seconds // DAY_SECONDS).astype(np.int64)
-        return cls(index, day, terms, None if upper is None else actual <= upper)
+        hits = None if upper is None else actual <= upper
+        return cls(index, day, median, backtest.smape_terms(actual, median), hits)
+
+    def coverage_by_level(self) -> tuple[float | None, float | None]:
+        """Coverage where the median is in its lowest and in its highest third."""
+        if self.hits is None or len(self.median) == 0:
+            return None, None
+        low, high = np.quantile(self.median, [1 / 3, 2 / 3])
+        return (
+            float(np.mean(self.hits[self.median <= low])),
+            float(np.mean(self.hits[self.median >= high])),
+        )
 
 
 Key = tuple[str, float, str]  # series, horizon, method
@@ -179,16 +188,15 @@ def evaluate(job: Job) -> tuple[list[Row], dict[Key, Targets]]:
     targets: dict[Key, Targets] = {}
     for s in result.scores:
         if s.method != "last_value":
-            low, high = _coverage_by_level(trace, result, s)
-            rows.append(Row(**asdict(s), series=job.name, coverage_low=low, coverage_high=high))
             fc = result.forecasts[(s.horizon_seconds, s.method)]
             k = round(s.horizon_seconds / step)
             index = np.round((fc.origins - trace.timestamps[0]) / step).astype(np.int64) + k
             ok = (index < len(y)) & np.isfinite(fc.median)
             upper = None if fc.upper is None else fc.upper[ok]
-            targets[(job.name, s.horizon_seconds, s.method)] = Targets.of(
-                trace, index[ok], fc.median[ok], upper
-            )
+            mine = Targets.of(trace, index[ok], fc.median[ok], upper)
+            targets[(job.name, s.horizon_seconds, s.method)] = mine
+            low, high = mine.coverage_by_level()
+            rows.append(Row(**asdict(s), series=job.name, coverage_low=low, coverage_high=high))
     steps = [round(h / step) for h in result.horizons_seconds]
     first = result.forecasts[(result.horizons_seconds[0], backtest.TIDESCALER)]
     origins = np.round((first.origins - trace.timestamps[0]) / step).astype(np.int64)
@@ -226,22 +234,6 @@ def evaluate(job: Job) -> tuple[list[Row], dict[Key, Targets]]:
             job.name, MSTL_PEER, trace, origins[picked], own[picked], result, steps, targets
         )
     return rows, targets
-
-
-def _coverage_by_level(
-    trace: Trace, result: backtest.BacktestResult, s: backtest.Score
-) -> tuple[float | None, float | None]:
-    """Coverage in the lowest and highest third of the forecast median (the forecaster only)."""
-    fc = result.forecasts.get((s.horizon_seconds, s.method))
-    if fc is None or fc.upper is None:
-        return None, None
-    k = round(s.horizon_seconds / trace.step_seconds)
-    idx = np.round((fc.origins - trace.timestamps[0]) / trace.step_seconds).astype(np.int64) + k
-    ok = (idx < len(trace.values)) & np.isfinite(fc.median)
-    actual, median, upper = trace.values[idx[ok]], fc.median[ok], fc.upper[ok]
-    low, high = np.quantile(median, [1 / 3, 2 / 3])
-    hit = actual <= upper
-    return float(np.mean(hit[median <= low])), float(np.mean(hit[median >= high]))
 
 
 def _pad(values: FloatArray, n: int) -> FloatArray:

@@ -77,12 +77,18 @@ class BacktestResult:
 # ----------------------------------------------------------------- scoring
 
 
-def smape(actual: FloatArray, forecast: FloatArray) -> float:
-    """Symmetric MAPE in percent; a point where both are 0 counts as 0."""
+def smape_terms(actual: FloatArray, forecast: FloatArray) -> FloatArray:
+    """Each point's share of sMAPE, in percent; a point where both are 0 counts as 0."""
     denom = np.abs(actual) + np.abs(forecast)
     terms = np.zeros(len(actual))
-    np.divide(2.0 * np.abs(actual - forecast), denom, out=terms, where=denom > 0)
-    return float(100.0 * terms.mean()) if len(terms) else math.nan
+    np.divide(200.0 * np.abs(actual - forecast), denom, out=terms, where=denom > 0)
+    return terms
+
+
+def smape(actual: FloatArray, forecast: FloatArray) -> float:
+    """Symmetric MAPE in percent; a point where both are 0 counts as 0."""
+    terms = smape_terms(actual, forecast)
+    return float(terms.mean()) if len(terms) else math.nan
 
 
 def mase_scale(values: FloatArray, step_seconds: float) -> float:

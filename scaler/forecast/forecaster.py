@@ -104,8 +104,7 @@ class ForecasterSettings:
     # Calibrate on the errors each model made with its full history, once
     # there are enough of them (see Model.full_history).
     calibrate_on_full_history: bool = True
-    # Also try the mean of the best this many models of each horizon range
-    # (1: off). 3 to 5 did equally well on the forecast benchmark.
+    # Also try the mean of the best this many models of each horizon range (1: off).
     combine_top: int = 4
 
 

@@ -450,11 +450,11 @@ class Combination:
     noisy series the mean of a few good models beats the best one alone.
     """
 
-    def __init__(self, members: tuple[Model, ...], *, name: str | None = None) -> None:
+    def __init__(self, members: tuple[Model, ...]) -> None:
         if not members:
             raise ValueError("a combination needs members")
         self.members = members
-        self.name = name or "mean(" + ",".join(m.name for m in members) + ")"
+        self.name = "mean(" + ",".join(m.name for m in members) + ")"
 
     @property
     def min_history(self) -> int:
