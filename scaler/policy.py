@@ -70,6 +70,24 @@ class ForecastPolicy:
     quantile: float = 0.95
 
 
+@dataclass(frozen=True)
+class BackendOptions:
+    """How to talk to Prometheus for this trigger (KEDA prometheus scaler keys).
+
+    `namespace` is sent as the `namespace` URL parameter (Thanos Querier
+    tenancy); `query_parameters` and `custom_headers` are extra URL parameters
+    and HTTP headers, used only where the server allows their names;
+    `timeout_seconds` bounds one HTTP request (KEDA's `timeout`, given in ms);
+    `unsafe_ssl` skips certificate checks where the server allows it.
+    """
+
+    namespace: str | None = None
+    query_parameters: tuple[tuple[str, str], ...] = ()
+    custom_headers: tuple[tuple[str, str], ...] = ()
+    timeout_seconds: float | None = None
+    unsafe_ssl: bool = False
+
+
 @dataclass(frozen=True, eq=False)
 class Policy:
     """Everything one trigger asks for. Built only by `parse_policy`."""
@@ -79,6 +97,7 @@ class Policy:
     resources: ResourcePolicy | None = None
     forecast: ForecastPolicy = ForecastPolicy()
     prometheus_address: str | None = None  # None: the server's --prometheus-url
+    backend: BackendOptions = BackendOptions()
     min_replicas: int = 0
     max_replicas: int | None = None
     metric_name: str = "tidescaler"
