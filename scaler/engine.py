@@ -133,11 +133,20 @@ class Decision:
         return None
 
 
+# The most replicas a signal can ask for: Kubernetes keeps replica counts in an int32.
+# A huge demand over a tiny threshold (1e300 / 1e-9) clamps here instead of overflowing.
+MAX_SIGNAL_REPLICAS = 2**31 - 1
+
+
 def replicas_for(load: float, per_replica: float) -> int:
-    """ceil(load / per_replica), robust to float noise such as 3.0000000000000004."""
+    """ceil(load / per_replica), robust to float noise such as 3.0000000000000004,
+    and at most MAX_SIGNAL_REPLICAS."""
     if load <= 0 or not math.isfinite(load):
         return 0
-    return math.ceil(round(load / per_replica, 6))
+    ratio = load / per_replica if per_replica > 0 else math.inf
+    if not ratio < MAX_SIGNAL_REPLICAS:  # also catches inf (and nan)
+        return MAX_SIGNAL_REPLICAS
+    return min(math.ceil(round(ratio, 6)), MAX_SIGNAL_REPLICAS)
 
 
 def lead_seconds(policy: Policy, settings: EngineSettings) -> float:
@@ -304,7 +313,7 @@ def decide(
     # floor, and among signals the order above (query, cpu, memory, forecast).
     if policy.windows and query is None and resources is None and not cron_active:
         # A policy of cron windows alone is a KEDA cron trigger: outside its windows KEDA's
-        # cron scaler reports 1, not 0 (inactive all the same, so KEDA still scales to zero).
+        # cron scaler (>= 2.18) reports 0 and is inactive, so KEDA scales to zero.
         floor = KEDA_VALUE_OUTSIDE_WINDOW
     candidates = acting + ([(floor, Reason.CRON)] if policy.windows else [])
     desired, reason = max(candidates, key=lambda c: c[0], default=(0, Reason.MIN_REPLICAS))

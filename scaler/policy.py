@@ -5,27 +5,45 @@ Every rule about a key lives here: its name, default, range and message. The
 parser collects every problem before failing and reports them all at once, so a
 user fixes a ScaledObject in one round trip; an unknown key is an error with a
 did-you-mean, because a typo must never silently disable a signal.
+
+The map is untrusted (anyone who can write a ScaledObject sends it): sizes are
+checked before anything is parsed (scaler.policy_limits), every number has a
+sane range so that no decision can overflow, and messages quote only a short
+prefix of a value.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import math
+import re
+import sys
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
+from cachetools import LRUCache
 
 from scaler.durations import parse_duration
+from scaler.policy_limits import bounded_message, quote, size_problems
+from scaler.policy_text import MAX_WINDOWS, Node, TextError, load_schedules, parse_pairs
 from scaler.schedule import CronError, CronSchedule, CronWindow
 from scaler.sources.resources import validate_pod_selector
 
 T = TypeVar("T")
+
+_MAX_PROBLEM_CHARS = 400
+
+# Bounds on every number, so that no value in a decision can overflow (documented).
+MAX_REPLICAS = 100_000  # desiredReplicas, minReplicas, maxReplicas
+MIN_THRESHOLD, MAX_THRESHOLD = 1e-9, 1e15  # threshold; activationThreshold is 0..1e15
+MAX_PERCENT = 10_000.0  # cpuUtilization, memoryUtilization
+MAX_POD_STARTUP_SECONDS = 86_400.0
+MAX_FORECAST_HISTORY_SECONDS = 90 * 86_400.0
+MAX_TIMEOUT_MS = 60_000
 
 
 class ForecastMode(StrEnum):
@@ -35,11 +53,18 @@ class ForecastMode(StrEnum):
 
 
 class PolicyError(ValueError):
-    """Invalid trigger metadata; `problems` lists every problem found."""
+    """Invalid trigger metadata; `problems` lists every problem found.
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = tuple(problems)
-        super().__init__("invalid tidescaler trigger metadata: " + "; ".join(problems))
+    Each problem is cut to a few hundred characters and the message to 2 KiB
+    ("and N more problems"), so it always fits a gRPC status.
+    """
+
+    def __init__(self, problems: list[str] | tuple[str, ...]) -> None:
+        self.problems = tuple(
+            p if len(p) <= _MAX_PROBLEM_CHARS else p[: _MAX_PROBLEM_CHARS - 1] + "…"
+            for p in problems
+        )
+        super().__init__(bounded_message("invalid tidescaler trigger metadata: ", self.problems))
 
 
 @dataclass(frozen=True)
@@ -115,7 +140,19 @@ class Policy:
 
 
 # Keys that KEDA itself puts into scalerMetadata for an external trigger.
-KEDA_KEYS = frozenset({"scalerAddress", "enableTLS", "unsafeSsl"})
+KEDA_KEYS = frozenset({"scalerAddress", "enableTLS"})
+
+# Keys of KEDA's prometheus scaler that tidescaler cannot honour: a clear "no"
+# rather than "unknown key", so that a migration knows what to change.
+UNSUPPORTED_KEYS = {
+    "awsRegion": "awsRegion is not supported by tidescaler: it does not sign requests for "
+    "Amazon Managed Prometheus; point prometheusAddress at a Prometheus it can reach as is",
+    "identityOwner": "identityOwner is not supported by tidescaler: it has no AWS pod identity "
+    "to use; point prometheusAddress at a Prometheus it can reach as is",
+    "authModes": "authModes is not supported by tidescaler: KEDA does not pass "
+    "TriggerAuthentication secrets to an external scaler; point prometheusAddress at a "
+    "Prometheus it can reach without credentials",
+}
 
 KNOWN_KEYS = (
     "timezone",
@@ -124,6 +161,12 @@ KNOWN_KEYS = (
     "desiredReplicas",
     "schedules",
     "prometheusAddress",
+    "serverAddress",
+    "namespace",
+    "queryParameters",
+    "customHeaders",
+    "timeout",
+    "unsafeSsl",
     "query",
     "threshold",
     "activationThreshold",
@@ -141,47 +184,68 @@ KNOWN_KEYS = (
     "metricName",
 )
 
-_TRUE = {"true", "1", "yes", "on"}
-_FALSE = {"false", "0", "no", "off"}
+# Go's strconv.ParseBool (what KEDA uses) accepts 1/t/true and 0/f/false; "yes"/"on" are ours.
+_TRUE = {"true", "1", "yes", "on", "t"}
+_FALSE = {"false", "0", "no", "off", "f"}
+# strconv.Atoi style: optional sign, ASCII digits only (no "1_000", no "1e3", no "5.0").
+_WHOLE = re.compile(r"[+-]?[0-9]+")
+# IANA names: components of letters, digits, "_", "+", "-" (no ".", so no "..", no files).
+_ZONE = re.compile(r"[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,3}")
+# A Kubernetes namespace (DNS-1123 label), what Thanos' `namespace` parameter names.
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+# RFC 9110 token: the characters a header name may have.
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers that frame the request itself; never a tenant's to set.
+_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+# URL parameters of the query itself.
+_QUERY_OWN_PARAMETERS = frozenset({"query", "time"})
 
 
 # -- value parsers: each returns the value or raises ValueError("expected ...") --
 
 
-def _int_at_least(lowest: int) -> Callable[[str], int]:
+def _whole(lowest: int, highest: int = MAX_REPLICAS) -> Callable[[str], int]:
+    expectation = f"expected a whole number from {lowest} to {highest}"
+
     def parse(text: str) -> int:
-        try:
-            value = int(text.strip())
-        except ValueError:
-            raise ValueError(f"expected a whole number >= {lowest}") from None
-        if value < lowest:
-            raise ValueError(f"expected a whole number >= {lowest}")
+        stripped = text.strip()
+        if not _WHOLE.fullmatch(stripped) or len(stripped) > 12:
+            raise ValueError(expectation)
+        value = int(stripped)
+        if not lowest <= value <= highest:
+            raise ValueError(expectation)
         return value
 
     return parse
 
 
-def _number(*, positive: bool) -> Callable[[str], float]:
+def _bounded_number(lowest: float, highest: float, shown: str) -> Callable[[str], float]:
+    expectation = f"expected a number from {shown}"
+
     def parse(text: str) -> float:
-        expectation = "a number > 0" if positive else "a number >= 0"
         try:
             value = float(text.strip())
         except ValueError:
-            raise ValueError(f"expected {expectation}") from None
-        if not math.isfinite(value) or value < 0 or (positive and value == 0):
-            raise ValueError(f"expected {expectation}")
+            raise ValueError(expectation) from None
+        if not math.isfinite(value) or not lowest <= value <= highest:
+            raise ValueError(expectation)
         return value
 
     return parse
 
 
+_threshold = _bounded_number(MIN_THRESHOLD, MAX_THRESHOLD, "1e-9 to 1e15")
+_activation_threshold = _bounded_number(0.0, MAX_THRESHOLD, "0 to 1e15")
+
+
 def _percent(text: str) -> float:
+    expectation = "expected a percentage > 0, e.g. 70 (at most 10000)"
     try:
         value = float(text.strip().removesuffix("%"))
     except ValueError:
-        raise ValueError("expected a percentage > 0, e.g. 70") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ValueError("expected a percentage > 0, e.g. 70")
+        raise ValueError(expectation) from None
+    if not math.isfinite(value) or not 0 < value <= MAX_PERCENT:
+        raise ValueError(expectation)
     return value
 
 
@@ -204,25 +268,36 @@ def _quantile(text: str) -> float:
     return value
 
 
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError:
-        raise ValueError("expected a duration such as 90s, 15m, 7d") from None
+def _bounded_duration(lowest_exclusive: bool, highest: float, shown: str) -> Callable[[str], float]:
+    expectation = f"expected a duration such as 90s, 15m, 7d ({shown})"
+
+    def parse(text: str) -> float:
+        try:
+            seconds = parse_duration(text)
+        except ValueError:
+            raise ValueError(expectation) from None
+        if seconds > highest or (lowest_exclusive and seconds <= 0):
+            raise ValueError(expectation)
+        return seconds
+
+    return parse
 
 
-def _positive_duration(text: str) -> float:
-    seconds = _duration(text)
-    if seconds <= 0:
-        raise ValueError("expected a duration > 0 such as 90s, 15m, 7d")
-    return seconds
+_forecast_history = _bounded_duration(
+    True, MAX_FORECAST_HISTORY_SECONDS, "more than 0, at most 90d"
+)
+_pod_startup = _bounded_duration(False, MAX_POD_STARTUP_SECONDS, "at most 1d")
 
 
 def _zone(text: str) -> ZoneInfo:
+    expectation = "expected an IANA time zone such as Europe/Berlin or UTC"
+    name = text.strip()
+    if not _ZONE.fullmatch(name):
+        raise ValueError(expectation)
     try:
-        return ZoneInfo(text.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError("expected an IANA time zone such as Europe/Berlin or UTC") from None
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "Europe" is a directory
+        raise ValueError(expectation) from None
 
 
 def _cron(text: str) -> CronSchedule:
@@ -241,7 +316,11 @@ def _forecast_mode(text: str) -> ForecastMode:
 
 def _address(text: str) -> str:
     address = text.strip().rstrip("/")
-    if not address.startswith(("http://", "https://")) or len(address) <= len("https://"):
+    if (
+        not address.startswith(("http://", "https://"))
+        or len(address) <= len("https://")
+        or any(c.isspace() or not c.isprintable() for c in address)
+    ):
         raise ValueError("expected an http:// or https:// URL")
     return address
 
@@ -257,6 +336,67 @@ def _selector(text: str) -> str:
     if problem:
         raise ValueError(problem)
     return text.strip()
+
+
+def _namespace(text: str) -> str | None:
+    name = text.strip()
+    if not name:
+        return None  # KEDA treats an empty value as not set
+    if not _NAMESPACE.fullmatch(name):
+        raise ValueError("expected a Kubernetes namespace name (lower-case letters, digits, '-')")
+    return name
+
+
+def _query_parameters(text: str) -> tuple[tuple[str, str], ...]:
+    if not text.strip():
+        return ()
+    try:
+        pairs = parse_pairs(text)
+    except TextError as err:
+        raise ValueError(f"expected name=value,name=value: {err}") from None
+    for name, _ in pairs:
+        if name in _QUERY_OWN_PARAMETERS:
+            raise ValueError(f"{name!r} is the query's own parameter")
+    return pairs
+
+
+def _custom_headers(text: str) -> tuple[tuple[str, str], ...]:
+    if not text.strip():
+        return ()
+    try:
+        pairs = parse_pairs(text)
+    except TextError as err:
+        raise ValueError(f"expected Name=value,Name=value: {err}") from None
+    for name, value in pairs:
+        if not _HEADER_NAME.fullmatch(name):
+            raise ValueError(f"{quote(name)} is not a valid HTTP header name")
+        if name.lower() in _FRAMING_HEADERS:
+            raise ValueError(f"{name!r} frames the request and cannot be set")
+        if any(not (c == "\t" or " " <= c <= "~" or c >= "\x80") for c in value) or (
+            "\x7f" in value
+        ):
+            raise ValueError(f"the value of {name!r} has a control character")
+    return pairs
+
+
+def _timeout_ms(text: str) -> float | None:
+    """KEDA's `timeout`: whole milliseconds; 0 (or empty) means the server's default."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    expectation = (
+        f"expected whole milliseconds from 0 to {MAX_TIMEOUT_MS} (0: the server's default)"
+    )
+    if not _WHOLE.fullmatch(stripped) or len(stripped) > 12:
+        raise ValueError(expectation)
+    milliseconds = int(stripped)
+    if not 0 <= milliseconds <= MAX_TIMEOUT_MS:
+        raise ValueError(expectation)
+    return milliseconds / 1000 if milliseconds else None
+
+
+def _optional_boolean(text: str) -> bool:
+    return _boolean(text) if text.strip() else False  # KEDA: empty means not set
 
 
 class _Reader:
@@ -275,9 +415,9 @@ class _Reader:
             return default
         raw = self.metadata[key]
         try:
-            return parse(str(raw))
+            return parse(raw)
         except ValueError as err:
-            self.problems.append(f"{self.where}{key}={raw!r}: {err}")
+            self.problems.append(f"{self.where}{key}={quote(raw)}: {err}")
             return default
 
     def require(self, key: str, parse: Callable[[str], T], why: str) -> T | None:
@@ -306,12 +446,15 @@ def _unknown_keys(metadata: Mapping[str, str]) -> list[str]:
     for key in sorted(metadata):
         if key in KNOWN_KEYS or key in KEDA_KEYS:
             continue
+        if key in UNSUPPORTED_KEYS:
+            problems.append(UNSUPPORTED_KEYS[key])
+            continue
         close = difflib.get_close_matches(key, KNOWN_KEYS, n=1, cutoff=0.6)
         if not close:
             lowered = {k.lower(): k for k in KNOWN_KEYS}
             close = [lowered[key.lower()]] if key.lower() in lowered else []
         hint = f" (did you mean {close[0]}?)" if close else ""
-        problems.append(f"unknown key {key!r}{hint}")
+        problems.append(f"unknown key {quote(key)}{hint}")
     return problems
 
 
@@ -319,15 +462,15 @@ def _window(reader: _Reader, why: str, *, floor_required: bool) -> CronWindow | 
     zone = reader.require("timezone", _zone, why)
     start = reader.require("start", _cron, why)
     end = reader.require("end", _cron, why)
-    desired = reader.get("desiredReplicas", _int_at_least(1 if floor_required else 0), None)
-    ceiling = reader.get("maxReplicas", _int_at_least(0), None)
+    desired = reader.get("desiredReplicas", _whole(1 if floor_required else 0), None)
+    ceiling = reader.get("maxReplicas", _whole(0), None)
     if floor_required and not reader.has("desiredReplicas"):
         reader.problems.append(f"{reader.where}desiredReplicas is required {why}")
     if not floor_required and desired is None and ceiling is None and not reader.problems:
         reader.problems.append(f"{reader.where}needs desiredReplicas and/or maxReplicas")
     if start is not None and end is not None and start.expression == end.expression:
         reader.problems.append(
-            f"{reader.where}start and end must differ (both {start.expression!r})"
+            f"{reader.where}start and end must differ (both {quote(start.expression)})"
         )
     if desired is not None and ceiling is not None and desired > ceiling:
         reader.problems.append(
@@ -341,30 +484,42 @@ def _window(reader: _Reader, why: str, *, floor_required: bool) -> CronWindow | 
     )
 
 
+_WINDOW_KEYS = ("start", "end", "timezone", "desiredReplicas", "maxReplicas")
+
+
 def _schedules(text: str, problems: list[str]) -> list[tuple[str, CronWindow]]:
     try:
-        entries: Any = json.loads(text)
-    except ValueError:
-        try:
-            entries = yaml.safe_load(text)
-        except yaml.YAMLError as err:
-            problems.append(f"schedules: not valid YAML or JSON ({err.__class__.__name__})")
-            return []
+        entries: Node = load_schedules(text)
+    except TextError as err:
+        problems.append(f"schedules: {err}")
+        return []
     if not isinstance(entries, list) or not entries:
         problems.append("schedules: expected a non-empty list of {start, end, timezone, ...}")
         return []
+    if len(entries) > MAX_WINDOWS:
+        problems.append(f"schedules: {len(entries)} windows, at most {MAX_WINDOWS}")
+        return []
     windows = []
-    allowed = {"start", "end", "timezone", "desiredReplicas", "maxReplicas"}
     for i, entry in enumerate(entries):
         where = f"schedules[{i}]."
         if not isinstance(entry, dict):
             problems.append(f"schedules[{i}]: expected an object with start, end, timezone")
             continue
-        for key in sorted(set(entry) - allowed):
-            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        for key in sorted(set(entry) - set(_WINDOW_KEYS)):
+            close = difflib.get_close_matches(key, _WINDOW_KEYS, n=1, cutoff=0.6)
             hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(f"{where}{key}: unknown key{hint}")
-        reader = _Reader({k: str(v) for k, v in entry.items() if k in allowed}, where)
+            shown = key if key.isprintable() and len(key) <= 60 else quote(key)
+            problems.append(f"{where}{shown}: unknown key{hint}")
+        values = {}
+        for key in _WINDOW_KEYS:
+            if key not in entry:
+                continue
+            value = entry[key]
+            if not isinstance(value, str):
+                problems.append(f"{where}{key}: expected a single value, not a list or object")
+                continue
+            values[key] = value
+        reader = _Reader(values, where)
         window = _window(reader, "in every schedule", floor_required=False)
         problems.extend(reader.problems)
         if window is not None:
@@ -372,8 +527,33 @@ def _schedules(text: str, problems: list[str]) -> list[tuple[str, CronWindow]]:
     return windows
 
 
+def _prometheus_address(r: _Reader, problems: list[str]) -> str | None:
+    """`prometheusAddress`, or KEDA's name for it, `serverAddress`; both must agree."""
+    ours = r.get("prometheusAddress", _address, None)
+    keda = r.get("serverAddress", _address, None)
+    if ours is not None and keda is not None and ours != keda:
+        problems.append(
+            "serverAddress and prometheusAddress are both set and differ; keep one "
+            "(serverAddress is KEDA's name for prometheusAddress)"
+        )
+    return ours or keda
+
+
+def _backend(r: _Reader) -> BackendOptions:
+    return BackendOptions(
+        namespace=r.get("namespace", _namespace, None),
+        query_parameters=r.get("queryParameters", _query_parameters, ()),
+        custom_headers=r.get("customHeaders", _custom_headers, ()),
+        timeout_seconds=r.get("timeout", _timeout_ms, None),
+        unsafe_ssl=r.get("unsafeSsl", _optional_boolean, False),
+    )
+
+
 def parse_policy(metadata: Mapping[str, str]) -> Policy:
     """Build the policy of one trigger, or raise PolicyError listing every problem."""
+    too_large = size_problems(metadata)
+    if too_large:
+        raise PolicyError(too_large)  # nothing of an oversized map is parsed
     problems: list[str] = []
     meta = _resolve_from_env(metadata, problems)
     problems.extend(_unknown_keys(meta))
@@ -392,12 +572,12 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
     query = None
     if r.has("query"):
         text = r.get("query", _text, "")
-        threshold = r.require("threshold", _number(positive=True), "with query")
+        threshold = r.require("threshold", _threshold, "with query")
         if text and threshold is not None:
             query = QueryPolicy(
                 query=text,
                 threshold=threshold,
-                activation_threshold=r.get("activationThreshold", _number(positive=False), 0.0),
+                activation_threshold=r.get("activationThreshold", _activation_threshold, 0.0),
                 ignore_null_values=r.get("ignoreNullValues", _boolean, True),
             )
     else:
@@ -418,8 +598,8 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
     forecast = ForecastPolicy(
         mode=r.get("forecast", _forecast_mode, ForecastMode.OFF),
         query=r.get("forecastQuery", _text, None),
-        history_seconds=r.get("forecastHistory", _positive_duration, 7 * 86400.0),
-        pod_startup_seconds=r.get("podStartupSeconds", _duration, 60.0),
+        history_seconds=r.get("forecastHistory", _forecast_history, 7 * 86400.0),
+        pod_startup_seconds=r.get("podStartupSeconds", _pod_startup, 60.0),
         quantile=r.get("forecastQuantile", _quantile, 0.95),
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):
@@ -428,8 +608,8 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
             "demand that query measures, and threshold turns it into replicas"
         )
 
-    min_replicas = r.get("minReplicas", _int_at_least(0), 0)
-    max_replicas = r.get("maxReplicas", _int_at_least(1), None)
+    min_replicas = r.get("minReplicas", _whole(0), 0)
+    max_replicas = r.get("maxReplicas", _whole(1), None)
     if max_replicas is not None and min_replicas > max_replicas:
         problems.append(f"minReplicas={min_replicas} is above maxReplicas={max_replicas}")
     for name, window in named_windows:
@@ -458,7 +638,8 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
         query=query,
         resources=resources,
         forecast=forecast,
-        prometheus_address=r.get("prometheusAddress", _address, None),
+        prometheus_address=_prometheus_address(r, problems),
+        backend=_backend(r),
         min_replicas=min_replicas,
         max_replicas=max_replicas,
         metric_name=r.get("metricName", _text, "tidescaler"),
@@ -469,17 +650,52 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
     return policy
 
 
-@lru_cache(maxsize=4096)
-def _parse_cached(items: frozenset[tuple[str, str]]) -> Policy | PolicyError:
-    try:
-        return parse_policy(dict(items))
-    except PolicyError as err:
-        return err
+# -- the cache: KEDA sends the same map on every poll ---------------------------
+
+# Bounded by the memory its entries hold, not by their number: a cached map is at
+# most MAX_METADATA_BYTES, so many distinct large maps cannot pin more than this.
+_CACHE_BYTES = 16 * 1024 * 1024
+_ENTRY_OVERHEAD = 4096  # the Policy (or error) and the cache's own bookkeeping
+
+_Result = Policy | tuple[str, ...]  # a policy, or the problems of an invalid map
+_cache: LRUCache[frozenset[tuple[str, str]], tuple[int, _Result]] = LRUCache(
+    maxsize=_CACHE_BYTES, getsizeof=lambda entry: entry[0]
+)
+_cache_lock = threading.Lock()
+
+
+def _cost(metadata: Mapping[str, str], result: _Result) -> int:
+    size = _ENTRY_OVERHEAD + sum(sys.getsizeof(k) + sys.getsizeof(v) for k, v in metadata.items())
+    if isinstance(result, tuple):
+        size += sum(sys.getsizeof(p) for p in result)
+    return size
 
 
 def cached_policy(metadata: Mapping[str, str]) -> Policy:
-    """parse_policy, memoised per distinct metadata (KEDA sends the same map every poll)."""
-    result = _parse_cached(frozenset(metadata.items()))
-    if isinstance(result, PolicyError):
-        raise result
+    """parse_policy, memoised per distinct metadata (KEDA sends the same map every poll).
+
+    An oversized map is rejected before it is hashed or kept; what is kept is
+    bounded in bytes (_CACHE_BYTES), valid and invalid maps alike."""
+    too_large = size_problems(metadata)
+    if too_large:
+        raise PolicyError(too_large)
+    key = frozenset(metadata.items())
+    with _cache_lock:
+        entry = _cache.get(key)
+    if entry is None:
+        try:
+            result: _Result = parse_policy(metadata)
+        except PolicyError as err:
+            result = err.problems
+        with _cache_lock:
+            _cache[key] = (_cost(metadata, result), result)
+    else:
+        result = entry[1]
+    if isinstance(result, tuple):
+        raise PolicyError(result)  # a fresh error each time: no traceback piles up on one
     return result
+
+
+def clear_policy_cache() -> None:
+    with _cache_lock:
+        _cache.clear()

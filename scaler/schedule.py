@@ -24,8 +24,9 @@ because the server asks it for every window on every request.
 #     any other instant: a start that never fires gives active whenever the end
 #     fires (now is after year 1), an end that never fires gives inactive, and
 #     neither firing gives active.
-#   - The metric value is desiredReplicas when active and 1 (not 0) otherwise,
-#     with target 1; see KEDA_VALUE_OUTSIDE_WINDOW.
+#   - The metric value is desiredReplicas when active and 0 otherwise, with target
+#     1 (KEDA >= 2.18, kedacore/keda PR #6888; before it the value outside was 1);
+#     see KEDA_VALUE_OUTSIDE_WINDOW.
 
 from __future__ import annotations
 
@@ -41,8 +42,10 @@ ZERO_TIME = -62135596800.0
 _ZERO = -62135596800
 
 # KEDA's cron scaler reports this value outside its window (it is what a cron
-# trigger contributes to the HPA there), and desiredReplicas inside.
-KEDA_VALUE_OUTSIDE_WINDOW = 1
+# trigger contributes to the HPA there), and desiredReplicas inside. It is 0 since
+# KEDA 2.18 (kedacore/keda PR #6888, "return zero metric value by default"; its
+# cron_scaler_test.go expects 0 outside); KEDA 2.17 and older reported 1.
+KEDA_VALUE_OUTSIDE_WINDOW = 0
 
 _DAY = 86400
 _STAR = 1 << 63  # robfig marks a field written as * or ? (without a step > 1) with bit 63

@@ -109,9 +109,9 @@ CASES = {
     "keda-cron-only-inside": Case(
         WINDOW_NOW | {"desiredReplicas": "7"}, Observations(), 7, Reason.CRON, True
     ),
-    # KEDA's cron scaler reports 1 outside its window (and is inactive): parity.
+    # KEDA's cron scaler (>= 2.18) reports 0 outside its window and is inactive: parity.
     "keda-cron-only-outside": Case(
-        WINDOW_LATER | {"desiredReplicas": "7"}, Observations(), 1, Reason.CRON, False
+        WINDOW_LATER | {"desiredReplicas": "7"}, Observations(), 0, Reason.CRON, False
     ),
     "cpu-hpa-arithmetic": Case(
         # 3.5 cores used, 0.5 core requested per pod, target 70%: ceil(3.5 / 0.35) = 10

@@ -101,15 +101,17 @@ def test_schedules_accept_yaml() -> None:
         pytest.param({"query": "up"}, "threshold is required with query", id="threshold-required"),
         pytest.param(
             QUERY | {"threshold": "-3"},
-            "threshold='-3': expected a number > 0",
+            "threshold='-3': expected a number from 1e-9 to 1e15",
             id="threshold-negative",
         ),
         pytest.param(
-            QUERY | {"threshold": "0"}, "threshold='0': expected a number > 0", id="threshold-zero"
+            QUERY | {"threshold": "0"},
+            "threshold='0': expected a number from 1e-9 to 1e15",
+            id="threshold-zero",
         ),
         pytest.param(
             QUERY | {"activationThreshold": "lots"},
-            "activationThreshold='lots': expected a number >= 0",
+            "activationThreshold='lots': expected a number from 0 to 1e15",
             id="activation-not-number",
         ),
         pytest.param(
@@ -129,7 +131,8 @@ def test_schedules_accept_yaml() -> None:
         ),
         pytest.param(
             QUERY | {"forecastHistory": "a week"},
-            "forecastHistory='a week': expected a duration such as 90s, 15m, 7d",
+            "forecastHistory='a week': expected a duration such as 90s, 15m, 7d"
+            " (more than 0, at most 90d)",
             id="history-duration",
         ),
         pytest.param(
@@ -139,7 +142,7 @@ def test_schedules_accept_yaml() -> None:
         ),
         pytest.param(
             QUERY | {"maxReplicas": "2.5"},
-            "maxReplicas='2.5': expected a whole number >= 1",
+            "maxReplicas='2.5': expected a whole number from 1 to 100000",
             id="max-not-int",
         ),
         pytest.param(
@@ -171,7 +174,7 @@ def test_schedules_accept_yaml() -> None:
         ),
         pytest.param(
             CRON | {"desiredReplicas": "0"},
-            "desiredReplicas='0': expected a whole number >= 1",
+            "desiredReplicas='0': expected a whole number from 1 to 100000",
             id="keda-desired-nonzero",
         ),
         pytest.param(
