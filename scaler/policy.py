@@ -627,7 +627,7 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
                 f"maxReplicas={max_replicas}"
             )
 
-    if not (windows or query or resources) and not problems:
+    if not (windows or query or resources) and not problems and not r.problems:
         problems.append(
             "no signal: set a cron window (timezone, start, end, desiredReplicas) or schedules, "
             "query with threshold, or cpuUtilization/memoryUtilization with podSelector"

@@ -11,6 +11,8 @@ than a few milliseconds. Scalars stay the text that was written (`5`, `"5"` and
 
 from __future__ import annotations
 
+import re
+from itertools import accumulate
 from typing import Any
 
 import yaml
@@ -29,8 +31,22 @@ class TextError(ValueError):
     """A structured value that cannot be read; the message says why, without the key."""
 
 
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _flow_too_deep(text: str) -> bool:
+    """Nesting of [ ] { } looked at before any parser sees it (a parser would scan a
+    "[[[[..." prefix up to its own limit first). Brackets inside quotes count too:
+    no value of a window (cron, time zone, number) has any."""
+    brackets = _NOT_BRACKET.sub("", text)
+    return max(accumulate(map(_STEP.__getitem__, brackets)), default=0) > MAX_DEPTH
+
+
 def load_schedules(text: str) -> Node:
     """The YAML/JSON document in `text` as str / list / dict, or TextError."""
+    if _flow_too_deep(text):
+        raise TextError(f"nested more than {MAX_DEPTH} levels deep")
     stack: list[list[Node] | dict[str, Node]] = []
     pending_key: list[str | None] = []
     root: Node | None = None
@@ -120,7 +136,7 @@ def parse_pairs(text: str) -> tuple[tuple[str, str], ...]:
         parts = element.strip().split("=")
         if len(parts) != 2:
             shown = element.strip()[:60]
-            raise TextError(f"expected name=value, got {shown!r}")
+            raise TextError(f"{shown!r} is not name=value")
         name, value = parts[0].strip(), parts[1].strip()
         if not name:
             raise TextError(f"empty name in {element.strip()[:60]!r}")

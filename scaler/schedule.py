@@ -96,8 +96,9 @@ _DOW = _Field(
 )
 
 
-def _out_of_range(value: int, f: _Field) -> CronError:
-    return CronError(f"value {value} out of range {f.low}-{f.high}{f.hint} in {f.name} field")
+def _out_of_range(value: int | str, f: _Field) -> CronError:
+    shown = value if len(str(value)) <= 20 else f"of {len(str(value))} digits"
+    return CronError(f"value {shown} out of range {f.low}-{f.high}{f.hint} in {f.name} field")
 
 
 def _number(text: str, f: _Field, element: str) -> int:
@@ -112,6 +113,8 @@ def _number(text: str, f: _Field, element: str) -> int:
             raise CronError(f"'{element}' is missing a number in {f.name} field")
         inside = f" in '{element}'" if text != element else ""
         raise CronError(f"'{text}'{inside} is not {what} in {f.name} field")
+    if len(text) > 20:  # beyond strconv.Atoi's int64 whatever the digits (and int()'s limit)
+        raise _out_of_range(text, f)
     value = int(text)
     if value >= 1 << 63:  # beyond strconv.Atoi's int64
         raise _out_of_range(value, f)

@@ -1,0 +1,505 @@
+"""Hostile trigger metadata: anyone who can write a ScaledObject can send it.
+
+Every case is a clear PolicyError (INVALID_ARGUMENT on the wire) in milliseconds,
+with a message that quotes only a short prefix of what was sent; memory stays
+flat however many distinct maps pass; no number can overflow a decision.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import time
+import tracemalloc
+from collections.abc import Callable, Iterator
+
+import grpc
+import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
+
+from scaler.engine import MAX_SIGNAL_REPLICAS, Observations, decide, replicas_for
+from scaler.policy import (
+    MAX_REPLICAS,
+    Policy,
+    PolicyError,
+    cached_policy,
+    clear_policy_cache,
+    parse_policy,
+)
+from scaler.policy_limits import MAX_MESSAGE_BYTES
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.server import ServerConfig, start_server
+
+QUERY = {"query": "sum(rate(http_requests_total[1m]))", "threshold": "100"}
+CRON = {
+    "timezone": "Europe/Berlin",
+    "start": "0 8 * * *",
+    "end": "0 20 * * *",
+    "desiredReplicas": "5",
+}
+WINDOW = '{"start": "0 1 * * *", "end": "0 2 * * *", "timezone": "UTC", "desiredReplicas": 1}'
+
+
+def billion_laughs() -> str:
+    """The YAML alias bomb: nine levels of nine aliases to the level below (9^9 leaves)."""
+    lines = ['- &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    names = "abcdefghi"
+    for below, name in itertools.pairwise(names):
+        lines.append(f"- &{name} [" + ",".join([f"*{below}"] * 9) + "]")
+    return "\n".join(lines) + "\n"
+
+
+BOMB = billion_laughs()
+DEEP_JSON = "[" * 5000 + "]" * 5000
+MANY_UNKNOWN = QUERY | {f"unknown_{i:03d}_" + "x" * 90: "v" for i in range(60)}
+
+HOSTILE: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
+    "yaml-alias-bomb": (
+        {"schedules": BOMB},
+        ("schedules: YAML anchors (&name) are not allowed",),
+    ),
+    "yaml-alias": ({"schedules": "- *a\n"}, ("schedules: YAML aliases (*name) are not allowed",)),
+    "yaml-python-tag": (
+        {"schedules": "- !!python/object/apply:os.system ['true']\n"},
+        ("schedules: YAML tags (!name) are not allowed",),
+    ),
+    "json-depth-bomb": (
+        {"schedules": DEEP_JSON},
+        ("schedules: nested more than 4 levels deep",),
+    ),
+    "yaml-deep-blocks": (
+        {"schedules": "".join("  " * i + "- \n" for i in range(50))},
+        ("schedules: nested more than 4 levels deep",),
+    ),
+    "too-many-windows": (
+        {"schedules": "[" + ",".join([WINDOW] * 51) + "]"},
+        ("schedules: 51 windows, at most 50",),
+    ),
+    "too-many-values": (
+        {"schedules": "[" + "1," * 3000 + "1]"},
+        ("schedules: too many values (more than 800; at most 50 windows)",),
+    ),
+    "yaml-duplicate-key": (
+        {"schedules": "- {start: 0 1 * * *, start: 0 2 * * *}"},
+        ("schedules: key 'start' appears twice in one mapping",),
+    ),
+    "yaml-two-documents": (
+        {"schedules": "- a\n---\n- b\n"},
+        ("schedules: more than one YAML document",),
+    ),
+    "schedule-value-is-a-list": (
+        {"schedules": "- {start: [1, 2], end: 0 2 * * *, timezone: UTC, desiredReplicas: 1}"},
+        (
+            "schedules[0].start: expected a single value, not a list or object",
+            "schedules[0].start is required in every schedule",
+        ),
+    ),
+    "megabyte-query": (
+        QUERY | {"query": "x" * 2**20},
+        ("query: the value is too long (1048576 bytes, at most 16384)",),
+    ),
+    "long-value": (
+        QUERY | {"metricName": "m" * 5000},
+        ("metricName: the value is too long (5000 bytes, at most 4096)",),
+    ),
+    "multibyte-value-counted-in-bytes": (
+        QUERY | {"metricName": "é" * 2100},
+        ("metricName: the value is too long (4200 bytes, at most 4096)",),
+    ),
+    "too-many-keys": (
+        QUERY | {f"k{i}": "v" for i in range(70)},
+        ("too many keys: 72 (at most 64)",),
+    ),
+    "long-key": (
+        QUERY | {"k" * 200: "v"},
+        (f"key {'k' * 60!r}… (200 bytes) is too long (at most 128 bytes)",),
+    ),
+    "whole-map-too-large": (
+        QUERY
+        | {
+            "query": "q" * 16000,
+            "forecastQuery": "q" * 16000,
+            "schedules": "s" * 16000,
+            "metricName": "m" * 4000,
+            "podSelector": "p" * 4000,
+            "namespace": "n" * 4000,
+            "customHeaders": "c" * 4000,
+            "queryParameters": "x" * 4000,
+        },
+        ("the metadata is too large (68097 bytes in all, at most 65536)",),
+    ),
+    "zone-is-a-directory": (
+        CRON | {"timezone": "Europe"},
+        ("timezone='Europe': expected an IANA time zone such as Europe/Berlin or UTC",),
+    ),
+    "zone-empty": (
+        CRON | {"timezone": ""},
+        ("timezone='': expected an IANA time zone such as Europe/Berlin or UTC",),
+    ),
+    "zone-parent-path": (
+        CRON | {"timezone": "../etc"},
+        ("timezone='../etc': expected an IANA time zone such as Europe/Berlin or UTC",),
+    ),
+    "zone-data-file": (
+        CRON | {"timezone": "zone.tab"},
+        ("timezone='zone.tab': expected an IANA time zone such as Europe/Berlin or UTC",),
+    ),
+    "zone-absurdly-long": (
+        CRON | {"timezone": "a" * 4000},
+        (
+            f"timezone={'a' * 60!r}… (4000 bytes): expected an IANA time zone such as "
+            "Europe/Berlin or UTC",
+        ),
+    ),
+    "zone-directory-in-schedules": (
+        {"schedules": "- {start: 0 1 * * *, end: 0 2 * * *, timezone: Europe, desiredReplicas: 1}"},
+        (
+            "schedules[0].timezone='Europe': expected an IANA time zone such as "
+            "Europe/Berlin or UTC",
+        ),
+    ),
+    "desired-2-pow-63": (
+        CRON | {"desiredReplicas": str(2**63)},
+        ("desiredReplicas='9223372036854775808': expected a whole number from 1 to 100000",),
+    ),
+    "desired-above-sane-max": (
+        CRON | {"desiredReplicas": "100001"},
+        ("desiredReplicas='100001': expected a whole number from 1 to 100000",),
+    ),
+    "min-1e19": (
+        QUERY | {"minReplicas": "1e19"},
+        ("minReplicas='1e19': expected a whole number from 0 to 100000",),
+    ),
+    "max-with-underscores": (
+        QUERY | {"maxReplicas": "1_000"},
+        ("maxReplicas='1_000': expected a whole number from 1 to 100000",),
+    ),
+    "desired-4000-digits": (
+        CRON | {"desiredReplicas": "9" * 4000},
+        (f"desiredReplicas={'9' * 60!r}… (4000 bytes): expected a whole number from 1 to 100000",),
+    ),
+    "threshold-1e-20": (
+        QUERY | {"threshold": "1e-20"},
+        ("threshold='1e-20': expected a number from 1e-9 to 1e15",),
+    ),
+    "threshold-1e16": (
+        QUERY | {"threshold": "1e16"},
+        ("threshold='1e16': expected a number from 1e-9 to 1e15",),
+    ),
+    "threshold-nan": (
+        QUERY | {"threshold": "nan"},
+        ("threshold='nan': expected a number from 1e-9 to 1e15",),
+    ),
+    "activation-infinity": (
+        QUERY | {"activationThreshold": "Infinity"},
+        ("activationThreshold='Infinity': expected a number from 0 to 1e15",),
+    ),
+    "cpu-1e300-percent": (
+        {"cpuUtilization": "1e300", "podSelector": 'namespace="shop"'},
+        ("cpuUtilization='1e300': expected a percentage > 0, e.g. 70 (at most 10000)",),
+    ),
+    "pod-startup-two-days": (
+        QUERY | {"podStartupSeconds": "2d"},
+        ("podStartupSeconds='2d': expected a duration such as 90s, 15m, 7d (at most 1d)",),
+    ),
+    "forecast-history-a-year": (
+        QUERY | {"forecastHistory": "365d"},
+        (
+            "forecastHistory='365d': expected a duration such as 90s, 15m, 7d "
+            "(more than 0, at most 90d)",
+        ),
+    ),
+    "cron-3000-digit-minute": (
+        CRON | {"start": "9" * 3000 + " * * * *"},
+        (
+            f"start={'9' * 60!r}… (3008 bytes): expected a 5-field cron expression: value of "
+            "3000 digits out of range 0-59 in minute field",
+        ),
+    ),
+    "header-injection": (
+        QUERY | {"customHeaders": "X-Scope-OrgID=a\x0d\x0aHost: evil"},
+        (
+            "customHeaders='X-Scope-OrgID=a\\r\\nHost: evil': the value of 'X-Scope-OrgID' has a "
+            "control character",
+        ),
+    ),
+    "namespace-injection": (
+        QUERY | {"namespace": "shop&query=up"},
+        (
+            "namespace='shop&query=up': expected a Kubernetes namespace name "
+            "(lower-case letters, digits, '-')",
+        ),
+    ),
+    "address-with-newline": (
+        QUERY | {"prometheusAddress": "http://prometheus:9090\n/evil"},
+        (
+            "prometheusAddress='http://prometheus:9090\\n/evil': "
+            "expected an http:// or https:// URL",
+        ),
+    ),
+}
+
+
+def hostile_problems(metadata: dict[str, str]) -> tuple[str, ...]:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(metadata)
+    return info.value.problems
+
+
+def fastest_ms(call: Callable[[], object], runs: int = 3) -> float:
+    """Best of a few runs: the cost of the work, not of a busy shared machine."""
+    best = math.inf
+    for _ in range(runs):
+        began = time.perf_counter()
+        with contextlib.suppress(PolicyError):
+            call()
+        best = min(best, time.perf_counter() - began)
+    return best * 1000
+
+
+@pytest.mark.parametrize(("metadata", "expected"), HOSTILE.values(), ids=HOSTILE.keys())
+def test_hostile_metadata_gives_exactly_this_message_in_milliseconds(
+    metadata: dict[str, str], expected: tuple[str, ...]
+) -> None:
+    assert hostile_problems(metadata) == expected
+    assert fastest_ms(lambda: parse_policy(metadata)) < 20
+
+
+def test_the_alias_bomb_is_small_and_refused_in_well_under_a_millisecond_each() -> None:
+    assert len(BOMB) < 440
+    assert fastest_ms(lambda: parse_policy({"schedules": BOMB}), runs=20) < 2
+
+
+def test_a_long_list_of_problems_is_cut_to_a_bounded_message() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(MANY_UNKNOWN)
+    message = str(info.value)
+    assert len(info.value.problems) == 60  # every problem is kept for the caller
+    assert len(message.encode()) <= MAX_MESSAGE_BYTES
+    assert message.endswith(" more problems")
+    assert f"unknown key {'unknown_000_' + 'x' * 48!r}… (102 bytes)" in message
+
+
+def test_no_problem_quotes_more_than_a_short_prefix() -> None:
+    with pytest.raises(PolicyError) as info:
+        parse_policy(CRON | {"start": "1," * 1900 + "99 * * * *", "end": "x" * 4000})
+    assert all(len(p) <= 400 for p in info.value.problems)
+    assert len(str(info.value)) < 1000
+
+
+def test_distinct_megabyte_maps_do_not_stay_in_memory() -> None:
+    """300 distinct 1 MB invalid maps: rejected before they are hashed or cached."""
+    clear_policy_cache()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(300):
+            metadata = {"query": f"{i}" + "x" * 2**20, "threshold": "1"}
+            with pytest.raises(PolicyError):
+                cached_policy(metadata)
+            del metadata
+        after, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 256 * 1024
+    assert peak - before < 4 * 2**20  # one map at a time, never a pile of them
+
+
+LARGE_INVALID_KEYS = (
+    "metricName",
+    "namespace",
+    "customHeaders",
+    "queryParameters",
+    "timezone",
+    "start",
+    "end",
+)
+
+
+def test_the_cache_holds_a_bounded_number_of_bytes() -> None:
+    """500 distinct invalid maps of 60 kB each (30 MB sent): what stays cached is bounded
+    by the cache's 16 MiB (without the bound, all 30 MB would stay)."""
+    clear_policy_cache()
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(500):
+            distinct = f"{i:05d}"  # every value a new string, nothing shared between maps
+            metadata = {
+                "query": distinct + "q" * 16000,
+                "forecastQuery": distinct + "f" * 16000,
+                "threshold": "0",
+            } | {key: distinct + "v" * 4000 for key in LARGE_INVALID_KEYS}
+            with pytest.raises(PolicyError):
+                cached_policy(metadata)
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        clear_policy_cache()
+    assert after - before < 20 * 2**20
+
+
+def test_a_cache_hit_takes_microseconds() -> None:
+    clear_policy_cache()
+    metadata = QUERY | CRON | {"scalerAddress": "tidescaler:9090", "minReplicas": "1"}
+    first = cached_policy(metadata)
+    rounds = 2000
+    began = time.perf_counter()
+    for _ in range(rounds):
+        assert cached_policy(dict(metadata)) is first
+    per_call_us = (time.perf_counter() - began) / rounds * 1e6
+    assert per_call_us < 50, f"{per_call_us:.1f} µs per cache hit"
+
+
+def test_an_invalid_map_raises_a_fresh_error_each_time() -> None:
+    clear_policy_cache()
+    errors = []
+    for _ in range(3):
+        with pytest.raises(PolicyError) as info:
+            cached_policy({"query": "up"})
+        errors.append(info.value)
+    assert errors[0] is not errors[1] and errors[0].problems == errors[2].problems
+
+
+@pytest.mark.parametrize(
+    ("demand", "threshold", "expected"),
+    [
+        (1e300, 1e-9, MAX_SIGNAL_REPLICAS),
+        (1e308, 1e-20, MAX_SIGNAL_REPLICAS),  # what a parser bug could let through
+        (float("inf"), 1.0, 0),  # no measurement, not a huge one
+        (2**31 * 10.0, 10.0, MAX_SIGNAL_REPLICAS),
+        (300.0000000001, 100.0, 3),
+    ],
+)
+def test_replicas_for_clamps_instead_of_overflowing(
+    demand: float, threshold: float, expected: int
+) -> None:
+    assert replicas_for(demand, threshold) == expected
+
+
+def test_largest_numbers_a_policy_accepts_give_a_bounded_decision() -> None:
+    policy = parse_policy(
+        {"query": "up", "threshold": "1e-9", "maxReplicas": str(MAX_REPLICAS)}
+        | {"minReplicas": str(MAX_REPLICAS)}
+    )
+    assert policy.max_replicas == MAX_REPLICAS
+    decision = decide(policy, Observations(), 0.0)
+    assert decision.desired_replicas <= MAX_REPLICAS
+
+
+# -- fuzzing: any map of strings is a Policy or a PolicyError, quickly -------------
+
+KEYS = st.sampled_from(
+    [
+        "timezone",
+        "start",
+        "end",
+        "desiredReplicas",
+        "schedules",
+        "query",
+        "threshold",
+        "activationThreshold",
+        "minReplicas",
+        "maxReplicas",
+        "forecastHistory",
+        "podStartupSeconds",
+        "customHeaders",
+        "queryParameters",
+        "timeout",
+        "namespace",
+        "serverAddress",
+        "unsafeSsl",
+    ]
+)
+VALUES = st.one_of(
+    st.text(max_size=40),
+    st.sampled_from(["1", "0", "-1", "1e19", "1e-20", str(2**63), "nan", "Europe", "../etc"]),
+    st.sampled_from(["0 8 * * *", "*/5 * * * 1-5", "TZ=Europe 0 8 * * *", "@daily"]),
+    st.sampled_from(["- {start: 0 1 * * *}", "[{}]", "- &a x\n- *a", "[[[[[[]]]]]]"]),
+)
+
+
+def assert_policy_or_policy_error(metadata: dict[str, str]) -> None:
+    began = time.perf_counter()
+    try:
+        policy = parse_policy(metadata)
+    except PolicyError as err:
+        assert err.problems
+        assert len(str(err).encode("utf-8", "surrogatepass")) <= MAX_MESSAGE_BYTES
+    else:
+        assert isinstance(policy, Policy)
+    assert time.perf_counter() - began < 0.05
+
+
+def _explicit(test: Callable[[dict[str, str]], None]) -> Callable[[dict[str, str]], None]:
+    for metadata, _ in HOSTILE.values():
+        test = example(metadata=metadata)(test)
+    return example(metadata=MANY_UNKNOWN)(test)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    metadata=st.one_of(
+        st.dictionaries(st.text(max_size=30), st.text(max_size=60), max_size=8),
+        st.dictionaries(KEYS, VALUES, max_size=8),
+    )
+)
+@_explicit
+def test_any_metadata_is_a_policy_or_a_policy_error(metadata: dict[str, str]) -> None:
+    assert_policy_or_policy_error(metadata)
+
+
+# -- on the wire: what a KEDA client sees -----------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stub() -> Iterator[pb_grpc.ExternalScalerStub]:
+    running = start_server(
+        ServerConfig(
+            host="127.0.0.1", port=0, metrics_port=None, prometheus_url="http://127.0.0.1:9"
+        )
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield pb_grpc.ExternalScalerStub(channel)
+    finally:
+        running.stop(0)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "yaml-alias-bomb",
+        "json-depth-bomb",
+        "megabyte-query",
+        "zone-is-a-directory",
+        "desired-2-pow-63",
+        "threshold-1e-20",
+        "header-injection",
+    ],
+)
+def test_hostile_metadata_is_invalid_argument_on_the_wire(
+    stub: pb_grpc.ExternalScalerStub, case: str
+) -> None:
+    metadata, expected = HOSTILE[case]
+    request = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=metadata)
+    for call in (stub.GetMetricSpec, stub.IsActive):
+        began = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as info:
+            call(request, timeout=3)
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        assert info.value.details() == "invalid tidescaler trigger metadata: " + "; ".join(expected)
+        assert time.perf_counter() - began < 1.0
+
+
+def test_a_long_list_of_problems_stays_invalid_argument_on_the_wire(
+    stub: pb_grpc.ExternalScalerStub,
+) -> None:
+    request = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=MANY_UNKNOWN)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=request), timeout=3)
+    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert len((info.value.details() or "").encode()) <= MAX_MESSAGE_BYTES
