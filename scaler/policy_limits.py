@@ -47,10 +47,28 @@ def _too_long(text: str, limit: int) -> bool:
     return len(text) > limit or (len(text) * 4 > limit and utf8_len(text) > limit)
 
 
+def _surely_within_limits(metadata: Mapping[str, str]) -> bool:
+    """The common case, decided with a few C-level calls (this runs on every request):
+    a UTF-8 character is at most 4 bytes, so short enough in characters is short
+    enough in bytes. False means "look carefully", not "too large"."""
+    try:
+        values = "".join(metadata.values())  # TypeError unless all are strings
+        keys = "".join(metadata)
+    except TypeError:
+        return False
+    return (
+        (len(keys) + len(values)) * 4 <= MAX_METADATA_BYTES
+        and len(values) * 4 <= MAX_VALUE_BYTES
+        and (not metadata or max(map(len, metadata)) * 4 <= MAX_KEY_BYTES)
+    )
+
+
 def size_problems(metadata: Mapping[str, str]) -> list[str]:
     """What exceeds a limit, found without parsing anything (empty: within limits)."""
     if len(metadata) > MAX_KEYS:
         return [f"too many keys: {len(metadata)} (at most {MAX_KEYS})"]
+    if _surely_within_limits(metadata):
+        return []
     problems = []
     total = 0
     for key, value in metadata.items():

@@ -222,8 +222,15 @@ HOSTILE: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     "header-injection": (
         QUERY | {"customHeaders": "X-Scope-OrgID=a\x0d\x0aHost: evil"},
         (
-            "customHeaders='X-Scope-OrgID=a\\r\\nHost: evil': the value of 'X-Scope-OrgID' has a "
-            "control character",
+            "customHeaders='X-Scope-OrgID=a\\r\\nHost: evil': the value of 'X-Scope-OrgID' may "
+            "have printable ASCII characters only",
+        ),
+    ),
+    "header-value-not-ascii": (
+        QUERY | {"customHeaders": "X-Tenant=müller"},
+        (
+            "customHeaders='X-Tenant=müller': the value of 'X-Tenant' may have printable "
+            "ASCII characters only",
         ),
     ),
     "namespace-injection": (
@@ -431,7 +438,8 @@ def assert_policy_or_policy_error(metadata: dict[str, str]) -> None:
         assert len(str(err).encode("utf-8", "surrogatepass")) <= MAX_MESSAGE_BYTES
     else:
         assert isinstance(policy, Policy)
-    assert time.perf_counter() - began < 0.05
+    if time.perf_counter() - began >= 0.05:  # a busy machine, or really slow? ask again
+        assert fastest_ms(lambda: parse_policy(metadata)) < 50
 
 
 def _explicit(test: Callable[[dict[str, str]], None]) -> Callable[[dict[str, str]], None]:
