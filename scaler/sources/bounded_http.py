@@ -63,11 +63,14 @@ class HttpAnswer:
 class _Watch:
     """One request's deadline and the connection it runs on."""
 
-    __slots__ = ("connection", "deadline", "expired", "finished")
+    __slots__ = ("connection", "deadline", "expired", "finished", "sock")
 
     def __init__(self, deadline: float) -> None:
         self.deadline = deadline
         self.connection: Any = None
+        # http.client lets go of the connection's socket once the headers say it
+        # will close, while the body is still read from it: keep it here.
+        self.sock: socket.socket | None = None
         self.expired = False
         self.finished = False
 
@@ -148,7 +151,7 @@ class _Watchdog:
             return
         if getattr(connection, "tidescaler_watch", None) is not watch:
             return
-        sock = getattr(connection, "sock", None)
+        sock = watch.sock or getattr(connection, "sock", None)
         if sock is not None:
             with contextlib.suppress(OSError):  # already closed
                 sock.shutdown(socket.SHUT_RDWR)
@@ -163,11 +166,19 @@ class _WatchedHTTPConnection(HTTPConnection):
         _attach_current(self)
         super().request(*args, **kwargs)
 
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _note_socket(self)
+        return super().getresponse(*args, **kwargs)
+
 
 class _WatchedHTTPSConnection(HTTPSConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _attach_current(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _note_socket(self)
+        return super().getresponse(*args, **kwargs)
 
 
 def _attach_current(connection: Any) -> None:
@@ -175,6 +186,13 @@ def _attach_current(connection: Any) -> None:
     watchdog: _Watchdog | None = getattr(_current, "watchdog", None)
     if watch is not None and watchdog is not None:
         watchdog.attach(watch, connection)
+
+
+def _note_socket(connection: Any) -> None:
+    # The request is sent, so the socket exists; the answer will be read from it.
+    watch: _Watch | None = getattr(_current, "watch", None)
+    if watch is not None and getattr(connection, "tidescaler_watch", None) is watch:
+        watch.sock = connection.sock
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
@@ -267,6 +285,9 @@ class BoundedHttp:
                 verify=verify,
             )
             body = self._read_body(response)
+            if watch.expired:
+                # Cut at the deadline: what was read may look complete but is not.
+                raise _timeout(timeout_seconds)
             return HttpAnswer(response.status_code, response.headers.get("Content-Type", ""), body)
         except HttpFailure:
             raise

@@ -420,6 +420,11 @@ class PrometheusSource:
         values[~np.isfinite(values)] = np.nan
         return times, values
 
+    def requests_in_flight(self) -> int:
+        """Instant and resource requests sent and not yet answered (or cut)."""
+        with self._lock:
+            return sum(self._requests_in_flight.values())
+
     def close(self) -> None:
         """Abort every request in flight and close every connection; returns at once.
 
@@ -581,10 +586,15 @@ class PrometheusSource:
                 f"unexpected {type(error).__name__}: {error}",
             )
         finally:
-            self._release(address)
             flight.finished_at = self._clock()
+            # Callers that stopped waiting still want this answer remembered;
+            # once the request no longer counts as in flight, it is.
+            self._settle_wanted(flight, key)
+            self._release(address)
             flight.done.set()
-        # Callers that stopped waiting still want this answer remembered.
+        self._settle_wanted(flight, key)  # those who gave up in the meantime
+
+    def _settle_wanted(self, flight: _Flight, key: _FlightKey) -> None:
         for ignore_null_values in list(flight.wanted):
             self._settle(flight, ("instant", *key, ignore_null_values), ignore_null_values)
 
