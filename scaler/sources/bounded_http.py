@@ -191,7 +191,7 @@ def _attach_current(connection: Any) -> None:
 def _note_socket(connection: Any) -> None:
     # The request is sent, so the socket exists; the answer will be read from it.
     watch: _Watch | None = getattr(_current, "watch", None)
-    if watch is not None and getattr(connection, "tidescaler_watch", None) is watch:
+    if watch is not None and watch.connection is connection:
         watch.sock = connection.sock
 
 
