@@ -17,6 +17,8 @@ import os
 import signal
 import socket
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
@@ -25,18 +27,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from certs import make_pki
-from prometheus_server import Exporter, PrometheusServer
+from prometheus_server import Exporter, PrometheusServer, free_port
 
 from scaler.backend_access import BackendAccess
 from scaler.policy import BackendOptions
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import (
     BackendError,
     BackendErrorKind,
     PrometheusSource,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 0.5
 SLACK = 0.3  # scheduling on a shared machine; far below any budget
 
@@ -727,3 +733,55 @@ def test_a_silent_socket_costs_no_caller_more_than_the_budget(never_answers: str
         reading = source.read(never_answers, "sum(up)")
         assert time.monotonic() - started < BUDGET + SLACK
     assert reading.error is not None and reading.error.kind is BackendErrorKind.TIMEOUT
+
+
+# -- the process ---------------------------------------------------------------------------
+
+
+def test_the_server_exits_on_sigterm_within_its_grace_whatever_the_backend_does(
+    never_answers: str, serve: Callable[..., LoopbackServer]
+) -> None:
+    dripping = serve(drip_body)
+    port = free_port()
+    env = os.environ | {
+        "TIDESCALER_HOST": "127.0.0.1",
+        "TIDESCALER_PORT": str(port),
+        "TIDESCALER_METRICS_PORT": "0",
+        "TIDESCALER_PROMETHEUS_URL": never_answers,
+        "TIDESCALER_ALLOWED_PROMETHEUS_URLS": dripping.url,
+        "TIDESCALER_QUERY_TIMEOUT_SECONDS": "60",
+        "TIDESCALER_ANSWER_BUDGET": "0.5",
+        "TIDESCALER_GRACE_SECONDS": "2",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scaler.cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for address in (never_answers, dripping.url):
+                metadata = {"query": "sum(up)", "threshold": "1", "prometheusAddress": address}
+                request = pb.GetMetricsRequest(
+                    scaledObjectRef=pb.ScaledObjectRef(
+                        name="web", namespace="shop", scalerMetadata=metadata
+                    )
+                )
+                started = time.monotonic()
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.GetMetrics(request, timeout=3)
+                # Nothing was ever observed: UNAVAILABLE at the budget, not KEDA's deadline.
+                assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert time.monotonic() - started < 0.5 + SLACK
+        # Both requests are still stuck (60 s timeout) when the signal comes.
+        started = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - started < 2 + 1.0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
