@@ -118,6 +118,30 @@ def _add_serve_parser(subparsers: Any) -> None:
     )
     p.add_argument("--query-timeout-seconds", type=float, default=3.0)
     p.add_argument(
+        "--answer-budget",
+        type=float,
+        default=1.0,
+        help="seconds an RPC waits on Prometheus before answering from the last good value "
+        "while the request goes on (default 1, well inside KEDA's 3 s)",
+    )
+    p.add_argument(
+        "--allowed-query-parameters",
+        default="",
+        help="comma-separated URL parameter names triggers may set in queryParameters "
+        "(none by default; namespace is always allowed)",
+    )
+    p.add_argument(
+        "--allowed-custom-headers",
+        default="",
+        help="comma-separated HTTP header names triggers may set in customHeaders "
+        "(case-insensitive; none by default)",
+    )
+    p.add_argument(
+        "--allow-unsafe-ssl",
+        action="store_true",
+        help="let triggers skip certificate checks towards Prometheus with unsafeSsl",
+    )
+    p.add_argument(
         "--coalesce-seconds",
         type=float,
         default=5.0,
@@ -145,6 +169,10 @@ def _add_serve_parser(subparsers: Any) -> None:
     p.set_defaults(func=run_serve)
 
 
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(name.strip() for name in text.split(",") if name.strip())
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from scaler.forecast_service import ForecastService
     from scaler.server import ServerConfig, start_server
@@ -170,6 +198,10 @@ def run_serve(args: argparse.Namespace) -> int:
             push_interval_seconds=args.push_interval_seconds,
             max_workers=args.max_workers,
             grace_seconds=args.grace_seconds,
+            answer_budget_seconds=args.answer_budget,
+            allowed_query_parameters=_names(args.allowed_query_parameters),
+            allowed_custom_headers=_names(args.allowed_custom_headers),
+            allow_unsafe_ssl=args.allow_unsafe_ssl,
         )
     except ValueError as err:
         print(f"tidescaler serve: {err}", file=sys.stderr)
@@ -179,7 +211,9 @@ def run_serve(args: argparse.Namespace) -> int:
     if config.metrics_port:
         telemetry.start_http_server(config.metrics_port)
     source = PrometheusSource(
-        timeout_seconds=config.query_timeout_seconds, coalesce_seconds=config.coalesce_seconds
+        timeout_seconds=config.query_timeout_seconds,
+        coalesce_seconds=config.coalesce_seconds,
+        answer_budget_seconds=config.answer_budget_seconds,
     )
     forecasts = ForecastService(
         source,

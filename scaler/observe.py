@@ -3,7 +3,10 @@
 The bridge between the outside world and the pure engine: it asks the
 Prometheus source for demand and resource usage (the source coalesces and
 remembers last good values) and the forecast refresher for the latest
-forecast, and hands back plain `Observations`. Nothing here blocks on a fit.
+forecast, and hands back plain `Observations`. Nothing here blocks on a fit,
+and nothing waits on Prometheus longer than the source's answer budget. The
+trigger's request options (KEDA's prometheus keys) go to the source as the
+server's `BackendAccess` lets them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from scaler.backend_access import BackendAccess
 from scaler.engine import Observations, ResourceSample, Sample, Signal
 from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
@@ -48,9 +52,15 @@ class Observer:
         self,
         source: PrometheusSource,
         forecasts: ForecastProvider | None = None,
+        access: BackendAccess | None = None,
     ) -> None:
         self.source = source
         self.forecasts = forecasts
+        self.access = access or BackendAccess()
+
+    def refusal(self, policy: Policy) -> str | None:
+        """Why the server refuses the policy's request options (headers, parameters), or None."""
+        return self.access.check(policy.backend)[1]
 
     def observe(
         self, policy: Policy, address: str | None, now: float
@@ -64,10 +74,14 @@ class Observer:
         forecast_problem: str | None = None
         errors: dict[str, str] = {}
         problems: list[BackendProblem] = []
+        options, _ = self.access.check(policy.backend)
 
         if policy.query is not None and address is not None:
             reading = self.source.read(
-                address, policy.query.query, ignore_null_values=policy.query.ignore_null_values
+                address,
+                policy.query.query,
+                ignore_null_values=policy.query.ignore_null_values,
+                options=options,
             )
             if reading.error is not None:
                 errors[Signal.QUERY] = str(reading.error)
@@ -87,7 +101,9 @@ class Observer:
             for signal, resource, target in signals:
                 if target is None:
                     continue
-                usage = self.source.read_resource(address, resources.pod_selector, resource)
+                usage = self.source.read_resource(
+                    address, resources.pod_selector, resource, options=options
+                )
                 if usage.error is not None:
                     errors[signal] = str(usage.error)
                     problems.append(BackendProblem(signal, str(usage.error.kind), str(usage.error)))

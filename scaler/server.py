@@ -22,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from scaler.backend_access import BackendAccess
 from scaler.engine import Decision, EngineSettings, decide
 from scaler.observe import BackendProblem, ForecastProvider, Observer
 from scaler.policy import Policy, PolicyError, cached_policy
@@ -55,6 +56,12 @@ class ServerConfig:
     # lifetime; threads start only when needed, so a large bound costs nothing idle.
     max_workers: int = 1024
     grace_seconds: float = 10.0
+    # Backend failure semantics: how long an RPC may wait on Prometheus, and
+    # which request options (KEDA's prometheus keys) triggers may set.
+    answer_budget_seconds: float = 1.0
+    allowed_query_parameters: tuple[str, ...] = ()
+    allowed_custom_headers: tuple[str, ...] = ()
+    allow_unsafe_ssl: bool = False
     allowed: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
@@ -66,6 +73,8 @@ class ServerConfig:
             raise ValueError("--tls-cert and --tls-key go together: set both or neither")
         if self.tls_client_ca is not None and self.tls_cert is None:
             raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
+        if not self.answer_budget_seconds > 0:
+            raise ValueError(f"--answer-budget must be > 0, got {self.answer_budget_seconds}")
 
     @property
     def engine_settings(self) -> EngineSettings:
@@ -135,6 +144,11 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 "allowed by this server (allowed: "
                 + (", ".join(sorted(self.config.allowed)) or "none")
                 + "; see --allowed-prometheus-urls)",
+            )
+        refused = self.observer.refusal(policy)
+        if refused is not None:
+            raise RequestError(
+                grpc.StatusCode.INVALID_ARGUMENT, f"invalid tidescaler trigger metadata: {refused}"
             )
         return policy, address
 
@@ -338,10 +352,16 @@ def start_server(
 ) -> RunningServer:
     """Build and start the gRPC server; returns once it listens."""
     source = source or PrometheusSource(
-        timeout_seconds=config.query_timeout_seconds, coalesce_seconds=config.coalesce_seconds
+        timeout_seconds=config.query_timeout_seconds,
+        coalesce_seconds=config.coalesce_seconds,
+        answer_budget_seconds=config.answer_budget_seconds,
     )
-
-    observer = Observer(source, forecasts)
+    access = BackendAccess(
+        allowed_query_parameters=config.allowed_query_parameters,
+        allowed_custom_headers=config.allowed_custom_headers,
+        allow_unsafe_ssl=config.allow_unsafe_ssl,
+    )
+    observer = Observer(source, forecasts, access)
     stopping = threading.Event()
     service = ScalerService(config, observer, telemetry=telemetry, clock=clock, stopping=stopping)
     server = grpc.server(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 from collections.abc import Callable, Iterator
 
@@ -184,6 +186,60 @@ def test_prometheus_killed_mid_run_then_back(
         exporter.set("e2e_outage_requests", 95.0, service="cart")
         prometheus.start()
         prometheus.wait_for_value(query, 95.0, timeout_seconds=30)
+        assert metrics(stub, metadata) == 10
+    finally:
+        server.stop(0)
+
+
+def test_a_stopped_prometheus_costs_no_call_more_than_the_answer_budget(
+    prometheus_factory: Callable[..., PrometheusServer],
+    exporter: Exporter,
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+) -> None:
+    """SIGSTOP: Prometheus' kernel still accepts connections, and nothing answers.
+
+    KEDA's call must not hit its 3 s deadline: the held value answers within
+    the budget while it is younger than the staleness bound, then UNAVAILABLE
+    (so that KEDA's fallback acts), also within the budget.
+    """
+    prometheus = prometheus_factory()
+    query = 'sum(e2e_stopped_requests{service="cart"})'
+    metadata = {"query": query, "threshold": "10"}
+    exporter.set("e2e_stopped_requests", 42.0, service="cart")
+    prometheus.wait_for_value(query, 42.0)
+    staleness = 4.0
+    server = serve(
+        prometheus.url,
+        coalesce_seconds=0.0,
+        staleness_seconds=staleness,
+        query_timeout_seconds=30.0,
+        answer_budget_seconds=1.0,
+    )
+    stub = connect(server)
+    process = prometheus._process  # the fixture's own process handle
+    assert process is not None
+    try:
+        assert metrics(stub, metadata) == 5
+        good_at = time.monotonic()
+        os.kill(process.pid, signal.SIGSTOP)
+        for _ in range(2):
+            started = time.perf_counter()
+            assert metrics(stub, metadata) == 5
+            assert time.perf_counter() - started < 1.3
+        # Every call joined the one request still waiting; none piled up.
+        assert server.source.requests_in_flight() == 1
+        time.sleep(max(0.0, staleness + 0.2 - (time.monotonic() - good_at)))
+        started = time.perf_counter()
+        with pytest.raises(grpc.RpcError) as info:
+            metrics(stub, metadata)
+        assert time.perf_counter() - started < 1.3
+        assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert "no answer within the answer budget (1 s)" in (info.value.details() or "")
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+    try:
+        exporter.set("e2e_stopped_requests", 95.0, service="cart")
+        prometheus.wait_for_value(query, 95.0)
         assert metrics(stub, metadata) == 10
     finally:
         server.stop(0)

@@ -1,40 +1,42 @@
 """Prometheus as a source of observations.
 
-A thin adapter over prometheus-api-client that turns PromQL answers into plain
-numbers with the conversion rules of KEDA's prometheus scaler, and owns what
-talking to a remote backend needs: one HTTP client per address with a timeout
-and no hidden retries, coalescing of identical queries (a thousand
-ScaledObjects may send the same one every polling interval), and the last good
-value of every query so that the engine can ride out a short outage. It only
-remembers; deciding when a value is too old is the engine's business.
+A thin adapter that turns PromQL answers into plain numbers with the
+conversion rules of KEDA's prometheus scaler, and owns what talking to a
+remote backend needs: a deadline on every whole HTTP request and no hidden
+retries or redirects, a bounded wait for any caller however the backend
+behaves, the request options of KEDA's prometheus keys (namespace, extra
+parameters and headers, timeout, unsafeSsl), coalescing of identical queries
+(a thousand ScaledObjects may send the same one every polling interval), and
+the last good value of every query so that the engine can ride out an outage.
+It only remembers; deciding when a value is too old is the engine's business.
+
+prometheus-api-client's calls neither stream nor refuse redirects nor take
+per-request headers, so the HTTP side is requests with a bounded adapter
+(`bounded_http`), which is all that client wraps.
 """
 
 from __future__ import annotations
 
-import ast
 import json
 import math
+import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from enum import StrEnum
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
-import requests
-from prometheus_api_client import PrometheusConnect
-from prometheus_api_client.exceptions import PrometheusApiClientException
-from requests.adapters import HTTPAdapter
-from urllib3.util.retry import Retry
 
+from scaler.policy import BackendOptions
+from scaler.sources.bounded_http import BoundedHttp, HttpAnswer, HttpFailure, HttpFailureKind
 from scaler.sources.resources import ResourceName, resource_query
 
 __all__ = [
+    "NO_OPTIONS",
     "BackendError",
     "BackendErrorKind",
     "PrometheusSource",
@@ -56,6 +58,7 @@ class BackendErrorKind(StrEnum):
     QUERY_ERROR = "query_error"
     MULTIPLE_SERIES = "multiple_series"
     NULL_VALUE = "null_value"
+    REDIRECT = "redirect"
 
 
 class BackendError(Exception):
@@ -136,22 +139,33 @@ class ResourceReading:
         return self.error is None
 
 
-_T = TypeVar("_T")
-
-
 class _Flight:
     """One HTTP request and everyone waiting for its answer."""
 
-    __slots__ = ("converted", "done", "error", "finished_at", "observed_at", "refreshing", "result")
+    __slots__ = (
+        "converted",
+        "done",
+        "error",
+        "finished_at",
+        "observed_at",
+        "refreshing",
+        "result",
+        "started",
+        "wanted",
+    )
 
     def __init__(self, observed_at: float) -> None:
         self.done = threading.Event()
         self.observed_at = observed_at
+        self.started = time.monotonic()
         self.finished_at = 0.0
         self.result: Any = None
         self.error: BackendError | None = None
         self.refreshing = False  # a background request is replacing this answer
         self.converted: dict[bool, float | BackendError] = {}  # by ignoreNullValues
+        # ignoreNullValues settings of instant reads that gave up waiting: their
+        # last good values are updated when the answer arrives.
+        self.wanted: set[bool] = set()
 
 
 @dataclass
@@ -161,17 +175,66 @@ class _Remembered:
     last_read: float
 
 
+_FlightKey = tuple[str, str, BackendOptions]
+
+NO_OPTIONS = BackendOptions()
+
+
+class _RequestPool:
+    """Daemon threads for HTTP requests: a stuck request never delays the process' exit.
+
+    Callers reserve a slot before submitting (`PrometheusSource` counts them), so
+    there is always a thread for a submitted request and nothing queues.
+    """
+
+    def __init__(self, max_workers: int) -> None:
+        self._max_workers = max_workers
+        self._tasks: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._workers = self._idle = self._queued = 0
+
+    def submit(self, task: Callable[[], None]) -> None:
+        with self._lock:
+            self._queued += 1
+            if self._queued > self._idle and self._workers < self._max_workers:
+                self._workers += 1
+                threading.Thread(target=self._work, name="prometheus-request", daemon=True).start()
+        self._tasks.put(task)
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            task = self._tasks.get()
+            with self._lock:
+                self._idle -= 1
+                self._queued -= 1
+            task()
+
+
 class PrometheusSource:
     """Instant, resource and range queries against any number of Prometheus addresses.
 
-    Thread-safe. `timeout_seconds` bounds each HTTP request of an instant or
-    resource query (connect and each read; range queries use
-    `range_timeout_seconds`). Identical queries to the same address share one
+    Thread-safe. Each HTTP request has a deadline on the whole request (connect,
+    headers and body): `timeout_seconds`, or the trigger's own `timeout`, for
+    instant and resource queries, `range_timeout_seconds` for range queries.
+    Redirects are never followed.
+
+    Instant and resource queries run on the source's own threads, at most
+    `max_requests_per_address` at a time per address and `max_requests` in
+    all; a query past those limits fails at once as "busy" rather than queue
+    behind stuck requests. A caller waits for an answer at most
+    `answer_budget_seconds`; past it, it gets the last good value and a TIMEOUT
+    error saying the answer is pending, while the request goes on and its
+    answer is remembered when it arrives.
+
+    Identical queries (same address, query and request options) share one
     HTTP request while it is in flight and reuse its answer, success or
     failure, for `coalesce_seconds` after it arrives, then serve it for as long
-    again while one background request refreshes it (`refresh_ahead`). Last good values not read
-    for `last_good_ttl_seconds` are forgotten. `clock` gives the evaluation
-    time sent to Prometheus and the times used for coalescing and memory.
+    again while one background request refreshes it (`refresh_ahead`). Last
+    good values not read for `last_good_ttl_seconds` are forgotten. `clock`
+    gives the evaluation time sent to Prometheus and the times used for
+    coalescing and memory.
     """
 
     def __init__(
@@ -181,16 +244,21 @@ class PrometheusSource:
         last_good_ttl_seconds: float = 3600.0,
         clock: Callable[[], float] = time.time,
         *,
+        answer_budget_seconds: float = 1.0,
         headers: Mapping[str, str] | None = None,
         verify_tls: bool = True,
         range_timeout_seconds: float = 30.0,
         range_chunk_points: int = 10_000,
         cpu_rate_window_seconds: float = 120.0,
         max_connections_per_address: int = 32,
+        max_requests_per_address: int = 16,
+        max_requests: int = 64,
         refresh_ahead: bool = True,
     ) -> None:
         if timeout_seconds <= 0:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds}")
+        if answer_budget_seconds <= 0:
+            raise ValueError(f"answer_budget_seconds must be > 0, got {answer_budget_seconds}")
         if coalesce_seconds < 0:
             raise ValueError(f"coalesce_seconds must be >= 0, got {coalesce_seconds}")
         if not 1 <= range_chunk_points <= PROMETHEUS_MAX_POINTS:
@@ -198,59 +266,76 @@ class PrometheusSource:
                 f"range_chunk_points must be in [1, {PROMETHEUS_MAX_POINTS}], "
                 f"got {range_chunk_points}"
             )
+        if not 1 <= max_requests_per_address <= max_requests:
+            raise ValueError(
+                "max_requests_per_address must be in [1, max_requests], "
+                f"got {max_requests_per_address} and {max_requests}"
+            )
         self._timeout_seconds = timeout_seconds
+        self._answer_budget_seconds = answer_budget_seconds
         self._coalesce_seconds = coalesce_seconds
         self._last_good_ttl_seconds = last_good_ttl_seconds
         self._clock = clock
-        self._headers = dict(headers) if headers else None
+        self._headers = dict(headers) if headers else {}
         self._verify_tls = verify_tls
         self._range_timeout_seconds = range_timeout_seconds
         self._range_chunk_points = range_chunk_points
         self._cpu_rate_window_seconds = cpu_rate_window_seconds
-        self._max_connections = max_connections_per_address
         self._refresh_ahead = refresh_ahead
-        self._refresh_pool: ThreadPoolExecutor | None = None
+        self._max_requests_per_address = max_requests_per_address
+        self._max_requests = max_requests
+        self._http = BoundedHttp(max_connections_per_host=max_connections_per_address)
+        self._pool = _RequestPool(max_requests)
+        self._closed = False
 
         self._lock = threading.Lock()
-        self._clients: dict[str, PrometheusConnect] = {}
-        self._flights: dict[tuple[str, str], _Flight] = {}
+        self._requests_in_flight: dict[str, int] = {}
+        self._flights: dict[_FlightKey, _Flight] = {}
         self._flights_swept_at = clock()
         self._last_good: dict[tuple[Any, ...], _Remembered] = {}
         self._last_good_swept_at = clock()
 
     # -- public API ------------------------------------------------------------
 
-    def instant(self, address: str, query: str, *, ignore_null_values: bool = True) -> float:
+    def instant(
+        self,
+        address: str,
+        query: str,
+        *,
+        ignore_null_values: bool = True,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> float:
         """The query's value now, by KEDA's rules; raises BackendError."""
-        result, _ = self._fetch(address, query)
+        result, _ = self._fetch(address, query, options)
         return _to_value(result, address, query, ignore_null_values)
 
-    def read(self, address: str, query: str, *, ignore_null_values: bool = True) -> Reading:
+    def read(
+        self,
+        address: str,
+        query: str,
+        *,
+        ignore_null_values: bool = True,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> Reading:
         """Like `instant`, but never raises: on failure, the last good value and its time."""
-        key = ("instant", address, query, ignore_null_values)
-        flight = self._flight(address, query)
-        # Many ScaledObjects read the same answer: convert it once per rule.
-        converted = flight.converted.get(ignore_null_values)
-        if converted is None:
-            if flight.error is not None:
-                converted = flight.error
-            else:
-                try:
-                    converted = _to_value(flight.result, address, query, ignore_null_values)
-                except BackendError as conversion_error:
-                    converted = conversion_error
-            flight.converted[ignore_null_values] = converted
+        key = ("instant", address, query, options, ignore_null_values)
+        flight = self._flight(address, query, options)
+        if not flight.done.is_set():
+            flight.wanted.add(ignore_null_values)
+            if not flight.done.wait(self._answer_budget_seconds):
+                return self._fallback(key, self._pending(address, query))
+        converted = self._settle(flight, key, ignore_null_values)
         if isinstance(converted, BackendError):
-            failure = converted.copy()
-            remembered = self._recall(key)
-            if remembered is None:
-                return Reading(None, None, failure)
-            return Reading(remembered.value, remembered.observed_at, failure)
-        self._remember(key, converted, flight.observed_at)
+            return self._fallback(key, converted.copy())
         return Reading(converted, flight.observed_at)
 
     def read_resource(
-        self, address: str, pod_selector: str, resource: ResourceName
+        self,
+        address: str,
+        pod_selector: str,
+        resource: ResourceName,
+        *,
+        options: BackendOptions = NO_OPTIONS,
     ) -> ResourceReading:
         """Usage and requests of the pods `pod_selector` matches; never raises BackendError.
 
@@ -260,9 +345,9 @@ class PrometheusSource:
         query = resource_query(
             resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
         )
-        key = ("resource", address, pod_selector, resource)
+        key = ("resource", address, pod_selector, resource, options)
         try:
-            result, observed_at = self._fetch(address, query)
+            result, observed_at = self._fetch(address, query, options)
             usage = _per_pod(result, address, query, "used")
             requested = _per_pod(result, address, query, "requested")
         except BackendError as error:
@@ -288,13 +373,21 @@ class PrometheusSource:
         return reading
 
     def range(
-        self, address: str, query: str, start: float, end: float, step_seconds: float
+        self,
+        address: str,
+        query: str,
+        start: float,
+        end: float,
+        step_seconds: float,
+        *,
+        options: BackendOptions = NO_OPTIONS,
     ) -> tuple[np.ndarray, np.ndarray]:
         """One series on the grid start, start + step, ... <= end; gaps are NaN.
 
         Long ranges are fetched in chunks below Prometheus' per-query point
-        limit. Non-finite samples become NaN. Raises BackendError (more than
-        one series is MULTIPLE_SERIES; no series at all gives all NaN).
+        limit, on the caller's thread (a background fit, never a request path).
+        Non-finite samples become NaN. Raises BackendError (more than one
+        series is MULTIPLE_SERIES; no series at all gives all NaN).
         """
         if step_seconds <= 0:
             raise ValueError(f"step_seconds must be > 0, got {step_seconds}")
@@ -303,14 +396,18 @@ class PrometheusSource:
         count = math.floor((end - start) / step_seconds + 1e-9) + 1
         times = start + step_seconds * np.arange(count, dtype=np.float64)
         values = np.full(count, np.nan, dtype=np.float64)
-        client = self._client(address)
         for first in range(0, count, self._range_chunk_points):
             last = min(first + self._range_chunk_points, count) - 1
-            chunk_start, chunk_end = float(times[first]), float(times[last])
-            result = self._request(
-                address,
-                query,
-                partial(self._range_request, client, query, chunk_start, chunk_end, step_seconds),
+            # Exact decimal text keeps the grid exact for fractional starts.
+            params = [
+                ("query", query),
+                ("start", _number(float(times[first]))),
+                ("end", _number(float(times[last]))),
+                ("step", _number(step_seconds)),
+                ("timeout", _number(self._range_timeout_seconds)),
+            ]
+            result = self._query(
+                address, query, "query_range", params, options, self._range_timeout_seconds
             )
             series = _as_series_list(result, address, query)
             if len(series) > 1:
@@ -323,16 +420,19 @@ class PrometheusSource:
         values[~np.isfinite(values)] = np.nan
         return times, values
 
-    def close(self) -> None:
-        """Close every HTTP client; the source must not be used afterwards."""
+    def requests_in_flight(self) -> int:
+        """Instant and resource requests sent and not yet answered (or cut)."""
         with self._lock:
-            clients = list(self._clients.values())
-            self._clients.clear()
-            pool, self._refresh_pool = self._refresh_pool, None
-        if pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
-        for client in clients:
-            client.close()
+            return sum(self._requests_in_flight.values())
+
+    def close(self) -> None:
+        """Abort every request in flight and close every connection; returns at once.
+
+        The source must not be used afterwards.
+        """
+        with self._lock:
+            self._closed = True
+        self._http.close()
 
     def __enter__(self) -> PrometheusSource:
         return self
@@ -340,57 +440,145 @@ class PrometheusSource:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # -- coalescing --------------------------------------------------------------
+    # -- waiting within the answer budget ------------------------------------------
 
-    def _fetch(self, address: str, query: str) -> tuple[Any, float]:
-        """Raw `result` of an instant query and its evaluation time; raises BackendError."""
-        flight = self._flight(address, query)
+    def _fetch(
+        self, address: str, query: str, options: BackendOptions = NO_OPTIONS
+    ) -> tuple[Any, float]:
+        """Raw `result` of an instant query and its evaluation time; raises BackendError.
+
+        Waits at most the answer budget; past it, a TIMEOUT error says the answer is pending.
+        """
+        flight = self._flight(address, query, options)
+        if not flight.done.is_set() and not flight.done.wait(self._answer_budget_seconds):
+            raise self._pending(address, query)
         if flight.error is not None:
             raise flight.error.copy()
         return flight.result, flight.observed_at
 
-    def _flight(self, address: str, query: str) -> _Flight:
-        """The finished request whose answer an instant query shares with identical calls.
+    def _pending(self, address: str, query: str) -> BackendError:
+        return BackendError(
+            BackendErrorKind.TIMEOUT,
+            address,
+            query,
+            f"no answer within the answer budget ({self._answer_budget_seconds:g} s); "
+            "the request goes on and its answer will be used when it arrives",
+        )
+
+    def _fallback(self, key: tuple[Any, ...], failure: BackendError) -> Reading:
+        remembered = self._recall(key)
+        if remembered is None:
+            return Reading(None, None, failure)
+        return Reading(remembered.value, remembered.observed_at, failure)
+
+    def _settle(
+        self, flight: _Flight, key: tuple[Any, ...], ignore_null_values: bool
+    ) -> float | BackendError:
+        """The finished flight's value by one ignoreNullValues rule, remembered if good."""
+        # Many ScaledObjects read the same answer: convert it once per rule.
+        converted = flight.converted.get(ignore_null_values)
+        if converted is None:
+            if flight.error is not None:
+                converted = flight.error
+            else:
+                _, address, query, _, _ = key
+                try:
+                    converted = _to_value(flight.result, address, query, ignore_null_values)
+                except BackendError as conversion_error:
+                    converted = conversion_error
+            flight.converted[ignore_null_values] = converted
+        if not isinstance(converted, BackendError):
+            self._remember(key, converted, flight.observed_at)
+        return converted
+
+    # -- coalescing --------------------------------------------------------------
+
+    def _flight(self, address: str, query: str, options: BackendOptions) -> _Flight:
+        """The request whose answer an instant query shares with identical calls.
 
         An answer younger than `coalesce_seconds` is shared as it is. One that
         is older, but younger than twice that, is still served while a single
         background request refreshes it (refresh-ahead), so that in steady
-        state no call waits for Prometheus. Older answers are fetched inline.
+        state no call waits for Prometheus. Older answers are fetched anew. A
+        request that outlived its own deadline without finishing (a stuck
+        thread) is given up and a new one started. The returned flight may
+        still be in flight.
         """
-        key = (address, query)
+        key = (address, query, options)
         refresh = False
         with self._lock:
             now = self._clock()
             flight = self._flights.get(key)
-            leader = flight is None or (flight.done.is_set() and self._expired(flight, now))
-            if leader:
+            if flight is None or self._stale(flight, now, options):
+                busy = self._reserve(address)
+                if busy is not None:
+                    return self._busy_flight(address, query, busy, now)
                 flight = _Flight(observed_at=now)
                 self._flights[key] = flight
                 self._sweep_flights(now)
-            elif (
-                self._refresh_ahead
-                and flight is not None
-                and flight.done.is_set()
-                and not flight.refreshing
-                and now - flight.finished_at >= self._coalesce_seconds
-            ):
-                flight.refreshing = refresh = True
-        assert flight is not None
+                leader = True
+            else:
+                leader = False
+                if (
+                    self._refresh_ahead
+                    and flight.done.is_set()
+                    and not flight.refreshing
+                    and now - flight.finished_at >= self._coalesce_seconds
+                    and self._reserve(address) is None
+                ):
+                    flight.refreshing = refresh = True
         if leader:
-            self._run(flight, address, query)
+            self._pool.submit(partial(self._run, flight, key))
         elif refresh:
-            self._refresher().submit(self._refresh, key, address, query)
-        # A follower waits for a leader whose request is bounded by the socket timeouts.
-        flight.done.wait()
+            self._pool.submit(partial(self._refresh, key))
         return flight
 
-    def _run(self, flight: _Flight, address: str, query: str) -> None:
+    def _stale(self, flight: _Flight, now: float, options: BackendOptions) -> bool:
+        if flight.done.is_set():
+            return self._expired(flight, now)
+        # Deadlines end every request; one still running well past its own is stuck.
+        limit = self._request_timeout(options) + self._answer_budget_seconds
+        return time.monotonic() - flight.started > limit
+
+    def _reserve(self, address: str) -> str | None:
+        """Count one more request to `address`, or say why not. Called with the lock held."""
+        if self._closed:
+            return "the source is closed"
+        pending = self._requests_in_flight.get(address, 0)
+        if pending >= self._max_requests_per_address:
+            return (
+                f"the backend is busy: {pending} requests to it are still unanswered; "
+                "not queueing another"
+            )
+        if sum(self._requests_in_flight.values()) >= self._max_requests:
+            return f"all {self._max_requests} request slots wait on backends; not queueing another"
+        self._requests_in_flight[address] = pending + 1
+        return None
+
+    def _release(self, address: str) -> None:
+        with self._lock:
+            left = self._requests_in_flight[address] - 1
+            if left:
+                self._requests_in_flight[address] = left
+            else:
+                del self._requests_in_flight[address]
+
+    def _busy_flight(self, address: str, query: str, problem: str, now: float) -> _Flight:
+        # Not stored: the next call tries again.
+        flight = _Flight(observed_at=now)
+        flight.error = BackendError(BackendErrorKind.TIMEOUT, address, query, problem)
+        flight.finished_at = now
+        flight.done.set()
+        return flight
+
+    def _run(self, flight: _Flight, key: _FlightKey) -> None:
+        address, query, options = key
         try:
-            flight.result = self._instant_request(address, query, flight.observed_at)
+            flight.result = self._instant_request(address, query, options, flight.observed_at)
         except BackendError as error:
             flight.error = error
         except Exception as error:
-            # Waiters must never hang on a leader that died of a bug.
+            # Waiters must never hang on a request that died of a bug.
             flight.error = BackendError(
                 BackendErrorKind.BAD_RESPONSE,
                 address,
@@ -399,21 +587,24 @@ class PrometheusSource:
             )
         finally:
             flight.finished_at = self._clock()
+            # Callers that stopped waiting still want this answer remembered;
+            # once the request no longer counts as in flight, it is.
+            self._settle_wanted(flight, key)
+            self._release(address)
             flight.done.set()
+        self._settle_wanted(flight, key)  # those who gave up in the meantime
 
-    def _refresh(self, key: tuple[str, str], address: str, query: str) -> None:
+    def _settle_wanted(self, flight: _Flight, key: _FlightKey) -> None:
+        for ignore_null_values in list(flight.wanted):
+            self._settle(flight, ("instant", *key, ignore_null_values), ignore_null_values)
+
+    def _refresh(self, key: _FlightKey) -> None:
         flight = _Flight(observed_at=self._clock())
-        self._run(flight, address, query)
+        self._run(flight, key)
         with self._lock:
-            self._flights[key] = flight
-
-    def _refresher(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._refresh_pool is None:
-                self._refresh_pool = ThreadPoolExecutor(
-                    max_workers=4, thread_name_prefix="prometheus-refresh"
-                )
-            return self._refresh_pool
+            current = self._flights.get(key)
+            if current is None or current.observed_at <= flight.observed_at:
+                self._flights[key] = flight
 
     def _expired(self, flight: _Flight, now: float) -> bool:
         # A clock that stepped back (NTP) must not make an old answer look fresh.
@@ -444,6 +635,9 @@ class PrometheusSource:
             return
         with self._lock:
             now = self._clock()
+            known = self._last_good.get(key)
+            if known is not None and known.observed_at > observed_at:
+                return  # a late answer to an older request
             self._last_good[key] = _Remembered(value, observed_at, now)
             self._sweep_last_good(now)
 
@@ -472,93 +666,53 @@ class PrometheusSource:
 
     # -- HTTP ------------------------------------------------------------------------
 
-    def _client(self, address: str) -> PrometheusConnect:
-        with self._lock:
-            client = self._clients.get(address)
-            if client is None:
-                client = self._new_client(address)
-                self._clients[address] = client
-            return client
+    def _request_timeout(self, options: BackendOptions) -> float:
+        return options.timeout_seconds or self._timeout_seconds
 
-    def _new_client(self, address: str) -> PrometheusConnect:
-        url = address.rstrip("/")
-        # No retries: KEDA's scaler does not retry, a retry with backoff would
-        # break the timeout bound, and the next polling interval is the retry.
-        # read=False makes a read timeout surface as a timeout, not as
-        # "max retries exceeded".
-        retry = Retry(total=0, read=False, redirect=0, raise_on_status=False)
-        session = requests.Session()
-        session.verify = self._verify_tls
-        client = PrometheusConnect(
-            url=url,
-            headers=self._headers,
-            disable_ssl=not self._verify_tls,
-            retry=retry,
-            session=session,
-            timeout=self._timeout_seconds,
-        )
-        # The client mounts an adapter with the default pool of 10 connections;
-        # replace it so that concurrent distinct queries reuse connections.
-        session.mount(
-            url,
-            HTTPAdapter(
-                max_retries=retry,
-                pool_connections=1,
-                pool_maxsize=self._max_connections,
-            ),
-        )
-        return client
-
-    def _instant_request(self, address: str, query: str, at: float) -> Any:
-        client = self._client(address)
-        params = {
-            "time": _number(at),
+    def _instant_request(self, address: str, query: str, options: BackendOptions, at: float) -> Any:
+        timeout = self._request_timeout(options)
+        params = [
+            ("query", query),
+            ("time", _number(at)),
             # Let Prometheus stop evaluating once nobody waits for the answer.
-            "timeout": _number(self._timeout_seconds),
-        }
-        return self._request(address, query, lambda: client.custom_query(query, params=params))
+            ("timeout", _number(timeout)),
+        ]
+        return self._query(address, query, "query", params, options, timeout)
 
-    def _range_request(
-        self, client: PrometheusConnect, query: str, start: float, end: float, step_seconds: float
+    def _query(
+        self,
+        address: str,
+        query: str,
+        endpoint: str,
+        params: list[tuple[str, str]],
+        options: BackendOptions,
+        timeout_seconds: float,
     ) -> Any:
-        return client.custom_query_range(
-            query,
-            start_time=datetime.fromtimestamp(start, UTC),
-            end_time=datetime.fromtimestamp(end, UTC),
-            step=_number(step_seconds),
-            # The client rounds start and end to whole seconds; these keep the
-            # grid exact for fractional starts.
-            params={"start": _number(start), "end": _number(end)},
-            timeout=self._range_timeout_seconds,
-        )
-
-    def _request(self, address: str, query: str, call: Callable[[], _T]) -> _T:
-        """Run one client call, turning every way it can fail into a BackendError."""
+        """`data.result` of one Prometheus API call; every failure is a BackendError."""
+        # KEDA's order: its own parameters, then namespace, then the trigger's extra ones.
+        if options.namespace:
+            params.append(("namespace", options.namespace))
+        params.extend(options.query_parameters)
+        headers = self._headers
+        if options.custom_headers:
+            headers = {**headers, **dict(options.custom_headers)}
+        verify = self._verify_tls and not options.unsafe_ssl
         try:
-            return call()
-        except requests.Timeout as error:
+            answer = self._http.get(
+                f"{address.rstrip('/')}/api/v1/{endpoint}",
+                params=params,
+                headers=headers,
+                timeout_seconds=timeout_seconds,
+                verify=verify,
+            )
+        except HttpFailure as failure:
+            raise _transport_error(failure, address, query) from None
+        except ValueError as error:
+            # requests refuses what cannot be sent (a header value with a newline).
             raise BackendError(
-                BackendErrorKind.TIMEOUT, address, query, f"no answer within the timeout ({error})"
-            ) from error
-        except requests.ConnectionError as error:
-            raise BackendError(
-                BackendErrorKind.CONNECTION, address, query, f"cannot connect ({error})"
-            ) from error
-        except PrometheusApiClientException as error:
-            raise _status_error(str(error), address, query) from error
-        except (ValueError, KeyError, TypeError, IndexError) as error:
-            # Malformed JSON (requests' JSONDecodeError is a ValueError) or JSON
-            # without data.result.
-            raise BackendError(
-                BackendErrorKind.BAD_RESPONSE,
-                address,
-                query,
-                f"the response is not a Prometheus query result ({type(error).__name__}: {error})",
-            ) from error
-        except requests.RequestException as error:
-            raise BackendError(
-                BackendErrorKind.CONNECTION, address, query, f"request failed ({error})"
-            ) from error
+                BackendErrorKind.QUERY_ERROR, address, query, f"cannot send the request: {error}"
+            ) from None
+        return _result_of(answer, address, query)
 
 
 # -- conversion (KEDA's prometheus scaler rules) -------------------------------------
@@ -606,7 +760,19 @@ def _single_value(result: Any, address: str, query: str, ignore_null_values: boo
         # only a string query makes it non-numeric.
         return _parse_sample(result[1], address, query, BackendErrorKind.QUERY_ERROR)
     series = _as_series_list(result, address, query)
-    if not series:
+    if len(series) > 1:
+        raise _multiple_series(address, query, len(series))
+    if series and "values" in series[0]:
+        raise BackendError(
+            BackendErrorKind.QUERY_ERROR,
+            address,
+            query,
+            "the query returns a range vector; it must return one number "
+            "(an instant vector with one series, or a scalar)",
+        )
+    # KEDA counts a series without a value, or with an empty one, as no result.
+    sample = series[0].get("value") if series else None
+    if not sample:
         if ignore_null_values:
             return None
         raise BackendError(
@@ -616,17 +782,14 @@ def _single_value(result: Any, address: str, query: str, ignore_null_values: boo
             "the result is empty (the target may be lost); "
             "set ignoreNullValues to true to count this as 0",
         )
-    if len(series) > 1:
-        raise _multiple_series(address, query, len(series))
-    if "values" in series[0]:
+    if not isinstance(sample, list) or len(sample) < 2:
         raise BackendError(
-            BackendErrorKind.QUERY_ERROR,
+            BackendErrorKind.BAD_RESPONSE,
             address,
             query,
-            "the query returns a range vector; it must return one number "
-            "(an instant vector with one series, or a scalar)",
+            "the series' value is not a [time, value] pair",
         )
-    return _parse_sample(series[0]["value"][1], address, query)
+    return _parse_sample(sample[1], address, query)
 
 
 def _is_sample(result: Any) -> bool:
@@ -652,7 +815,7 @@ def _as_series_list(result: Any, address: str, query: str) -> list[dict[str, Any
         BackendErrorKind.BAD_RESPONSE,
         address,
         query,
-        f"unexpected result {str(result)[:200]!r}",
+        f"the result is a {type(result).__name__}, not a list of series",
     )
 
 
@@ -667,7 +830,7 @@ def _parse_sample(
             kind,
             address,
             query,
-            f"the query returns {str(text)[:100]!r}, not a number",
+            f"the query returns {_quote(text)}, not a number",
         ) from None
 
 
@@ -695,50 +858,114 @@ def _per_pod(result: Any, address: str, query: str, signal: str) -> dict[tuple[s
     return per_pod
 
 
-def _status_error(message: str, address: str, query: str) -> BackendError:
-    """Classify prometheus-api-client's "HTTP Status Code N (b'body')" failure."""
-    status_code: int | None = None
-    body = ""
-    prefix = "HTTP Status Code "
-    if message.startswith(prefix):
-        code, _, rest = message[len(prefix) :].partition(" ")
-        status_code = int(code) if code.isdigit() else None
-        body = _body_text(rest.removeprefix("(").removesuffix(")"))
-    prometheus_error = _prometheus_error(body)
-    if prometheus_error is not None and status_code in (400, 422):
-        # bad_data (400) and execution (422) are Prometheus rejecting the query itself.
-        return BackendError(
+# -- HTTP answers --------------------------------------------------------------------
+
+# Error text from a backend is quoted only this far, and only from a Prometheus
+# error field: whatever answers may be anything, and messages end up in logs,
+# events and gRPC status details.
+QUOTE_LIMIT = 120
+
+
+def _quote(value: Any, limit: int = QUOTE_LIMIT) -> str:
+    """A short, printable, quoted prefix of untrusted text."""
+    text = value if isinstance(value, str) else str(value)
+    shown = "".join(c if c.isprintable() else "?" for c in text[:limit])
+    return repr(shown + ("..." if len(text) > limit else ""))
+
+
+def _transport_error(failure: HttpFailure, address: str, query: str) -> BackendError:
+    if failure.kind is HttpFailureKind.TIMEOUT:
+        return BackendError(BackendErrorKind.TIMEOUT, address, query, str(failure))
+    if failure.kind is HttpFailureKind.TOO_LARGE:
+        return BackendError(BackendErrorKind.BAD_RESPONSE, address, query, str(failure))
+    return BackendError(BackendErrorKind.CONNECTION, address, query, f"cannot connect ({failure})")
+
+
+def _result_of(answer: HttpAnswer, address: str, query: str) -> Any:
+    """`data.result` of a Prometheus answer, by KEDA's reading of it; raises BackendError."""
+    status = answer.status
+    if 300 <= status < 400:
+        # Following it would ask an address nobody allowed.
+        raise BackendError(
+            BackendErrorKind.REDIRECT,
+            address,
+            query,
+            f"the server answers with a redirect (HTTP {status}); redirects are never followed",
+            status_code=status,
+        )
+    document = _json(answer.body)
+    if not 200 <= status < 300:
+        raise _status_error(status, answer.content_type, document, address, query)
+    if not isinstance(document, dict):
+        raise BackendError(
+            BackendErrorKind.BAD_RESPONSE,
+            address,
+            query,
+            f"the response is not a Prometheus query result ({_content(answer.content_type)})",
+        )
+    if document.get("status") == "error":
+        raise BackendError(
             BackendErrorKind.QUERY_ERROR,
             address,
             query,
-            f"Prometheus rejects the query (HTTP {status_code}): {prometheus_error}",
-            status_code=status_code,
+            f"Prometheus answers with an error: {_prometheus_error(document)}",
         )
-    detail = prometheus_error or body[:200] or "no body"
+    # KEDA reads a body without data or result (`{}`) as an empty result.
+    data = document.get("data")
+    if data is None:
+        return []
+    if not isinstance(data, dict):
+        raise BackendError(
+            BackendErrorKind.BAD_RESPONSE, address, query, "the response's data is not an object"
+        )
+    result = data.get("result")
+    return [] if result is None else result
+
+
+def _json(body: bytes) -> Any:
+    """The parsed body, or None when it is not JSON."""
+    try:
+        return json.loads(body)
+    except ValueError:  # also UnicodeDecodeError
+        return None
+
+
+def _content(content_type: str) -> str:
+    kind = content_type.split(";", 1)[0].strip()
+    return f"content type {_quote(kind, 60)}" if kind else "no content type"
+
+
+def _is_prometheus_error(document: Any) -> bool:
+    return isinstance(document, dict) and document.get("status") == "error"
+
+
+def _prometheus_error(document: dict[str, Any]) -> str:
+    error_type = document.get("errorType", "error")
+    return f"{_quote(error_type, 40)[1:-1]}: {_quote(document.get('error', ''))[1:-1]}"
+
+
+def _status_error(
+    status: int, content_type: str, document: Any, address: str, query: str
+) -> BackendError:
+    """A non-2xx answer; only a Prometheus error field is quoted, never a foreign body."""
+    if _is_prometheus_error(document):
+        error = _prometheus_error(document)
+        if status in (400, 422):
+            # bad_data (400) and execution (422) are Prometheus rejecting the query itself.
+            return BackendError(
+                BackendErrorKind.QUERY_ERROR,
+                address,
+                query,
+                f"Prometheus rejects the query (HTTP {status}): {error}",
+                status_code=status,
+            )
+        detail = error
+    else:
+        detail = f"not a Prometheus answer ({_content(content_type)})"
     return BackendError(
         BackendErrorKind.HTTP_STATUS,
         address,
         query,
-        f"HTTP status {status_code if status_code is not None else '?'}: {detail}",
-        status_code=status_code,
+        f"HTTP status {status}: {detail}",
+        status_code=status,
     )
-
-
-def _body_text(literal: str) -> str:
-    try:
-        raw = ast.literal_eval(literal)
-    except (ValueError, SyntaxError):
-        return literal
-    if isinstance(raw, bytes):
-        return raw.decode("utf-8", errors="replace")
-    return str(raw)
-
-
-def _prometheus_error(body: str) -> str | None:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    if isinstance(document, dict) and document.get("status") == "error":
-        return f"{document.get('errorType', 'error')}: {document.get('error', '')}"
-    return None

@@ -1,0 +1,93 @@
+"""What a trigger may ask of the Prometheus request, by the server's configuration.
+
+KEDA's prometheus keys let a trigger add URL parameters and HTTP headers and
+skip certificate checks. Anyone who can write a ScaledObject writes these, so
+the operator decides which names are allowed: a tenant must not be able to
+send, say, another tenant's `X-Scope-OrgID`. `namespace` (Thanos Querier
+tenancy) is always allowed, as in KEDA. Header names compare
+case-insensitively, parameter names exactly (HTTP's own rules). A trigger
+asking for `unsafeSsl` where the server does not allow it keeps certificate
+checks on: KEDA also reads that key for its own connection to this scaler, so
+refusing it would break triggers that never meant Prometheus.
+
+The verdict depends only on the options, so it is computed once per distinct
+set of options, not per request.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import replace
+
+from scaler.policy import BackendOptions
+
+__all__ = ["BackendAccess"]
+
+# Parameters tidescaler itself sends with every instant or range query.
+RESERVED_QUERY_PARAMETERS = frozenset({"query", "time", "timeout", "start", "end", "step"})
+
+# RFC 9110 field names are tokens; values must not break the header block.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE = re.compile(r"[\r\n\x00]")
+
+_CACHE_LIMIT = 10_000
+
+
+class BackendAccess:
+    """The server's allow-lists, and the options a trigger's request really gets."""
+
+    def __init__(
+        self,
+        *,
+        allowed_query_parameters: Iterable[str] = (),
+        allowed_custom_headers: Iterable[str] = (),
+        allow_unsafe_ssl: bool = False,
+    ) -> None:
+        self.allowed_query_parameters = frozenset(
+            name.strip() for name in allowed_query_parameters if name.strip()
+        )
+        self.allowed_custom_headers = frozenset(
+            name.strip().lower() for name in allowed_custom_headers if name.strip()
+        )
+        self.allow_unsafe_ssl = allow_unsafe_ssl
+        self._verdicts: dict[BackendOptions, tuple[BackendOptions, str | None]] = {}
+
+    def check(self, options: BackendOptions) -> tuple[BackendOptions, str | None]:
+        """The options to send, and the problem when the server refuses them (else None)."""
+        verdict = self._verdicts.get(options)
+        if verdict is None:
+            verdict = (self._effective(options), self._problem(options))
+            if len(self._verdicts) >= _CACHE_LIMIT:
+                self._verdicts.clear()
+            self._verdicts[options] = verdict
+        return verdict
+
+    def _effective(self, options: BackendOptions) -> BackendOptions:
+        if options.unsafe_ssl and not self.allow_unsafe_ssl:
+            return replace(options, unsafe_ssl=False)
+        return options
+
+    def _problem(self, options: BackendOptions) -> str | None:
+        problems: list[str] = []
+        for name, _ in options.query_parameters:
+            if name in RESERVED_QUERY_PARAMETERS:
+                problems.append(f"queryParameters names {name!r}, which tidescaler sets itself")
+            elif name not in self.allowed_query_parameters:
+                problems.append(
+                    f"queryParameters names {name!r}, which this server does not allow "
+                    "(see --allowed-query-parameters)"
+                )
+        for name, value in options.custom_headers:
+            if not _TOKEN.fullmatch(name):
+                problems.append(f"customHeaders has an invalid header name {name[:40]!r}")
+            elif name.lower() not in self.allowed_custom_headers:
+                problems.append(
+                    f"customHeaders names {name!r}, which this server does not allow "
+                    "(see --allowed-custom-headers)"
+                )
+            elif _BAD_VALUE.search(value):
+                problems.append(f"customHeaders value of {name!r} contains a line break")
+        if not problems:
+            return None
+        return "; ".join(problems)
