@@ -139,6 +139,16 @@ SERVER_OPTIONS = [
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
 
+# A decision whose answers are at hand (policy cached, Prometheus answer shared within
+# --coalesce-seconds) takes about 0.1 ms on a decision thread, and handing its result back
+# through the event loop costs as much again. So a KEDA call first waits for it on the
+# loop thread (without the GIL) for up to WAIT_HERE_SECONDS. A decision that waits on
+# Prometheus overruns that; the loop then stops waiting this way for
+# WAIT_HERE_BACKOFF_SECONDS, so a slow backend stalls the loop (streams, health) for at
+# most WAIT_HERE_SECONDS per backoff.
+WAIT_HERE_SECONDS = 0.002
+WAIT_HERE_BACKOFF_SECONDS = 1.0
+
 # Bounds of the per-name tables below; beyond them the least recent name is forgotten
 # (at worst its next unchanged decision is logged once more).
 LOGGED_DECISIONS = 10_000
@@ -171,6 +181,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self.settings = config.engine_settings
         # Set on the loop when shutdown starts: every stream ends at once.
         self.stopping = asyncio.Event()
+        self._wait_here_after = 0.0  # monotonic time from which calls may wait on the loop
         self._last_logged = _Recent(LOGGED_DECISIONS)
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
 
@@ -219,7 +230,10 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             )
 
     def decision_for(self, ref: pb.ScaledObjectRef) -> Decision:
-        policy, address = self.policy_for(ref)
+        """The decision for `ref` now; RequestError if invalid or without any usable data."""
+        return self._decision(ref, *self.policy_for(ref))
+
+    def _decision(self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None) -> Decision:
         now = self.clock()
         observations, problems = self.observer.observe(policy, address, now)
         decision = decide(policy, observations, now, self.settings)
@@ -286,12 +300,23 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             },
         )
 
-    async def _decide(self, ref: pb.ScaledObjectRef, pool: Executor | None) -> Decision:
-        """`decision_for`, on `pool` when it may wait on Prometheus, else right here."""
-        _, address = self.policy_for(ref)
+    async def _decide(
+        self, ref: pb.ScaledObjectRef, pool: Executor | None
+    ) -> tuple[Policy, Decision]:
+        """The policy and `decision_for`, on `pool` when it may wait on Prometheus, else here."""
+        policy, address = self.policy_for(ref)
         if address is None or pool is None:
-            return self.decision_for(ref)  # configuration and the clock only: never blocks
-        return await asyncio.get_running_loop().run_in_executor(pool, self.decision_for, ref)
+            # Configuration and the clock only: never blocks, not worth a thread hop.
+            return policy, self._decision(ref, policy, address)
+        future = pool.submit(self._decision, ref, policy, address)
+        if pool is self.calls and time.monotonic() >= self._wait_here_after:
+            # Wait for a warm decision right here: it saves the event loop's wake-up,
+            # which costs more than the decision itself. See WAIT_HERE_SECONDS.
+            try:
+                return policy, future.result(timeout=WAIT_HERE_SECONDS)
+            except TimeoutError:
+                self._wait_here_after = time.monotonic() + WAIT_HERE_BACKOFF_SECONDS
+        return policy, await asyncio.wrap_future(future)
 
     # -- RPCs -------------------------------------------------------------------
 
@@ -333,12 +358,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
         async def body() -> pb.GetMetricsResponse:
-            decision = await self._decide(request.scaledObjectRef, self.calls)
+            policy, decision = await self._decide(request.scaledObjectRef, self.calls)
             desired = decision.desired_replicas
-            name = (
-                request.metricName
-                or cached_policy(request.scaledObjectRef.scalerMetadata).metric_name
-            )
+            name = request.metricName or policy.metric_name
             value = pb.MetricValue(
                 metricName=name, metricValue=desired, metricValueFloat=float(desired)
             )
@@ -350,7 +372,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.IsActiveResponse:
         async def body() -> pb.IsActiveResponse:
-            return pb.IsActiveResponse(result=(await self._decide(request, self.calls)).active)
+            _, decision = await self._decide(request, self.calls)
+            return pb.IsActiveResponse(result=decision.active)
 
         return await self._call("IsActive", context, body)
 
@@ -372,7 +395,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         while not self.stopping.is_set():
             active: bool | None = None
             try:
-                active = (await self._decide(request, self.streams)).active
+                active = (await self._decide(request, self.streams))[1].active
             except RequestError as err:
                 if err.code is grpc.StatusCode.INVALID_ARGUMENT:
                     await context.abort(err.code, str(err))

@@ -208,3 +208,44 @@ def test_sigterm_exits_within_grace_with_a_decision_stuck_on_a_hung_backend(
     assert elapsed < 2.0 + 1.5, elapsed
     stderr = process.stderr.read() if process.stderr else ""
     assert "Traceback" not in stderr
+
+
+def test_calls_stuck_on_a_hung_backend_leave_health_and_other_calls_fast(
+    hung_prometheus: str,
+) -> None:
+    running = start_server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            prometheus_url=hung_prometheus,
+            query_timeout_seconds=30.0,
+            max_workers=4,
+        )
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            # More stuck calls than decision threads: the rest queue, none holds the loop.
+            stuck = [
+                stub.GetMetrics.future(
+                    pb.GetMetricsRequest(
+                        scaledObjectRef=ref(f"web-{i}", {"query": f"q{i}", "threshold": "1"})
+                    ),
+                    timeout=5,
+                )
+                for i in range(20)
+            ]
+            checks = [
+                timed_ms(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1))
+                for _ in range(20)
+            ]
+            value = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("cron")), timeout=1)
+            assert value.metricValues[0].metricValue == 3
+            assert statistics.median(checks) < 50, checks
+            assert not any(call.done() for call in stuck)
+            for call in stuck:
+                call.cancel()
+    finally:
+        running.stop(0)
