@@ -47,12 +47,41 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
+class TextFormatter(logging.Formatter):
+    """`time level logger: message key=value ...`: the same fields as the JSON lines.
+
+    Values with spaces, quotes or `=` and structured ones are written as JSON, so
+    a line still splits unambiguously into fields (logfmt style).
+    """
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = [
+            f"{key}={_text_value(value)}"
+            for key, value in vars(record).items()
+            if key not in _RECORD_FIELDS
+        ]
+        if not fields:
+            return line
+        head, newline, rest = line.partition("\n")  # keep a traceback after the fields
+        return head + " " + " ".join(fields) + newline + rest
+
+
+def _text_value(value: object) -> str:
+    if isinstance(value, str):
+        plain = value and not any(c in value for c in ' "=\n\t')
+        return value if plain else json.dumps(value)
+    if isinstance(value, bool | int | float) or value is None:
+        return json.dumps(value)
+    return json.dumps(value, default=str, separators=(",", ":"))
+
+
 def setup_logging(level: str, fmt: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -89,40 +118,61 @@ def _add_serve_parser(subparsers: Any) -> None:
         description="Run the KEDA external scaler. Every flag has a TIDESCALER_<FLAG> "
         "environment equivalent, e.g. TIDESCALER_PROMETHEUS_URL.",
     )
-    p.add_argument("--host", default="[::]", help="address to listen on (default: all)")
-    p.add_argument("--port", type=int, default=9090, help="gRPC port (default 9090)")
     p.add_argument(
-        "--metrics-port", type=int, default=8080, help="Prometheus /metrics port; 0 disables"
+        "--host", default="[::]", help="address to listen on (default: %(default)s, all)"
     )
-    p.add_argument("--prometheus-url", help="Prometheus used when a trigger sets no address")
+    p.add_argument("--port", type=int, default=9090, help="gRPC port (default: %(default)s)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=8080,
+        help="Prometheus /metrics port; 0 disables (default: %(default)s)",
+    )
+    p.add_argument(
+        "--prometheus-url",
+        help="Prometheus used when a trigger sets no prometheusAddress (default: none; "
+        "triggers must then name an allowed address)",
+    )
     p.add_argument(
         "--allowed-prometheus-urls",
         default="",
-        help="comma-separated Prometheus base URLs triggers may name in prometheusAddress "
-        "(the --prometheus-url is always allowed; nothing else is by default)",
+        help="comma-separated Prometheus base URLs triggers may name in prometheusAddress; "
+        "the --prometheus-url is always allowed (default: none besides it)",
     )
-    p.add_argument("--tls-cert", type=Path, help="PEM certificate: serve TLS")
-    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert")
-    p.add_argument("--tls-client-ca", type=Path, help="PEM CA: require client certificates (mTLS)")
+    p.add_argument(
+        "--tls-cert", type=Path, help="PEM certificate: serve TLS (default: none, plaintext)"
+    )
+    p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert (default: none)")
+    p.add_argument(
+        "--tls-client-ca",
+        type=Path,
+        help="PEM CA: require client certificates it signed, mutual TLS (default: none)",
+    )
     p.add_argument(
         "--polling-interval-seconds",
         type=float,
         default=30.0,
-        help="the ScaledObjects' pollingInterval; part of the forecast lead time (default 30)",
+        help="the ScaledObjects' pollingInterval; part of the forecast lead time "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--staleness-seconds",
         type=float,
         default=120.0,
-        help="how long a last good value stands in for a failing backend (default 120)",
+        help="how long a last good value stands in for a failing backend (default: %(default)s)",
     )
-    p.add_argument("--query-timeout-seconds", type=float, default=3.0)
+    p.add_argument(
+        "--query-timeout-seconds",
+        type=float,
+        default=3.0,
+        help="timeout of one Prometheus HTTP request (default: %(default)s)",
+    )
     p.add_argument(
         "--answer-budget",
         type=float,
         default=1.0,
         help="seconds an RPC waits on Prometheus before answering from the last good value "
-        "while the request goes on (default 1, well inside KEDA's 3 s)",
+        "while the request goes on, well inside KEDA's 3 s (default: %(default)s)",
     )
     p.add_argument(
         "--allowed-query-parameters",
@@ -147,24 +197,48 @@ def _add_serve_parser(subparsers: Any) -> None:
         default=5.0,
         # Prometheus itself only changes once per scrape interval (15-30 s), so a few
         # seconds of sharing costs no freshness and spares it most requests.
-        help="identical queries within this interval share one Prometheus request (default 5)",
+        help="identical queries within this interval share one Prometheus request "
+        "(default: %(default)s)",
     )
     p.add_argument(
         "--push-interval-seconds",
         type=float,
         default=5.0,
-        help="how often StreamIsActive re-evaluates (external-push)",
+        help="how often each StreamIsActive stream (external-push) re-evaluates "
+        "(default: %(default)s)",
     )
-    p.add_argument("--forecast-refit-seconds", type=float, default=600.0)
+    p.add_argument(
+        "--forecast-refit-seconds",
+        type=float,
+        default=600.0,
+        help="how often each forecast is refit in the background (default: %(default)s)",
+    )
     p.add_argument(
         "--max-workers",
         type=int,
-        default=1024,
-        help="gRPC worker threads; each external-push stream holds one (default 1024)",
+        default=32,
+        help="threads that run decisions which may wait on Prometheus, and as many again for "
+        "streams' re-evaluations; streams themselves hold no thread (default: %(default)s)",
     )
-    p.add_argument("--grace-seconds", type=float, default=10.0)
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    p.add_argument("--log-format", default="json", choices=["json", "text"])
+    p.add_argument(
+        "--grace-seconds",
+        type=float,
+        default=10.0,
+        help="after SIGTERM, how long calls in flight may finish before the process exits "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="(default: %(default)s)",
+    )
+    p.add_argument(
+        "--log-format",
+        default="json",
+        choices=["json", "text"],
+        help="json: one object per line; text: key=value fields (default: %(default)s)",
+    )
     apply_environment(p)
     p.set_defaults(func=run_serve)
 
@@ -173,9 +247,15 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
+def _fail(message: str) -> int:
+    """The one line an operator sees for a configuration they must fix; exit code 2."""
+    print(f"tidescaler serve: {message}", file=sys.stderr)
+    return 2
+
+
 def run_serve(args: argparse.Namespace) -> int:
     from scaler.forecast_service import ForecastService
-    from scaler.server import ServerConfig, start_server
+    from scaler.server import ServerConfig, bind_problem, check_tls_files, start_server
     from scaler.sources.prometheus import PrometheusSource
     from scaler.telemetry import Telemetry
 
@@ -203,13 +283,20 @@ def run_serve(args: argparse.Namespace) -> int:
             allowed_custom_headers=_names(args.allowed_custom_headers),
             allow_unsafe_ssl=args.allow_unsafe_ssl,
         )
+        check_tls_files(config)
     except ValueError as err:
-        print(f"tidescaler serve: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err))
 
     telemetry = Telemetry()
     if config.metrics_port:
-        telemetry.start_http_server(config.metrics_port)
+        try:
+            telemetry.start_http_server(config.metrics_port)
+        except OSError:
+            problem = bind_problem("0.0.0.0", config.metrics_port) or "cannot bind it"
+            return _fail(
+                f"cannot serve /metrics on 0.0.0.0:{config.metrics_port} "
+                f"(--metrics-port): {problem}"
+            )
     source = PrometheusSource(
         timeout_seconds=config.query_timeout_seconds,
         coalesce_seconds=config.coalesce_seconds,
@@ -223,8 +310,9 @@ def run_serve(args: argparse.Namespace) -> int:
     try:
         running = start_server(config, telemetry=telemetry, forecasts=forecasts, source=source)
     except (OSError, ValueError, RuntimeError) as err:
-        print(f"tidescaler serve: {err}", file=sys.stderr)
-        return 2
+        forecasts.close()
+        return _fail(str(err))
+    _log_start(log, config, running.port)
 
     done = threading.Event()
 
@@ -235,10 +323,55 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     done.wait()
+    deadline = time.monotonic() + config.grace_seconds
     running.stop(config.grace_seconds)
-    forecasts.close()
+    forecasts.refresher.close(timeout=max(0.0, deadline - time.monotonic()))
     log.info("stopped")
+    _exit_if_threads_linger(log)
     return 0
+
+
+def _log_start(log: logging.Logger, config: Any, port: int) -> None:
+    """One line that says what this process serves and whom it trusts."""
+    allowed = sorted(config.allowed)
+    log.info(
+        "serving",
+        extra={
+            "version": __version__,
+            "grpc_address": f"{config.host}:{port}",
+            "metrics_port": config.metrics_port,
+            "prometheus_url": config.prometheus_url,
+            "allowed_prometheus_urls": allowed,
+            "tls": config.tls_cert is not None,
+            "mutual_tls": config.tls_client_ca is not None,
+        },
+    )
+    if not config.prometheus_url:
+        log.warning(
+            "no --prometheus-url: triggers with a query or resource signal must name an "
+            "allowed prometheusAddress"
+            + ("" if allowed else ", and none is allowed, so only cron triggers work"),
+            extra={"allowed_prometheus_urls": allowed},
+        )
+
+
+def _exit_if_threads_linger(log: logging.Logger) -> None:
+    """Exit now if a non-daemon thread is still busy (say, a fetch from a hung backend).
+
+    The interpreter would otherwise wait for it at exit, past the grace period
+    Kubernetes allows before SIGKILL.
+    """
+    lingering = [
+        t.name
+        for t in threading.enumerate()
+        if t is not threading.current_thread() and not t.daemon and t.is_alive()
+    ]
+    if lingering:
+        log.warning("exiting without waiting for busy threads", extra={"threads": lingering})
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 def build_parser() -> argparse.ArgumentParser:

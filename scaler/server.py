@@ -5,21 +5,36 @@ and owns nothing else: the policy comes from `cached_policy`, observations from
 the `Observer`, the number from `decide()`. GetMetricSpec answers from the
 metadata and the server's configuration alone, because KEDA's fallback never
 engages when GetMetricSpec fails.
+
+Concurrency: one asyncio event loop (grpc.aio) on its own thread holds every
+call and every StreamIsActive stream, so an open stream costs a coroutine, not
+a thread. A decision that may wait on Prometheus runs on a bounded pool of
+daemon threads (`max_workers`; streams get a pool of their own, so thousands of
+streams re-evaluating cannot delay a KEDA call); a decision that needs no
+backend (cron only) and GetMetricSpec run on the loop itself.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import errno
 import logging
+import os
+import socket
+import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent import futures
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from scaler.backend_access import BackendAccess
@@ -29,6 +44,7 @@ from scaler.policy import Policy, PolicyError, cached_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import PrometheusSource
+from scaler.workers import DaemonThreadPool
 
 log = logging.getLogger("tidescaler.server")
 
@@ -52,9 +68,9 @@ class ServerConfig:
     query_timeout_seconds: float = 3.0
     coalesce_seconds: float = 5.0
     push_interval_seconds: float = 5.0
-    # Every StreamIsActive stream (type: external-push) holds a worker thread for its
-    # lifetime; threads start only when needed, so a large bound costs nothing idle.
-    max_workers: int = 1024
+    # Threads that run decisions which may wait on Prometheus. Streams hold none: they
+    # are coroutines, and their re-evaluations use a second pool of the same size.
+    max_workers: int = 32
     grace_seconds: float = 10.0
     # Backend failure semantics: how long an RPC may wait on Prometheus, and
     # which request options (KEDA's prometheus keys) triggers may set.
@@ -75,6 +91,8 @@ class ServerConfig:
             raise ValueError("--tls-client-ca (mutual TLS) needs --tls-cert and --tls-key")
         if not self.answer_budget_seconds > 0:
             raise ValueError(f"--answer-budget must be > 0, got {self.answer_budget_seconds}")
+        if self.max_workers < 1:
+            raise ValueError(f"--max-workers must be >= 1, got {self.max_workers}")
 
     @property
     def engine_settings(self) -> EngineSettings:
@@ -96,8 +114,62 @@ class RequestError(Exception):
         self.code = code
 
 
+class _Recent:
+    """A dict bounded to the `limit` most recently used keys, safe across threads.
+
+    Per-ScaledObject tables must not grow with every name that ever passed by:
+    the least recently used key goes first, in O(1).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._items: OrderedDict[Hashable, object] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def swap(self, key: Hashable, value: object) -> object | None:
+        """Store `value` under `key` (now the most recent); returns the value it replaces."""
+        with self._lock:
+            old = self._items.pop(key, None)
+            self._items[key] = value
+            if len(self._items) > self.limit:
+                self._items.popitem(last=False)
+            return old
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+# gRPC core cancels calls beyond 1,000 (hard limit 3,000) waiting to be picked up by the
+# application; KEDA opens every external-push stream at once when it restarts.
+MAX_PENDING_CALLS = 20_000
+SERVER_OPTIONS = [
+    ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
+    ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
+    ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
+]
+
+# A decision whose answers are at hand (policy cached, Prometheus answer shared within
+# --coalesce-seconds) takes about 0.1 ms on a decision thread, and handing its result back
+# through the event loop costs as much again. So a KEDA call first waits for it on the
+# loop thread (without the GIL) for up to WAIT_HERE_SECONDS. A decision that waits on
+# Prometheus overruns that; the loop then stops waiting this way for
+# WAIT_HERE_BACKOFF_SECONDS, so a slow backend stalls the loop (streams, health) for at
+# most WAIT_HERE_SECONDS per backoff.
+WAIT_HERE_SECONDS = 0.002
+WAIT_HERE_BACKOFF_SECONDS = 1.0
+
+# Bounds of the per-name tables below; beyond them the least recent name is forgotten
+# (at worst its next unchanged decision is logged once more).
+LOGGED_DECISIONS = 10_000
+WARNED_ADDRESSES = 1_000
+
+
 class ScalerService(pb_grpc.ExternalScalerServicer):
-    """The four RPCs of KEDA's external scaler contract."""
+    """The four RPCs of KEDA's external scaler contract, as grpc.aio coroutines.
+
+    `decision_for` and `policy_for` are plain functions (they may block on
+    Prometheus); the RPC methods hand blocking ones to `calls` or `streams`.
+    """
 
     def __init__(
         self,
@@ -106,15 +178,21 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         *,
         telemetry: Any | None = None,
         clock: Callable[[], float] = time.time,
-        stopping: threading.Event | None = None,
+        calls: Executor | None = None,
+        streams: Executor | None = None,
     ) -> None:
         self.config = config
         self.observer = observer
         self.telemetry = telemetry
         self.clock = clock
-        self.stopping = stopping or threading.Event()
+        self.calls = calls
+        self.streams = streams
         self.settings = config.engine_settings
-        self._last_logged: dict[tuple[str, str], tuple[int, str, bool, bool]] = {}
+        # Set on the loop when shutdown starts: every stream ends at once.
+        self.stopping = asyncio.Event()
+        self._wait_here_after = 0.0  # monotonic time from which calls may wait on the loop
+        self._last_logged = _Recent(LOGGED_DECISIONS)
+        self._warned_addresses = _Recent(WARNED_ADDRESSES)
 
     # -- the core path, gRPC-free ------------------------------------------------
 
@@ -138,12 +216,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             )
         address = _normalise_url(address)
         if address not in self.config.allowed:
+            self._warn_foreign_address(ref, address)
+            # The allow-list is the operator's business, not the caller's: it goes to the log.
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"invalid tidescaler trigger metadata: prometheusAddress={address!r} is not "
-                "allowed by this server (allowed: "
-                + (", ".join(sorted(self.config.allowed)) or "none")
-                + "; see --allowed-prometheus-urls)",
+                f"invalid tidescaler trigger metadata: prometheusAddress={address[:200]!r} is "
+                "not allowed by this server (ask its operator to add it to "
+                "--allowed-prometheus-urls)",
             )
         refused = self.observer.refusal(policy)
         if refused is not None:
@@ -152,8 +231,23 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             )
         return policy, address
 
+    def _warn_foreign_address(self, ref: pb.ScaledObjectRef, address: str) -> None:
+        if self._warned_addresses.swap(address, True) is None:
+            log.warning(
+                "prometheusAddress not allowed",
+                extra={
+                    "namespace": ref.namespace,
+                    "scaledobject": ref.name,
+                    "prometheus_address": address[:200],
+                    "allowed_prometheus_urls": sorted(self.config.allowed),
+                },
+            )
+
     def decision_for(self, ref: pb.ScaledObjectRef) -> Decision:
-        policy, address = self.policy_for(ref)
+        """The decision for `ref` now; RequestError if invalid or without any usable data."""
+        return self._decision(ref, *self.policy_for(ref))
+
+    def _decision(self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None) -> Decision:
         now = self.clock()
         observations, problems = self.observer.observe(policy, address, now)
         decision = decide(policy, observations, now, self.settings)
@@ -182,17 +276,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     ) -> None:
         if self.telemetry is not None:
             self.telemetry.record_decision(ref.namespace, ref.name, decision, demand, now)
-        key = (ref.namespace, ref.name)
         state = (
             decision.desired_replicas,
             decision.reason.value,
             decision.active,
             decision.available,
         )
-        if self._last_logged.get(key) != state:
-            if len(self._last_logged) > 50_000:
-                self._last_logged.clear()
-            self._last_logged[key] = state
+        if self._last_logged.swap((ref.namespace, ref.name), state) != state:
             log.info(
                 "decision changed",
                 extra={
@@ -224,20 +314,43 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             },
         )
 
+    async def _decide(
+        self, ref: pb.ScaledObjectRef, pool: Executor | None
+    ) -> tuple[Policy, Decision]:
+        """The policy and `decision_for`, on `pool` when it may wait on Prometheus, else here."""
+        policy, address = self.policy_for(ref)
+        if address is None or pool is None:
+            # Configuration and the clock only: never blocks, not worth a thread hop.
+            return policy, self._decision(ref, policy, address)
+        future = pool.submit(self._decision, ref, policy, address)
+        if pool is self.calls and time.monotonic() >= self._wait_here_after:
+            # Wait for a warm decision right here: it saves the event loop's wake-up,
+            # which costs more than the decision itself. See WAIT_HERE_SECONDS.
+            try:
+                return policy, future.result(timeout=WAIT_HERE_SECONDS)
+            except TimeoutError:
+                self._wait_here_after = time.monotonic() + WAIT_HERE_BACKOFF_SECONDS
+        return policy, await asyncio.wrap_future(future)
+
     # -- RPCs -------------------------------------------------------------------
 
-    def _call(self, method: str, context: grpc.ServicerContext, body: Callable[[], R]) -> R:
+    async def _call(
+        self, method: str, context: grpc.aio.ServicerContext, body: Callable[[], Awaitable[R]]
+    ) -> R:
         started = time.perf_counter()
         code = grpc.StatusCode.OK
         try:
-            return body()
+            return await body()
         except RequestError as err:
             code = err.code
-            context.abort(err.code, str(err))
+            await context.abort(err.code, str(err))
+        except asyncio.CancelledError:
+            code = grpc.StatusCode.CANCELLED  # the client gave up or the server is stopping
+            raise
         except Exception as err:  # the service never crashes on a request
             code = grpc.StatusCode.INTERNAL
             log.exception("internal error", extra={"method": method})
-            context.abort(
+            await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error: {err.__class__.__name__}: {err}"
             )
         finally:
@@ -245,101 +358,185 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 self.telemetry.record_rpc(method, code.name, time.perf_counter() - started)
         raise AssertionError("unreachable: context.abort raises")
 
-    def GetMetricSpec(
-        self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
+    async def GetMetricSpec(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricSpecResponse:
-        def body() -> pb.GetMetricSpecResponse:
+        async def body() -> pb.GetMetricSpecResponse:
             policy, _ = self.policy_for(request)  # configuration only, never a backend
             spec = pb.MetricSpec(metricName=policy.metric_name, targetSize=1, targetSizeFloat=1.0)
             return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
-        return self._call("GetMetricSpec", context, body)
+        return await self._call("GetMetricSpec", context, body)
 
-    def GetMetrics(
-        self, request: pb.GetMetricsRequest, context: grpc.ServicerContext
+    async def GetMetrics(
+        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
-        def body() -> pb.GetMetricsResponse:
-            decision = self.decision_for(request.scaledObjectRef)
+        async def body() -> pb.GetMetricsResponse:
+            policy, decision = await self._decide(request.scaledObjectRef, self.calls)
             desired = decision.desired_replicas
-            name = (
-                request.metricName
-                or cached_policy(request.scaledObjectRef.scalerMetadata).metric_name
-            )
+            name = request.metricName or policy.metric_name
             value = pb.MetricValue(
                 metricName=name, metricValue=desired, metricValueFloat=float(desired)
             )
             return pb.GetMetricsResponse(metricValues=[value])
 
-        return self._call("GetMetrics", context, body)
+        return await self._call("GetMetrics", context, body)
 
-    def IsActive(
-        self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
+    async def IsActive(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.IsActiveResponse:
-        return self._call(
-            "IsActive",
-            context,
-            lambda: pb.IsActiveResponse(result=self.decision_for(request).active),
-        )
+        async def body() -> pb.IsActiveResponse:
+            _, decision = await self._decide(request, self.calls)
+            return pb.IsActiveResponse(result=decision.active)
 
-    def StreamIsActive(
-        self, request: pb.ScaledObjectRef, context: grpc.ServicerContext
-    ) -> Iterator[pb.IsActiveResponse]:
-        """Send the state at once, then re-evaluate every push interval and send changes."""
+        return await self._call("IsActive", context, body)
+
+    async def StreamIsActive(
+        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.IsActiveResponse]:
+        """Send the state at once, then re-evaluate every push interval and send changes.
+
+        Ends (OK) when the server starts shutting down; KEDA then reconnects, to
+        another replica if this one is going away.
+        """
+
+        async def validate() -> None:
+            self.policy_for(request)
+
         # Invalid metadata ends the stream with INVALID_ARGUMENT before anything is sent.
-        self._call("StreamIsActive", context, lambda: self.policy_for(request))
+        await self._call("StreamIsActive", context, validate)
         last: bool | None = None
-        while context.is_active() and not self.stopping.is_set():
+        while not self.stopping.is_set():
+            active: bool | None = None
             try:
-                active: bool | None = self.decision_for(request).active
+                active = (await self._decide(request, self.streams))[1].active
             except RequestError as err:
                 if err.code is grpc.StatusCode.INVALID_ARGUMENT:
-                    context.abort(err.code, str(err))
-                active = None  # backend trouble: say nothing rather than something wrong
+                    await context.abort(err.code, str(err))
+                # Backend trouble: say nothing rather than something wrong.
             except Exception:
                 log.exception("internal error", extra={"method": "StreamIsActive"})
-                active = None
             if active is not None and active != last:
                 last = active
                 yield pb.IsActiveResponse(result=active)
-            self.stopping.wait(self.config.push_interval_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), self.config.push_interval_seconds)
 
 
-def _read(path: Path) -> bytes:
+def _read(path: Path, flag: str) -> bytes:
     try:
         return path.read_bytes()
     except OSError as err:
-        raise ValueError(f"cannot read {path}: {err.strerror}") from None
+        raise ValueError(f"cannot read {flag} {path}: {err.strerror or err}") from None
+
+
+def check_tls_files(config: ServerConfig) -> None:
+    """Refuse unreadable, malformed or mismatched PEM files before serving with them.
+
+    gRPC itself accepts a key that does not belong to its certificate and only
+    fails every handshake later; OpenSSL (through `ssl`) checks the pair at once.
+    """
+    if config.tls_cert is None or config.tls_key is None:
+        return
+    cert, key = config.tls_cert, config.tls_key
+    _read(cert, "--tls-cert")
+    _read(key, "--tls-key")
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except ssl.SSLError as err:
+        if "KEY_VALUES_MISMATCH" in str(err) or "key values mismatch" in str(err):
+            raise ValueError(f"--tls-key {key} is not the key of --tls-cert {cert}") from None
+        raise ValueError(
+            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its private key "
+            f"({err.reason or err})"
+        ) from None
+    if config.tls_client_ca is not None:
+        _read(config.tls_client_ca, "--tls-client-ca")
+        try:
+            context.load_verify_locations(cafile=config.tls_client_ca)
+        except ssl.SSLError as err:
+            raise ValueError(
+                f"--tls-client-ca {config.tls_client_ca}: not a PEM CA certificate "
+                f"({err.reason or err})"
+            ) from None
 
 
 def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
     """TLS (or mutual TLS when a client CA is given) from PEM files; None for plaintext."""
     if config.tls_cert is None or config.tls_key is None:
         return None
-    pair = [(_read(config.tls_key), _read(config.tls_cert))]
+    check_tls_files(config)
+    pair = [(_read(config.tls_key, "--tls-key"), _read(config.tls_cert, "--tls-cert"))]
     if config.tls_client_ca is None:
         return grpc.ssl_server_credentials(pair)
     return grpc.ssl_server_credentials(
-        pair, root_certificates=_read(config.tls_client_ca), require_client_auth=True
+        pair,
+        root_certificates=_read(config.tls_client_ca, "--tls-client-ca"),
+        require_client_auth=True,
     )
+
+
+def bind_problem(host: str, port: int) -> str | None:
+    """Why `host:port` cannot be listened on, in the operating system's words; None if it can.
+
+    gRPC only says "failed to bind" (and logs a multi-line error of its own);
+    binding a plain socket the same way first names the reason (address in
+    use, permission denied, no such address).
+    """
+    bare = host.strip("[]")
+    try:
+        infos = socket.getaddrinfo(bare or None, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as err:
+        return f"cannot resolve {host!r}: {err.strerror}"
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
+        try:
+            probe.bind(address)
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                return "address already in use (another process listens on that port)"
+            return os.strerror(err.errno) if err.errno else str(err)
+    return None
 
 
 @dataclass
 class RunningServer:
-    """A started gRPC server and the pieces a caller may need to stop or inspect it."""
+    """A started gRPC server on its own event-loop thread, usable from plain threads."""
 
-    server: grpc.Server
+    server: grpc.aio.Server
     port: int
     service: ScalerService
-    health: health.HealthServicer
+    health: health_aio.HealthServicer
     source: PrometheusSource
-    stopping: threading.Event
+    loop: asyncio.AbstractEventLoop
+    thread: threading.Thread
+    pools: tuple[DaemonThreadPool, ...]
 
     def stop(self, grace: float | None = None) -> None:
-        """Graceful: report NOT_SERVING, end streams, finish calls in flight."""
-        self.stopping.set()
-        self.health.enter_graceful_shutdown()
-        self.server.stop(grace).wait()
-        self.source.close()
+        """Graceful: report NOT_SERVING, end streams, finish calls in flight.
+
+        Returns within `grace` seconds (plus a moment): calls still running then
+        are cancelled, and a decision stuck on a backend is abandoned on its
+        daemon thread rather than waited for.
+        """
+        if self.loop.is_closed():
+            return
+        try:
+            asyncio.run_coroutine_threadsafe(self._stop(grace), self.loop).result()
+        finally:
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join()
+            self.loop.close()
+            for pool in self.pools:
+                pool.shutdown(wait=False, cancel_futures=True)
+            self.source.close()
+
+    async def _stop(self, grace: float | None) -> None:
+        self.service.stopping.set()
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
 
 
 def start_server(
@@ -350,52 +547,82 @@ def start_server(
     source: PrometheusSource | None = None,
     clock: Callable[[], float] = time.time,
 ) -> RunningServer:
-    """Build and start the gRPC server; returns once it listens."""
+    """Build and start the gRPC server on a new event-loop thread; returns once it listens.
+
+    Raises ValueError for unusable TLS files and OSError when the port cannot be
+    listened on, each with a one-line message naming the problem.
+    """
+    credentials = server_credentials(config)  # before anything starts: fail fast and clean
     source = source or PrometheusSource(
         timeout_seconds=config.query_timeout_seconds,
         coalesce_seconds=config.coalesce_seconds,
         answer_budget_seconds=config.answer_budget_seconds,
     )
+    pools = (
+        DaemonThreadPool(config.max_workers, "decide"),
+        DaemonThreadPool(config.max_workers, "stream"),
+    )
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="grpc-aio", daemon=True)
+    thread.start()
     access = BackendAccess(
         allowed_query_parameters=config.allowed_query_parameters,
         allowed_custom_headers=config.allowed_custom_headers,
         allow_unsafe_ssl=config.allow_unsafe_ssl,
     )
     observer = Observer(source, forecasts, access)
-    stopping = threading.Event()
-    service = ScalerService(config, observer, telemetry=telemetry, clock=clock, stopping=stopping)
-    server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="grpc"),
-        options=[("grpc.so_reuseport", 0)],
-    )
-    pb_grpc.add_ExternalScalerServicer_to_server(service, server)  # type: ignore[no-untyped-call]
-    health_servicer = health.HealthServicer(experimental_non_blocking=True)
-    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
-        (
-            SERVICE_NAME,
-            health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-            reflection.SERVICE_NAME,
-        ),
-        server,
-    )
-    address = f"{config.host}:{config.port}"
-    credentials = server_credentials(config)
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
-    if port == 0:
-        raise OSError(f"cannot listen on {address}")
-    server.start()
-    for name in ("", SERVICE_NAME):
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def start() -> tuple[grpc.aio.Server, int, ScalerService, health_aio.HealthServicer]:
+        service = ScalerService(
+            config, observer, telemetry=telemetry, clock=clock, calls=pools[0], streams=pools[1]
+        )
+        server = grpc.aio.server(options=SERVER_OPTIONS)
+        pb_grpc.add_ExternalScalerServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        health_servicer = health_aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+        reflection.enable_server_reflection(
+            (
+                SERVICE_NAME,
+                health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+                reflection.SERVICE_NAME,
+            ),
+            server,
+        )
+        address = f"{config.host}:{config.port}"
+        problem = bind_problem(config.host, config.port)
+        if problem is not None:
+            raise OSError(f"cannot listen on {address} (--port): {problem}")
+        try:
+            if credentials is None:
+                port = server.add_insecure_port(address)
+            else:
+                port = server.add_secure_port(address, credentials)
+        except RuntimeError:
+            port = 0
+        if port == 0:
+            raise OSError(f"cannot listen on {address} (--port): gRPC could not bind it")
+        await server.start()
+        for name in ("", SERVICE_NAME):
+            await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+        return server, port, service, health_servicer
+
+    try:
+        server, port, service, health_servicer = asyncio.run_coroutine_threadsafe(
+            start(), loop
+        ).result()
+    except BaseException:
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join()
+        loop.close()
+        for pool in pools:
+            pool.shutdown(wait=False)
+        raise
     log.info(
-        "serving",
+        "grpc listening",
         extra={
             "address": f"{config.host}:{port}",
             "tls": credentials is not None,
             "mutual_tls": config.tls_client_ca is not None,
         },
     )
-    return RunningServer(server, port, service, health_servicer, source, stopping)
+    return RunningServer(server, port, service, health_servicer, source, loop, thread, pools)

@@ -1,20 +1,23 @@
 """The service's own Prometheus metrics: why it scaled, how well it forecast, how it is doing.
 
 Per-ScaledObject state (the latest decision, demand, forecast error, backend
-error counts) lives in a plain dict that a custom collector turns into metric
-families at scrape time. Recording is therefore a dict lookup and a few
-attribute stores on the request path, all formatting happens on scrape, and a
-ScaledObject that has not been seen for `idle_seconds` is dropped from the dict
-and so stops being exported: label cardinality follows the ScaledObjects that
-exist, not every one that ever existed. gRPC metrics are labelled by method and
-status code only, a set fixed by the service, so they use ordinary
-prometheus_client metrics.
+error counts) lives in an ordered dict, least recently decided first, that a
+custom collector turns into metric families at scrape time. Recording is
+therefore a dict lookup, a move to the end and a few attribute stores on the
+request path, all formatting happens on scrape, and a ScaledObject that has not
+been seen for `idle_seconds` is dropped from the front of the dict and so stops
+being exported: label cardinality follows the ScaledObjects that exist, not
+every one that ever existed. Dropping looks at the front only, so its cost is
+amortised O(1) per recording however many names have passed by. gRPC metrics
+are labelled by method and status code only, a set fixed by the service, so
+they use ordinary prometheus_client metrics.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from threading import Thread
@@ -55,7 +58,8 @@ class Telemetry:
 
     `clock` and the `now` given to `record_decision` must be the same clock
     (Unix seconds by default); idle ScaledObjects are pruned against it on every
-    scrape and whenever the number tracked reaches `max_scaledobjects`.
+    scrape and whenever a new one is added, and beyond `max_scaledobjects` the
+    one seen longest ago goes.
     """
 
     def __init__(
@@ -74,9 +78,12 @@ class Telemetry:
         self.idle_seconds = idle_seconds
         self.max_scaledobjects = max_scaledobjects
         self._clock = clock
-        self._states: dict[tuple[str, str], _ScaledObjectState] = {}
-        # Guards insertion, pruning and counter increments; plain attribute
-        # stores on an existing state need no lock.
+        # Least recently decided first: record_decision moves its key to the end, so
+        # the idle ones are always at the front. The other record_* calls leave an
+        # existing key where it is (they do not count as being seen).
+        self._states: OrderedDict[tuple[str, str], _ScaledObjectState] = OrderedDict()
+        # Guards the order, insertion, pruning and counter increments; plain
+        # attribute stores on a state need no lock.
         self._lock = threading.Lock()
 
         self._rpc_requests = Counter(
@@ -114,12 +121,16 @@ class Telemetry:
         now: float,
     ) -> None:
         """Remember the latest decision for a ScaledObject; exported on the next scrape."""
-        state = self._states.get((namespace, scaledobject))
-        if state is None:
-            state = self._add(namespace, scaledobject, now)
+        key = (namespace, scaledobject)
+        with self._lock:
+            state = self._states.get(key)
+            if state is None:
+                state = self._add_locked(namespace, scaledobject, now)
+            else:
+                self._states.move_to_end(key)
+            state.last_seen = now
         state.decision = decision
         state.demand = demand
-        state.last_seen = now
 
     def record_forecast_error(
         self,
@@ -196,23 +207,31 @@ class Telemetry:
         state = self._states.get(key)  # another thread may have added it meanwhile
         if state is not None:
             return state
-        if len(self._states) >= self.max_scaledobjects:
-            self._prune_locked(now)
-        if len(self._states) >= self.max_scaledobjects:
+        self._prune_locked(now)
+        while len(self._states) >= self.max_scaledobjects:
             # Still full of live entries: evict the one seen longest ago, so the
             # bound holds even when names churn faster than idle_seconds.
-            oldest = min(self._states, key=lambda k: self._states[k].last_seen)
-            del self._states[oldest]
+            self._states.popitem(last=False)
         state = _ScaledObjectState(last_seen=now)
         self._states[key] = state
         return state
 
     def _prune_locked(self, now: float) -> int:
+        """Drop idle states from the front; stops at the first live one.
+
+        Concurrent calls may record times a few microseconds out of order, so a
+        state can wait behind a slightly younger one until the next prune.
+        """
         cutoff = now - self.idle_seconds
-        idle = [key for key, state in self._states.items() if state.last_seen < cutoff]
-        for key in idle:
-            del self._states[key]
-        return len(idle)
+        states = self._states
+        dropped = 0
+        while states:
+            key = next(iter(states))
+            if states[key].last_seen >= cutoff:
+                break
+            del states[key]
+            dropped += 1
+        return dropped
 
 
 class _ScaledObjectCollector:

@@ -1,0 +1,251 @@
+"""The service at scale: thousands of open streams, a hundred thousand names, a stuck backend.
+
+Real gRPC over loopback; the hung Prometheus is a real listening socket that
+accepts connections and never answers.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from scaler.observe import Observer
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.server import LOGGED_DECISIONS, ScalerService, ServerConfig, start_server
+from scaler.sources.prometheus import PrometheusSource
+from scaler.telemetry import Telemetry
+
+ROOT = Path(__file__).resolve().parents[1]
+ALWAYS = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "* * * * *", "desiredReplicas": "3"}
+
+
+def ref(name: str, metadata: dict[str, str] = ALWAYS) -> pb.ScaledObjectRef:
+    return pb.ScaledObjectRef(name=name, namespace="shop", scalerMetadata=metadata)
+
+
+def timed_ms(call: object) -> float:
+    started = time.perf_counter()
+    call()  # type: ignore[operator]
+    return (time.perf_counter() - started) * 1000
+
+
+@pytest.fixture
+def hung_prometheus() -> Iterator[str]:
+    """A port that accepts TCP connections (kernel backlog) and never says a byte."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(64)
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+def test_two_thousand_open_streams_leave_unary_calls_and_health_fast() -> None:
+    threads_before = threading.active_count()
+    running = start_server(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, push_interval_seconds=1.0)
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            streams = [stub.StreamIsActive(ref(f"so-{i}"), timeout=60) for i in range(2000)]
+            assert all(next(stream).result is True for stream in streams)
+            # A stream is a coroutine, not a thread: the server's thread count does not
+            # follow the streams (the two decision pools hold 2 x 32).
+            assert threading.active_count() - threads_before < 100
+
+            spec = [timed_ms(lambda: stub.GetMetricSpec(ref("web"), timeout=1)) for _ in range(30)]
+            checks = [
+                timed_ms(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1))
+                for _ in range(30)
+            ]
+            value = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("web")), timeout=1)
+            assert value.metricValues[0].metricValue == 3
+            assert statistics.median(spec) < 200, spec
+            assert statistics.median(checks) < 200, checks
+
+            # Shutdown ends every stream at once (OK), without waiting for the grace period.
+            started = time.perf_counter()
+            running.stop(30)
+            assert time.perf_counter() - started < 10
+            for stream in streams[:50]:
+                assert list(stream) == []  # nothing more, then a clean end
+                assert stream.code() is grpc.StatusCode.OK
+    finally:
+        running.stop(0)
+
+
+def test_health_says_not_serving_while_draining(hung_prometheus: str) -> None:
+    running = start_server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            prometheus_url=hung_prometheus,
+            query_timeout_seconds=30.0,
+        )
+    )
+    with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+        stub = pb_grpc.ExternalScalerStub(channel)
+        metadata = {"query": "sum(up)", "threshold": "1"}
+        # A call stuck on the backend keeps the server draining for the grace period.
+        stuck = stub.GetMetrics.future(
+            pb.GetMetricsRequest(scaledObjectRef=ref("web", metadata)), timeout=30
+        )
+        watch = health_pb2_grpc.HealthStub(channel).Watch(
+            health_pb2.HealthCheckRequest(), timeout=10
+        )
+        statuses = iter(watch)
+        assert next(statuses).status == health_pb2.HealthCheckResponse.SERVING
+        stopper = threading.Thread(target=running.stop, args=(3.0,))
+        started = time.perf_counter()
+        stopper.start()
+        draining = next(statuses).status
+        stopper.join()
+        elapsed = time.perf_counter() - started
+    # A watcher hears NOT_SERVING as soon as shutdown begins (load balancers move on).
+    assert draining == health_pb2.HealthCheckResponse.NOT_SERVING
+    with pytest.raises(grpc.RpcError):
+        stuck.result()
+    # The stuck decision was abandoned at the end of the grace period, not waited for.
+    assert elapsed < 3.0 + 2.0
+
+
+def test_names_passing_through_keep_every_table_bounded_and_calls_flat() -> None:
+    telemetry = Telemetry(idle_seconds=3600.0, max_scaledobjects=10_000)
+    source = PrometheusSource()
+    service = ScalerService(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None),
+        Observer(source),
+        telemetry=telemetry,
+    )
+    names = 30_000
+    block = 5_000
+    seconds: list[float] = []
+    started = time.perf_counter()
+    for i in range(names):
+        service.decision_for(ref(f"job-{i}"))
+        if (i + 1) % block == 0:
+            now = time.perf_counter()
+            seconds.append(now - started)
+            started = now
+    source.close()
+    assert telemetry.tracked() == 10_000
+    assert len(service._last_logged) == LOGGED_DECISIONS
+    # Past the bounds, a name costs what it cost before them (the old table scanned
+    # itself on every insertion once full: about ten times slower by then).
+    assert seconds[-1] < 2.0 * seconds[0], seconds
+
+
+def test_sigterm_exits_within_grace_with_a_decision_stuck_on_a_hung_backend(
+    hung_prometheus: str,
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--metrics-port",
+            "0",
+            "--prometheus-url",
+            hung_prometheus,
+            "--query-timeout-seconds",
+            "60",
+            "--grace-seconds",
+            "2",
+            "--push-interval-seconds",
+            "0.2",
+        ],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            stub = pb_grpc.ExternalScalerStub(channel)
+            metadata = {"query": "sum(up)", "threshold": "1"}
+            stuck = [
+                stub.GetMetrics.future(
+                    pb.GetMetricsRequest(scaledObjectRef=ref(f"web-{i}", metadata)), timeout=60
+                )
+                for i in range(4)
+            ]
+            stream = stub.StreamIsActive(ref("stream", metadata), timeout=60)
+            stub.GetMetricSpec(ref("web", metadata), timeout=3)  # the server is up and answering
+            time.sleep(0.5)  # let the calls reach the hung backend (nothing to wait on)
+            assert not any(call.done() for call in stuck)
+            started = time.perf_counter()
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=15)
+            elapsed = time.perf_counter() - started
+            stream.cancel()
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert code == 0
+    assert elapsed < 2.0 + 1.5, elapsed
+    stderr = process.stderr.read() if process.stderr else ""
+    assert "Traceback" not in stderr
+
+
+def test_calls_stuck_on_a_hung_backend_leave_health_and_other_calls_fast(
+    hung_prometheus: str,
+) -> None:
+    running = start_server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            prometheus_url=hung_prometheus,
+            query_timeout_seconds=30.0,
+            max_workers=4,
+        )
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            health = health_pb2_grpc.HealthStub(channel)
+            # More stuck calls than decision threads: the rest queue, none holds the loop.
+            stuck = [
+                stub.GetMetrics.future(
+                    pb.GetMetricsRequest(
+                        scaledObjectRef=ref(f"web-{i}", {"query": f"q{i}", "threshold": "1"})
+                    ),
+                    timeout=5,
+                )
+                for i in range(20)
+            ]
+            checks = [
+                timed_ms(lambda: health.Check(health_pb2.HealthCheckRequest(), timeout=1))
+                for _ in range(20)
+            ]
+            value = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("cron")), timeout=1)
+            assert value.metricValues[0].metricValue == 3
+            assert statistics.median(checks) < 50, checks
+            assert not any(call.done() for call in stuck)
+            for call in stuck:
+                call.cancel()
+    finally:
+        running.stop(0)
