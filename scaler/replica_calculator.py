@@ -119,6 +119,18 @@ class Calculation:
         return f"{self.reason.value} at {self.utilization_percent}%: {counts}"
 
 
+def current_pod_count(pods: Sequence[PodState]) -> int:
+    """The workload's current replicas as its ReplicaSet counts them: its active pods.
+
+    Pods being deleted and pods that finished (Failed, Succeeded) are not replicas.
+    """
+    return sum(
+        1
+        for pod in pods
+        if not pod.deleting and pod.phase not in (PodPhase.FAILED, PodPhase.SUCCEEDED)
+    )
+
+
 def milli(value: float) -> int:
     """A quantity in milli-units, rounded up like Kubernetes' Quantity.MilliValue()."""
     # round() first: 0.71 * 1000 is 710.0000000000001, which must stay 710.
