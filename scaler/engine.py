@@ -260,7 +260,7 @@ def decide(
                     sample.usage,
                     resource,
                     target,
-                    current_pod_count(sample.pods),
+                    current_pod_count(sample.pods, sample.usage),
                     sample.observed_at,
                     metric_window_seconds=sample.window_seconds,
                 )

@@ -119,16 +119,21 @@ class Calculation:
         return f"{self.reason.value} at {self.utilization_percent}%: {counts}"
 
 
-def current_pod_count(pods: Sequence[PodState]) -> int:
+def current_pod_count(pods: Sequence[PodState], usage: Mapping[str, float]) -> int:
     """The workload's current replicas as its ReplicaSet counts them: its active pods.
 
     Pods being deleted and pods that finished (Failed, Succeeded) are not replicas.
+    A pod with usage but missing from `pods` (its status not exported yet or any
+    more) still runs: it counts, as the HPA's count comes from the workload, not
+    from the pods it lists.
     """
-    return sum(
+    listed = {pod.name for pod in pods}
+    active = sum(
         1
         for pod in pods
         if not pod.deleting and pod.phase not in (PodPhase.FAILED, PodPhase.SUCCEEDED)
     )
+    return active + sum(1 for name in usage if name not in listed)
 
 
 def milli(value: float) -> int:

@@ -174,6 +174,22 @@ CASES = {
         Reason.CPU,
         True,
     ),
+    "cpu-pods-whose-requests-vanished-still-count": Case(
+        # 4 pods at the 50 % target, but kube-state-metrics lists only 2 of them: the
+        # other two still run (they report usage), so the count stays 4, not 2.
+        {"cpuUtilization": "50", "podSelector": 'namespace="shop"'},
+        Observations(
+            cpu=ResourceSample(
+                pods([0.5, 0.5]).pods,
+                {f"shop/web-{i}": 0.5 for i in range(4)},
+                NOW,
+                120.0,
+            )
+        ),
+        4,
+        Reason.CPU,
+        True,
+    ),
     "resource-only-never-deactivates": Case(
         {"memoryUtilization": "80", "podSelector": 'namespace="shop"'},
         Observations(memory=pods([0.0], request=2**30)),

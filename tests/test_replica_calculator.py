@@ -27,6 +27,7 @@ from scaler.replica_calculator import (
     HpaSettings,
     PodPhase,
     PodState,
+    current_pod_count,
     group_pods,
     milli,
     resource_replicas,
@@ -456,6 +457,17 @@ def test_memory_ignores_readiness_and_the_initialization_period() -> None:
     assert (calculation.replicas, calculation.ready_pods) == (2, 1)
     cpu = resource_replicas(pods, {"web-0": 1.0}, "cpu", 50, 1, NOW)
     assert (cpu.replicas, cpu.reason) == (1, CalculationReason.NO_METRICS)
+
+
+def test_current_count_is_the_active_pods_and_those_known_by_usage_only() -> None:
+    pods = [
+        PodState("a", 1.0),
+        PodState("b", 1.0, phase=PodPhase.PENDING),
+        PodState("c", 1.0, phase=PodPhase.FAILED),
+        PodState("d", 1.0, phase=PodPhase.SUCCEEDED),
+        PodState("e", 1.0, deleting=True),
+    ]
+    assert current_pod_count(pods, {"a": 0.1, "c": 0.1, "f": 0.1}) == 3  # a, b and f
 
 
 def test_no_pods_keeps_the_count() -> None:
