@@ -250,3 +250,12 @@ def test_an_empty_answer_is_an_error_of_the_reading(seeded: PrometheusServer) ->
         reading = source.read_resource(seeded.url, 'namespace="fleet"', "cpu")
     assert (reading.pods, reading.usage, reading.observed_at) == (None, None, None)
     assert reading.error is not None and reading.error.kind is BackendErrorKind.NULL_VALUE
+
+
+def test_callers_sharing_an_answer_share_its_reading(seeded: PrometheusServer) -> None:
+    # A thousand ScaledObjects on one workload read one answer: it is turned into pods
+    # once (about 40 ms for 1,000 pods), not once per call.
+    with PrometheusSource(coalesce_seconds=60.0, clock=lambda: AT) as source:
+        first = source.read_resource(seeded.url, 'namespace="fleet"', "cpu")
+        second = source.read_resource(seeded.url, 'namespace="fleet"', "cpu")
+    assert first.error is None and second is first
