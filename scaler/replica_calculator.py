@@ -268,7 +268,7 @@ def resource_replicas(
     if not scale_up_with_unready and not missing:
         if _within(ratio, tolerance):
             return result(current_replicas, CalculationReason.WITHIN_TOLERANCE)
-        replicas = math.ceil(ratio * ready_count)
+        replicas = _ceil(ratio * ready_count)
         return result(replicas, direction(replicas))
 
     if missing:
@@ -294,12 +294,20 @@ def resource_replicas(
         or (ratio > 1.0 and new_ratio < 1.0)
     ):
         return result(current_replicas, CalculationReason.REBALANCE_HOLDS)
-    replicas = math.ceil(new_ratio * len(metrics))
+    replicas = _ceil(new_ratio * len(metrics))
     if (new_ratio < 1.0 and replicas > current_replicas) or (
         new_ratio > 1.0 and replicas < current_replicas
     ):
         return result(current_replicas, CalculationReason.REBALANCE_HOLDS)
     return result(replicas, direction(replicas))
+
+
+# The HPA's replica counts are int32; a tiny target can make the ratio infinite.
+MAX_REPLICAS = 2**31 - 1
+
+
+def _ceil(value: float) -> int:
+    return math.ceil(min(value, MAX_REPLICAS))
 
 
 def _within(ratio: float, tolerance: float) -> bool:

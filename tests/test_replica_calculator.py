@@ -481,6 +481,11 @@ def test_a_target_that_is_not_positive_is_refused(target: float) -> None:
         resource_replicas(_pods(1), {"web-0": 0.5}, "cpu", target, 1, NOW)
 
 
+def test_a_tiny_target_gives_the_largest_count_not_an_overflow() -> None:
+    calculation = resource_replicas(_pods(3), {"web-0": 0.5}, "cpu", 1e-320, 3, NOW)
+    assert calculation.replicas == 2**31 - 1
+
+
 def test_milli_rounds_up_like_a_quantity() -> None:
     assert (milli(0.71), milli(0.0001), milli(0.0011), milli(2**30)) == (710, 1, 2, 2**30 * 1000)
 
