@@ -16,7 +16,7 @@ pods would. In short:
 - utilization = floor(100 x sum of usage / sum of requests) over the pods with
   usage (integer percent, as the HPA), ratio = utilization / target;
 - without unready pods on a scale-up and without missing pods: the current
-  count if the ratio is within the tolerance (0.1) of 1, else
+  count if the ratio is within the tolerance (0.1 each way) of 1, else
   ceil(ratio x ready pods);
 - otherwise the ratio is recomputed with missing pods at 100 % of their
   request (or the target if above 100 %) on a scale-down and 0 % on a
@@ -75,7 +75,10 @@ class PodState:
 class HpaSettings:
     """kube-controller-manager's flags for the calculation, with their defaults."""
 
-    tolerance: float = 0.1  # --horizontal-pod-autoscaler-tolerance
+    # --horizontal-pod-autoscaler-tolerance, or per direction the behavior's
+    # scaleDown/scaleUp tolerance (Kubernetes >= 1.33).
+    scale_down_tolerance: float = 0.1
+    scale_up_tolerance: float = 0.1
     cpu_initialization_seconds: float = (
         300.0  # --horizontal-pod-autoscaler-cpu-initialization-period
     )
@@ -263,10 +266,9 @@ def resource_replicas(
             return CalculationReason.SCALE_DOWN
         return CalculationReason.UNCHANGED
 
-    tolerance = settings.tolerance
     scale_up_with_unready = bool(unready) and ratio > 1.0
     if not scale_up_with_unready and not missing:
-        if _within(ratio, tolerance):
+        if _within(ratio, settings):
             return result(current_replicas, CalculationReason.WITHIN_TOLERANCE)
         replicas = _ceil(ratio * ready_count)
         return result(replicas, direction(replicas))
@@ -289,7 +291,7 @@ def resource_replicas(
     assert remeasured is not None  # the requests only grew
     new_ratio, _ = remeasured
     if (
-        _within(new_ratio, tolerance)
+        _within(new_ratio, settings)
         or (ratio < 1.0 and new_ratio > 1.0)
         or (ratio > 1.0 and new_ratio < 1.0)
     ):
@@ -310,5 +312,6 @@ def _ceil(value: float) -> int:
     return math.ceil(min(value, MAX_REPLICAS))
 
 
-def _within(ratio: float, tolerance: float) -> bool:
-    return 1.0 - tolerance <= ratio <= 1.0 + tolerance
+def _within(ratio: float, settings: HpaSettings) -> bool:
+    """Tolerances.isWithin: too small a change to act on."""
+    return 1.0 - settings.scale_down_tolerance <= ratio <= 1.0 + settings.scale_up_tolerance

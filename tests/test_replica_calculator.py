@@ -4,7 +4,10 @@ Every case of pkg/controller/podautoscaler/replica_calculator_test.go that
 calls GetResourceReplicas without a `container` (the container-metric
 variants select one container, which the pod-level signals here do not) is
 ported with its upstream name, inputs and expected replica count and
-utilization, as is the TestGroupPods table. The upstream harness builds pods
+utilization (newer Kubernetes gathers most of them in the table of
+TestReplicaCalcResourceScale, same inputs), as are the resource cases of
+TestReplicaCalcConfigurableTolerance (per-direction tolerances) and the
+TestGroupPods table. The upstream harness builds pods
 with two containers, each requesting `requests[i]` and using `levels[i]`
 millicores; a pod's request and usage are the sums. Pods without an explicit
 start time start at Go's zero time, every Ready condition last changed at the
@@ -16,7 +19,7 @@ readiness delay. Hot pods start now, cool pods 3 min ago.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given
@@ -38,7 +41,7 @@ GO_ZERO_TIME = -62_135_596_800.0  # time.Time{} in Unix seconds
 HOT = NOW  # hotCPUCreationTime()
 COOL = NOW - 180.0  # coolCPUCreationTime()
 UPSTREAM_SETTINGS = HpaSettings(
-    tolerance=0.1, cpu_initialization_seconds=120.0, initial_readiness_delay_seconds=10.0
+    cpu_initialization_seconds=120.0, initial_readiness_delay_seconds=10.0
 )
 CONTAINERS_PER_POD = 2
 
@@ -62,6 +65,7 @@ class Upstream:
     deleting: list[bool] = field(default_factory=list)
     usage_pod_names: list[str] = field(default_factory=list)
     reason: CalculationReason | None = None
+    tolerances: tuple[float, float] = (0.1, 0.1)  # Tolerances{scaleDown, scaleUp}
 
     def pods(self) -> list[PodState]:
         # Failed pods are not counted in currentReplicas; the harness lists them anyway.
@@ -191,6 +195,22 @@ CASES: dict[str, Upstream] = {
         102,
         reason=CalculationReason.WITHIN_TOLERANCE,
     ),
+    # TestReplicaCalcConfigurableTolerance's cases (Kubernetes >= 1.33).
+    "TestReplicaCalcConfigurableTolerance/Outside of a 0% tolerance": Upstream(
+        3, 4, 100, [0.9, 1.0, 1.1], [909, 1010, 1111], 101, tolerances=(0.0, 0.0)
+    ),
+    "TestReplicaCalcConfigurableTolerance/Within a 200% scale-up tolerance": Upstream(
+        3, 3, 100, [0.9, 1.0, 1.1], [1890, 1910, 1900], 190, tolerances=(0.1, 2.0)
+    ),
+    "TestReplicaCalcConfigurableTolerance/Outside 8% scale-up tolerance": Upstream(
+        3, 4, 100, [0.9, 1.0, 1.1], [1100, 1080, 1090], 109, tolerances=(2.0, 0.08)
+    ),
+    "TestReplicaCalcConfigurableTolerance/Within a 36% scale-down tolerance": Upstream(
+        3, 3, 100, [0.9, 1.0, 1.1], [660, 640, 650], 65, tolerances=(0.36, 0.1)
+    ),
+    "TestReplicaCalcConfigurableTolerance/Outside a 34% scale-down tolerance": Upstream(
+        3, 2, 100, [0.9, 1.0, 1.1], [660, 640, 650], 65, tolerances=(0.34, 0.1)
+    ),
     "TestReplicaCalcSuperfluousMetrics": Upstream(
         4, 24, 100, ONE[:4], [4000, 9500, 3000, 7000, 3200, 2000], 587
     ),
@@ -247,7 +267,11 @@ def test_upstream_replica_calculator_case(case: Upstream) -> None:
         NOW,
         metrics_at=GO_ZERO_TIME,
         metric_window_seconds=60.0,
-        settings=UPSTREAM_SETTINGS,
+        settings=replace(
+            UPSTREAM_SETTINGS,
+            scale_down_tolerance=case.tolerances[0],
+            scale_up_tolerance=case.tolerances[1],
+        ),
     )
     assert calculation.replicas == case.expected
     assert calculation.utilization_percent == case.utilization
