@@ -4,8 +4,8 @@
 and the tests run the very same arithmetic. The pipeline, in order:
 
 1. each signal turns its observation into a replica recommendation
-   (query: ceil(demand / threshold); cpu/memory: ceil(used / (target x request
-   per pod)); forecast: ceil(max upper band over [t, t + lead] / threshold);
+   (query: ceil(demand / threshold); cpu/memory: the Kubernetes HPA's count, see
+   replica_calculator; forecast: ceil(max upper band over [t, t + lead] / threshold);
    cron: the floor and ceiling of the active windows);
 2. an observation older than the staleness bound is no observation; a signal
    that has none makes the decision unavailable (KEDA's fallback then acts)
@@ -23,11 +23,13 @@ fails holds its last good value (never lowering replicas) until it goes stale.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 from scaler.forecast.types import Forecast
 from scaler.policy import ForecastMode, Policy
+from scaler.replica_calculator import PodState, Resource, current_pod_count, resource_replicas
 from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW
 
 
@@ -82,11 +84,16 @@ class Sample:
 
 @dataclass(frozen=True)
 class ResourceSample:
-    """Usage summed over the selected pods and the mean request per pod (HPA inputs)."""
+    """The selected pods and their usage by pod name, as the HPA sees them.
 
-    used: float
-    requested_per_pod: float
+    `usage` was measured at `observed_at` over `window_seconds` (the CPU rate
+    window); see `replica_calculator.resource_replicas` for what counts.
+    """
+
+    pods: tuple[PodState, ...]
+    usage: Mapping[str, float]
     observed_at: float
+    window_seconds: float = 0.0
     error: str | None = None
 
 
@@ -246,21 +253,40 @@ def decide(
 
     resources = policy.resources
     if resources is not None:
-        for signal, target, sample in (
-            (Signal.CPU, resources.cpu_utilization_percent, observations.cpu),
-            (Signal.MEMORY, resources.memory_utilization_percent, observations.memory),
-        ):
+        resource_signals: tuple[tuple[Signal, Resource, float | None, ResourceSample | None], ...]
+        resource_signals = (
+            (Signal.CPU, "cpu", resources.cpu_utilization_percent, observations.cpu),
+            (Signal.MEMORY, "memory", resources.memory_utilization_percent, observations.memory),
+        )
+        for signal, resource, target, sample in resource_signals:
             if target is None:
                 continue
             if sample is not None and _fresh(sample.observed_at, now, settings):
-                per_pod = sample.requested_per_pod * target / 100.0
-                replicas = replicas_for(sample.used, per_pod) if per_pod > 0 else 0
-                status = SignalStatus.HELD if sample.error else SignalStatus.OK
-                utilization = 100.0 * sample.used / sample.requested_per_pod if per_pod else 0.0
-                readings.append(
-                    SignalReading(signal, status, replicas, utilization, sample.error or "")
+                # The HPA's own arithmetic (tolerance, missing and unready pods), as of
+                # the reading: a held reading recommends what it did when fresh.
+                calculation = resource_replicas(
+                    sample.pods,
+                    sample.usage,
+                    resource,
+                    target,
+                    current_pod_count(sample.pods, sample.usage),
+                    sample.observed_at,
+                    metric_window_seconds=sample.window_seconds,
                 )
-                acting.append((replicas, Reason(signal.value)))
+                status = SignalStatus.HELD if sample.error else SignalStatus.OK
+                utilization = calculation.utilization_percent
+                readings.append(
+                    SignalReading(
+                        signal,
+                        status,
+                        calculation.replicas,
+                        None if utilization is None else float(utilization),
+                        f"{sample.error}; {calculation.detail}"
+                        if sample.error
+                        else calculation.detail,
+                    )
+                )
+                acting.append((calculation.replicas, Reason(signal.value)))
             else:
                 detail = observations.errors.get(signal) or "no usage observed yet"
                 readings.append(SignalReading(signal, SignalStatus.STALE, detail=detail))

@@ -108,13 +108,13 @@ class Observer:
                     errors[signal] = str(usage.error)
                     problems.append(BackendProblem(signal, str(usage.error.kind), str(usage.error)))
                 if (
-                    usage.used is not None
-                    and usage.requested_per_pod is not None
+                    usage.pods is not None
+                    and usage.usage is not None
                     and usage.observed_at is not None
                 ):
                     error = str(usage.error) if usage.error else None
                     sample = ResourceSample(
-                        usage.used, usage.requested_per_pod, usage.observed_at, error
+                        usage.pods, usage.usage, usage.observed_at, usage.window_seconds, error
                     )
                     if signal is Signal.CPU:
                         cpu = sample

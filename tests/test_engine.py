@@ -22,6 +22,7 @@ from scaler.engine import (
 )
 from scaler.forecast.types import Forecast
 from scaler.policy import parse_policy
+from scaler.replica_calculator import PodState
 
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC, a Tuesday
 SETTINGS = EngineSettings(polling_interval_seconds=30, staleness_seconds=120)
@@ -39,6 +40,21 @@ def schedules(*windows: dict[str, object]) -> str:
 
 def demand(value: float, age: float = 0.0, error: str | None = None) -> Sample:
     return Sample(value, NOW - age, error)
+
+
+def pods(
+    usage: list[float | None],
+    request: float = 1.0,
+    age: float = 0.0,
+    error: str | None = None,
+) -> ResourceSample:
+    """Pods web-0, web-1, ... requesting `request` each, ready for an hour, with `usage`
+    (None: no usage series for that pod)."""
+    states = tuple(
+        PodState(f"shop/web-{i}", request, True, NOW - 3600, NOW - 3500) for i in range(len(usage))
+    )
+    used = {f"shop/web-{i}": value for i, value in enumerate(usage) if value is not None}
+    return ResourceSample(states, used, NOW - age, 120.0, error)
 
 
 def band(median: float | list[float], upper: float | list[float], step: float = 60.0) -> Forecast:
@@ -114,23 +130,76 @@ CASES = {
         WINDOW_LATER | {"desiredReplicas": "7"}, Observations(), 0, Reason.CRON, False
     ),
     "cpu-hpa-arithmetic": Case(
-        # 3.5 cores used, 0.5 core requested per pod, target 70%: ceil(3.5 / 0.35) = 10
+        # 4 pods at 100 % of their request, target 50 %: ratio 2, ceil(2 x 4) = 8
+        {"cpuUtilization": "50", "podSelector": 'namespace="shop"'},
+        Observations(cpu=pods([0.5] * 4, request=0.5)),
+        8,
+        Reason.CPU,
+        True,
+    ),
+    "cpu-within-tolerance-keeps-the-count": Case(
+        # 71 % against 70 %: ratio 1.014, inside the HPA's tolerance of 0.1 -> 1, not 2
         {"cpuUtilization": "70", "podSelector": 'namespace="shop"'},
-        Observations(cpu=ResourceSample(3.5, 0.5, NOW)),
+        Observations(cpu=pods([0.71])),
+        1,
+        Reason.CPU,
+        True,
+    ),
+    "cpu-missing-pods-do-not-lower": Case(
+        # 10 pods, 5 report half their request, target 70 %: the HPA counts the silent
+        # pods at 100 % on a scale-down, 75 % / 70 % is within tolerance -> 10, not 4
+        {"cpuUtilization": "70", "podSelector": 'namespace="shop"'},
+        Observations(cpu=pods([0.5] * 5 + [None] * 5)),
         10,
+        Reason.CPU,
+        True,
+    ),
+    "cpu-unready-pod-at-zero-on-scale-up": Case(
+        # web-2 just started and is not ready: 0 % on a scale-up. 2 pods at 200 % of a
+        # 50 % target say 8; with the third at 0 %: 400 / 3 = 133 % -> ceil(2.66 x 3) = 8,
+        # and a third pod using as much would say 12.
+        {"cpuUtilization": "50", "podSelector": 'namespace="shop"'},
+        Observations(
+            cpu=ResourceSample(
+                (
+                    *pods([2.0, 2.0]).pods,
+                    PodState("shop/web-2", 1.0, False, NOW - 20, NOW - 20),
+                ),
+                {"shop/web-0": 2.0, "shop/web-1": 2.0, "shop/web-2": 2.0},
+                NOW,
+                120.0,
+            )
+        ),
+        8,
+        Reason.CPU,
+        True,
+    ),
+    "cpu-pods-whose-requests-vanished-still-count": Case(
+        # 4 pods at the 50 % target, but kube-state-metrics lists only 2 of them: the
+        # other two still run (they report usage), so the count stays 4, not 2.
+        {"cpuUtilization": "50", "podSelector": 'namespace="shop"'},
+        Observations(
+            cpu=ResourceSample(
+                pods([0.5, 0.5]).pods,
+                {f"shop/web-{i}": 0.5 for i in range(4)},
+                NOW,
+                120.0,
+            )
+        ),
+        4,
         Reason.CPU,
         True,
     ),
     "resource-only-never-deactivates": Case(
         {"memoryUtilization": "80", "podSelector": 'namespace="shop"'},
-        Observations(memory=ResourceSample(0.0, 2**30, NOW)),
+        Observations(memory=pods([0.0], request=2**30)),
         0,
         Reason.MEMORY,
         True,
     ),
     "max-of-query-and-cpu": Case(
         QUERY | {"cpuUtilization": "50", "podSelector": 'pod=~"web-.*"'},
-        Observations(demand=demand(250), cpu=ResourceSample(4.0, 1.0, NOW)),
+        Observations(demand=demand(250), cpu=pods([2.0, 2.0])),
         8,
         Reason.CPU,
         True,
@@ -260,8 +329,8 @@ def test_every_decision_records_each_signal() -> None:
         parse_policy(metadata),
         Observations(
             demand=demand(250),
-            cpu=ResourceSample(1.0, 1.0, NOW),
-            memory=ResourceSample(3e9, 1e9, NOW),
+            cpu=pods([1.0]),
+            memory=pods([3e9], request=1e9),
             forecast=band(1, 2),
         ),
         NOW,
@@ -326,6 +395,67 @@ def test_missing_data_never_lowers_replicas(
         Observations(
             demand=Sample(value, NOW, "connection refused"), errors={"query": "connection refused"}
         ),
+        NOW + later,
+        SETTINGS,
+    )
+    assert held.available
+    assert held.desired_replicas >= fresh.desired_replicas
+
+
+# -- resource signals: held readings and invariants -----------------------------------
+
+CPU_ONLY = {"cpuUtilization": "50", "podSelector": 'namespace="shop"'}
+
+
+def test_a_vanished_resource_reading_is_held_until_stale() -> None:
+    policy = parse_policy(CPU_ONLY)
+    error = "no cpu usage series for the selected pods"
+    held = decide(
+        policy,
+        Observations(cpu=pods([1.0] * 3, age=100, error=error), errors={"cpu": error}),
+        NOW,
+        SETTINGS,
+    )
+    reading = held.signal(Signal.CPU)
+    assert held.available and held.desired_replicas == 6  # 200 % of 50 % x 3 pods
+    assert reading is not None and reading.status is SignalStatus.HELD
+    assert error in reading.detail
+
+    stale = decide(
+        policy,
+        Observations(cpu=pods([1.0] * 3, age=121, error=error), errors={"cpu": error}),
+        NOW,
+        SETTINGS,
+    )
+    assert not stale.available and error in stale.detail
+
+
+cpu_levels = st.lists(st.one_of(st.none(), st.floats(0, 4)), min_size=1, max_size=10)
+
+
+@given(cpu_levels, st.integers(10, 200), st.floats(0, 4), st.integers(0, 9))
+def test_more_cpu_usage_never_gives_fewer_replicas(
+    levels: list[float | None], target: int, extra: float, which: int
+) -> None:
+    policy = parse_policy(CPU_ONLY | {"cpuUtilization": str(target)})
+    more = list(levels)
+    index = which % len(levels)
+    more[index] = None if levels[index] is None else levels[index] + extra  # type: ignore[operator]
+    before = decide(policy, Observations(cpu=pods(levels)), NOW, SETTINGS)
+    after = decide(policy, Observations(cpu=pods(more)), NOW, SETTINGS)
+    assert after.desired_replicas >= before.desired_replicas
+
+
+@given(cpu_levels, st.integers(10, 200), st.floats(min_value=0, max_value=120))
+def test_missing_resource_data_never_lowers_replicas(
+    levels: list[float | None], target: int, later: float
+) -> None:
+    policy = parse_policy(CPU_ONLY | {"cpuUtilization": str(target)})
+    fresh = decide(policy, Observations(cpu=pods(levels)), NOW, SETTINGS)
+    error = "connection refused"
+    held = decide(
+        policy,
+        Observations(cpu=pods(levels, error=error), errors={"cpu": error}),
         NOW + later,
         SETTINGS,
     )

@@ -33,6 +33,7 @@ from prometheus_server import (
     openmetrics,
 )
 
+from scaler.replica_calculator import PodPhase
 from scaler.sources.prometheus import (
     BackendError,
     BackendErrorKind,
@@ -96,7 +97,7 @@ def seeded(prometheus: PrometheusServer) -> Seeded:
     # Selected by name but not by the pod regex.
     series += cadvisor_pod("shop", "api-1", {"api": (2.0, 1024 * MIB)}, recent)
     series += kube_state_metrics_pod("shop", "api-1", {"api": (4.0, 2048 * MIB)}, recent)
-    # Pending: requests known, no usage yet; the HPA does not count it.
+    # Requests known, no usage yet: the HPA counts it as a pod without metrics.
     series += kube_state_metrics_pod("shop", "web-3", web_requests, recent)
 
     day_start = at - 26 * 3600
@@ -224,16 +225,17 @@ def test_range_vector_in_an_instant_query_is_a_query_error(seeded: Seeded) -> No
 
 
 @pytest.mark.parametrize(
-    ("resource", "used", "requested_per_pod"),
+    ("resource", "used", "requested", "window"),
     [
         # web-1 and web-2 in shop: app + sidecar each; not the pod-level and
-        # pause rows, not other/web-1, not api-1, not the pending web-3.
-        pytest.param("cpu", 2 * (0.25 + 0.05), 0.5 + 0.1, id="cpu"),
-        pytest.param("memory", 2 * 250 * MIB, 320 * MIB, id="memory"),
+        # pause rows, not other/web-1, not api-1. web-3 has requests but no usage:
+        # listed, its usage missing (the HPA's "missing pod").
+        pytest.param("cpu", 0.25 + 0.05, 0.5 + 0.1, 120.0, id="cpu"),
+        pytest.param("memory", 250 * MIB, 320 * MIB, 0.0, id="memory"),
     ],
 )
-def test_resource_reading_counts_the_selected_running_pods(
-    seeded: Seeded, resource: str, used: float, requested_per_pod: float
+def test_resource_reading_lists_the_selected_pods(
+    seeded: Seeded, resource: str, used: float, requested: float, window: float
 ) -> None:
     with seeded.source() as source:
         reading = source.read_resource(
@@ -242,29 +244,34 @@ def test_resource_reading_counts_the_selected_running_pods(
             resource,  # type: ignore[arg-type]
         )
     assert reading.error is None
-    assert reading.pod_count == 2
-    assert reading.used == pytest.approx(used, rel=1e-9)
-    assert reading.requested_per_pod == pytest.approx(requested_per_pod, rel=1e-9)
-    assert reading.observed_at == seeded.at
+    assert reading.pods is not None and reading.usage is not None
+    # No kube-state-metrics status series here: every pod counts as ready and started.
+    assert [(pod.name, pod.ready, pod.phase) for pod in reading.pods] == [
+        (f"shop/web-{i}", True, PodPhase.RUNNING) for i in (1, 2, 3)
+    ]
+    assert [pod.request for pod in reading.pods] == pytest.approx([requested] * 3, rel=1e-9)
+    assert reading.usage == pytest.approx({"shop/web-1": used, "shop/web-2": used}, rel=1e-9)
+    assert (reading.observed_at, reading.window_seconds) == (seeded.at, window)
 
 
 def test_resource_reading_is_one_request(seeded: Seeded) -> None:
-    # Usage and requests in one evaluation: consistent, and within one timeout.
+    # Usage, requests and pod status in one evaluation: consistent, and within one timeout.
     proxy = CountingProxy(seeded.url)
     try:
         with seeded.source() as source:
             reading = source.read_resource(proxy.url, 'namespace="shop",pod=~"web-.*"', "cpu")
-        assert reading.pod_count == 2
+        assert reading.pods is not None and len(reading.pods) == 3
         assert proxy.count() == 1
     finally:
         proxy.close()
 
 
-def test_resource_reading_without_pods_has_no_request(seeded: Seeded) -> None:
+def test_resource_reading_without_pods_is_no_reading(seeded: Seeded) -> None:
     with seeded.source() as source:
         reading = source.read_resource(seeded.url, 'namespace="nowhere"', "cpu")
-    assert (reading.used, reading.requested_per_pod, reading.pod_count) == (0.0, None, 0)
-    assert reading.error is None
+    assert (reading.pods, reading.usage, reading.observed_at) == (None, None, None)
+    assert reading.error is not None and reading.error.kind is BackendErrorKind.NULL_VALUE
+    assert "no cpu usage series for the selected pods" in str(reading.error)
 
 
 def test_resource_reading_refuses_an_unvalidated_selector(seeded: Seeded) -> None:
@@ -609,8 +616,9 @@ def test_outage_keeps_the_last_good_value_and_recovers(
         good = source.read(server.url, "tidetest_outage_demand")
         assert good.value == 5.0 and good.error is None and good.observed_at is not None
         memory = source.read_resource(server.url, 'namespace="shop"', "memory")
-        assert memory.error is None and memory.pod_count == 1
-        assert (memory.used, memory.requested_per_pod) == (300 * MIB, 512 * MIB)
+        assert memory.error is None and memory.pods is not None
+        assert [(pod.name, pod.request) for pod in memory.pods] == [("shop/web-1", 512 * MIB)]
+        assert memory.usage == {"shop/web-1": 300 * MIB}
 
         server.kill()
         during = source.read(server.url, "tidetest_outage_demand")

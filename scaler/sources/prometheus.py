@@ -24,7 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from functools import partial
 from typing import Any
@@ -32,8 +32,9 @@ from typing import Any
 import numpy as np
 
 from scaler.policy import BackendOptions
+from scaler.replica_calculator import PodState
 from scaler.sources.bounded_http import BoundedHttp, HttpAnswer, HttpFailure, HttpFailureKind
-from scaler.sources.resources import ResourceName, resource_query
+from scaler.sources.resources import PodSeries, ResourceName, pods_from_signals, resource_query
 
 __all__ = [
     "NO_OPTIONS",
@@ -118,20 +119,20 @@ class Reading:
 
 @dataclass(frozen=True)
 class ResourceReading:
-    """Usage and requests of the selected pods, for HPA-style utilization.
+    """The selected pods as the HPA's pod lister and metrics client would see them.
 
-    `used` is the total over the pods (CPU in cores, memory in bytes),
-    `requested_per_pod` their mean request in the same unit, `pod_count` how
-    many pods report both. The HPA's answer is
-    ceil(used / (target% x requested_per_pod)). With no such pod, `used` is 0,
-    `pod_count` 0 and `requested_per_pod` None. On failure the fields hold the
-    last good reading (or None) and `error` says what went wrong.
+    `pods` are the pods with a request series (request, readiness, start,
+    phase), `usage` the usage of every pod with a usage series by
+    "namespace/pod" (CPU in cores, memory in bytes), measured at `observed_at`
+    over `window_seconds` (the CPU rate window; 0 for memory, an instant). On
+    failure, or when no usage series is left, the fields hold the last good
+    reading (or None) and `error` says what went wrong.
     """
 
-    used: float | None
-    requested_per_pod: float | None
-    pod_count: int | None
+    pods: tuple[PodState, ...] | None
+    usage: Mapping[str, float] | None
     observed_at: float | None
+    window_seconds: float = 0.0
     error: BackendError | None = None
 
     @property
@@ -337,38 +338,44 @@ class PrometheusSource:
         *,
         options: BackendOptions = NO_OPTIONS,
     ) -> ResourceReading:
-        """Usage and requests of the pods `pod_selector` matches; never raises BackendError.
+        """The pods `pod_selector` matches and their usage; never raises BackendError.
 
         Raises ValueError for a selector or resource the policy parser should
-        have rejected.
+        have rejected. An answer without any usage series (the pods gone, or
+        cAdvisor / kube-state-metrics not scraped) is not a reading: the last
+        good one is held with an error, as after a failed request, so that the
+        engine keeps it until it goes stale instead of dropping it at once.
         """
         query = resource_query(
             resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
         )
+        window = self._cpu_rate_window_seconds if resource == "cpu" else 0.0
         key = ("resource", address, pod_selector, resource, options)
         try:
             result, observed_at = self._fetch(address, query, options)
-            usage = _per_pod(result, address, query, "used")
-            requested = _per_pod(result, address, query, "requested")
+            known = self._last_good.get(key)
+            if known is not None and known.observed_at == observed_at:
+                # The answer this reading was made from, shared by every ScaledObject
+                # with this selector: parse thousands of series once, not per call.
+                self._remember(key, known.value, observed_at)
+                same: ResourceReading = known.value
+                return same
+            pods, usage = pods_from_signals(_per_pod(result, address, query))
+            if not usage:
+                raise BackendError(
+                    BackendErrorKind.NULL_VALUE,
+                    address,
+                    query,
+                    f"no {resource} usage series for the selected pods "
+                    f"({len(pods)} with a request series)",
+                )
         except BackendError as error:
             remembered = self._recall(key)
             if remembered is None:
-                return ResourceReading(None, None, None, None, error)
+                return ResourceReading(None, None, None, window, error)
             good: ResourceReading = remembered.value
-            return ResourceReading(
-                good.used, good.requested_per_pod, good.pod_count, good.observed_at, error
-            )
-        # Only pods that report both count, as the HPA only counts pods it has
-        # metrics for; a pod without requests cannot have a utilization.
-        pods = usage.keys() & requested.keys()
-        used = math.fsum(usage[pod] for pod in pods)
-        requested_total = math.fsum(requested[pod] for pod in pods)
-        reading = ResourceReading(
-            used=used,
-            requested_per_pod=requested_total / len(pods) if pods else None,
-            pod_count=len(pods),
-            observed_at=observed_at,
-        )
+            return replace(good, error=error)
+        reading = ResourceReading(pods, usage, observed_at, window)
         self._remember(key, reading, observed_at)
         return reading
 
@@ -844,18 +851,20 @@ def _multiple_series(address: str, query: str, count: int) -> BackendError:
     )
 
 
-def _per_pod(result: Any, address: str, query: str, signal: str) -> dict[tuple[str, str], float]:
-    """Values by (namespace, pod) of the series of `resource_query` labelled `signal`."""
-    per_pod: dict[tuple[str, str], float] = {}
+def _per_pod(result: Any, address: str, query: str) -> dict[str, dict[str, PodSeries]]:
+    """The series of `resource_query` by their label `signal`, then by "namespace/pod"."""
+    signals: dict[str, dict[str, PodSeries]] = {}
     with _malformed_is_bad_response(address, query):
         for series in _as_series_list(result, address, query):
             labels = series["metric"]
-            if labels.get("signal") != signal:
-                continue
             value = _parse_sample(series["value"][1], address, query)
-            if math.isfinite(value):
-                per_pod[(labels.get("namespace", ""), labels.get("pod", ""))] = value
-    return per_pod
+            if math.isnan(value):
+                continue
+            name = f"{labels.get('namespace', '')}/{labels.get('pod', '')}"
+            signals.setdefault(str(labels.get("signal", "")), {})[name] = PodSeries(
+                value, str(labels.get("condition", "")), str(labels.get("phase", ""))
+            )
+    return signals
 
 
 # -- HTTP answers --------------------------------------------------------------------

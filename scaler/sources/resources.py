@@ -1,21 +1,29 @@
 """PromQL for the resource signals (cpuUtilization, memoryUtilization).
 
-The HPA computes utilization from the pods' usage and their resource requests.
-In a cluster watched by Prometheus those come from cAdvisor
+The HPA computes utilization from the pods' usage and their resource requests,
+and decides which pods count from their status (replica_calculator.go). In a
+cluster watched by Prometheus those come from cAdvisor
 (`container_cpu_usage_seconds_total`, `container_memory_working_set_bytes`) and
-kube-state-metrics (`kube_pod_container_resource_requests`). The builders here
-return one series per pod (labels `namespace`, `pod`) so that the caller can
-keep only the pods that report both usage and requests, as the HPA counts only
-pods it has metrics for; `resource_query` asks for both in one request, which
-keeps them consistent and the read within one timeout. The user's
+kube-state-metrics: `kube_pod_container_resource_requests` for the requests,
+`kube_pod_status_ready`, `kube_pod_status_ready_time`, `kube_pod_start_time`
+(else `kube_pod_created`), `kube_pod_status_phase` and
+`kube_pod_deletion_timestamp` for the status. `resource_query` asks for all of
+them in one request, one series per pod and kind told apart by the label
+`signal`, which keeps them consistent, within one timeout and coalescable;
+`pods_from_signals` turns the answer into the HPA's inputs. The user's
 `podSelector` is pasted into PromQL, so it is validated against a strict
 grammar first: it can select series, never add operators or functions.
 """
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Literal, get_args
+
+from scaler.replica_calculator import PodPhase, PodState
 
 ResourceName = Literal["cpu", "memory"]
 RESOURCE_NAMES: tuple[str, ...] = get_args(ResourceName)
@@ -94,19 +102,106 @@ def requests_per_pod_query(resource: ResourceName, pod_selector: str) -> str:
     return f"sum by (namespace, pod) (kube_pod_container_resource_requests{{{selector}}})"
 
 
+def pod_status_queries(pod_selector: str) -> dict[str, str]:
+    """kube-state-metrics' status of the selected pods, one query per `signal` label.
+
+    ready: the Ready condition whose series is 1 (label `condition`: true, false
+    or unknown); ready_time: when it last became true; started / created: start
+    and creation times; phase: the current phase (label `phase`); deleting: the
+    deletion timestamp, present only while a pod terminates.
+    """
+    selector = _checked(pod_selector)
+    return {
+        "ready": f"max by (namespace, pod, condition) (kube_pod_status_ready{{{selector}}} == 1)",
+        "ready_time": f"max by (namespace, pod) (kube_pod_status_ready_time{{{selector}}})",
+        "started": f"max by (namespace, pod) (kube_pod_start_time{{{selector}}})",
+        "created": f"max by (namespace, pod) (kube_pod_created{{{selector}}})",
+        "phase": f"max by (namespace, pod, phase) (kube_pod_status_phase{{{selector}}} == 1)",
+        "deleting": f"max by (namespace, pod) (kube_pod_deletion_timestamp{{{selector}}})",
+    }
+
+
 def resource_query(
     resource: ResourceName, pod_selector: str, *, cpu_rate_window_seconds: float = 120.0
 ) -> str:
-    """Usage and requests per pod in one query, told apart by the label `signal`.
+    """Usage, requests and pod status in one query, told apart by the label `signal`.
 
     Series with signal="used" are `usage_per_pod_query`'s, signal="requested"
-    `requests_per_pod_query`'s.
+    `requests_per_pod_query`'s, the others `pod_status_queries`'.
     """
-    used = usage_per_pod_query(
-        resource, pod_selector, cpu_rate_window_seconds=cpu_rate_window_seconds
+    parts = {
+        "used": usage_per_pod_query(
+            resource, pod_selector, cpu_rate_window_seconds=cpu_rate_window_seconds
+        ),
+        "requested": requests_per_pod_query(resource, pod_selector),
+    } | pod_status_queries(pod_selector)
+    return " or ".join(
+        f'label_replace({query}, "signal", "{signal}", "", "")' for signal, query in parts.items()
     )
-    requested = requests_per_pod_query(resource, pod_selector)
-    return (
-        f'label_replace({used}, "signal", "used", "", "")'
-        f' or label_replace({requested}, "signal", "requested", "", "")'
-    )
+
+
+@dataclass(frozen=True)
+class PodSeries:
+    """One series of `resource_query`'s answer: its value and the labels that matter."""
+
+    value: float
+    condition: str = ""  # of signal="ready"
+    phase: str = ""  # of signal="phase"
+
+
+# Pods by "namespace/pod", by signal.
+Signals = Mapping[str, Mapping[str, PodSeries]]
+
+_PHASES = {phase.value: phase for phase in PodPhase}
+
+
+def pods_from_signals(signals: Signals) -> tuple[tuple[PodState, ...], dict[str, float]]:
+    """The HPA's inputs from `resource_query`'s series: the pods and their usage.
+
+    The pods are those with a request series, as the HPA lists the pods of its
+    selector and needs each one's request. A pod without a Ready series has no
+    Ready condition, one without a start time has not started (the HPA ignores
+    both for CPU), unless kube-state-metrics' status series are missing
+    altogether: then every pod counts as ready and long started, which is the
+    plain arithmetic. A Ready condition whose status is unknown counts as ready,
+    as in groupPods, which only sets aside pods whose condition is false.
+    `kube_pod_status_ready_time` is the Ready condition's last transition; recent
+    kube-state-metrics export it for ready pods only, so an unready pod without
+    it counts as never ready, and a ready pod without it as ready since it started.
+    """
+    # An infinite or negative usage or request is no measurement (a counter reset, a bad
+    # exporter): such a pod's usage is missing, and a pod without a request unknown.
+    requested = {
+        name: series
+        for name, series in signals.get("requested", {}).items()
+        if math.isfinite(series.value) and series.value >= 0
+    }
+    usage = {
+        name: series.value
+        for name, series in signals.get("used", {}).items()
+        if math.isfinite(series.value) and series.value >= 0
+    }
+    status_known = any(signals.get(kind) for kind in ("ready", "started", "created", "phase"))
+    pods: list[PodState] = []
+    for name, request in sorted(requested.items()):
+        if not status_known:
+            pods.append(PodState(name, request.value, True, -math.inf, -math.inf))
+            continue
+        ready = signals.get("ready", {}).get(name)
+        started = signals.get("started", {}).get(name) or signals.get("created", {}).get(name)
+        ready_time = signals.get("ready_time", {}).get(name)
+        phase = signals.get("phase", {}).get(name)
+        pods.append(
+            PodState(
+                name,
+                request.value,
+                ready=None if ready is None else ready.condition != "false",
+                started_at=None if started is None else started.value,
+                ready_changed_at=None if ready_time is None else ready_time.value,
+                phase=PodPhase.RUNNING
+                if phase is None
+                else _PHASES.get(phase.phase, PodPhase.UNKNOWN),
+                deleting=name in signals.get("deleting", {}),
+            )
+        )
+    return tuple(pods), usage

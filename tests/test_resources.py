@@ -1,0 +1,66 @@
+"""From resource_query's series to the HPA's inputs (no Prometheus needed)."""
+
+from __future__ import annotations
+
+import math
+
+from scaler.replica_calculator import PodPhase, PodState
+from scaler.sources.resources import PodSeries, pods_from_signals, resource_query
+
+
+def test_status_series_become_pod_states() -> None:
+    signals = {
+        "requested": {
+            "shop/a": PodSeries(1.0),
+            "shop/b": PodSeries(0.5),
+            "shop/c": PodSeries(0.25),
+            "shop/d": PodSeries(math.inf),  # not a request: the pod is not listed
+        },
+        "used": {"shop/a": PodSeries(0.4), "shop/b": PodSeries(-1.0), "shop/x": PodSeries(0.1)},
+        "ready": {
+            "shop/a": PodSeries(1.0, condition="true"),
+            "shop/b": PodSeries(1.0, condition="unknown"),  # groupPods sets aside only false
+            "shop/c": PodSeries(1.0, condition="false"),
+        },
+        "ready_time": {"shop/a": PodSeries(900.0)},
+        "started": {"shop/a": PodSeries(800.0)},
+        "created": {"shop/a": PodSeries(790.0), "shop/b": PodSeries(700.0)},
+        "phase": {
+            "shop/a": PodSeries(1.0, phase="Running"),
+            "shop/c": PodSeries(1.0, phase="Terminating"),  # no phase Kubernetes has
+        },
+        "deleting": {"shop/b": PodSeries(1000.0)},
+    }
+    pods, usage = pods_from_signals(signals)
+    assert pods == (
+        PodState("shop/a", 1.0, True, 800.0, 900.0, PodPhase.RUNNING),
+        PodState("shop/b", 0.5, True, 700.0, None, PodPhase.RUNNING, deleting=True),
+        PodState("shop/c", 0.25, False, None, None, PodPhase.UNKNOWN),
+    )
+    # A negative usage is no measurement; a pod known by its usage only stays in.
+    assert usage == {"shop/a": 0.4, "shop/x": 0.1}
+
+
+def test_without_status_series_every_pod_is_ready_and_long_started() -> None:
+    pods, usage = pods_from_signals(
+        {"requested": {"shop/a": PodSeries(1.0)}, "used": {"shop/a": PodSeries(0.3)}}
+    )
+    assert pods == (PodState("shop/a", 1.0, True, -math.inf, -math.inf),)
+    assert usage == {"shop/a": 0.3}
+
+
+def test_one_query_carries_every_signal() -> None:
+    query = resource_query("memory", 'namespace="shop"')
+    for signal in (
+        "used",
+        "requested",
+        "ready",
+        "ready_time",
+        "started",
+        "created",
+        "phase",
+        "deleting",
+    ):
+        assert f'"signal", "{signal}"' in query
+    assert "container_memory_working_set_bytes" in query
+    assert query.count('namespace="shop"') == 8
