@@ -354,11 +354,13 @@ def test_a_cache_hit_takes_microseconds() -> None:
     metadata = QUERY | CRON | {"scalerAddress": "tidescaler:9090", "minReplicas": "1"}
     first = cached_policy(metadata)
     rounds = 2000
-    began = time.perf_counter()
-    for _ in range(rounds):
-        assert cached_policy(dict(metadata)) is first
-    per_call_us = (time.perf_counter() - began) / rounds * 1e6
-    assert per_call_us < 50, f"{per_call_us:.1f} µs per cache hit"
+    batches = []
+    for _ in range(3):  # best of three batches: the cost of a hit, not of a busy machine
+        began = time.perf_counter()
+        for _ in range(rounds):
+            assert cached_policy(dict(metadata)) is first
+        batches.append((time.perf_counter() - began) / rounds * 1e6)
+    assert min(batches) < 50, f"{min(batches):.1f} µs per cache hit"
 
 
 def test_an_invalid_map_raises_a_fresh_error_each_time() -> None:
