@@ -12,6 +12,7 @@ import itertools
 import math
 import time
 import tracemalloc
+import zoneinfo
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -513,3 +514,14 @@ def test_a_long_list_of_problems_stays_invalid_argument_on_the_wire(
         stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=request), timeout=3)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert len((info.value.details() or "").encode()) <= MAX_MESSAGE_BYTES
+
+
+def test_every_iana_time_zone_is_still_accepted() -> None:
+    """The name check in front of ZoneInfo refuses paths and files, not real zones."""
+    refused = []
+    for name in sorted(zoneinfo.available_timezones()):
+        try:
+            parse_policy(CRON | {"timezone": name})
+        except PolicyError:
+            refused.append(name)
+    assert refused == []
