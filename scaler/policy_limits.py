@@ -52,15 +52,15 @@ def _surely_within_limits(metadata: Mapping[str, str]) -> bool:
     a UTF-8 character is at most 4 bytes, so short enough in characters is short
     enough in bytes. False means "look carefully", not "too large"."""
     try:
-        values = "".join(metadata.values())  # TypeError unless all are strings
-        keys = "".join(metadata)
+        value_chars = sum(map(len, metadata.values()))
+        key_chars = sum(map(len, metadata))
+        if value_chars * 4 > MAX_VALUE_BYTES or (key_chars + value_chars) * 4 > MAX_METADATA_BYTES:
+            return False
+        "".join(metadata.values())  # TypeError unless all are strings (cheap: they are short)
+        "".join(metadata)
     except TypeError:
         return False
-    return (
-        (len(keys) + len(values)) * 4 <= MAX_METADATA_BYTES
-        and len(values) * 4 <= MAX_VALUE_BYTES
-        and (not metadata or max(map(len, metadata)) * 4 <= MAX_KEY_BYTES)
-    )
+    return not metadata or max(map(len, metadata)) * 4 <= MAX_KEY_BYTES
 
 
 def size_problems(metadata: Mapping[str, str]) -> list[str]:

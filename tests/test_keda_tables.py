@@ -433,3 +433,11 @@ def test_server_address_from_env_is_resolved() -> None:
         {"query": "up", "threshold": "1", "serverAddressFromEnv": "http://prom:9090"}
     )
     assert policy.prometheus_address == "http://prom:9090"
+
+
+def test_negative_desired_replicas_is_refused() -> None:
+    """Intentional difference: KEDA's Validate only refuses 0, so it takes "-5" (and
+    then reports -5 inside the window); a negative replica count means nothing."""
+    assert outcome(VALID_CRON | {"desiredReplicas": "-5"}) == (
+        "desiredReplicas='-5': expected a whole number from 1 to 100000",
+    )

@@ -12,6 +12,7 @@ import itertools
 import math
 import time
 import tracemalloc
+import zoneinfo
 from collections.abc import Callable, Iterator
 
 import grpc
@@ -354,11 +355,13 @@ def test_a_cache_hit_takes_microseconds() -> None:
     metadata = QUERY | CRON | {"scalerAddress": "tidescaler:9090", "minReplicas": "1"}
     first = cached_policy(metadata)
     rounds = 2000
-    began = time.perf_counter()
-    for _ in range(rounds):
-        assert cached_policy(dict(metadata)) is first
-    per_call_us = (time.perf_counter() - began) / rounds * 1e6
-    assert per_call_us < 50, f"{per_call_us:.1f} µs per cache hit"
+    batches = []
+    for _ in range(3):  # best of three batches: the cost of a hit, not of a busy machine
+        began = time.perf_counter()
+        for _ in range(rounds):
+            assert cached_policy(dict(metadata)) is first
+        batches.append((time.perf_counter() - began) / rounds * 1e6)
+    assert min(batches) < 50, f"{min(batches):.1f} µs per cache hit"
 
 
 def test_an_invalid_map_raises_a_fresh_error_each_time() -> None:
@@ -511,3 +514,14 @@ def test_a_long_list_of_problems_stays_invalid_argument_on_the_wire(
         stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=request), timeout=3)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert len((info.value.details() or "").encode()) <= MAX_MESSAGE_BYTES
+
+
+def test_every_iana_time_zone_is_still_accepted() -> None:
+    """The name check in front of ZoneInfo refuses paths and files, not real zones."""
+    refused = []
+    for name in sorted(zoneinfo.available_timezones()):
+        try:
+            parse_policy(CRON | {"timezone": name})
+        except PolicyError:
+            refused.append(name)
+    assert refused == []
