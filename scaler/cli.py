@@ -139,6 +139,15 @@ def _add_serve_parser(subparsers: Any) -> None:
         help="gRPC worker threads; each external-push stream holds one (default 1024)",
     )
     p.add_argument("--grace-seconds", type=float, default=10.0)
+    p.add_argument(
+        "--events",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="write Kubernetes Events on ScaledObjects (auto: on when running in a cluster)",
+    )
+    p.add_argument(
+        "--kubeconfig", help="kubeconfig for runs outside a cluster (default: KUBECONFIG)"
+    )
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.add_argument("--log-format", default="json", choices=["json", "text"])
     apply_environment(p)
@@ -186,10 +195,26 @@ def run_serve(args: argparse.Namespace) -> int:
         refit_seconds=args.forecast_refit_seconds,
         polling_interval_seconds=config.polling_interval_seconds,
     )
+    from scaler.kube.service import start_kube
+
+    kube = start_kube(
+        args.events,
+        kubeconfig=args.kubeconfig,
+        polling_interval_seconds=config.polling_interval_seconds,
+        registry=telemetry.registry,
+    )
     try:
-        running = start_server(config, telemetry=telemetry, forecasts=forecasts, source=source)
+        running = start_server(
+            config,
+            telemetry=telemetry,
+            forecasts=forecasts,
+            source=source,
+            events=kube.events,
+            pod_startup=kube.startup.seconds_for if kube.startup else None,
+        )
     except (OSError, ValueError, RuntimeError) as err:
         print(f"tidescaler serve: {err}", file=sys.stderr)
+        kube.close()
         return 2
 
     done = threading.Event()
@@ -203,6 +228,7 @@ def run_serve(args: argparse.Namespace) -> int:
     done.wait()
     running.stop(config.grace_seconds)
     forecasts.close()
+    kube.close()
     log.info("stopped")
     return 0
 

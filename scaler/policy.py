@@ -67,6 +67,7 @@ class ForecastPolicy:
     query: str | None = None  # the series to learn; defaults to the query signal's
     history_seconds: float = 7 * 86400.0
     pod_startup_seconds: float = 60.0
+    pod_startup_auto: bool = False  # podStartupSeconds: auto (measured from the target's pods)
     quantile: float = 0.95
 
 
@@ -415,11 +416,14 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
     elif r.has("podSelector"):
         problems.append("podSelector is set but neither cpuUtilization nor memoryUtilization is")
 
+    # podStartupSeconds: auto -> measured from the scale target's pods, 60 s until then.
+    startup_auto = str(r.metadata.get("podStartupSeconds", "")).strip().lower() == "auto"
     forecast = ForecastPolicy(
         mode=r.get("forecast", _forecast_mode, ForecastMode.OFF),
         query=r.get("forecastQuery", _text, None),
         history_seconds=r.get("forecastHistory", _positive_duration, 7 * 86400.0),
-        pod_startup_seconds=r.get("podStartupSeconds", _duration, 60.0),
+        pod_startup_seconds=60.0 if startup_auto else r.get("podStartupSeconds", _duration, 60.0),
+        pod_startup_auto=startup_auto,
         quantile=r.get("forecastQuantile", _quantile, 0.95),
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):

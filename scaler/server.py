@@ -14,9 +14,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from concurrent import futures
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -29,7 +29,13 @@ from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import PrometheusSource
 
+if TYPE_CHECKING:
+    from scaler.kube.events import ScalerEvents
+
 log = logging.getLogger("tidescaler.server")
+
+# Measured pod start-up of a ScaledObject's target (namespace, name) -> seconds or None.
+PodStartupLookup = Callable[[str, str], float | None]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
 
@@ -98,8 +104,14 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         telemetry: Any | None = None,
         clock: Callable[[], float] = time.time,
         stopping: threading.Event | None = None,
+        events: ScalerEvents | None = None,
+        pod_startup: PodStartupLookup | None = None,
     ) -> None:
         self.config = config
+        # Kubernetes integration, both optional: Events (enqueue-only calls) and the
+        # measured start-up for podStartupSeconds: auto (a dict read).
+        self.events = events
+        self.pod_startup = pod_startup
         self.observer = observer
         self.telemetry = telemetry
         self.clock = clock
@@ -114,6 +126,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         try:
             policy = cached_policy(ref.scalerMetadata)
         except PolicyError as err:
+            if self.events is not None:
+                self.events.policy_invalid(ref, str(err))
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         needs_prometheus = (
             policy.query is not None or policy.resources is not None
@@ -142,10 +156,17 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         policy, address = self.policy_for(ref)
         now = self.clock()
         observations, problems = self.observer.observe(policy, address, now)
+        if self.pod_startup is not None and policy.forecast.pod_startup_auto:
+            measured = self.pod_startup(ref.namespace, ref.name)
+            observations = replace(observations, pod_startup_seconds=measured)
         decision = decide(policy, observations, now, self.settings)
         self._report(ref, decision, observations.demand.value if observations.demand else None, now)
         for problem in problems:
             self._report_backend_error(ref, problem)
+        if self.events is not None:
+            self.events.decision(ref, decision)
+            for problem in problems:
+                self.events.backend_failing(ref, problem.signal.value, problem.message)
         if self.telemetry is not None and decision.forecast_upper is not None:
             errors = self.observer.forecast_errors(policy, address)
             if errors is not None:
@@ -335,6 +356,8 @@ def start_server(
     forecasts: ForecastProvider | None = None,
     source: PrometheusSource | None = None,
     clock: Callable[[], float] = time.time,
+    events: ScalerEvents | None = None,
+    pod_startup: PodStartupLookup | None = None,
 ) -> RunningServer:
     """Build and start the gRPC server; returns once it listens."""
     source = source or PrometheusSource(
@@ -343,7 +366,15 @@ def start_server(
 
     observer = Observer(source, forecasts)
     stopping = threading.Event()
-    service = ScalerService(config, observer, telemetry=telemetry, clock=clock, stopping=stopping)
+    service = ScalerService(
+        config,
+        observer,
+        telemetry=telemetry,
+        clock=clock,
+        stopping=stopping,
+        events=events,
+        pod_startup=pod_startup,
+    )
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=config.max_workers, thread_name_prefix="grpc"),
         options=[("grpc.so_reuseport", 0)],
