@@ -125,6 +125,7 @@ class StartupMeter:
         self._logged: set[tuple[str, str]] = set()  # (scaledobject key, problem kind)
         self._wake = threading.Event()
         self._stop = threading.Event()
+        self._refreshed = threading.Condition()
         self._thread: threading.Thread | None = None
 
     # -- the request path: dict reads only --
@@ -138,6 +139,12 @@ class StartupMeter:
         return measurement.seconds if measurement is not None else None
 
     def measurement(self, namespace: str, name: str) -> StartupMeasurement | None:
+        return self._measured.get((namespace, name))
+
+    def wait_measured(self, namespace: str, name: str, timeout: float) -> StartupMeasurement | None:
+        """Block until the ScaledObject has a measurement (or `timeout`); for tools and tests."""
+        with self._refreshed:
+            self._refreshed.wait_for(lambda: (namespace, name) in self._measured, timeout)
         return self._measured.get((namespace, name))
 
     # -- background --
@@ -170,6 +177,12 @@ class StartupMeter:
 
     def refresh(self, namespace: str, name: str) -> StartupMeasurement | None:
         """Measure one ScaledObject now (the background loop calls this)."""
+        measurement = self._measure(namespace, name)
+        with self._refreshed:
+            self._refreshed.notify_all()
+        return measurement
+
+    def _measure(self, namespace: str, name: str) -> StartupMeasurement | None:
         try:
             scaled_object = self.api.scaled_object(namespace, name)
             target = scale_target(scaled_object)
