@@ -180,17 +180,20 @@ class Narrator:
         query = decision.signal(Signal.QUERY)
         if query is None or query.replicas is None or query.replicas >= decision.desired_replicas:
             return []  # the forecast is not ahead of the demand: plain reactive scaling
-        startup = decision.pod_startup_seconds
-        lead = (startup or 0.0) + self.polling_interval_seconds
-        source = f", pod start-up {startup:g}s {decision.pod_startup_source}" if startup else ""
+        startup = decision.pod_startup_seconds or 0.0
+        polling = self.polling_interval_seconds
+        lead = startup + polling
+        source = {"policy": "from the policy"}.get(
+            decision.pod_startup_source, decision.pod_startup_source
+        )
         return [
             EventSpec(
                 NORMAL,
                 "PreScaling",
                 f"pre-scaling to {decision.desired_replicas} replicas ahead of a predicted peak: "
                 f"forecast demand up to {decision.forecast_upper:.4g} by {_clock_time(now + lead)} "
-                f"(lead {lead:g}s{source}); current demand {query.value or 0:.4g} needs "
-                f"{query.replicas}",
+                f"(lead {lead:g}s: pod start-up {startup:g}s {source} + polling {polling:g}s); "
+                f"current demand {query.value or 0:.4g} needs {query.replicas}",
             )
         ]
 

@@ -424,11 +424,9 @@ def scenario_for(
 
 
 def traffic_for(workload: ClusterWorkload, history: History) -> Traffic:
+    days = len(history.rate) * history.step_seconds / 86400
     return Traffic(
-        float(history.times[0]),
-        history.step_seconds,
-        history.rate,
-        f"{workload.namespace}/{workload.name}",
+        float(history.times[0]), history.step_seconds, history.rate, f"{days:.3g} days of its query"
     )
 
 
