@@ -212,6 +212,13 @@ def _duration(text: str) -> float:
         raise ValueError("expected a duration such as 90s, 15m, 7d") from None
 
 
+def _startup_duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError:
+        raise ValueError("expected a duration such as 90s or 2m, or auto") from None
+
+
 def _positive_duration(text: str) -> float:
     seconds = _duration(text)
     if seconds <= 0:
@@ -418,11 +425,12 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
 
     # podStartupSeconds: auto -> measured from the scale target's pods, 60 s until then.
     startup_auto = str(r.metadata.get("podStartupSeconds", "")).strip().lower() == "auto"
+    startup = 60.0 if startup_auto else r.get("podStartupSeconds", _startup_duration, 60.0)
     forecast = ForecastPolicy(
         mode=r.get("forecast", _forecast_mode, ForecastMode.OFF),
         query=r.get("forecastQuery", _text, None),
         history_seconds=r.get("forecastHistory", _positive_duration, 7 * 86400.0),
-        pod_startup_seconds=60.0 if startup_auto else r.get("podStartupSeconds", _duration, 60.0),
+        pod_startup_seconds=startup,
         pod_startup_auto=startup_auto,
         quantile=r.get("forecastQuantile", _quantile, 0.95),
     )

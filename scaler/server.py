@@ -210,6 +210,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                     "reason": decision.reason.value,
                     "available": decision.available,
                     "detail": decision.detail,
+                    "pod_startup_seconds": decision.pod_startup_seconds,
+                    "pod_startup_source": decision.pod_startup_source,
                     "signals": {
                         r.signal.value: {"status": r.status.value, "replicas": r.replicas}
                         for r in decision.signals

@@ -24,7 +24,7 @@ from scaler.kube.events import EventRecorder, NoEvents
 from scaler.kube.service import start_kube
 from scaler.kube.startup import StartupMeter, measure, pod_startup_seconds
 from scaler.observe import Observer
-from scaler.policy import parse_policy
+from scaler.policy import PolicyError, parse_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.server import ScalerService, ServerConfig
 from scaler.sources.prometheus import PrometheusSource
@@ -192,6 +192,21 @@ def test_measured_start_up_sets_the_lead_time(
     decision = decide(parse_policy(POLICY), observations, NOW)
     assert (decision.pod_startup_seconds, decision.pod_startup_source) == (startup, source)
     assert decision.desired_replicas == replicas
+
+
+@pytest.mark.parametrize("text", ["auto", " Auto "])
+def test_podstartupseconds_auto_parses_with_the_60s_default_until_measured(text: str) -> None:
+    forecast = parse_policy(POLICY | {"podStartupSeconds": text}).forecast
+    assert (forecast.pod_startup_auto, forecast.pod_startup_seconds) == (True, 60.0)
+    assert parse_policy(POLICY | {"podStartupSeconds": "90s"}).forecast.pod_startup_auto is False
+
+
+def test_a_wrong_podstartupseconds_names_auto_among_what_is_accepted() -> None:
+    with pytest.raises(PolicyError) as error:
+        parse_policy(POLICY | {"podStartupSeconds": "soon"})
+    assert error.value.problems == (
+        "podStartupSeconds='soon': expected a duration such as 90s or 2m, or auto",
+    )
 
 
 def test_a_fixed_podstartupseconds_ignores_any_measurement() -> None:
