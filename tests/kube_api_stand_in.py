@@ -127,6 +127,7 @@ class KubeApiStandIn:
         self.released = threading.Event()
         self.released.set()
         self.lock = threading.Lock()
+        self.changed = threading.Condition(self.lock)  # notified when an Event is written
         self.connections: set[socket.socket] = set()
         self._version = 1000
         stand_in = self
@@ -232,14 +233,26 @@ class KubeApiStandIn:
         with self.lock:
             return [r for r in self.requests if r.method == method and r.path.startswith(prefix)]
 
+    def _events_about(self, namespace: str, name: str) -> list[Object]:
+        return [
+            e
+            for e in self.events.values()
+            if e["involvedObject"]["namespace"] == namespace and e["involvedObject"]["name"] == name
+        ]
+
     def events_about(self, namespace: str, name: str) -> list[Object]:
         with self.lock:
-            return [
-                e
-                for e in self.events.values()
-                if e["involvedObject"]["namespace"] == namespace
-                and e["involvedObject"]["name"] == name
-            ]
+            return self._events_about(namespace, name)
+
+    def wait_for_events(
+        self, namespace: str, name: str, count: int, timeout: float = 10.0
+    ) -> list[Object]:
+        """The Events about an object once there are at least `count` (or at `timeout`)."""
+        with self.changed:
+            self.changed.wait_for(
+                lambda: len(self._events_about(namespace, name)) >= count, timeout
+            )
+            return self._events_about(namespace, name)
 
     # -- the API --
 
@@ -319,6 +332,7 @@ class KubeApiStandIn:
                 creationTimestamp=body.get("firstTimestamp"),
             )
             self.events[(ns, event_name)] = created
+            self.changed.notify_all()
             return 201, created, {}
         if resource == "events" and method == "PATCH" and name is not None:
             existing = self.events.get((ns, name))
@@ -326,6 +340,7 @@ class KubeApiStandIn:
                 return 404, not_found("events", "", name), {}
             existing.update(body)  # a strategic merge of top-level scalars
             existing["metadata"]["resourceVersion"] = self._next_version()
+            self.changed.notify_all()
             return 200, existing, {}
         return 404, status(404, "NotFound", "the server could not find the requested resource"), {}
 

@@ -7,8 +7,14 @@ the real engine; the RPC tests run the real gRPC server over loopback.
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+import signal
+import socket
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -37,7 +43,15 @@ from scaler.server import ServerConfig, start_server
 
 NOW = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 KEY = ("shop", "web")
+ROOT = Path(__file__).resolve().parents[1]
 UID = "5b0c8e52-4f1d-4d8e-9a53-8c3c2f1e7a10"
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
 
 
 class Clock:
@@ -470,3 +484,44 @@ def test_invalid_policy_over_grpc_becomes_one_event_on_the_scaledobject(
     assert event["message"].startswith("invalid tidescaler trigger metadata: ")
     assert "threshold is required with query" in event["message"]
     assert event["involvedObject"]["uid"] == UID
+
+
+def test_serve_with_events_on_writes_events_through_its_kubeconfig(
+    stand_in: KubeApiStandIn, tmp_path: Path
+) -> None:
+    port = free_port()
+    env = os.environ | {
+        "TIDESCALER_HOST": "127.0.0.1",
+        "TIDESCALER_PORT": str(port),
+        "TIDESCALER_METRICS_PORT": "0",
+        "TIDESCALER_LOG_FORMAT": "json",
+        "TIDESCALER_EVENTS": "on",
+        "TIDESCALER_KUBECONFIG": str(stand_in.kubeconfig(tmp_path)),
+    }
+    env.pop("KUBERNETES_SERVICE_HOST", None)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scaler.cli", "serve"],
+        env=env,
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            stub = pb_grpc.ExternalScalerStub(channel)
+            with pytest.raises(grpc.RpcError):
+                stub.GetMetrics(metrics_request({"query": "up"}), timeout=3)
+        [event] = stand_in.wait_for_events(*KEY, count=1, timeout=20)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert (event["reason"], event["involvedObject"]["uid"]) == ("PolicyInvalid", UID)
+    messages = [
+        json.loads(line)["message"]
+        for line in (process.stderr.read() if process.stderr else "").splitlines()
+        if line.startswith("{")
+    ]
+    assert "writing Events on ScaledObjects" in messages
