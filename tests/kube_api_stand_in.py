@@ -34,6 +34,7 @@ import contextlib
 import json
 import re
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -108,6 +109,14 @@ class Fault:
     times: int | None  # None: every time
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Connections cut by `close` (a dead API server) are expected, not worth a trace."""
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | OSError):
+            super().handle_error(request, client_address)
+
+
 _ROUTE = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[^/]+)/(?P<version>[^/]+))/namespaces/(?P<ns>[^/]+)/"
     r"(?P<resource>[^/]+)(?:/(?P<name>[^/]+))?(?:/(?P<sub>[^/]+))?$"
@@ -165,7 +174,7 @@ class KubeApiStandIn:
 
             do_GET = do_POST = do_PATCH = do_PUT = do_DELETE = _handle
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = _Server(("127.0.0.1", 0), Handler)
         self.server.daemon_threads = True
         self.thread = threading.Thread(
             target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
