@@ -149,10 +149,12 @@ def test_meter_without_access_keeps_the_default_and_logs_once(
     stand_in: KubeApiStandIn, api: KubeApi, caplog: pytest.LogCaptureFixture
 ) -> None:
     stand_in.fail("GET", r"/pods$", lambda _p: forbidden("list", "pods", "", "shop"))
+    stand_in.scaledobjects[("shop", "api")] = scaled_object("shop", "api", [])
     meter = StartupMeter(api, clock=lambda: NOW)
     with caplog.at_level(logging.WARNING, logger="tidescaler.kube.startup"):
         for _ in range(3):
             assert meter.refresh("shop", "web") is None
+            assert meter.refresh("shop", "api") is None  # RBAC is one line, not one per object
     [line] = [r for r in caplog.records if r.name == "tidescaler.kube.startup"]
     assert 'cannot list resource "pods"' in line.__dict__["error"]
 
@@ -207,6 +209,14 @@ def test_a_wrong_podstartupseconds_names_auto_among_what_is_accepted() -> None:
     assert error.value.problems == (
         "podStartupSeconds='soon': expected a duration such as 90s or 2m, or auto",
     )
+
+
+def test_a_deleted_target_drops_its_measurement(stand_in: KubeApiStandIn, api: KubeApi) -> None:
+    meter = StartupMeter(api, clock=lambda: NOW)
+    assert meter.refresh("shop", "web") is not None
+    del stand_in.workloads[("deployments", "shop", "web")]
+    assert meter.refresh("shop", "web") is None
+    assert meter.seconds_for("shop", "web") is None
 
 
 def test_a_fixed_podstartupseconds_ignores_any_measurement() -> None:

@@ -191,9 +191,20 @@ class StartupMeter:
                 raise KubeError(f"{target.describe()}/scale", "status.selector is empty")
             pods = self.api.pods(namespace, selector)
         except KubeError as err:
-            kind = "forbidden" if err.forbidden else "not_found" if err.not_found else "error"
-            if (f"{namespace}/{name}", kind) not in self._logged:
-                self._logged.add((f"{namespace}/{name}", kind))
+            if err.not_found:
+                self._measured.pop((namespace, name), None)  # gone: no stale lead time
+            # No access (RBAC, no route to the API) is one line for the process; a problem
+            # of one ScaledObject (its target missing) one line for that object.
+            if err.forbidden:
+                key = ("", "forbidden")
+            elif err.status is None:
+                key = ("", "unreachable")
+            else:
+                key = (f"{namespace}/{name}", str(err.status))
+            if key not in self._logged:
+                if len(self._logged) > 10_000:
+                    self._logged.clear()
+                self._logged.add(key)
                 log.warning(
                     "cannot measure pod start-up; using podStartupSeconds default",
                     extra={"namespace": namespace, "scaledobject": name, "error": str(err)},
