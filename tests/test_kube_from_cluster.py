@@ -284,6 +284,47 @@ def test_unknown_scaledobject_is_a_clear_error(
     assert "expected NAMESPACE/SCALEDOBJECT" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        pytest.param(
+            {"pollingInterval": "30s"},
+            "spec.pollingInterval='30s': expected a number >= 0",
+            id="polling-interval-as-text",
+        ),
+        pytest.param(
+            {
+                "advanced": {
+                    "horizontalPodAutoscalerConfig": {
+                        "behavior": {"scaleDown": {"stabilizationWindowSeconds": "5m"}}
+                    }
+                }
+            },
+            "behavior.scaleDown.stabilizationWindowSeconds='5m': expected seconds >= 0",
+            id="stabilization-window-as-text",
+        ),
+        pytest.param(
+            {"triggers": [{"type": "cpu", "metadata": {"value": "60"}}]},
+            "no tidescaler (external), cron or prometheus trigger to simulate (found cpu)",
+            id="only-a-cpu-trigger",
+        ),
+    ],
+)
+def test_what_cannot_be_simulated_is_named(
+    stand_in: KubeApiStandIn,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    change: dict[str, object],
+    message: str,
+) -> None:
+    scaled = scaled_object("shop", "web", [keda_prometheus_trigger("http://127.0.0.1:9")])
+    scaled["spec"].update(change)
+    stand_in.scaledobjects[("shop", "web")] = scaled
+    kubeconfig = str(stand_in.kubeconfig(tmp_path))
+    assert main(["simulate", "--from-cluster", "shop/web", "--kubeconfig", kubeconfig]) == 2
+    assert message in capsys.readouterr().err
+
+
 # -- pure readers of the objects --
 
 

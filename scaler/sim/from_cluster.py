@@ -149,9 +149,13 @@ def _rules(raw: Any, default: hpa.ScalingRules, where: str) -> hpa.ScalingRules:
             raise FromClusterError(
                 f"{where}.policies: expected a list of {{type, value, periodSeconds}}"
             ) from None
-    window = raw.get("stabilizationWindowSeconds")
+    window = raw.get("stabilizationWindowSeconds", default.stabilization_window_seconds)
+    if isinstance(window, bool) or not isinstance(window, int | float) or window < 0:
+        raise FromClusterError(
+            f"{where}.stabilizationWindowSeconds={window!r}: expected seconds >= 0"
+        )
     return hpa.ScalingRules(
-        float(window) if window is not None else default.stabilization_window_seconds,
+        float(window),
         policies,
         str(raw.get("selectPolicy") or default.select_policy),
     )
@@ -170,6 +174,13 @@ def hpa_behavior(spec: Object) -> hpa.Behavior:
     )
 
 
+def _number(spec: Object, key: str, default: float, where: str) -> float:
+    value = spec.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise FromClusterError(f"{where}: spec.{key}={value!r}: expected a number >= 0")
+    return float(value)
+
+
 def _metadata(trigger: Object) -> dict[str, str]:
     return {str(k): str(v) for k, v in (trigger.get("metadata") or {}).items()}
 
@@ -183,6 +194,15 @@ def _triggers(scaled_object: Object, where: str) -> dict[str, list[dict[str, str
     if not by_type:
         raise FromClusterError(f"{where}: spec.triggers is empty")
     return by_type
+
+
+def _replicas(text: str, where: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise FromClusterError(
+            f"{where}: cron trigger desiredReplicas={text!r}: expected a whole number"
+        ) from None
 
 
 def _migrated(
@@ -238,7 +258,7 @@ def _migrated(
                 "timezone": t.get("timezone", "UTC"),
                 "start": t.get("start", ""),
                 "end": t.get("end", ""),
-                "desiredReplicas": int(t.get("desiredReplicas", "0") or 0),
+                "desiredReplicas": _replicas(t.get("desiredReplicas", "0"), where),
             }
             for t in cron
         ]
@@ -296,10 +316,10 @@ def read_workload(
         query=policy.query.query,
         threshold=policy.query.threshold,
         prometheus_address=policy.prometheus_address,
-        min_replicas=int(spec.get("minReplicaCount", 0)),
-        max_replicas=int(spec.get("maxReplicaCount", DEFAULT_MAX_REPLICAS)),
-        polling_interval_seconds=float(spec.get("pollingInterval", DEFAULT_POLLING_SECONDS)),
-        cooldown_seconds=float(spec.get("cooldownPeriod", DEFAULT_COOLDOWN_SECONDS)),
+        min_replicas=int(_number(spec, "minReplicaCount", 0, where)),
+        max_replicas=int(_number(spec, "maxReplicaCount", DEFAULT_MAX_REPLICAS, where)),
+        polling_interval_seconds=_number(spec, "pollingInterval", DEFAULT_POLLING_SECONDS, where),
+        cooldown_seconds=_number(spec, "cooldownPeriod", DEFAULT_COOLDOWN_SECONDS, where),
         behavior=hpa_behavior(spec),
         target=target,
         requests=requests,
