@@ -162,18 +162,23 @@ class StartupMeter:
 
     def _loop(self) -> None:
         next_full = 0.0
+        tried: set[tuple[str, str]] = set()
         while not self._stop.is_set():
+            self._wake.clear()
             now = self.clock()
             full = now >= next_full
+            if full:
+                tried.clear()
+                next_full = now + self.refresh_seconds
+            # A full pass every refresh_seconds; in between, newcomers only (a ScaledObject
+            # that could not be measured waits for the next full pass).
             for key in list(self._wanted):
                 if self._stop.is_set():
                     return
-                if full or key not in self._measured:
+                if key not in tried:
+                    tried.add(key)
                     self.refresh(*key)
-            if full:
-                next_full = now + self.refresh_seconds
             self._wake.wait(max(0.0, next_full - self.clock()))
-            self._wake.clear()
 
     def refresh(self, namespace: str, name: str) -> StartupMeasurement | None:
         """Measure one ScaledObject now (the background loop calls this)."""
