@@ -262,6 +262,7 @@ class EventRecorder:
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(queue_size)
         self._uids: dict[tuple[str, str], tuple[str, float]] = {}
         self._logged: set[tuple[str, str]] = set()
+        self._dropped_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="kube-events", daemon=True)
         self._thread.start()
 
@@ -271,7 +272,8 @@ class EventRecorder:
         try:
             self._queue.put_nowait(item)
         except queue.Full:
-            self.counts.dropped += 1
+            with self._dropped_lock:  # many request threads may drop at once
+                self.counts.dropped += 1
 
     def decision(self, ref: Ref, decision: Decision) -> None:
         self._put(("decision", ref.namespace, ref.name, decision, self.clock()))
