@@ -22,6 +22,8 @@ from pathlib import Path
 import grpc
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from kube_api_stand_in import (
     TOO_MANY_REQUESTS,
     UNAUTHORIZED,
@@ -525,3 +527,23 @@ def test_serve_with_events_on_writes_events_through_its_kubeconfig(
         if line.startswith("{")
     ]
     assert "writing Events on ScaledObjects" in messages
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    gaps=st.lists(st.floats(min_value=0.0, max_value=900.0), min_size=1, max_size=200),
+    reasons=st.lists(st.sampled_from(["PreScaling", "BackendFailing", "CronWindowOpened"])),
+)
+def test_no_object_ever_gets_more_than_the_burst_plus_one_event_per_five_minutes(
+    gaps: list[float], reasons: list[str]
+) -> None:
+    clock = Clock()
+    correlator = Correlator(clock)
+    ref = ObjectRef(*KEY, UID)
+    written = 0
+    for i, gap in enumerate(gaps):
+        clock.t += gap
+        reason = reasons[i % len(reasons)] if reasons else "PreScaling"
+        if not correlator.correlate(ref, EventSpec("Normal", reason, f"m{i % 13}")).skip:
+            written += 1
+        assert written <= 25 + (clock.t - NOW) / 300.0 + 1e-9
