@@ -547,3 +547,30 @@ def test_no_object_ever_gets_more_than_the_burst_plus_one_event_per_five_minutes
         if not correlator.correlate(ref, EventSpec("Normal", reason, f"m{i % 13}")).skip:
             written += 1
         assert written <= 25 + (clock.t - NOW) / 300.0 + 1e-9
+
+
+def test_a_dead_backend_over_grpc_tells_unavailable_and_failing_once(
+    stand_in: KubeApiStandIn, api: KubeApi
+) -> None:
+    recorder = EventRecorder(api)
+    config = ServerConfig(
+        host="127.0.0.1", port=0, metrics_port=None, prometheus_url="http://127.0.0.1:9"
+    )
+    running = start_server(config, events=recorder)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for _ in range(5):
+                with pytest.raises(grpc.RpcError) as refused:
+                    stub.GetMetrics(metrics_request(QUERY), timeout=5)
+                assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+        assert recorder.flush(10)
+    finally:
+        running.stop(0)
+        recorder.close()
+    events = {e["reason"]: e for e in stand_in.events_about(*KEY)}
+    assert set(events) == {"DecisionUnavailable", "BackendFailing"}
+    assert all(e["type"] == "Warning" and e["count"] == 1 for e in events.values())
+    assert "KEDA's fallback" in events["DecisionUnavailable"]["message"]
+    assert events["BackendFailing"]["message"].startswith("query: ")
+    assert events["BackendFailing"]["message"].endswith("; no good value to hold")
