@@ -239,6 +239,16 @@ def _add_serve_parser(subparsers: Any) -> None:
         choices=["json", "text"],
         help="json: one object per line; text: key=value fields (default: %(default)s)",
     )
+    p.add_argument(
+        "--events",
+        default="auto",
+        choices=["auto", "on", "off"],
+        help="write Kubernetes Events on ScaledObjects (auto: on when running in a cluster) "
+        "(default: %(default)s)",
+    )
+    p.add_argument(
+        "--kubeconfig", help="kubeconfig for runs outside a cluster (default: KUBECONFIG)"
+    )
     apply_environment(p)
     p.set_defaults(func=run_serve)
 
@@ -307,10 +317,26 @@ def run_serve(args: argparse.Namespace) -> int:
         refit_seconds=args.forecast_refit_seconds,
         polling_interval_seconds=config.polling_interval_seconds,
     )
+    from scaler.kube.service import start_kube
+
+    kube = start_kube(
+        args.events,
+        kubeconfig=args.kubeconfig,
+        polling_interval_seconds=config.polling_interval_seconds,
+        registry=telemetry.registry,
+    )
     try:
-        running = start_server(config, telemetry=telemetry, forecasts=forecasts, source=source)
+        running = start_server(
+            config,
+            telemetry=telemetry,
+            forecasts=forecasts,
+            source=source,
+            events=kube.events,
+            pod_startup=kube.startup.seconds_for if kube.startup else None,
+        )
     except (OSError, ValueError, RuntimeError) as err:
         forecasts.close()
+        kube.close()
         return _fail(str(err))
     _log_start(log, config, running.port)
 
@@ -326,6 +352,7 @@ def run_serve(args: argparse.Namespace) -> int:
     deadline = time.monotonic() + config.grace_seconds
     running.stop(config.grace_seconds)
     forecasts.refresher.close(timeout=max(0.0, deadline - time.monotonic()))
+    kube.close()
     log.info("stopped")
     _exit_if_threads_linger(log)
     return 0

@@ -107,6 +107,9 @@ class Observations:
     forecast: Forecast | None = None
     forecast_problem: str | None = None  # why there is no forecast, when there is none
     errors: dict[str, str] = field(default_factory=dict)  # signal -> latest backend error
+    # Measured creation-to-Ready of the target's pods (podStartupSeconds: auto); None until
+    # measured.
+    pod_startup_seconds: float | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +135,10 @@ class Decision:
     ceiling: int | None = None
     forecast_median: float | None = None  # at now + lead, for telemetry
     forecast_upper: float | None = None
+    # The pod start-up the lead time was built on, and where it came from: "policy"
+    # (podStartupSeconds), "measured" or "default, not measured yet" (auto).
+    pod_startup_seconds: float | None = None
+    pod_startup_source: str = "policy"
 
     def signal(self, signal: Signal) -> SignalReading | None:
         for reading in self.signals:
@@ -156,9 +163,20 @@ def replicas_for(load: float, per_replica: float) -> int:
     return min(math.ceil(round(ratio, 6)), MAX_SIGNAL_REPLICAS)
 
 
-def lead_seconds(policy: Policy, settings: EngineSettings) -> float:
+def pod_startup(policy: Policy, measured: float | None = None) -> tuple[float, str]:
+    """The pod start-up to plan with and its source (policy, measured, or the auto default)."""
+    if not policy.forecast.pod_startup_auto:
+        return policy.forecast.pod_startup_seconds, "policy"
+    if measured is None:
+        return policy.forecast.pod_startup_seconds, "default, not measured yet"
+    return measured, "measured"
+
+
+def lead_seconds(
+    policy: Policy, settings: EngineSettings, measured_startup: float | None = None
+) -> float:
     """How far ahead capacity must be decided: pod start-up plus one polling interval."""
-    return policy.forecast.pod_startup_seconds + settings.polling_interval_seconds
+    return pod_startup(policy, measured_startup)[0] + settings.polling_interval_seconds
 
 
 def _fresh(observed_at: float, now: float, settings: EngineSettings) -> bool:
@@ -218,7 +236,8 @@ def decide(
         readings.append(cron_reading)
         active = active or cron_active
 
-    lead = lead_seconds(policy, settings)
+    startup_seconds, startup_source = pod_startup(policy, observations.pod_startup_seconds)
+    lead = startup_seconds + settings.polling_interval_seconds
     forecast_peak: tuple[float, float] | None = None
     if policy.forecast.mode is not ForecastMode.OFF and observations.forecast is not None:
         forecast_peak = _forecast_peak(observations.forecast, now, lead)
@@ -333,6 +352,8 @@ def decide(
             ceiling=upper_bound,
             forecast_median=forecast_median,
             forecast_upper=forecast_upper,
+            pod_startup_seconds=startup_seconds,
+            pod_startup_source=startup_source,
         )
 
     # The winner: the highest recommendation; on a tie a measured signal beats the window
@@ -361,4 +382,6 @@ def decide(
         ceiling=upper_bound,
         forecast_median=forecast_median,
         forecast_upper=forecast_upper,
+        pod_startup_seconds=startup_seconds,
+        pod_startup_source=startup_source,
     )

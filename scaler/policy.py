@@ -92,6 +92,7 @@ class ForecastPolicy:
     query: str | None = None  # the series to learn; defaults to the query signal's
     history_seconds: float = 7 * 86400.0
     pod_startup_seconds: float = 60.0
+    pod_startup_auto: bool = False  # podStartupSeconds: auto (measured from the target's pods)
     quantile: float = 0.95
 
 
@@ -286,7 +287,7 @@ def _bounded_duration(lowest_exclusive: bool, highest: float, shown: str) -> Cal
 _forecast_history = _bounded_duration(
     True, MAX_FORECAST_HISTORY_SECONDS, "more than 0, at most 90d"
 )
-_pod_startup = _bounded_duration(False, MAX_POD_STARTUP_SECONDS, "at most 1d")
+_pod_startup = _bounded_duration(False, MAX_POD_STARTUP_SECONDS, "at most 1d, or auto")
 
 
 def _zone(text: str) -> ZoneInfo:
@@ -593,11 +594,15 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
     elif r.has("podSelector"):
         problems.append("podSelector is set but neither cpuUtilization nor memoryUtilization is")
 
+    # podStartupSeconds: auto -> measured from the scale target's pods, 60 s until then.
+    startup_auto = str(r.metadata.get("podStartupSeconds", "")).strip().lower() == "auto"
+    startup = 60.0 if startup_auto else r.get("podStartupSeconds", _pod_startup, 60.0)
     forecast = ForecastPolicy(
         mode=r.get("forecast", _forecast_mode, ForecastMode.OFF),
         query=r.get("forecastQuery", _text, None),
         history_seconds=r.get("forecastHistory", _forecast_history, 7 * 86400.0),
-        pod_startup_seconds=r.get("podStartupSeconds", _pod_startup, 60.0),
+        pod_startup_seconds=startup,
+        pod_startup_auto=startup_auto,
         quantile=r.get("forecastQuantile", _quantile, 0.95),
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):

@@ -28,9 +28,9 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
 from concurrent.futures import Executor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -46,7 +46,13 @@ from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import PrometheusSource
 from scaler.workers import DaemonThreadPool
 
+if TYPE_CHECKING:
+    from scaler.kube.events import ScalerEvents
+
 log = logging.getLogger("tidescaler.server")
+
+# Measured pod start-up of a ScaledObject's target (namespace, name) -> seconds or None.
+PodStartupLookup = Callable[[str, str], float | None]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
 
@@ -180,8 +186,14 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         clock: Callable[[], float] = time.time,
         calls: Executor | None = None,
         streams: Executor | None = None,
+        events: ScalerEvents | None = None,
+        pod_startup: PodStartupLookup | None = None,
     ) -> None:
         self.config = config
+        # Kubernetes integration, both optional: Events (enqueue-only calls) and the
+        # measured start-up for podStartupSeconds: auto (a dict read).
+        self.events = events
+        self.pod_startup = pod_startup
         self.observer = observer
         self.telemetry = telemetry
         self.clock = clock
@@ -201,6 +213,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         try:
             policy = cached_policy(ref.scalerMetadata)
         except PolicyError as err:
+            if self.events is not None:
+                self.events.policy_invalid(ref, str(err))
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
         needs_prometheus = (
             policy.query is not None or policy.resources is not None
@@ -250,10 +264,17 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _decision(self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None) -> Decision:
         now = self.clock()
         observations, problems = self.observer.observe(policy, address, now)
+        if self.pod_startup is not None and policy.forecast.pod_startup_auto:
+            measured = self.pod_startup(ref.namespace, ref.name)
+            observations = replace(observations, pod_startup_seconds=measured)
         decision = decide(policy, observations, now, self.settings)
         self._report(ref, decision, observations.demand.value if observations.demand else None, now)
         for problem in problems:
             self._report_backend_error(ref, problem)
+        if self.events is not None:
+            self.events.decision(ref, decision)
+            for problem in problems:
+                self.events.backend_failing(ref, problem.signal.value, problem.message)
         if self.telemetry is not None and decision.forecast_upper is not None:
             errors = self.observer.forecast_errors(policy, address)
             if errors is not None:
@@ -293,6 +314,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                     "reason": decision.reason.value,
                     "available": decision.available,
                     "detail": decision.detail,
+                    "pod_startup_seconds": decision.pod_startup_seconds,
+                    "pod_startup_source": decision.pod_startup_source,
                     "signals": {
                         r.signal.value: {"status": r.status.value, "replicas": r.replicas}
                         for r in decision.signals
@@ -546,6 +569,8 @@ def start_server(
     forecasts: ForecastProvider | None = None,
     source: PrometheusSource | None = None,
     clock: Callable[[], float] = time.time,
+    events: ScalerEvents | None = None,
+    pod_startup: PodStartupLookup | None = None,
 ) -> RunningServer:
     """Build and start the gRPC server on a new event-loop thread; returns once it listens.
 
@@ -574,7 +599,14 @@ def start_server(
 
     async def start() -> tuple[grpc.aio.Server, int, ScalerService, health_aio.HealthServicer]:
         service = ScalerService(
-            config, observer, telemetry=telemetry, clock=clock, calls=pools[0], streams=pools[1]
+            config,
+            observer,
+            telemetry=telemetry,
+            clock=clock,
+            calls=pools[0],
+            streams=pools[1],
+            events=events,
+            pod_startup=pod_startup,
         )
         server = grpc.aio.server(options=SERVER_OPTIONS)
         pb_grpc.add_ExternalScalerServicer_to_server(service, server)  # type: ignore[no-untyped-call]

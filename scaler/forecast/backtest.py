@@ -363,7 +363,7 @@ def add_backtest_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         help="score the forecaster on a trace against seasonal-naive baselines",
         description=(__doc__ or "").split("\n\n")[0],
     )
-    p.add_argument("--trace", required=True, help="CSV with header timestamp,requests")
+    p.add_argument("--trace", help="CSV with header timestamp,requests")
     p.add_argument(
         "--horizons",
         type=_duration_list,
@@ -401,6 +401,9 @@ def add_backtest_parser(subparsers: argparse._SubParsersAction[argparse.Argument
         help="write every forecast: origin,target,horizon_seconds,median,upper",
     )
     p.add_argument("--out", metavar="DIR", help="write a PNG of forecast, band and actuals here")
+    from scaler.sim.from_cluster import add_from_cluster_arguments
+
+    add_from_cluster_arguments(p)
     p.set_defaults(func=run_backtest)
 
 
@@ -417,8 +420,15 @@ def run_backtest(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True)
     try:
-        trace = read_trace(args.trace)
-    except TraceError as exc:
+        if getattr(args, "from_cluster", None):  # the ScaledObject's series from Prometheus
+            from scaler.sim.from_cluster import backtest_trace
+
+            trace = backtest_trace(args)
+        elif args.trace:
+            trace = read_trace(args.trace)
+        else:
+            raise TraceError("give --trace CSV or --from-cluster NAMESPACE/SCALEDOBJECT")
+    except ValueError as exc:  # TraceError, FromClusterError
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
     with Progress(

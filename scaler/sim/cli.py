@@ -94,6 +94,9 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     p.add_argument("--timeline-csv", metavar="FILE", help="write every step's demand and replicas")
     p.add_argument("--out", metavar="DIR", help="write report.md, PNG plots and result.json")
+    from scaler.sim.from_cluster import add_from_cluster_arguments
+
+    add_from_cluster_arguments(p)
     p.set_defaults(func=run_simulate)
     return p
 
@@ -184,6 +187,10 @@ def run_simulate(args: argparse.Namespace) -> int:
     from scaler.sim.report import render_table, result_json, write_outputs, write_timeline_csv
     from scaler.sim.runner import sweep
 
+    if args.from_cluster:  # the what-if on a live workload (scaler/sim/from_cluster.py)
+        from scaler.sim.from_cluster import run_simulate as run_from_cluster
+
+        return run_from_cluster(args)
     err = Console(stderr=True)
     try:
         scenario = build_scenario(args)
