@@ -23,7 +23,7 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,9 @@ from certs import make_pki
 from prometheus_server import Exporter, PrometheusServer, free_port
 
 from scaler.backend_access import BackendAccess
-from scaler.policy import BackendOptions
+from scaler.forecast_service import ForecastService
+from scaler.observe import Observer
+from scaler.policy import BackendOptions, parse_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import (
@@ -785,3 +787,42 @@ def test_the_server_exits_on_sigterm_within_its_grace_whatever_the_backend_does(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_forecast_history_is_read_with_the_triggers_request_options(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    backend = serve(by_tenant)
+    options = BackendOptions(namespace="team-a", custom_headers=(("X-Scope-OrgID", "a"),))
+    policy = replace(
+        parse_policy({"query": "sum(up)", "threshold": "1", "forecast": "observe"}),
+        backend=options,
+    )
+    source = PrometheusSource()
+    forecasts = ForecastService(source)
+    observer = Observer(source, forecasts, BackendAccess(allowed_custom_headers=["X-Scope-OrgID"]))
+    try:
+        assert observer.refusal(policy) is None
+        observations, problems = observer.observe(policy, backend.url, time.time())
+        assert problems == [] and observations.demand is not None
+        assert observations.demand.value == 1.0
+        wait_until(lambda: any(r.path.endswith("query_range") for r in backend.requests))
+    finally:
+        forecasts.close()
+        source.close()
+    for request in backend.requests:
+        assert request.params["namespace"] == "team-a"
+        assert request.headers["x-scope-orgid"] == "a"
+
+
+def test_a_trigger_with_a_header_the_server_does_not_allow_is_refused() -> None:
+    policy = replace(
+        parse_policy({"query": "sum(up)", "threshold": "1"}),
+        backend=BackendOptions(custom_headers=(("X-Scope-OrgID", "b"),)),
+    )
+    with PrometheusSource() as source:
+        observer = Observer(source, access=BackendAccess(allowed_custom_headers=["X-Other"]))
+        assert observer.refusal(policy) == (
+            "customHeaders names 'X-Scope-OrgID', which this server does not allow "
+            "(see --allowed-custom-headers)"
+        )
