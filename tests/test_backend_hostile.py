@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import os
 import signal
 import socket
@@ -28,8 +29,10 @@ from pathlib import Path
 from typing import Any
 
 import grpc
+import hypothesis.strategies as st
 import pytest
 from certs import make_pki
+from hypothesis import given, settings
 from prometheus_server import Exporter, PrometheusServer, free_port
 
 from scaler.backend_access import BackendAccess
@@ -826,3 +829,53 @@ def test_a_trigger_with_a_header_the_server_does_not_allow_is_refused() -> None:
             "customHeaders names 'X-Scope-OrgID', which this server does not allow "
             "(see --allowed-custom-headers)"
         )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=300),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=12,
+)
+prometheus_like = st.fixed_dictionaries(
+    {"status": st.sampled_from(["success", "error"]), "data": json_values},
+    optional={"errorType": json_values, "error": json_values},
+)
+
+
+class Reply:
+    """What the shared backend answers next."""
+
+    status = 200
+    body = b"{}"
+
+    def __call__(self, handler: Handler) -> None:
+        handler.reply(self.status, self.body)
+
+
+@pytest.fixture(scope="module")
+def replying() -> Iterator[tuple[LoopbackServer, Reply]]:
+    reply = Reply()
+    server = LoopbackServer(reply)
+    yield server, reply
+    server.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    document=json_values | prometheus_like,
+    status=st.sampled_from([200, 204, 400, 422, 500, 503]),
+    ignore_null_values=st.booleans(),
+)
+def test_any_answer_gives_a_reading_with_a_short_printable_message(
+    replying: tuple[LoopbackServer, Reply], document: Any, status: int, ignore_null_values: bool
+) -> None:
+    backend, reply = replying
+    reply.status, reply.body = status, json.dumps(document).encode()
+    with PrometheusSource(coalesce_seconds=0.0) as source:
+        reading = source.read(backend.url, "q", ignore_null_values=ignore_null_values)
+    if reading.error is None:
+        assert reading.value is not None and math.isfinite(reading.value)
+    else:
+        assert reading.value is None
+        problem = reading.error.problem
+        assert problem.isprintable() and len(problem) <= 400, problem
