@@ -311,6 +311,28 @@ def test_stuck_requests_fill_only_their_own_slots_then_fail_fast(
         assert source.read(healthy.url, "sum(up)").value == 5.0
 
 
+def test_stuck_requests_to_many_backends_fill_at_most_the_pool(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    first, second = serve(hang), serve(hang)
+    with PrometheusSource(
+        timeout_seconds=10.0,
+        answer_budget_seconds=0.2,
+        max_requests_per_address=2,
+        max_requests=3,
+    ) as source:
+        source.read(first.url, "a")
+        source.read(first.url, "b")
+        source.read(second.url, "a")
+        assert source.requests_in_flight() == 3
+        started = time.monotonic()
+        busy = source.read(second.url, "b")
+        assert time.monotonic() - started < 0.1
+        assert busy.error is not None and busy.error.kind is BackendErrorKind.TIMEOUT
+        assert "all 3 request slots wait on backends; not queueing another" in str(busy.error)
+        assert source.requests_in_flight() == 3
+
+
 def test_a_request_past_its_deadline_is_replaced(serve: Callable[..., LoopbackServer]) -> None:
     # The deadline cuts a request that hangs; the next call starts a new one.
     backend = serve(hang)
