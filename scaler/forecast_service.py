@@ -51,7 +51,15 @@ class ForecastService:
 
     @staticmethod
     def key(address: str, query: str, policy: Policy) -> Hashable:
-        return (address, query, policy.forecast.history_seconds, policy.forecast.quantile)
+        # The request options are part of the series: another tenant's headers
+        # may read other data.
+        return (
+            address,
+            query,
+            policy.backend,
+            policy.forecast.history_seconds,
+            policy.forecast.quantile,
+        )
 
     def forecast_for(
         self, address: str, query: str, policy: Policy, now: float, demand: float | None = None
@@ -63,7 +71,7 @@ class ForecastService:
                 self._registered.clear()
             self.refresher.register(
                 key,
-                partial(self.source.range, address, query),
+                partial(self.source.range, address, query, options=policy.backend),
                 history_seconds=policy.forecast.history_seconds,
                 step_seconds=history_step_seconds(policy.forecast.history_seconds),
                 quantile=policy.forecast.quantile,

@@ -11,7 +11,7 @@ server's `BackendAccess` lets them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from scaler.backend_access import BackendAccess
@@ -61,6 +61,11 @@ class Observer:
     def refusal(self, policy: Policy) -> str | None:
         """Why the server refuses the policy's request options (headers, parameters), or None."""
         return self.access.check(policy.backend)[1]
+
+    def _as_sent(self, policy: Policy) -> Policy:
+        """The policy with the request options the server lets through (history reads too)."""
+        options, _ = self.access.check(policy.backend)
+        return policy if options is policy.backend else replace(policy, backend=options)
 
     def observe(
         self, policy: Policy, address: str | None, now: float
@@ -130,7 +135,7 @@ class Observer:
                 forecast, forecast_problem = self.forecasts.forecast_for(
                     address,
                     forecast_query,
-                    policy,
+                    self._as_sent(policy),
                     now,
                     demand.value
                     if same_series and demand is not None and not demand.error
@@ -150,4 +155,4 @@ class Observer:
         query = policy.forecast_query
         if self.forecasts is None or query is None or address is None:
             return None
-        return self.forecasts.errors(address, query, policy)
+        return self.forecasts.errors(address, query, self._as_sent(policy))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import math
 import os
 import signal
 import socket
@@ -23,17 +24,21 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import grpc
+import hypothesis.strategies as st
 import pytest
 from certs import make_pki
+from hypothesis import given, settings
 from prometheus_server import Exporter, PrometheusServer, free_port
 
 from scaler.backend_access import BackendAccess
-from scaler.policy import BackendOptions
+from scaler.forecast_service import ForecastService
+from scaler.observe import Observer
+from scaler.policy import BackendOptions, parse_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import (
@@ -304,6 +309,28 @@ def test_stuck_requests_fill_only_their_own_slots_then_fail_fast(
         assert len(stuck.requests) == 2
         # Another backend still has slots of its own.
         assert source.read(healthy.url, "sum(up)").value == 5.0
+
+
+def test_stuck_requests_to_many_backends_fill_at_most_the_pool(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    first, second = serve(hang), serve(hang)
+    with PrometheusSource(
+        timeout_seconds=10.0,
+        answer_budget_seconds=0.2,
+        max_requests_per_address=2,
+        max_requests=3,
+    ) as source:
+        source.read(first.url, "a")
+        source.read(first.url, "b")
+        source.read(second.url, "a")
+        assert source.requests_in_flight() == 3
+        started = time.monotonic()
+        busy = source.read(second.url, "b")
+        assert time.monotonic() - started < 0.1
+        assert busy.error is not None and busy.error.kind is BackendErrorKind.TIMEOUT
+        assert "all 3 request slots wait on backends; not queueing another" in str(busy.error)
+        assert source.requests_in_flight() == 3
 
 
 def test_a_request_past_its_deadline_is_replaced(serve: Callable[..., LoopbackServer]) -> None:
@@ -785,3 +812,92 @@ def test_the_server_exits_on_sigterm_within_its_grace_whatever_the_backend_does(
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_forecast_history_is_read_with_the_triggers_request_options(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    backend = serve(by_tenant)
+    options = BackendOptions(namespace="team-a", custom_headers=(("X-Scope-OrgID", "a"),))
+    policy = replace(
+        parse_policy({"query": "sum(up)", "threshold": "1", "forecast": "observe"}),
+        backend=options,
+    )
+    source = PrometheusSource()
+    forecasts = ForecastService(source)
+    observer = Observer(source, forecasts, BackendAccess(allowed_custom_headers=["X-Scope-OrgID"]))
+    try:
+        assert observer.refusal(policy) is None
+        observations, problems = observer.observe(policy, backend.url, time.time())
+        assert problems == [] and observations.demand is not None
+        assert observations.demand.value == 1.0
+        wait_until(lambda: any(r.path.endswith("query_range") for r in backend.requests))
+    finally:
+        forecasts.close()
+        source.close()
+    for request in backend.requests:
+        assert request.params["namespace"] == "team-a"
+        assert request.headers["x-scope-orgid"] == "a"
+
+
+def test_a_trigger_with_a_header_the_server_does_not_allow_is_refused() -> None:
+    policy = replace(
+        parse_policy({"query": "sum(up)", "threshold": "1"}),
+        backend=BackendOptions(custom_headers=(("X-Scope-OrgID", "b"),)),
+    )
+    with PrometheusSource() as source:
+        observer = Observer(source, access=BackendAccess(allowed_custom_headers=["X-Other"]))
+        assert observer.refusal(policy) == (
+            "customHeaders names 'X-Scope-OrgID', which this server does not allow "
+            "(see --allowed-custom-headers)"
+        )
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.floats(allow_nan=False) | st.text(max_size=300),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner),
+    max_leaves=12,
+)
+prometheus_like = st.fixed_dictionaries(
+    {"status": st.sampled_from(["success", "error"]), "data": json_values},
+    optional={"errorType": json_values, "error": json_values},
+)
+
+
+class Reply:
+    """What the shared backend answers next."""
+
+    status = 200
+    body = b"{}"
+
+    def __call__(self, handler: Handler) -> None:
+        handler.reply(self.status, self.body)
+
+
+@pytest.fixture(scope="module")
+def replying() -> Iterator[tuple[LoopbackServer, Reply]]:
+    reply = Reply()
+    server = LoopbackServer(reply)
+    yield server, reply
+    server.close()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    document=json_values | prometheus_like,
+    status=st.sampled_from([200, 204, 400, 422, 500, 503]),
+    ignore_null_values=st.booleans(),
+)
+def test_any_answer_gives_a_reading_with_a_short_printable_message(
+    replying: tuple[LoopbackServer, Reply], document: Any, status: int, ignore_null_values: bool
+) -> None:
+    backend, reply = replying
+    reply.status, reply.body = status, json.dumps(document).encode()
+    with PrometheusSource(coalesce_seconds=0.0) as source:
+        reading = source.read(backend.url, "q", ignore_null_values=ignore_null_values)
+    if reading.error is None:
+        assert reading.value is not None and math.isfinite(reading.value)
+    else:
+        assert reading.value is None
+        problem = reading.error.problem
+        assert problem.isprintable() and len(problem) <= 400, problem

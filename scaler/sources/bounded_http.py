@@ -7,7 +7,8 @@ deadline, and a watchdog thread shuts down the socket of any request still
 running at its deadline, which ends the blocked read at once, whatever phase it
 is in. `close()` does the same to every request in flight, so that a process
 can exit whatever its backends do. Redirects are never followed (the caller
-sees the 3xx), and a body is read up to a size limit.
+sees the 3xx), and a body is read up to a size limit. A timeout over the whole
+request is also what KEDA's own scaler gets from Go's `http.Client.Timeout`.
 """
 
 from __future__ import annotations
