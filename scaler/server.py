@@ -131,7 +131,7 @@ class _Recent:
 
 
 # gRPC core cancels calls beyond 1,000 (hard limit 3,000) waiting to be picked up by the
-# application; KEDA opens every external-push stream at once when it restarts.
+# application; a restarting KEDA operator may open all its external-push streams at once.
 MAX_PENDING_CALLS = 20_000
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
