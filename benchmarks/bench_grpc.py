@@ -344,6 +344,10 @@ def main() -> int:
         s_rps, n_rps = statistics.median(s_rates), statistics.median(n_rates)
         rps_ratio = statistics.median(s / n for s, n in zip(s_rates, n_rates, strict=True))
 
+        # Part 3 (run before part 2, whose thousands of closing streams would disturb it):
+        # churn of names through tidescaler.
+        churned = churn(scaler_port, scaler_process.pid, args.threads, args.churn_window)
+
         # Part 2: streams, one server after the other (each holds them on its own).
         streamed = {}
         memory = {}  # resident MiB before and with the streams open
@@ -355,8 +359,6 @@ def main() -> int:
             streamed[name] = with_open_streams(port, pid, requests, args.streams, args.stream_calls)
             memory[name] = (before, streamed[name][2])
 
-        # Part 3: churn of names through tidescaler.
-        churned = churn(scaler_port, scaler_process.pid, args.threads, args.churn_window)
     finally:
         for process in processes:
             process.terminate()

@@ -262,12 +262,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     ) -> None:
         if self.telemetry is not None:
             self.telemetry.record_decision(ref.namespace, ref.name, decision, demand, now)
-        state = (
-            decision.desired_replicas,
-            decision.reason.value,
-            decision.active,
-            decision.available,
-        )
+        state = (decision.desired_replicas, decision.reason, decision.active, decision.available)
         if self._last_logged.swap((ref.namespace, ref.name), state) != state:
             log.info(
                 "decision changed",
