@@ -156,12 +156,12 @@ def timed_calls(call: Callable[[], object], count: int) -> np.ndarray:
 
 
 def with_open_streams(
-    port: int, requests: list[pb.GetMetricsRequest], streams: int, calls: int
-) -> tuple[dict[str, np.ndarray], float]:
+    port: int, pid: int, requests: list[pb.GetMetricsRequest], streams: int, calls: int
+) -> tuple[dict[str, np.ndarray], float, float]:
     """Open `streams` StreamIsActive streams, then time each unary method and health.
 
-    Returns seconds per call by method and the seconds it took to open the streams
-    (each has sent its first state).
+    Returns seconds per call by method, the seconds it took to open the streams
+    (each has sent its first state) and the server's resident MiB with them open.
     """
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         stub = pb_grpc.ExternalScalerStub(channel)
@@ -188,9 +188,10 @@ def with_open_streams(
             "health Check": lambda: health.Check(check, timeout=3),
         }
         out = {name: timed_calls(call, calls) for name, call in methods.items()}
+        resident = rss_mib(pid)
         for stream in opened:
             stream.cancel()
-    return out, open_seconds
+    return out, open_seconds, resident
 
 
 # -- part 3: churn -------------------------------------------------------------------
@@ -302,15 +303,12 @@ def main() -> int:
     scaler_process = subprocess.Popen(
         serve_command(scaler_port, prometheus.url, args.serve_args), env=env, cwd=ROOT
     )
-    processes = [
-        exporter,
-        scaler_process,
-        subprocess.Popen(
-            [sys.executable, str(ROOT / "benchmarks" / "null_server.py"), "--port", str(null_port)],
-            env=env,
-            cwd=ROOT,
-        ),
-    ]
+    null_process = subprocess.Popen(
+        [sys.executable, str(ROOT / "benchmarks" / "null_server.py"), "--port", str(null_port)],
+        env=env,
+        cwd=ROOT,
+    )
+    processes = [exporter, scaler_process, null_process]
     try:
         wait_ready(scaler_port)
         wait_ready(null_port)
@@ -346,16 +344,21 @@ def main() -> int:
         s_rps, n_rps = statistics.median(s_rates), statistics.median(n_rates)
         rps_ratio = statistics.median(s / n for s, n in zip(s_rates, n_rates, strict=True))
 
-        # Part 2: streams, one server after the other (each holds them on its own).
-        idle_rss = rss_mib(scaler_process.pid)
-        streamed = {}
-        for name, port in (("tidescaler", scaler_port), ("null servicer", null_port)):
-            streamed[name] = with_open_streams(port, requests, args.streams, args.stream_calls)
-            if name == "tidescaler":
-                streams_rss = rss_mib(scaler_process.pid)
-
-        # Part 3: churn of names through tidescaler.
+        # Part 3 (run before part 2, whose thousands of closing streams would disturb it):
+        # churn of names through tidescaler.
         churned = churn(scaler_port, scaler_process.pid, args.threads, args.churn_window)
+
+        # Part 2: streams, one server after the other (each holds them on its own).
+        streamed = {}
+        memory = {}  # resident MiB before and with the streams open
+        for name, port, pid in (
+            ("tidescaler", scaler_port, scaler_process.pid),
+            ("null servicer", null_port, null_process.pid),
+        ):
+            before = rss_mib(pid)
+            streamed[name] = with_open_streams(port, pid, requests, args.streams, args.stream_calls)
+            memory[name] = (before, streamed[name][2])
+
     finally:
         for process in processes:
             process.terminate()
@@ -391,7 +394,7 @@ def main() -> int:
         "",
         f"**{args.streams:,} open StreamIsActive streams** (cron + query each, re-evaluated "
         f"every 5 s by tidescaler), then {args.stream_calls} calls of each method one after "
-        "the other on the same connection.",
+        "the other on the same connection (percentiles over those calls).",
         "",
         "| call | tidescaler p50 (ms) | p99 (ms) | null p50 (ms) | p99 (ms) |",
         "|---|---:|---:|---:|---:|",
@@ -399,8 +402,13 @@ def main() -> int:
         "",
         f"Opening all streams (each has sent its first state): tidescaler "
         f"{streamed['tidescaler'][1]:.1f} s, null {streamed['null servicer'][1]:.1f} s. "
-        f"tidescaler resident memory: {idle_rss:.0f} MiB before, {streams_rss:.0f} MiB with "
-        "the streams open.",
+        "Resident memory before and with the streams open: "
+        + "; ".join(
+            f"{name} {before:.0f} -> {during:.0f} MiB "
+            f"({(during - before) * 1024 / args.streams:.0f} KiB a stream)"
+            for name, (before, during) in memory.items()
+        )
+        + ".",
         "",
         f"**Churn.** GetMetrics for 100,000 distinct ScaledObject names, one after the other "
         f"in name order with {args.threads} client threads; calls/s over the last "

@@ -25,7 +25,11 @@ from scaler import __version__
 ENV_PREFIX = "TIDESCALER_"
 
 # Attributes of a LogRecord that are not user-supplied `extra` fields.
-_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
+# (`message` and `asctime` are set on the record by formatting it.)
+_RECORD_FIELDS = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {
+    "message",
+    "asctime",
+}
 
 
 class JsonFormatter(logging.Formatter):

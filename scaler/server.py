@@ -146,7 +146,7 @@ class _Recent:
 
 
 # gRPC core cancels calls beyond 1,000 (hard limit 3,000) waiting to be picked up by the
-# application; KEDA opens every external-push stream at once when it restarts.
+# application; a restarting KEDA operator may open all its external-push streams at once.
 MAX_PENDING_CALLS = 20_000
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
@@ -297,12 +297,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     ) -> None:
         if self.telemetry is not None:
             self.telemetry.record_decision(ref.namespace, ref.name, decision, demand, now)
-        state = (
-            decision.desired_replicas,
-            decision.reason.value,
-            decision.active,
-            decision.available,
-        )
+        state = (decision.desired_replicas, decision.reason, decision.active, decision.available)
         if self._last_logged.swap((ref.namespace, ref.name), state) != state:
             log.info(
                 "decision changed",

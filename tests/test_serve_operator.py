@@ -151,6 +151,7 @@ def test_start_line_warning_and_text_logs_carry_every_field() -> None:
         "mutual_tls=false",
     ):
         assert f" {field}" in start, start
+    assert "asctime=" not in start  # the time is written once, at the start
     warning = next(line for line in lines if " WARNING " in line)
     assert "no --prometheus-url" in warning and "only cron triggers work" in warning
     decision = next(line for line in lines if "decision changed" in line)
