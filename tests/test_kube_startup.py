@@ -207,7 +207,7 @@ def test_a_wrong_podstartupseconds_names_auto_among_what_is_accepted() -> None:
     with pytest.raises(PolicyError) as error:
         parse_policy(POLICY | {"podStartupSeconds": "soon"})
     assert error.value.problems == (
-        "podStartupSeconds='soon': expected a duration such as 90s or 2m, or auto",
+        "podStartupSeconds='soon': expected a duration such as 90s, 15m, 7d (at most 1d, or auto)",
     )
 
 
