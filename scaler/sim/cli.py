@@ -1,6 +1,8 @@
 """`tidescaler simulate`: a scenario file and/or flags in, table, JSON, CSV, plots and report out.
 
-With no scenario and no --trace/--synthetic it runs the demo scenario bundled
+The traffic comes from a scenario file, a trace file (`--trace FILE|-`), a
+Prometheus (`--prometheus-url` and `--query`) or the tide generator
+(`--synthetic`). With none of them it runs the demo scenario bundled
 with the package, so the command works on a fresh install.
 """
 
@@ -17,7 +19,15 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scaler.sim.cluster import PodStartup
+from scaler.cli_support import (
+    SCHEMA_VERSION,
+    OutputPathError,
+    ProgressLines,
+    check_output_dir,
+    check_output_file,
+)
+from scaler.sim.cluster import ClusterModel, PodStartup
+from scaler.sim.sanity import SanityError, check_memory, check_slo, peak_warning
 from scaler.sim.scenario import (
     POLICY_NAMES,
     Scenario,
@@ -30,8 +40,17 @@ from scaler.sim.scenario import (
     parse_scenario,
     parse_sweep,
 )
-from scaler.sim.traffic import TideSpec
-from scaler.traces import TraceError
+from scaler.sim.traffic import TideSpec, Traffic
+from scaler.trace_input import (
+    add_trace_source_arguments,
+    check_trace_source,
+    describe,
+    load_trace,
+    wants_trace,
+)
+from scaler.traces import Trace, TraceError
+
+DEFAULT_CLUSTER = ClusterModel()
 
 # The bundled demo draws reactive's and tidescaler's frontiers over a few targets, so
 # that the first run already compares them at equal violations (in a few seconds).
@@ -49,42 +68,69 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         "(replica-hours) and what users feel (latency, SLO violations, failed requests). "
         "Without a scenario and without --trace/--synthetic, runs the bundled demo scenario.",
     )
-    p.add_argument("scenario", nargs="?", metavar="SCENARIO.yaml", help="scenario file")
-    source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--trace", metavar="CSV", help="trace CSV (timestamp,requests per interval)"
+    p.add_argument(
+        "scenario", nargs="?", metavar="SCENARIO.yaml", help="scenario file (default: none)"
     )
+    source = p.add_mutually_exclusive_group()
+    add_trace_source_arguments(p, source)
     source.add_argument("--synthetic", action="store_true", help="generated diurnal + weekly tides")
     p.add_argument(
-        "--peak-to-valley", type=float, metavar="R", help="synthetic tide ratio (2..100)"
+        "--peak-to-valley",
+        type=float,
+        metavar="R",
+        help=f"synthetic tide ratio, 2..100 (default: {TideSpec().peak_to_valley:g})",
     )
-    p.add_argument("--days", type=float, metavar="D", help="simulate only the first D days")
+    p.add_argument(
+        "--days", type=float, metavar="D", help="simulate only the first D days (default: all)"
+    )
     p.add_argument(
         "--capacity-per-replica",
         type=float,
         metavar="RPS",
-        help="requests/s one replica serves at full load",
+        help="requests/s one replica serves at full load (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.capacity_per_replica:g})",
     )
     p.add_argument(
-        "--pod-startup-seconds", type=float, metavar="S", help="decision-to-Ready time of a new pod"
+        "--pod-startup-seconds",
+        type=float,
+        metavar="S",
+        help="decision-to-Ready time of a new pod (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.pod_startup.seconds:g})",
     )
-    p.add_argument("--slo-ms", type=float, metavar="MS", help="latency SLO in milliseconds")
-    p.add_argument("--policies", metavar="a,b", help=f"subset of {','.join(POLICY_NAMES)}")
+    p.add_argument(
+        "--slo-ms",
+        type=float,
+        metavar="MS",
+        help="latency SLO in milliseconds (default: the scenario's, else 500)",
+    )
+    p.add_argument(
+        "--policies",
+        metavar="a,b",
+        help=f"subset of {','.join(POLICY_NAMES)} (default: all)",
+    )
     p.add_argument(
         "--target-utilization",
         type=float,
         metavar="F",
-        help="per-replica target of every policy, as a share of capacity (default 0.7)",
+        help="per-replica target of every policy, as a share of capacity (default: the "
+        "scenario's, else 0.7)",
     )
-    p.add_argument("--scale", type=float, metavar="F", help="multiply the traffic by F")
-    p.add_argument("--seed", type=int, metavar="N", help="seed of the generator and pod start-ups")
+    p.add_argument(
+        "--scale", type=float, metavar="F", help="multiply the traffic by F (default: 1)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed of the generator and pod start-ups (default: the scenario's, else 0)",
+    )
     p.add_argument(
         "--sweep",
         metavar="PARAM=v1,v2,...",
         action="append",
         help="rerun over a parameter (repeat for a grid): target_utilization, threshold, "
         "forecastQuantile, podStartupSeconds, forecastHistory, pod_startup_seconds; the "
-        "target moves every policy, the others tidescaler only",
+        "target moves every policy, the others tidescaler only (default: none)",
     )
     p.add_argument(
         "--sweep-policies",
@@ -92,8 +138,16 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="policies the sweep reruns (default: all but oracle)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--timeline-csv", metavar="FILE", help="write every step's demand and replicas")
-    p.add_argument("--out", metavar="DIR", help="write report.md, PNG plots and result.json")
+    p.add_argument(
+        "--timeline-csv",
+        metavar="FILE",
+        help="write every step's demand and replicas (default: none)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write report.md, PNG plots and result.json into this folder (default: none)",
+    )
     p.set_defaults(func=run_simulate)
     return p
 
@@ -101,20 +155,26 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
 def build_scenario(args: argparse.Namespace) -> Scenario:
     """The scenario file (or the bundled demo, or defaults) with the flags applied."""
     demo = False
+    trace_label = args.trace or args.prometheus_url
     if args.scenario:
         scenario = load_scenario(args.scenario)
-    elif args.trace or args.synthetic:
-        data: dict[str, Any] = {"name": Path(args.trace).stem if args.trace else "synthetic"}
-        if args.trace:
-            data["trace"] = str(Path(args.trace).resolve())
+    elif trace_label or args.synthetic:
+        name = "synthetic"
+        if args.prometheus_url:
+            name = "prometheus"
+        elif args.trace:
+            name = "stdin" if args.trace == "-" else Path(args.trace.removesuffix(".gz")).stem
+        data: dict[str, Any] = {"name": name}
+        if trace_label:
+            data["trace"] = trace_label
         else:
             data["synthetic"] = {}
         scenario = parse_scenario(data, "flags", Path.cwd())
     else:
         scenario = load_scenario(bundled_scenario_path())
         demo = True
-    if args.trace:
-        scenario = replace(scenario, traffic_source=str(Path(args.trace).resolve()), tide=None)
+    if trace_label:
+        scenario = replace(scenario, traffic_source=trace_label, tide=None)
     if args.synthetic or (args.peak_to_valley is not None and scenario.tide is not None):
         tide = scenario.tide or TideSpec()
         if args.peak_to_valley is not None:
@@ -156,6 +216,9 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         scenario = replace(scenario, days=args.days)
     if args.seed is not None:
         scenario = replace(scenario, seed=args.seed)
+    if args.query:
+        # The query shown in the report's ScaledObject is the user's.
+        scenario = replace(scenario, tidescaler={**scenario.tidescaler, "query": args.query})
     if args.policies:
         names = tuple(dict.fromkeys(n.strip() for n in args.policies.split(",") if n.strip()))
         unknown = [n for n in names if n not in POLICY_NAMES]
@@ -180,17 +243,39 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
     return scenario
 
 
+def load_traffic(args: argparse.Namespace, scenario: Scenario) -> tuple[Traffic, Trace | None]:
+    """The traffic the flags name (a file, stdin or Prometheus), else the scenario's."""
+    if not wants_trace(args):
+        return scenario.load_traffic(), None
+    trace = load_trace(args, sys.stderr)
+    traffic = Traffic(
+        float(trace.timestamps[0]),
+        trace.step_seconds,
+        trace.values / trace.step_seconds,
+        name=scenario.name,
+    )
+    return traffic.clipped(scenario.days).scaled(scenario.scale), trace
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from scaler.sim.report import render_table, result_json, write_outputs, write_timeline_csv
     from scaler.sim.runner import sweep
 
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
+        check_output_dir(args.out, "--out")
+        check_output_file(args.timeline_csv, "--timeline-csv")
+        check_trace_source(args)
         scenario = build_scenario(args)
-        traffic = scenario.load_traffic()
-    except (ScenarioError, TraceError) as error:
+        check_slo(scenario)
+        traffic, trace = load_traffic(args, scenario)
+        check_memory(scenario, traffic)
+    except (ScenarioError, TraceError, SanityError, OutputPathError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
+    warning = peak_warning(scenario, traffic)
+    if warning:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     progress = Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -200,9 +285,13 @@ def run_simulate(args: argparse.Namespace) -> int:
         transient=True,
         disable=not err.is_terminal,
     )
+    lines = None if err.is_terminal else ProgressLines(sys.stderr, "simulate")
     tasks: dict[str, Any] = {}
 
     def report(policy: str, fraction: float) -> None:
+        if lines is not None:
+            lines.update(policy, fraction)
+            return
         if policy not in tasks:
             tasks[policy] = progress.add_task(policy, total=1.0)
         progress.update(tasks[policy], completed=fraction)
@@ -214,7 +303,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
     if args.json:
-        sys.stdout.write(json.dumps(result_json(result, points), indent=2) + "\n")
+        data = {"schema_version": SCHEMA_VERSION, **result_json(result, points)}
+        if trace is not None:
+            data["input"] = describe(trace)
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         render_table(result, Console(), points)
     if args.timeline_csv:
