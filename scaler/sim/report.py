@@ -578,7 +578,8 @@ def write_markdown(
     ]
     tide = result.policy("tidescaler")
     if tide is not None:
-        metadata = dict(tide.detail.get("metadata", {}))
+        simulated: Any = tide.detail.get("metadata", {})
+        metadata: dict[str, Any] = dict(simulated)
         if "query" not in scenario.tidescaler:
             # The simulation needed no query; the user's cluster needs theirs, not an example.
             metadata["query"] = QUERY_PLACEHOLDER
