@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scaler.backtest_cli import add_backtest_parser
 
     add_backtest_parser(subparsers)
+    from scaler.validate import add_validate_parser
+
+    add_validate_parser(subparsers)
     return parser
 
 

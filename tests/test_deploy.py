@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from scaler.policy import parse_policy
+from scaler.validate import scaledobject_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DEPLOY = ROOT / "deploy"
 EXAMPLES = sorted((DEPLOY / "examples").glob("*.yaml"))
 DASHBOARD = DEPLOY / "grafana" / "tidescaler-dashboard.json"
@@ -79,14 +79,6 @@ def example_documents() -> list[tuple[str, Manifest]]:
 
 def scaledobjects() -> list[tuple[str, Manifest]]:
     return [(name, doc) for name, doc in example_documents() if doc["kind"] == "ScaledObject"]
-
-
-@cache
-def scaledobject_schema() -> dict[str, Any]:
-    crd = yaml.safe_load((SHARED / "schemas" / "keda.sh_scaledobjects.yaml").read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return schema
 
 
 CRD_KINDS = {
