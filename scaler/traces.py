@@ -247,6 +247,7 @@ class _Samples:
     values: array[float] = field(default_factory=lambda: array("d"))
     lines: array[int] = field(default_factory=lambda: array("q"))
     where: str = "line"  # how `lines` are said: "line" N or "sample" N
+    name: str = ""  # the file, for messages
     notes: list[str] = field(default_factory=list)
     fractional: bool = False
 
@@ -256,7 +257,7 @@ class _Samples:
         self.lines.append(line)
         if len(self.times) > MAX_INTERVALS:
             raise TraceError(
-                f"more than {MAX_INTERVALS:,} rows: too large to simulate in memory; "
+                f"{self.name}: more than {MAX_INTERVALS:,} rows: too large to simulate in memory; "
                 "aggregate to a coarser interval (e.g. one row per minute)"
             )
 
@@ -267,12 +268,8 @@ def _delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def _lines(text: IO[str]) -> Iterator[str]:
-    yield from text
-
-
 def _csv_samples(text: IO[str], name: str) -> _Samples:
-    lines = _lines(text)
+    lines: Iterator[str] = iter(text)
     first_line = ""
     skipped = 0
     for raw in lines:
@@ -286,7 +283,7 @@ def _csv_samples(text: IO[str], name: str) -> _Samples:
         )
     delimiter = _delimiter(first_line)
     reader = csv.reader(_chain([first_line], lines), delimiter=delimiter)
-    samples = _Samples()
+    samples = _Samples(name=name)
     said = {"\t": "tab", ";": "';'", ",": "','"}[delimiter]
     header = next(reader)
     offset = skipped  # reader.line_num counts from the first non-blank line
@@ -458,7 +455,7 @@ def _prometheus_samples(text: IO[str], name: str) -> _Samples:
         raise TraceError(
             f"{name}: series 1 has no 'values' list; expected a range query answer (matrix)"
         )
-    samples = _Samples(where="sample")
+    samples = _Samples(where="sample", name=name)
     samples.notes.append("Prometheus range query answer: timestamps read as Unix seconds")
     for i, pair in enumerate(series["values"], start=1):
         if not (isinstance(pair, list) and len(pair) == 2):
@@ -640,7 +637,7 @@ def from_series(
             f"no data before {_when(float(timestamps[first]))} or after "
             f"{_when(float(timestamps[last]))}: trimmed to the span with data"
         )
-    samples = _Samples(where="sample")
+    samples = _Samples(where="sample", name=name)
     for i in present:
         samples.add(float(timestamps[i]), float(values[i]), int(i) + 1)
     # The grid is the query's step, not the most common difference between samples.

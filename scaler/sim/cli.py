@@ -66,7 +66,8 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Replay a trace (or synthetic tides) through a model of KEDA, the HPA, pod "
         "start-up and a queue, driving the tidescaler engine, and compare policies on cost "
         "(replica-hours) and what users feel (latency, SLO violations, failed requests). "
-        "Without a scenario and without --trace/--synthetic, runs the bundled demo scenario.",
+        "Traffic comes from a scenario, --trace (a file or -), --prometheus-url with --query, "
+        "or --synthetic; with none of them, runs the bundled demo scenario.",
     )
     p.add_argument(
         "scenario", nargs="?", metavar="SCENARIO.yaml", help="scenario file (default: none)"
