@@ -181,6 +181,9 @@ def validate_text(text: str, label: str, all_external: bool = False) -> tuple[li
     for n, doc in _scaledobjects(docs):
         count += 1
         where = f"{label}:doc {n}: scaledobject {_name(doc)}"
+        meta = doc.get("metadata")
+        if not isinstance(meta, Mapping) or not meta.get("name"):
+            problems.append(f"{where}: metadata.name: missing; every ScaledObject needs a name")
         if doc.get("apiVersion") != API_VERSION:
             problems.append(
                 f"{where}: apiVersion {doc.get('apiVersion')!r}: expected {API_VERSION}"

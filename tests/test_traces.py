@@ -101,6 +101,18 @@ def test_a_named_time_column_and_the_value_after_it(tmp_path: Path) -> None:
     assert "columns: time from 'time', value from 'requests' (','-separated)" in trace.notes
 
 
+def test_a_grafana_csv_download(tmp_path: Path) -> None:
+    # Grafana's "Inspect > Data > Download CSV": quoted header, local dates without offset.
+    text = (
+        '"Time","sum(rate(http_requests_total[1m]))"\n'
+        '"2024-07-01 00:00:00",1.5\n"2024-07-01 00:01:00",2\n'
+    )
+    trace = read_trace(write(tmp_path, text), unit="rate")
+    assert trace.timestamps.tolist() == [T0, T0 + 60]
+    assert trace.values.tolist() == [90.0, 120.0]
+    assert "dates without a UTC offset read as UTC" in trace.notes
+
+
 def test_gzip_and_stdin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     text = f"timestamp,requests\n{T0},10\n{T0 + 60},20\n"
     packed = tmp_path / "trace.csv.gz"

@@ -143,3 +143,11 @@ def test_a_wrong_api_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert problems == [
         "so.yaml:doc 1: scaledobject shop/web: apiVersion 'keda.sh/v1': expected keda.sh/v1alpha1"
     ]
+
+
+def test_a_scaledobject_without_a_name() -> None:
+    problems, _ = validate_text(GOOD.replace("name: web, ", ""), "so.yaml")
+    assert problems == [
+        "so.yaml:doc 1: scaledobject shop/<no name>: metadata.name: missing; every "
+        "ScaledObject needs a name"
+    ]
