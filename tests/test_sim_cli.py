@@ -301,3 +301,22 @@ def test_progress_lines_without_a_terminal_every_few_seconds() -> None:
         "simulate: reactive 42% (5s elapsed)",
         "simulate: reactive 83% (10s elapsed)",
     ]
+
+
+def test_cluster_settings_as_flags(scenario: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        str(scenario), "--json", "--policies", "reactive",
+        "--min-replicas", "2", "--max-replicas", "30", "--polling-interval-seconds", "60",
+        "--cooldown-seconds", "120", "--request-timeout-seconds", "5", "--warmup-days", "0.5",
+    ]  # fmt: skip
+    assert run(argv) == 0
+    cluster = json.loads(capsys.readouterr().out)["cluster"]
+    assert (cluster["min_replicas"], cluster["max_replicas"]) == (2, 30)
+    assert cluster["polling_interval_seconds"] == 60.0
+    assert (cluster["cooldown_seconds"], cluster["timeout_seconds"]) == (120.0, 5.0)
+    assert run([str(scenario), "--min-replicas", "5", "--max-replicas", "3"]) == 2
+    assert "min replicas 5 is above max replicas 3" in capsys.readouterr().err
+    assert run([str(scenario), "--polling-interval-seconds", "20"]) == 2
+    assert "expected a whole multiple of the HPA sync period, 15s" in " ".join(
+        capsys.readouterr().err.split()
+    )

@@ -99,6 +99,48 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         f"{DEFAULT_CLUSTER.pod_startup.seconds:g})",
     )
     p.add_argument(
+        "--min-replicas",
+        type=int,
+        metavar="N",
+        help="ScaledObject minReplicaCount (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.min_replicas})",
+    )
+    p.add_argument(
+        "--max-replicas",
+        type=int,
+        metavar="N",
+        help="ScaledObject maxReplicaCount (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.max_replicas})",
+    )
+    p.add_argument(
+        "--polling-interval-seconds",
+        type=float,
+        metavar="S",
+        help="KEDA's pollingInterval, a multiple of the HPA sync period (default: the "
+        f"scenario's, else {DEFAULT_CLUSTER.polling_interval_seconds:g})",
+    )
+    p.add_argument(
+        "--cooldown-seconds",
+        type=float,
+        metavar="S",
+        help="KEDA's cooldownPeriod before scaling to zero (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.cooldown_seconds:g})",
+    )
+    p.add_argument(
+        "--request-timeout-seconds",
+        type=float,
+        metavar="S",
+        help="a request waiting longer fails (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.timeout_seconds:g})",
+    )
+    p.add_argument(
+        "--warmup-days",
+        type=float,
+        metavar="D",
+        help="days simulated before the scores start, for the forecaster's history "
+        "(default: the scenario's, else 1)",
+    )
+    p.add_argument(
         "--slo-ms",
         type=float,
         metavar="MS",
@@ -196,7 +238,12 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
                 f"--pod-startup-seconds={args.pod_startup_seconds:g}: expected >= 0"
             )
         cluster = replace(cluster, pod_startup=PodStartup(seconds=args.pod_startup_seconds))
+    cluster = _cluster_flags(args, cluster)
     scenario = replace(scenario, cluster=cluster)
+    if args.warmup_days is not None:
+        if args.warmup_days < 0:
+            raise ScenarioError(f"--warmup-days={args.warmup_days:g}: expected >= 0")
+        scenario = replace(scenario, warmup_days=args.warmup_days)
     if args.slo_ms is not None:
         if args.slo_ms <= 0:
             raise ScenarioError(f"--slo-ms={args.slo_ms:g}: expected > 0")
@@ -242,6 +289,40 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
     if problems:
         raise ScenarioError("invalid scenario:\n  " + "\n  ".join(problems))
     return scenario
+
+
+def _cluster_flags(args: argparse.Namespace, cluster: ClusterModel) -> ClusterModel:
+    """The cluster settings given as flags, checked as the scenario file's keys are."""
+    if args.min_replicas is not None:
+        if args.min_replicas < 0:
+            raise ScenarioError(f"--min-replicas={args.min_replicas}: expected >= 0")
+        cluster = replace(cluster, min_replicas=args.min_replicas)
+    if args.max_replicas is not None:
+        if args.max_replicas < 1:
+            raise ScenarioError(f"--max-replicas={args.max_replicas}: expected >= 1")
+        cluster = replace(cluster, max_replicas=args.max_replicas)
+    if cluster.min_replicas > cluster.max_replicas:
+        raise ScenarioError(
+            f"min replicas {cluster.min_replicas} is above max replicas {cluster.max_replicas}; "
+            "check --min-replicas and --max-replicas"
+        )
+    for flag, field_name, value in (
+        ("--cooldown-seconds", "cooldown_seconds", args.cooldown_seconds),
+        ("--request-timeout-seconds", "timeout_seconds", args.request_timeout_seconds),
+    ):
+        if value is not None:
+            if value <= 0:
+                raise ScenarioError(f"{flag}={value:g}: expected > 0")
+            cluster = replace(cluster, **{field_name: value})
+    if args.polling_interval_seconds is not None:
+        ratio = args.polling_interval_seconds / cluster.hpa_sync_seconds
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+            raise ScenarioError(
+                f"--polling-interval-seconds={args.polling_interval_seconds:g}: expected a whole "
+                f"multiple of the HPA sync period, {cluster.hpa_sync_seconds:g}s"
+            )
+        cluster = replace(cluster, polling_interval_seconds=args.polling_interval_seconds)
+    return cluster
 
 
 def load_traffic(args: argparse.Namespace, scenario: Scenario) -> tuple[Traffic, Trace | None]:
