@@ -28,6 +28,7 @@ import gzip
 import io
 import json
 import math
+import os
 import sys
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
@@ -167,6 +168,25 @@ def _open_binary(path: str) -> tuple[io.BufferedIOBase, str]:
     return buffered, name
 
 
+# The shortest row of a trace, "1719792000,1\n", for the size check before reading.
+_MIN_ROW_BYTES = 13
+
+
+def _check_size(path: str) -> None:
+    """Refuse, before reading, an uncompressed file with more rows than a trace may have."""
+    if path == "-" or path.endswith(".gz"):
+        return
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        return  # opening it will say what is wrong
+    if size / _MIN_ROW_BYTES > MAX_INTERVALS:
+        raise TraceError(
+            f"{path}: {size / 2**30:.1f} GiB is more than {MAX_INTERVALS:,} rows: too large to "
+            "simulate in memory; aggregate to a coarser interval (e.g. one row per minute)"
+        )
+
+
 def _first_char(binary: io.BufferedIOBase, name: str) -> str:
     peek = getattr(binary, "peek", None)
     head: bytes = peek(64) if peek is not None else b""
@@ -195,6 +215,7 @@ def read_trace(
         raise TraceError(
             f"fill_missing {fill_missing!r}: expected one of {', '.join(FILL_MISSING)}"
         )
+    _check_size(str(path))
     binary, name = _open_binary(str(path))
     display = Path(name).name if name != "<stdin>" else name
     try:

@@ -113,6 +113,7 @@ def web_traffic(prometheus_factory: Callable[..., PrometheusServer]) -> Promethe
 
 
 @pytest.mark.prometheus
+@pytest.mark.slow
 def test_the_quick_tour_runs_as_written(web_traffic: PrometheusServer, tmp_path: Path) -> None:
     # `tidescaler` on PATH runs this checkout (not an installed copy).
     bin_dir = tmp_path / "bin"

@@ -314,3 +314,14 @@ def test_a_step_that_looks_like_milliseconds_warns(tmp_path: Path) -> None:
         "one row every 1000m (60000 s): if the timestamps are milliseconds, the interval is 1m; "
         "write Unix seconds or RFC 3339 dates",
     )
+
+
+def test_a_file_too_large_is_refused_before_reading(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import scaler.traces as traces
+
+    path = write(tmp_path, f"timestamp,requests\n{T0},1\n{T0 + 60},2\n")
+    monkeypatch.setattr(traces, "MAX_INTERVALS", 2)  # the file holds ~3 rows of 13 bytes
+    with pytest.raises(TraceError, match="is more than 2 rows: too large to simulate in memory"):
+        read_trace(path)
