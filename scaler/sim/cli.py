@@ -349,15 +349,15 @@ def run_simulate(args: argparse.Namespace) -> int:
         check_output_file(args.timeline_csv, "--timeline-csv")
         check_trace_source(args)
         scenario = build_scenario(args)
-        check_slo(scenario)
+        slo_warning = check_slo(scenario)
         traffic, trace = load_traffic(args, scenario)
         check_memory(scenario, traffic)
     except (ScenarioError, TraceError, SanityError, OutputPathError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
-    warning = peak_warning(scenario, traffic)
-    if warning:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    for warning in (slo_warning, peak_warning(scenario, traffic)):
+        if warning:
+            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     progress = Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),

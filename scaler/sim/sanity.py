@@ -39,16 +39,14 @@ def slo_floor(scenario: Scenario) -> float:
     return math.exp(-mu * scenario.slo_ms / 1000.0)
 
 
-def check_slo(scenario: Scenario) -> None:
-    """Raise SanityError when the oracle's tail budget is below the SLO floor."""
-    if "oracle" not in scenario.policies and scenario.sweep is None:
-        return
+def slo_problem(scenario: Scenario) -> str | None:
+    """Why the oracle's tail budget is below the SLO floor, or None when it is not."""
     floor = slo_floor(scenario)
     if floor <= scenario.oracle_tail:
-        return
+        return None
     mu = scenario.cluster.capacity_per_replica / workers_per_replica(scenario)
     needed_ms = -math.log(scenario.oracle_tail) / mu * 1000.0
-    raise SanityError(
+    return (
         f"--slo-ms {scenario.slo_ms:g} cannot be met at --capacity-per-replica "
         f"{scenario.cluster.capacity_per_replica:g}: each request takes {1000 / mu:.0f} ms on "
         f"average ({workers_per_replica(scenario)} worker(s) per replica), so even idle replicas "
@@ -56,6 +54,15 @@ def check_slo(scenario: Scenario) -> None:
         f"{100 * scenario.oracle_tail:g}% the oracle allows; raise --slo-ms to at least "
         f"{math.ceil(needed_ms):g} or describe a faster service (a higher capacity per replica)"
     )
+
+
+def check_slo(scenario: Scenario) -> str | None:
+    """Raise SanityError when the oracle is simulated and could never meet the SLO (it would
+    add replicas forever); without the oracle, return the same text as a warning."""
+    problem = slo_problem(scenario)
+    if problem is not None and "oracle" in scenario.policies:
+        raise SanityError(problem)
+    return problem
 
 
 def peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:
