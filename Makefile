@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := prometheus golang-go golang-github-robfig-cron-dev
 
-.PHONY: run test system-deps install install-test bench lint proto clean
+.PHONY: run test system-deps install install-test bench lint proto clean deploy/install.yaml
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ lint: install-test
 proto: install-test
 	$(PY) -m grpc_tools.protoc -Iscaler/proto=protos --python_out=. --grpc_python_out=. \
 		--pyi_out=. protos/externalscaler.proto
+
+# The kustomize base rendered for `kubectl apply -f` (tests fail when it is stale).
+deploy/install.yaml: install-test
+	$(PY) tests/kustomize_render.py deploy > $@
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis tests/.oracle

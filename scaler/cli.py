@@ -1,4 +1,4 @@
-"""The `tidescaler` command: serve | simulate | backtest.
+"""The `tidescaler` command: serve | simulate | backtest | validate.
 
 Every flag of `serve` can also be set by an environment variable named
 TIDESCALER_ plus the flag in upper case with dashes as underscores
@@ -417,16 +417,24 @@ def build_parser() -> argparse.ArgumentParser:
     from scaler.sim.cli import add_simulate_parser
 
     add_simulate_parser(subparsers)
-    from scaler.forecast.backtest import add_backtest_parser
+    from scaler.backtest_cli import add_backtest_parser
 
     add_backtest_parser(subparsers)
+    from scaler.validate import add_validate_parser
+
+    add_validate_parser(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        # Ctrl-C is the user's choice, not a failure to explain with a traceback.
+        print(f"tidescaler {args.command}: interrupted", file=sys.stderr)
+        return 130
     return result
 
 

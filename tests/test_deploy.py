@@ -2,7 +2,8 @@
 
 Built-in kinds are checked against the Kubernetes OpenAPI schemas that
 kubernetes-validate ships (strict: unknown fields fail); ScaledObjects against
-the openAPIV3Schema of KEDA's own CRD; PodMonitor, whose schema is not shipped,
+the openAPIV3Schema of KEDA's own CRD (the copy in scaler/data/keda/); the
+PodMonitor (an optional component), whose schema is not shipped,
 by the fields the Prometheus operator reads. The example triggers must be
 accepted by tidescaler's own policy parser, exactly as the server would see
 them from KEDA.
@@ -24,12 +25,14 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
+from kustomize_render import render, render_docs
 
 from scaler.policy import parse_policy
+from scaler.validate import scaledobject_schema
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 DEPLOY = ROOT / "deploy"
+PODMONITOR_COMPONENT = DEPLOY / "components" / "podmonitor"
 EXAMPLES = sorted((DEPLOY / "examples").glob("*.yaml"))
 DASHBOARD = DEPLOY / "grafana" / "tidescaler-dashboard.json"
 KUBERNETES_VERSION = "1.32.0"
@@ -54,20 +57,22 @@ def kustomize_build() -> str:
 
 @cache
 def base_manifests() -> tuple[Manifest, ...]:
-    """The kustomize output; without kubectl, the listed resource files as written."""
+    """The base as kustomize builds it: kubectl's build where kubectl exists, else ours."""
     if KUBECTL is not None:
         return tuple(doc for doc in yaml.safe_load_all(kustomize_build()) if doc)
-    kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
-    docs: list[Manifest] = []
-    for name in kustomization["resources"]:
-        for doc in load_all(DEPLOY / name):
-            if doc["kind"] != "Namespace":
-                doc.setdefault("metadata", {})["namespace"] = kustomization["namespace"]
-            docs.append(doc)
-    return tuple(docs)
+    return tuple(render_docs(DEPLOY))
+
+
+@cache
+def podmonitor() -> Manifest:
+    """The optional component's PodMonitor, as an overlay adding it gets it."""
+    (doc,) = load_all(PODMONITOR_COMPONENT / "podmonitor.yaml")
+    return doc
 
 
 def by_kind(kind: str) -> Manifest:
+    if kind == "PodMonitor":
+        return podmonitor()
     found = [doc for doc in base_manifests() if doc["kind"] == kind]
     assert len(found) == 1, f"expected one {kind}, found {len(found)}"
     return found[0]
@@ -79,14 +84,6 @@ def example_documents() -> list[tuple[str, Manifest]]:
 
 def scaledobjects() -> list[tuple[str, Manifest]]:
     return [(name, doc) for name, doc in example_documents() if doc["kind"] == "ScaledObject"]
-
-
-@cache
-def scaledobject_schema() -> dict[str, Any]:
-    crd = yaml.safe_load((SHARED / "schemas" / "keda.sh_scaledobjects.yaml").read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
-    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
-    return schema
 
 
 CRD_KINDS = {
@@ -106,7 +103,6 @@ def test_the_kustomize_base_builds() -> None:
         "Deployment",
         "Namespace",
         "PodDisruptionBudget",
-        "PodMonitor",
         "Service",
         "ServiceAccount",
     ]
@@ -247,8 +243,6 @@ def test_service_and_podmonitor_select_the_deployments_pods() -> None:
 
 
 def test_the_dashboard_configmap_carries_the_json_for_the_grafana_sidecar() -> None:
-    if KUBECTL is None:
-        pytest.skip("kubectl is not installed: the generated ConfigMap is not checked")
     configmap = by_kind("ConfigMap")
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert configmap["metadata"]["namespace"] == "tidescaler"
@@ -270,18 +264,64 @@ def test_the_readme_overlay_sets_the_image_and_the_prometheus_url(tmp_path: Path
     block = re.search(r"```yaml\n *# my-tidescaler/kustomization.yaml\n(.*?)```", readme, re.S)
     assert block, "the overlay example is missing from README.md"
     overlay = yaml.safe_load(textwrap.dedent(block[1]))
+    assert overlay["components"] == ["../tidescaler/deploy/components/podmonitor"]
     overlay["resources"] = [os.path.relpath(DEPLOY, tmp_path)]
+    overlay["components"] = [os.path.relpath(PODMONITOR_COMPONENT, tmp_path)]
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
     result = subprocess.run(
         [KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
-    (deployment,) = [
-        d for d in yaml.safe_load_all(result.stdout) if d and d["kind"] == "Deployment"
+    built_docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert [d["metadata"]["namespace"] for d in built_docs if d["kind"] == "PodMonitor"] == [
+        "tidescaler"
     ]
+    (deployment,) = [d for d in built_docs if d["kind"] == "Deployment"]
     (built,) = deployment["spec"]["template"]["spec"]["containers"]
     image = overlay["images"][0]
     assert built["image"] == f"{image['newName']}:{image['newTag']}"
     env = {e["name"]: e["value"] for e in built["env"]}
     assert env["TIDESCALER_PROMETHEUS_URL"] == "http://prometheus-operated.monitoring.svc:9090"
     kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+
+
+def test_install_yaml_is_the_rendered_base() -> None:
+    """Fails when deploy/ changed without `make deploy/install.yaml`."""
+    assert (DEPLOY / "install.yaml").read_text() == render(DEPLOY), (
+        "deploy/install.yaml is stale: run `make deploy/install.yaml`"
+    )
+
+
+def test_the_python_rendering_matches_kustomize() -> None:
+    if KUBECTL is None:
+        pytest.skip("kubectl is not installed: the renderer is not compared with kustomize")
+    assert list(base_manifests()) == render_docs(DEPLOY)
+
+
+def test_the_base_applies_without_the_prometheus_operator() -> None:
+    kinds = {doc["kind"] for doc in base_manifests()}
+    assert "PodMonitor" not in kinds
+    assert {api for api, _ in CRD_KINDS if api.startswith("monitoring.coreos.com")}.isdisjoint(
+        doc["apiVersion"] for doc in base_manifests()
+    )
+
+
+def test_an_overlay_adds_the_podmonitor_component(tmp_path: Path) -> None:
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, tmp_path)],
+        "components": [os.path.relpath(PODMONITOR_COMPONENT, tmp_path)],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    if KUBECTL is not None:
+        result = subprocess.run(
+            [KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        docs = [d for d in yaml.safe_load_all(result.stdout) if d]
+    else:
+        docs = [*render_docs(DEPLOY), podmonitor()]
+    (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
+    assert monitor["metadata"]["namespace"] == "tidescaler"
+    assert monitor["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tidescaler"

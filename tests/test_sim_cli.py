@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from scaler.sim.cli import add_simulate_parser
@@ -137,3 +145,181 @@ def test_bad_flags_exit_2_with_a_message(
 def test_missing_trace_names_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert run(["--trace", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv: cannot open: No such file" in capsys.readouterr().err.replace("\n", "")
+
+
+# -- mistakes caught before the run, and what the run tells ---------------------------------
+
+
+def trace_file(tmp_path: Path, days: float = 2, peak: float = 300.0) -> Path:
+    """A daily tide at one minute, requests per minute."""
+    path = tmp_path / "tide.csv"
+    t0 = 1_719_792_000
+    with path.open("w") as handle:
+        handle.write("timestamp,requests\n")
+        for i in range(int(days * 1440)):
+            t = t0 + 60 * i
+            rate = peak * (0.55 + 0.45 * math.cos(2 * math.pi * (t % 86400 - 50400) / 86400))
+            handle.write(f"{t},{round(60 * rate)}\n")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("flag", "make", "message"),
+    [
+        ("--out", "file", "--out {path}: is a file, not a folder; name a folder"),
+        ("--timeline-csv", "missing", "--timeline-csv {path}: folder {parent} does not exist"),
+        ("--timeline-csv", "folder", "--timeline-csv {path}: is a folder; name a file inside it"),
+    ],
+    ids=["out-is-a-file", "timeline-in-missing-folder", "timeline-is-a-folder"],
+)
+def test_output_paths_are_checked_before_the_run(
+    scenario: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    flag: str,
+    make: str,
+    message: str,
+) -> None:
+    path = tmp_path / ("missing/timeline.csv" if make == "missing" else "target")
+    if make == "file":
+        path.write_text("keep me")
+    elif make == "folder":
+        path.mkdir()
+    began = time.perf_counter()
+    assert run([str(scenario), flag, str(path)]) == 2
+    assert time.perf_counter() - began < 1.0  # before the simulation, not after
+    err = capsys.readouterr().err
+    assert message.format(path=path, parent=path.parent) in err
+    assert "Traceback" not in err and err.count("\n") == 1
+    if make == "file":
+        assert path.read_text() == "keep me"
+
+
+def test_an_slo_no_replica_count_meets_fails_at_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    began = time.perf_counter()
+    assert run(["--trace", str(trace_file(tmp_path)), "--capacity-per-replica", "13"]) == 2
+    assert time.perf_counter() - began < 1.0
+    err = capsys.readouterr().err
+    assert err.startswith(
+        "error: --slo-ms 500 cannot be met at --capacity-per-replica 13: each request takes "
+        "77 ms on average (1 worker(s) per replica), so even idle replicas answer 0.15% of "
+        "requests slower than the SLO, above the 0.1% the oracle allows; raise --slo-ms to at "
+        "least 532"
+    )
+    # Without the oracle nothing loops: the same text is a warning and the run goes on.
+    argv = ["--trace", str(trace_file(tmp_path)), "--capacity-per-replica", "13"]
+    assert run([*argv, "--policies", "static-peak", "--json"]) == 0
+    assert "warning: --slo-ms 500 cannot be met" in capsys.readouterr().err
+    # The bound is exact for the model: at the suggested SLO the run goes through.
+    assert run([*argv, "--slo-ms", "532", "--policies", "oracle", "--json"]) == 0
+
+
+def test_a_peak_below_one_replica_warns(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = trace_file(tmp_path, peak=10.0)
+    assert run(["--trace", str(path), "--policies", "static-peak,reactive", "--json"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "warning: the traffic's peak, 10 requests/s, is below one replica's target of 35 "
+        "requests/s: every policy runs one replica" in err
+    )
+
+
+def test_a_grid_too_large_for_memory_is_refused_with_the_days_that_fit() -> None:
+    from scaler.sim.sanity import BYTES_PER_STEP, SanityError, check_memory
+    from scaler.sim.scenario import parse_scenario
+    from scaler.sim.traffic import Traffic
+
+    scenario = parse_scenario({"name": "big", "synthetic": {}}, "flags", Path.cwd())
+    year = Traffic(0.0, 60.0, np.zeros(365 * 1440))
+    steps = 365 * 86400 / scenario.cluster.hpa_sync_seconds
+    check_memory(scenario, year, available=int(steps * BYTES_PER_STEP) + 1)
+    with pytest.raises(SanityError) as err:
+        check_memory(scenario, year, available=int(steps * BYTES_PER_STEP / 10))
+    assert "365 days of traffic need about" in str(err.value)
+    assert "pass --days 36 or less" in str(err.value)
+
+
+def test_stdin_trace_and_json_schema_version(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    text = trace_file(tmp_path).read_text().replace(",", ";")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(text.encode())))
+    assert run(["--trace", "-", "--policies", "static-peak", "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out)
+    assert data["schema_version"] == 1
+    assert data["input"]["name"] == "<stdin>"
+    assert (
+        "columns: time from 'timestamp', value from 'requests' (';'-separated)"
+        in (data["input"]["notes"])
+    )
+    assert "note: <stdin>: timestamps read as Unix seconds" in captured.err
+
+
+def test_the_report_scaledobject_uses_the_users_query_or_a_marked_placeholder(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = trace_file(tmp_path)
+    base = ["--trace", str(path), "--policies", "tidescaler", "--days", "2"]
+    assert run([*base, "--out", str(tmp_path / "a")]) == 0
+    assert "query: '<your PromQL: total requests/s of the service>'" in (
+        (tmp_path / "a" / "report.md").read_text()
+    )
+    query = 'sum(rate(nginx_http_requests_total{app="shop"}[2m]))'
+    assert run([*base, "--query", query, "--out", str(tmp_path / "b")]) == 0
+    assert f"query: {query}" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
+    path = trace_file(tmp_path, days=28)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "scaler.cli", "simulate", "--trace", str(path)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert process.stderr is not None
+    # The trace's notes come from inside the run: the interrupt lands in the work.
+    assert process.stderr.readline().startswith("note: tide.csv:")
+    process.send_signal(signal.SIGINT)
+    rest = process.stderr.read()
+    assert process.wait(timeout=60) == 130
+    assert rest.splitlines()[-1] == "tidescaler simulate: interrupted"
+    assert "Traceback" not in rest
+
+
+def test_progress_lines_without_a_terminal_every_few_seconds() -> None:
+    from scaler.cli_support import ProgressLines
+
+    now = [0.0]
+    stream = io.StringIO()
+    lines = ProgressLines(stream, "simulate", every_seconds=5.0, clock=lambda: now[0])
+    for second in range(12):
+        now[0] = float(second)
+        lines.update("reactive", second / 12)
+    assert stream.getvalue().splitlines() == [
+        "simulate: reactive 42% (5s elapsed)",
+        "simulate: reactive 83% (10s elapsed)",
+    ]
+
+
+def test_cluster_settings_as_flags(scenario: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = [
+        str(scenario), "--json", "--policies", "reactive",
+        "--min-replicas", "2", "--max-replicas", "30", "--polling-interval-seconds", "60",
+        "--cooldown-seconds", "120", "--request-timeout-seconds", "5", "--warmup-days", "0.5",
+    ]  # fmt: skip
+    assert run(argv) == 0
+    cluster = json.loads(capsys.readouterr().out)["cluster"]
+    assert (cluster["min_replicas"], cluster["max_replicas"]) == (2, 30)
+    assert cluster["polling_interval_seconds"] == 60.0
+    assert (cluster["cooldown_seconds"], cluster["timeout_seconds"]) == (120.0, 5.0)
+    assert run([str(scenario), "--min-replicas", "5", "--max-replicas", "3"]) == 2
+    assert "min replicas 5 is above max replicas 3" in capsys.readouterr().err
+    assert run([str(scenario), "--polling-interval-seconds", "20"]) == 2
+    assert "expected a whole multiple of the HPA sync period, 15s" in " ".join(
+        capsys.readouterr().err.split()
+    )

@@ -127,10 +127,10 @@ def _write(tmp_path: Path, text: str, name: str = "trace.csv") -> Path:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("time,count\n0,1\n60,2\n", "trace.csv:1: header 'time,count'"),
+        ("time,count\n", "trace.csv:1: header 'time,count' has no data rows"),
         (
             "timestamp,requests\n0,1\n60,2\n180,3\n",
-            "trace.csv:4: timestamp 180 is off the grid",
+            "trace.csv:4: 1 interval(s) of 1m missing before 1970-01-01T00:03:00Z",
         ),
         ("timestamp,requests\n0,1\n60,-2\n", "trace.csv:3: value -2 is negative"),
         ("timestamp,requests\n0,1\n60,x\n", "trace.csv:3: value 'x' is not a number"),

@@ -18,9 +18,7 @@ to a CSV so that anyone can recompute the scores from the trace.
 
 from __future__ import annotations
 
-import argparse
 import csv
-import json
 import math
 import sys
 from collections.abc import Callable, Sequence
@@ -29,12 +27,11 @@ from pathlib import Path
 
 import numpy as np
 
-from scaler.durations import parse_duration
 from scaler.forecast.forecaster import DEFAULT_SETTINGS, ForecasterSettings, InsufficientHistory
 from scaler.forecast.forecaster import fit as fit_forecaster
 from scaler.forecast.models import FloatArray
 from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS
-from scaler.traces import Trace, TraceError, read_trace
+from scaler.traces import Trace, TraceError
 
 TIDESCALER = "tidescaler"
 BASELINES = ("seasonal_naive_day", "seasonal_naive_week", "last_value")
@@ -329,154 +326,11 @@ def render_table(result: BacktestResult) -> object:
 # --------------------------------------------------------------------- CLI
 
 
-def _duration_list(text: str) -> list[float]:
-    try:
-        out = [parse_duration(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if not out or any(h <= 0 for h in out):
-        raise argparse.ArgumentTypeError(f"{text!r}: expected positive durations like 10m,1h,1d")
-    return out
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _quantile(text: str) -> float:
-    try:
-        q = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.5 <= q < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a quantile in [0.5, 1)")
-    return q
-
-
-def add_backtest_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add `backtest` to the `tidescaler` command."""
-    p = subparsers.add_parser(
-        "backtest",
-        help="score the forecaster on a trace against seasonal-naive baselines",
-        description=(__doc__ or "").split("\n\n")[0],
-    )
-    p.add_argument("--trace", help="CSV with header timestamp,requests")
-    p.add_argument(
-        "--horizons",
-        type=_duration_list,
-        default=_duration_list("10m,1h,1d"),
-        help="comma-separated horizons (default 10m,1h,1d); rounded up to the trace's step",
-    )
-    p.add_argument(
-        "--quantile",
-        type=_quantile,
-        default=0.95,
-        help="quantile of the upper band (forecastQuantile, default 0.95)",
-    )
-    p.add_argument(
-        "--stride",
-        type=_duration,
-        default=3600.0,
-        help="time between forecast origins (default 1h)",
-    )
-    p.add_argument(
-        "--min-history",
-        type=_duration,
-        default=WEEK_SECONDS,
-        help="history before the first origin (default 7d)",
-    )
-    p.add_argument(
-        "--history",
-        type=_duration,
-        default=28 * DAY_SECONDS,
-        help="history the forecaster learns from at each origin (default 28d)",
-    )
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument(
-        "--forecasts-csv",
-        metavar="FILE",
-        help="write every forecast: origin,target,horizon_seconds,median,upper",
-    )
-    p.add_argument("--out", metavar="DIR", help="write a PNG of forecast, band and actuals here")
-    from scaler.sim.from_cluster import add_from_cluster_arguments
-
-    add_from_cluster_arguments(p)
-    p.set_defaults(func=run_backtest)
-
-
-def run_backtest(args: argparse.Namespace) -> int:
-    """Entry point of `tidescaler backtest`; returns the exit status."""
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    err = Console(stderr=True)
-    try:
-        if getattr(args, "from_cluster", None):  # the ScaledObject's series from Prometheus
-            from scaler.sim.from_cluster import backtest_trace
-
-            trace = backtest_trace(args)
-        elif args.trace:
-            trace = read_trace(args.trace)
-        else:
-            raise TraceError("give --trace CSV or --from-cluster NAMESPACE/SCALEDOBJECT")
-    except ValueError as exc:  # TraceError, FromClusterError
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        return 2
-    with Progress(
-        TextColumn("backtest {task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-    ) as bar:
-        task = bar.add_task(trace.name, total=None)
-
-        def advance(done: int, total: int) -> None:
-            bar.update(task, completed=done, total=total)
-
-        try:
-            result = run(
-                trace,
-                args.horizons,
-                quantile=args.quantile,
-                stride_seconds=args.stride,
-                min_history_seconds=args.min_history,
-                history_seconds=args.history,
-                progress=advance,
-            )
-        except TraceError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
-            return 2
-    if args.forecasts_csv:
-        write_forecasts_csv(result, args.forecasts_csv)
-    if args.out:
-        path = plot(result, args.out)
-        err.print(f"wrote {path}", highlight=False)
-    if args.json:
-        json.dump(result_json(result), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        Console().print(render_table(result))
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """`python -m scaler.forecast.backtest ...`, the same as `tidescaler backtest ...`."""
-    parser = argparse.ArgumentParser(prog="tidescaler")
-    add_backtest_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["backtest", *(sys.argv[1:] if argv is None else argv)])
-    status: int = args.func(args)
-    return status
+    from scaler.backtest_cli import main as cli_main
+
+    return cli_main(argv)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,8 @@
 """`tidescaler simulate`: a scenario file and/or flags in, table, JSON, CSV, plots and report out.
 
-With no scenario and no --trace/--synthetic it runs the demo scenario bundled
+The traffic comes from a scenario file, a trace file (`--trace FILE|-`), a
+Prometheus (`--prometheus-url` and `--query`) or the tide generator
+(`--synthetic`). With none of them it runs the demo scenario bundled
 with the package, so the command works on a fresh install.
 """
 
@@ -17,7 +19,15 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from scaler.sim.cluster import PodStartup
+from scaler.cli_support import (
+    SCHEMA_VERSION,
+    OutputPathError,
+    ProgressLines,
+    check_output_dir,
+    check_output_file,
+)
+from scaler.sim.cluster import ClusterModel, PodStartup
+from scaler.sim.sanity import SanityError, check_memory, check_slo, peak_warning
 from scaler.sim.scenario import (
     POLICY_NAMES,
     Scenario,
@@ -30,8 +40,17 @@ from scaler.sim.scenario import (
     parse_scenario,
     parse_sweep,
 )
-from scaler.sim.traffic import TideSpec
-from scaler.traces import TraceError
+from scaler.sim.traffic import TideSpec, Traffic
+from scaler.trace_input import (
+    add_trace_source_arguments,
+    check_trace_source,
+    describe,
+    load_trace,
+    wants_trace,
+)
+from scaler.traces import Trace, TraceError
+
+DEFAULT_CLUSTER = ClusterModel()
 
 # The bundled demo draws reactive's and tidescaler's frontiers over a few targets, so
 # that the first run already compares them at equal violations (in a few seconds).
@@ -47,44 +66,114 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Replay a trace (or synthetic tides) through a model of KEDA, the HPA, pod "
         "start-up and a queue, driving the tidescaler engine, and compare policies on cost "
         "(replica-hours) and what users feel (latency, SLO violations, failed requests). "
-        "Without a scenario and without --trace/--synthetic, runs the bundled demo scenario.",
+        "Traffic comes from a scenario, --trace (a file or -), --prometheus-url with --query, "
+        "or --synthetic; with none of them, runs the bundled demo scenario.",
     )
-    p.add_argument("scenario", nargs="?", metavar="SCENARIO.yaml", help="scenario file")
+    p.add_argument(
+        "scenario", nargs="?", metavar="SCENARIO.yaml", help="scenario file (default: none)"
+    )
     source = p.add_mutually_exclusive_group()
-    source.add_argument(
-        "--trace", metavar="CSV", help="trace CSV (timestamp,requests per interval)"
-    )
+    add_trace_source_arguments(p, source)
     source.add_argument("--synthetic", action="store_true", help="generated diurnal + weekly tides")
     p.add_argument(
-        "--peak-to-valley", type=float, metavar="R", help="synthetic tide ratio (2..100)"
+        "--peak-to-valley",
+        type=float,
+        metavar="R",
+        help=f"synthetic tide ratio, 2..100 (default: {TideSpec().peak_to_valley:g})",
     )
-    p.add_argument("--days", type=float, metavar="D", help="simulate only the first D days")
+    p.add_argument(
+        "--days", type=float, metavar="D", help="simulate only the first D days (default: all)"
+    )
     p.add_argument(
         "--capacity-per-replica",
         type=float,
         metavar="RPS",
-        help="requests/s one replica serves at full load",
+        help="requests/s one replica serves at full load (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.capacity_per_replica:g})",
     )
     p.add_argument(
-        "--pod-startup-seconds", type=float, metavar="S", help="decision-to-Ready time of a new pod"
+        "--pod-startup-seconds",
+        type=float,
+        metavar="S",
+        help="decision-to-Ready time of a new pod (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.pod_startup.seconds:g})",
     )
-    p.add_argument("--slo-ms", type=float, metavar="MS", help="latency SLO in milliseconds")
-    p.add_argument("--policies", metavar="a,b", help=f"subset of {','.join(POLICY_NAMES)}")
+    p.add_argument(
+        "--min-replicas",
+        type=int,
+        metavar="N",
+        help="ScaledObject minReplicaCount (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.min_replicas})",
+    )
+    p.add_argument(
+        "--max-replicas",
+        type=int,
+        metavar="N",
+        help="ScaledObject maxReplicaCount (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.max_replicas})",
+    )
+    p.add_argument(
+        "--polling-interval-seconds",
+        type=float,
+        metavar="S",
+        help="KEDA's pollingInterval, a multiple of the HPA sync period (default: the "
+        f"scenario's, else {DEFAULT_CLUSTER.polling_interval_seconds:g})",
+    )
+    p.add_argument(
+        "--cooldown-seconds",
+        type=float,
+        metavar="S",
+        help="KEDA's cooldownPeriod before scaling to zero (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.cooldown_seconds:g})",
+    )
+    p.add_argument(
+        "--request-timeout-seconds",
+        type=float,
+        metavar="S",
+        help="a request waiting longer fails (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.timeout_seconds:g})",
+    )
+    p.add_argument(
+        "--warmup-days",
+        type=float,
+        metavar="D",
+        help="days simulated before the scores start, for the forecaster's history "
+        "(default: the scenario's, else 1)",
+    )
+    p.add_argument(
+        "--slo-ms",
+        type=float,
+        metavar="MS",
+        help="latency SLO in milliseconds (default: the scenario's, else 500)",
+    )
+    p.add_argument(
+        "--policies",
+        metavar="a,b",
+        help=f"subset of {','.join(POLICY_NAMES)} (default: all)",
+    )
     p.add_argument(
         "--target-utilization",
         type=float,
         metavar="F",
-        help="per-replica target of every policy, as a share of capacity (default 0.7)",
+        help="per-replica target of every policy, as a share of capacity (default: the "
+        "scenario's, else 0.7)",
     )
-    p.add_argument("--scale", type=float, metavar="F", help="multiply the traffic by F")
-    p.add_argument("--seed", type=int, metavar="N", help="seed of the generator and pod start-ups")
+    p.add_argument(
+        "--scale", type=float, metavar="F", help="multiply the traffic by F (default: 1)"
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        metavar="N",
+        help="seed of the generator and pod start-ups (default: the scenario's, else 0)",
+    )
     p.add_argument(
         "--sweep",
         metavar="PARAM=v1,v2,...",
         action="append",
         help="rerun over a parameter (repeat for a grid): target_utilization, threshold, "
         "forecastQuantile, podStartupSeconds, forecastHistory, pod_startup_seconds; the "
-        "target moves every policy, the others tidescaler only",
+        "target moves every policy, the others tidescaler only (default: none)",
     )
     p.add_argument(
         "--sweep-policies",
@@ -92,8 +181,16 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="policies the sweep reruns (default: all but oracle)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
-    p.add_argument("--timeline-csv", metavar="FILE", help="write every step's demand and replicas")
-    p.add_argument("--out", metavar="DIR", help="write report.md, PNG plots and result.json")
+    p.add_argument(
+        "--timeline-csv",
+        metavar="FILE",
+        help="write every step's demand and replicas (default: none)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write report.md, PNG plots and result.json into this folder (default: none)",
+    )
     from scaler.sim.from_cluster import add_from_cluster_arguments
 
     add_from_cluster_arguments(p)
@@ -104,20 +201,26 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
 def build_scenario(args: argparse.Namespace) -> Scenario:
     """The scenario file (or the bundled demo, or defaults) with the flags applied."""
     demo = False
+    trace_label = args.trace or args.prometheus_url
     if args.scenario:
         scenario = load_scenario(args.scenario)
-    elif args.trace or args.synthetic:
-        data: dict[str, Any] = {"name": Path(args.trace).stem if args.trace else "synthetic"}
-        if args.trace:
-            data["trace"] = str(Path(args.trace).resolve())
+    elif trace_label or args.synthetic:
+        name = "synthetic"
+        if args.prometheus_url:
+            name = "prometheus"
+        elif args.trace:
+            name = "stdin" if args.trace == "-" else Path(args.trace.removesuffix(".gz")).stem
+        data: dict[str, Any] = {"name": name}
+        if trace_label:
+            data["trace"] = trace_label
         else:
             data["synthetic"] = {}
         scenario = parse_scenario(data, "flags", Path.cwd())
     else:
         scenario = load_scenario(bundled_scenario_path())
         demo = True
-    if args.trace:
-        scenario = replace(scenario, traffic_source=str(Path(args.trace).resolve()), tide=None)
+    if trace_label:
+        scenario = replace(scenario, traffic_source=trace_label, tide=None)
     if args.synthetic or (args.peak_to_valley is not None and scenario.tide is not None):
         tide = scenario.tide or TideSpec()
         if args.peak_to_valley is not None:
@@ -138,7 +241,12 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
                 f"--pod-startup-seconds={args.pod_startup_seconds:g}: expected >= 0"
             )
         cluster = replace(cluster, pod_startup=PodStartup(seconds=args.pod_startup_seconds))
+    cluster = _cluster_flags(args, cluster)
     scenario = replace(scenario, cluster=cluster)
+    if args.warmup_days is not None:
+        if args.warmup_days < 0:
+            raise ScenarioError(f"--warmup-days={args.warmup_days:g}: expected >= 0")
+        scenario = replace(scenario, warmup_days=args.warmup_days)
     if args.slo_ms is not None:
         if args.slo_ms <= 0:
             raise ScenarioError(f"--slo-ms={args.slo_ms:g}: expected > 0")
@@ -159,6 +267,9 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         scenario = replace(scenario, days=args.days)
     if args.seed is not None:
         scenario = replace(scenario, seed=args.seed)
+    if args.query:
+        # The query shown in the report's ScaledObject is the user's.
+        scenario = replace(scenario, tidescaler={**scenario.tidescaler, "query": args.query})
     if args.policies:
         names = tuple(dict.fromkeys(n.strip() for n in args.policies.split(",") if n.strip()))
         unknown = [n for n in names if n not in POLICY_NAMES]
@@ -183,6 +294,54 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
     return scenario
 
 
+def _cluster_flags(args: argparse.Namespace, cluster: ClusterModel) -> ClusterModel:
+    """The cluster settings given as flags, checked as the scenario file's keys are."""
+    if args.min_replicas is not None:
+        if args.min_replicas < 0:
+            raise ScenarioError(f"--min-replicas={args.min_replicas}: expected >= 0")
+        cluster = replace(cluster, min_replicas=args.min_replicas)
+    if args.max_replicas is not None:
+        if args.max_replicas < 1:
+            raise ScenarioError(f"--max-replicas={args.max_replicas}: expected >= 1")
+        cluster = replace(cluster, max_replicas=args.max_replicas)
+    if cluster.min_replicas > cluster.max_replicas:
+        raise ScenarioError(
+            f"min replicas {cluster.min_replicas} is above max replicas {cluster.max_replicas}; "
+            "check --min-replicas and --max-replicas"
+        )
+    for flag, field_name, value in (
+        ("--cooldown-seconds", "cooldown_seconds", args.cooldown_seconds),
+        ("--request-timeout-seconds", "timeout_seconds", args.request_timeout_seconds),
+    ):
+        if value is not None:
+            if value <= 0:
+                raise ScenarioError(f"{flag}={value:g}: expected > 0")
+            cluster = replace(cluster, **{field_name: value})
+    if args.polling_interval_seconds is not None:
+        ratio = args.polling_interval_seconds / cluster.hpa_sync_seconds
+        if ratio < 1 or abs(ratio - round(ratio)) > 1e-9:
+            raise ScenarioError(
+                f"--polling-interval-seconds={args.polling_interval_seconds:g}: expected a whole "
+                f"multiple of the HPA sync period, {cluster.hpa_sync_seconds:g}s"
+            )
+        cluster = replace(cluster, polling_interval_seconds=args.polling_interval_seconds)
+    return cluster
+
+
+def load_traffic(args: argparse.Namespace, scenario: Scenario) -> tuple[Traffic, Trace | None]:
+    """The traffic the flags name (a file, stdin or Prometheus), else the scenario's."""
+    if not wants_trace(args):
+        return scenario.load_traffic(), None
+    trace = load_trace(args, sys.stderr)
+    traffic = Traffic(
+        float(trace.timestamps[0]),
+        trace.step_seconds,
+        trace.values / trace.step_seconds,
+        name=scenario.name,
+    )
+    return traffic.clipped(scenario.days).scaled(scenario.scale), trace
+
+
 def run_simulate(args: argparse.Namespace) -> int:
     from scaler.sim.report import render_table, result_json, write_outputs, write_timeline_csv
     from scaler.sim.runner import sweep
@@ -191,13 +350,21 @@ def run_simulate(args: argparse.Namespace) -> int:
         from scaler.sim.from_cluster import run_simulate as run_from_cluster
 
         return run_from_cluster(args)
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)
     try:
+        check_output_dir(args.out, "--out")
+        check_output_file(args.timeline_csv, "--timeline-csv")
+        check_trace_source(args)
         scenario = build_scenario(args)
-        traffic = scenario.load_traffic()
-    except (ScenarioError, TraceError) as error:
+        slo_warning = check_slo(scenario)
+        traffic, trace = load_traffic(args, scenario)
+        check_memory(scenario, traffic)
+    except (ScenarioError, TraceError, SanityError, OutputPathError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
+    for warning in (slo_warning, peak_warning(scenario, traffic)):
+        if warning:
+            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     progress = Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -207,9 +374,13 @@ def run_simulate(args: argparse.Namespace) -> int:
         transient=True,
         disable=not err.is_terminal,
     )
+    lines = None if err.is_terminal else ProgressLines(sys.stderr, "simulate")
     tasks: dict[str, Any] = {}
 
     def report(policy: str, fraction: float) -> None:
+        if lines is not None:
+            lines.update(policy, fraction)
+            return
         if policy not in tasks:
             tasks[policy] = progress.add_task(policy, total=1.0)
         progress.update(tasks[policy], completed=fraction)
@@ -221,7 +392,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
     if args.json:
-        sys.stdout.write(json.dumps(result_json(result, points), indent=2) + "\n")
+        data = {"schema_version": SCHEMA_VERSION, **result_json(result, points)}
+        if trace is not None:
+            data["input"] = describe(trace)
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         render_table(result, Console(), points)
     if args.timeline_csv:

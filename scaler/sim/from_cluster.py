@@ -29,7 +29,6 @@ from typing import Any
 import numpy as np
 import yaml
 
-from scaler.durations import parse_duration
 from scaler.kube.api import KubeApi, KubeError, Object, ScaleTarget, load_api_client, scale_target
 from scaler.kube.startup import StartupMeasurement, StartupMeter
 from scaler.policy import KEDA_KEYS, PolicyError, parse_policy
@@ -487,23 +486,41 @@ def describe(workload: ClusterWorkload, history: History | None = None) -> list[
 
 
 def add_from_cluster_arguments(p: argparse.ArgumentParser) -> None:
-    """The flags `--from-cluster` brings to `simulate` and `backtest`."""
+    """The flags `--from-cluster` brings to `simulate` and `backtest`.
+
+    The history's span and step are the shared --start/--end/--step, and
+    --prometheus-url (the trigger's own address by default) and --query (the
+    demand of a cron-only ScaledObject) are the shared traffic flags.
+    """
     g = p.add_argument_group("from the cluster")
     g.add_argument(
         "--from-cluster",
         metavar="NAMESPACE/SCALEDOBJECT",
-        help="read the ScaledObject, its workload and its query's history from the cluster",
+        help="read the ScaledObject, its workload and its query's history (--start to --end) "
+        "from the cluster (default: none)",
     )
+    g.add_argument("--kubeconfig", help="kubeconfig (default: KUBECONFIG, else in-cluster)")
     g.add_argument(
-        "--since", default="14d", metavar="DURATION", help="history to read (default 14d)"
+        "--threshold",
+        type=float,
+        help="what one replica carries, with --query for a cron-only ScaledObject (default: none)",
     )
-    g.add_argument("--step", default="60s", metavar="DURATION", help="history step (default 60s)")
-    g.add_argument("--kubeconfig", help="kubeconfig (default: KUBECONFIG or in-cluster)")
-    g.add_argument(
-        "--prometheus-url", help="Prometheus to read from (default: the trigger's own address)"
-    )
-    g.add_argument("--query", help="demand query for a cron-only ScaledObject")
-    g.add_argument("--threshold", type=float, help="what one replica carries, with --query")
+
+
+def _history_span(args: argparse.Namespace) -> tuple[float, float, float]:
+    """(now, since_seconds, step_seconds) from the shared --start/--end/--step flags."""
+    from scaler.trace_query import parse_range
+    from scaler.traces import TraceError
+
+    if getattr(args, "trace", None):
+        raise FromClusterError("--from-cluster reads the traffic itself; drop --trace")
+    try:
+        span = parse_range(args.start, args.end, args.step)
+    except TraceError as err:
+        raise FromClusterError(str(err)) from None
+    if span.step_seconds % HPA_SYNC_SECONDS:
+        raise FromClusterError(f"--step={args.step!r}: expected a whole multiple of 15s")
+    return span.end, span.end - span.start, span.step_seconds
 
 
 def _target(text: str) -> tuple[str, str]:
@@ -513,30 +530,17 @@ def _target(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def _positive_duration(flag: str, text: str) -> float:
-    try:
-        seconds = parse_duration(text)
-    except ValueError:
-        seconds = -1.0
-    if seconds <= 0:
-        raise FromClusterError(f"{flag}={text!r}: expected a duration > 0 such as 60s, 14d")
-    return seconds
-
-
 def load(args: argparse.Namespace, now: float | None = None) -> tuple[ClusterWorkload, History]:
     """The workload and its history for the parsed command line; raises FromClusterError."""
     namespace, name = _target(args.from_cluster)
-    since = _positive_duration("--since", args.since)
-    step = _positive_duration("--step", args.step)
-    if step % HPA_SYNC_SECONDS:
-        raise FromClusterError(f"--step={args.step!r}: expected a whole multiple of 15s")
+    span_end, since, step = _history_span(args)
     if (args.query is None) != (args.threshold is None) and args.threshold is not None:
         raise FromClusterError("--threshold goes with --query")
     try:
         api = KubeApi(load_api_client(args.kubeconfig), timeout_seconds=10.0)
     except KubeError as err:
         raise FromClusterError(str(err)) from None
-    now = time.time() if now is None else now
+    now = span_end if now is None else now
     try:
         workload = read_workload(
             api, namespace, name, query=args.query, threshold=args.threshold, now=now
@@ -614,12 +618,12 @@ def run_simulate(args: argparse.Namespace) -> int:
 
 def backtest_trace(args: argparse.Namespace) -> Trace:
     """The forecast series (forecastQuery, else query) of the ScaledObject as a backtest trace."""
+    namespace, name = _target(args.from_cluster)
+    now, since, step = _history_span(args)
     try:
-        namespace, name = _target(args.from_cluster)
         api = KubeApi(load_api_client(args.kubeconfig), timeout_seconds=10.0)
     except KubeError as err:
         raise FromClusterError(str(err)) from None
-    now = time.time()
     try:
         workload = read_workload(
             api, namespace, name, query=args.query, threshold=args.threshold, now=now
@@ -630,8 +634,8 @@ def backtest_trace(args: argparse.Namespace) -> Trace:
     history = read_history(
         workload,
         prometheus_url=args.prometheus_url,
-        since_seconds=_positive_duration("--since", args.since),
-        step_seconds=_positive_duration("--step", args.step),
+        since_seconds=since,
+        step_seconds=step,
         now=now,
         query=series,
     )

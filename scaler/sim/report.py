@@ -44,6 +44,10 @@ _COLORS = {
 }
 
 
+# Shown in the report's ScaledObject when no --query (or scenario query) was given.
+QUERY_PLACEHOLDER = "<your PromQL: total requests/s of the service>"
+
+
 def _percent(x: float) -> str:
     if x == 0:
         return "0"
@@ -574,7 +578,11 @@ def write_markdown(
     ]
     tide = result.policy("tidescaler")
     if tide is not None:
-        metadata = tide.detail.get("metadata", {})
+        simulated: Any = tide.detail.get("metadata", {})
+        metadata: dict[str, Any] = dict(simulated)
+        if "query" not in scenario.tidescaler:
+            # The simulation needed no query; the user's cluster needs theirs, not an example.
+            metadata["query"] = QUERY_PLACEHOLDER
         lines += [
             "## The tidescaler policy as simulated",
             "",

@@ -1,0 +1,217 @@
+"""`tidescaler backtest`: the command line of the forecast backtest (`scaler.forecast.backtest`).
+
+The trace comes from a file (`--trace FILE|-`) or straight from Prometheus
+(`--prometheus-url`, `--query`, `--start`, `--end`, `--step`); see
+`scaler.trace_input`. The JSON output carries `schema_version` and gives every
+score as a ratio (sMAPE in [0, 2], rates and coverage in [0, 1]).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from scaler.cli_support import (
+    SCHEMA_VERSION,
+    OutputPathError,
+    ProgressLines,
+    check_output_dir,
+    check_output_file,
+)
+from scaler.durations import parse_duration
+from scaler.forecast.backtest import (
+    BacktestResult,
+    plot,
+    render_table,
+    result_json,
+    run,
+    write_forecasts_csv,
+)
+from scaler.trace_input import (
+    add_trace_source_arguments,
+    check_trace_source,
+    describe,
+    load_trace,
+    wants_trace,
+)
+from scaler.traces import TraceError
+
+
+def _duration_list(text: str) -> list[float]:
+    try:
+        out = [parse_duration(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not out or any(h <= 0 for h in out):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected positive durations like 10m,1h,1d")
+    return out
+
+
+def _duration(text: str) -> float:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _quantile(text: str) -> float:
+    try:
+        q = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not 0.5 <= q < 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a quantile in [0.5, 1)")
+    return q
+
+
+def add_backtest_parser(subparsers: Any) -> None:
+    """Add `backtest` to the `tidescaler` command."""
+    p = subparsers.add_parser(
+        "backtest",
+        help="score the forecaster on a trace against seasonal-naive baselines",
+        description="Score the forecaster on a trace against baselines (seasonal naive at a "
+        "day and a week, last value): rolling-origin forecasts at each horizon, sMAPE, MASE, "
+        "under-prediction rate and the coverage of the forecastQuantile band.",
+    )
+    source = p.add_mutually_exclusive_group()
+    add_trace_source_arguments(p, source)
+    p.add_argument(
+        "--horizons",
+        type=_duration_list,
+        default="10m,1h,1d",
+        help="comma-separated horizons, rounded up to the trace's step (default: %(default)s)",
+    )
+    p.add_argument(
+        "--quantile",
+        type=_quantile,
+        default=0.95,
+        help="quantile of the upper band, forecastQuantile (default: %(default)s)",
+    )
+    p.add_argument(
+        "--stride",
+        type=_duration,
+        default="1h",
+        help="time between forecast origins (default: %(default)s)",
+    )
+    p.add_argument(
+        "--min-history",
+        type=_duration,
+        default="7d",
+        help="history before the first origin (default: %(default)s)",
+    )
+    p.add_argument(
+        "--history",
+        type=_duration,
+        default="28d",
+        help="history the forecaster learns from at each origin (default: %(default)s)",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument(
+        "--forecasts-csv",
+        metavar="FILE",
+        help="write every forecast: origin,target,horizon_seconds,median,upper (default: none)",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="write a PNG of forecast, band and actuals into this folder (default: none)",
+    )
+    from scaler.sim.from_cluster import add_from_cluster_arguments
+
+    add_from_cluster_arguments(p)
+    p.set_defaults(func=run_backtest)
+
+
+def backtest_json(result: BacktestResult) -> dict[str, Any]:
+    """The result as JSON with ratios only: sMAPE is given in [0, 2], not percent."""
+    data: dict[str, Any] = {"schema_version": SCHEMA_VERSION, **result_json(result)}
+    for row in data["results"]:
+        if row.get("smape") is not None:
+            row["smape"] = row["smape"] / 100.0
+    data["input"] = describe(result.trace)
+    return data
+
+
+def run_backtest(args: argparse.Namespace) -> int:
+    """Entry point of `tidescaler backtest`; returns the exit status."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    err = Console(stderr=True, soft_wrap=True)
+    try:
+        check_output_file(args.forecasts_csv, "--forecasts-csv")
+        check_output_dir(args.out, "--out")
+        if args.from_cluster:  # the ScaledObject's forecast series, read from the cluster
+            from scaler.sim.from_cluster import backtest_trace
+
+            trace = backtest_trace(args)
+        else:
+            if not wants_trace(args):
+                raise TraceError(
+                    "give the traffic: --trace FILE, --prometheus-url URL with --query, "
+                    "or --from-cluster NAMESPACE/SCALEDOBJECT"
+                )
+            check_trace_source(args)
+            trace = load_trace(args, sys.stderr)
+    except (ValueError, OutputPathError) as exc:  # TraceError, FromClusterError
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        return 2
+    lines = None if err.is_terminal else ProgressLines(sys.stderr, "backtest")
+    with Progress(
+        TextColumn("backtest {task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as bar:
+        task = bar.add_task(trace.name, total=None)
+
+        def advance(done: int, total: int) -> None:
+            if lines is not None:
+                lines.update(f"{done}/{total} origins", done / max(total, 1))
+            bar.update(task, completed=done, total=total)
+
+        try:
+            result = run(
+                trace,
+                args.horizons,
+                quantile=args.quantile,
+                stride_seconds=args.stride,
+                min_history_seconds=args.min_history,
+                history_seconds=args.history,
+                progress=advance,
+            )
+        except TraceError as exc:
+            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            return 2
+    if args.forecasts_csv:
+        write_forecasts_csv(result, args.forecasts_csv)
+    if args.out:
+        path = plot(result, args.out)
+        err.print(f"wrote {path}", highlight=False)
+    if args.json:
+        json.dump(backtest_json(result), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        Console().print(render_table(result))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m scaler.forecast.backtest ...`, the same as `tidescaler backtest ...`."""
+    parser = argparse.ArgumentParser(prog="tidescaler")
+    add_backtest_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(["backtest", *(sys.argv[1:] if argv is None else argv)])
+    status: int = args.func(args)
+    return status

@@ -1,0 +1,96 @@
+"""The JSON answer of a Prometheus range query (`/api/v1/query_range`), one series."""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import IO, Any
+
+from scaler.traces.model import Samples, TraceError
+from scaler.traces.timestamps import when
+
+
+def prometheus_samples(text: IO[str], name: str) -> Samples:
+    try:
+        document = json.load(text)
+    except json.JSONDecodeError as exc:
+        raise TraceError(
+            f"{name}:{exc.lineno}: not valid JSON ({exc.msg}); export the query_range answer "
+            "unchanged, or a CSV"
+        ) from None
+    data: Any = document
+    if isinstance(document, dict) and "status" in document:
+        if document.get("status") != "success":
+            raise TraceError(
+                f"{name}: Prometheus answered {document.get('status')!r}: "
+                f"{document.get('error', 'no error text')}; fix the query and export again"
+            )
+        data = document.get("data")
+    result: Any
+    if isinstance(data, dict) and "result" in data:
+        kind = data.get("resultType")
+        if kind in ("vector", "scalar", "string"):
+            raise TraceError(
+                f"{name}: a {kind} (an instant query) has one value per series; export a range "
+                "query (/api/v1/query_range with start, end and step)"
+            )
+        result = data["result"]
+    elif isinstance(data, list):
+        result = data
+    else:
+        raise TraceError(
+            f"{name}: JSON without data.result; expected a Prometheus /api/v1/query_range answer "
+            '({"status":"success","data":{"resultType":"matrix","result":[...]}})'
+        )
+    if not isinstance(result, list) or not result:
+        raise TraceError(
+            f"{name}: the answer holds no series; check the query returns data over the range"
+        )
+    if len(result) > 1:
+        labels = [_labels(s) for s in result[:3]]
+        more = ", ..." if len(result) > 3 else ""
+        raise TraceError(
+            f"{name}: {len(result)} series ({', '.join(labels)}{more}); "
+            "the trace is one series: aggregate in the query, e.g. sum(rate(http_requests_total"
+            '{service="web"}[1m])) instead of rate(...) alone'
+        )
+    series = result[0]
+    if not isinstance(series, dict) or not isinstance(series.get("values"), list):
+        raise TraceError(
+            f"{name}: series 1 has no 'values' list; expected a range query answer (matrix)"
+        )
+    samples = Samples(where="sample", name=name)
+    samples.notes.append("Prometheus range query answer: timestamps read as Unix seconds")
+    for i, pair in enumerate(series["values"], start=1):
+        if not (isinstance(pair, list) and len(pair) == 2):
+            raise TraceError(
+                f'{name}: sample {i}: {pair!r} is not [time, "value"]; export the answer unchanged'
+            )
+        try:
+            t, v = float(pair[0]), float(pair[1])
+        except (TypeError, ValueError):
+            raise TraceError(
+                f'{name}: sample {i}: {pair!r} is not [time, "value"] with numbers; export the '
+                "answer unchanged"
+            ) from None
+        if not math.isfinite(v):
+            continue  # NaN or Inf: a gap, filled by --fill-missing like an absent sample
+        if v < 0:
+            raise TraceError(
+                f"{name}: sample {i} at {when(t)}: value {pair[1]} is negative; query rate() or "
+                "increase() of the counter, not the counter itself"
+            )
+        samples.add(t, v, i)
+    if not samples.times:
+        raise TraceError(f"{name}: the series has no finite sample; check the query over the range")
+    return samples
+
+
+def _labels(series: Any) -> str:
+    metric = series.get("metric", {}) if isinstance(series, dict) else {}
+    inner = (
+        ",".join(f'{k}="{v}"' for k, v in sorted(metric.items()))
+        if isinstance(metric, dict)
+        else ""
+    )
+    return "{" + inner + "}"

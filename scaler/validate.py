@@ -1,0 +1,241 @@
+"""`tidescaler validate FILE|-`: check ScaledObjects offline, for CI and pre-commit.
+
+Each ScaledObject (in one or many YAML documents, or in the `List` that
+`kubectl get scaledobjects -o yaml` prints) is checked
+
+1. against KEDA's CRD schema (the `openAPIV3Schema` the API server enforces,
+   shipped in `scaler/data/keda/`), including the fields it does not know,
+   which `kubectl apply` rejects under its default strict field validation,
+   and the CRD's one CEL rule (minReplicaCount <= maxReplicaCount);
+2. through tidescaler's own trigger parser, for every trigger of type
+   `external` or `external-push` whose `scalerAddress` names tidescaler (or
+   every external trigger with `--all-external`): the same parser the scaler
+   runs on each request.
+
+One line per problem, `FILE:doc N: scaledobject NAMESPACE/NAME: WHERE: PROBLEM`,
+with a did-you-mean for misspelt keys; the exit status is 1 when there is any.
+Documents of other kinds are skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from typing import Any, TextIO
+
+import jsonschema
+import yaml
+
+from scaler.policy import PolicyError, parse_policy
+
+API_VERSION = "keda.sh/v1alpha1"
+CRD_FILE = "keda.sh_scaledobjects.yaml"
+EXTERNAL_TYPES = frozenset({"external", "external-push"})
+# KEDA's CRD gives a map[string]string for metadata; its own scalers reject these too.
+DEFAULT_SCALER_NAME = "tidescaler"
+
+
+@cache
+def scaledobject_schema() -> dict[str, Any]:
+    """KEDA's ScaledObject `openAPIV3Schema` (v1alpha1), from the copy in the package."""
+    text = (resources.files("scaler") / "data" / "keda" / CRD_FILE).read_text(encoding="utf-8")
+    crd = yaml.safe_load(text)
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1alpha1"]
+    schema: dict[str, Any] = version["schema"]["openAPIV3Schema"]
+    return schema
+
+
+@dataclass(frozen=True)
+class Problem:
+    where: str  # "file:doc N: scaledobject ns/name"
+    path: str  # "spec.triggers[0].metadata" or "trigger[0]"
+    message: str
+
+    def __str__(self) -> str:
+        return (
+            f"{self.where}: {self.path}: {self.message}"
+            if self.path
+            else (f"{self.where}: {self.message}")
+        )
+
+
+def _path(parts: Sequence[Any]) -> str:
+    out = ""
+    for part in parts:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _unknown_fields(value: Any, schema: Mapping[str, Any], at: list[Any]) -> Iterator[Problem]:
+    """Fields the schema does not declare, as kubectl's strict field validation reports them."""
+    if isinstance(value, Mapping):
+        properties = schema.get("properties")
+        if properties is not None and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            for key, item in value.items():
+                if key in properties:
+                    yield from _unknown_fields(item, properties[key], [*at, key])
+                elif at == ["metadata"]:
+                    continue  # ObjectMeta is not spelt out in a CRD; the API server checks it
+                else:
+                    close = difflib.get_close_matches(str(key), list(properties), n=1, cutoff=0.6)
+                    hint = f" (did you mean {close[0]}?)" if close else ""
+                    yield Problem("", _path([*at, key]), f"unknown field {key!r}{hint}")
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, Mapping):
+            for key, item in value.items():
+                yield from _unknown_fields(item, extra, [*at, key])
+    elif isinstance(value, list) and isinstance(schema.get("items"), Mapping):
+        for i, item in enumerate(value):
+            yield from _unknown_fields(item, schema["items"], [*at, i])
+
+
+def _schema_problems(doc: Mapping[str, Any]) -> Iterator[Problem]:
+    schema = scaledobject_schema()
+    validator = jsonschema.Draft7Validator(schema)
+    for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.path))):
+        message = error.message
+        if error.validator == "required":
+            message = f"{message} (KEDA requires it)"
+        elif error.validator == "type" and error.validator_value == "string":
+            message = f"{message}; quote it: {str(error.instance)!r}"
+        yield Problem("", _path(list(error.path)), message)
+    yield from _unknown_fields(doc, schema, [])
+    spec = doc.get("spec")
+    if isinstance(spec, Mapping):
+        low, high = spec.get("minReplicaCount"), spec.get("maxReplicaCount", 100)
+        if isinstance(low, int) and isinstance(high, int) and low > high:
+            # The CRD's x-kubernetes-validations rule, evaluated by the API server.
+            yield Problem(
+                "", "spec", "minReplicaCount must be less than or equal to maxReplicaCount"
+            )
+
+
+def _is_tidescaler(trigger: Mapping[str, Any], all_external: bool) -> bool:
+    if trigger.get("type") not in EXTERNAL_TYPES:
+        return False
+    if all_external:
+        return True
+    metadata = trigger.get("metadata")
+    address = metadata.get("scalerAddress", "") if isinstance(metadata, Mapping) else ""
+    return DEFAULT_SCALER_NAME in str(address).lower()
+
+
+def _trigger_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[Problem]:
+    spec = doc.get("spec")
+    triggers = spec.get("triggers") if isinstance(spec, Mapping) else None
+    if not isinstance(triggers, list):
+        return
+    for i, trigger in enumerate(triggers):
+        if not isinstance(trigger, Mapping) or not _is_tidescaler(trigger, all_external):
+            continue
+        metadata = trigger.get("metadata")
+        if not isinstance(metadata, Mapping):
+            yield Problem(
+                "", f"trigger[{i}]", "metadata is missing; tidescaler reads its policy there"
+            )
+            continue
+        # The schema already reported values that are not strings; parse what they would say.
+        text = {str(k): "" if v is None else str(v) for k, v in metadata.items()}
+        try:
+            parse_policy(text)
+        except PolicyError as err:
+            for problem in err.problems:
+                yield Problem("", f"trigger[{i}]", problem)
+
+
+def _scaledobjects(docs: Sequence[Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for n, doc in enumerate(docs, start=1):
+        if not isinstance(doc, Mapping):
+            continue
+        kind = doc.get("kind")
+        if kind in ("List", "ScaledObjectList") and isinstance(doc.get("items"), list):
+            for item in doc["items"]:
+                if isinstance(item, Mapping) and item.get("kind") == "ScaledObject":
+                    yield n, item
+        elif kind == "ScaledObject":
+            yield n, doc
+
+
+def _name(doc: Mapping[str, Any]) -> str:
+    meta = doc.get("metadata")
+    meta = meta if isinstance(meta, Mapping) else {}
+    return f"{meta.get('namespace', 'default')}/{meta.get('name', '<no name>')}"
+
+
+def validate_text(text: str, label: str, all_external: bool = False) -> tuple[list[str], int]:
+    """Problems in one file's text, one line each, and how many ScaledObjects it holds."""
+    try:
+        docs = list(yaml.safe_load_all(text))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{label}:{mark.line + 1}" if mark is not None else label
+        problem = getattr(err, "problem", None) or str(err)
+        return [f"{where}: not valid YAML ({problem}); fix the indentation or quoting there"], 0
+    problems: list[str] = []
+    count = 0
+    for n, doc in _scaledobjects(docs):
+        count += 1
+        where = f"{label}:doc {n}: scaledobject {_name(doc)}"
+        meta = doc.get("metadata")
+        if not isinstance(meta, Mapping) or not meta.get("name"):
+            problems.append(f"{where}: metadata.name: missing; every ScaledObject needs a name")
+        if doc.get("apiVersion") != API_VERSION:
+            problems.append(
+                f"{where}: apiVersion {doc.get('apiVersion')!r}: expected {API_VERSION}"
+            )
+        for problem in (*_schema_problems(doc), *_trigger_problems(doc, all_external)):
+            problems.append(str(Problem(where, problem.path, problem.message)))
+    return problems, count
+
+
+def add_validate_parser(subparsers: Any) -> None:
+    p = subparsers.add_parser(
+        "validate",
+        help="check ScaledObject YAML offline against KEDA's CRD and tidescaler's parser",
+        description="Check ScaledObjects (one or many YAML documents, or the List of "
+        "`kubectl get scaledobjects -o yaml`) against KEDA's CRD schema and tidescaler's "
+        "trigger parser. One line per problem; exit status 1 when there is any.",
+    )
+    p.add_argument("files", nargs="+", metavar="FILE", help="YAML files, or - for stdin")
+    p.add_argument(
+        "--all-external",
+        action="store_true",
+        help="parse every external/external-push trigger as tidescaler's (default: only those "
+        "whose scalerAddress contains 'tidescaler')",
+    )
+    p.set_defaults(func=run_validate)
+
+
+def run_validate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    problems: list[str] = []
+    total = 0
+    for name in args.files:
+        label = "<stdin>" if name == "-" else name
+        try:
+            if name == "-":
+                text = sys.stdin.read()
+            else:
+                with open(name, encoding="utf-8-sig") as handle:
+                    text = handle.read()
+        except (OSError, UnicodeDecodeError) as err:
+            reason = getattr(err, "strerror", None) or str(err)
+            problems.append(f"{label}: cannot read ({reason}); check the path")
+            continue
+        found, count = validate_text(text, label, args.all_external)
+        problems.extend(found)
+        total += count
+        if count == 0 and not found:
+            sys.stderr.write(f"{label}: no ScaledObject (other kinds are not checked)\n")
+    for line in problems:
+        out.write(line + "\n")
+    if problems:
+        sys.stderr.write(f"{len(problems)} problem(s) in {total} ScaledObject(s)\n")
+        return 1
+    sys.stderr.write(f"{total} ScaledObject(s): no problem\n")
+    return 0

@@ -1,0 +1,153 @@
+"""`tidescaler validate`: ScaledObjects checked offline against KEDA's CRD and the parser."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from scaler.cli import main
+from scaler.validate import scaledobject_schema, validate_text
+
+ROOT = Path(__file__).resolve().parents[1]
+KEDA = ROOT / "scaler" / "data" / "keda"
+EXAMPLES = sorted((ROOT / "deploy" / "examples").glob("*.yaml"))
+
+GOOD = """\
+apiVersion: keda.sh/v1alpha1
+kind: ScaledObject
+metadata: {name: web, namespace: shop}
+spec:
+  scaleTargetRef: {name: web}
+  triggers:
+    - type: external
+      metadata:
+        scalerAddress: tidescaler.tidescaler.svc.cluster.local:9090
+        query: sum(rate(http_requests_total{service="web"}[1m]))
+        threshold: "100"
+"""
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str], str]:
+    status = main(["validate", *argv])
+    captured = capsys.readouterr()
+    return status, captured.out.splitlines(), captured.err
+
+
+def test_the_vendored_crds_are_the_ones_the_provenance_names() -> None:
+    provenance = (KEDA / "PROVENANCE.md").read_text()
+    assert "KEDA v2.20.2" in provenance
+    for name in ("keda.sh_scaledobjects.yaml", "keda.sh_triggerauthentications.yaml"):
+        digest = hashlib.sha256((KEDA / name).read_bytes()).hexdigest()
+        assert f"| {name} | {digest} |" in provenance
+
+
+def test_the_schema_is_keda_v1alpha1_and_requires_triggers() -> None:
+    schema = scaledobject_schema()
+    assert schema["properties"]["spec"]["required"] == ["scaleTargetRef", "triggers"]
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_every_example_passes(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, err = run([str(path)], capsys)
+    assert (status, out) == (0, [])
+    assert "1 ScaledObject(s): no problem" in err
+
+
+def test_one_line_per_problem_with_did_you_mean(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = GOOD.replace(
+        "  triggers:",
+        "  pollingIntervall: 30\n  minReplicaCount: 5\n  maxReplicaCount: 2\n  triggers:",
+    )
+    bad = bad.replace('threshold: "100"', 'treshold: "100"\n        forecastQuantile: 2')
+    path = tmp_path / "so.yaml"
+    path.write_text(bad)
+    status, out, _ = run([str(path)], capsys)
+    where = f"{path}:doc 1: scaledobject shop/web"
+    assert status == 1
+    assert out == [
+        f"{where}: spec.triggers[0].metadata.forecastQuantile: 2 is not of type 'string'; "
+        "quote it: '2'",
+        f"{where}: spec.pollingIntervall: unknown field 'pollingIntervall' "
+        "(did you mean pollingInterval?)",
+        f"{where}: spec: minReplicaCount must be less than or equal to maxReplicaCount",
+        f"{where}: trigger[0]: unknown key 'treshold' (did you mean threshold?)",
+        f"{where}: trigger[0]: threshold is required with query",
+        f"{where}: trigger[0]: forecastQuantile='2': expected a quantile strictly between "
+        "0.5 and 1, e.g. 0.95",
+    ]
+
+
+def test_kubectl_list_output_and_several_documents(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    good = yaml.safe_load(GOOD)
+    missing = {**good, "metadata": {"name": "api", "namespace": "shop"}}
+    missing["spec"] = {"scaleTargetRef": {"name": "api"}}
+    # The shape `kubectl get scaledobjects -A -o yaml` prints.
+    listing = {"apiVersion": "v1", "kind": "List", "items": [good, missing], "metadata": {}}
+    deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}}
+    path = tmp_path / "all.yaml"
+    path.write_text(yaml.safe_dump_all([deployment, listing, good]))
+    status, out, err = run([str(path)], capsys)
+    assert status == 1
+    assert out == [
+        f"{path}:doc 2: scaledobject shop/api: spec: 'triggers' is a required property "
+        "(KEDA requires it)"
+    ]
+    assert "1 problem(s) in 3 ScaledObject(s)" in err
+
+
+def test_other_external_scalers_are_left_alone_unless_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    other = GOOD.replace("tidescaler.tidescaler.svc.cluster.local", "other-scaler.ops")
+    other = other.replace("query:", "customKey:")
+    path = tmp_path / "other.yaml"
+    path.write_text(other)
+    assert run([str(path)], capsys)[0] == 0
+    status, out, _ = run(["--all-external", str(path)], capsys)
+    assert status == 1 and any("unknown key 'customKey'" in line for line in out)
+
+
+def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(sys, "stdin", io.StringIO(GOOD))
+    assert run(["-"], capsys)[0] == 0
+    monkeypatch.setattr(sys, "stdin", io.StringIO(GOOD.replace("scaleTargetRef", "scaleTarget")))
+    status, out, _ = run(["-"], capsys)
+    assert status == 1
+    assert out[0].startswith("<stdin>:doc 1: scaledobject shop/web: ")
+
+
+def test_broken_yaml_and_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "broken.yaml"
+    path.write_text("spec:\n  triggers: [\n")
+    status, out, _ = run([str(path), str(tmp_path / "nope.yaml")], capsys)
+    assert status == 1
+    assert out[0].startswith(f"{path}:3: not valid YAML (")
+    assert (
+        out[1]
+        == f"{tmp_path / 'nope.yaml'}: cannot read (No such file or directory); check the path"
+    )
+
+
+def test_a_wrong_api_version(capsys: pytest.CaptureFixture[str]) -> None:
+    problems, count = validate_text(GOOD.replace("v1alpha1", "v1"), "so.yaml")
+    assert count == 1
+    assert problems == [
+        "so.yaml:doc 1: scaledobject shop/web: apiVersion 'keda.sh/v1': expected keda.sh/v1alpha1"
+    ]
+
+
+def test_a_scaledobject_without_a_name() -> None:
+    problems, _ = validate_text(GOOD.replace("name: web, ", ""), "so.yaml")
+    assert problems == [
+        "so.yaml:doc 1: scaledobject shop/<no name>: metadata.name: missing; every "
+        "ScaledObject needs a name"
+    ]
