@@ -193,7 +193,8 @@ def _add_serve_parser(subparsers: Any) -> None:
     p.add_argument(
         "--allow-unsafe-ssl",
         action="store_true",
-        help="let triggers skip certificate checks towards Prometheus with unsafeSsl",
+        help="let triggers skip certificate checks towards Prometheus with unsafeSsl "
+        "(default: off)",
     )
     p.add_argument(
         "--coalesce-seconds",
@@ -300,6 +301,10 @@ def run_serve(args: argparse.Namespace) -> int:
         check_tls_files(config)
     except ValueError as err:
         return _fail(str(err))
+    # Before anything else starts and logs: a busy port is the whole story.
+    busy = bind_problem(config.host, config.port)
+    if busy is not None:
+        return _fail(f"cannot listen on {config.host}:{config.port} (--port): {busy}")
 
     telemetry = Telemetry()
     if config.metrics_port:

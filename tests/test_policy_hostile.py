@@ -204,7 +204,7 @@ HOSTILE: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
     ),
     "pod-startup-two-days": (
         QUERY | {"podStartupSeconds": "2d"},
-        ("podStartupSeconds='2d': expected a duration such as 90s, 15m, 7d (at most 1d)",),
+        ("podStartupSeconds='2d': expected a duration such as 90s, 15m, 7d (at most 1d, or auto)",),
     ),
     "forecast-history-a-year": (
         QUERY | {"forecastHistory": "365d"},
