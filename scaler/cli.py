@@ -222,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scaler.forecast.backtest import add_backtest_parser
 
     add_backtest_parser(subparsers)
+    from scaler.fleet.cli import add_fleet_parser
+
+    add_fleet_parser(subparsers)
     return parser
 
 
