@@ -428,6 +428,9 @@ def build_parser() -> argparse.ArgumentParser:
     from scaler.validate import add_validate_parser
 
     add_validate_parser(subparsers)
+    from scaler.fleet.cli import add_fleet_parser
+
+    add_fleet_parser(subparsers)
     return parser
 
 

@@ -26,7 +26,7 @@ from scaler.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
-COMMANDS = ("serve", "simulate", "backtest", "validate")
+COMMANDS = ("serve", "simulate", "backtest", "validate", "fleet")
 
 
 def subcommands() -> dict[str, argparse.ArgumentParser]:
@@ -63,7 +63,7 @@ def test_every_flag_is_in_the_readme_table_and_nothing_else(command: str) -> Non
     assert documented == set(long_options(subcommands()[command]))
 
 
-@pytest.mark.parametrize("command", ("simulate", "backtest", "validate"))
+@pytest.mark.parametrize("command", ("simulate", "backtest", "validate", "fleet"))
 def test_help_shows_every_default_and_the_table_agrees(command: str) -> None:
     parser = subcommands()[command]
     rows = {

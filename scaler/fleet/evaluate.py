@@ -1,0 +1,202 @@
+"""One service of a fleet: forecast skill, both policies' frontiers, a recommendation.
+
+`evaluate_service` runs on a worker. It loads the service's series, scores the
+forecaster with the backtest of `tidescaler backtest`, sweeps reactive and
+tidescaler with the simulator of `tidescaler simulate`, and returns a
+`ServiceResult`: a few numbers and strings, all the driver keeps.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from scaler.fleet.services import ServiceSource
+from scaler.forecast import backtest
+from scaler.sim.cluster import PodStartup
+from scaler.sim.runner import cost_at_budget, sweep
+from scaler.sim.scenario import Scenario, Sweep, parse_scenario
+from scaler.sim.traffic import Traffic
+from scaler.traces import Trace
+
+HOUR = 3600.0
+DAY = 86400.0
+
+# Recommendations, in the report's words.
+USE_TIDESCALER = "use tidescaler"
+KEEP_REACTIVE = "keep reactive"
+TOO_LITTLE_HISTORY = "too little history"
+FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class FleetSettings:
+    """What every service is evaluated with; part of each result's cache key."""
+
+    violation_budget: float = 0.01  # share of requests over the SLO or failed
+    min_history_days: float = 3.0
+    min_saving: float = 0.05  # below this, predictive scaling is not worth a change
+    capacity_per_replica: float | None = None  # None: from the service's own peak
+    peak_replicas: int = 20  # ... so that its peak needs about this many replicas
+    pod_startup_seconds: float = 60.0
+    slo_ms: float = 500.0
+    targets: tuple[float, ...] = (0.5, 0.6, 0.7, 0.8, 0.9)
+    forecast_quantile: float = 0.95
+
+    def as_dict(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class ServiceResult:
+    """Everything the fleet report says about one service."""
+
+    name: str
+    recommendation: str
+    days: float = 0.0
+    step_seconds: float = 0.0
+    peak_rps: float = 0.0
+    capacity_per_replica: float = 0.0
+    forecast_smape: float | None = None
+    baseline_smape: float | None = None
+    baseline: str | None = None
+    forecast_coverage: float | None = None
+    reactive_replica_hours: float | None = None
+    reactive_setting: str | None = None
+    tidescaler_replica_hours: float | None = None
+    tidescaler_setting: str | None = None
+    saving: float | None = None  # 1 - tidescaler / reactive replica-hours at the budget
+    trigger_metadata: dict[str, str] = field(default_factory=dict)
+    error: str | None = None
+    wall_seconds: float = 0.0
+
+    @property
+    def forecast_skill(self) -> float | None:
+        """1 - forecast sMAPE / best baseline sMAPE: > 0 when the forecast beats naive."""
+        if self.forecast_smape is None or not self.baseline_smape:
+            return None
+        return 1.0 - self.forecast_smape / self.baseline_smape
+
+    def as_dict(self) -> dict[str, object]:
+        record = asdict(self)
+        record["forecast_skill"] = self.forecast_skill
+        return record
+
+
+def evaluate_service(source: ServiceSource, settings: FleetSettings) -> ServiceResult:
+    """Evaluate one service; a failure becomes a result with `error`, never an exception."""
+    began = time.perf_counter()
+    try:
+        result = _evaluate(source.load(), settings)
+    except Exception as error:  # one bad service must not stop the fleet
+        result = ServiceResult(
+            source.name, FAILED, error=f"{type(error).__name__}: {str(error)[:500]}"
+        )
+    return replace(result, name=source.name, wall_seconds=time.perf_counter() - began)
+
+
+def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
+    step = trace.step_seconds
+    days = len(trace.values) * step / DAY
+    rate = trace.values / step
+    peak = float(np.quantile(rate, 0.99)) if len(rate) else 0.0
+    base = ServiceResult(
+        trace.name, TOO_LITTLE_HISTORY, days=days, step_seconds=step, peak_rps=peak
+    )
+    if days < settings.min_history_days or peak <= 0:
+        return base
+    capacity = settings.capacity_per_replica or peak / settings.peak_replicas
+    base = replace(base, capacity_per_replica=capacity)
+
+    base = _with_forecast_skill(base, trace, settings)
+    scenario = _scenario(trace.name, capacity, settings)
+    traffic = Traffic(float(trace.timestamps[0]), step, rate, trace.name)
+    _, points = sweep(scenario, traffic)
+    reactive = cost_at_budget(points, "reactive", settings.violation_budget)
+    tide = cost_at_budget(points, "tidescaler", settings.violation_budget)
+
+    saving = None
+    if reactive is not None and tide is not None and reactive.replica_hours > 0:
+        saving = 1.0 - tide.replica_hours / reactive.replica_hours
+    wins = tide is not None and (
+        reactive is None or (saving is not None and saving >= settings.min_saving)
+    )
+    metadata: dict[str, str] = {}
+    if wins and tide is not None:
+        target = float(dict(tide.settings).get("target_utilization", scenario.target_utilization))
+        metadata = {
+            "threshold": f"{target * capacity:.4g}",
+            "forecast": "on",
+            "podStartupSeconds": f"{settings.pod_startup_seconds:g}",
+            "forecastQuantile": f"{settings.forecast_quantile:g}",
+        }
+    return replace(
+        base,
+        recommendation=USE_TIDESCALER if wins else KEEP_REACTIVE,
+        reactive_replica_hours=reactive.replica_hours if reactive else None,
+        reactive_setting=reactive.label if reactive else None,
+        tidescaler_replica_hours=tide.replica_hours if tide else None,
+        tidescaler_setting=tide.label if tide else None,
+        saving=saving,
+        trigger_metadata=metadata,
+    )
+
+
+def _scenario(name: str, capacity: float, settings: FleetSettings) -> Scenario:
+    scenario = parse_scenario(
+        {
+            "name": name,
+            "synthetic": {},
+            "slo_ms": settings.slo_ms,
+            "policies": ["reactive", "tidescaler"],
+            "tidescaler": {"forecastQuantile": f"{settings.forecast_quantile:g}"},
+        },
+        f"fleet service {name}",
+    )
+    cluster = replace(
+        scenario.cluster,
+        capacity_per_replica=capacity,
+        pod_startup=PodStartup(seconds=settings.pod_startup_seconds),
+        max_replicas=max(100, 3 * settings.peak_replicas),
+    )
+    targets = tuple(f"{t:g}" for t in settings.targets)
+    return replace(
+        scenario,
+        cluster=cluster,
+        traffic_source="fleet",
+        tide=None,
+        sweep=Sweep((("target_utilization", targets),), ("reactive", "tidescaler")),
+    )
+
+
+def _with_forecast_skill(
+    result: ServiceResult, trace: Trace, settings: FleetSettings
+) -> ServiceResult:
+    """sMAPE of the forecaster and of the best baseline one hour ahead, and band coverage."""
+    min_history = min(settings.min_history_days, 2.0) * DAY
+    scored = backtest.run(
+        trace,
+        [HOUR],
+        quantile=settings.forecast_quantile,
+        stride_seconds=3 * HOUR,
+        min_history_seconds=min_history,
+    )
+    ours = [s for s in scored.scores if s.method == backtest.TIDESCALER]
+    others = [
+        s for s in scored.scores if s.method != backtest.TIDESCALER and math.isfinite(s.smape)
+    ]
+    best = min(others, key=lambda s: s.smape, default=None)
+    return replace(
+        result,
+        forecast_smape=_finite(ours[0].smape) if ours else None,
+        forecast_coverage=_finite(ours[0].coverage) if ours else None,
+        baseline_smape=_finite(best.smape) if best else None,
+        baseline=best.method if best else None,
+    )
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None

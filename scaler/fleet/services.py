@@ -1,0 +1,180 @@
+"""Where a fleet's services come from: a folder of trace files or one Prometheus query.
+
+A `ServiceSource` is what is shipped to a worker: small (a path, or a query
+and a label set), loaded there, so that the driver never holds any service's
+series and a worker holds one at a time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import requests
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+
+from scaler.traces import Trace, read_trace
+
+TRACE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz", ".tsv")
+
+
+class FleetInputError(ValueError):
+    """The fleet's input cannot be used; the message says what and how to fix it."""
+
+
+@dataclass(frozen=True)
+class FileService:
+    """One service whose traffic is a trace file."""
+
+    name: str
+    path: str
+    size: int
+    mtime_ns: int
+
+    def identity(self) -> str:
+        # Content is fingerprinted by size and modification time: cheap on the
+        # driver, and a changed file is evaluated again.
+        return f"file:{self.path}:{self.size}:{self.mtime_ns}"
+
+    def load(self) -> Trace:
+        return read_trace(self.path)
+
+
+@dataclass(frozen=True)
+class PrometheusService:
+    """One label set of a `by (...)` query, fetched by the worker that evaluates it."""
+
+    name: str
+    labels: tuple[tuple[str, str], ...]
+    url: str
+    query: str
+    start: float
+    end: float
+    step_seconds: float
+
+    def identity(self) -> str:
+        return json.dumps(
+            [
+                "prometheus",
+                self.url,
+                self.query,
+                self.labels,
+                self.start,
+                self.end,
+                self.step_seconds,
+            ]
+        )
+
+    def series_query(self) -> str:
+        """The query restricted to this label set, in plain PromQL.
+
+        `label_replace(vector(1), ...)` builds a one-sample vector carrying the
+        label set, and `and on(...)` keeps only the series that match it.
+        """
+        selector = "vector(1)"
+        for label, value in self.labels:
+            escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+            selector = f'label_replace({selector}, "{label}", "{escaped}", "", "")'
+        names = ", ".join(label for label, _ in self.labels)
+        return f"({self.query}) and on({names}) {selector}"
+
+    def load(self) -> Trace:
+        from scaler.sources.prometheus import PrometheusSource
+
+        with PrometheusSource() as source:
+            times, values = source.range(
+                self.url, self.series_query(), self.start, self.end, self.step_seconds
+            )
+        # A rate() series is requests per second; the simulator's traces count
+        # requests per interval. Gaps (no sample) are quiet intervals.
+        counts = np.nan_to_num(values, nan=0.0) * self.step_seconds
+        return Trace(times, counts, self.step_seconds, self.name)
+
+
+ServiceSource = FileService | PrometheusService
+
+
+def service_key(source: ServiceSource, settings: Mapping[str, object], version: str) -> str:
+    """Cache key of one service's result: its inputs and every setting that moves it."""
+    blob = json.dumps([source.identity(), dict(sorted(settings.items())), version], default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+def from_folder(folder: str | Path) -> list[FileService]:
+    """Every trace file directly in `folder`, one service each, named by file stem."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise FleetInputError(f"{root}: not a folder; give a folder of trace files (CSV)")
+    services = []
+    for path in sorted(root.iterdir()):
+        if not path.is_file() or not path.name.endswith(TRACE_SUFFIXES):
+            continue
+        stat = path.stat()
+        name = path.name
+        for suffix in TRACE_SUFFIXES:
+            if name.endswith(suffix):
+                name = name[: -len(suffix)]
+                break
+        services.append(FileService(name, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+    if not services:
+        raise FleetInputError(
+            f"{root}: no trace files ({', '.join(TRACE_SUFFIXES)}); write one file per service"
+        )
+    return services
+
+
+def from_prometheus(
+    url: str, query: str, start: float, end: float, step_seconds: float
+) -> list[PrometheusService]:
+    """One service per label set the query returns at `end` (an instant query)."""
+    if not math.isfinite(step_seconds) or step_seconds <= 0:
+        raise FleetInputError(f"--step must be a duration > 0, got {step_seconds:g} s")
+    if end <= start:
+        raise FleetInputError("--since must give a span > 0")
+    # One instant query lists the services; each worker fetches its own range.
+    client = PrometheusConnect(url=url.rstrip("/"))
+    try:
+        result = client.custom_query(query, params={"time": repr(float(end)), "timeout": "30"})
+    except (PrometheusApiClientException, requests.RequestException) as error:
+        raise FleetInputError(f"Prometheus at {url}: {str(error)[:300]}") from None
+    finally:
+        client._session.close()
+    label_sets = _label_sets(result)
+    if not label_sets:
+        raise FleetInputError(
+            f"the query returns no series at the end of the span: {query!r}; "
+            "it should return one series per service, e.g. sum by (service) (rate(...[5m]))"
+        )
+    return [
+        PrometheusService(_name(labels), labels, url, query, start, end, step_seconds)
+        for labels in label_sets
+    ]
+
+
+def _label_sets(result: object) -> list[tuple[tuple[str, str], ...]]:
+    if not isinstance(result, list):
+        raise FleetInputError(
+            "the query returns a scalar; it must return one series per service, "
+            "e.g. sum by (service) (rate(http_requests_total[5m]))"
+        )
+    sets = []
+    for series in result:
+        labels = series.get("metric", {}) if isinstance(series, dict) else {}
+        labels = {k: str(v) for k, v in labels.items() if k != "__name__"}
+        if not labels:
+            raise FleetInputError(
+                "the query returns a series without labels; aggregate by the labels that "
+                "name a service, e.g. sum by (namespace, service) (...)"
+            )
+        sets.append(tuple(sorted(labels.items())))
+    return sorted(set(sets))
+
+
+def _name(labels: Sequence[tuple[str, str]]) -> str:
+    return "/".join(value for _, value in labels)

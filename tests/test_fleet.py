@@ -1,0 +1,234 @@
+"""`tidescaler fleet` on a real Dask cluster: known answers, failures, resume, Prometheus.
+
+The clusters here are real: `distributed.LocalCluster` worker processes, and
+for the "remote" path a scheduler and workers started as separate processes
+with Dask's own command-line tools, reached only through their address.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from prometheus_server import PrometheusServer, Series, free_port, openmetrics
+
+from scaler.cli import main
+from scaler.fleet.evaluate import (
+    FAILED,
+    KEEP_REACTIVE,
+    TOO_LITTLE_HISTORY,
+    USE_TIDESCALER,
+    FleetSettings,
+)
+from scaler.fleet.execute import ResultCache, run_fleet
+from scaler.fleet.services import FleetInputError, from_folder, from_prometheus
+from scaler.sim.traffic import TideSpec, synthetic_tide
+
+pytestmark = pytest.mark.slow
+
+STEP = 300.0
+# Small and fast: two targets per policy instead of five.
+SETTINGS = FleetSettings(targets=(0.6, 0.8), min_history_days=3.0)
+
+
+def _write_trace(path: Path, rate: np.ndarray, start: float = 1_700_000_000.0) -> None:
+    lines = ["timestamp,requests"]
+    lines += [f"{int(start + i * STEP)},{round(r * STEP)}" for i, r in enumerate(rate)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def _tides(days: float, peak_to_valley: float, seed: int) -> np.ndarray:
+    spec = TideSpec(days=days, step_seconds=STEP, peak_to_valley=peak_to_valley, peak_rps=400.0)
+    return synthetic_tide(spec, seed).rate_per_second
+
+
+@pytest.fixture(scope="module")
+def fleet_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("fleet")
+    _write_trace(folder / "flat.csv", np.full(int(5 * 86400 / STEP), 200.0))
+    _write_trace(folder / "tides.csv", _tides(5, 50.0, 1))
+    _write_trace(folder / "short.csv", _tides(1, 10.0, 2))
+    (folder / "broken.csv").write_text("timestamp,requests\n1700000000,5\nnoon,7\n")
+    (folder / "notes.txt").write_text("not a trace")
+    return folder
+
+
+def test_folder_lists_one_service_per_trace_file(fleet_folder: Path) -> None:
+    names = [s.name for s in from_folder(fleet_folder)]
+    assert names == ["broken", "flat", "short", "tides"]
+
+
+def test_folder_errors_say_how_to_fix(tmp_path: Path) -> None:
+    with pytest.raises(FleetInputError, match="not a folder"):
+        from_folder(tmp_path / "missing")
+    with pytest.raises(FleetInputError, match="no trace files"):
+        from_folder(tmp_path)
+
+
+def test_local_cluster_gives_known_answers_and_records_failures(
+    fleet_folder: Path, tmp_path: Path
+) -> None:
+    services = from_folder(fleet_folder)
+    seen: list[str] = []
+    fleet = run_fleet(
+        services,
+        SETTINGS,
+        workers=2,
+        cache=ResultCache(tmp_path / "cache"),
+        on_result=lambda r, cached: seen.append(r.name),
+    )
+    by_name = {r.name: r for r in fleet.results}
+    assert fleet.workers == 2 and fleet.computed == 4 and fleet.cached == 0
+    assert sorted(seen) == sorted(by_name)  # every result streamed back
+    assert by_name["short"].recommendation == TOO_LITTLE_HISTORY
+    assert by_name["broken"].recommendation == FAILED
+    assert "noon" in (by_name["broken"].error or "")
+    # Flat traffic: a forecast has nothing to add, so reactive stays.
+    assert by_name["flat"].recommendation == KEEP_REACTIVE
+    # Strong tides: the forecast beats naive and the policy takes the saving.
+    tides = by_name["tides"]
+    assert tides.forecast_skill is not None and tides.forecast_skill > 0
+    assert tides.recommendation == USE_TIDESCALER, tides
+    assert tides.saving is not None and tides.saving >= SETTINGS.min_saving
+    assert tides.trigger_metadata["forecast"] == "on"
+
+
+def test_rerun_resumes_from_the_cache_and_retries_failures(
+    fleet_folder: Path, tmp_path: Path
+) -> None:
+    cache = ResultCache(tmp_path / "cache")
+    services = [s for s in from_folder(fleet_folder) if s.name in {"short", "broken", "flat"}]
+    first = run_fleet(services, SETTINGS, workers=1, cache=cache)
+    again = run_fleet(services, SETTINGS, workers=1, cache=cache)
+    # Finished services come from the cache; the failed one is tried again.
+    assert first.computed == 3
+    assert again.computed == 1 and again.cached == 2
+    assert [r.as_dict() for r in again.results if r.name != "broken"] == [
+        r.as_dict() for r in first.results if r.name != "broken"
+    ]
+    # Other settings are other inputs: nothing is reused.
+    other = run_fleet(services, replace(SETTINGS, violation_budget=0.02), workers=1, cache=cache)
+    assert other.computed == 3
+
+
+@pytest.fixture()
+def dask_scheduler(tmp_path: Path) -> Iterator[str]:
+    """A Dask scheduler and two workers as separate processes, as on a real cluster."""
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    bin_dir = Path(sys.executable).parent
+    scheduler = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "worker",
+            address,
+            "--nworkers",
+            "2",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--local-directory",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=30) as client:
+            client.wait_for_workers(2, timeout=60)
+        yield address
+    finally:
+        for process in (workers, scheduler):
+            process.terminate()
+        for process in (workers, scheduler):
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+def test_cluster_path_gives_the_same_report_as_the_local_default(
+    fleet_folder: Path, tmp_path: Path, dask_scheduler: str
+) -> None:
+    local_out, remote_out = tmp_path / "local", tmp_path / "remote"
+    common = ["fleet", "--traces", str(fleet_folder), "--no-cache"]
+    assert main([*common, "--out", str(local_out), "--workers", "2"]) == 0
+    assert main([*common, "--out", str(remote_out), "--scheduler", dask_scheduler]) == 0
+
+    def services(out: Path) -> list[dict[str, object]]:
+        document = json.loads((out / "fleet.json").read_text())
+        assert document["schema_version"] == 1
+        return [{k: v for k, v in s.items() if k != "wall_seconds"} for s in document["services"]]
+
+    assert services(local_out) == services(remote_out)
+    assert (remote_out / "savings.png").stat().st_size > 1000
+    csv_rows = (remote_out / "fleet.csv").read_text().splitlines()
+    assert csv_rows[0].startswith("name,recommendation,saving") and len(csv_rows) == 5
+    assert "| tides |" in (remote_out / "fleet.md").read_text()
+
+
+def test_fleet_from_one_prometheus_query(
+    prometheus_binaries: tuple[str, str], tmp_path: Path
+) -> None:
+    end = math.floor(time.time() / STEP) * STEP
+    start = end - 4 * 86400
+    series = []
+    for service, peak in (("checkout", 400.0), ("search", 120.0)):
+        rate = _tides(5, 20.0, 3)[: int((end - start) / STEP) + 1] * peak / 400.0
+        samples = [(start + i * STEP, float(r)) for i, r in enumerate(rate)]
+        series.append(Series("shop_rps", {"service": service, "pod": "a"}, samples))
+    server = PrometheusServer(tmp_path / "prometheus")
+    server.backfill(openmetrics(series))
+    server.start()
+    try:
+        query = "sum by (service) (shop_rps)"
+        services = from_prometheus(server.url, query, start, end, STEP)
+        assert [s.name for s in services] == ["checkout", "search"]
+        trace = services[1].load()
+        assert trace.step_seconds == STEP and len(trace.values) == len(rate)
+        # Each worker fetched only its own service's series.
+        assert np.nanmax(trace.values) == pytest.approx(np.max(rate) * STEP, rel=1e-6)
+        fleet = run_fleet(services, SETTINGS, workers=1)
+        assert [r.recommendation for r in fleet.results] != [FAILED, FAILED]
+        assert all(r.days == pytest.approx(4.0, abs=0.01) for r in fleet.results)
+    finally:
+        server.stop()
+
+
+def test_prometheus_query_without_a_by_clause_is_refused(
+    prometheus: PrometheusServer,
+) -> None:
+    now = time.time()
+    with pytest.raises(FleetInputError, match="by"):
+        from_prometheus(prometheus.url, "vector(1)", now - 86400, now, STEP)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["fleet", "--out", str(tmp_path)]) == 2
+    assert "either --traces" in capsys.readouterr().err
+    (tmp_path / "file").write_text("x")
+    assert main(["fleet", "--traces", str(tmp_path), "--out", str(tmp_path / "file")]) == 2
+    assert "not a folder" in capsys.readouterr().err
