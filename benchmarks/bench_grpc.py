@@ -135,6 +135,12 @@ def percentile_ms(samples: np.ndarray, q: float) -> float:
     return float(np.percentile(samples, q) * 1000)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, MiB (Linux /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -337,11 +343,22 @@ def main() -> int:
         )
         s_rates: list[float] = []
         n_rates: list[float] = []
+        # Server CPU per call during the throughput rounds: where a throughput gap comes from.
+        cpu_per_call: dict[int, list[float]] = {scaler_process.pid: [], null_process.pid: []}
         for r in range(args.rounds):
-            rates = [(s_rates, scaler_port), (n_rates, null_port)]
-            for bucket, port in rates if r % 2 == 0 else rates[::-1]:
-                bucket.append(throughput(port, requests, args.threads, args.throughput_seconds))
+            rates = [
+                (s_rates, scaler_port, scaler_process.pid),
+                (n_rates, null_port, null_process.pid),
+            ]
+            for bucket, port, pid in rates if r % 2 == 0 else rates[::-1]:
+                cpu_before = cpu_seconds(pid)
+                rate = throughput(port, requests, args.threads, args.throughput_seconds)
+                used = cpu_seconds(pid) - cpu_before
+                bucket.append(rate)
+                cpu_per_call[pid].append(used / (rate * args.throughput_seconds))
         s_rps, n_rps = statistics.median(s_rates), statistics.median(n_rates)
+        s_cpu = statistics.median(cpu_per_call[scaler_process.pid]) * 1e6
+        n_cpu = statistics.median(cpu_per_call[null_process.pid]) * 1e6
         rps_ratio = statistics.median(s / n for s, n in zip(s_rates, n_rates, strict=True))
 
         # Part 3 (run before part 2, whose thousands of closing streams would disturb it):
@@ -366,8 +383,8 @@ def main() -> int:
         prometheus.stop()
 
     rows = [
-        ("tidescaler", s_p50, s_p99, s_rps),
-        ("null servicer", n_p50, n_p99, n_rps),
+        ("tidescaler", s_p50, s_p99, s_rps, s_cpu),
+        ("null servicer", n_p50, n_p99, n_rps, n_cpu),
     ]
     stream_rows = []
     for method in streamed["tidescaler"][0]:
@@ -381,11 +398,15 @@ def main() -> int:
         f"distinct ScaledObjects (cron + query), warm cache, {args.rounds} interleaved rounds "
         f"of {args.objects} calls each (percentiles per round, median over rounds); "
         f"throughput with {args.threads} client threads, {args.rounds} interleaved rounds of "
-        f"{args.throughput_seconds:g} s (median).",
+        f"{args.throughput_seconds:g} s (median), with the server's CPU time per call in "
+        "those rounds (median).",
         "",
-        "| server | p50 (ms) | p99 (ms) | throughput (calls/s) |",
-        "|---|---:|---:|---:|",
-        *(f"| {name} | {p50:.3f} | {p99:.3f} | {rps:,.0f} |" for name, p50, p99, rps in rows),
+        "| server | p50 (ms) | p99 (ms) | throughput (calls/s) | server CPU per call (us) |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {p50:.3f} | {p99:.3f} | {rps:,.0f} | {cpu:.0f} |"
+            for name, p50, p99, rps, cpu in rows
+        ),
         "",
         f"Ratios tidescaler / null (median over rounds): p50 {p50_ratio:.2f}, "
         f"p99 {p99_ratio:.2f}; throughput {rps_ratio:.2f}.",
