@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -134,16 +135,24 @@ def test_names_passing_through_keep_every_table_bounded_and_calls_flat() -> None
     names = 30_000
     block = 5_000
     seconds: list[float] = []
-    started = time.perf_counter()
-    for i in range(names):
-        service.decision_for(ref(f"job-{i}"))
-        if (i + 1) % block == 0:
-            now = time.perf_counter()
-            seconds.append(now - started)
-            started = now
-    source.close()
+    traced: list[int] = []  # Python memory in use after each block
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        for i in range(names):
+            service.decision_for(ref(f"job-{i}"))
+            if (i + 1) % block == 0:
+                now = time.perf_counter()
+                seconds.append(now - started)
+                traced.append(tracemalloc.get_traced_memory()[0])
+                started = time.perf_counter()
+    finally:
+        tracemalloc.stop()
+        source.close()
     assert telemetry.tracked() == 10_000
     assert len(service._last_logged) == LOGGED_DECISIONS
+    # Once the bounds are reached (10,000 names), memory stays where it is.
+    assert traced[-1] - traced[2] < 512 * 1024, traced
     # Past the bounds, a name costs what it cost before them (the old table scanned
     # itself on every insertion once full: about ten times slower by then).
     assert seconds[-1] < 2.0 * seconds[0], seconds
