@@ -211,7 +211,7 @@ def _add_serve_parser(subparsers: Any) -> None:
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
-        help="(default: %(default)s)",
+        help="least severe log level written (default: %(default)s)",
     )
     p.add_argument(
         "--log-format",
