@@ -135,6 +135,12 @@ def percentile_ms(samples: np.ndarray, q: float) -> float:
     return float(np.percentile(samples, q) * 1000)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, MiB (Linux /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -224,17 +230,28 @@ def churn_calls(port: int, names: range, threads: int) -> float:
         return len(names) / (time.perf_counter() - started)
 
 
-def churn(port: int, pid: int, threads: int, window: int) -> list[tuple[int, float, float]]:
-    """(names seen, calls/s over the last `window` new names, server RSS MiB) at 1k/10k/100k."""
+def churn(
+    port: int, null_port: int, pid: int, threads: int, window: int, parts: int = 8
+) -> list[tuple[int, float, float, float]]:
+    """At 1k/10k/100k names seen: (names seen, calls/s, null calls/s, server RSS MiB).
+
+    Calls/s is the median over `parts` slices of the last `window` new names
+    before the mark (one noisy slice on a shared machine must not decide it);
+    the null servicer gets the same names right after, as a yardstick for how
+    busy the machine was at that moment.
+    """
     rows = []
     seen = 0
     for checkpoint in (1_000, 10_000, 100_000):
         first = max(seen, checkpoint - window)
         if first > seen:
             churn_calls(port, range(seen, first), threads)  # unmeasured stretch
-        rate = churn_calls(port, range(first, checkpoint), threads)
+        step = max(1, (checkpoint - first) // parts)
+        slices = [range(i, min(i + step, checkpoint)) for i in range(first, checkpoint, step)]
+        rate = statistics.median(churn_calls(port, names, threads) for names in slices)
+        null_rate = statistics.median(churn_calls(null_port, names, threads) for names in slices)
         seen = checkpoint
-        rows.append((checkpoint, rate, rss_mib(pid)))
+        rows.append((checkpoint, rate, null_rate, rss_mib(pid)))
     return rows
 
 
@@ -266,7 +283,7 @@ def main() -> int:
     parser.add_argument("--throughput-seconds", type=float, default=2.0)
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--stream-calls", type=int, default=300)
-    parser.add_argument("--churn-window", type=int, default=2000)
+    parser.add_argument("--churn-window", type=int, default=4000)
     parser.add_argument("--serve-args", default="", help="extra flags for tidescaler serve")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grpc.md")
     args = parser.parse_args()
@@ -337,16 +354,27 @@ def main() -> int:
         )
         s_rates: list[float] = []
         n_rates: list[float] = []
+        # Server CPU per call during the throughput rounds: where a throughput gap comes from.
+        cpu_per_call: dict[int, list[float]] = {scaler_process.pid: [], null_process.pid: []}
         for r in range(args.rounds):
-            rates = [(s_rates, scaler_port), (n_rates, null_port)]
-            for bucket, port in rates if r % 2 == 0 else rates[::-1]:
-                bucket.append(throughput(port, requests, args.threads, args.throughput_seconds))
+            rates = [
+                (s_rates, scaler_port, scaler_process.pid),
+                (n_rates, null_port, null_process.pid),
+            ]
+            for bucket, port, pid in rates if r % 2 == 0 else rates[::-1]:
+                cpu_before = cpu_seconds(pid)
+                rate = throughput(port, requests, args.threads, args.throughput_seconds)
+                used = cpu_seconds(pid) - cpu_before
+                bucket.append(rate)
+                cpu_per_call[pid].append(used / (rate * args.throughput_seconds))
         s_rps, n_rps = statistics.median(s_rates), statistics.median(n_rates)
+        s_cpu = statistics.median(cpu_per_call[scaler_process.pid]) * 1e6
+        n_cpu = statistics.median(cpu_per_call[null_process.pid]) * 1e6
         rps_ratio = statistics.median(s / n for s, n in zip(s_rates, n_rates, strict=True))
 
         # Part 3 (run before part 2, whose thousands of closing streams would disturb it):
         # churn of names through tidescaler.
-        churned = churn(scaler_port, scaler_process.pid, args.threads, args.churn_window)
+        churned = churn(scaler_port, null_port, scaler_process.pid, args.threads, args.churn_window)
 
         # Part 2: streams, one server after the other (each holds them on its own).
         streamed = {}
@@ -366,8 +394,8 @@ def main() -> int:
         prometheus.stop()
 
     rows = [
-        ("tidescaler", s_p50, s_p99, s_rps),
-        ("null servicer", n_p50, n_p99, n_rps),
+        ("tidescaler", s_p50, s_p99, s_rps, s_cpu),
+        ("null servicer", n_p50, n_p99, n_rps, n_cpu),
     ]
     stream_rows = []
     for method in streamed["tidescaler"][0]:
@@ -381,11 +409,15 @@ def main() -> int:
         f"distinct ScaledObjects (cron + query), warm cache, {args.rounds} interleaved rounds "
         f"of {args.objects} calls each (percentiles per round, median over rounds); "
         f"throughput with {args.threads} client threads, {args.rounds} interleaved rounds of "
-        f"{args.throughput_seconds:g} s (median).",
+        f"{args.throughput_seconds:g} s (median), with the server's CPU time per call in "
+        "those rounds (median).",
         "",
-        "| server | p50 (ms) | p99 (ms) | throughput (calls/s) |",
-        "|---|---:|---:|---:|",
-        *(f"| {name} | {p50:.3f} | {p99:.3f} | {rps:,.0f} |" for name, p50, p99, rps in rows),
+        "| server | p50 (ms) | p99 (ms) | throughput (calls/s) | server CPU per call (us) |",
+        "|---|---:|---:|---:|---:|",
+        *(
+            f"| {name} | {p50:.3f} | {p99:.3f} | {rps:,.0f} | {cpu:.0f} |"
+            for name, p50, p99, rps, cpu in rows
+        ),
         "",
         f"Ratios tidescaler / null (median over rounds): p50 {p50_ratio:.2f}, "
         f"p99 {p99_ratio:.2f}; throughput {rps_ratio:.2f}.",
@@ -412,14 +444,20 @@ def main() -> int:
         "",
         f"**Churn.** GetMetrics for 100,000 distinct ScaledObject names, one after the other "
         f"in name order with {args.threads} client threads; calls/s over the last "
-        f"{args.churn_window:,} new names before each mark, and tidescaler's resident memory "
-        "there.",
+        f"{args.churn_window:,} new names before each mark (median of 8 slices), the null "
+        "servicer's calls/s for the same names right after (how busy the machine was), and "
+        "tidescaler's resident memory there.",
         "",
-        "| names seen | calls/s | RSS (MiB) |",
-        "|---:|---:|---:|",
-        *(f"| {seen:,} | {rate:,.0f} | {rss:.0f} |" for seen, rate, rss in churned),
+        "| names seen | calls/s | null calls/s (same names) | ratio | tidescaler RSS (MiB) |",
+        "|---:|---:|---:|---:|---:|",
+        *(
+            f"| {seen:,} | {rate:,.0f} | {null_rate:,.0f} | {rate / null_rate:.2f} | {rss:.0f} |"
+            for seen, rate, null_rate, rss in churned
+        ),
         "",
-        f"Calls/s at 100,000 names / at 1,000: {churned[-1][1] / churned[0][1]:.2f}.",
+        "Ratio at 100,000 names / at 1,000: "
+        f"{(churned[-1][1] / churned[-1][2]) / (churned[0][1] / churned[0][2]):.2f}; "
+        f"resident memory {churned[-1][3] - churned[0][3]:+.0f} MiB.",
     ]
     text = "\n".join(lines)
     print(text)

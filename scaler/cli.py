@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from scaler import __version__
 
@@ -236,7 +236,7 @@ def _add_serve_parser(subparsers: Any) -> None:
         "--log-level",
         default="info",
         choices=["debug", "info", "warning", "error"],
-        help="(default: %(default)s)",
+        help="least severe log level written (default: %(default)s)",
     )
     p.add_argument(
         "--log-format",
@@ -363,8 +363,7 @@ def run_serve(args: argparse.Namespace) -> int:
     forecasts.refresher.close(timeout=max(0.0, deadline - time.monotonic()))
     kube.close()
     log.info("stopped")
-    _exit_if_threads_linger(log)
-    return 0
+    _exit_now(0)
 
 
 def _log_start(log: logging.Logger, config: Any, port: int) -> None:
@@ -391,23 +390,18 @@ def _log_start(log: logging.Logger, config: Any, port: int) -> None:
         )
 
 
-def _exit_if_threads_linger(log: logging.Logger) -> None:
-    """Exit now if a non-daemon thread is still busy (say, a fetch from a hung backend).
+def _exit_now(code: int) -> NoReturn:
+    """Exit at once, without waiting for any thread, once the orderly shutdown is done.
 
-    The interpreter would otherwise wait for it at exit, past the grace period
+    A thread still running then can only be stuck on a backend that never
+    answers, and the interpreter would wait for it at exit (concurrent.futures
+    joins its workers even when they are daemons), past the grace period
     Kubernetes allows before SIGKILL.
     """
-    lingering = [
-        t.name
-        for t in threading.enumerate()
-        if t is not threading.current_thread() and not t.daemon and t.is_alive()
-    ]
-    if lingering:
-        log.warning("exiting without waiting for busy threads", extra={"threads": lingering})
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:

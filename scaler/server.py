@@ -99,6 +99,12 @@ class ServerConfig:
             raise ValueError(f"--answer-budget must be > 0, got {self.answer_budget_seconds}")
         if self.max_workers < 1:
             raise ValueError(f"--max-workers must be >= 1, got {self.max_workers}")
+        if not self.push_interval_seconds > 0:
+            raise ValueError(
+                f"--push-interval-seconds must be > 0, got {self.push_interval_seconds}"
+            )
+        if not self.grace_seconds >= 0:
+            raise ValueError(f"--grace-seconds must be >= 0, got {self.grace_seconds}")
 
     @property
     def engine_settings(self) -> EngineSettings:

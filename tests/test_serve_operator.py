@@ -113,6 +113,19 @@ def test_unusable_client_ca(pki: Pki, tmp_path: Path) -> None:
     assert_one_line_error(result, f"--tls-client-ca {ca}: not a PEM CA certificate")
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--max-workers", "0", "--max-workers must be >= 1, got 0"),
+        ("--push-interval-seconds", "0", "--push-interval-seconds must be > 0, got 0.0"),
+        ("--grace-seconds", "-1", "--grace-seconds must be >= 0, got -1.0"),
+    ],
+)
+def test_out_of_range_settings(flag: str, value: str, message: str) -> None:
+    result = serve("--port", str(free_port()), "--metrics-port", "0", flag, value)
+    assert_one_line_error(result, message)
+
+
 def test_start_line_warning_and_text_logs_carry_every_field() -> None:
     port = free_port()
     process = subprocess.Popen(

@@ -6,6 +6,7 @@ accepts connections and never answers.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,7 +15,9 @@ import subprocess
 import sys
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import grpc
@@ -134,16 +137,24 @@ def test_names_passing_through_keep_every_table_bounded_and_calls_flat() -> None
     names = 30_000
     block = 5_000
     seconds: list[float] = []
-    started = time.perf_counter()
-    for i in range(names):
-        service.decision_for(ref(f"job-{i}"))
-        if (i + 1) % block == 0:
-            now = time.perf_counter()
-            seconds.append(now - started)
-            started = now
-    source.close()
+    traced: list[int] = []  # Python memory in use after each block
+    tracemalloc.start()
+    try:
+        started = time.perf_counter()
+        for i in range(names):
+            service.decision_for(ref(f"job-{i}"))
+            if (i + 1) % block == 0:
+                now = time.perf_counter()
+                seconds.append(now - started)
+                traced.append(tracemalloc.get_traced_memory()[0])
+                started = time.perf_counter()
+    finally:
+        tracemalloc.stop()
+        source.close()
     assert telemetry.tracked() == 10_000
     assert len(service._last_logged) == LOGGED_DECISIONS
+    # Once the bounds are reached (10,000 names), memory stays where it is.
+    assert traced[-1] - traced[2] < 512 * 1024, traced
     # Past the bounds, a name costs what it cost before them (the old table scanned
     # itself on every insertion once full: about ten times slower by then).
     assert seconds[-1] < 2.0 * seconds[0], seconds
@@ -249,3 +260,81 @@ def test_calls_stuck_on_a_hung_backend_leave_health_and_other_calls_fast(
                 call.cancel()
     finally:
         running.stop(0)
+
+
+class _AnswersOnceThenHangs(BaseHTTPRequestHandler):
+    """A Prometheus that gives one good instant-query answer, then never answers again."""
+
+    answered = threading.Event()
+    hung = threading.Event()
+    release = threading.Event()
+
+    def do_GET(self) -> None:
+        if self.answered.is_set():
+            self.hung.set()
+            self.release.wait(60)  # hung: holds the connection, says nothing
+            return
+        self.answered.set()
+        body = json.dumps(
+            {
+                "status": "success",
+                "data": {"resultType": "vector", "result": [{"metric": {}, "value": [0, "5"]}]},
+            }
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_sigterm_exits_within_grace_with_a_background_refresh_stuck_on_a_hung_backend() -> None:
+    # The second read of the query finds its shared answer old and refreshes it in the
+    # background: that refresh, not a call, is what hangs here.
+    http = ThreadingHTTPServer(("127.0.0.1", 0), _AnswersOnceThenHangs)
+    http.daemon_threads = True
+    threading.Thread(target=http.serve_forever, daemon=True).start()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "scaler.cli", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--metrics-port", "0"),
+            *("--prometheus-url", f"http://127.0.0.1:{http.server_address[1]}"),
+            *("--query-timeout-seconds", "60", "--coalesce-seconds", "0.5"),
+            *("--grace-seconds", "2"),
+        ],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            stub = pb_grpc.ExternalScalerStub(channel)
+            request = pb.GetMetricsRequest(
+                scaledObjectRef=ref("web", {"query": "sum(up)", "threshold": "1"})
+            )
+            assert stub.GetMetrics(request, timeout=5).metricValues[0].metricValue == 5
+            time.sleep(0.7)  # past the coalescing interval: the clock is the condition
+            refreshing = stub.GetMetrics.future(request, timeout=60)  # starts the hung refresh
+            assert _AnswersOnceThenHangs.hung.wait(10)
+            started = time.perf_counter()
+            process.send_signal(signal.SIGTERM)
+            code = process.wait(timeout=20)
+            elapsed = time.perf_counter() - started
+            refreshing.cancel()
+    finally:
+        if process.poll() is None:
+            process.kill()
+        _AnswersOnceThenHangs.release.set()
+        http.shutdown()
+        http.server_close()
+    assert code == 0
+    assert elapsed < 2.0 + 1.5, elapsed
+    assert "Traceback" not in (process.stderr.read() if process.stderr else "")
