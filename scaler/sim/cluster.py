@@ -78,6 +78,15 @@ class ClusterModel:
 
     @property
     def metric_lag_seconds(self) -> float:
+        """How far back a query's answer reaches: scrape interval plus rate window.
+
+        A change of demand starts to show one scrape interval after it happens and
+        is fully seen once the rate window has passed too.
+        """
+        return self.scrape_interval_seconds + self.rate_window_seconds
+
+    @property
+    def metric_mean_age_seconds(self) -> float:
         """Mean age of what a query returns: scrape delay plus half the rate window."""
         return self.scrape_interval_seconds + self.rate_window_seconds / 2.0
 
@@ -88,12 +97,17 @@ class ClusterModel:
 
 def observed_rate(rate: FloatArray, step_seconds: float, model: ClusterModel) -> FloatArray:
     """What a `rate(...[window])` query returns at each step: the mean over the window
-    ending one scrape interval ago (zero before the series starts)."""
+    ending one scrape interval before the step starts (zero before the series starts).
+
+    Step n covers [t_n, t_n + step): at t_n the newest scraped sample is from
+    t_n - scrape, so the step itself (and with a 0 s scrape, the interval just
+    starting) is never part of the answer.
+    """
     lag = max(0, round(model.scrape_interval_seconds / step_seconds))
     window = max(1, round(model.rate_window_seconds / step_seconds))
     cumulative = np.concatenate(([0.0], np.cumsum(rate)))
     n = len(rate)
-    end = np.clip(np.arange(n) + 1 - lag, 0, n)
+    end = np.clip(np.arange(n) - lag, 0, n)
     begin = np.clip(end - window, 0, n)
     out: FloatArray = (cumulative[end] - cumulative[begin]) / window
     return out
@@ -155,7 +169,7 @@ def run_cluster(
     reasons: dict[str, int] = {}
 
     is_cpu = isinstance(signal, CpuSignal)
-    cpu_lag = max(0, round(model.metric_lag_seconds / dt))
+    cpu_lag = max(0, round(model.metric_mean_age_seconds / dt))
     capacity = model.capacity_per_replica
     tolerance = model.tolerance
     behavior = model.behavior
