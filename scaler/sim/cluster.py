@@ -64,6 +64,8 @@ class ClusterModel:
 
     capacity_per_replica: float = 50.0  # requests/s one replica serves at full load
     service_time_ms: float = 20.0  # mean service time of one request
+    concurrency_per_pod: int | None = None  # requests a pod serves at once (None: derived)
+    routing: str = "random"  # random: a queue per pod (kube-proxy); pooled: one shared queue
     timeout_seconds: float = 10.0  # a request waiting longer fails
     pod_startup: PodStartup = field(default_factory=PodStartup)
     polling_interval_seconds: float = 30.0
@@ -89,6 +91,22 @@ class ClusterModel:
     def metric_mean_age_seconds(self) -> float:
         """Mean age of what a query returns: scrape delay plus half the rate window."""
         return self.scrape_interval_seconds + self.rate_window_seconds / 2.0
+
+    @property
+    def concurrency(self) -> int:
+        """Requests one pod serves at once: as given, or capacity x service time (Little)."""
+        if self.concurrency_per_pod is not None:
+            return self.concurrency_per_pod
+        return max(1, round(self.capacity_per_replica * self.service_time_ms / 1000.0))
+
+    @property
+    def service_time_seconds(self) -> float:
+        """The mean service time the queue model uses: concurrency / capacity per replica.
+
+        Equal to `service_time_ms` when the scenario is consistent (the parser checks
+        it); a capacity changed alone keeps the concurrency and moves the service time.
+        """
+        return self.concurrency / self.capacity_per_replica
 
     @property
     def hpa_min_replicas(self) -> int:

@@ -35,7 +35,7 @@ from scaler.sim.cluster import (
     run_cluster,
 )
 from scaler.sim.queue import ServiceModel, tail_share
-from scaler.sim.scenario import Scenario
+from scaler.sim.scenario import Scenario, ScenarioError, unreachable_slo
 from scaler.sim.traffic import Traffic
 
 FloatArray = np.ndarray
@@ -67,8 +67,8 @@ def prepare(scenario: Scenario, traffic: Traffic) -> SimInput:
     cluster = scenario.cluster
     step = cluster.hpa_sync_seconds
     rate = traffic.on_grid(step)
-    service = ServiceModel.from_service_time(
-        cluster.capacity_per_replica, cluster.service_time_ms / 1000.0, cluster.timeout_seconds
+    service = ServiceModel(
+        cluster.capacity_per_replica, cluster.concurrency, cluster.timeout_seconds, cluster.routing
     )
     return SimInput(
         scenario=scenario,
@@ -109,6 +109,9 @@ def oracle(sim: SimInput) -> PolicyRun:
     """Fewest replicas per step with P(latency > SLO) <= oracle_tail, stationary, no start-up."""
     began = time.perf_counter()
     scenario = sim.scenario
+    why = unreachable_slo(scenario)
+    if why is not None:  # the search below would never end
+        raise ScenarioError(why)
     slo = scenario.slo_ms / 1000.0
     capacity = scenario.cluster.capacity_per_replica
     # Distinct demand values share one search (a trace holds each interval's rate several times).

@@ -313,7 +313,9 @@ def result_json(result: SimulationResult, points: list[SweepPoint]) -> dict[str,
         "threshold": scenario.threshold,
         "cluster": {
             "capacity_per_replica": cluster.capacity_per_replica,
-            "service_time_ms": cluster.service_time_ms,
+            "service_time_ms": round(cluster.service_time_seconds * 1000.0, 6),
+            "concurrency_per_pod": cluster.concurrency,
+            "routing": cluster.routing,
             "timeout_seconds": cluster.timeout_seconds,
             "pod_startup": cluster.pod_startup.describe(),
             "polling_interval_seconds": cluster.polling_interval_seconds,
@@ -533,14 +535,18 @@ def write_markdown(
         f"{data['traffic']['end']}, evaluated from {data['traffic']['evaluated_from']} "
         f"(peak {data['traffic']['peak_requests_per_second']:,} req/s, mean "
         f"{data['traffic']['mean_requests_per_second']:,} req/s).",
-        f"- Replica: {scenario.cluster.capacity_per_replica:g} req/s at full load, mean service "
-        f"{scenario.cluster.service_time_ms:g} ms, timeout {scenario.cluster.timeout_seconds:g} s; "
-        f"pod start-up {scenario.cluster.pod_startup.describe()}.",
+        f"- Replica: {scenario.cluster.capacity_per_replica:g} req/s at full load "
+        f"({scenario.cluster.concurrency} at once, mean service "
+        f"{scenario.cluster.service_time_seconds * 1000.0:g} ms), timeout "
+        f"{scenario.cluster.timeout_seconds:g} s; pod start-up "
+        f"{scenario.cluster.pod_startup.describe()}; routing {scenario.cluster.routing} "
+        f"({'a queue per pod' if scenario.cluster.routing == 'random' else 'one shared queue'}).",
         f"- KEDA polling {scenario.cluster.polling_interval_seconds:g} s, cooldown "
         f"{scenario.cluster.cooldown_seconds:g} s; HPA sync "
         f"{scenario.cluster.hpa_sync_seconds:g} s, "
         f"tolerance {scenario.cluster.tolerance:g}, default behavior; metric lag "
-        f"{scenario.cluster.metric_lag_seconds:g} s; replicas {scenario.cluster.min_replicas}.."
+        f"{scenario.cluster.metric_lag_seconds:g} s (scrape + rate window); "
+        f"replicas {scenario.cluster.min_replicas}.."
         f"{scenario.cluster.max_replicas}.",
         f"- SLO: latency under {scenario.slo_ms:g} ms. Per-replica target for every policy: "
         f"{100 * scenario.target_utilization:g}% of capacity ({scenario.threshold:g} req/s).",

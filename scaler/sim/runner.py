@@ -29,6 +29,7 @@ from scaler.sim.scenario import (
     Scenario,
     ScenarioError,
     setting_as_given,
+    unreachable_slo,
     with_sweep_value,
 )
 from scaler.sim.traffic import Traffic
@@ -204,6 +205,10 @@ def simulate(
 ) -> SimulationResult:
     """Run every policy of `scenario` (or `policies`) on its traffic."""
     began = time.perf_counter()
+    if "oracle" in (policies or scenario.policies):
+        why = unreachable_slo(scenario)
+        if why is not None:  # say so before any policy runs
+            raise ScenarioError(why)
     traffic = traffic if traffic is not None else scenario.load_traffic()
     sim = prepare(scenario, traffic)
     first = round(scenario.warmup_days * 86400 / sim.step_seconds)
