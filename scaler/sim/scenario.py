@@ -31,6 +31,9 @@ DEMO_SCENARIO = "demo.yaml"
 SWEEP_ALL = ("target_utilization", "threshold")
 SWEEP_TIDESCALER = ("forecastQuantile", "podStartupSeconds", "forecastHistory")
 SWEEP_CLUSTER = ("pod_startup_seconds",)
+# Reactive's own knob, the HPA's scale-down stabilization window (ScaledObject
+# advanced.horizontalPodAutoscalerConfig.behavior), moves only the reactive policy.
+SWEEP_REACTIVE = ("scale_down_stabilization_seconds",)
 
 
 class ScenarioError(ValueError):
@@ -45,6 +48,7 @@ SWEEP_LABELS = {
     "podStartupSeconds": "lead",
     "forecastHistory": "history",
     "pod_startup_seconds": "startup",
+    "scale_down_stabilization_seconds": "down-window",
 }
 
 
@@ -624,7 +628,7 @@ def parse_sweep(text: str) -> Sweep:
         if param.strip() in ("target-utilization", "pod-startup-seconds")
         else param.strip()
     )
-    known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER
+    known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER + SWEEP_REACTIVE
     if param not in known:
         close = difflib.get_close_matches(param, known, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -632,6 +636,14 @@ def parse_sweep(text: str) -> Sweep:
     values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
     if not values:
         raise ScenarioError(f"{text!r}: no values after {param}=")
+    if param in SWEEP_REACTIVE:
+        for v in values:
+            try:
+                seconds = float(v)
+            except ValueError:
+                raise ScenarioError(f"{param}={v!r}: expected seconds (a number)") from None
+            if not 0 <= seconds <= 3600:
+                raise ScenarioError(f"{param}={v!r}: expected seconds from 0 to 3600")
     if param in SWEEP_ALL + SWEEP_CLUSTER or param == "forecastQuantile":
         for v in values:
             try:
@@ -715,6 +727,11 @@ def with_sweep_value(scenario: Scenario, parameter: str, value: str) -> Scenario
     if parameter == "pod_startup_seconds":
         startup = replace(scenario.cluster.pod_startup, seconds=float(value))
         return replace(scenario, cluster=replace(scenario.cluster, pod_startup=startup))
+    if parameter == "scale_down_stabilization_seconds":
+        behavior = scenario.cluster.behavior
+        down = replace(behavior.scale_down, stabilization_window_seconds=float(value))
+        cluster = replace(scenario.cluster, behavior=replace(behavior, scale_down=down))
+        return replace(scenario, cluster=cluster)
     meta = dict(scenario.tidescaler)
     meta[parameter] = value
     return replace(scenario, tidescaler=meta)
@@ -746,6 +763,8 @@ def setting_as_given(scenario: Scenario, parameter: str) -> str:
         return f"{scenario.threshold:g}"
     if parameter == "pod_startup_seconds":
         return f"{scenario.cluster.pod_startup.seconds:g}"
+    if parameter == "scale_down_stabilization_seconds":
+        return f"{scenario.cluster.behavior.scale_down.stabilization_window_seconds:g}"
     metadata = scenario.tidescaler_metadata()
     if parameter in metadata:
         return metadata[parameter]
