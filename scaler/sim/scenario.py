@@ -8,6 +8,7 @@ service's own parser, so what was simulated can be pasted into a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -20,7 +21,15 @@ import yaml
 from scaler.policy import PolicyError, parse_policy
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.queue import ROUTINGS
-from scaler.sim.traffic import TideSpec, Traffic, read_trace, synthetic_tide
+from scaler.sim.traffic import (
+    GENERATORS,
+    GeneratorSpec,
+    TideSpec,
+    Traffic,
+    generate,
+    read_trace,
+    synthetic_tide,
+)
 
 POLICY_NAMES = ("static-peak", "keda-cron", "reactive", "hpa-cpu", "tidescaler", "oracle")
 BUNDLED_PREFIX = "bundled:"
@@ -98,6 +107,7 @@ class Scenario:
     sweep: Sweep | None = None
     origin: str = "flags"  # where the scenario came from, for messages and reports
     base_dir: Path | None = field(default=None, compare=False)
+    generator: GeneratorSpec | None = None  # synthetic traffic other than the tide
 
     @property
     def service_time_seconds(self) -> float:
@@ -118,7 +128,9 @@ class Scenario:
         return self.target_utilization * self.cluster.capacity_per_replica
 
     def load_traffic(self) -> Traffic:
-        if self.tide is not None:
+        if self.generator is not None and self.tide is None:
+            traffic = generate(self.generator, self.seed)
+        elif self.tide is not None:
             traffic = synthetic_tide(self.tide, self.seed)
         else:
             traffic = read_trace(resolve_trace(self.traffic_source, self.base_dir))
@@ -315,6 +327,30 @@ def _service(keys: _Keys, data: Mapping[str, Any]) -> tuple[float, float, int | 
     return concurrency / service_ms * 1000.0, service_ms, mine
 
 
+def _generator(spec: Mapping[str, Any], keys: _Keys) -> GeneratorSpec | None:
+    """`synthetic: {kind: NAME, ...}`: the generator's own parameters, numbers each."""
+    kind = spec.get("kind")
+    if kind not in GENERATORS:
+        keys._problem("synthetic.kind", kind, f"one of tide, {', '.join(GENERATORS)}")
+        return None
+    cls = GENERATORS[str(kind)]
+    sub = _Keys(spec, keys.origin, "synthetic.")
+    fields = [f for f in dataclasses.fields(cls) if f.name != "start"]
+    sub.unknown(("kind", *(f.name for f in fields)))
+    values: dict[str, Any] = {}
+    defaults = cls()
+    for f in fields:
+        default = getattr(defaults, f.name)
+        if isinstance(default, int) and not isinstance(default, bool):
+            values[f.name] = sub.integer(f.name, default, low=0)
+        elif f.name in ("days", "step_seconds"):
+            values[f.name] = sub.number(f.name, default, positive=True)
+        else:
+            values[f.name] = sub.number(f.name, default, low=0.0)
+    keys.problems.extend(sub.problems)
+    return cls(**values)
+
+
 def _pod_startup(keys: _Keys, data: Mapping[str, Any]) -> PodStartup:
     fixed = keys.number("pod_startup_seconds", 60.0, low=0.0)
     spec = data.get("pod_startup")
@@ -359,6 +395,7 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
     keys.unknown(_TOP_KEYS)
 
     tide: TideSpec | None = None
+    generator: GeneratorSpec | None = None
     source = "synthetic"
     if "trace" in data and "synthetic" in data:
         keys.problems.append(
@@ -366,11 +403,16 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
         )
     if "trace" in data:
         source = keys.text("trace", "")
+    elif isinstance(data.get("synthetic"), Mapping) and data["synthetic"].get("kind", "tide") != (
+        "tide"
+    ):
+        generator = _generator(data["synthetic"], keys)
     elif "synthetic" in data:
         spec = data["synthetic"]
         if not isinstance(spec, Mapping):
             keys._problem("synthetic", spec, "a mapping of tide parameters")
             spec = {}
+        spec = {k: v for k, v in spec.items() if k != "kind"}
         sub = _Keys(spec, origin, "synthetic.")
         sub.unknown(_SYNTHETIC_KEYS)
         base = TideSpec()
@@ -516,6 +558,7 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
         sweep=sweep,
         origin=origin,
         base_dir=base_dir,
+        generator=generator,
     )
     keys.problems.extend(check_scenario(scenario))
     if keys.problems:
