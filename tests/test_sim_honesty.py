@@ -57,13 +57,17 @@ def test_query_signal_lags_by_scrape_interval_plus_rate_window(
     assert np.all(seen[times >= model.metric_lag_seconds] == pytest.approx(100.0))
 
 
+@pytest.mark.parametrize("offset", [7, 8], ids=["between-polls", "on-a-poll"])
 @pytest.mark.parametrize("policy", ["reactive", "tidescaler", "hpa-cpu"])
-def test_no_decision_moves_before_a_change_of_demand_could_be_scraped(policy: str) -> None:
+def test_no_decision_moves_before_a_change_of_demand_could_be_scraped(
+    policy: str, offset: int
+) -> None:
     scenario = parse_scenario(SCENARIO, "honesty.yaml")
     traffic = scenario.load_traffic()
     sim = prepare(scenario, traffic)
     # From step `change` on, demand triples (a surge the policies cannot know about).
-    change = sim.steps - 6 * 240 + 7  # six hours before the end, off the polling grid
+    # Six hours before the end; on either parity of the 30 s polling grid (2 steps).
+    change = sim.steps - 6 * 240 + offset
     surged = sim.rate.copy()
     surged[change:] *= 3.0
     other = dataclasses.replace(
