@@ -115,7 +115,9 @@ def _fmt(x: float | None) -> str:
 
 
 def _median(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+    """The median scenario; of an even count the worse of the middle two (no averaging
+    of a ratio with a scenario where a policy cannot meet the budget)."""
+    return statistics.median_high(values) if values else None
 
 
 def main(argv: list[str]) -> int:
@@ -178,7 +180,11 @@ def main(argv: list[str]) -> int:
 
     def med(values: list[float]) -> str:
         m = _median(values)
-        return "-" if m is None else ("cannot" if math.isinf(m) else f"{m:.2f}")
+        if m is None:
+            return "-"
+        if math.isinf(m):
+            return "tidescaler cannot meet the budget"
+        return "reactive cannot meet the budget" if m == 0.0 else f"{m:.2f}"
 
     tight, loose = BUDGETS
     median_tight = _median(ratios[tight])
