@@ -323,3 +323,27 @@ def test_cluster_settings_as_flags(scenario: Path, capsys: pytest.CaptureFixture
     assert "expected a whole multiple of the HPA sync period, 15s" in " ".join(
         capsys.readouterr().err.split()
     )
+
+
+def test_service_time_concurrency_and_routing_as_flags(
+    scenario: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = [
+        str(scenario), "--json", "--policies", "reactive", "--capacity-per-replica", "50",
+        "--service-time-ms", "100", "--routing", "pooled",
+    ]  # fmt: skip
+    assert run(argv) == 0
+    cluster = json.loads(capsys.readouterr().out)["cluster"]
+    # 50 req/s at 100 ms each: five requests in service at once per pod.
+    assert cluster["concurrency_per_pod"] == 5
+    assert cluster["routing"] == "pooled"
+    assert run([str(scenario), "--json", "--policies", "reactive", "--concurrency-per-pod", "4",
+                "--service-time-ms", "50"]) == 0  # fmt: skip
+    cluster = json.loads(capsys.readouterr().out)["cluster"]
+    assert cluster["capacity_per_replica"] == pytest.approx(80.0)
+    # Two of the three that do not make a whole number of workers: say how to fix it.
+    assert run([str(scenario), "--capacity-per-replica", "50", "--service-time-ms", "30"]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert "is 1.5 requests in service at once, not a whole number of workers" in err
+    assert run([str(scenario), "--service-time-ms", "0"]) == 2
+    assert "--service-time-ms=0: expected > 0" in capsys.readouterr().err

@@ -39,6 +39,7 @@ from scaler.sim.scenario import (
     merge_sweeps,
     parse_scenario,
     parse_sweep,
+    with_service,
 )
 from scaler.sim.traffic import TideSpec, Traffic
 from scaler.trace_input import (
@@ -125,6 +126,27 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="S",
         help="KEDA's cooldownPeriod before scaling to zero (default: the scenario's, else "
         f"{DEFAULT_CLUSTER.cooldown_seconds:g})",
+    )
+    p.add_argument(
+        "--service-time-ms",
+        type=float,
+        metavar="MS",
+        help="mean service time of one request; with --capacity-per-replica or "
+        "--concurrency-per-pod it fixes the third (default: the scenario's, else "
+        f"{DEFAULT_CLUSTER.service_time_ms:g})",
+    )
+    p.add_argument(
+        "--concurrency-per-pod",
+        type=int,
+        metavar="N",
+        help="requests one pod serves at once (default: the scenario's, else capacity x "
+        "service time)",
+    )
+    p.add_argument(
+        "--routing",
+        choices=("random", "pooled"),
+        help="random: each pod its own queue, as kube-proxy spreads HTTP requests; pooled: one "
+        f"shared queue (default: the scenario's, else {DEFAULT_CLUSTER.routing})",
     )
     p.add_argument(
         "--request-timeout-seconds",
@@ -235,6 +257,19 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
                 f"--capacity-per-replica={args.capacity_per_replica:g}: expected > 0"
             )
         cluster = replace(cluster, capacity_per_replica=args.capacity_per_replica)
+    if args.service_time_ms is not None or args.concurrency_per_pod is not None:
+        if args.service_time_ms is not None and args.service_time_ms <= 0:
+            raise ScenarioError(f"--service-time-ms={args.service_time_ms:g}: expected > 0")
+        if args.concurrency_per_pod is not None and args.concurrency_per_pod < 1:
+            raise ScenarioError(f"--concurrency-per-pod={args.concurrency_per_pod}: expected >= 1")
+        cluster = with_service(
+            cluster,
+            capacity_per_replica=args.capacity_per_replica,
+            service_time_ms=args.service_time_ms,
+            concurrency_per_pod=args.concurrency_per_pod,
+        )
+    if args.routing is not None:
+        cluster = replace(cluster, routing=args.routing)
     if args.pod_startup_seconds is not None:
         if args.pod_startup_seconds < 0:
             raise ScenarioError(

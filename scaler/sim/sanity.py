@@ -1,9 +1,7 @@
 """Checks run before a simulation starts, so a hopeless run fails in the first second.
 
-- An SLO no replica count can meet: with exponential service times, a request
-  served at once by an idle worker is still slower than the SLO with
-  probability exp(-mu x SLO) (the M/M/1 bound with no waiting). When that alone
-  exceeds the oracle's tail budget, the oracle would add replicas forever.
+- An SLO no replica count can meet (`scenario.unreachable_slo`): the oracle
+  would add replicas forever.
 - A peak below one replica's capacity: every policy runs one replica, and the
   comparison says nothing.
 - A grid too large for memory: the simulator keeps a few dozen numbers per
@@ -14,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from scaler.sim.scenario import Scenario
+from scaler.sim.scenario import Scenario, unreachable_slo
 from scaler.sim.traffic import Traffic
 
 # Bytes the simulator holds per step of the HPA grid with every policy: peak RSS grew
@@ -27,39 +25,10 @@ class SanityError(ValueError):
     """A run that cannot produce a useful answer; the message says which flag to change."""
 
 
-def workers_per_replica(scenario: Scenario) -> int:
-    """Concurrent requests one replica serves: capacity x mean service time, at least 1."""
-    cluster = scenario.cluster
-    return max(1, round(cluster.capacity_per_replica * cluster.service_time_ms / 1000.0))
-
-
-def slo_floor(scenario: Scenario) -> float:
-    """The smallest share of requests over the SLO at any replica count (no waiting at all)."""
-    mu = scenario.cluster.capacity_per_replica / workers_per_replica(scenario)
-    return math.exp(-mu * scenario.slo_ms / 1000.0)
-
-
-def slo_problem(scenario: Scenario) -> str | None:
-    """Why the oracle's tail budget is below the SLO floor, or None when it is not."""
-    floor = slo_floor(scenario)
-    if floor <= scenario.oracle_tail:
-        return None
-    mu = scenario.cluster.capacity_per_replica / workers_per_replica(scenario)
-    needed_ms = -math.log(scenario.oracle_tail) / mu * 1000.0
-    return (
-        f"--slo-ms {scenario.slo_ms:g} cannot be met at --capacity-per-replica "
-        f"{scenario.cluster.capacity_per_replica:g}: each request takes {1000 / mu:.0f} ms on "
-        f"average ({workers_per_replica(scenario)} worker(s) per replica), so even idle replicas "
-        f"answer {100 * floor:.2g}% of requests slower than the SLO, above the "
-        f"{100 * scenario.oracle_tail:g}% the oracle allows; raise --slo-ms to at least "
-        f"{math.ceil(needed_ms):g} or describe a faster service (a higher capacity per replica)"
-    )
-
-
 def check_slo(scenario: Scenario) -> str | None:
     """Raise SanityError when the oracle is simulated and could never meet the SLO (it would
     add replicas forever); without the oracle, return the same text as a warning."""
-    problem = slo_problem(scenario)
+    problem = unreachable_slo(scenario)
     if problem is not None and "oracle" in scenario.policies:
         raise SanityError(problem)
     return problem

@@ -327,6 +327,39 @@ def _service(keys: _Keys, data: Mapping[str, Any]) -> tuple[float, float, int | 
     return concurrency / service_ms * 1000.0, service_ms, mine
 
 
+def with_service(
+    cluster: ClusterModel,
+    *,
+    capacity_per_replica: float | None = None,
+    service_time_ms: float | None = None,
+    concurrency_per_pod: int | None = None,
+    origin: str = "flags",
+) -> ClusterModel:
+    """`cluster` with the given ones of capacity, service time and concurrency per pod,
+    the others derived by the scenario file's rule; ScenarioError when they disagree."""
+    data = {
+        key: value
+        for key, value in (
+            ("capacity_per_replica", capacity_per_replica),
+            ("service_time_ms", service_time_ms),
+            ("concurrency_per_pod", concurrency_per_pod),
+        )
+        if value is not None
+    }
+    if not data:
+        return cluster
+    keys = _Keys(data, origin)
+    capacity, service_ms, concurrency = _service(keys, data)
+    if keys.problems:
+        raise ScenarioError("; ".join(keys.problems))
+    return replace(
+        cluster,
+        capacity_per_replica=capacity,
+        service_time_ms=service_ms,
+        concurrency_per_pod=concurrency,
+    )
+
+
 def _generator(spec: Mapping[str, Any], keys: _Keys) -> GeneratorSpec | None:
     """`synthetic: {kind: NAME, ...}`: the generator's own parameters, numbers each."""
     kind = spec.get("kind")
