@@ -20,6 +20,7 @@ from scaler.cli_support import (
     ProgressLines,
     check_output_dir,
     check_output_file,
+    duration_arg,
 )
 from scaler.durations import parse_duration
 from scaler.forecast.backtest import (
@@ -48,13 +49,6 @@ def _duration_list(text: str) -> list[float]:
     if not out or any(h <= 0 for h in out):
         raise argparse.ArgumentTypeError(f"{text!r}: expected positive durations like 10m,1h,1d")
     return out
-
-
-def _duration(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _quantile(text: str) -> float:
@@ -92,19 +86,19 @@ def add_backtest_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--stride",
-        type=_duration,
+        type=duration_arg,
         default="1h",
         help="time between forecast origins (default: %(default)s)",
     )
     p.add_argument(
         "--min-history",
-        type=_duration,
+        type=duration_arg,
         default="7d",
         help="history before the first origin (default: %(default)s)",
     )
     p.add_argument(
         "--history",
-        type=_duration,
+        type=duration_arg,
         default="28d",
         help="history the forecaster learns from at each origin (default: %(default)s)",
     )

@@ -4,15 +4,26 @@ and progress that shows both on a terminal and in a CI log.
 
 from __future__ import annotations
 
+import argparse
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
+from scaler.durations import parse_duration
+
 # JSON outputs carry this; it changes when a field changes meaning or goes away.
 SCHEMA_VERSION = 1
 # Without a terminal, one progress line at most this often (CI logs stay short).
 PROGRESS_EVERY_SECONDS = 5.0
+
+
+def duration_arg(text: str) -> float:
+    """An argparse type: a duration such as 90s, 15m, 7d (or plain seconds)."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class OutputPathError(ValueError):

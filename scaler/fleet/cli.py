@@ -20,20 +20,11 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from scaler.durations import parse_duration
+from scaler.cli_support import OutputPathError, ProgressLines, check_output_dir, duration_arg
 from scaler.fleet.evaluate import FleetSettings, ServiceResult
 from scaler.fleet.execute import ResultCache, run_fleet
 from scaler.fleet.report import totals, write_report
 from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, from_prometheus
-
-PROGRESS_EVERY_SECONDS = 5.0
-
-
-def _seconds(text: str) -> float:
-    try:
-        return parse_duration(text)
-    except ValueError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def _ratio(text: str) -> float:
@@ -82,14 +73,14 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--since",
-        type=_seconds,
+        type=duration_arg,
         default="14d",
         metavar="DURATION",
         help="history to read from Prometheus (default: %(default)s)",
     )
     source.add_argument(
         "--step",
-        type=_seconds,
+        type=duration_arg,
         default="5m",
         metavar="DURATION",
         help="resolution of that history (default: %(default)s)",
@@ -122,7 +113,7 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     judge.add_argument(
         "--min-history",
-        type=_seconds,
+        type=duration_arg,
         default="3d",
         metavar="DURATION",
         help="shorter services get 'too little history' (default: %(default)s)",
@@ -202,11 +193,10 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     err = Console(stderr=True)
     out = Path(args.out)
     try:
-        if out.exists() and not out.is_dir():
-            raise FleetInputError(f"--out {out}: exists and is not a folder")
+        check_output_dir(args.out, "--out")
         settings = settings_from(args)
         services = services_from(args)
-    except FleetInputError as error:
+    except (FleetInputError, OutputPathError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
     cache = ResultCache(None if args.no_cache else Path(args.cache or out / ".cache"))
@@ -225,7 +215,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     )
     task = progress.add_task("services", total=len(services))
     done = [0, 0]  # finished, of which from the cache
-    last_line = [time.monotonic()]
+    lines = None if err.is_terminal else ProgressLines(sys.stderr, "fleet")
 
     def on_result(result: ServiceResult, cached: bool) -> None:
         done[0] += 1
@@ -233,10 +223,8 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         progress.update(task, completed=done[0])
         if result.error:
             err.print(f"{result.name}: failed: {result.error}", highlight=False)
-        now = time.monotonic()
-        if not err.is_terminal and now - last_line[0] >= PROGRESS_EVERY_SECONDS:
-            last_line[0] = now
-            print(f"fleet: {done[0]}/{len(services)} services done", file=sys.stderr, flush=True)
+        if lines is not None:
+            lines.update(f"{done[0]}/{len(services)} services", done[0] / len(services))
 
     try:
         with progress:
