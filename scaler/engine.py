@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from scaler.forecast.types import Forecast
+from scaler.forecast_action import LeadWindow, demand_to_provision, lead_window
 from scaler.policy import ForecastMode, Policy
 from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW
 
@@ -173,18 +174,6 @@ def _cron(policy: Policy, now: float) -> tuple[int, int | None, bool, SignalRead
     return floor, ceiling, any_floor_active, reading
 
 
-def _forecast_peak(forecast: Forecast, now: float, lead: float) -> tuple[float, float] | None:
-    """Max of median and upper band over [now, now + lead], or None if not covered."""
-    if forecast.start > now + forecast.step_seconds or forecast.end < now + lead:
-        return None
-    window = forecast.window(now, now + lead)
-    if window.stop <= window.start:
-        return None
-    # The window is a handful of points: Python's max on a list beats numpy's call overhead,
-    # and the simulator calls this once per polling tick.
-    return max(forecast.median[window].tolist()), max(forecast.upper[window].tolist())
-
-
 def decide(
     policy: Policy,
     observations: Observations,
@@ -203,15 +192,16 @@ def decide(
         active = active or cron_active
 
     lead = lead_seconds(policy, settings)
-    forecast_peak: tuple[float, float] | None = None
+    forecast_window: LeadWindow | None = None
     if policy.forecast.mode is not ForecastMode.OFF and observations.forecast is not None:
-        forecast_peak = _forecast_peak(observations.forecast, now, lead)
+        forecast_window = lead_window(observations.forecast, now, lead)
+    observed_demand: float | None = None
 
     query = policy.query
     if query is not None:
         demand = observations.demand
         if demand is not None and _fresh(demand.observed_at, now, settings):
-            value = max(demand.value, 0.0)
+            value = observed_demand = max(demand.value, 0.0)
             status = SignalStatus.HELD if demand.error else SignalStatus.OK
             replicas = replicas_for(value, query.threshold)
             readings.append(
@@ -219,10 +209,10 @@ def decide(
             )
             acting.append((replicas, Reason.QUERY))
             active = active or value > query.activation_threshold
-        elif forecast_peak is not None and policy.forecast.mode is ForecastMode.ON:
+        elif forecast_window is not None and policy.forecast.mode is ForecastMode.ON:
             # Failure semantics: a healthy forecast stands in for stale demand (not in
             # observe mode, whose forecast never acts).
-            _, upper = forecast_peak
+            upper = forecast_window.peak_upper
             replicas = replicas_for(upper, query.threshold)
             detail = observations.errors.get(Signal.QUERY, "demand is stale")
             readings.append(
@@ -261,7 +251,7 @@ def decide(
 
     forecast_median = forecast_upper = None
     if policy.forecast.mode is not ForecastMode.OFF and query is not None:
-        if forecast_peak is None:
+        if forecast_window is None:
             detail = observations.forecast_problem or (
                 "no forecast yet"
                 if observations.forecast is None
@@ -269,17 +259,30 @@ def decide(
             )
             readings.append(SignalReading(Signal.FORECAST, SignalStatus.NO_FORECAST, detail=detail))
         else:
-            forecast_median, forecast_upper = forecast_peak
-            replicas = replicas_for(forecast_upper, query.threshold)
+            forecast_median = forecast_window.peak_median
+            forecast_upper = forecast_window.peak_upper
+            # Without a fresh demand (it is stale and the forecast stands in) the band's peak
+            # is all there is to go by.
+            wanted = (
+                forecast_upper
+                if observed_demand is None
+                else demand_to_provision(policy.forecast.action, forecast_window, observed_demand)
+            )
+            replicas = replicas_for(wanted, query.threshold)
+            detail = f"{policy.forecast.action.value}: provision for {wanted:.6g}"
             if policy.forecast.mode is ForecastMode.ON:
                 readings.append(
-                    SignalReading(Signal.FORECAST, SignalStatus.OK, replicas, forecast_upper)
+                    SignalReading(
+                        Signal.FORECAST, SignalStatus.OK, replicas, forecast_upper, detail
+                    )
                 )
                 acting.append((replicas, Reason.FORECAST))
                 active = active or forecast_upper > query.activation_threshold
             else:
                 readings.append(
-                    SignalReading(Signal.FORECAST, SignalStatus.OBSERVE, replicas, forecast_upper)
+                    SignalReading(
+                        Signal.FORECAST, SignalStatus.OBSERVE, replicas, forecast_upper, detail
+                    )
                 )
 
     upper_bound = policy.max_replicas

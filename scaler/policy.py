@@ -34,6 +34,13 @@ class ForecastMode(StrEnum):
     ON = "on"
 
 
+class ForecastAction(StrEnum):
+    """How a forecast that is on acts (policy key `forecastAction`)."""
+
+    RAMP = "ramp"  # the observed demand plus the rise the band predicts over the lead time
+    FLOOR = "floor"  # the band's peak over the lead time as a floor, at all times
+
+
 class PolicyError(ValueError):
     """Invalid trigger metadata; `problems` lists every problem found."""
 
@@ -68,6 +75,7 @@ class ForecastPolicy:
     history_seconds: float = 7 * 86400.0
     pod_startup_seconds: float = 60.0
     quantile: float = 0.95
+    action: ForecastAction = ForecastAction.RAMP
 
 
 @dataclass(frozen=True)
@@ -136,6 +144,7 @@ KNOWN_KEYS = (
     "forecastHistory",
     "podStartupSeconds",
     "forecastQuantile",
+    "forecastAction",
     "minReplicas",
     "maxReplicas",
     "metricName",
@@ -237,6 +246,13 @@ def _forecast_mode(text: str) -> ForecastMode:
         return ForecastMode(text.strip().lower())
     except ValueError:
         raise ValueError("expected one of off, observe, on") from None
+
+
+def _forecast_action(text: str) -> ForecastAction:
+    try:
+        return ForecastAction(text.strip().lower())
+    except ValueError:
+        raise ValueError("expected one of ramp, floor") from None
 
 
 def _address(text: str) -> str:
@@ -421,6 +437,7 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
         history_seconds=r.get("forecastHistory", _positive_duration, 7 * 86400.0),
         pod_startup_seconds=r.get("podStartupSeconds", _duration, 60.0),
         quantile=r.get("forecastQuantile", _quantile, 0.95),
+        action=r.get("forecastAction", _forecast_action, ForecastAction.RAMP),
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):
         problems.append(

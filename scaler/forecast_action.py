@@ -1,0 +1,62 @@
+"""How a forecast that is on turns into demand to provision for: pure arithmetic.
+
+Two actions (policy key `forecastAction`):
+
+- `ramp` (the default): the demand observed now plus the rise the forecast
+  predicts over the lead time, r = ceil((demand + rise) / threshold). Where the
+  forecast sees no rise (a flat level, a decline, a level it cannot predict)
+  this is exactly the reactive recommendation, so a forecast that does not
+  help costs nothing; ahead of a predicted ramp the capacity for it is asked
+  for one pod start-up early (AHPA's proactive-plus-reactive, shifted by the
+  start-up; AWS's predictive scale-out with dynamic scale-in).
+- `floor`: the band's peak over the lead time is a floor at all times (the
+  behaviour before `ramp`): safer against errors of the level, dearer
+  wherever the band sits above the demand.
+
+The rise is measured on the band itself, from its value now to its peak over
+the lead time, so that a band whose level is off by a constant still predicts
+the right rise, and a band that is flat predicts none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from scaler.forecast.types import Forecast
+from scaler.policy import ForecastAction
+
+
+@dataclass(frozen=True)
+class LeadWindow:
+    """The forecast over [now, now + lead]: its value now and its peak."""
+
+    median_now: float
+    upper_now: float
+    peak_median: float
+    peak_upper: float
+
+    @property
+    def rise(self) -> float:
+        """How much the median climbs over the lead time (0 when it is flat or falls)."""
+        return max(0.0, self.peak_median - self.median_now)
+
+
+def lead_window(forecast: Forecast, now: float, lead: float) -> LeadWindow | None:
+    """The forecast over [now, now + lead], or None when it does not cover that span."""
+    if forecast.start > now + forecast.step_seconds or forecast.end < now + lead:
+        return None
+    window = forecast.window(now, now + lead)
+    if window.stop <= window.start:
+        return None
+    # The window is a handful of points: Python's max on a list beats numpy's call overhead,
+    # and the simulator calls this once per polling tick.
+    median = forecast.median[window].tolist()
+    upper = forecast.upper[window].tolist()
+    return LeadWindow(median[0], upper[0], max(median), max(upper))
+
+
+def demand_to_provision(action: ForecastAction, window: LeadWindow, demand: float) -> float:
+    """The demand the forecast asks capacity for, given the demand observed now."""
+    if action is ForecastAction.FLOOR:
+        return window.peak_upper
+    return demand + window.rise
