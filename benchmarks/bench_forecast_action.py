@@ -2,6 +2,7 @@
 
 Usage: python benchmarks/bench_forecast_action.py [--synthetic-only] [--actions ramp,floor]
                                                   [--budgets 0.001,0.01] [SCENARIO.yaml ...]
+       python benchmarks/bench_forecast_action.py --write-trace synthetic-night-zero CSV
 
 For every scenario (default: simulations/*.yaml) and every synthetic shape below,
 reactive and tidescaler (each `forecastAction`) are run over the same grid of
@@ -32,7 +33,7 @@ import numpy as np
 
 from scaler.sim.runner import SweepPoint, cost_at_budget, simulate
 from scaler.sim.scenario import Scenario, load_scenario, with_sweep_value
-from scaler.sim.traffic import Traffic
+from scaler.sim.traffic import Traffic, write_trace
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGETS = ("0.4", "0.45", "0.5", "0.55", "0.6", "0.65", "0.7", "0.75", "0.8", "0.85", "0.9", "0.95")
@@ -164,7 +165,14 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--synthetic-only", action="store_true")
     parser.add_argument("--actions", default="ramp,floor")
     parser.add_argument("--budgets", default="0.001,0.01")
+    parser.add_argument(
+        "--write-trace", nargs=2, metavar=("SHAPE", "CSV"), help="write a synthetic trace"
+    )
     args = parser.parse_args(argv)
+    if args.write_trace:
+        shape, path = args.write_trace
+        write_trace(SYNTHETIC[shape](), path)
+        return 0
     actions = [a.strip() for a in args.actions.split(",") if a.strip()]
     budgets = [float(b) for b in args.budgets.split(",")]
     files = (
