@@ -263,10 +263,15 @@ def decide(
             forecast_upper = forecast_window.peak_upper
             # Without a fresh demand (it is stale and the forecast stands in) the band's peak
             # is all there is to go by.
+            forecast = observations.forecast
+            headroom = forecast.last_value_headroom(lead) if forecast is not None else None
+            band_floor = forecast.band_floor if forecast is not None else 0.0
             wanted = (
                 forecast_upper
                 if observed_demand is None
-                else demand_to_provision(policy.forecast.action, forecast_window, observed_demand)
+                else demand_to_provision(
+                    policy.forecast.action, forecast_window, observed_demand, headroom, band_floor
+                )
             )
             replicas = replicas_for(wanted, query.threshold)
             detail = f"{policy.forecast.action.value}: provision for {wanted:.6g}"

@@ -55,8 +55,25 @@ def lead_window(forecast: Forecast, now: float, lead: float) -> LeadWindow | Non
     return LeadWindow(median[0], upper[0], max(median), max(upper))
 
 
-def demand_to_provision(action: ForecastAction, window: LeadWindow, demand: float) -> float:
-    """The demand the forecast asks capacity for, given the demand observed now."""
+def demand_to_provision(
+    action: ForecastAction,
+    window: LeadWindow,
+    demand: float,
+    headroom: float | None = None,
+    band_floor: float = 0.0,
+) -> float:
+    """The demand the forecast asks capacity for, given the demand observed now.
+
+    `headroom` is the relative band the observed demand would need to cover the
+    demand a lead time ahead at the forecast's quantile (`band_floor` as in the
+    forecast's own band); `auto` without it is `ramp`.
+    """
+    ramp = demand + window.rise
     if action is ForecastAction.FLOOR:
         return window.peak_upper
-    return demand + window.rise
+    if action is ForecastAction.RAMP or headroom is None:
+        return ramp
+    # Both the band and observed demand plus its headroom cover the demand a lead time
+    # ahead at the same quantile: the sharper of the two is the cheaper way to get that
+    # coverage, and the ramp is never given up.
+    return max(ramp, min(window.peak_upper, demand + headroom * (demand + band_floor)))

@@ -39,6 +39,7 @@ class ForecastAction(StrEnum):
 
     RAMP = "ramp"  # the observed demand plus the rise the band predicts over the lead time
     FLOOR = "floor"  # the band's peak over the lead time as a floor, at all times
+    AUTO = "auto"  # ramp, plus the band where it is sharper than the demand observed now
 
 
 class PolicyError(ValueError):
@@ -252,7 +253,7 @@ def _forecast_action(text: str) -> ForecastAction:
     try:
         return ForecastAction(text.strip().lower())
     except ValueError:
-        raise ValueError("expected one of ramp, floor") from None
+        raise ValueError("expected one of ramp, floor, auto") from None
 
 
 def _address(text: str) -> str:

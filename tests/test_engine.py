@@ -43,12 +43,17 @@ def demand(value: float, age: float = 0.0, error: str | None = None) -> Sample:
     return Sample(value, NOW - age, error)
 
 
-def band(median: float | list[float], upper: float | list[float], step: float = 60.0) -> Forecast:
+def band(
+    median: float | list[float],
+    upper: float | list[float],
+    step: float = 60.0,
+    last_value_band: tuple[tuple[float, float], ...] = (),
+) -> Forecast:
     """A forecast starting at NOW covering 2 hours at `step` seconds."""
     n = int(7200 / step)
     med = np.full(n, median, dtype=float) if np.isscalar(median) else np.asarray(median, float)
     up = np.full(n, upper, dtype=float) if np.isscalar(upper) else np.asarray(upper, float)
-    return Forecast(NOW, step, med, up, 0.95, "test", NOW - 60)
+    return Forecast(NOW, step, med, up, 0.95, "test", NOW - 60, last_value_band=last_value_band)
 
 
 @dataclass
@@ -183,6 +188,34 @@ CASES = {
     "forecast-ramp-ignores-a-rise-beyond-the-lead": Case(
         QUERY | {"forecast": "on"},
         Observations(demand=demand(250), forecast=band([200.0] * 2 + [900.0] * 118, 1000)),
+        3,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-auto-takes-the-band-where-it-is-sharper-than-the-last-value": Case(
+        # The observed demand would need +80 % to cover the next 90 s at the quantile;
+        # the band needs only 330: capacity for 330.
+        QUERY | {"forecast": "on", "forecastAction": "auto"},
+        Observations(
+            demand=demand(250), forecast=band(300, 330, last_value_band=((60, 0.8), (120, 0.8)))
+        ),
+        4,
+        Reason.FORECAST,
+        True,
+    ),
+    "forecast-auto-never-asks-more-than-the-last-value-needs": Case(
+        # A wide band (900) against +10 % for the observed demand: 275, as reactive.
+        QUERY | {"forecast": "on", "forecastAction": "auto"},
+        Observations(
+            demand=demand(250), forecast=band(300, 900, last_value_band=((60, 0.1), (120, 0.1)))
+        ),
+        3,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-auto-without-a-last-value-band-is-ramp": Case(
+        QUERY | {"forecast": "on", "forecastAction": "auto"},
+        Observations(demand=demand(250), forecast=band(300, 900)),
         3,
         Reason.QUERY,
         True,

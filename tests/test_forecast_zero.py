@@ -64,3 +64,24 @@ def test_zeros_that_are_not_reliable_keep_a_band() -> None:
     zero = fc.median == 0.0
     assert zero.any()
     assert np.all(fc.upper[zero] > 0.0)
+
+
+def test_last_value_band_is_wider_than_the_forecast_band_on_noisy_tides() -> None:
+    # Minute-to-minute noise of 30 % around a daily tide: the demand just observed is a
+    # poor guide to the next minutes, the seasonal median a good one.
+    rng = np.random.default_rng(7)
+    t = START + STEP * np.arange(9 * 1440)
+    tide = 300.0 + 200.0 * np.sin(2 * np.pi * (t % DAY) / DAY)
+    y = tide * np.exp(rng.normal(0.0, 0.3, len(t)))
+    fitted = forecaster.fit(y, STEP, quantile=0.95, now=START + len(y) * STEP)
+    assert fitted.last_value_band is not None
+    short = fitted.band_horizons <= 5
+    assert np.all(fitted.last_value_band[short] > fitted.band_quantiles[short])
+    fc = fitted.forecast(3600)
+    assert fc.band_floor == fitted.band_floor
+    headroom = fc.last_value_headroom(90.0)
+    assert headroom is not None
+    # 90 s lies between the first two calibrated horizons, one and two minutes.
+    assert list(fitted.band_horizons[:2]) == [1, 2]
+    one, two = fitted.last_value_band[:2]
+    assert min(one, two) - 1e-9 <= headroom <= max(one, two) + 1e-9

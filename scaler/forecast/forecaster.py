@@ -141,6 +141,9 @@ class FittedForecaster:
     # alone: 0 when demand stayed 0 whenever they said so (a workload idle every night
     # then forecasts an idle night). None: too few zero forecasts, the relative band.
     zero_band: float | None = None
+    # The band the last value would need at each of `band_horizons` for the same
+    # coverage (inf: too few errors): what a reactive scaler implicitly relies on.
+    last_value_band: FloatArray | None = None
 
     @property
     def model_name(self) -> str:
@@ -192,6 +195,16 @@ class FittedForecaster:
             fitted_at=self.now,
             periodicity=self.periodicity.label,
             note=self.note,
+            band_floor=self.band_floor,
+            last_value_band=()
+            if self.last_value_band is None
+            else tuple(
+                zip(
+                    (self.band_horizons * self.step_seconds).tolist(),
+                    self.last_value_band.tolist(),
+                    strict=True,
+                )
+            ),
         )
 
 
@@ -552,6 +565,20 @@ def fit(
     for j in range(len(horizons)):
         band_q[j] = conformal_quantile(all_scores[:, j], quantile, weights)
     band_q = _fill_uncalibrated(band_q)
+    # The same calibration for the last value (the forecast a reactive scaler makes
+    # implicitly), on the same origins and floor, so the engine can tell where the
+    # forecast knows more about the next minutes than the demand just observed.
+    last_value_band = None
+    if "last_value" in paths:
+        naive = paths["last_value"]
+        last_value_band = np.array(
+            [
+                conformal_quantile(
+                    (actual[:, j] - naive[:, j]) / (naive[:, j] + floor), quantile, weights
+                )
+                for j in range(len(horizons))
+            ]
+        )
 
     note = ""
     if not (periodicity.daily or periodicity.weekly):
@@ -570,6 +597,7 @@ def fit(
         note=note,
         scores=losses,
         zero_band=zero_band,
+        last_value_band=last_value_band,
     )
 
 
