@@ -5,7 +5,10 @@ and the tests run the very same arithmetic. The pipeline, in order:
 
 1. each signal turns its observation into a replica recommendation
    (query: ceil(demand / threshold); cpu/memory: ceil(used / (target x request
-   per pod)); forecast: ceil(max upper band over [t, t + lead] / threshold);
+   per pod)); forecast: ceil(demand the forecast asks for / threshold), where
+   `forecastAction` says what it asks for over [t, t + lead] (scaler/forecast_action:
+   the observed demand plus the predicted rise, the band's peak, or the sharper of
+   the band and what the observed demand alone would need);
    cron: the floor and ceiling of the active windows);
 2. an observation older than the staleness bound is no observation; a signal
    that has none makes the decision unavailable (KEDA's fallback then acts)
@@ -14,7 +17,8 @@ and the tests run the very same arithmetic. The pipeline, in order:
    to [minReplicas, min(maxReplicas, window ceiling)];
 4. activity (KEDA's 0 <-> 1) is decided separately: demand above
    activationThreshold, a window with a floor > 0, or (forecast on) the band
-   above activationThreshold within the lead time.
+   above activationThreshold within the lead time (a forecast of an idle night
+   has a zero band, so the workload still scales to zero).
 
 The conservative rules: combine by max, round up, and a signal whose backend
 fails holds its last good value (never lowering replicas) until it goes stale.

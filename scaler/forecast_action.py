@@ -1,21 +1,26 @@
 """How a forecast that is on turns into demand to provision for: pure arithmetic.
 
-Two actions (policy key `forecastAction`):
+Three actions (policy key `forecastAction`):
 
-- `ramp` (the default): the demand observed now plus the rise the forecast
-  predicts over the lead time, r = ceil((demand + rise) / threshold). Where the
-  forecast sees no rise (a flat level, a decline, a level it cannot predict)
-  this is exactly the reactive recommendation, so a forecast that does not
-  help costs nothing; ahead of a predicted ramp the capacity for it is asked
-  for one pod start-up early (AHPA's proactive-plus-reactive, shifted by the
-  start-up; AWS's predictive scale-out with dynamic scale-in).
+- `ramp` (the default): the demand observed now plus the rise the forecast's
+  median predicts over the lead time, r = ceil((demand + rise) / threshold).
+  Where the forecast sees no rise (a flat level, a decline, a level it cannot
+  predict) this is exactly the reactive recommendation, so a forecast that
+  does not help costs nothing; ahead of a predicted ramp the capacity for it
+  is asked for one pod start-up early (AHPA's proactive plus reactive, shifted
+  by the start-up; AWS's predictive scale-out with dynamic scale-in). The rise
+  is measured on the forecast itself, from its value now to its peak over the
+  lead time, so that a level that is off by a constant still gives the right
+  rise.
 - `floor`: the band's peak over the lead time is a floor at all times (the
-  behaviour before `ramp`): safer against errors of the level, dearer
-  wherever the band sits above the demand.
-
-The rise is measured on the band itself, from its value now to its peak over
-the lead time, so that a band whose level is off by a constant still predicts
-the right rise, and a band that is flat predicts none.
+  behaviour before `ramp`): it covers the demand's noise too, which pays
+  where demand jumps faster than any reaction, and costs wherever the band
+  sits above the demand.
+- `auto`: the ramp, or the band's peak where the band is sharper than what the
+  observed demand itself would need to cover the demand a lead time ahead at
+  the same quantile (the last value's band from the same backtest, a gate of
+  the forecast by its own skill against the naive forecast): never more than
+  observed demand plus that headroom, never less than the ramp.
 """
 
 from __future__ import annotations

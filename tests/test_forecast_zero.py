@@ -85,3 +85,18 @@ def test_last_value_band_is_wider_than_the_forecast_band_on_noisy_tides() -> Non
     assert list(fitted.band_horizons[:2]) == [1, 2]
     one, two = fitted.last_value_band[:2]
     assert min(one, two) - 1e-9 <= headroom <= max(one, two) + 1e-9
+
+
+def test_last_value_needs_no_band_within_a_small_part_of_a_coarse_step() -> None:
+    hourly = forecaster.fit(
+        business_hours(9, START)[: 9 * 1440].reshape(-1, 60).mean(axis=1),
+        3600.0,
+        quantile=0.95,
+        now=START + 9 * DAY,
+    ).forecast(6 * 3600)
+    first = hourly.last_value_band[0]
+    assert first[0] == 3600.0 and first[1] > 0.0
+    # 90 s is 2.5 % of an hour: a boundary falls within it less often than 1 - 0.95.
+    assert hourly.last_value_headroom(90.0) == 0.0
+    # 10 minutes is 17 %: the one-hour band holds.
+    assert hourly.last_value_headroom(600.0) == first[1]

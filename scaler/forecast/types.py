@@ -45,10 +45,15 @@ class Forecast:
         """Relative band the demand observed now needs `horizon_seconds` ahead, None if unknown.
 
         Interpolated on log horizon between the calibrated horizons, flat beyond them.
+        Below the first (one step of a series held flat within each step, such as an
+        hourly trace) the last value is wrong only when a step boundary falls within
+        the horizon: when that chance is below 1 - quantile, no band is needed.
         """
         known = [(h, w) for h, w in self.last_value_band if math.isfinite(w) and h > 0]
         if not known:
             return None
+        if horizon_seconds < known[0][0] and horizon_seconds / known[0][0] < 1.0 - self.quantile:
+            return 0.0
         horizons = np.log([h for h, _ in known])
         widths = np.array([w for _, w in known])
         value = float(np.interp(math.log(max(horizon_seconds, 1e-9)), horizons, widths))
