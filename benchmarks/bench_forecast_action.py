@@ -1,6 +1,7 @@
 """Frontier against frontier: tidescaler's forecast actions against reactive, same tuning budget.
 
-Usage: python benchmarks/bench_forecast_action.py [--synthetic-only] [--actions ramp,floor]
+Usage: python benchmarks/bench_forecast_action.py [--synthetic-only | --no-synthetic]
+                                                  [--actions ramp,floor,auto]
                                                   [--budgets 0.001,0.01] [SCENARIO.yaml ...]
        python benchmarks/bench_forecast_action.py --write-trace synthetic-night-zero CSV
 
@@ -163,7 +164,8 @@ def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", type=Path)
     parser.add_argument("--synthetic-only", action="store_true")
-    parser.add_argument("--actions", default="ramp,floor")
+    parser.add_argument("--no-synthetic", action="store_true")
+    parser.add_argument("--actions", default="ramp,floor,auto")
     parser.add_argument("--budgets", default="0.001,0.01")
     parser.add_argument(
         "--write-trace", nargs=2, metavar=("SHAPE", "CSV"), help="write a synthetic trace"
@@ -184,7 +186,7 @@ def main(argv: list[str]) -> int:
         scenario = load_scenario(path)
         cases.append((scenario, scenario.load_traffic()))
     for name, make in SYNTHETIC.items():
-        if not any(s.name == name for s, _ in cases):
+        if not args.no_synthetic and not any(s.name == name for s, _ in cases):
             cases.append((synthetic_scenario(template, name), make()))
     header = " | ".join(f"{a} @ {b:.1%}" for b in budgets for a in actions)
     print(f"| scenario | {header} |")
