@@ -229,18 +229,23 @@ def test_json_grid_sweep_adds_frontier_and_budgets(
     for entry in data["budgets"]:
         assert set(entry) == {
             "budget",
+            "walk_forward",
             "reactive",
             "tidescaler",
             "tidescaler_vs_reactive",
             "tidescaler_vs_static_peak",
         }
+        # Walk-forward: chosen within the budget on the tuning span, costed on the later one.
+        assert entry["walk_forward"] is True
         for name in ("reactive", "tidescaler"):
             pick = entry[name]
             if pick is not None:
-                assert pick["slo_violation_ratio"] <= entry["budget"]
+                assert pick["tuning_span"]["slo_violation_ratio"] <= entry["budget"]
         if entry["reactive"] and entry["tidescaler"]:
             assert entry["tidescaler_vs_reactive"] == pytest.approx(
-                entry["tidescaler"]["replica_hours"] / entry["reactive"]["replica_hours"], abs=1e-3
+                entry["tidescaler"]["later_span"]["replica_hours"]
+                / entry["reactive"]["later_span"]["replica_hours"],
+                abs=1e-3,
             )
     assert data["at_reactive_violations"]["reference"]["policy"] == "reactive"
     assert data["at_tidescaler_violations"]["policy"] == "reactive"

@@ -64,6 +64,8 @@ class ClusterModel:
 
     capacity_per_replica: float = 50.0  # requests/s one replica serves at full load
     service_time_ms: float = 20.0  # mean service time of one request
+    concurrency_per_pod: int | None = None  # requests a pod serves at once (None: derived)
+    routing: str = "random"  # random: a queue per pod (kube-proxy); pooled: one shared queue
     timeout_seconds: float = 10.0  # a request waiting longer fails
     pod_startup: PodStartup = field(default_factory=PodStartup)
     polling_interval_seconds: float = 30.0
@@ -78,8 +80,33 @@ class ClusterModel:
 
     @property
     def metric_lag_seconds(self) -> float:
+        """How far back a query's answer reaches: scrape interval plus rate window.
+
+        A change of demand starts to show one scrape interval after it happens and
+        is fully seen once the rate window has passed too.
+        """
+        return self.scrape_interval_seconds + self.rate_window_seconds
+
+    @property
+    def metric_mean_age_seconds(self) -> float:
         """Mean age of what a query returns: scrape delay plus half the rate window."""
         return self.scrape_interval_seconds + self.rate_window_seconds / 2.0
+
+    @property
+    def concurrency(self) -> int:
+        """Requests one pod serves at once: as given, or capacity x service time (Little)."""
+        if self.concurrency_per_pod is not None:
+            return self.concurrency_per_pod
+        return max(1, round(self.capacity_per_replica * self.service_time_ms / 1000.0))
+
+    @property
+    def service_time_seconds(self) -> float:
+        """The mean service time the queue model uses: concurrency / capacity per replica.
+
+        Equal to `service_time_ms` when the scenario is consistent (the parser checks
+        it); a capacity changed alone keeps the concurrency and moves the service time.
+        """
+        return self.concurrency / self.capacity_per_replica
 
     @property
     def hpa_min_replicas(self) -> int:
@@ -88,12 +115,17 @@ class ClusterModel:
 
 def observed_rate(rate: FloatArray, step_seconds: float, model: ClusterModel) -> FloatArray:
     """What a `rate(...[window])` query returns at each step: the mean over the window
-    ending one scrape interval ago (zero before the series starts)."""
+    ending one scrape interval before the step starts (zero before the series starts).
+
+    Step n covers [t_n, t_n + step): at t_n the newest scraped sample is from
+    t_n - scrape, so the step itself (and with a 0 s scrape, the interval just
+    starting) is never part of the answer.
+    """
     lag = max(0, round(model.scrape_interval_seconds / step_seconds))
     window = max(1, round(model.rate_window_seconds / step_seconds))
     cumulative = np.concatenate(([0.0], np.cumsum(rate)))
     n = len(rate)
-    end = np.clip(np.arange(n) + 1 - lag, 0, n)
+    end = np.clip(np.arange(n) - lag, 0, n)
     begin = np.clip(end - window, 0, n)
     out: FloatArray = (cumulative[end] - cumulative[begin]) / window
     return out
@@ -155,7 +187,7 @@ def run_cluster(
     reasons: dict[str, int] = {}
 
     is_cpu = isinstance(signal, CpuSignal)
-    cpu_lag = max(0, round(model.metric_lag_seconds / dt))
+    cpu_lag = max(0, round(model.metric_mean_age_seconds / dt))
     capacity = model.capacity_per_replica
     tolerance = model.tolerance
     behavior = model.behavior

@@ -4,6 +4,11 @@ A policy's frontier is the set of its settings that no other setting of the same
 policy beats on both cost and violations (Pareto filter). Policies are compared
 frontier against frontier: for each violation budget, the cheapest setting of
 each policy whose share of requests over the SLO (or failed) is within it.
+
+Walk-forward (the default where runs carry their spans): the setting is chosen
+on the tuning span (the first part of the evaluation window) and its cost and
+violations are those of the later span, which the choice never saw, as a
+setting tuned on past traffic meets future traffic.
 """
 
 from __future__ import annotations
@@ -11,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from scaler.sim.runner import SweepPoint, cost_at_budget
+from scaler.sim.runner import SweepPoint, cost_at_budget, walk_forward_pick
 
 # Violation budgets considered (share of requests over the SLO or failed); a
 # scenario reports those that fall inside the range its policies reach.
@@ -50,6 +55,35 @@ def frontiers(points: Iterable[SweepPoint]) -> dict[str, list[SweepPoint]]:
     return {name: pareto(mine) for name, mine in by_policy.items()}
 
 
+def walk_forward(points: Iterable[SweepPoint]) -> bool:
+    """Whether every point carries its tuning and later spans (walk-forward possible)."""
+    given = list(points)
+    return bool(given) and all(p.tuning is not None and p.later is not None for p in given)
+
+
+def on_tuning_span(points: Iterable[SweepPoint]) -> list[SweepPoint]:
+    """The points with the figures of their tuning span (what a walk-forward choice sees)."""
+    out = []
+    for p in points:
+        t = p.tuning
+        assert t is not None
+        out.append(
+            SweepPoint(
+                p.parameter,
+                p.value,
+                p.policy,
+                t.replica_hours,
+                t.cost_vs_static_peak,
+                t.slo_violation_ratio,
+                p.p99_latency_seconds,
+                p.settings,
+                p.tuning,
+                p.later,
+            )
+        )
+    return out
+
+
 def choose_budgets(
     points: Iterable[SweepPoint],
     policies: Sequence[str] = COMPARED,
@@ -59,9 +93,12 @@ def choose_budgets(
 
     A budget is kept when some compared policy meets it. Once every compared
     policy's cheapest setting meets a budget, looser budgets change no pick: only
-    the first such budget is kept.
+    the first such budget is kept. With walk-forward points, on the tuning span.
     """
-    mine = [p for p in points if p.policy in policies]
+    given = list(points)
+    if walk_forward(given):
+        given = on_tuning_span(given)
+    mine = [p for p in given if p.policy in policies]
     if not mine:
         return []
     low = min(p.slo_violation_ratio for p in mine)
@@ -85,26 +122,45 @@ def choose_budgets(
 
 @dataclass(frozen=True)
 class BudgetRow:
-    """The cheapest setting of each policy within one violation budget (None: none meets it)."""
+    """The cheapest setting of each policy within one violation budget (None: none meets it).
+
+    Walk-forward rows chose on the tuning span; their costs are the later span's.
+    """
 
     budget: float
     picks: dict[str, SweepPoint | None]
+    walk_forward: bool = False
+
+    def cost(self, policy: str) -> float | None:
+        """Replica-hours of the pick (on the later span when walk-forward)."""
+        pick = self.picks.get(policy)
+        if pick is None:
+            return None
+        if self.walk_forward:
+            assert pick.later is not None
+            return pick.later.replica_hours
+        return pick.replica_hours
 
     def ratio(self, policy: str, other: str) -> float | None:
         """Cost of `policy` over cost of `other` at this budget, when both meet it."""
-        a, b = self.picks.get(policy), self.picks.get(other)
-        if a is None or b is None or b.replica_hours <= 0:
+        a, b = self.cost(policy), self.cost(other)
+        if a is None or b is None or b <= 0:
             return None
-        return a.replica_hours / b.replica_hours
+        return a / b
 
 
 def budget_rows(
     points: Sequence[SweepPoint],
     budgets: Sequence[float],
     policies: Sequence[str] = COMPARED,
+    walk: bool | None = None,
 ) -> list[BudgetRow]:
+    """One row per budget; walk-forward (`walk`, default: when every point has spans)."""
+    given = list(points)
+    forward = walk_forward(given) if walk is None else walk
+    pick = walk_forward_pick if forward else cost_at_budget
     return [
-        BudgetRow(budget, {name: cost_at_budget(list(points), name, budget) for name in policies})
+        BudgetRow(budget, {name: pick(given, name, budget) for name in policies}, forward)
         for budget in budgets
     ]
 

@@ -35,7 +35,7 @@ from scaler.sim.cluster import (
     run_cluster,
 )
 from scaler.sim.queue import ServiceModel, tail_share
-from scaler.sim.scenario import Scenario
+from scaler.sim.scenario import Scenario, ScenarioError, unreachable_slo
 from scaler.sim.traffic import Traffic
 
 FloatArray = np.ndarray
@@ -67,8 +67,8 @@ def prepare(scenario: Scenario, traffic: Traffic) -> SimInput:
     cluster = scenario.cluster
     step = cluster.hpa_sync_seconds
     rate = traffic.on_grid(step)
-    service = ServiceModel.from_service_time(
-        cluster.capacity_per_replica, cluster.service_time_ms / 1000.0, cluster.timeout_seconds
+    service = ServiceModel(
+        cluster.capacity_per_replica, cluster.concurrency, cluster.timeout_seconds, cluster.routing
     )
     return SimInput(
         scenario=scenario,
@@ -109,6 +109,9 @@ def oracle(sim: SimInput) -> PolicyRun:
     """Fewest replicas per step with P(latency > SLO) <= oracle_tail, stationary, no start-up."""
     began = time.perf_counter()
     scenario = sim.scenario
+    why = unreachable_slo(scenario)
+    if why is not None:  # the search below would never end
+        raise ScenarioError(why)
     slo = scenario.slo_ms / 1000.0
     capacity = scenario.cluster.capacity_per_replica
     # Distinct demand values share one search (a trace holds each interval's rate several times).
@@ -222,19 +225,46 @@ def hpa_cpu(sim: SimInput) -> PolicyRun:
 ForecastCache = dict[tuple[float, ...], tuple[Forecast | None, str | None, str | None, int, int]]
 
 
+def query_history(
+    observed: FloatArray,
+    start: float,
+    sim_step: float,
+    end: float,
+    count: int,
+    step: float,
+    reach_seconds: float,
+) -> FloatArray:
+    """What a Prometheus range query of the demand returns: `count` points on the grid
+    of `step` ending at `end`, each the query's answer at that time (`observed`, the
+    lagged, scraped series on the simulation grid). A point whose window reaches
+    before the first scraped sample (`reach_seconds` = scrape interval + rate
+    window) or past the simulated span is missing (NaN): a gap, as in production.
+    """
+    times = end - step * np.arange(count - 1, -1, -1, dtype=np.float64)
+    index = np.floor((times - start) / sim_step + 1e-9).astype(np.int64)
+    known = (times - reach_seconds >= start - 1e-9) & (index < len(observed))
+    out: FloatArray = np.full(count, np.nan)
+    out[known] = observed[index[known]]
+    return out
+
+
 @dataclass
 class ForecastFeed:
     """Refits the forecaster every `refit_seconds` on the history the policy could see.
 
-    The history is the trace on its own grid, up to the last interval completed one
-    scrape interval before the refit, over `forecastHistory`. Between refits the
-    engine reads the latest forecast, as the service's background refresher does.
+    The history is what the service's refresher would fetch: the policy's query
+    over `forecastHistory` by range query, on the service's own grid step, as
+    Prometheus answers it (`observed`: lagged by the scrape interval, averaged
+    over the rate window, missing before the first scrape). Never the true demand.
+    Between refits the engine reads the latest forecast, as the refresher does.
     """
 
-    traffic: Traffic
+    observed: FloatArray  # the query's answer at each simulation step
+    start: float
+    sim_step: float
     policy: Policy
     refit_seconds: float
-    scrape_seconds: float
+    reach_seconds: float  # scrape interval + rate window: how far back a point looks
     lead_seconds: float
     fit_seconds: float = 0.0
     fits: int = 0
@@ -248,18 +278,31 @@ class ForecastFeed:
     def at(self, now: float) -> tuple[Forecast | None, str | None]:
         if now >= self._next_refit:
             self._refit(now)
-            base = self.traffic.start
+            base = self.start
             self._next_refit = (
                 base + (math.floor((now - base) / self.refit_seconds) + 1) * self.refit_seconds
             )
         return self._forecast, self.last_problem if self._forecast is None else None
+
+    def history(self, now: float) -> tuple[FloatArray, float, float]:
+        """(values, grid step, end time) the refresher would fit on at `now`."""
+        # The service's own grid step (imported here: the forecaster is optional).
+        from scaler.forecast_service import history_step_seconds
+
+        step = history_step_seconds(self.policy.forecast.history_seconds)
+        end = math.floor(now / step) * step  # as the refresher aligns its grid
+        count = max(1, round(self.policy.forecast.history_seconds / step))
+        values = query_history(
+            self.observed, self.start, self.sim_step, end, count, step, self.reach_seconds
+        )
+        return values, step, end
 
     def _refit(self, now: float) -> None:
         key = (
             self.policy.forecast.quantile,
             self.policy.forecast.history_seconds,
             self.refit_seconds,
-            self.scrape_seconds,
+            self.reach_seconds,
             self.lead_seconds,
             now,
         )
@@ -288,24 +331,14 @@ class ForecastFeed:
         except ImportError as err:  # the forecaster is an optional part of a build
             self._forecast, self.last_problem = None, f"forecaster unavailable: {err}"
             return
-        traffic = self.traffic
-        step = traffic.step_seconds
-        end = math.floor((now - self.scrape_seconds - traffic.start) / step + 1e-9)
-        end = min(end, len(traffic.rate_per_second))
-        begin = max(0, end - int(self.policy.forecast.history_seconds // step))
-        if end - begin < 2:
+        values, step, end = self.history(now)
+        if np.count_nonzero(np.isfinite(values)) < 2:
             self._forecast, self.last_problem = None, "no history yet"
             return
-        fitted_until = traffic.start + end * step
         began = time.perf_counter()
         try:
-            fitted = fit(
-                traffic.rate_per_second[begin:end],
-                step,
-                quantile=self.policy.forecast.quantile,
-                now=fitted_until,
-            )
-            horizon = (now - fitted_until) + self.refit_seconds + self.lead_seconds + 2 * step
+            fitted = fit(values, step, quantile=self.policy.forecast.quantile, now=end)
+            horizon = (now - end) + self.refit_seconds + self.lead_seconds + 2 * step
             self._forecast = fitted.forecast(horizon)
             self.last_problem = None
             self.models[self._forecast.model] += 1
@@ -326,10 +359,12 @@ def tidescaler(
     policy = parse_policy(metadata)
     settings = EngineSettings(polling_interval_seconds=scenario.cluster.polling_interval_seconds)
     feed = ForecastFeed(
-        traffic=sim.traffic,
+        observed=sim.observed,
+        start=sim.start,
+        sim_step=sim.step_seconds,
         policy=policy,
         refit_seconds=scenario.forecast_refit_seconds,
-        scrape_seconds=scenario.cluster.scrape_interval_seconds,
+        reach_seconds=scenario.cluster.metric_lag_seconds,
         lead_seconds=lead_seconds(policy, settings),
         cache=cache,
     )

@@ -1,11 +1,19 @@
 """What users feel: latency and failed requests from demand and ready capacity.
 
-Each ready replica runs `servers_per_replica` workers with exponential service
-times (mean `1/mu`). Below capacity a step is a stationary M/M/c queue (Erlang
-C); at or above capacity, and until the excess has drained, the queue is a
-fluid backlog that grows at (demand - capacity) and delays every request by
-backlog / capacity. A request that would wait longer than the timeout fails;
-with no ready replica at all, every request fails (no endpoint to reach).
+Each ready replica runs `servers_per_replica` workers (its concurrency) with
+exponential service times (mean `1/mu`). How requests reach them is the routing:
+
+- `random`: each request goes to a ready pod picked at random, as kube-proxy
+  spreads connections to a Service, so the Poisson arrivals split evenly and
+  every pod is its own M/M/k queue with k = its concurrency and lambda / pods;
+- `pooled`: one shared queue in front of every worker (a work queue), M/M/c
+  with c = pods x concurrency.
+
+Below capacity a step is that stationary queue (Erlang C); at or above
+capacity, and until the excess has drained, the queue is a fluid backlog that
+grows at (demand - capacity) and delays every request by backlog / capacity.
+A request that would wait longer than the timeout fails; with no ready
+replica at all, every request fails (no endpoint to reach).
 
 Per step the model keeps a small latency mixture (stationary part, fluid part,
 failures), so shares over the SLO, mean latency and percentiles are exact for
@@ -22,13 +30,39 @@ import numpy as np
 FloatArray = np.ndarray
 
 
+ROUTINGS = ("random", "pooled")
+
+
 @dataclass(frozen=True)
 class ServiceModel:
     """Per-replica service: `capacity_per_replica` = servers_per_replica x mu requests/s."""
 
     capacity_per_replica: float  # requests/s one ready replica serves at full load
-    servers_per_replica: int  # concurrent workers per replica (c of M/M/c per replica)
+    servers_per_replica: int  # concurrent workers per replica (its concurrency)
     timeout_seconds: float = 10.0
+    routing: str = "pooled"  # random: a queue per pod; pooled: one shared queue
+
+    def __post_init__(self) -> None:
+        if self.routing not in ROUTINGS:
+            raise ValueError(f"routing={self.routing!r}: expected one of {', '.join(ROUTINGS)}")
+        if self.servers_per_replica < 1 or self.capacity_per_replica <= 0:
+            raise ValueError(
+                f"servers_per_replica={self.servers_per_replica}, capacity_per_replica="
+                f"{self.capacity_per_replica:g}: expected at least one worker and capacity > 0"
+            )
+
+    @property
+    def service_time_seconds(self) -> float:
+        """Mean service time of one request (concurrency / capacity)."""
+        return self.servers_per_replica / self.capacity_per_replica
+
+    def queues(self, rate: FloatArray, replicas: np.ndarray) -> tuple[np.ndarray, FloatArray]:
+        """Servers of one queue and the arrival rate it gets, per step (replicas > 0)."""
+        r = np.asarray(replicas, dtype=np.int64)
+        if self.routing == "random":
+            servers = np.full(r.shape, self.servers_per_replica, dtype=np.int64)
+            return servers, np.asarray(rate, dtype=np.float64) / np.maximum(r, 1)
+        return r * self.servers_per_replica, np.asarray(rate, dtype=np.float64)
 
     @property
     def mu(self) -> float:
@@ -37,11 +71,17 @@ class ServiceModel:
 
     @classmethod
     def from_service_time(
-        cls, capacity_per_replica: float, service_time_seconds: float, timeout_seconds: float
+        cls,
+        capacity_per_replica: float,
+        service_time_seconds: float,
+        timeout_seconds: float,
+        routing: str = "pooled",
+        concurrency: int | None = None,
     ) -> ServiceModel:
-        """Workers per replica = capacity x mean service time (Little's law), at least 1."""
-        servers = max(1, round(capacity_per_replica * service_time_seconds))
-        return cls(capacity_per_replica, servers, timeout_seconds)
+        """Workers per replica = `concurrency`, or capacity x mean service time (Little's
+        law) rounded, at least 1."""
+        servers = concurrency or max(1, round(capacity_per_replica * service_time_seconds))
+        return cls(capacity_per_replica, servers, timeout_seconds, routing)
 
 
 def erlang_c(servers: FloatArray, offered_load: FloatArray) -> FloatArray:
@@ -316,15 +356,15 @@ def simulate_queue(
     wait_probability = np.zeros(n)
     wait_rate = np.full(n, mu)
     if stationary.any():
-        c = servers[stationary]
-        load = lam[stationary] / mu
+        c, lam_queue = service.queues(lam[stationary], ready[stationary])
+        load = lam_queue / mu
         # Consecutive steps often repeat (c, load): compute each distinct run once.
         change = np.ones(len(c), dtype=bool)
         change[1:] = (c[1:] != c[:-1]) | (load[1:] != load[:-1])
         firsts = np.flatnonzero(change)
         run_of = np.cumsum(change) - 1
         pw = erlang_c(c[firsts], load[firsts])[run_of]
-        theta = np.maximum(c * mu - lam[stationary], 1e-12)
+        theta = np.maximum(c * mu - lam_queue, 1e-12)
         wait_probability[stationary] = pw
         wait_rate[stationary] = theta
         # Requests that would wait past the timeout fail rather than being served.
@@ -354,15 +394,16 @@ def tail_share(
     1 where the step is overloaded (no steady state).
     """
     lam = np.asarray(rate_per_second, dtype=np.float64)
-    c = np.asarray(replicas, dtype=np.int64) * service.servers_per_replica
+    r = np.asarray(replicas, dtype=np.int64)
     mu = service.mu
     share = np.ones(len(lam))
-    ok = c * mu > lam
+    ok = r * service.servers_per_replica * mu > lam
     share[lam <= 0] = 0.0
     ok &= lam > 0
     if ok.any():
-        pw = erlang_c(c[ok], lam[ok] / mu)
-        theta = c[ok] * mu - lam[ok]
+        c, lam_queue = service.queues(lam[ok], r[ok])
+        pw = erlang_c(c, lam_queue / mu)
+        theta = c * mu - lam_queue
         share[ok] = (1.0 - pw) * np.exp(-mu * latency_seconds) + pw * _sum_of_exponentials_tail(
             theta, mu, latency_seconds
         )

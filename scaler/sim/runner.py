@@ -25,16 +25,39 @@ from scaler.sim.policies import (
 from scaler.sim.queue import QueueOutcome, simulate_queue
 from scaler.sim.scenario import (
     SWEEP_LABELS,
+    SWEEP_REACTIVE,
     SWEEP_TIDESCALER,
     Scenario,
     ScenarioError,
     setting_as_given,
+    unreachable_slo,
     with_sweep_value,
 )
 from scaler.sim.traffic import Traffic
 
 FloatArray = np.ndarray
 PolicyProgress = Callable[[str, float], None]
+
+
+@dataclass(frozen=True)
+class Span:
+    """One policy's figures over part of the evaluation window (walk-forward halves)."""
+
+    replica_hours: float
+    cost_vs_static_peak: float  # against static-peak over the same span
+    slo_violation_ratio: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "replica_hours": round(self.replica_hours, 3),
+            "cost_vs_static_peak": round(self.cost_vs_static_peak, 4),
+            "slo_violation_ratio": float(f"{self.slo_violation_ratio:.6g}"),
+        }
+
+
+# Walk-forward: settings are chosen on the first part of the evaluation window (the
+# tuning span) and reported on the rest (the later span).
+TUNING_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -56,9 +79,13 @@ class PolicyResult:
     peak_replicas: int
     wall_seconds: float
     detail: dict[str, object] = field(default_factory=dict)
+    tuning: Span | None = None  # the first part of the evaluation window
+    later: Span | None = None  # the rest, where walk-forward picks are reported
 
     def as_dict(self) -> dict[str, object]:
         return {
+            "tuning_span": None if self.tuning is None else self.tuning.as_dict(),
+            "later_span": None if self.later is None else self.later.as_dict(),
             "policy": self.policy,
             "replica_hours": round(self.replica_hours, 3),
             "cost_vs_static_peak": round(self.cost_vs_static_peak, 4),
@@ -97,6 +124,7 @@ class SimulationResult:
     timeline: Timeline
     wall_seconds: float
     static_peak_hours: float = float("nan")  # replica-hours of static-peak at this target
+    static_span_hours: tuple[float, float] = (float("nan"), float("nan"))  # tuning, later
 
     def policy(self, name: str) -> PolicyResult | None:
         for result in self.policies:
@@ -124,6 +152,8 @@ class SweepPoint:
     slo_violation_ratio: float
     p99_latency_seconds: float
     settings: tuple[tuple[str, str], ...] = ()
+    tuning: Span | None = None  # figures on the tuning span (walk-forward choice)
+    later: Span | None = None  # figures on the later span (walk-forward report)
 
     @property
     def label(self) -> str:
@@ -137,7 +167,36 @@ class SweepPoint:
         return self.parameter == "base"
 
 
-def _evaluate(run: PolicyRun, sim: SimInput, first: int, static_hours: float) -> PolicyResult:
+def tuning_split(first: int, steps: int) -> int:
+    """First step of the later span: the evaluation window split at TUNING_SHARE."""
+    return first + int((steps - first) * TUNING_SHARE)
+
+
+def _span(
+    outcome: QueueOutcome,
+    provisioned: np.ndarray,
+    window: slice,
+    slo: float,
+    dt: float,
+    static_hours: float,
+) -> Span:
+    arrivals = float(outcome.arrivals[window].sum())
+    over = float(outcome.share_over(slo)[window].sum())
+    hours = float(provisioned[window].sum()) * dt / 3600.0
+    return Span(
+        replica_hours=hours,
+        cost_vs_static_peak=hours / static_hours if static_hours > 0 else float("nan"),
+        slo_violation_ratio=over / arrivals if arrivals > 0 else 0.0,
+    )
+
+
+def _evaluate(
+    run: PolicyRun,
+    sim: SimInput,
+    first: int,
+    static_hours: float,
+    static_spans: tuple[float, float] = (float("nan"), float("nan")),
+) -> PolicyResult:
     scenario = sim.scenario
     dt = sim.step_seconds
     provisioned = run.replicas.provisioned[first:]
@@ -158,6 +217,11 @@ def _evaluate(run: PolicyRun, sim: SimInput, first: int, static_hours: float) ->
     if run.replicas.reasons:
         detail["hpa_reasons"] = dict(run.replicas.reasons)
     detail["ready_replica_hours"] = round(float(ready.sum()) * dt / 3600.0, 3)
+    split = tuning_split(first, sim.steps)
+    slo = scenario.slo_ms / 1000.0
+    every = run.replicas.provisioned
+    tuning = _span(outcome, every, slice(first, split), slo, dt, static_spans[0])
+    later = _span(outcome, every, slice(split, None), slo, dt, static_spans[1])
     return PolicyResult(
         policy=run.name,
         replica_hours=replica_hours,
@@ -174,6 +238,8 @@ def _evaluate(run: PolicyRun, sim: SimInput, first: int, static_hours: float) ->
         peak_replicas=int(provisioned.max()) if len(provisioned) else 0,
         wall_seconds=run.wall_seconds,
         detail=detail,
+        tuning=tuning,
+        later=later,
     )
 
 
@@ -204,6 +270,10 @@ def simulate(
 ) -> SimulationResult:
     """Run every policy of `scenario` (or `policies`) on its traffic."""
     began = time.perf_counter()
+    if "oracle" in (policies or scenario.policies):
+        why = unreachable_slo(scenario)
+        if why is not None:  # say so before any policy runs
+            raise ScenarioError(why)
     traffic = traffic if traffic is not None else scenario.load_traffic()
     sim = prepare(scenario, traffic)
     first = round(scenario.warmup_days * 86400 / sim.step_seconds)
@@ -214,6 +284,11 @@ def simulate(
         )
     static_run = static_peak(sim)
     static_hours = float(static_run.replicas.provisioned[first:].sum()) * sim.step_seconds / 3600.0
+    split = tuning_split(first, sim.steps)
+    static_spans = (
+        float(static_run.replicas.provisioned[first:split].sum()) * sim.step_seconds / 3600.0,
+        float(static_run.replicas.provisioned[split:].sum()) * sim.step_seconds / 3600.0,
+    )
     results = []
     provisioned: dict[str, np.ndarray] = {}
     ready: dict[str, np.ndarray] = {}
@@ -224,7 +299,7 @@ def simulate(
                 progress(name, fraction)
 
         run = static_run if name == "static-peak" else run_policy(name, sim, report, forecast_cache)
-        result = _evaluate(run, sim, first, static_hours)
+        result = _evaluate(run, sim, first, static_hours, static_spans)
         results.append(result)
         provisioned[name] = run.replicas.provisioned
         ready[name] = run.replicas.ready
@@ -245,18 +320,24 @@ def simulate(
         timeline=timeline,
         wall_seconds=time.perf_counter() - began,
         static_peak_hours=static_hours,
+        static_span_hours=static_spans,
     )
+
+
+def _own_axes(names: list[str], policy: str) -> list[str]:
+    """The swept parameters that move `policy`: the shared ones and its own."""
+    own = {"tidescaler": SWEEP_TIDESCALER, "reactive": SWEEP_REACTIVE}.get(policy, ())
+    mine_only = SWEEP_TIDESCALER + SWEEP_REACTIVE
+    return [n for n in names if n not in mine_only or n in own]
 
 
 def base_points(result: SimulationResult) -> list[SweepPoint]:
     """Every policy of the scenario as given, as points labelled with its own settings."""
     scenario = result.scenario
     names = [name for name, _ in scenario.sweep.axes] if scenario.sweep else []
-    shared = [n for n in names if n not in SWEEP_TIDESCALER]
     points = []
     for r in result.policies:
-        mine = names if r.policy == "tidescaler" else shared
-        settings = tuple((n, setting_as_given(scenario, n)) for n in mine)
+        settings = tuple((n, setting_as_given(scenario, n)) for n in _own_axes(names, r.policy))
         points.append(
             SweepPoint(
                 "base",
@@ -267,6 +348,8 @@ def base_points(result: SimulationResult) -> list[SweepPoint]:
                 r.slo_violation_ratio,
                 r.p99_latency_seconds,
                 settings,
+                r.tuning,
+                r.later,
             )
         )
     return points
@@ -279,11 +362,13 @@ def sweep(
 ) -> tuple[SimulationResult, list[SweepPoint]]:
     """The scenario as given, plus one run per combination of its sweep (frontier points).
 
-    Policies other than tidescaler run once per combination of the parameters that
-    move them (the per-replica target, the pod start-up); tidescaler runs once per
-    combination of every swept parameter. Runs that differ only in the threshold
-    share the forecaster's refits (same history, same quantile: same forecast).
-    Costs are relative to static-peak of the scenario as given.
+    Every policy runs once per combination of the parameters that move it: the
+    shared ones (the per-replica target, the pod start-up) and its own (tidescaler's
+    forecast keys; reactive's scale-down stabilization window), so that two
+    policies given two knobs each get the same number of settings. Runs that differ
+    only in the threshold share the forecaster's refits (same history, same
+    quantile: same forecast). Costs are relative to static-peak of the scenario as
+    given, over the same span.
     """
     traffic = traffic if traffic is not None else scenario.load_traffic()
     cache: ForecastCache = {}
@@ -292,16 +377,30 @@ def sweep(
     if scenario.sweep is None:
         return base, points
     yardstick = base.static_peak_hours
+    tune_stick, later_stick = base.static_span_hours
     swept = scenario.sweep.policies or tuple(p for p in scenario.policies if p != "oracle")
     swept = tuple(p for p in scenario.policies if p in swept)
-    shared_axes = [(n, v) for n, v in scenario.sweep.axes if n not in SWEEP_TIDESCALER]
-    tide_axes = [(n, v) for n, v in scenario.sweep.axes if n in SWEEP_TIDESCALER]
-    others = tuple(p for p in swept if p != "tidescaler")
+    own = {"tidescaler": SWEEP_TIDESCALER, "reactive": SWEEP_REACTIVE}
+    shared_axes = [
+        (n, v) for n, v in scenario.sweep.axes if n not in SWEEP_TIDESCALER + SWEEP_REACTIVE
+    ]
+    own_axes = {
+        name: [(n, v) for n, v in scenario.sweep.axes if n in keys] for name, keys in own.items()
+    }
+    with_own = tuple(p for p in swept if own_axes.get(p))
+    plain_policies = tuple(p for p in swept if p not in with_own)
     plain = replace(scenario, sweep=None)
+
+    def rescaled(span: Span | None, stick: float) -> Span | None:
+        if span is None:
+            return None
+        cost = span.replica_hours / stick if stick > 0 else float("nan")
+        return Span(span.replica_hours, cost, span.slo_violation_ratio)
 
     def record(result: SimulationResult, settings: tuple[tuple[str, str], ...]) -> None:
         for r in result.policies:
-            mine = settings if r.policy == "tidescaler" else settings[: len(shared_axes)]
+            names = _own_axes([n for n, _ in settings], r.policy)
+            mine = tuple((n, v) for n, v in settings if n in names)
             points.append(
                 SweepPoint(
                     "+".join(n for n, _ in mine),
@@ -312,45 +411,47 @@ def sweep(
                     r.slo_violation_ratio,
                     r.p99_latency_seconds,
                     mine,
+                    rescaled(r.tuning, tune_stick),
+                    rescaled(r.later, later_stick),
                 )
             )
 
-    shared_names = [n for n, _ in shared_axes]
-    tide_names = [n for n, _ in tide_axes]
-    combos = 1
-    for _, values in shared_axes:
-        combos *= len(values)
-    per_combo = 1
-    for _, values in tide_axes:
-        per_combo *= len(values)
-    total = combos * (1 + (per_combo if tide_axes else 0))
+    def combos(axes: list[tuple[str, tuple[str, ...]]]) -> int:
+        count = 1
+        for _, values in axes:
+            count *= len(values)
+        return count
+
+    per_shared = (1 if plain_policies else 0) + sum(combos(own_axes[p]) for p in with_own)
+    total = combos(shared_axes) * per_shared
     done = 0
 
     def advance() -> None:
         nonlocal done
         done += 1
         if progress is not None:
-            progress("sweep", done / total)
+            progress("sweep", done / max(total, 1))
 
+    shared_names = [n for n, _ in shared_axes]
     for shared_values in itertools.product(*(v for _, v in shared_axes)):
         variant = plain
         for name, value in zip(shared_names, shared_values, strict=True):
             variant = with_sweep_value(variant, name, value)
         shared_settings = tuple(zip(shared_names, shared_values, strict=True))
-        run_now = others + (("tidescaler",) if not tide_axes and "tidescaler" in swept else ())
-        if run_now:
-            record(simulate(variant, traffic, None, run_now, cache), shared_settings)
-        advance()
-        if not tide_axes or "tidescaler" not in swept:
-            done += per_combo if tide_axes else 0
-            continue
-        for tide_values in itertools.product(*(v for _, v in tide_axes)):
-            tide_variant = variant
-            for name, value in zip(tide_names, tide_values, strict=True):
-                tide_variant = with_sweep_value(tide_variant, name, value)
-            settings = shared_settings + tuple(zip(tide_names, tide_values, strict=True))
-            record(simulate(tide_variant, traffic, None, ("tidescaler",), cache), settings)
+        if plain_policies:
+            record(simulate(variant, traffic, None, plain_policies, cache), shared_settings)
             advance()
+        for policy in with_own:
+            axes = own_axes[policy]
+            for values in itertools.product(*(v for _, v in axes)):
+                mine = variant
+                for (name, _), value in zip(axes, values, strict=True):
+                    mine = with_sweep_value(mine, name, value)
+                settings = shared_settings + tuple(
+                    (name, value) for (name, _), value in zip(axes, values, strict=True)
+                )
+                record(simulate(mine, traffic, None, (policy,), cache), settings)
+                advance()
     return base, points
 
 
@@ -363,3 +464,23 @@ def cost_at_budget(points: list[SweepPoint], policy: str, budget: float) -> Swee
     if not eligible:
         return None
     return min(eligible, key=lambda p: (p.replica_hours, p.slo_violation_ratio))
+
+
+def walk_forward_pick(points: list[SweepPoint], policy: str, budget: float) -> SweepPoint | None:
+    """The setting of `policy` chosen on the tuning span: the cheapest there whose
+    violations there are within `budget` (to be reported on the later span).
+
+    Ties on cost go to fewer violations, then to the earlier point. Points without
+    spans are not candidates.
+    """
+    eligible = [
+        p
+        for p in points
+        if p.policy == policy and p.tuning is not None and p.tuning.slo_violation_ratio <= budget
+    ]
+    if not eligible:
+        return None
+    return min(
+        eligible,
+        key=lambda p: (p.tuning.replica_hours, p.tuning.slo_violation_ratio),  # type: ignore[union-attr]
+    )

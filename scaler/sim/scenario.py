@@ -8,6 +8,7 @@ service's own parser, so what was simulated can be pasted into a cluster.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
@@ -19,7 +20,16 @@ import yaml
 
 from scaler.policy import PolicyError, parse_policy
 from scaler.sim.cluster import ClusterModel, PodStartup
-from scaler.sim.traffic import TideSpec, Traffic, read_trace, synthetic_tide
+from scaler.sim.queue import ROUTINGS
+from scaler.sim.traffic import (
+    GENERATORS,
+    GeneratorSpec,
+    TideSpec,
+    Traffic,
+    generate,
+    read_trace,
+    synthetic_tide,
+)
 
 POLICY_NAMES = ("static-peak", "keda-cron", "reactive", "hpa-cpu", "tidescaler", "oracle")
 BUNDLED_PREFIX = "bundled:"
@@ -30,6 +40,9 @@ DEMO_SCENARIO = "demo.yaml"
 SWEEP_ALL = ("target_utilization", "threshold")
 SWEEP_TIDESCALER = ("forecastQuantile", "podStartupSeconds", "forecastHistory")
 SWEEP_CLUSTER = ("pod_startup_seconds",)
+# Reactive's own knob, the HPA's scale-down stabilization window (ScaledObject
+# advanced.horizontalPodAutoscalerConfig.behavior), moves only the reactive policy.
+SWEEP_REACTIVE = ("scale_down_stabilization_seconds",)
 
 
 class ScenarioError(ValueError):
@@ -44,6 +57,7 @@ SWEEP_LABELS = {
     "podStartupSeconds": "lead",
     "forecastHistory": "history",
     "pod_startup_seconds": "startup",
+    "scale_down_stabilization_seconds": "down-window",
 }
 
 
@@ -93,6 +107,20 @@ class Scenario:
     sweep: Sweep | None = None
     origin: str = "flags"  # where the scenario came from, for messages and reports
     base_dir: Path | None = field(default=None, compare=False)
+    generator: GeneratorSpec | None = None  # synthetic traffic other than the tide
+
+    @property
+    def service_time_seconds(self) -> float:
+        """Mean service time of one request (concurrency per pod / capacity per replica)."""
+        return self.cluster.service_time_seconds
+
+    @property
+    def routing(self) -> str:
+        return self.cluster.routing
+
+    @property
+    def concurrency_per_pod(self) -> int:
+        return self.cluster.concurrency
 
     @property
     def threshold(self) -> float:
@@ -100,7 +128,9 @@ class Scenario:
         return self.target_utilization * self.cluster.capacity_per_replica
 
     def load_traffic(self) -> Traffic:
-        if self.tide is not None:
+        if self.generator is not None and self.tide is None:
+            traffic = generate(self.generator, self.seed)
+        elif self.tide is not None:
             traffic = synthetic_tide(self.tide, self.seed)
         else:
             traffic = read_trace(resolve_trace(self.traffic_source, self.base_dir))
@@ -229,6 +259,8 @@ _TOP_KEYS = (
 _CLUSTER_KEYS = (
     "capacity_per_replica",
     "service_time_ms",
+    "concurrency_per_pod",
+    "routing",
     "timeout_seconds",
     "pod_startup_seconds",
     "pod_startup",
@@ -253,6 +285,70 @@ _SYNTHETIC_KEYS = (
     "flash_crowd_minutes",
     "peak_hour_utc",
 )
+
+
+def _service(keys: _Keys, data: Mapping[str, Any]) -> tuple[float, float, int | None]:
+    """Capacity per replica, service time and concurrency per pod, kept consistent.
+
+    capacity = concurrency / service time: any two give the third; one alone
+    comes with one request at a time; all three must agree (within 1 %). The
+    concurrency is kept only when given (otherwise the cluster derives it from
+    the other two, so that changing one of them later stays consistent).
+    """
+    default = ClusterModel()
+    capacity = keys.number("capacity_per_replica", default.capacity_per_replica, positive=True)
+    service_ms = keys.number("service_time_ms", default.service_time_ms, positive=True)
+    concurrency = keys.integer("concurrency_per_pod", 1, low=1)
+    given = {
+        k for k in ("capacity_per_replica", "service_time_ms", "concurrency_per_pod") if k in data
+    }
+    where = f"{keys.origin}: {keys.where}"
+    if given == {"capacity_per_replica", "service_time_ms"}:
+        at_once = capacity * service_ms / 1000.0
+        whole = round(at_once)
+        if whole < 1 or abs(at_once - whole) > 0.01 * whole:
+            keys.problems.append(
+                f"{where}capacity_per_replica={capacity:g} x service_time_ms={service_ms:g} "
+                f"is {at_once:.3g} requests in service at once, not a whole number of workers: "
+                f"set concurrency_per_pod, or service_time_ms={1000.0 / capacity:.4g} "
+                "(one request at a time)"
+            )
+            return capacity, 1000.0 / capacity, None
+        return capacity, service_ms, None
+    if len(given) == 3 and abs(concurrency / (service_ms / 1000.0) - capacity) > 0.01 * capacity:
+        keys.problems.append(
+            f"{where}capacity_per_replica={capacity:g} does not match concurrency_per_pod="
+            f"{concurrency} / service_time_ms={service_ms:g} "
+            f"({concurrency / service_ms * 1000.0:.4g} req/s): give two of the three"
+        )
+    mine = concurrency if "concurrency_per_pod" in given else None
+    if "capacity_per_replica" in given or "service_time_ms" not in given:
+        return capacity, concurrency / capacity * 1000.0, mine
+    return concurrency / service_ms * 1000.0, service_ms, mine
+
+
+def _generator(spec: Mapping[str, Any], keys: _Keys) -> GeneratorSpec | None:
+    """`synthetic: {kind: NAME, ...}`: the generator's own parameters, numbers each."""
+    kind = spec.get("kind")
+    if kind not in GENERATORS:
+        keys._problem("synthetic.kind", kind, f"one of tide, {', '.join(GENERATORS)}")
+        return None
+    cls = GENERATORS[str(kind)]
+    sub = _Keys(spec, keys.origin, "synthetic.")
+    fields = [f for f in dataclasses.fields(cls) if f.name != "start"]
+    sub.unknown(("kind", *(f.name for f in fields)))
+    values: dict[str, Any] = {}
+    defaults = cls()
+    for f in fields:
+        default = getattr(defaults, f.name)
+        if isinstance(default, int) and not isinstance(default, bool):
+            values[f.name] = sub.integer(f.name, default, low=0)
+        elif f.name in ("days", "step_seconds"):
+            values[f.name] = sub.number(f.name, default, positive=True)
+        else:
+            values[f.name] = sub.number(f.name, default, low=0.0)
+    keys.problems.extend(sub.problems)
+    return cls(**values)
 
 
 def _pod_startup(keys: _Keys, data: Mapping[str, Any]) -> PodStartup:
@@ -299,6 +395,7 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
     keys.unknown(_TOP_KEYS)
 
     tide: TideSpec | None = None
+    generator: GeneratorSpec | None = None
     source = "synthetic"
     if "trace" in data and "synthetic" in data:
         keys.problems.append(
@@ -306,11 +403,16 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
         )
     if "trace" in data:
         source = keys.text("trace", "")
+    elif isinstance(data.get("synthetic"), Mapping) and data["synthetic"].get("kind", "tide") != (
+        "tide"
+    ):
+        generator = _generator(data["synthetic"], keys)
     elif "synthetic" in data:
         spec = data["synthetic"]
         if not isinstance(spec, Mapping):
             keys._problem("synthetic", spec, "a mapping of tide parameters")
             spec = {}
+        spec = {k: v for k, v in spec.items() if k != "kind"}
         sub = _Keys(spec, origin, "synthetic.")
         sub.unknown(_SYNTHETIC_KEYS)
         base = TideSpec()
@@ -345,11 +447,16 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
     c = _Keys(cluster_data, origin, "cluster.")
     c.unknown(_CLUSTER_KEYS)
     default = ClusterModel()
+    capacity, service_ms, concurrency = _service(c, cluster_data)
+    routing = c.text("routing", default.routing)
+    if routing not in ROUTINGS:
+        c._problem("routing", routing, f"one of {', '.join(ROUTINGS)}")
+        routing = default.routing
     cluster = ClusterModel(
-        capacity_per_replica=c.number(
-            "capacity_per_replica", default.capacity_per_replica, positive=True
-        ),
-        service_time_ms=c.number("service_time_ms", default.service_time_ms, positive=True),
+        capacity_per_replica=capacity,
+        service_time_ms=service_ms,
+        concurrency_per_pod=concurrency,
+        routing=routing,
         timeout_seconds=c.number("timeout_seconds", default.timeout_seconds, positive=True),
         pod_startup=_pod_startup(c, cluster_data),
         polling_interval_seconds=c.number(
@@ -451,6 +558,7 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
         sweep=sweep,
         origin=origin,
         base_dir=base_dir,
+        generator=generator,
     )
     keys.problems.extend(check_scenario(scenario))
     if keys.problems:
@@ -467,16 +575,52 @@ def _metadata_value(value: Any) -> str:
     return str(value)
 
 
+def unreachable_slo(scenario: Scenario) -> str | None:
+    """Why no number of replicas meets the oracle's SLO tail, or None when some does.
+
+    However many replicas run, a request still takes its own service time, which
+    is exponential: P(latency > SLO) never falls below exp(-SLO / service time).
+    """
+    import math
+
+    cluster = scenario.cluster
+    service = cluster.service_time_seconds
+    slo = scenario.slo_ms / 1000.0
+    tail = scenario.oracle_tail
+    floor = math.exp(-slo / service)
+    if floor < tail:
+        return None
+    if tail <= 0:
+        return (
+            f"{scenario.origin}: oracle_tail=0 cannot be met: with exponential service times "
+            "some requests always exceed any SLO; give oracle_tail > 0"
+        )
+    needed = math.log(1.0 / tail)  # SLO / service time must exceed this
+    return (
+        f"{scenario.origin}: the SLO is unreachable at this capacity: at "
+        f"capacity_per_replica={cluster.capacity_per_replica:g} req/s with "
+        f"concurrency_per_pod={cluster.concurrency} (mean service time {service * 1000:.4g} ms) "
+        f"a request's own service exceeds slo_ms={scenario.slo_ms:g} with probability "
+        f"{floor:.3g}, at or above oracle_tail={tail:g}, however many replicas run. "
+        f"Reachable with slo_ms above {service * needed * 1000:.4g}, or a mean service time "
+        f"below {slo / needed * 1000:.4g} ms (capacity_per_replica above "
+        f"{cluster.concurrency * needed / slo:.4g} at this concurrency), or oracle_tail above "
+        f"{floor:.3g}"
+    )
+
+
 def check_scenario(scenario: Scenario) -> list[str]:
     """Cross-key rules, including the tidescaler metadata through the service's own parser."""
     problems = []
     origin = scenario.origin
-    service_time = scenario.cluster.service_time_ms / 1000.0
+    service_time = scenario.cluster.service_time_seconds
     if scenario.slo_ms / 1000.0 <= service_time:
         problems.append(
-            f"{origin}: slo_ms={scenario.slo_ms:g} is not above cluster.service_time_ms="
-            f"{scenario.cluster.service_time_ms:g}: every request would violate it"
+            f"{origin}: slo_ms={scenario.slo_ms:g} is not above the mean service time "
+            f"{service_time * 1000.0:g} ms: most requests would violate it"
         )
+    elif "oracle" in scenario.policies and (why := unreachable_slo(scenario)) is not None:
+        problems.append(why)
     if scenario.cluster.timeout_seconds * 1000.0 < scenario.slo_ms:
         problems.append(
             f"{origin}: cluster.timeout_seconds={scenario.cluster.timeout_seconds:g} is below "
@@ -527,7 +671,7 @@ def parse_sweep(text: str) -> Sweep:
         if param.strip() in ("target-utilization", "pod-startup-seconds")
         else param.strip()
     )
-    known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER
+    known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER + SWEEP_REACTIVE
     if param not in known:
         close = difflib.get_close_matches(param, known, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -535,6 +679,14 @@ def parse_sweep(text: str) -> Sweep:
     values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
     if not values:
         raise ScenarioError(f"{text!r}: no values after {param}=")
+    if param in SWEEP_REACTIVE:
+        for v in values:
+            try:
+                seconds = float(v)
+            except ValueError:
+                raise ScenarioError(f"{param}={v!r}: expected seconds (a number)") from None
+            if not 0 <= seconds <= 3600:
+                raise ScenarioError(f"{param}={v!r}: expected seconds from 0 to 3600")
     if param in SWEEP_ALL + SWEEP_CLUSTER or param == "forecastQuantile":
         for v in values:
             try:
@@ -618,6 +770,11 @@ def with_sweep_value(scenario: Scenario, parameter: str, value: str) -> Scenario
     if parameter == "pod_startup_seconds":
         startup = replace(scenario.cluster.pod_startup, seconds=float(value))
         return replace(scenario, cluster=replace(scenario.cluster, pod_startup=startup))
+    if parameter == "scale_down_stabilization_seconds":
+        behavior = scenario.cluster.behavior
+        down = replace(behavior.scale_down, stabilization_window_seconds=float(value))
+        cluster = replace(scenario.cluster, behavior=replace(behavior, scale_down=down))
+        return replace(scenario, cluster=cluster)
     meta = dict(scenario.tidescaler)
     meta[parameter] = value
     return replace(scenario, tidescaler=meta)
@@ -649,6 +806,8 @@ def setting_as_given(scenario: Scenario, parameter: str) -> str:
         return f"{scenario.threshold:g}"
     if parameter == "pod_startup_seconds":
         return f"{scenario.cluster.pod_startup.seconds:g}"
+    if parameter == "scale_down_stabilization_seconds":
+        return f"{scenario.cluster.behavior.scale_down.stabilization_window_seconds:g}"
     metadata = scenario.tidescaler_metadata()
     if parameter in metadata:
         return metadata[parameter]

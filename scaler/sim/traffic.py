@@ -134,3 +134,191 @@ def synthetic_tide(spec: TideSpec, seed: int = 0) -> Traffic:
         rate = rate * (1.0 + (spec.flash_crowd_magnitude - 1.0) * envelope)
     name = f"synthetic-pv{spec.peak_to_valley:g}"
     return Traffic(spec.start, spec.step_seconds, rate, name=name)
+
+
+# ------------------------------------------------------------ cases that punish regret
+#
+# Traffic on which a forecast can mislead: what happened yesterday at this hour is
+# not what happens today. Every generator draws from its own seeded numpy Generator.
+
+DAY = 86400.0
+
+
+def _diurnal(t: np.ndarray, peak_rps: float, peak_to_valley: float, peak_hour: float) -> np.ndarray:
+    """The tide's daily shape: peak at `peak_hour` UTC, valley peak / peak_to_valley."""
+    hours = ((t % DAY) / 3600.0 - peak_hour) % 24.0
+    shape = 0.5 * (1.0 + np.cos(2.0 * np.pi * hours / 24.0))
+    out: np.ndarray = peak_rps * np.exp(-math.log(peak_to_valley) * (1.0 - shape))
+    return out
+
+
+def _noisy(rate: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+    if noise <= 0:
+        return rate
+    out: np.ndarray = rate * np.exp(rng.normal(0.0, noise, len(rate)) - noise**2 / 2.0)
+    return out
+
+
+@dataclass(frozen=True)
+class TournamentSpec:
+    """Matches of a tournament at different hours each day over a small diurnal base.
+
+    Each day has 0 to `max_matches_per_day` matches (none on a rest day), each
+    kicking off at a random hour between `first_hour_utc` and `last_hour_utc`;
+    the audience arrives over `ramp_minutes` before kick-off, stays for
+    `match_minutes` (a dip at half-time) and leaves over `ramp_minutes`.
+    """
+
+    days: float = 21.0
+    step_seconds: float = 60.0
+    base_peak_rps: float = 120.0
+    base_peak_to_valley: float = 4.0
+    match_peak_rps: float = 900.0  # audience at a typical match (x0.5..1.5 per match)
+    max_matches_per_day: int = 3
+    rest_day_probability: float = 0.2
+    match_minutes: float = 110.0
+    ramp_minutes: float = 15.0
+    first_hour_utc: float = 11.0
+    last_hour_utc: float = 21.0
+    noise: float = 0.05
+    start: float = 1_704_067_200.0
+
+
+def tournament(spec: TournamentSpec, seed: int = 0) -> Traffic:
+    rng = np.random.default_rng(seed)
+    n = int(spec.days * DAY / spec.step_seconds)
+    t = spec.start + spec.step_seconds * np.arange(n)
+    rate = _diurnal(t, spec.base_peak_rps, spec.base_peak_to_valley, 19.0)
+    ramp = spec.ramp_minutes * 60.0
+    length = spec.match_minutes * 60.0
+    for day in range(math.ceil(spec.days)):
+        if rng.random() < spec.rest_day_probability:
+            continue
+        for _ in range(int(rng.integers(1, spec.max_matches_per_day + 1))):
+            hour = rng.uniform(spec.first_hour_utc, spec.last_hour_utc)
+            kickoff = spec.start + day * DAY + round(hour * 4) * 900.0  # on a quarter hour
+            audience = spec.match_peak_rps * rng.uniform(0.5, 1.5)
+            since = t - kickoff
+            envelope = np.clip(
+                np.minimum((since + ramp) / ramp, (length + ramp - since) / ramp), 0, 1
+            )
+            half_time = np.abs(since - length / 2) < 450.0  # 15 minutes at 60 %
+            envelope = np.where(half_time, 0.6 * envelope, envelope)
+            rate = rate + audience * envelope
+    rate = _noisy(rate, spec.noise, rng)
+    return Traffic(spec.start, spec.step_seconds, rate, name="tournament")
+
+
+@dataclass(frozen=True)
+class HourlySpec:
+    """An hourly trace over months: tides, weekends, a slow trend, holidays, noise.
+
+    Demand is held flat within each hour (as hourly logs give it), so every hour
+    boundary is a step; `holidays_per_month` weekdays run at the weekend level.
+    """
+
+    days: float = 84.0
+    peak_rps: float = 800.0
+    peak_to_valley: float = 3.0
+    weekend_factor: float = 0.7
+    trend_per_month: float = 0.08  # relative growth of demand per 30 days
+    holidays_per_month: float = 1.0
+    noise: float = 0.08
+    peak_hour_utc: float = 15.0
+    start: float = 1_704_067_200.0
+
+    @property
+    def step_seconds(self) -> float:
+        return 3600.0
+
+
+def hourly(spec: HourlySpec, seed: int = 0) -> Traffic:
+    rng = np.random.default_rng(seed)
+    n = int(spec.days * 24)
+    t = spec.start + 3600.0 * np.arange(n)
+    # The level at the middle of each hour (an hourly count averages over it).
+    rate = _diurnal(t + 1800.0, spec.peak_rps, spec.peak_to_valley, spec.peak_hour_utc)
+    day = ((t - spec.start) // DAY).astype(np.int64)
+    weekday = ((t // DAY).astype(np.int64) + 3) % 7
+    quiet = weekday >= 5
+    holidays = rng.random(math.ceil(spec.days)) < spec.holidays_per_month / 30.0
+    quiet |= holidays[day]
+    rate = np.where(quiet, rate * spec.weekend_factor, rate)
+    rate = rate * (1.0 + spec.trend_per_month * (t - spec.start) / (30 * DAY))
+    rate = _noisy(rate, spec.noise, rng)
+    return Traffic(spec.start, 3600.0, rate, name="hourly")
+
+
+@dataclass(frozen=True)
+class BurstySpec:
+    """Zero most of the time; bursts at random times (Poisson), of random size and length."""
+
+    days: float = 14.0
+    step_seconds: float = 60.0
+    bursts_per_day: float = 6.0
+    burst_rps: float = 300.0  # median burst height (log-normal, sigma 0.6)
+    burst_minutes: float = 8.0  # mean burst length (exponential, at least a minute)
+    start: float = 1_704_067_200.0
+
+
+def bursty(spec: BurstySpec, seed: int = 0) -> Traffic:
+    rng = np.random.default_rng(seed)
+    n = int(spec.days * DAY / spec.step_seconds)
+    rate = np.zeros(n)
+    count = int(rng.poisson(spec.bursts_per_day * spec.days))
+    for _ in range(count):
+        at = int(rng.integers(0, n))
+        steps = max(1, round(rng.exponential(spec.burst_minutes) * 60.0 / spec.step_seconds))
+        height = spec.burst_rps * float(np.exp(rng.normal(0.0, 0.6)))
+        rate[at : at + steps] += height
+    return Traffic(spec.start, spec.step_seconds, rate, name="bursty")
+
+
+@dataclass(frozen=True)
+class LevelShiftSpec:
+    """A tide whose level changes for good on `shift_day` (a launch, a lost customer)."""
+
+    days: float = 21.0
+    step_seconds: float = 60.0
+    peak_rps: float = 400.0
+    peak_to_valley: float = 5.0
+    weekend_factor: float = 0.8
+    shift_day: float = 12.3  # a weekday, in the morning
+    shift_factor: float = 2.5
+    noise: float = 0.05
+    peak_hour_utc: float = 14.0
+    start: float = 1_704_067_200.0
+
+
+def level_shift(spec: LevelShiftSpec, seed: int = 0) -> Traffic:
+    rng = np.random.default_rng(seed)
+    n = int(spec.days * DAY / spec.step_seconds)
+    t = spec.start + spec.step_seconds * np.arange(n)
+    rate = _diurnal(t, spec.peak_rps, spec.peak_to_valley, spec.peak_hour_utc)
+    weekday = ((t // DAY).astype(np.int64) + 3) % 7
+    rate = np.where(weekday >= 5, rate * spec.weekend_factor, rate)
+    rate = np.where(t - spec.start >= spec.shift_day * DAY, rate * spec.shift_factor, rate)
+    rate = _noisy(rate, spec.noise, rng)
+    return Traffic(spec.start, spec.step_seconds, rate, name="level-shift")
+
+
+GeneratorSpec = TournamentSpec | HourlySpec | BurstySpec | LevelShiftSpec
+
+# `synthetic: {kind: ...}` in a scenario: the spec of each kind of generated traffic.
+GENERATORS: dict[str, type[GeneratorSpec]] = {
+    "tournament": TournamentSpec,
+    "hourly": HourlySpec,
+    "bursty": BurstySpec,
+    "level-shift": LevelShiftSpec,
+}
+
+
+def generate(spec: GeneratorSpec, seed: int = 0) -> Traffic:
+    """The traffic of a generator spec, reproducible from `seed`."""
+    if isinstance(spec, TournamentSpec):
+        return tournament(spec, seed)
+    if isinstance(spec, HourlySpec):
+        return hourly(spec, seed)
+    if isinstance(spec, BurstySpec):
+        return bursty(spec, seed)
+    return level_shift(spec, seed)

@@ -1,0 +1,73 @@
+"""The frontier benchmark's machinery on a tiny scenario: walk-forward picks, ratios, targets."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import yaml
+
+BENCH = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_frontier.py"
+
+TINY = {
+    "name": "tiny",
+    "synthetic": {"days": 2.0, "step_seconds": 60, "peak_rps": 250, "peak_to_valley": 5},
+    "warmup_days": 1,
+    "cluster": {"capacity_per_replica": 50, "max_replicas": 30, "min_replicas": 1},
+    "tidescaler": {"forecastHistory": "1d", "minReplicas": "1"},
+    "policies": ["reactive", "tidescaler", "oracle"],
+    "forecast_refit_seconds": 21600,
+    "sweep": {
+        "target_utilization": [0.5, 0.85],
+        "forecastQuantile": [0.9],
+        "scale_down_stabilization_seconds": [300],
+        "policies": ["reactive", "tidescaler"],
+    },
+    "seed": 9,
+}
+
+
+def load_bench() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("bench_frontier", BENCH)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up by name
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_table_gives_walk_forward_picks_ratios_and_targets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(TINY))
+    bench = load_bench()
+    assert bench.main([str(path), "--jobs", "1", "--out", str(tmp_path / "f.md")]) == 0
+    out = capsys.readouterr().out
+    assert not (tmp_path / "f.md").exists()  # only the full run writes the results file
+    rows = [line for line in out.splitlines() if line.startswith("| ") and "%" in line]
+    assert len(rows) == 2 and rows[0].startswith("| tiny | 0.1% |") and "| 1% |" in rows[1]
+    outcome = bench._run(path)
+    assert outcome.oracle_later_hours is not None and outcome.oracle_later_hours > 0
+    rows_by_budget = bench.budget_rows(
+        outcome.points, bench.BUDGETS, ("reactive", "tidescaler"), walk=True
+    )
+    for line, row in zip(rows, rows_by_budget, strict=True):
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        ratio, to_oracle = cells[4], cells[5]
+        tide, reactive = row.cost("tidescaler"), row.cost("reactive")
+        if tide is not None and reactive is not None:
+            assert float(ratio) == pytest.approx(tide / reactive, abs=0.006)
+        if tide is not None:
+            assert float(to_oracle) == pytest.approx(tide / outcome.oracle_later_hours, abs=0.006)
+            assert float(to_oracle) >= 1.0  # nothing is cheaper than the floor
+            assert re.search(r"target 0\.(5|85), q 0\.9; \d", cells[3])
+        if reactive is not None:
+            assert "down-window 300" in cells[2]
+    assert "tidescaler at most 1x reactive on every scenario and budget" in out
+    assert "median scenario at 0.1 %: tidescaler / reactive" in out
+    assert "median scenario at 1 %: tidescaler / oracle" in out
