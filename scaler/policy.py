@@ -37,7 +37,7 @@ class ForecastMode(StrEnum):
 class ForecastAction(StrEnum):
     """How a forecast that is on acts (policy key `forecastAction`)."""
 
-    RAMP = "ramp"  # the observed demand plus the rise the band predicts over the lead time
+    RAMP = "ramp"  # the observed demand plus the rise the median predicts over the lead time
     FLOOR = "floor"  # the band's peak over the lead time as a floor, at all times
     AUTO = "auto"  # ramp, plus the band where it is sharper than the demand observed now
 
@@ -76,7 +76,7 @@ class ForecastPolicy:
     history_seconds: float = 7 * 86400.0
     pod_startup_seconds: float = 60.0
     quantile: float = 0.95
-    action: ForecastAction = ForecastAction.RAMP
+    action: ForecastAction = ForecastAction.AUTO
 
 
 @dataclass(frozen=True)
@@ -438,7 +438,7 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
         history_seconds=r.get("forecastHistory", _positive_duration, 7 * 86400.0),
         pod_startup_seconds=r.get("podStartupSeconds", _duration, 60.0),
         quantile=r.get("forecastQuantile", _quantile, 0.95),
-        action=r.get("forecastAction", _forecast_action, ForecastAction.RAMP),
+        action=r.get("forecastAction", _forecast_action, ForecastAction.AUTO),
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):
         problems.append(
