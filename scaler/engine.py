@@ -5,7 +5,10 @@ and the tests run the very same arithmetic. The pipeline, in order:
 
 1. each signal turns its observation into a replica recommendation
    (query: ceil(demand / threshold); cpu/memory: the Kubernetes HPA's count, see
-   replica_calculator; forecast: ceil(max upper band over [t, t + lead] / threshold);
+   replica_calculator; forecast: ceil(demand the forecast asks for / threshold), where
+   `forecastAction` says what it asks for over [t, t + lead] (scaler/forecast_action:
+   the observed demand plus the predicted rise, the band's peak, or the sharper of
+   the band and what the observed demand alone would need);
    cron: the floor and ceiling of the active windows);
 2. an observation older than the staleness bound is no observation; a signal
    that has none makes the decision unavailable (KEDA's fallback then acts)
@@ -14,7 +17,8 @@ and the tests run the very same arithmetic. The pipeline, in order:
    to [minReplicas, min(maxReplicas, window ceiling)];
 4. activity (KEDA's 0 <-> 1) is decided separately: demand above
    activationThreshold, a window with a floor > 0, or (forecast on) the band
-   above activationThreshold within the lead time.
+   above activationThreshold within the lead time (a forecast of an idle night
+   has a zero band, so the workload still scales to zero).
 
 The conservative rules: combine by max, round up, and a signal whose backend
 fails holds its last good value (never lowering replicas) until it goes stale.
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from scaler.forecast.types import Forecast
+from scaler.forecast_action import LeadWindow, demand_to_provision, lead_window
 from scaler.policy import ForecastMode, Policy
 from scaler.replica_calculator import PodState, Resource, current_pod_count, resource_replicas
 from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW
@@ -207,18 +212,6 @@ def _cron(policy: Policy, now: float) -> tuple[int, int | None, bool, SignalRead
     return floor, ceiling, any_floor_active, reading
 
 
-def _forecast_peak(forecast: Forecast, now: float, lead: float) -> tuple[float, float] | None:
-    """Max of median and upper band over [now, now + lead], or None if not covered."""
-    if forecast.start > now + forecast.step_seconds or forecast.end < now + lead:
-        return None
-    window = forecast.window(now, now + lead)
-    if window.stop <= window.start:
-        return None
-    # The window is a handful of points: Python's max on a list beats numpy's call overhead,
-    # and the simulator calls this once per polling tick.
-    return max(forecast.median[window].tolist()), max(forecast.upper[window].tolist())
-
-
 def decide(
     policy: Policy,
     observations: Observations,
@@ -238,15 +231,16 @@ def decide(
 
     startup_seconds, startup_source = pod_startup(policy, observations.pod_startup_seconds)
     lead = startup_seconds + settings.polling_interval_seconds
-    forecast_peak: tuple[float, float] | None = None
+    forecast_window: LeadWindow | None = None
     if policy.forecast.mode is not ForecastMode.OFF and observations.forecast is not None:
-        forecast_peak = _forecast_peak(observations.forecast, now, lead)
+        forecast_window = lead_window(observations.forecast, now, lead)
+    observed_demand: float | None = None
 
     query = policy.query
     if query is not None:
         demand = observations.demand
         if demand is not None and _fresh(demand.observed_at, now, settings):
-            value = max(demand.value, 0.0)
+            value = observed_demand = max(demand.value, 0.0)
             status = SignalStatus.HELD if demand.error else SignalStatus.OK
             replicas = replicas_for(value, query.threshold)
             readings.append(
@@ -254,10 +248,10 @@ def decide(
             )
             acting.append((replicas, Reason.QUERY))
             active = active or value > query.activation_threshold
-        elif forecast_peak is not None and policy.forecast.mode is ForecastMode.ON:
+        elif forecast_window is not None and policy.forecast.mode is ForecastMode.ON:
             # Failure semantics: a healthy forecast stands in for stale demand (not in
             # observe mode, whose forecast never acts).
-            _, upper = forecast_peak
+            upper = forecast_window.peak_upper
             replicas = replicas_for(upper, query.threshold)
             detail = observations.errors.get(Signal.QUERY, "demand is stale")
             readings.append(
@@ -315,7 +309,7 @@ def decide(
 
     forecast_median = forecast_upper = None
     if policy.forecast.mode is not ForecastMode.OFF and query is not None:
-        if forecast_peak is None:
+        if forecast_window is None:
             detail = observations.forecast_problem or (
                 "no forecast yet"
                 if observations.forecast is None
@@ -323,17 +317,35 @@ def decide(
             )
             readings.append(SignalReading(Signal.FORECAST, SignalStatus.NO_FORECAST, detail=detail))
         else:
-            forecast_median, forecast_upper = forecast_peak
-            replicas = replicas_for(forecast_upper, query.threshold)
+            forecast_median = forecast_window.peak_median
+            forecast_upper = forecast_window.peak_upper
+            # Without a fresh demand (it is stale and the forecast stands in) the band's peak
+            # is all there is to go by.
+            forecast = observations.forecast
+            headroom = forecast.last_value_headroom(lead) if forecast is not None else None
+            band_floor = forecast.band_floor if forecast is not None else 0.0
+            wanted = (
+                forecast_upper
+                if observed_demand is None
+                else demand_to_provision(
+                    policy.forecast.action, forecast_window, observed_demand, headroom, band_floor
+                )
+            )
+            replicas = replicas_for(wanted, query.threshold)
+            detail = f"{policy.forecast.action.value}: provision for {wanted:.6g}"
             if policy.forecast.mode is ForecastMode.ON:
                 readings.append(
-                    SignalReading(Signal.FORECAST, SignalStatus.OK, replicas, forecast_upper)
+                    SignalReading(
+                        Signal.FORECAST, SignalStatus.OK, replicas, forecast_upper, detail
+                    )
                 )
                 acting.append((replicas, Reason.FORECAST))
                 active = active or forecast_upper > query.activation_threshold
             else:
                 readings.append(
-                    SignalReading(Signal.FORECAST, SignalStatus.OBSERVE, replicas, forecast_upper)
+                    SignalReading(
+                        Signal.FORECAST, SignalStatus.OBSERVE, replicas, forecast_upper, detail
+                    )
                 )
 
     upper_bound = policy.max_replicas

@@ -52,6 +52,14 @@ class ForecastMode(StrEnum):
     ON = "on"
 
 
+class ForecastAction(StrEnum):
+    """How a forecast that is on acts (policy key `forecastAction`)."""
+
+    RAMP = "ramp"  # the observed demand plus the rise the median predicts over the lead time
+    FLOOR = "floor"  # the band's peak over the lead time as a floor, at all times
+    AUTO = "auto"  # ramp, plus the band where it is sharper than the demand observed now
+
+
 class PolicyError(ValueError):
     """Invalid trigger metadata; `problems` lists every problem found.
 
@@ -94,6 +102,7 @@ class ForecastPolicy:
     pod_startup_seconds: float = 60.0
     pod_startup_auto: bool = False  # podStartupSeconds: auto (measured from the target's pods)
     quantile: float = 0.95
+    action: ForecastAction = ForecastAction.AUTO
 
 
 @dataclass(frozen=True)
@@ -180,6 +189,7 @@ KNOWN_KEYS = (
     "forecastHistory",
     "podStartupSeconds",
     "forecastQuantile",
+    "forecastAction",
     "minReplicas",
     "maxReplicas",
     "metricName",
@@ -313,6 +323,13 @@ def _forecast_mode(text: str) -> ForecastMode:
         return ForecastMode(text.strip().lower())
     except ValueError:
         raise ValueError("expected one of off, observe, on") from None
+
+
+def _forecast_action(text: str) -> ForecastAction:
+    try:
+        return ForecastAction(text.strip().lower())
+    except ValueError:
+        raise ValueError("expected one of ramp, floor, auto") from None
 
 
 def _address(text: str) -> str:
@@ -604,6 +621,7 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
         pod_startup_seconds=startup,
         pod_startup_auto=startup_auto,
         quantile=r.get("forecastQuantile", _quantile, 0.95),
+        action=r.get("forecastAction", _forecast_action, ForecastAction.AUTO),
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):
         problems.append(

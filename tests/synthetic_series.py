@@ -75,3 +75,17 @@ def generate(tide: Tide, rng: np.random.Generator) -> FloatArray:
         values[start : start + length] = 0.0
     out: FloatArray = values
     return out
+
+
+def business_hours(days: int, start: float, seed: int = 3) -> FloatArray:
+    """Requests/s per minute from 06:00 to 22:00 UTC (peak 800 at 14:00), exactly 0 at night.
+
+    `start` is a UTC midnight; 5 % multiplicative noise.
+    """
+    rng = np.random.default_rng(seed)
+    t = start + 60.0 * np.arange(days * 1440)
+    hours = ((t % DAY_SECONDS) / 3600.0 - 14.0 + 12.0) % 24.0 - 12.0
+    shape = np.where(np.abs(hours) < 8.0, 0.5 * (1.0 + np.cos(2.0 * np.pi * hours / 16.0)), 0.0)
+    rate = 800.0 * shape**0.7 * np.exp(rng.normal(0.0, 0.05, len(t)))
+    out: FloatArray = np.where(shape > 0.003, rate, 0.0)
+    return out

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from synthetic_series import business_hours
 
 from scaler.engine import (
     Decision,
@@ -20,6 +21,7 @@ from scaler.engine import (
     SignalStatus,
     decide,
 )
+from scaler.forecast.forecaster import fit
 from scaler.forecast.types import Forecast
 from scaler.policy import parse_policy
 from scaler.replica_calculator import PodState
@@ -57,12 +59,17 @@ def pods(
     return ResourceSample(states, used, NOW - age, 120.0, error)
 
 
-def band(median: float | list[float], upper: float | list[float], step: float = 60.0) -> Forecast:
+def band(
+    median: float | list[float],
+    upper: float | list[float],
+    step: float = 60.0,
+    last_value_band: tuple[tuple[float, float], ...] = (),
+) -> Forecast:
     """A forecast starting at NOW covering 2 hours at `step` seconds."""
     n = int(7200 / step)
     med = np.full(n, median, dtype=float) if np.isscalar(median) else np.asarray(median, float)
     up = np.full(n, upper, dtype=float) if np.isscalar(upper) else np.asarray(upper, float)
-    return Forecast(NOW, step, med, up, 0.95, "test", NOW - 60)
+    return Forecast(NOW, step, med, up, 0.95, "test", NOW - 60, last_value_band=last_value_band)
 
 
 @dataclass
@@ -215,13 +222,87 @@ CASES = {
         True,
         {Signal.QUERY: SignalStatus.HELD},
     ),
-    "forecast-on-wins-before-the-peak": Case(
-        QUERY | {"forecast": "on"},
+    "forecast-floor-holds-the-band-peak": Case(
+        QUERY | {"forecast": "on", "forecastAction": "floor"},
         Observations(demand=demand(100), forecast=band(300, 420)),
         5,
         Reason.FORECAST,
         True,
         {Signal.FORECAST: SignalStatus.OK},
+    ),
+    "forecast-ramp-on-a-flat-forecast-is-reactive": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(100), forecast=band(300, 420)),
+        1,
+        Reason.QUERY,
+        True,
+        {Signal.FORECAST: SignalStatus.OK},
+    ),
+    "forecast-ramp-adds-the-rise-predicted-within-the-lead": Case(
+        QUERY | {"forecast": "on"},
+        # The median climbs from 200 to 400 in the minute starting at NOW + 60 s (within
+        # 60 s start-up + 30 s polling): capacity for 250 observed + 200 predicted.
+        Observations(demand=demand(250), forecast=band([200.0] + [400.0] * 119, 500)),
+        5,
+        Reason.FORECAST,
+        True,
+    ),
+    "forecast-ramp-ignores-a-predicted-fall": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(250), forecast=band([400.0] + [100.0] * 119, 500)),
+        3,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-ramp-ignores-a-rise-beyond-the-lead": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(250), forecast=band([200.0] * 2 + [900.0] * 118, 1000)),
+        3,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-auto-takes-the-band-where-it-is-sharper-than-the-last-value": Case(
+        # The observed demand would need +80 % to cover the next 90 s at the quantile;
+        # the band needs only 330: capacity for 330.
+        QUERY | {"forecast": "on", "forecastAction": "auto"},
+        Observations(
+            demand=demand(250), forecast=band(300, 330, last_value_band=((60, 0.8), (120, 0.8)))
+        ),
+        4,
+        Reason.FORECAST,
+        True,
+    ),
+    "forecast-auto-never-asks-more-than-the-last-value-needs": Case(
+        # A wide band (900) against +10 % for the observed demand: 275, as reactive.
+        QUERY | {"forecast": "on", "forecastAction": "auto"},
+        Observations(
+            demand=demand(250), forecast=band(300, 900, last_value_band=((60, 0.1), (120, 0.1)))
+        ),
+        3,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-auto-without-a-last-value-band-is-ramp": Case(
+        QUERY | {"forecast": "on", "forecastAction": "auto"},
+        Observations(demand=demand(250), forecast=band(300, 900)),
+        3,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-of-an-idle-night-lets-the-workload-scale-to-zero": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(0), forecast=band(0, 0)),
+        0,
+        Reason.QUERY,
+        False,
+        {Signal.FORECAST: SignalStatus.OK},
+    ),
+    "forecast-wakes-the-workload-a-lead-time-before-the-morning": Case(
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(0), forecast=band([0.0] + [150.0] * 119, [0.0] + [200.0] * 119)),
+        2,
+        Reason.FORECAST,
+        True,
     ),
     "forecast-observe-never-acts": Case(
         QUERY | {"forecast": "observe"},
@@ -278,13 +359,36 @@ def test_lead_window_reaches_forecast_peak_that_starts_within_lead() -> None:
     upper = [10.0] * 120
     upper[1] = 999.0  # the minute starting at NOW + 60 s
     decision = decide(
-        parse_policy(QUERY | {"forecast": "on"}),
+        parse_policy(QUERY | {"forecast": "on", "forecastAction": "floor"}),
         Observations(demand=demand(0), forecast=band(0, upper)),
         NOW + 20,
         SETTINGS,
     )
     assert decision.desired_replicas == 10 and decision.active
     assert decision.forecast_upper == 999.0
+
+
+def test_idle_nights_scale_to_zero_and_wake_a_lead_time_before_the_morning() -> None:
+    # A real forecast of a workload with exactly zero traffic every night, fitted at 01:00.
+    midnight = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+    y = business_hours(9, midnight)
+    fitted_until = 7 * 1440 + 60
+    fitted = fit(y[:fitted_until], 60.0, quantile=0.95, now=midnight + fitted_until * 60.0)
+    forecast = fitted.forecast(6 * 3600)
+    policy = parse_policy(QUERY | {"forecast": "on"})
+    lead = 60 + SETTINGS.polling_interval_seconds  # podStartupSeconds defaults to 60
+    polls = fitted.now + 30.0 * np.arange(6 * 120)
+    demand_at = [float(y[int((t - midnight) // 60)]) for t in polls]
+    decisions = [
+        decide(policy, Observations(demand=Sample(d, t), forecast=forecast), t, SETTINGS)
+        for t, d in zip(polls, demand_at, strict=True)
+    ]
+    first_demand = polls[next(i for i, d in enumerate(demand_at) if d > 0)]
+    first_active = polls[next(i for i, dec in enumerate(decisions) if dec.active)]
+    night = [dec for t, dec in zip(polls, decisions, strict=True) if t < fitted.now + 3 * 3600]
+    assert all(not dec.active and dec.desired_replicas == 0 for dec in night)
+    assert first_active <= first_demand - lead
+    assert first_active >= first_demand - 3600  # not hours early either
 
 
 def test_stale_demand_without_forecast_is_unavailable() -> None:

@@ -98,7 +98,8 @@ class ForecasterSettings:
     # recent level matters most, beyond the last one only the seasonal shape.
     bucket_edges_seconds: tuple[float, ...] = (1200.0, 3 * 3600.0)
     # Band width is relative to (forecast + this share of the mean level),
-    # so that near-zero valleys do not get a zero-width band.
+    # so that near-zero valleys do not get a zero-width band. Where the
+    # forecast is exactly zero the band has a calibration of its own (see fit).
     band_floor_share: float = 0.1
     horizon_grid_points: int = 24
     # Calibrate on the errors each model made with its full history, once
@@ -136,6 +137,13 @@ class FittedForecaster:
     band_floor: float
     note: str
     scores: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    # Band where the median is exactly 0, calibrated on the backtest's zero forecasts
+    # alone: 0 when demand stayed 0 whenever they said so (a workload idle every night
+    # then forecasts an idle night). None: too few zero forecasts, the relative band.
+    zero_band: float | None = None
+    # The band the last value would need at each of `band_horizons` for the same
+    # coverage (inf: too few errors): what a reactive scaler implicitly relies on.
+    last_value_band: FloatArray | None = None
 
     @property
     def model_name(self) -> str:
@@ -168,6 +176,8 @@ class FittedForecaster:
             start = max(start, stop)
         median = np.clip(np.nan_to_num(median, nan=0.0), 0.0, None)
         width = self.band_quantile(steps) * (median + self.band_floor)
+        if self.zero_band is not None:
+            width = np.where(median == 0.0, self.zero_band, width)
         upper = np.maximum(median + width, median)
         return median, upper
 
@@ -185,6 +195,16 @@ class FittedForecaster:
             fitted_at=self.now,
             periodicity=self.periodicity.label,
             note=self.note,
+            band_floor=self.band_floor,
+            last_value_band=()
+            if self.last_value_band is None
+            else tuple(
+                zip(
+                    (self.band_horizons * self.step_seconds).tolist(),
+                    self.last_value_band.tolist(),
+                    strict=True,
+                )
+            ),
         )
 
 
@@ -514,6 +534,7 @@ def fit(
         weights = 0.5 ** (age / settings.calibration_half_life_seconds)
     rows = np.arange(len(origins))
     all_scores = np.empty((len(origins), len(horizons)))
+    zero_pred = np.zeros((len(origins), len(horizons)), dtype=bool)
     full = np.array([m.full_history for m in models])
     # Errors of a model still warming up overstate the errors to come; once
     # those of its full history are enough for the quantile to rest on two
@@ -528,10 +549,36 @@ def fit(
         if settings.calibrate_on_full_history and np.isfinite(scores[mature]).sum() >= enough:
             scores[~mature] = np.nan
         all_scores[:, j] = scores
+        zero_pred[:, j] = pred == 0.0
+    # Mondrian split: zero forecasts (an idle night) and the others are calibrated
+    # apart, so that the errors of one kind set neither band of the other. Zero
+    # forecasts are pooled over horizons (an idle hour is idle at any horizon).
+    zero_scores = np.where(zero_pred, all_scores, np.nan)
+    zero_band: float | None = None
+    if np.isfinite(zero_scores).sum() >= enough:
+        zero_weights = None if weights is None else np.repeat(weights, len(horizons))
+        zero_q = conformal_quantile(zero_scores.ravel(), quantile, zero_weights)
+        if math.isfinite(zero_q):
+            zero_band = max(zero_q, 0.0) * floor
+            all_scores = np.where(zero_pred, np.nan, all_scores)
     band_q = np.zeros(len(horizons))
     for j in range(len(horizons)):
         band_q[j] = conformal_quantile(all_scores[:, j], quantile, weights)
     band_q = _fill_uncalibrated(band_q)
+    # The same calibration for the last value (the forecast a reactive scaler makes
+    # implicitly), on the same origins and floor, so the engine can tell where the
+    # forecast knows more about the next minutes than the demand just observed.
+    last_value_band = None
+    if "last_value" in paths:
+        naive = paths["last_value"]
+        last_value_band = np.array(
+            [
+                conformal_quantile(
+                    (actual[:, j] - naive[:, j]) / (naive[:, j] + floor), quantile, weights
+                )
+                for j in range(len(horizons))
+            ]
+        )
 
     note = ""
     if not (periodicity.daily or periodicity.weekly):
@@ -549,6 +596,8 @@ def fit(
         band_floor=floor,
         note=note,
         scores=losses,
+        zero_band=zero_band,
+        last_value_band=last_value_band,
     )
 
 

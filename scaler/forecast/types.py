@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,7 +17,11 @@ class Forecast:
     `upper` is the calibrated band at `quantile`. `periodicity` names the
     periods found ("daily+weekly", "none", ...) and `note` says why the
     forecast is less than it could be (e.g. no periodicity, so a recent-level
-    model), empty when there is nothing to say.
+    model), empty when there is nothing to say. `last_value_band` pairs a
+    horizon in seconds with the relative band the demand observed now would
+    need to cover the demand that far ahead at `quantile` (width relative to
+    the value plus `band_floor`, as the forecast's own band), measured on the
+    same backtest: what a reactive scaler implicitly relies on.
     """
 
     start: float
@@ -28,11 +33,31 @@ class Forecast:
     fitted_at: float
     periodicity: str = ""
     note: str = ""
+    band_floor: float = 0.0
+    last_value_band: tuple[tuple[float, float], ...] = ()
 
     @property
     def end(self) -> float:
         """First instant the forecast no longer covers."""
         return self.start + self.step_seconds * len(self.median)
+
+    def last_value_headroom(self, horizon_seconds: float) -> float | None:
+        """Relative band the demand observed now needs `horizon_seconds` ahead, None if unknown.
+
+        Interpolated on log horizon between the calibrated horizons, flat beyond them.
+        Below the first (one step of a series held flat within each step, such as an
+        hourly trace) the last value is wrong only when a step boundary falls within
+        the horizon: when that chance is below 1 - quantile, no band is needed.
+        """
+        known = [(h, w) for h, w in self.last_value_band if math.isfinite(w) and h > 0]
+        if not known:
+            return None
+        if horizon_seconds < known[0][0] and horizon_seconds / known[0][0] < 1.0 - self.quantile:
+            return 0.0
+        horizons = np.log([h for h, _ in known])
+        widths = np.array([w for _, w in known])
+        value = float(np.interp(math.log(max(horizon_seconds, 1e-9)), horizons, widths))
+        return max(value, 0.0)
 
     def window(self, t0: float, t1: float) -> slice:
         """Indices of the points whose interval overlaps [t0, t1]."""
