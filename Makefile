@@ -42,8 +42,13 @@ test: system-deps install-test
 bench: system-deps install-test
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) benchmarks/bench_grpc.py
+	$(PY) benchmarks/bench_policy.py
+	$(PY) benchmarks/bench_kube_events.py
 	$(PY) benchmarks/bench_forecast.py
 	$(PY) benchmarks/bench_sim.py
+	$(PY) benchmarks/bench_frontier.py --jobs 2
+	$(PY) benchmarks/bench_forecast_action.py
+	$(PY) benchmarks/bench_fleet.py
 
 lint: install-test
 	$(VENV)/bin/ruff check .
