@@ -280,9 +280,14 @@ def test_event_without_read_access_to_scaledobjects_is_written_without_uid(
 # -- the narrator: decisions of the real engine in, Events out --
 
 
-def forecast(upper: float, start: float = NOW - 60, points: int = 20) -> Forecast:
-    values = np.full(points, upper)
-    return Forecast(start, 60.0, values * 0.8, values, 0.95, "test", start)
+def forecast(
+    level: float, now_level: float | None = None, start: float = NOW - 60, points: int = 20
+) -> Forecast:
+    """A forecast whose median is `level` from the next minute on (`now_level` until then)."""
+    median = np.full(points, level)
+    if now_level is not None:
+        median[:2] = now_level  # [NOW - 60, NOW + 60): what is expected now
+    return Forecast(start, 60.0, median, median * 1.25, 0.95, "test", start)
 
 
 QUERY = {"query": "sum(rate(http_requests_total[1m]))", "threshold": "50"}
@@ -297,7 +302,9 @@ def test_pre_scaling_says_to_how_many_for_which_demand_and_by_when() -> None:
     policy = QUERY | {"forecast": "on", "podStartupSeconds": "90"}
     calm = decision(policy, Observations(demand=Sample(180.0, NOW), forecast=forecast(190.0)))
     assert narrator.decision(KEY, calm, NOW) == []
-    rising = decision(policy, Observations(demand=Sample(200.0, NOW), forecast=forecast(600.0)))
+    rising = decision(
+        policy, Observations(demand=Sample(200.0, NOW), forecast=forecast(600.0, now_level=200.0))
+    )
     [event] = narrator.decision(KEY, rising, NOW)
     assert (event.type, event.reason) == ("Normal", "PreScaling")
     assert event.message == (
@@ -313,7 +320,9 @@ def test_pre_scaling_names_a_measured_start_up() -> None:
     narrator = Narrator(polling_interval_seconds=30)
     policy = QUERY | {"forecast": "on", "podStartupSeconds": "auto"}
     observations = Observations(
-        demand=Sample(100.0, NOW), forecast=forecast(500.0), pod_startup_seconds=42.0
+        demand=Sample(100.0, NOW),
+        forecast=forecast(500.0, now_level=100.0),
+        pod_startup_seconds=42.0,
     )
     [event] = narrator.decision(KEY, decision(policy, observations), NOW)
     assert "(lead 72s: pod start-up 42s measured + polling 30s)" in event.message

@@ -64,7 +64,8 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
             assert float(ratio) == pytest.approx(tide / reactive, abs=0.006)
         if tide is not None:
             assert float(to_oracle) == pytest.approx(tide / outcome.oracle_later_hours, abs=0.006)
-            assert float(to_oracle) >= 1.0  # nothing is cheaper than the floor
+            # No lower bound here: the oracle holds every instant within its tail (0.1 %),
+            # so a policy within an aggregate budget may cost less than it.
             assert re.search(r"target 0\.(5|85), q 0\.9; \d", cells[3])
         if reactive is not None:
             assert "down-window 300" in cells[2]

@@ -180,6 +180,13 @@ class Narrator:
         query = decision.signal(Signal.QUERY)
         if query is None or query.replicas is None or query.replicas >= decision.desired_replicas:
             return []  # the forecast is not ahead of the demand: plain reactive scaling
+        # The demand the forecast expects (its median's peak over the lead time); the
+        # upper band is the margin on top, not the prediction.
+        predicted = (
+            decision.forecast_upper
+            if decision.forecast_median is None
+            else decision.forecast_median
+        )
         startup = decision.pod_startup_seconds or 0.0
         polling = self.polling_interval_seconds
         lead = startup + polling
@@ -191,7 +198,7 @@ class Narrator:
                 NORMAL,
                 "PreScaling",
                 f"pre-scaling to {decision.desired_replicas} replicas ahead of a predicted peak: "
-                f"forecast demand up to {decision.forecast_upper:.4g} by {_clock_time(now + lead)} "
+                f"forecast demand up to {predicted:.4g} by {_clock_time(now + lead)} "
                 f"(lead {lead:g}s: pod start-up {startup:g}s {source} + polling {polling:g}s); "
                 f"current demand {query.value or 0:.4g} needs {query.replicas}",
             )
