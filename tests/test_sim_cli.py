@@ -116,7 +116,9 @@ def test_out_writes_report_plots_and_sweep(
     assert "reactive" in capsys.readouterr().out
     for name in ("report.md", "frontier.png", "capacity.png", "capacity_zoom.png", "result.json"):
         assert (out / name).stat().st_size > 0
-    sweep = json.loads((out / "result.json").read_text())["sweep"]
+    written = json.loads((out / "result.json").read_text())
+    assert written["schema_version"] == 1  # the file carries it as --json does
+    sweep = written["sweep"]
     assert {(p["value"], p["policy"]) for p in sweep} == {
         ("0.5", "reactive"),
         ("0.5", "tidescaler"),

@@ -20,7 +20,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from scaler.cli_support import (
-    SCHEMA_VERSION,
     OutputPathError,
     ProgressLines,
     check_output_dir,
@@ -427,7 +426,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
     if args.json:
-        data = {"schema_version": SCHEMA_VERSION, **result_json(result, points)}
+        data = result_json(result, points)
         if trace is not None:
             data["input"] = describe(trace)
         sys.stdout.write(json.dumps(data, indent=2) + "\n")

@@ -22,6 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
+from scaler.cli_support import SCHEMA_VERSION
 from scaler.sim.frontier import (
     COMPARED,
     BudgetRow,
@@ -323,6 +324,7 @@ def result_json(result: SimulationResult, points: list[SweepPoint]) -> dict[str,
     timeline = result.timeline
     cluster = scenario.cluster
     return {
+        "schema_version": SCHEMA_VERSION,
         "scenario": scenario.name,
         "source": scenario.origin,
         "traffic": {
