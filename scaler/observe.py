@@ -67,6 +67,29 @@ class Observer:
         options, _ = self.access.check(policy.backend)
         return policy if options is policy.backend else replace(policy, backend=options)
 
+    def ready(self, policy: Policy, address: str | None) -> bool:
+        """Whether `observe` would answer without waiting on a backend (every answer it
+        needs is at hand); forecasts never wait, they are refit in the background."""
+        if address is None:
+            return True
+        options, _ = self.access.check(policy.backend)
+        if policy.query is not None and not self.source.ready(
+            address, policy.query.query, options=options
+        ):
+            return False
+        resources = policy.resources
+        if resources is None:
+            return True
+        wanted: tuple[tuple[ResourceName, float | None], ...] = (
+            ("cpu", resources.cpu_utilization_percent),
+            ("memory", resources.memory_utilization_percent),
+        )
+        return all(
+            self.source.resource_ready(address, resources.pod_selector, name, options=options)
+            for name, target in wanted
+            if target is not None
+        )
+
     def observe(
         self, policy: Policy, address: str | None, now: float
     ) -> tuple[Observations, list[BackendProblem]]:

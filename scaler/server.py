@@ -160,15 +160,10 @@ SERVER_OPTIONS = [
     ("grpc.server.max_pending_requests_hard_limit", MAX_PENDING_CALLS),
 ]
 
-# A decision whose answers are at hand (policy cached, Prometheus answer shared within
-# --coalesce-seconds) takes about 0.1 ms on a decision thread, and handing its result back
-# through the event loop costs as much again. So a KEDA call first waits for it on the
-# loop thread (without the GIL) for up to WAIT_HERE_SECONDS. A decision that waits on
-# Prometheus overruns that; the loop then stops waiting this way for
-# WAIT_HERE_BACKOFF_SECONDS, so a slow backend stalls the loop (streams, health) for at
-# most WAIT_HERE_SECONDS per backoff.
-WAIT_HERE_SECONDS = 0.002
-WAIT_HERE_BACKOFF_SECONDS = 1.0
+# A decision whose answers are at hand (policy cached, Prometheus answers shared within
+# --coalesce-seconds) takes about 0.1 ms, less than handing it to a thread and back
+# through the event loop; it runs on the loop. Only one that would wait on a backend
+# goes to a decision thread, so a hung Prometheus never blocks the loop.
 
 # Bounds of the per-name tables below; beyond them the least recent name is forgotten
 # (at worst its next unchanged decision is logged once more).
@@ -208,7 +203,6 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self.settings = config.engine_settings
         # Set on the loop when shutdown starts: every stream ends at once.
         self.stopping = asyncio.Event()
-        self._wait_here_after = 0.0  # monotonic time from which calls may wait on the loop
         self._last_logged = _Recent(LOGGED_DECISIONS)
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
 
@@ -341,19 +335,15 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     async def _decide(
         self, ref: pb.ScaledObjectRef, pool: Executor | None
     ) -> tuple[Policy, Decision]:
-        """The policy and `decision_for`, on `pool` when it may wait on Prometheus, else here."""
+        """The policy and `decision_for`: here when every answer it needs is at hand, else
+        on `pool` (it may wait on Prometheus up to the answer budget)."""
         policy, address = self.policy_for(ref)
         if address is None or pool is None:
             # Configuration and the clock only: never blocks, not worth a thread hop.
             return policy, self._decision(ref, policy, address)
+        if self.observer.ready(policy, address):
+            return policy, self._decision(ref, policy, address)  # warm: no thread hop
         future = pool.submit(self._decision, ref, policy, address)
-        if pool is self.calls and time.monotonic() >= self._wait_here_after:
-            # Wait for a warm decision right here: it saves the event loop's wake-up,
-            # which costs more than the decision itself. See WAIT_HERE_SECONDS.
-            try:
-                return policy, future.result(timeout=WAIT_HERE_SECONDS)
-            except TimeoutError:
-                self._wait_here_after = time.monotonic() + WAIT_HERE_BACKOFF_SECONDS
         return policy, await asyncio.wrap_future(future)
 
     # -- RPCs -------------------------------------------------------------------

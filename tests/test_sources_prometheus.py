@@ -126,6 +126,19 @@ def test_instant_returns_the_backfilled_value(seeded: Seeded) -> None:
         assert source.read(seeded.url, f"sum({DEMAND})") == Reading(1234.5, seeded.at, None)
 
 
+def test_ready_says_when_a_read_would_not_wait(seeded: Seeded) -> None:
+    clock = [seeded.at]
+    query = f"sum({DEMAND})"
+    with PrometheusSource(clock=lambda: clock[0], coalesce_seconds=5.0) as source:
+        assert not source.ready(seeded.url, query)  # never asked: a read would fetch
+        assert source.read(seeded.url, query).value == 1234.5
+        assert source.ready(seeded.url, query)  # the shared answer is at hand
+        assert not source.ready(seeded.url, "sum(other)")  # another query is not
+        assert not source.resource_ready(seeded.url, 'namespace="shop"', "cpu")
+        clock[0] += 11.0  # past the answer's use (twice --coalesce-seconds with refresh-ahead)
+        assert not source.ready(seeded.url, query)
+
+
 def test_instant_returns_the_scraped_value(
     prometheus: PrometheusServer, exporter: Exporter
 ) -> None:

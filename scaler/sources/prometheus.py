@@ -330,6 +330,28 @@ class PrometheusSource:
             return self._fallback(key, converted.copy())
         return Reading(converted, flight.observed_at)
 
+    def ready(self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS) -> bool:
+        """Whether `read` (or `_fetch`) of this query would answer without waiting: its
+        shared answer has arrived and is still usable. Takes no lock and starts nothing."""
+        flight = self._flights.get((address, query, options))
+        return (
+            flight is not None and flight.done.is_set() and not self._expired(flight, self._clock())
+        )
+
+    def resource_ready(
+        self,
+        address: str,
+        pod_selector: str,
+        resource: ResourceName,
+        *,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> bool:
+        """`ready` for the query `read_resource` sends."""
+        query = resource_query(
+            resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
+        )
+        return self.ready(address, query, options=options)
+
     def read_resource(
         self,
         address: str,
