@@ -142,8 +142,9 @@ def markdown(results: Sequence[ServiceResult], settings: FleetSettings, command:
             lines += ["```", ""]
     lines += [
         "",
-        "Saving: 1 - tidescaler / reactive replica-hours, each at its cheapest setting within "
-        "the budget. Forecast skill: 1 - forecaster sMAPE / best naive baseline sMAPE one hour "
+        "Saving: 1 - tidescaler / reactive replica-hours, each policy at the cheapest setting "
+        "within the budget on the first half of the history, costed on the second half (the "
+        "totals too). Forecast skill: 1 - forecaster sMAPE / best naive baseline sMAPE one hour "
         "ahead (positive: the forecast beats naive). Coverage: share of actual values under the "
         "forecast's upper band.",
     ]
