@@ -697,6 +697,9 @@ def cached_policy(metadata: Mapping[str, str]) -> Policy:
 
     An oversized map is rejected before it is hashed or kept; what is kept is
     bounded in bytes (_CACHE_BYTES), valid and invalid maps alike."""
+    if not isinstance(metadata, dict):
+        # gRPC's map is read through Python-level iteration: copy it once, not per check.
+        metadata = dict(metadata)
     too_large = size_problems(metadata)
     if too_large:
         raise PolicyError(too_large)
