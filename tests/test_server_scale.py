@@ -160,38 +160,31 @@ def test_names_passing_through_keep_every_table_bounded_and_calls_flat() -> None
     assert seconds[-1] < 2.0 * seconds[0], seconds
 
 
-def test_sigterm_exits_within_grace_with_a_decision_stuck_on_a_hung_backend(
-    hung_prometheus: str,
-) -> None:
+def serve_process(*flags: str) -> tuple[int, subprocess.Popen[str]]:
+    """`tidescaler serve` as operators run it, on a free loopback port, metrics off."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        port = int(probe.getsockname()[1])
     process = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "scaler.cli",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--metrics-port",
-            "0",
-            "--prometheus-url",
-            hung_prometheus,
-            "--query-timeout-seconds",
-            "60",
-            "--grace-seconds",
-            "2",
-            "--push-interval-seconds",
-            "0.2",
+            *(sys.executable, "-m", "scaler.cli", "serve", "--host", "127.0.0.1"),
+            *("--port", str(port), "--metrics-port", "0", *flags),
         ],
         env=os.environ | {"PYTHONPATH": str(ROOT)},
         cwd=ROOT,
         stderr=subprocess.PIPE,
         text=True,
     )
+    return port, process
+
+
+def test_sigterm_exits_within_grace_with_a_decision_stuck_on_a_hung_backend(
+    hung_prometheus: str,
+) -> None:
+    port, process = serve_process(
+        "--prometheus-url", hung_prometheus, "--query-timeout-seconds", "60",
+        "--grace-seconds", "2", "--push-interval-seconds", "0.2",
+    )  # fmt: skip
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
@@ -297,22 +290,10 @@ def test_sigterm_exits_within_grace_with_a_background_refresh_stuck_on_a_hung_ba
     http = ThreadingHTTPServer(("127.0.0.1", 0), _AnswersOnceThenHangs)
     http.daemon_threads = True
     threading.Thread(target=http.serve_forever, daemon=True).start()
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [
-            *(sys.executable, "-m", "scaler.cli", "serve", "--host", "127.0.0.1"),
-            *("--port", str(port), "--metrics-port", "0"),
-            *("--prometheus-url", f"http://127.0.0.1:{http.server_address[1]}"),
-            *("--query-timeout-seconds", "60", "--coalesce-seconds", "0.5"),
-            *("--grace-seconds", "2"),
-        ],
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    port, process = serve_process(
+        "--prometheus-url", f"http://127.0.0.1:{http.server_address[1]}",
+        "--query-timeout-seconds", "60", "--coalesce-seconds", "0.5", "--grace-seconds", "2",
+    )  # fmt: skip
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
