@@ -23,7 +23,6 @@ TINY = {
     "forecast_refit_seconds": 21600,
     "sweep": {
         "target_utilization": [0.5, 0.85],
-        "forecastQuantile": [0.9],
         "scale_down_stabilization_seconds": [300],
         "policies": ["reactive", "tidescaler"],
     },
@@ -58,7 +57,7 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
     )
     for line, row in zip(rows, rows_by_budget, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        ratio, to_oracle = cells[4], cells[5]
+        ratio, to_oracle, reactive_to_oracle = cells[4], cells[5], cells[6]
         tide, reactive = row.cost("tidescaler"), row.cost("reactive")
         if tide is not None and reactive is not None:
             assert float(ratio) == pytest.approx(tide / reactive, abs=0.006)
@@ -66,9 +65,15 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
             assert float(to_oracle) == pytest.approx(tide / outcome.oracle_later_hours, abs=0.006)
             # No lower bound here: the oracle holds every instant within its tail (0.1 %),
             # so a policy within an aggregate budget may cost less than it.
-            assert re.search(r"target 0\.(5|85), q 0\.9; \d", cells[3])
+            # Both policies sweep the same settings: the target and the down-window.
+            assert re.search(r"target 0\.(5|85)\b", cells[3]) and "down-window 300" in cells[3]
         if reactive is not None:
             assert "down-window 300" in cells[2]
+            assert float(reactive_to_oracle) == pytest.approx(
+                reactive / outcome.oracle_later_hours, abs=0.006
+            )
     assert "tidescaler at most 1x reactive on every scenario and budget" in out
     assert "median scenario at 0.1 %: tidescaler / reactive" in out
     assert "median scenario at 1 %: tidescaler / oracle" in out
+    if any(row.cost("reactive") is not None for row in rows_by_budget[:1]):
+        assert "room at 0.1 %: on the median scenario where reactive meets the budget" in out

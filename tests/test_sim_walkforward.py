@@ -1,8 +1,9 @@
 """Walk-forward frontiers with equal tuning budgets.
 
 Settings are chosen on the tuning span (first half of the evaluation window) and
-reported on the later span; reactive gets its own second knob (the scale-down
-stabilization window) when tidescaler sweeps one, so both get as many settings.
+reported on the later span. The scale-down stabilization window is the HPA's, so
+it moves every policy: swept with the target, both policies get the very same
+settings; a forecast key moves tidescaler alone.
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ SMALL: dict[str, Any] = {
     "forecast_refit_seconds": 21600,
     "sweep": {
         "target_utilization": [0.5, 0.8],
-        "forecastQuantile": [0.8, 0.95],
         "scale_down_stabilization_seconds": [0, 600],
     },
     "seed": 4,
@@ -82,26 +82,28 @@ def test_walk_forward_chooses_on_the_tuning_span_and_reports_the_later_one() -> 
     assert choose_budgets(points, ("reactive",)) == [0.001, 0.005, 0.01, 0.02]
 
 
-def test_both_policies_get_the_same_number_of_settings_and_the_spans_add_up() -> None:
+def test_both_policies_get_the_same_settings_and_the_spans_add_up() -> None:
     scenario = parse_scenario(SMALL, "walk.yaml")
     result, points = sweep(scenario)
     runs = Counter(p.policy for p in points)
     assert runs["reactive"] == runs["tidescaler"] == 4
     assert "oracle" not in runs
-    reactive = {p.settings: p for p in points if p.policy == "reactive"}
-    assert {dict(s)["scale_down_stabilization_seconds"] for s in reactive} == {"0", "600"}
-    assert all("forecastQuantile" not in dict(s) for s in reactive)
-    tide = [p for p in points if p.policy == "tidescaler"]
-    assert all("scale_down_stabilization_seconds" not in dict(p.settings) for p in tide)
-    # The window moves reactive: holding replicas 600 s longer costs more than not at all.
-    for target in ("0.5", "0.8"):
-        short = reactive[
-            (("target_utilization", target), ("scale_down_stabilization_seconds", "0"))
-        ]
-        long = reactive[
-            (("target_utilization", target), ("scale_down_stabilization_seconds", "600"))
-        ]
-        assert long.replica_hours > short.replica_hours
+    by_policy = {
+        name: {p.settings: p for p in points if p.policy == name}
+        for name in ("reactive", "tidescaler")
+    }
+    assert set(by_policy["reactive"]) == set(by_policy["tidescaler"])
+    assert {dict(s)["scale_down_stabilization_seconds"] for s in by_policy["reactive"]} == {
+        "0",
+        "600",
+    }
+    # The window moves both: holding replicas 600 s longer costs more than not at all.
+    for mine in by_policy.values():
+        for target in ("0.5", "0.8"):
+            at = ("target_utilization", target)
+            short = mine[(at, ("scale_down_stabilization_seconds", "0"))]
+            long = mine[(at, ("scale_down_stabilization_seconds", "600"))]
+            assert long.replica_hours > short.replica_hours
     # Spans split the evaluation window: hours add up, costs use static-peak per span.
     for p in points:
         assert p.tuning is not None and p.later is not None
@@ -111,6 +113,14 @@ def test_both_policies_get_the_same_number_of_settings_and_the_spans_add_up() ->
     some = points[0]
     assert some.later is not None
     assert some.later.cost_vs_static_peak == pytest.approx(some.later.replica_hours / later_static)
+
+
+def test_a_forecast_key_moves_tidescaler_alone() -> None:
+    data = {**SMALL, "sweep": {"target_utilization": [0.5, 0.8], "forecastQuantile": [0.8, 0.95]}}
+    _, points = sweep(parse_scenario(data, "walk.yaml"))
+    runs = Counter(p.policy for p in points)
+    assert runs["tidescaler"] == 4 and runs["reactive"] == 2
+    assert all("forecastQuantile" not in dict(p.settings) for p in points if p.policy == "reactive")
 
 
 def test_a_bad_stabilization_window_is_refused() -> None:

@@ -25,7 +25,6 @@ from scaler.sim.policies import (
 from scaler.sim.queue import QueueOutcome, simulate_queue
 from scaler.sim.scenario import (
     SWEEP_LABELS,
-    SWEEP_REACTIVE,
     SWEEP_TIDESCALER,
     Scenario,
     ScenarioError,
@@ -326,9 +325,8 @@ def simulate(
 
 def _own_axes(names: list[str], policy: str) -> list[str]:
     """The swept parameters that move `policy`: the shared ones and its own."""
-    own = {"tidescaler": SWEEP_TIDESCALER, "reactive": SWEEP_REACTIVE}.get(policy, ())
-    mine_only = SWEEP_TIDESCALER + SWEEP_REACTIVE
-    return [n for n in names if n not in mine_only or n in own]
+    own = {"tidescaler": SWEEP_TIDESCALER}.get(policy, ())
+    return [n for n in names if n not in SWEEP_TIDESCALER or n in own]
 
 
 def base_points(result: SimulationResult) -> list[SweepPoint]:
@@ -363,9 +361,10 @@ def sweep(
     """The scenario as given, plus one run per combination of its sweep (frontier points).
 
     Every policy runs once per combination of the parameters that move it: the
-    shared ones (the per-replica target, the pod start-up) and its own (tidescaler's
-    forecast keys; reactive's scale-down stabilization window), so that two
-    policies given two knobs each get the same number of settings. Runs that differ
+    shared ones (the per-replica target, the pod start-up, the HPA's scale-down
+    stabilization window) and its own (tidescaler's forecast keys). A sweep of shared
+    parameters alone gives every policy the same settings, so that the forecast is
+    the only difference between reactive and tidescaler. Runs that differ
     only in the threshold share the forecaster's refits (same history, same
     quantile: same forecast). Costs are relative to static-peak of the scenario as
     given, over the same span.
@@ -380,10 +379,8 @@ def sweep(
     tune_stick, later_stick = base.static_span_hours
     swept = scenario.sweep.policies or tuple(p for p in scenario.policies if p != "oracle")
     swept = tuple(p for p in scenario.policies if p in swept)
-    own = {"tidescaler": SWEEP_TIDESCALER, "reactive": SWEEP_REACTIVE}
-    shared_axes = [
-        (n, v) for n, v in scenario.sweep.axes if n not in SWEEP_TIDESCALER + SWEEP_REACTIVE
-    ]
+    own = {"tidescaler": SWEEP_TIDESCALER}
+    shared_axes = [(n, v) for n, v in scenario.sweep.axes if n not in SWEEP_TIDESCALER]
     own_axes = {
         name: [(n, v) for n, v in scenario.sweep.axes if n in keys] for name, keys in own.items()
     }

@@ -39,10 +39,11 @@ DEMO_SCENARIO = "demo.yaml"
 # metadata keys move only the tidescaler policy.
 SWEEP_ALL = ("target_utilization", "threshold")
 SWEEP_TIDESCALER = ("forecastQuantile", "podStartupSeconds", "forecastHistory")
-SWEEP_CLUSTER = ("pod_startup_seconds",)
-# Reactive's own knob, the HPA's scale-down stabilization window (ScaledObject
-# advanced.horizontalPodAutoscalerConfig.behavior), moves only the reactive policy.
-SWEEP_REACTIVE = ("scale_down_stabilization_seconds",)
+# Cluster parameters move every policy they touch. The HPA's scale-down stabilization
+# window (ScaledObject advanced.horizontalPodAutoscalerConfig.behavior) is set on a
+# ScaledObject whatever its trigger: it is a knob of every policy that goes through the
+# HPA, tidescaler's as much as reactive's.
+SWEEP_CLUSTER = ("pod_startup_seconds", "scale_down_stabilization_seconds")
 
 
 class ScenarioError(ValueError):
@@ -704,7 +705,7 @@ def parse_sweep(text: str) -> Sweep:
         if param.strip() in ("target-utilization", "pod-startup-seconds")
         else param.strip()
     )
-    known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER + SWEEP_REACTIVE
+    known = SWEEP_ALL + SWEEP_TIDESCALER + SWEEP_CLUSTER
     if param not in known:
         close = difflib.get_close_matches(param, known, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]}?)" if close else ""
@@ -712,7 +713,7 @@ def parse_sweep(text: str) -> Sweep:
     values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
     if not values:
         raise ScenarioError(f"{text!r}: no values after {param}=")
-    if param in SWEEP_REACTIVE:
+    if param == "scale_down_stabilization_seconds":
         for v in values:
             try:
                 seconds = float(v)
@@ -720,7 +721,7 @@ def parse_sweep(text: str) -> Sweep:
                 raise ScenarioError(f"{param}={v!r}: expected seconds (a number)") from None
             if not 0 <= seconds <= 3600:
                 raise ScenarioError(f"{param}={v!r}: expected seconds from 0 to 3600")
-    if param in SWEEP_ALL + SWEEP_CLUSTER or param == "forecastQuantile":
+    elif param in SWEEP_ALL + SWEEP_CLUSTER or param == "forecastQuantile":
         for v in values:
             try:
                 number = float(v)
