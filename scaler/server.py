@@ -151,6 +151,50 @@ class _Recent:
         return len(self._items)
 
 
+Resolved = tuple[Policy, str | None]  # a valid trigger's policy and Prometheus address
+
+
+class _ResolvedTriggers:
+    """Valid triggers by the canonical bytes of their ScaledObjectRef, least recently
+    used first, bounded in number and in bytes; safe across threads.
+
+    KEDA sends the same ScaledObjectRef on every poll. Its deterministic serialisation
+    (map entries sorted, done in C in well under a microsecond) identifies the name,
+    namespace and metadata exactly, whatever order the client wrote the map in, so a
+    repeat skips copying the map out of the protobuf, the size limits, hashing it for
+    the policy cache and the allow-list checks: their verdict cannot have changed, as
+    the server's configuration does not. Invalid triggers are never kept; they go
+    through every check (and Event) each time.
+    """
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[bytes, Resolved] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> Resolved | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, resolved: Resolved) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = resolved
+            self._bytes += len(key) + RESOLVED_ENTRY_BYTES
+            while self._bytes > self.max_bytes or len(self._items) > self.limit:
+                old, _ = self._items.popitem(last=False)
+                self._bytes -= len(old) + RESOLVED_ENTRY_BYTES
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 # gRPC core cancels calls beyond 1,000 (hard limit 3,000) waiting to be picked up by the
 # application; a restarting KEDA operator may open all its external-push streams at once.
 MAX_PENDING_CALLS = 20_000
@@ -169,6 +213,11 @@ SERVER_OPTIONS = [
 # (at worst its next unchanged decision is logged once more).
 LOGGED_DECISIONS = 10_000
 WARNED_ADDRESSES = 1_000
+# Valid triggers remembered by their ScaledObjectRef's bytes (the policy itself stays in
+# the policy cache); a typical ref is a few hundred bytes, a valid one at most ~64 KiB.
+RESOLVED_TRIGGERS = 10_000
+RESOLVED_BYTES = 16 * 1024 * 1024
+RESOLVED_ENTRY_BYTES = 512  # the entry's tuple, the dict's slot and the key's header
 
 
 class ScalerService(pb_grpc.ExternalScalerServicer):
@@ -205,11 +254,20 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self.stopping = asyncio.Event()
         self._last_logged = _Recent(LOGGED_DECISIONS)
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
+        self._resolved = _ResolvedTriggers(RESOLVED_TRIGGERS, RESOLVED_BYTES)
 
     # -- the core path, gRPC-free ------------------------------------------------
 
-    def policy_for(self, ref: pb.ScaledObjectRef) -> tuple[Policy, str | None]:
+    def policy_for(self, ref: pb.ScaledObjectRef) -> Resolved:
         """The policy and the Prometheus address it may use; RequestError if invalid."""
+        key = ref.SerializeToString(deterministic=True)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolve(ref)
+            self._resolved.put(key, resolved)
+        return resolved
+
+    def _resolve(self, ref: pb.ScaledObjectRef) -> Resolved:
         try:
             policy = cached_policy(ref.scalerMetadata)
         except PolicyError as err:

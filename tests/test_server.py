@@ -124,6 +124,30 @@ def test_invalid_metadata_is_invalid_argument_on_every_rpc(
         assert fragment in (info.value.details() or "")
 
 
+def test_an_edited_trigger_counts_at_once_and_map_order_does_not_matter(
+    server: RunningServer, stub: pb_grpc.ExternalScalerStub
+) -> None:
+    """The server remembers each valid trigger it resolved; an edit is a new trigger."""
+
+    def replicas(metadata: dict[str, str]) -> int:
+        request = pb.GetMetricsRequest(scaledObjectRef=ref(metadata), metricName="tidescaler")
+        return stub.GetMetrics(request, timeout=3).metricValues[0].metricValue
+
+    assert replicas(ALWAYS) == 3
+    assert replicas(ALWAYS | {"desiredReplicas": "5"}) == 5
+    # Valid a moment ago, invalid now: refused on every call, never from memory.
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError) as info:
+            replicas(ALWAYS | {"desiredReplicas": "zero"})
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    # The same map sent with its entries in another order is the same trigger.
+    forward, backward = ref(ALWAYS), ref(dict(reversed((KEDA_KEYS | ALWAYS).items())))
+    assert forward.SerializeToString() != backward.SerializeToString()  # as sent on the wire
+    assert stub.IsActive(backward, timeout=3).result is True
+    assert replicas(ALWAYS) == 3
+    assert len(server.service._resolved) == 2
+
+
 def test_no_prometheus_configured_is_invalid_argument() -> None:
     running = start()
     try:
