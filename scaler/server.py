@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
@@ -26,11 +27,11 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -55,8 +56,6 @@ log = logging.getLogger("tidescaler.server")
 PodStartupLookup = Callable[[str, str], float | None]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -390,78 +389,113 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             },
         )
 
+    def _decide_now(
+        self, ref: pb.ScaledObjectRef, pool: Executor | None
+    ) -> tuple[Policy, str | None, Decision | None]:
+        """The policy, its Prometheus address and, when every answer it needs is at hand
+        (or there is no `pool`), the decision made here; else None: it goes to `pool`,
+        as it may wait on Prometheus up to the answer budget."""
+        policy, address = self.policy_for(ref)
+        # No address: configuration and the clock only, never blocks, not worth a thread hop.
+        if address is None or pool is None or self.observer.ready(policy, address):
+            return policy, address, self._decision(ref, policy, address)
+        return policy, address, None
+
+    async def _decide_elsewhere(
+        self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None, pool: Executor
+    ) -> Decision:
+        return await asyncio.wrap_future(pool.submit(self._decision, ref, policy, address))
+
     async def _decide(
         self, ref: pb.ScaledObjectRef, pool: Executor | None
     ) -> tuple[Policy, Decision]:
         """The policy and `decision_for`: here when every answer it needs is at hand, else
-        on `pool` (it may wait on Prometheus up to the answer budget)."""
-        policy, address = self.policy_for(ref)
-        if address is None or pool is None:
-            # Configuration and the clock only: never blocks, not worth a thread hop.
-            return policy, self._decision(ref, policy, address)
-        if self.observer.ready(policy, address):
-            return policy, self._decision(ref, policy, address)  # warm: no thread hop
-        future = pool.submit(self._decision, ref, policy, address)
-        return policy, await asyncio.wrap_future(future)
+        on `pool`."""
+        policy, address, decision = self._decide_now(ref, pool)
+        if decision is None:
+            assert pool is not None
+            decision = await self._decide_elsewhere(ref, policy, address, pool)
+        return policy, decision
 
     # -- RPCs -------------------------------------------------------------------
+    # Each RPC does its work inline (no nested coroutine on the warm path) and hands any
+    # failure to `_fail`, which answers it with the right status.
 
-    async def _call(
-        self, method: str, context: grpc.aio.ServicerContext, body: Callable[[], Awaitable[R]]
-    ) -> R:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            return await body()
-        except RequestError as err:
-            code = err.code
+    def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
+        if self.telemetry is not None:
+            self.telemetry.record_rpc(method, code.name, time.perf_counter() - started)
+
+    async def _fail(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        err: BaseException,
+        started: float,
+    ) -> NoReturn:
+        """Record the failed call and end it: the request's own status, CANCELLED passed
+        on, anything else INTERNAL (the service never crashes on a request)."""
+        if isinstance(err, RequestError):
+            self._record(method, err.code, started)
             await context.abort(err.code, str(err))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED  # the client gave up or the server is stopping
-            raise
-        except Exception as err:  # the service never crashes on a request
-            code = grpc.StatusCode.INTERNAL
-            log.exception("internal error", extra={"method": method})
+        elif isinstance(err, asyncio.CancelledError):
+            # The client gave up or the server is stopping.
+            self._record(method, grpc.StatusCode.CANCELLED, started)
+            raise err
+        elif isinstance(err, Exception):
+            self._record(method, grpc.StatusCode.INTERNAL, started)
+            log.exception("internal error", extra={"method": method}, exc_info=err)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error: {err.__class__.__name__}: {err}"
             )
-        finally:
-            if self.telemetry is not None:
-                self.telemetry.record_rpc(method, code.name, time.perf_counter() - started)
+        else:
+            self._record(method, grpc.StatusCode.UNKNOWN, started)
+            raise err
         raise AssertionError("unreachable: context.abort raises")
 
     async def GetMetricSpec(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricSpecResponse:
-        async def body() -> pb.GetMetricSpecResponse:
+        started = time.perf_counter()
+        try:
             policy, _ = self.policy_for(request)  # configuration only, never a backend
-            spec = pb.MetricSpec(metricName=policy.metric_name, targetSize=1, targetSizeFloat=1.0)
-            return pb.GetMetricSpecResponse(metricSpecs=[spec])
-
-        return await self._call("GetMetricSpec", context, body)
+            response = _spec_response(policy.metric_name)
+        except BaseException as err:
+            await self._fail("GetMetricSpec", context, err, started)
+        self._record("GetMetricSpec", grpc.StatusCode.OK, started)
+        return response
 
     async def GetMetrics(
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
-        async def body() -> pb.GetMetricsResponse:
-            policy, decision = await self._decide(request.scaledObjectRef, self.calls)
-            desired = decision.desired_replicas
-            name = request.metricName or policy.metric_name
-            value = pb.MetricValue(
-                metricName=name, metricValue=desired, metricValueFloat=float(desired)
+        started = time.perf_counter()
+        try:
+            ref = request.scaledObjectRef
+            policy, address, decision = self._decide_now(ref, self.calls)
+            if decision is None:
+                assert self.calls is not None
+                decision = await self._decide_elsewhere(ref, policy, address, self.calls)
+            response = _metrics_response(
+                request.metricName or policy.metric_name, decision.desired_replicas
             )
-            return pb.GetMetricsResponse(metricValues=[value])
-
-        return await self._call("GetMetrics", context, body)
+        except BaseException as err:
+            await self._fail("GetMetrics", context, err, started)
+        self._record("GetMetrics", grpc.StatusCode.OK, started)
+        return response
 
     async def IsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.IsActiveResponse:
-        async def body() -> pb.IsActiveResponse:
-            _, decision = await self._decide(request, self.calls)
-            return pb.IsActiveResponse(result=decision.active)
-
-        return await self._call("IsActive", context, body)
+        started = time.perf_counter()
+        try:
+            policy, address, decision = self._decide_now(request, self.calls)
+            if decision is None:
+                assert self.calls is not None
+                decision = await self._decide_elsewhere(request, policy, address, self.calls)
+            response = ACTIVE if decision.active else INACTIVE
+        except BaseException as err:
+            await self._fail("IsActive", context, err, started)
+        self._record("IsActive", grpc.StatusCode.OK, started)
+        return response
 
     async def StreamIsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
@@ -472,11 +506,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         another replica if this one is going away.
         """
 
-        async def validate() -> None:
-            self.policy_for(request)
-
         # Invalid metadata ends the stream with INVALID_ARGUMENT before anything is sent.
-        await self._call("StreamIsActive", context, validate)
+        started = time.perf_counter()
+        try:
+            self.policy_for(request)
+        except BaseException as err:
+            await self._fail("StreamIsActive", context, err, started)
+        self._record("StreamIsActive", grpc.StatusCode.OK, started)
         last: bool | None = None
         while not self.stopping.is_set():
             active: bool | None = None
@@ -490,9 +526,41 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 log.exception("internal error", extra={"method": "StreamIsActive"})
             if active is not None and active != last:
                 last = active
-                yield pb.IsActiveResponse(result=active)
+                yield ACTIVE if active else INACTIVE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.config.push_interval_seconds)
+
+
+# Answers are never changed once built (gRPC only serialises them), so the few distinct
+# ones are built once and shared by every call that gives them. A metric name comes from
+# the request and may be anything: only short ones are kept.
+ACTIVE = pb.IsActiveResponse(result=True)
+INACTIVE = pb.IsActiveResponse(result=False)
+RESPONSES_KEPT = 4096
+KEPT_NAME_CHARS = 256
+
+
+def _metrics_response(metric_name: str, replicas: int) -> pb.GetMetricsResponse:
+    if len(metric_name) > KEPT_NAME_CHARS:
+        return _build_metrics_response(metric_name, replicas)
+    return _kept_metrics_response(metric_name, replicas)
+
+
+def _build_metrics_response(metric_name: str, replicas: int) -> pb.GetMetricsResponse:
+    value = pb.MetricValue(
+        metricName=metric_name, metricValue=replicas, metricValueFloat=float(replicas)
+    )
+    return pb.GetMetricsResponse(metricValues=[value])
+
+
+_kept_metrics_response = functools.lru_cache(maxsize=RESPONSES_KEPT)(_build_metrics_response)
+
+
+@functools.lru_cache(maxsize=RESPONSES_KEPT)
+def _spec_response(metric_name: str) -> pb.GetMetricSpecResponse:
+    # policy.metric_name: bounded by the policy's own limits.
+    spec = pb.MetricSpec(metricName=metric_name, targetSize=1, targetSizeFloat=1.0)
+    return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
 
 def _read(path: Path, flag: str) -> bytes:
