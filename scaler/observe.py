@@ -18,8 +18,8 @@ from scaler.backend_access import BackendAccess
 from scaler.engine import Observations, ResourceSample, Sample, Signal
 from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
-from scaler.policy import Policy
-from scaler.sources.prometheus import PrometheusSource
+from scaler.policy import BackendOptions, Policy
+from scaler.sources.prometheus import PrometheusSource, Reading
 from scaler.sources.resources import ResourceName
 
 
@@ -67,16 +67,7 @@ class Observer:
         options, _ = self.access.check(policy.backend)
         return policy if options is policy.backend else replace(policy, backend=options)
 
-    def ready(self, policy: Policy, address: str | None) -> bool:
-        """Whether `observe` would answer without waiting on a backend (every answer it
-        needs is at hand); forecasts never wait, they are refit in the background."""
-        if address is None:
-            return True
-        options, _ = self.access.check(policy.backend)
-        if policy.query is not None and not self.source.ready(
-            address, policy.query.query, options=options
-        ):
-            return False
+    def _resources_ready(self, policy: Policy, address: str, options: BackendOptions) -> bool:
         resources = policy.resources
         if resources is None:
             return True
@@ -90,6 +81,29 @@ class Observer:
             if target is not None
         )
 
+    def observe_at_hand(
+        self, policy: Policy, address: str | None, now: float
+    ) -> tuple[Observations, list[BackendProblem]] | None:
+        """`observe` when it would not wait on a backend (every answer it needs is at
+        hand), else None, having started nothing; forecasts never wait, they are refit
+        in the background. The warm request path: one pass over the source."""
+        if address is None:
+            return self.observe(policy, address, now)
+        options, _ = self.access.check(policy.backend)
+        reading = None
+        if policy.query is not None:
+            reading = self.source.read_at_hand(
+                address,
+                policy.query.query,
+                ignore_null_values=policy.query.ignore_null_values,
+                options=options,
+            )
+            if reading is None:
+                return None
+        if not self._resources_ready(policy, address, options):
+            return None
+        return self._observe(policy, address, now, options, reading)
+
     def observe(
         self, policy: Policy, address: str | None, now: float
     ) -> tuple[Observations, list[BackendProblem]]:
@@ -97,20 +111,32 @@ class Observer:
 
         `address` is the Prometheus to ask (None when the policy needs none).
         """
+        options, _ = self.access.check(policy.backend)
+        return self._observe(policy, address, now, options, None)
+
+    def _observe(
+        self,
+        policy: Policy,
+        address: str | None,
+        now: float,
+        options: BackendOptions,
+        reading: Reading | None,
+    ) -> tuple[Observations, list[BackendProblem]]:
+        """`observe`, with the query's reading when the caller already has it."""
         demand = cpu = memory = None
         forecast: Forecast | None = None
         forecast_problem: str | None = None
         errors: dict[str, str] = {}
         problems: list[BackendProblem] = []
-        options, _ = self.access.check(policy.backend)
 
         if policy.query is not None and address is not None:
-            reading = self.source.read(
-                address,
-                policy.query.query,
-                ignore_null_values=policy.query.ignore_null_values,
-                options=options,
-            )
+            if reading is None:
+                reading = self.source.read(
+                    address,
+                    policy.query.query,
+                    ignore_null_values=policy.query.ignore_null_values,
+                    options=options,
+                )
             if reading.error is not None:
                 errors[Signal.QUERY] = str(reading.error)
                 problems.append(

@@ -39,7 +39,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from scaler.backend_access import BackendAccess
-from scaler.engine import Decision, EngineSettings, decide
+from scaler.engine import Decision, EngineSettings, Observations, decide
 from scaler.observe import BackendProblem, ForecastProvider, Observer
 from scaler.policy import Policy, PolicyError, cached_policy
 from scaler.proto import externalscaler_pb2 as pb
@@ -320,7 +320,20 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
     def _decision(self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None) -> Decision:
         now = self.clock()
-        observations, problems = self.observer.observe(policy, address, now)
+        return self._conclude(
+            ref, policy, address, now, *self.observer.observe(policy, address, now)
+        )
+
+    def _conclude(
+        self,
+        ref: pb.ScaledObjectRef,
+        policy: Policy,
+        address: str | None,
+        now: float,
+        observations: Observations,
+        problems: list[BackendProblem],
+    ) -> Decision:
+        """The decision from what was observed, reported to logs, telemetry and Events."""
         if self.pod_startup is not None and policy.forecast.pod_startup_auto:
             measured = self.pod_startup(ref.namespace, ref.name)
             observations = replace(observations, pod_startup_seconds=measured)
@@ -396,10 +409,14 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         (or there is no `pool`), the decision made here; else None: it goes to `pool`,
         as it may wait on Prometheus up to the answer budget."""
         policy, address = self.policy_for(ref)
-        # No address: configuration and the clock only, never blocks, not worth a thread hop.
-        if address is None or pool is None or self.observer.ready(policy, address):
+        if address is None or pool is None:
+            # Configuration and the clock only: never blocks, not worth a thread hop.
             return policy, address, self._decision(ref, policy, address)
-        return policy, address, None
+        now = self.clock()
+        observed = self.observer.observe_at_hand(policy, address, now)
+        if observed is None:
+            return policy, address, None
+        return policy, address, self._conclude(ref, policy, address, now, *observed)
 
     async def _decide_elsewhere(
         self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None, pool: Executor

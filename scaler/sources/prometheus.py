@@ -330,6 +330,35 @@ class PrometheusSource:
             return self._fallback(key, converted.copy())
         return Reading(converted, flight.observed_at)
 
+    def read_at_hand(
+        self,
+        address: str,
+        query: str,
+        *,
+        ignore_null_values: bool = True,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> Reading | None:
+        """`read` when its shared answer is at hand (`ready`), else None and nothing is
+        started or waited for. One look-up, and the lock only when a refresh is due: the
+        warm request path asks this instead of `ready` and then `read`."""
+        flight = self._flights.get((address, query, options))
+        if flight is None or not flight.done.is_set():
+            return None
+        now = self._clock()
+        if self._expired(flight, now):
+            return None
+        if (
+            self._refresh_ahead
+            and not flight.refreshing
+            and now - flight.finished_at >= self._coalesce_seconds
+        ):
+            self._flight(address, query, options)  # starts the one background refresh
+        key = ("instant", address, query, options, ignore_null_values)
+        converted = self._settle(flight, key, ignore_null_values)
+        if isinstance(converted, BackendError):
+            return self._fallback(key, converted.copy())
+        return Reading(converted, flight.observed_at)
+
     def ready(self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS) -> bool:
         """Whether `read` (or `_fetch`) of this query would answer without waiting: its
         shared answer has arrived and is still usable. Takes no lock and starts nothing."""
