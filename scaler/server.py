@@ -140,10 +140,16 @@ class _Recent:
     def swap(self, key: Hashable, value: object) -> object | None:
         """Store `value` under `key` (now the most recent); returns the value it replaces."""
         with self._lock:
-            old = self._items.pop(key, None)
-            self._items[key] = value
-            if len(self._items) > self.limit:
-                self._items.popitem(last=False)
+            items = self._items
+            old = items.get(key)
+            if old is None:
+                items[key] = value
+                if len(items) > self.limit:
+                    items.popitem(last=False)
+            else:
+                items.move_to_end(key)
+                if old is not value:
+                    items[key] = value
             return old
 
     def __len__(self) -> int:
@@ -365,15 +371,16 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _report(
         self, ref: pb.ScaledObjectRef, decision: Decision, demand: float | None, now: float
     ) -> None:
+        namespace, name = ref.namespace, ref.name  # each read of a protobuf field makes a str
         if self.telemetry is not None:
-            self.telemetry.record_decision(ref.namespace, ref.name, decision, demand, now)
+            self.telemetry.record_decision(namespace, name, decision, demand, now)
         state = (decision.desired_replicas, decision.reason, decision.active, decision.available)
-        if self._last_logged.swap((ref.namespace, ref.name), state) != state:
+        if self._last_logged.swap((namespace, name), state) != state:
             log.info(
                 "decision changed",
                 extra={
-                    "namespace": ref.namespace,
-                    "scaledobject": ref.name,
+                    "namespace": namespace,
+                    "scaledobject": name,
                     "desired_replicas": decision.desired_replicas,
                     "active": decision.active,
                     "reason": decision.reason.value,
