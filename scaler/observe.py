@@ -40,6 +40,10 @@ class ForecastProvider(Protocol):
         ...
 
 
+# Good readings whose observations are kept (a few hundred bytes each).
+READINGS_KEPT = 10_000
+
+
 @dataclass(frozen=True)
 class BackendProblem:
     signal: Signal
@@ -57,6 +61,9 @@ class Observer:
         self.source = source
         self.forecasts = forecasts
         self.access = access or BackendAccess()
+        # id(reading) -> (reading, observations); see `_of_good_reading`. The entry holds
+        # the reading, so its id cannot be reused while the entry exists.
+        self._by_reading: dict[int, tuple[Reading, Observations]] = {}
 
     def refusal(self, policy: Policy) -> str | None:
         """Why the server refuses the policy's request options (headers, parameters), or None."""
@@ -137,6 +144,8 @@ class Observer:
                     ignore_null_values=policy.query.ignore_null_values,
                     options=options,
                 )
+            if reading.error is None and policy.resources is None and policy.forecast_query is None:
+                return self._of_good_reading(reading), []
             if reading.error is not None:
                 errors[Signal.QUERY] = str(reading.error)
                 problems.append(
@@ -199,6 +208,22 @@ class Observer:
             forecast_problem=forecast_problem,
             errors=errors,
         ), problems
+
+    def _of_good_reading(self, reading: Reading) -> Observations:
+        """The observations of a policy that reads one query and nothing else, from a good
+        reading. The source shares one good reading among all callers of an answer, and
+        the observations depend on nothing else, so they are made once per reading."""
+        known = self._by_reading.get(id(reading))
+        if known is not None and known[0] is reading:
+            return known[1]
+        demand = None
+        if reading.value is not None and reading.observed_at is not None:
+            demand = Sample(reading.value, reading.observed_at, None)
+        observations = Observations(demand=demand, errors={})
+        if len(self._by_reading) >= READINGS_KEPT:
+            self._by_reading.clear()  # answers are replaced every few seconds: start afresh
+        self._by_reading[id(reading)] = (reading, observations)
+        return observations
 
     def forecast_errors(self, policy: Policy, address: str | None) -> ForecastErrors | None:
         query = policy.forecast_query

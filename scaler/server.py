@@ -445,9 +445,10 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     # Each RPC does its work inline (no nested coroutine on the warm path) and hands any
     # failure to `_fail`, which answers it with the right status.
 
-    def _record(self, method: str, code: grpc.StatusCode, started: float) -> None:
+    def _record(self, method: str, code: str, started: float) -> None:
+        """Count the call under its status code's name (OK, INVALID_ARGUMENT, ...)."""
         if self.telemetry is not None:
-            self.telemetry.record_rpc(method, code.name, time.perf_counter() - started)
+            self.telemetry.record_rpc(method, code, time.perf_counter() - started)
 
     async def _fail(
         self,
@@ -459,20 +460,20 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         """Record the failed call and end it: the request's own status, CANCELLED passed
         on, anything else INTERNAL (the service never crashes on a request)."""
         if isinstance(err, RequestError):
-            self._record(method, err.code, started)
+            self._record(method, err.code.name, started)
             await context.abort(err.code, str(err))
         elif isinstance(err, asyncio.CancelledError):
             # The client gave up or the server is stopping.
-            self._record(method, grpc.StatusCode.CANCELLED, started)
+            self._record(method, "CANCELLED", started)
             raise err
         elif isinstance(err, Exception):
-            self._record(method, grpc.StatusCode.INTERNAL, started)
+            self._record(method, "INTERNAL", started)
             log.exception("internal error", extra={"method": method}, exc_info=err)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error: {err.__class__.__name__}: {err}"
             )
         else:
-            self._record(method, grpc.StatusCode.UNKNOWN, started)
+            self._record(method, "UNKNOWN", started)
             raise err
         raise AssertionError("unreachable: context.abort raises")
 
@@ -485,7 +486,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             response = _spec_response(policy.metric_name)
         except BaseException as err:
             await self._fail("GetMetricSpec", context, err, started)
-        self._record("GetMetricSpec", grpc.StatusCode.OK, started)
+        self._record("GetMetricSpec", "OK", started)
         return response
 
     async def GetMetrics(
@@ -503,7 +504,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             )
         except BaseException as err:
             await self._fail("GetMetrics", context, err, started)
-        self._record("GetMetrics", grpc.StatusCode.OK, started)
+        self._record("GetMetrics", "OK", started)
         return response
 
     async def IsActive(
@@ -518,7 +519,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             response = ACTIVE if decision.active else INACTIVE
         except BaseException as err:
             await self._fail("IsActive", context, err, started)
-        self._record("IsActive", grpc.StatusCode.OK, started)
+        self._record("IsActive", "OK", started)
         return response
 
     async def StreamIsActive(
@@ -536,7 +537,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             self.policy_for(request)
         except BaseException as err:
             await self._fail("StreamIsActive", context, err, started)
-        self._record("StreamIsActive", grpc.StatusCode.OK, started)
+        self._record("StreamIsActive", "OK", started)
         last: bool | None = None
         while not self.stopping.is_set():
             active: bool | None = None
