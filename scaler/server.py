@@ -375,7 +375,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         if self.telemetry is not None:
             self.telemetry.record_decision(namespace, name, decision, demand, now)
         state = (decision.desired_replicas, decision.reason, decision.active, decision.available)
-        if self._last_logged.swap((namespace, name), state) != state:
+        changed = self._last_logged.swap((namespace, name), state) != state
+        if changed and log.isEnabledFor(logging.INFO):  # the fields cost more than the check
             log.info(
                 "decision changed",
                 extra={
@@ -398,6 +399,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _report_backend_error(self, ref: pb.ScaledObjectRef, problem: BackendProblem) -> None:
         if self.telemetry is not None:
             self.telemetry.record_backend_error(ref.namespace, ref.name, problem.kind)
+        if not log.isEnabledFor(logging.WARNING):
+            return
         log.warning(
             "backend error",
             extra={
