@@ -18,8 +18,8 @@ from scaler.backend_access import BackendAccess
 from scaler.engine import Observations, ResourceSample, Sample, Signal
 from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
-from scaler.policy import Policy
-from scaler.sources.prometheus import PrometheusSource
+from scaler.policy import BackendOptions, Policy
+from scaler.sources.prometheus import PrometheusSource, Reading
 from scaler.sources.resources import ResourceName
 
 
@@ -40,6 +40,10 @@ class ForecastProvider(Protocol):
         ...
 
 
+# Good readings whose observations are kept (a few hundred bytes each).
+READINGS_KEPT = 10_000
+
+
 @dataclass(frozen=True)
 class BackendProblem:
     signal: Signal
@@ -57,6 +61,9 @@ class Observer:
         self.source = source
         self.forecasts = forecasts
         self.access = access or BackendAccess()
+        # id(reading) -> (reading, observations); see `_of_good_reading`. The entry holds
+        # the reading, so its id cannot be reused while the entry exists.
+        self._by_reading: dict[int, tuple[Reading, Observations]] = {}
 
     def refusal(self, policy: Policy) -> str | None:
         """Why the server refuses the policy's request options (headers, parameters), or None."""
@@ -67,16 +74,7 @@ class Observer:
         options, _ = self.access.check(policy.backend)
         return policy if options is policy.backend else replace(policy, backend=options)
 
-    def ready(self, policy: Policy, address: str | None) -> bool:
-        """Whether `observe` would answer without waiting on a backend (every answer it
-        needs is at hand); forecasts never wait, they are refit in the background."""
-        if address is None:
-            return True
-        options, _ = self.access.check(policy.backend)
-        if policy.query is not None and not self.source.ready(
-            address, policy.query.query, options=options
-        ):
-            return False
+    def _resources_ready(self, policy: Policy, address: str, options: BackendOptions) -> bool:
         resources = policy.resources
         if resources is None:
             return True
@@ -90,6 +88,29 @@ class Observer:
             if target is not None
         )
 
+    def observe_at_hand(
+        self, policy: Policy, address: str | None, now: float
+    ) -> tuple[Observations, list[BackendProblem]] | None:
+        """`observe` when it would not wait on a backend (every answer it needs is at
+        hand), else None, having started nothing; forecasts never wait, they are refit
+        in the background. The warm request path: one pass over the source."""
+        if address is None:
+            return self.observe(policy, address, now)
+        options, _ = self.access.check(policy.backend)
+        reading = None
+        if policy.query is not None:
+            reading = self.source.read_at_hand(
+                address,
+                policy.query.query,
+                ignore_null_values=policy.query.ignore_null_values,
+                options=options,
+            )
+            if reading is None:
+                return None
+        if not self._resources_ready(policy, address, options):
+            return None
+        return self._observe(policy, address, now, options, reading)
+
     def observe(
         self, policy: Policy, address: str | None, now: float
     ) -> tuple[Observations, list[BackendProblem]]:
@@ -97,20 +118,34 @@ class Observer:
 
         `address` is the Prometheus to ask (None when the policy needs none).
         """
+        options, _ = self.access.check(policy.backend)
+        return self._observe(policy, address, now, options, None)
+
+    def _observe(
+        self,
+        policy: Policy,
+        address: str | None,
+        now: float,
+        options: BackendOptions,
+        reading: Reading | None,
+    ) -> tuple[Observations, list[BackendProblem]]:
+        """`observe`, with the query's reading when the caller already has it."""
         demand = cpu = memory = None
         forecast: Forecast | None = None
         forecast_problem: str | None = None
         errors: dict[str, str] = {}
         problems: list[BackendProblem] = []
-        options, _ = self.access.check(policy.backend)
 
         if policy.query is not None and address is not None:
-            reading = self.source.read(
-                address,
-                policy.query.query,
-                ignore_null_values=policy.query.ignore_null_values,
-                options=options,
-            )
+            if reading is None:
+                reading = self.source.read(
+                    address,
+                    policy.query.query,
+                    ignore_null_values=policy.query.ignore_null_values,
+                    options=options,
+                )
+            if reading.error is None and policy.resources is None and policy.forecast_query is None:
+                return self._of_good_reading(reading), []
             if reading.error is not None:
                 errors[Signal.QUERY] = str(reading.error)
                 problems.append(
@@ -173,6 +208,22 @@ class Observer:
             forecast_problem=forecast_problem,
             errors=errors,
         ), problems
+
+    def _of_good_reading(self, reading: Reading) -> Observations:
+        """The observations of a policy that reads one query and nothing else, from a good
+        reading. The source shares one good reading among all callers of an answer, and
+        the observations depend on nothing else, so they are made once per reading."""
+        known = self._by_reading.get(id(reading))
+        if known is not None and known[0] is reading:
+            return known[1]
+        demand = None
+        if reading.value is not None and reading.observed_at is not None:
+            demand = Sample(reading.value, reading.observed_at, None)
+        observations = Observations(demand=demand, errors={})
+        if len(self._by_reading) >= READINGS_KEPT:
+            self._by_reading.clear()  # answers are replaced every few seconds: start afresh
+        self._by_reading[id(reading)] = (reading, observations)
+        return observations
 
     def forecast_errors(self, policy: Policy, address: str | None) -> ForecastErrors | None:
         query = policy.forecast_query

@@ -10,8 +10,9 @@ Concurrency: one asyncio event loop (grpc.aio) on its own thread holds every
 call and every StreamIsActive stream, so an open stream costs a coroutine, not
 a thread. A decision that may wait on Prometheus runs on a bounded pool of
 daemon threads (`max_workers`; streams get a pool of their own, so thousands of
-streams re-evaluating cannot delay a KEDA call); a decision that needs no
-backend (cron only) and GetMetricSpec run on the loop itself.
+streams re-evaluating cannot delay a KEDA call); a decision whose answers are
+all at hand (cron only, or Prometheus answers shared within --coalesce-seconds)
+and GetMetricSpec run on the loop itself.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import functools
 import logging
 import os
 import socket
@@ -26,11 +28,11 @@ import ssl
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -38,7 +40,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from scaler.backend_access import BackendAccess
-from scaler.engine import Decision, EngineSettings, decide
+from scaler.engine import Decision, EngineSettings, Observations, decide
 from scaler.observe import BackendProblem, ForecastProvider, Observer
 from scaler.policy import Policy, PolicyError, cached_policy
 from scaler.proto import externalscaler_pb2 as pb
@@ -55,8 +57,6 @@ log = logging.getLogger("tidescaler.server")
 PodStartupLookup = Callable[[str, str], float | None]
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ExternalScaler"].full_name
-
-R = TypeVar("R")
 
 
 @dataclass(frozen=True)
@@ -141,11 +141,61 @@ class _Recent:
     def swap(self, key: Hashable, value: object) -> object | None:
         """Store `value` under `key` (now the most recent); returns the value it replaces."""
         with self._lock:
-            old = self._items.pop(key, None)
-            self._items[key] = value
-            if len(self._items) > self.limit:
-                self._items.popitem(last=False)
+            items = self._items
+            old = items.get(key)
+            if old is None:
+                items[key] = value
+                if len(items) > self.limit:
+                    items.popitem(last=False)
+            else:
+                items.move_to_end(key)
+                if old is not value:
+                    items[key] = value
             return old
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+Resolved = tuple[Policy, str | None]  # a valid trigger's policy and Prometheus address
+
+
+class _ResolvedTriggers:
+    """Valid triggers by the canonical bytes of their ScaledObjectRef, least recently
+    used first, bounded in number and in bytes; safe across threads.
+
+    KEDA sends the same ScaledObjectRef on every poll. Its deterministic serialisation
+    (map entries sorted, done in C in well under a microsecond) identifies the name,
+    namespace and metadata exactly, whatever order the client wrote the map in, so a
+    repeat skips copying the map out of the protobuf, the size limits, hashing it for
+    the policy cache and the allow-list checks: their verdict cannot have changed, as
+    the server's configuration does not. Invalid triggers are never kept; they go
+    through every check (and Event) each time.
+    """
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[bytes, Resolved] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: bytes) -> Resolved | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: bytes, resolved: Resolved) -> None:
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = resolved
+            self._bytes += len(key) + RESOLVED_ENTRY_BYTES
+            while self._bytes > self.max_bytes or len(self._items) > self.limit:
+                old, _ = self._items.popitem(last=False)
+                self._bytes -= len(old) + RESOLVED_ENTRY_BYTES
 
     def __len__(self) -> int:
         return len(self._items)
@@ -161,7 +211,7 @@ SERVER_OPTIONS = [
 ]
 
 # A decision whose answers are at hand (policy cached, Prometheus answers shared within
-# --coalesce-seconds) takes about 0.1 ms, less than handing it to a thread and back
+# --coalesce-seconds) takes about 20 us, less than handing it to a thread and back
 # through the event loop; it runs on the loop. Only one that would wait on a backend
 # goes to a decision thread, so a hung Prometheus never blocks the loop.
 
@@ -169,6 +219,11 @@ SERVER_OPTIONS = [
 # (at worst its next unchanged decision is logged once more).
 LOGGED_DECISIONS = 10_000
 WARNED_ADDRESSES = 1_000
+# Valid triggers remembered by their ScaledObjectRef's bytes (the policy itself stays in
+# the policy cache); a typical ref is a few hundred bytes, a valid one at most ~64 KiB.
+RESOLVED_TRIGGERS = 10_000
+RESOLVED_BYTES = 16 * 1024 * 1024
+RESOLVED_ENTRY_BYTES = 512  # the entry's tuple, the dict's slot and the key's header
 
 
 class ScalerService(pb_grpc.ExternalScalerServicer):
@@ -205,11 +260,20 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self.stopping = asyncio.Event()
         self._last_logged = _Recent(LOGGED_DECISIONS)
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
+        self._resolved = _ResolvedTriggers(RESOLVED_TRIGGERS, RESOLVED_BYTES)
 
     # -- the core path, gRPC-free ------------------------------------------------
 
-    def policy_for(self, ref: pb.ScaledObjectRef) -> tuple[Policy, str | None]:
+    def policy_for(self, ref: pb.ScaledObjectRef) -> Resolved:
         """The policy and the Prometheus address it may use; RequestError if invalid."""
+        key = ref.SerializeToString(deterministic=True)
+        resolved = self._resolved.get(key)
+        if resolved is None:
+            resolved = self._resolve(ref)
+            self._resolved.put(key, resolved)
+        return resolved
+
+    def _resolve(self, ref: pb.ScaledObjectRef) -> Resolved:
         try:
             policy = cached_policy(ref.scalerMetadata)
         except PolicyError as err:
@@ -263,7 +327,20 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
     def _decision(self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None) -> Decision:
         now = self.clock()
-        observations, problems = self.observer.observe(policy, address, now)
+        return self._conclude(
+            ref, policy, address, now, *self.observer.observe(policy, address, now)
+        )
+
+    def _conclude(
+        self,
+        ref: pb.ScaledObjectRef,
+        policy: Policy,
+        address: str | None,
+        now: float,
+        observations: Observations,
+        problems: list[BackendProblem],
+    ) -> Decision:
+        """The decision from what was observed, reported to logs, telemetry and Events."""
         if self.pod_startup is not None and policy.forecast.pod_startup_auto:
             measured = self.pod_startup(ref.namespace, ref.name)
             observations = replace(observations, pod_startup_seconds=measured)
@@ -295,15 +372,17 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _report(
         self, ref: pb.ScaledObjectRef, decision: Decision, demand: float | None, now: float
     ) -> None:
+        namespace, name = ref.namespace, ref.name  # each read of a protobuf field makes a str
         if self.telemetry is not None:
-            self.telemetry.record_decision(ref.namespace, ref.name, decision, demand, now)
+            self.telemetry.record_decision(namespace, name, decision, demand, now)
         state = (decision.desired_replicas, decision.reason, decision.active, decision.available)
-        if self._last_logged.swap((ref.namespace, ref.name), state) != state:
+        changed = self._last_logged.swap((namespace, name), state) != state
+        if changed and log.isEnabledFor(logging.INFO):  # the fields cost more than the check
             log.info(
                 "decision changed",
                 extra={
-                    "namespace": ref.namespace,
-                    "scaledobject": ref.name,
+                    "namespace": namespace,
+                    "scaledobject": name,
                     "desired_replicas": decision.desired_replicas,
                     "active": decision.active,
                     "reason": decision.reason.value,
@@ -321,6 +400,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _report_backend_error(self, ref: pb.ScaledObjectRef, problem: BackendProblem) -> None:
         if self.telemetry is not None:
             self.telemetry.record_backend_error(ref.namespace, ref.name, problem.kind)
+        if not log.isEnabledFor(logging.WARNING):
+            return
         log.warning(
             "backend error",
             extra={
@@ -332,78 +413,118 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             },
         )
 
+    def _decide_now(
+        self, ref: pb.ScaledObjectRef, pool: Executor | None
+    ) -> tuple[Policy, str | None, Decision | None]:
+        """The policy, its Prometheus address and, when every answer it needs is at hand
+        (or there is no `pool`), the decision made here; else None: it goes to `pool`,
+        as it may wait on Prometheus up to the answer budget."""
+        policy, address = self.policy_for(ref)
+        if address is None or pool is None:
+            # Configuration and the clock only: never blocks, not worth a thread hop.
+            return policy, address, self._decision(ref, policy, address)
+        now = self.clock()
+        observed = self.observer.observe_at_hand(policy, address, now)
+        if observed is None:
+            return policy, address, None
+        return policy, address, self._conclude(ref, policy, address, now, *observed)
+
+    async def _decide_elsewhere(
+        self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None, pool: Executor
+    ) -> Decision:
+        return await asyncio.wrap_future(pool.submit(self._decision, ref, policy, address))
+
     async def _decide(
         self, ref: pb.ScaledObjectRef, pool: Executor | None
     ) -> tuple[Policy, Decision]:
         """The policy and `decision_for`: here when every answer it needs is at hand, else
-        on `pool` (it may wait on Prometheus up to the answer budget)."""
-        policy, address = self.policy_for(ref)
-        if address is None or pool is None:
-            # Configuration and the clock only: never blocks, not worth a thread hop.
-            return policy, self._decision(ref, policy, address)
-        if self.observer.ready(policy, address):
-            return policy, self._decision(ref, policy, address)  # warm: no thread hop
-        future = pool.submit(self._decision, ref, policy, address)
-        return policy, await asyncio.wrap_future(future)
+        on `pool`."""
+        policy, address, decision = self._decide_now(ref, pool)
+        if decision is None:
+            assert pool is not None
+            decision = await self._decide_elsewhere(ref, policy, address, pool)
+        return policy, decision
 
     # -- RPCs -------------------------------------------------------------------
+    # Each RPC does its work inline (no nested coroutine on the warm path) and hands any
+    # failure to `_fail`, which answers it with the right status.
 
-    async def _call(
-        self, method: str, context: grpc.aio.ServicerContext, body: Callable[[], Awaitable[R]]
-    ) -> R:
-        started = time.perf_counter()
-        code = grpc.StatusCode.OK
-        try:
-            return await body()
-        except RequestError as err:
-            code = err.code
+    def _record(self, method: str, code: str, started: float) -> None:
+        """Count the call under its status code's name (OK, INVALID_ARGUMENT, ...)."""
+        if self.telemetry is not None:
+            self.telemetry.record_rpc(method, code, time.perf_counter() - started)
+
+    async def _fail(
+        self,
+        method: str,
+        context: grpc.aio.ServicerContext,
+        err: BaseException,
+        started: float,
+    ) -> NoReturn:
+        """Record the failed call and end it: the request's own status, CANCELLED passed
+        on, anything else INTERNAL (the service never crashes on a request)."""
+        if isinstance(err, RequestError):
+            self._record(method, err.code.name, started)
             await context.abort(err.code, str(err))
-        except asyncio.CancelledError:
-            code = grpc.StatusCode.CANCELLED  # the client gave up or the server is stopping
-            raise
-        except Exception as err:  # the service never crashes on a request
-            code = grpc.StatusCode.INTERNAL
-            log.exception("internal error", extra={"method": method})
+        elif isinstance(err, asyncio.CancelledError):
+            # The client gave up or the server is stopping.
+            self._record(method, "CANCELLED", started)
+            raise err
+        elif isinstance(err, Exception):
+            self._record(method, "INTERNAL", started)
+            log.exception("internal error", extra={"method": method}, exc_info=err)
             await context.abort(
                 grpc.StatusCode.INTERNAL, f"internal error: {err.__class__.__name__}: {err}"
             )
-        finally:
-            if self.telemetry is not None:
-                self.telemetry.record_rpc(method, code.name, time.perf_counter() - started)
+        else:
+            self._record(method, "UNKNOWN", started)
+            raise err
         raise AssertionError("unreachable: context.abort raises")
 
     async def GetMetricSpec(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricSpecResponse:
-        async def body() -> pb.GetMetricSpecResponse:
+        started = time.perf_counter()
+        try:
             policy, _ = self.policy_for(request)  # configuration only, never a backend
-            spec = pb.MetricSpec(metricName=policy.metric_name, targetSize=1, targetSizeFloat=1.0)
-            return pb.GetMetricSpecResponse(metricSpecs=[spec])
-
-        return await self._call("GetMetricSpec", context, body)
+            response = _spec_response(policy.metric_name)
+        except BaseException as err:
+            await self._fail("GetMetricSpec", context, err, started)
+        self._record("GetMetricSpec", "OK", started)
+        return response
 
     async def GetMetrics(
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
-        async def body() -> pb.GetMetricsResponse:
-            policy, decision = await self._decide(request.scaledObjectRef, self.calls)
-            desired = decision.desired_replicas
-            name = request.metricName or policy.metric_name
-            value = pb.MetricValue(
-                metricName=name, metricValue=desired, metricValueFloat=float(desired)
+        started = time.perf_counter()
+        try:
+            ref = request.scaledObjectRef
+            policy, address, decision = self._decide_now(ref, self.calls)
+            if decision is None:
+                assert self.calls is not None
+                decision = await self._decide_elsewhere(ref, policy, address, self.calls)
+            response = _metrics_response(
+                request.metricName or policy.metric_name, decision.desired_replicas
             )
-            return pb.GetMetricsResponse(metricValues=[value])
-
-        return await self._call("GetMetrics", context, body)
+        except BaseException as err:
+            await self._fail("GetMetrics", context, err, started)
+        self._record("GetMetrics", "OK", started)
+        return response
 
     async def IsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
     ) -> pb.IsActiveResponse:
-        async def body() -> pb.IsActiveResponse:
-            _, decision = await self._decide(request, self.calls)
-            return pb.IsActiveResponse(result=decision.active)
-
-        return await self._call("IsActive", context, body)
+        started = time.perf_counter()
+        try:
+            policy, address, decision = self._decide_now(request, self.calls)
+            if decision is None:
+                assert self.calls is not None
+                decision = await self._decide_elsewhere(request, policy, address, self.calls)
+            response = ACTIVE if decision.active else INACTIVE
+        except BaseException as err:
+            await self._fail("IsActive", context, err, started)
+        self._record("IsActive", "OK", started)
+        return response
 
     async def StreamIsActive(
         self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
@@ -414,11 +535,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         another replica if this one is going away.
         """
 
-        async def validate() -> None:
-            self.policy_for(request)
-
         # Invalid metadata ends the stream with INVALID_ARGUMENT before anything is sent.
-        await self._call("StreamIsActive", context, validate)
+        started = time.perf_counter()
+        try:
+            self.policy_for(request)
+        except BaseException as err:
+            await self._fail("StreamIsActive", context, err, started)
+        self._record("StreamIsActive", "OK", started)
         last: bool | None = None
         while not self.stopping.is_set():
             active: bool | None = None
@@ -432,9 +555,41 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 log.exception("internal error", extra={"method": "StreamIsActive"})
             if active is not None and active != last:
                 last = active
-                yield pb.IsActiveResponse(result=active)
+                yield ACTIVE if active else INACTIVE
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.stopping.wait(), self.config.push_interval_seconds)
+
+
+# Answers are never changed once built (gRPC only serialises them), so the few distinct
+# ones are built once and shared by every call that gives them. A metric name comes from
+# the request and may be anything: only short ones are kept.
+ACTIVE = pb.IsActiveResponse(result=True)
+INACTIVE = pb.IsActiveResponse(result=False)
+RESPONSES_KEPT = 4096
+KEPT_NAME_CHARS = 256
+
+
+def _metrics_response(metric_name: str, replicas: int) -> pb.GetMetricsResponse:
+    if len(metric_name) > KEPT_NAME_CHARS:
+        return _build_metrics_response(metric_name, replicas)
+    return _kept_metrics_response(metric_name, replicas)
+
+
+def _build_metrics_response(metric_name: str, replicas: int) -> pb.GetMetricsResponse:
+    value = pb.MetricValue(
+        metricName=metric_name, metricValue=replicas, metricValueFloat=float(replicas)
+    )
+    return pb.GetMetricsResponse(metricValues=[value])
+
+
+_kept_metrics_response = functools.lru_cache(maxsize=RESPONSES_KEPT)(_build_metrics_response)
+
+
+@functools.lru_cache(maxsize=RESPONSES_KEPT)
+def _spec_response(metric_name: str) -> pb.GetMetricSpecResponse:
+    # policy.metric_name: bounded by the policy's own limits.
+    spec = pb.MetricSpec(metricName=metric_name, targetSize=1, targetSizeFloat=1.0)
+    return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
 
 def _read(path: Path, flag: str) -> bytes:

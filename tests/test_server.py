@@ -19,6 +19,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import RunningServer, ServerConfig, start_server
+from scaler.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
 # Inside its window at any instant of the year but New Year's first minute: the next end
@@ -122,6 +123,79 @@ def test_invalid_metadata_is_invalid_argument_on_every_rpc(
             call()
         assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
         assert fragment in (info.value.details() or "")
+
+
+def test_an_edited_trigger_counts_at_once_and_map_order_does_not_matter(
+    server: RunningServer, stub: pb_grpc.ExternalScalerStub
+) -> None:
+    """The server remembers each valid trigger it resolved; an edit is a new trigger."""
+
+    def replicas(metadata: dict[str, str]) -> int:
+        request = pb.GetMetricsRequest(scaledObjectRef=ref(metadata), metricName="tidescaler")
+        return stub.GetMetrics(request, timeout=3).metricValues[0].metricValue
+
+    assert replicas(ALWAYS) == 3
+    assert replicas(ALWAYS | {"desiredReplicas": "5"}) == 5
+    # Valid a moment ago, invalid now: refused on every call, never from memory.
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError) as info:
+            replicas(ALWAYS | {"desiredReplicas": "zero"})
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+
+    # The same map with its entries written in another order (as a Go client may write
+    # it) is the same trigger: the wire bytes are put together entry by entry.
+    def written_in_order(entries: list[tuple[str, str]]) -> bytes:
+        head = pb.ScaledObjectRef(name="web", namespace="shop").SerializeToString()
+        return head + b"".join(
+            pb.ScaledObjectRef(scalerMetadata={key: value}).SerializeToString()
+            for key, value in entries
+        )
+
+    entries = sorted((KEDA_KEYS | ALWAYS).items())
+    forward, backward = written_in_order(entries), written_in_order(entries[::-1])
+    assert forward != backward
+    with grpc.insecure_channel(f"127.0.0.1:{server.port}") as channel:
+        is_active = channel.unary_unary(
+            "/externalscaler.ExternalScaler/IsActive",
+            request_serializer=lambda raw: raw,
+            response_deserializer=pb.IsActiveResponse.FromString,
+        )
+        assert is_active(forward, timeout=3).result is True
+        assert is_active(backward, timeout=3).result is True
+    assert len(server.service._resolved) == 2
+
+
+def test_an_unexpected_error_is_internal_counted_and_the_server_keeps_serving() -> None:
+    def broken_lookup(namespace: str, name: str) -> float | None:
+        raise RuntimeError(f"lookup of {namespace}/{name} broke")
+
+    telemetry = Telemetry()
+    running = start(telemetry=telemetry, pod_startup=broken_lookup)
+    auto = ALWAYS | {"podStartupSeconds": "auto"}  # the only policy that asks the lookup
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for call in (
+                lambda: stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(auto)), timeout=3),
+                lambda: stub.IsActive(ref(auto), timeout=3),
+            ):
+                with pytest.raises(grpc.RpcError) as info:
+                    call()
+                assert info.value.code() is grpc.StatusCode.INTERNAL
+                assert info.value.details() == (
+                    "internal error: RuntimeError: lookup of shop/web broke"
+                )
+            assert stub.IsActive(ref(ALWAYS), timeout=3).result is True
+    finally:
+        running.stop(0)
+    requests = telemetry.registry.get_sample_value
+    for method, code, count in (
+        ("GetMetrics", "INTERNAL", 1),
+        ("IsActive", "INTERNAL", 1),
+        ("IsActive", "OK", 1),
+    ):
+        labels = {"method": method, "code": code}
+        assert requests("tidescaler_grpc_requests_total", labels) == count, labels
 
 
 def test_no_prometheus_configured_is_invalid_argument() -> None:

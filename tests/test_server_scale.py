@@ -27,7 +27,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from scaler.observe import Observer
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.server import LOGGED_DECISIONS, ScalerService, ServerConfig, start_server
+from scaler.server import (
+    LOGGED_DECISIONS,
+    RESOLVED_TRIGGERS,
+    ScalerService,
+    ServerConfig,
+    start_server,
+)
 from scaler.sources.prometheus import PrometheusSource
 from scaler.telemetry import Telemetry
 
@@ -153,6 +159,7 @@ def test_names_passing_through_keep_every_table_bounded_and_calls_flat() -> None
         source.close()
     assert telemetry.tracked() == 10_000
     assert len(service._last_logged) == LOGGED_DECISIONS
+    assert len(service._resolved) == RESOLVED_TRIGGERS
     # Once the bounds are reached (10,000 names), memory stays where it is.
     assert traced[-1] - traced[2] < 512 * 1024, traced
     # Past the bounds, a name costs what it cost before them (the old table scanned

@@ -149,6 +149,7 @@ class _Flight:
         "error",
         "finished_at",
         "observed_at",
+        "readings",
         "refreshing",
         "result",
         "started",
@@ -164,6 +165,9 @@ class _Flight:
         self.error: BackendError | None = None
         self.refreshing = False  # a background request is replacing this answer
         self.converted: dict[bool, float | BackendError] = {}  # by ignoreNullValues
+        # The good readings made from it, by ignoreNullValues: a Reading never changes, so
+        # every caller of this answer shares one.
+        self.readings: dict[bool, Reading] = {}
         # ignoreNullValues settings of instant reads that gave up waiting: their
         # last good values are updated when the answer arrives.
         self.wanted: set[bool] = set()
@@ -325,10 +329,33 @@ class PrometheusSource:
             flight.wanted.add(ignore_null_values)
             if not flight.done.wait(self._answer_budget_seconds):
                 return self._fallback(key, self._pending(address, query))
-        converted = self._settle(flight, key, ignore_null_values)
-        if isinstance(converted, BackendError):
-            return self._fallback(key, converted.copy())
-        return Reading(converted, flight.observed_at)
+        return self._reading(flight, key, ignore_null_values)
+
+    def read_at_hand(
+        self,
+        address: str,
+        query: str,
+        *,
+        ignore_null_values: bool = True,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> Reading | None:
+        """`read` when its shared answer is at hand (`ready`), else None and nothing is
+        started or waited for. One look-up, and the lock only when a refresh is due: the
+        warm request path asks this instead of `ready` and then `read`."""
+        flight = self._flights.get((address, query, options))
+        if flight is None or not flight.done.is_set():
+            return None
+        now = self._clock()
+        if self._expired(flight, now):
+            return None
+        if (
+            self._refresh_ahead
+            and not flight.refreshing
+            and now - flight.finished_at >= self._coalesce_seconds
+        ):
+            self._flight(address, query, options)  # starts the one background refresh
+        key = ("instant", address, query, options, ignore_null_values)
+        return self._reading(flight, key, ignore_null_values)
 
     def ready(self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS) -> bool:
         """Whether `read` (or `_fetch`) of this query would answer without waiting: its
@@ -499,6 +526,16 @@ class PrometheusSource:
         if remembered is None:
             return Reading(None, None, failure)
         return Reading(remembered.value, remembered.observed_at, failure)
+
+    def _reading(self, flight: _Flight, key: tuple[Any, ...], ignore_null_values: bool) -> Reading:
+        """The finished flight's reading by one ignoreNullValues rule."""
+        converted = self._settle(flight, key, ignore_null_values)
+        if isinstance(converted, BackendError):
+            return self._fallback(key, converted.copy())
+        reading = flight.readings.get(ignore_null_values)
+        if reading is None:
+            reading = flight.readings[ignore_null_values] = Reading(converted, flight.observed_at)
+        return reading
 
     def _settle(
         self, flight: _Flight, key: tuple[Any, ...], ignore_null_values: bool
