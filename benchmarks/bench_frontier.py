@@ -1,6 +1,7 @@
 """Frontier against frontier, walk-forward: tidescaler against reactive and the oracle.
 
-Usage: python benchmarks/bench_frontier.py [--jobs N] [--from-results] [SCENARIO.yaml ...]
+Usage: python benchmarks/bench_frontier.py [--jobs N] [--from-results]
+       [--forecast-action ramp|floor|auto] [SCENARIO.yaml ...]
 
 For every scenario in simulations/ (the shared traces and the generated cases
 that punish regret), both policies sweep the very same 48 settings (the
@@ -28,7 +29,8 @@ import statistics
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from scaler.sim.frontier import BudgetRow, budget_rows
@@ -54,9 +56,12 @@ class Outcome:
     seconds: float
 
 
-def _run(path: Path) -> Outcome:
+def _run(path: Path, forecast_action: str | None = None) -> Outcome:
     began = time.perf_counter()
     scenario = load_scenario(path)
+    if forecast_action is not None:  # every scenario's tidescaler with this forecastAction
+        metadata = {**scenario.tidescaler, "forecastAction": forecast_action}
+        scenario = replace(scenario, tidescaler=metadata)
     result, points = sweep(scenario)
     oracle = result.policy("oracle")
     later = None if oracle is None or oracle.later is None else oracle.later.replica_hours
@@ -124,17 +129,26 @@ def main(argv: list[str]) -> int:
     parser.add_argument("scenarios", nargs="*", type=Path)
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--from-results", action="store_true")
+    parser.add_argument(
+        "--forecast-action",
+        choices=("ramp", "floor", "auto"),
+        help="run tidescaler with this forecastAction in every scenario (default: as the "
+        "scenario says; the results file is not written)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frontier.md")
     args = parser.parse_args(argv)
     files = args.scenarios or sorted(SIMULATIONS.glob("*.yaml"))
     began = time.perf_counter()
+    if args.from_results and args.forecast_action:
+        parser.error("--forecast-action runs the scenarios; it cannot read stored results")
+    run = partial(_run, forecast_action=args.forecast_action)
     if args.from_results:
         outcomes = [_stored(path) for path in files]
     elif args.jobs <= 1 or len(files) == 1:
-        outcomes = [_run(path) for path in files]
+        outcomes = [run(path) for path in files]
     else:
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(files))) as pool:
-            outcomes = list(pool.map(_run, files))
+            outcomes = list(pool.map(run, files))
     wall = time.perf_counter() - began
 
     lines: list[str] = []
@@ -222,6 +236,8 @@ def main(argv: list[str]) -> int:
     command = "python benchmarks/bench_frontier.py" + (
         " --from-results (after python simulations/run_all.py)" if args.from_results else ""
     )
+    if args.forecast_action:
+        command += f" --forecast-action {args.forecast_action}"
     timing = (
         f"{wall:.0f} s wall clock with {args.jobs} processes"
         if not args.from_results
@@ -259,7 +275,7 @@ def main(argv: list[str]) -> int:
         ]
     )
     print(text)
-    if not args.scenarios:
+    if not args.scenarios and not args.forecast_action:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
     for outcome in outcomes:

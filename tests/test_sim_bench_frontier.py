@@ -39,11 +39,17 @@ def load_bench() -> ModuleType:
     return module
 
 
+@pytest.fixture
+def path(tmp_path: Path) -> Path:
+    """The tiny scenario as a file."""
+    written = tmp_path / "tiny.yaml"
+    written.write_text(yaml.safe_dump(TINY))
+    return written
+
+
 def test_table_gives_walk_forward_picks_ratios_and_targets(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(TINY))
     bench = load_bench()
     assert bench.main([str(path), "--jobs", "1", "--out", str(tmp_path / "f.md")]) == 0
     out = capsys.readouterr().out
@@ -77,3 +83,20 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
     assert "median scenario at 1 %: tidescaler / oracle" in out
     if any(row.cost("reactive") is not None for row in rows_by_budget[:1]):
         assert "room at 0.1 %: on the median scenario where reactive meets the budget" in out
+
+
+def test_forecast_action_moves_tidescaler_alone_and_cannot_read_stored_results(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--from-results", "--forecast-action", "ramp"])
+    assert "cannot read stored results" in capsys.readouterr().err
+    runs = {action: bench._run(path, action).points for action in ("floor", "auto")}
+
+    def hours(action: str, policy: str) -> list[float]:
+        return [p.replica_hours for p in runs[action] if p.policy == policy]
+
+    # The band held as a floor at all times costs more over a tide than auto's ramp.
+    assert sum(hours("floor", "tidescaler")) > sum(hours("auto", "tidescaler"))
+    assert hours("floor", "reactive") == hours("auto", "reactive")
