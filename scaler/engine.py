@@ -6,7 +6,8 @@ and the tests run the very same arithmetic. The pipeline, in order:
 1. each signal turns its observation into a replica recommendation
    (query: ceil(demand / threshold); cpu/memory: the Kubernetes HPA's count, see
    replica_calculator; forecast: ceil(demand the forecast asks for / threshold), where
-   `forecastAction` says what it asks for over [t, t + lead] (scaler/forecast_action:
+   `forecastAction` says what it asks for over [t, t + lead] (lead: pod start-up, one
+   polling interval and the metric's lag, see lead_seconds; scaler/forecast_action:
    the observed demand plus the predicted rise, the band's peak, or the sharper of
    the band and what the observed demand alone would need);
    cron: the floor and ceiling of the active windows);
@@ -180,8 +181,14 @@ def pod_startup(policy: Policy, measured: float | None = None) -> tuple[float, s
 def lead_seconds(
     policy: Policy, settings: EngineSettings, measured_startup: float | None = None
 ) -> float:
-    """How far ahead capacity must be decided: pod start-up plus one polling interval."""
-    return pod_startup(policy, measured_startup)[0] + settings.polling_interval_seconds
+    """How far ahead the forecast looks: pod start-up plus one polling interval (how far
+    ahead capacity must be decided), plus the metric's lag (the forecast learns the
+    lagged series the query returns, so what it predicts shows that much late)."""
+    return (
+        pod_startup(policy, measured_startup)[0]
+        + settings.polling_interval_seconds
+        + policy.forecast.metric_lag_seconds
+    )
 
 
 def _fresh(observed_at: float, now: float, settings: EngineSettings) -> bool:
@@ -230,7 +237,7 @@ def decide(
         active = active or cron_active
 
     startup_seconds, startup_source = pod_startup(policy, observations.pod_startup_seconds)
-    lead = startup_seconds + settings.polling_interval_seconds
+    lead = startup_seconds + settings.polling_interval_seconds + policy.forecast.metric_lag_seconds
     forecast_window: LeadWindow | None = None
     if policy.forecast.mode is not ForecastMode.OFF and observations.forecast is not None:
         forecast_window = lead_window(observations.forecast, now, lead)

@@ -83,7 +83,11 @@ class ForecastService:
         if forecast is None:
             status = self.refresher.status(key)
             return None, status.message if status else "no forecast yet"
-        lead = policy.forecast.pod_startup_seconds + self.polling_interval_seconds
+        lead = (
+            policy.forecast.pod_startup_seconds
+            + self.polling_interval_seconds
+            + policy.forecast.metric_lag_seconds
+        )
         target = now + lead
         point = forecast.window(target, target)
         if point.stop > point.start:

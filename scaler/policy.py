@@ -42,6 +42,9 @@ MAX_REPLICAS = 100_000  # desiredReplicas, minReplicas, maxReplicas
 MIN_THRESHOLD, MAX_THRESHOLD = 1e-9, 1e15  # threshold; activationThreshold is 0..1e15
 MAX_PERCENT = 10_000.0  # cpuUtilization, memoryUtilization
 MAX_POD_STARTUP_SECONDS = 86_400.0
+MAX_METRIC_LAG_SECONDS = 3_600.0
+# metricLagSeconds: auto assumes this scrape interval (kube-prometheus-stack's default).
+ASSUMED_SCRAPE_SECONDS = 30.0
 MAX_FORECAST_HISTORY_SECONDS = 90 * 86_400.0
 MAX_TIMEOUT_MS = 60_000
 
@@ -103,6 +106,9 @@ class ForecastPolicy:
     pod_startup_auto: bool = False  # podStartupSeconds: auto (measured from the target's pods)
     quantile: float = 0.95
     action: ForecastAction = ForecastAction.AUTO
+    # How far the query's answer trails demand (scrape interval plus half the rate window):
+    # the forecast learns that lagged series, so it looks this much further ahead.
+    metric_lag_seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -190,6 +196,7 @@ KNOWN_KEYS = (
     "podStartupSeconds",
     "forecastQuantile",
     "forecastAction",
+    "metricLagSeconds",
     "minReplicas",
     "maxReplicas",
     "metricName",
@@ -298,6 +305,26 @@ _forecast_history = _bounded_duration(
     True, MAX_FORECAST_HISTORY_SECONDS, "more than 0, at most 90d"
 )
 _pod_startup = _bounded_duration(False, MAX_POD_STARTUP_SECONDS, "at most 1d, or auto")
+_metric_lag = _bounded_duration(False, MAX_METRIC_LAG_SECONDS, "at most 1h, or auto")
+# A PromQL range or subquery selector: [5m], [1h30m], [10m:1m].
+_RANGE = re.compile(r"\[\s*(\d[0-9a-z.]*)\s*(?::[^\]]*)?\]")
+
+
+def metric_lag_of(query: str) -> float:
+    """metricLagSeconds: auto, how far a query's answer trails the demand it measures.
+
+    A sample is on average half a scrape interval old when scraped and Prometheus
+    sees it one scrape later (ASSUMED_SCRAPE_SECONDS in all), and a rate over a
+    window is centred half the window back: the longest range selector counts.
+    """
+    ranges = []
+    for match in _RANGE.finditer(query):
+        try:
+            ranges.append(parse_duration(match.group(1)))
+        except ValueError:
+            continue  # not a duration: PromQL would refuse the query anyway
+    lag = ASSUMED_SCRAPE_SECONDS + max(ranges, default=0.0) / 2
+    return min(lag, MAX_METRIC_LAG_SECONDS)
 
 
 def _zone(text: str) -> ZoneInfo:
@@ -614,14 +641,19 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
     # podStartupSeconds: auto -> measured from the scale target's pods, 60 s until then.
     startup_auto = str(r.metadata.get("podStartupSeconds", "")).strip().lower() == "auto"
     startup = 60.0 if startup_auto else r.get("podStartupSeconds", _pod_startup, 60.0)
+    lag_auto = str(r.metadata.get("metricLagSeconds", "auto")).strip().lower() == "auto"
+    forecast_query = r.get("forecastQuery", _text, None)
+    learned = forecast_query or str(r.metadata.get("query", ""))
+    lag = metric_lag_of(learned) if lag_auto else r.get("metricLagSeconds", _metric_lag, 0.0)
     forecast = ForecastPolicy(
         mode=r.get("forecast", _forecast_mode, ForecastMode.OFF),
-        query=r.get("forecastQuery", _text, None),
+        query=forecast_query,
         history_seconds=r.get("forecastHistory", _forecast_history, 7 * 86400.0),
         pod_startup_seconds=startup,
         pod_startup_auto=startup_auto,
         quantile=r.get("forecastQuantile", _quantile, 0.95),
         action=r.get("forecastAction", _forecast_action, ForecastAction.AUTO),
+        metric_lag_seconds=lag,
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):
         problems.append(

@@ -255,7 +255,24 @@ CASES = {
         True,
     ),
     "forecast-ramp-ignores-a-rise-beyond-the-lead": Case(
+        # lead 60 s start-up + 30 s polling + 60 s lag ([1m] rate: 30 s + half of 60 s);
+        # the rise starts at 180 s.
         QUERY | {"forecast": "on"},
+        Observations(demand=demand(250), forecast=band([200.0] * 3 + [900.0] * 117, 1000)),
+        3,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-ramp-looks-ahead-by-the-metric-lag-too": Case(
+        # The rise at 120 s is within start-up + polling + lag (150 s): 250 + 700 -> 10.
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(250), forecast=band([200.0] * 2 + [900.0] * 118, 1000)),
+        10,
+        Reason.FORECAST,
+        True,
+    ),
+    "forecast-ramp-without-lag-ignores-the-rise-past-start-up-and-polling": Case(
+        QUERY | {"forecast": "on", "metricLagSeconds": "0"},
         Observations(demand=demand(250), forecast=band([200.0] * 2 + [900.0] * 118, 1000)),
         3,
         Reason.QUERY,

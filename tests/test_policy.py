@@ -74,6 +74,37 @@ def test_full_tidal_policy() -> None:
     assert policy.query is not None and policy.query.ignore_null_values is False
 
 
+@pytest.mark.parametrize(
+    ("metadata", "lag"),
+    [
+        # auto: a 30 s scrape interval plus half the longest range selector.
+        pytest.param({"query": "sum(rate(x[1m]))"}, 60.0, id="rate-1m"),
+        pytest.param({"query": "sum(rate(x[5m])) / sum(rate(y[1m30s]))"}, 180.0, id="longest"),
+        pytest.param({"query": "max_over_time(rate(x[2m])[10m:1m])"}, 330.0, id="subquery"),
+        pytest.param({"query": "sum(queue_depth)"}, 30.0, id="gauge"),
+        pytest.param(
+            {"query": "sum(queue_depth)", "forecastQuery": "sum(rate(x[4m]))"},
+            150.0,
+            id="the-series-learned",
+        ),
+        pytest.param({"query": "sum(rate(x[1m]))", "metricLagSeconds": "45s"}, 45.0, id="given"),
+        pytest.param({"query": "sum(rate(x[1m]))", "metricLagSeconds": "0"}, 0.0, id="none"),
+        pytest.param({"query": "sum(rate(x[30d]))"}, 3600.0, id="at-most-1h"),
+    ],
+)
+def test_metric_lag_is_given_or_read_from_the_query(metadata: dict[str, str], lag: float) -> None:
+    policy = parse_policy(metadata | {"threshold": "10", "forecast": "on"})
+    assert policy.forecast.metric_lag_seconds == lag
+
+
+@pytest.mark.parametrize("value", ["-5s", "2h", "soon", "1e400"])
+def test_a_bad_metric_lag_names_the_key_and_what_is_expected(value: str) -> None:
+    with pytest.raises(PolicyError) as err:
+        parse_policy(QUERY | {"metricLagSeconds": value})
+    assert f"metricLagSeconds={value!r}: expected a duration such as 90s" in str(err.value)
+    assert "at most 1h, or auto" in str(err.value)
+
+
 def test_schedules_accept_yaml() -> None:
     policy = parse_policy(
         {

@@ -193,8 +193,8 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="PARAM=v1,v2,...",
         action="append",
         help="rerun over a parameter (repeat for a grid): target_utilization, threshold, "
-        "forecastQuantile, podStartupSeconds, forecastHistory, pod_startup_seconds; the "
-        "target moves every policy, the others tidescaler only (default: none)",
+        "pod_startup_seconds and scale_down_stabilization_seconds move every policy; "
+        "forecastQuantile, podStartupSeconds and forecastHistory tidescaler only (default: none)",
     )
     p.add_argument(
         "--sweep-policies",
