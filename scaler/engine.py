@@ -35,7 +35,7 @@ from scaler.forecast.types import Forecast
 from scaler.forecast_action import LeadWindow, demand_to_provision, lead_window
 from scaler.policy import ForecastMode, Policy
 from scaler.replica_calculator import PodState, Resource, current_pod_count, resource_replicas
-from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW
+from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW, CronWindow
 
 
 class Signal(StrEnum):
@@ -188,13 +188,42 @@ def _fresh(observed_at: float, now: float, settings: EngineSettings) -> bool:
     return now - observed_at <= settings.staleness_seconds
 
 
-def _cron(policy: Policy, now: float) -> tuple[int, int | None, bool, SignalReading | None]:
-    """Floor, ceiling and activity of the windows active at `now`."""
-    if not policy.windows:
-        return 0, None, False, None
+# What the cron signal says, by (the policy's windows, bit i set iff window i is active):
+# it depends on nothing else, and CronWindow caches its activity, so a warm call looks
+# it up instead of rebuilding the same frozen reading. Keyed by the windows tuple itself
+# (held, so its id cannot be reused); emptied when full, so policies that come and go
+# cannot grow it without bound.
+CronPart = tuple[int, int | None, bool, SignalReading | None]
+_CRON_PARTS: dict[tuple[tuple[CronWindow, ...], int], CronPart] = {}
+_CRON_PARTS_MAX = 4096
+_NO_CRON: CronPart = (0, None, False, None)
+
+
+def _cron(policy: Policy, now: float) -> CronPart:
+    """Floor, ceiling and activity of the windows active at `now`, and their reading."""
+    windows = policy.windows
+    if not windows:
+        return _NO_CRON
+    active, bit = 0, 1
+    for window in windows:
+        if window.is_active(now):
+            active |= bit
+        bit <<= 1
+    key = (windows, active)
+    part = _CRON_PARTS.get(key)
+    if part is None:
+        part = _cron_part(windows, active)
+        if len(_CRON_PARTS) >= _CRON_PARTS_MAX:
+            _CRON_PARTS.clear()
+        _CRON_PARTS[key] = part
+    return part
+
+
+def _cron_part(windows: tuple[CronWindow, ...], active: int) -> CronPart:
+    """The cron signal of `windows` when those whose bit is set in `active` are active."""
     floor, ceiling, any_floor_active = 0, None, False
-    for window in policy.windows:
-        if not window.is_active(now):
+    for i, window in enumerate(windows):
+        if not active >> i & 1:
             continue
         if window.desired_replicas is not None:
             floor = max(floor, window.desired_replicas)
