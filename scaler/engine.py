@@ -160,12 +160,22 @@ MAX_SIGNAL_REPLICAS = 2**31 - 1
 def replicas_for(load: float, per_replica: float) -> int:
     """ceil(load / per_replica), robust to float noise such as 3.0000000000000004,
     and at most MAX_SIGNAL_REPLICAS."""
+    if 0.0 < load < math.inf and per_replica > 0:  # also False for nan
+        ratio = load / per_replica
+        if ratio < MAX_SIGNAL_REPLICAS:
+            # Rounding to 6 decimals can only change the ceiling when the ratio is a hair
+            # above a whole number: anywhere else skip the (costly) decimal rounding.
+            whole = math.floor(ratio)
+            fraction = ratio - whole  # exact
+            if fraction > 2e-6:
+                return whole + 1
+            if fraction == 0.0:
+                return whole
+            return min(math.ceil(round(ratio, 6)), MAX_SIGNAL_REPLICAS)
+        return MAX_SIGNAL_REPLICAS  # also catches inf
     if load <= 0 or not math.isfinite(load):
         return 0
-    ratio = load / per_replica if per_replica > 0 else math.inf
-    if not ratio < MAX_SIGNAL_REPLICAS:  # also catches inf (and nan)
-        return MAX_SIGNAL_REPLICAS
-    return min(math.ceil(round(ratio, 6)), MAX_SIGNAL_REPLICAS)
+    return MAX_SIGNAL_REPLICAS  # per_replica <= 0 (or nan): any load is too much
 
 
 def pod_startup(policy: Policy, measured: float | None = None) -> tuple[float, str]:
