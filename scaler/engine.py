@@ -277,6 +277,18 @@ def _cron_part(windows: tuple[CronWindow, ...], active: int) -> CronPart:
     return floor, ceiling, any_floor_active, reading
 
 
+def _winner(acting: list[tuple[int, Reason]], floor: int | None) -> tuple[int, Reason]:
+    """The highest recommendation, the earliest on a tie; the window floor (None: no
+    windows) only when strictly higher. (A loop: max() with a key costs ~0.6 us more.)"""
+    desired, reason = acting[0] if acting else (0, Reason.MIN_REPLICAS)
+    for replicas, why in acting:
+        if replicas > desired:
+            desired, reason = replicas, why
+    if floor is not None and (floor > desired or not acting):
+        desired, reason = floor, Reason.CRON
+    return desired, reason
+
+
 def decide(
     policy: Policy,
     observations: Observations,
@@ -440,8 +452,7 @@ def decide(
         # A policy of cron windows alone is a KEDA cron trigger: outside its windows KEDA's
         # cron scaler (>= 2.18) reports 0 and is inactive, so KEDA scales to zero.
         floor = KEDA_VALUE_OUTSIDE_WINDOW
-    candidates = acting + ([(floor, Reason.CRON)] if policy.windows else [])
-    desired, reason = max(candidates, key=lambda c: c[0], default=(0, Reason.MIN_REPLICAS))
+    desired, reason = _winner(acting, floor if policy.windows else None)
     if desired < policy.min_replicas:
         desired, reason = policy.min_replicas, Reason.MIN_REPLICAS
     if upper_bound is not None and desired > upper_bound:
