@@ -33,6 +33,17 @@ def test_daily_and_weekly_periods_are_found(tide: Tide, expected: tuple[float, .
     assert found.daily_acf is not None and found.daily_acf > 0.5
 
 
+@pytest.mark.parametrize("days", [4.5, 5.5, 6.25, 9.75])
+def test_a_history_of_part_days_still_shows_the_daily_period(days: float) -> None:
+    # Over 5.5 days a daily frequency falls between two periodogram bins (26.4 h and 22 h):
+    # the periodogram is taken over whole days. A backtest's origins grow the history by
+    # its stride, so most are part days.
+    t = 60.0 * np.arange(int(days * 1440))
+    tide = 100.0 + 80.0 * np.cos(2 * np.pi * t / DAY_SECONDS)
+    found = periodicity.detect(tide, 60.0)
+    assert found.label == "daily", found.reason
+
+
 def test_pure_daily_tide_is_not_reported_as_weekly() -> None:
     tide = Tide(days=21, step_seconds=300)
     found = periodicity.detect(generate(tide, np.random.default_rng(4)), tide.step_seconds)

@@ -135,9 +135,12 @@ def detect(values: npt.ArrayLike, step_seconds: float) -> Periodicity:
     finite = np.isfinite(x)
     if finite.sum() < 8 or float(np.nanstd(x)) == 0.0:
         return Periodicity((), None, None, (), "series is constant or nearly empty")
-    fft_periods = _fft_periods(x, step)
-    acf = autocorrelation(x)
     day_lag = round(DAY_SECONDS / step)
+    # The periodogram over a whole number of days: over 5.5 days the daily frequency falls
+    # between two bins (26.4 h and 22 h) and neither is near a day.
+    whole = (len(x) // day_lag) * day_lag
+    fft_periods = _fft_periods(x[len(x) - whole :] if whole >= 2 * day_lag else x, step)
+    acf = autocorrelation(x)
     week_lag = round(WEEK_SECONDS / step)
     span_days = len(x) * step / DAY_SECONDS
     # The ACF at a lag needs a good share of overlap to mean anything.
