@@ -1,7 +1,7 @@
 """Frontier against frontier, walk-forward: tidescaler against reactive and the oracle.
 
 Usage: python benchmarks/bench_frontier.py [--jobs N] [--from-results]
-       [--forecast-action ramp|floor|auto] [SCENARIO.yaml ...]
+       [--set KEY=VALUE ...] [SCENARIO.yaml ...]
 
 For every scenario in simulations/ (the shared traces and the generated cases
 that punish regret), both policies sweep the very same 48 settings (the
@@ -56,12 +56,12 @@ class Outcome:
     seconds: float
 
 
-def _run(path: Path, forecast_action: str | None = None) -> Outcome:
+def _run(path: Path, metadata: tuple[tuple[str, str], ...] = ()) -> Outcome:
+    """One scenario's sweep, its tidescaler trigger metadata updated with `metadata`."""
     began = time.perf_counter()
     scenario = load_scenario(path)
-    if forecast_action is not None:  # every scenario's tidescaler with this forecastAction
-        metadata = {**scenario.tidescaler, "forecastAction": forecast_action}
-        scenario = replace(scenario, tidescaler=metadata)
+    if metadata:
+        scenario = replace(scenario, tidescaler={**scenario.tidescaler, **dict(metadata)})
     result, points = sweep(scenario)
     oracle = result.policy("oracle")
     later = None if oracle is None or oracle.later is None else oracle.later.replica_hours
@@ -130,18 +130,23 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--from-results", action="store_true")
     parser.add_argument(
-        "--forecast-action",
-        choices=("ramp", "floor", "auto"),
-        help="run tidescaler with this forecastAction in every scenario (default: as the "
-        "scenario says; the results file is not written)",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="tidescaler trigger metadata for every scenario, e.g. forecastAction=floor or "
+        "metricLagSeconds=0 (repeatable; the results file is not written)",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frontier.md")
     args = parser.parse_args(argv)
     files = args.scenarios or sorted(SIMULATIONS.glob("*.yaml"))
     began = time.perf_counter()
-    if args.from_results and args.forecast_action:
-        parser.error("--forecast-action runs the scenarios; it cannot read stored results")
-    run = partial(_run, forecast_action=args.forecast_action)
+    metadata = tuple(tuple(item.split("=", 1)) for item in args.set)
+    if any(len(pair) != 2 or not pair[0] for pair in metadata):
+        parser.error(f"--set {' '.join(args.set)}: expected KEY=VALUE, e.g. forecastAction=floor")
+    if args.from_results and metadata:
+        parser.error("--set runs the scenarios; it cannot read stored results")
+    run = partial(_run, metadata=metadata)
     if args.from_results:
         outcomes = [_stored(path) for path in files]
     elif args.jobs <= 1 or len(files) == 1:
@@ -236,8 +241,7 @@ def main(argv: list[str]) -> int:
     command = "python benchmarks/bench_frontier.py" + (
         " --from-results (after python simulations/run_all.py)" if args.from_results else ""
     )
-    if args.forecast_action:
-        command += f" --forecast-action {args.forecast_action}"
+    command += "".join(f" --set {item}" for item in args.set)
     timing = (
         f"{wall:.0f} s wall clock with {args.jobs} processes"
         if not args.from_results
@@ -275,7 +279,7 @@ def main(argv: list[str]) -> int:
         ]
     )
     print(text)
-    if not args.scenarios and not args.forecast_action:
+    if not args.scenarios and not metadata:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
     for outcome in outcomes:

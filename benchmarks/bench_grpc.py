@@ -275,6 +275,38 @@ def serve_command(port: int, prometheus_url: str, extra: str) -> list[str]:
     ]
 
 
+def start_demand(
+    workdir: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], PrometheusServer]:
+    """The demand exporter (SERVICES services) and a Prometheus scraping it every 5 s,
+    returned once the first service's demand shows in Prometheus."""
+    exporter_port = free_port()
+    exporter = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "demand_exporter.py"),
+            "--port",
+            str(exporter_port),
+            "--services",
+            str(SERVICES),
+        ],
+        env=env,
+    )
+    prometheus = PrometheusServer(
+        workdir, scrape_targets=[f"127.0.0.1:{exporter_port}"], scrape_interval_seconds=5.0
+    )
+    try:
+        prometheus.start()
+        prometheus.wait_for_value(
+            'sum(bench_requests_per_second{service="svc0"})', 100.0, timeout_seconds=60
+        )
+    except BaseException:
+        prometheus.stop()
+        exporter.terminate()
+        raise
+    return exporter, prometheus
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=1000)
@@ -292,29 +324,9 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
     env = os.environ | {"PYTHONPATH": str(ROOT)}
-    exporter_port = free_port()
-    exporter = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "demand_exporter.py"),
-            "--port",
-            str(exporter_port),
-            "--services",
-            str(SERVICES),
-        ],
-        env=env,
-    )
     workdir = Path(tempfile.mkdtemp(prefix="tidescaler-bench-"))
     (workdir / "prometheus").mkdir()
-    prometheus = PrometheusServer(
-        workdir / "prometheus",
-        scrape_targets=[f"127.0.0.1:{exporter_port}"],
-        scrape_interval_seconds=5.0,
-    )
-    prometheus.start()
-    prometheus.wait_for_value(
-        'sum(bench_requests_per_second{service="svc0"})', 100.0, timeout_seconds=60
-    )
+    exporter, prometheus = start_demand(workdir / "prometheus", env)
 
     scaler_port, null_port = free_port(), free_port()
     scaler_process = subprocess.Popen(

@@ -19,7 +19,6 @@ import asyncio
 import cProfile
 import pstats
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -32,9 +31,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT))
 
-from bench_grpc import SERVICES, scaled_objects  # noqa: E402
+from bench_grpc import scaled_objects, start_demand  # noqa: E402
 from null_server import NullScaler  # noqa: E402
-from prometheus_server import PrometheusServer, free_port  # noqa: E402
 
 from scaler.backend_access import BackendAccess  # noqa: E402
 from scaler.forecast_service import ForecastService  # noqa: E402
@@ -107,26 +105,9 @@ def main() -> int:
     parser.add_argument("--profile", type=int, default=0, help="print the top N of a cProfile")
     args = parser.parse_args()
 
-    exporter_port = free_port()
-    exporter = subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "demand_exporter.py"),
-            "--port",
-            str(exporter_port),
-            "--services",
-            str(SERVICES),
-        ]
-    )
     workdir = Path(tempfile.mkdtemp(prefix="tidescaler-profile-"))
-    prometheus = PrometheusServer(
-        workdir, scrape_targets=[f"127.0.0.1:{exporter_port}"], scrape_interval_seconds=5.0
-    )
-    prometheus.start()
+    exporter, prometheus = start_demand(workdir)
     try:
-        prometheus.wait_for_value(
-            'sum(bench_requests_per_second{service="svc0"})', 100.0, timeout_seconds=60
-        )
         service, source = build_service(prometheus.url)
         requests = scaled_objects(args.objects)
         wire = [request.SerializeToString() for request in requests]

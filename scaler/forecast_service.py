@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Hashable
 from functools import partial
 
+from scaler.engine import EngineSettings, lead_seconds
 from scaler.forecast.refresher import ForecastErrors, ForecastErrorTracker, ForecastRefresher
 from scaler.forecast.types import Forecast
 from scaler.policy import Policy
@@ -42,7 +43,7 @@ class ForecastService:
         start: bool = True,
     ) -> None:
         self.source = source
-        self.polling_interval_seconds = polling_interval_seconds
+        self._settings = EngineSettings(polling_interval_seconds=polling_interval_seconds)
         self.refresher = refresher or ForecastRefresher(refit_seconds=refit_seconds, clock=clock)
         self.tracker = ForecastErrorTracker()
         self._registered: set[Hashable] = set()
@@ -83,12 +84,7 @@ class ForecastService:
         if forecast is None:
             status = self.refresher.status(key)
             return None, status.message if status else "no forecast yet"
-        lead = (
-            policy.forecast.pod_startup_seconds
-            + self.polling_interval_seconds
-            + policy.forecast.metric_lag_seconds
-        )
-        target = now + lead
+        target = now + lead_seconds(policy, self._settings)
         point = forecast.window(target, target)
         if point.stop > point.start:
             self.tracker.record_forecast(

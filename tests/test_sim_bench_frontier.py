@@ -85,14 +85,20 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
         assert "room at 0.1 %: on the median scenario where reactive meets the budget" in out
 
 
-def test_forecast_action_moves_tidescaler_alone_and_cannot_read_stored_results(
+def test_set_moves_tidescaler_alone_and_cannot_read_stored_results(
     path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     bench = load_bench()
     with pytest.raises(SystemExit):
-        bench.main(["--from-results", "--forecast-action", "ramp"])
+        bench.main(["--from-results", "--set", "forecastAction=ramp"])
     assert "cannot read stored results" in capsys.readouterr().err
-    runs = {action: bench._run(path, action).points for action in ("floor", "auto")}
+    with pytest.raises(SystemExit):
+        bench.main(["--set", "forecastAction"])
+    assert "expected KEY=VALUE" in capsys.readouterr().err
+    runs = {
+        action: bench._run(path, (("forecastAction", action),)).points
+        for action in ("floor", "auto")
+    }
 
     def hours(action: str, policy: str) -> list[float]:
         return [p.replica_hours for p in runs[action] if p.policy == policy]
