@@ -9,15 +9,12 @@ been seen for `idle_seconds` is dropped from the front of the dict and so stops
 being exported: label cardinality follows the ScaledObjects that exist, not
 every one that ever existed. Dropping looks at the front only, so its cost is
 amortised O(1) per recording however many names have passed by. gRPC metrics
-are labelled by method and status code only, a set fixed by the service; they
-are counted per call (a bucket found by bisection, two additions under one
-uncontended lock) and exported in the shape prometheus_client's own Counter
-and Histogram give them (with their `_created` series).
+are labelled by method and status code only, a set fixed by the service, so
+they use ordinary prometheus_client metrics.
 """
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from collections import OrderedDict
@@ -26,14 +23,9 @@ from dataclasses import dataclass, field
 from threading import Thread
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client import start_http_server as _start_http_server
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from scaler.engine import Decision
 
@@ -43,35 +35,6 @@ SCALEDOBJECT_LABELS = ("namespace", "scaledobject")
 # Spans a GetMetricSpec answered from configuration (well under 1 ms) up to a
 # GetMetrics that waited on a slow backend until KEDA's 3 s deadline.
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
-RPC_LABELS = ("method", "code")
-RPC_REQUESTS = f"{NAMESPACE}_grpc_requests"
-RPC_REQUESTS_HELP = "gRPC requests handled, by method and status code."
-RPC_SECONDS = f"{NAMESPACE}_grpc_request_duration_seconds"
-RPC_SECONDS_HELP = "gRPC request handling time, by method and status code."
-
-
-class _RpcStats:
-    """Calls of one (method, code): per-bucket counts (the last one past every bound) and
-    the sum of their durations."""
-
-    __slots__ = ("counts", "created", "lock", "total")
-
-    def __init__(self, created: float) -> None:
-        self.counts = [0] * (len(RPC_BUCKETS) + 1)
-        self.total = 0.0
-        self.created = created
-        self.lock = threading.Lock()
-
-    def record(self, seconds: float) -> None:
-        # A bucket holds durations <= its bound: the first bound not below them.
-        index = bisect.bisect_left(RPC_BUCKETS, seconds)
-        with self.lock:
-            self.counts[index] += 1
-            self.total += seconds
-
-    def read(self) -> tuple[list[int], float]:
-        with self.lock:
-            return list(self.counts), self.total
 
 
 @dataclass
@@ -123,10 +86,28 @@ class Telemetry:
         # attribute stores on a state need no lock.
         self._lock = threading.Lock()
 
-        # (method, code) -> its stats; entries are only ever added (the set is fixed).
-        self._rpc: dict[tuple[str, str], _RpcStats] = {}
-        self._rpc_lock = threading.Lock()
-        registry.register(_RpcCollector(self))
+        self._rpc_requests = Counter(
+            "requests",
+            "gRPC requests handled, by method and status code.",
+            ("method", "code"),
+            namespace=NAMESPACE,
+            subsystem="grpc",
+            registry=registry,
+        )
+        self._rpc_seconds = Histogram(
+            "request_duration_seconds",
+            "gRPC request handling time, by method and status code.",
+            ("method", "code"),
+            namespace=NAMESPACE,
+            subsystem="grpc",
+            buckets=RPC_BUCKETS,
+            registry=registry,
+        )
+        # labels() builds and hashes a key on every call; caching the children
+        # keeps record_rpc to one dict lookup plus the two updates.
+        self._rpc_children: dict[
+            tuple[str, str], tuple[Callable[[], None], Callable[[float], None]]
+        ] = {}
         registry.register(_ScaledObjectCollector(self))
 
     # -- recording (the request path) --
@@ -183,15 +164,16 @@ class Telemetry:
 
     def record_rpc(self, method: str, code: str, seconds: float) -> None:
         """Count one gRPC request and observe its duration."""
-        stats = self._rpc.get((method, code))
-        if stats is None:
-            with self._rpc_lock:
-                stats = self._rpc.setdefault((method, code), _RpcStats(time.time()))
-        stats.record(seconds)
-
-    def rpc_stats(self) -> list[tuple[tuple[str, str], _RpcStats]]:
-        with self._rpc_lock:
-            return list(self._rpc.items())
+        children = self._rpc_children.get((method, code))
+        if children is None:
+            children = (
+                self._rpc_requests.labels(method, code).inc,
+                self._rpc_seconds.labels(method, code).observe,
+            )
+            self._rpc_children[(method, code)] = children
+        inc, observe = children
+        inc()
+        observe(seconds)
 
     # -- serving --
 
@@ -250,42 +232,6 @@ class Telemetry:
             del states[key]
             dropped += 1
         return dropped
-
-
-class _RpcCollector:
-    """The gRPC counter and histogram, as prometheus_client's Counter and Histogram
-    would export them."""
-
-    def __init__(self, telemetry: Telemetry) -> None:
-        self._telemetry = telemetry
-
-    def describe(self) -> Iterable[Metric]:
-        return list(self._families())
-
-    def collect(self) -> Iterator[Metric]:
-        requests, seconds = self._families()
-        bounds = [repr(float(bound)) for bound in RPC_BUCKETS] + ["+Inf"]  # as Histogram's le
-        for (method, code), stats in self._telemetry.rpc_stats():
-            counts, total = stats.read()
-            labels = [method, code]
-            requests.add_metric(labels, sum(counts), created=stats.created)
-            cumulative, buckets = 0, []
-            for bound, count in zip(bounds, counts, strict=True):
-                cumulative += count
-                buckets.append((bound, float(cumulative)))
-            seconds.add_metric(labels, buckets, total)
-            seconds.add_sample(
-                f"{RPC_SECONDS}_created", dict(zip(RPC_LABELS, labels, strict=True)), stats.created
-            )
-        yield requests
-        yield seconds
-
-    @staticmethod
-    def _families() -> tuple[CounterMetricFamily, HistogramMetricFamily]:
-        return (
-            CounterMetricFamily(RPC_REQUESTS, RPC_REQUESTS_HELP, labels=RPC_LABELS),
-            HistogramMetricFamily(RPC_SECONDS, RPC_SECONDS_HELP, labels=RPC_LABELS),
-        )
 
 
 class _ScaledObjectCollector:

@@ -6,11 +6,11 @@ import time
 import urllib.request
 
 import pytest
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.engine import Decision, Reason, Signal, SignalReading, SignalStatus
-from scaler.telemetry import RPC_BUCKETS, Telemetry
+from scaler.telemetry import Telemetry
 
 
 class FakeClock:
@@ -176,45 +176,6 @@ def test_rpc_requests_and_latency_by_method_and_code() -> None:
     assert (
         value(registry, "tidescaler_grpc_request_duration_seconds_bucket", le="0.0005", **bad) == 1
     )
-
-
-def test_rpc_metrics_keep_prometheus_client_shape() -> None:
-    """The same series a prometheus_client Counter and Histogram would give: a duration on
-    a bound counts in that bucket, cumulative buckets up to +Inf, and `_created`."""
-    telemetry, registry, _ = make()
-    reference = CollectorRegistry()
-    counter = Counter(
-        "tidescaler_grpc_requests", "x", ("method", "code"), registry=reference
-    ).labels("IsActive", "OK")
-    histogram = Histogram(
-        "tidescaler_grpc_request_duration_seconds",
-        "x",
-        ("method", "code"),
-        buckets=RPC_BUCKETS,
-        registry=reference,
-    ).labels("IsActive", "OK")
-    for seconds in (0.005, 0.0049, 0.7, 9.0, 0.0):
-        telemetry.record_rpc("IsActive", "OK", seconds)
-        counter.inc()
-        histogram.observe(seconds)
-
-    def samples(of: CollectorRegistry) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        return {
-            (s.name, tuple(sorted(s.labels.items()))): s.value
-            for family in of.collect()
-            if family.name.startswith("tidescaler_grpc_")
-            for s in family.samples
-            if not s.name.endswith("_created")
-        }
-
-    assert samples(registry) == samples(reference)
-    ok = {"method": "IsActive", "code": "OK"}
-    assert value(registry, "tidescaler_grpc_request_duration_seconds_bucket", le="0.005", **ok) == 3
-    for created in (
-        "tidescaler_grpc_requests_created",
-        "tidescaler_grpc_request_duration_seconds_created",
-    ):
-        assert value(registry, created, **ok) is not None, created
 
 
 def test_idle_scaledobjects_stop_being_exported() -> None:
