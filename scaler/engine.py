@@ -15,7 +15,11 @@ and the tests run the very same arithmetic. The pipeline, in order:
    that has none makes the decision unavailable (KEDA's fallback then acts)
    unless a healthy forecast can stand in for the demand;
 3. desired = max of the acting recommendations and the window floor, clamped
-   to [minReplicas, min(maxReplicas, window ceiling)];
+   to [minReplicas, min(maxReplicas, window ceiling)]; the value reported to the
+   HPA (`metric_value`, target 1) is the demand in replicas before rounding up
+   when the query or the forecast sets `desired`, so that the HPA's tolerance
+   acts on the demand exactly as with KEDA's prometheus scaler, and `desired`
+   itself otherwise (see metric_value_for);
 4. activity (KEDA's 0 <-> 1) is decided separately: demand above
    activationThreshold, a window with a floor > 0, or (forecast on) the band
    above activationThreshold within the lead time (a forecast of an idle night
@@ -162,6 +166,14 @@ class Decision:
     # (podStartupSeconds), "measured" or "default, not measured yet" (auto).
     pod_startup_seconds: float | None = None
     pod_startup_source: str = "policy"
+    # What GetMetrics reports (target 1): ceil(metric_value) == desired_replicas; None
+    # means desired_replicas itself (see metric_value_for).
+    metric_value: float | None = None
+
+    @property
+    def hpa_value(self) -> float:
+        """The GetMetrics value: the HPA asks for ceil(it) replicas, outside its tolerance."""
+        return float(self.desired_replicas) if self.metric_value is None else self.metric_value
 
     def signal(self, signal: Signal) -> SignalReading | None:
         for reading in self.signals:
@@ -194,6 +206,34 @@ def replicas_for(load: float, per_replica: float) -> int:
     if load <= 0 or not math.isfinite(load):
         return 0
     return MAX_SIGNAL_REPLICAS  # per_replica <= 0 (or nan): any load is too much
+
+
+def _in_replicas(load: float, per_replica: float) -> float:
+    """load / per_replica, the demand in replicas before rounding up (inf where the
+    division is not a number: metric_value_for then reports the whole count)."""
+    if per_replica > 0 and math.isfinite(load):
+        return max(load, 0.0) / per_replica
+    return math.inf
+
+
+def metric_value_for(desired: int, demand_in_replicas: float) -> float:
+    """The value to report for `desired` replicas set by a demand of `demand_in_replicas`
+    (load / threshold, before rounding up).
+
+    KEDA's prometheus scaler reports the demand and lets the HPA round: within its
+    tolerance (+-10 % of the current count) the HPA keeps its replicas, outside it asks
+    for ceil(demand / target). Reporting the rounded-up count instead would move that
+    band up by the rounding (at 10 pods a demand of 8.95 pods' worth scales to 9, but a
+    reported 9 keeps 10), which costs replicas with no latency to show for it. The
+    value is the demand itself, kept within [desired - 1 + 0.002, desired]: KEDA
+    truncates it to whole thousandths (its precision, which can lose the last one
+    too), and the HPA's ceiling of what is left must still be `desired`.
+    """
+    if desired <= 0:
+        return 0.0
+    if not demand_in_replicas < desired:  # also nan
+        return float(desired)
+    return max(desired - 1 + 0.002, demand_in_replicas)
 
 
 def pod_startup(policy: Policy, measured: float | None = None) -> tuple[float, str]:
@@ -285,16 +325,27 @@ def _cron_part(windows: tuple[CronWindow, ...], active: int) -> CronPart:
     return floor, ceiling, any_floor_active, reading
 
 
-def _winner(acting: list[tuple[int, Reason]], floor: int | None) -> tuple[int, Reason]:
-    """The highest recommendation, the earliest on a tie; the window floor (None: no
-    windows) only when strictly higher. (A loop: max() with a key costs ~0.6 us more.)"""
-    desired, reason = acting[0] if acting else (0, Reason.MIN_REPLICAS)
-    for replicas, why in acting:
+# A recommendation: (replicas, the signal, its demand in replicas before rounding up; the
+# replicas themselves for a signal that counts pods rather than demand).
+Recommendation = tuple[int, Reason, float]
+
+
+def _winner(acting: list[Recommendation], floor: int | None) -> tuple[int, Reason, float]:
+    """The highest recommendation, the earliest on a tie, with the highest demand among
+    the tied (the HPA must see the largest wish for that count); the window floor (None:
+    no windows) wins when strictly higher, and makes the value a whole count when equal:
+    a floor must hold exactly. (A loop: max() with a key costs ~0.6 us more.)"""
+    desired, reason, demand = acting[0] if acting else (0, Reason.MIN_REPLICAS, 0.0)
+    for replicas, why, wish in acting:
         if replicas > desired:
-            desired, reason = replicas, why
-    if floor is not None and (floor > desired or not acting):
-        desired, reason = floor, Reason.CRON
-    return desired, reason
+            desired, reason, demand = replicas, why, wish
+        elif replicas == desired and wish > demand:
+            demand = wish
+    if floor is not None and (floor >= desired or not acting):
+        if floor > desired or not acting:
+            reason = Reason.CRON
+        desired, demand = floor, float(floor)
+    return desired, reason, demand
 
 
 def decide(
@@ -305,7 +356,7 @@ def decide(
 ) -> Decision:
     """The replica count and activity for `policy` at `now` (see the module docstring)."""
     readings: list[SignalReading] = []
-    acting: list[tuple[int, Reason]] = []
+    acting: list[Recommendation] = []
     missing: list[str] = []
     active = False
 
@@ -331,7 +382,7 @@ def decide(
             readings.append(
                 SignalReading(Signal.QUERY, status, replicas, value, demand.error or "")
             )
-            acting.append((replicas, Reason.QUERY))
+            acting.append((replicas, Reason.QUERY, _in_replicas(value, query.threshold)))
             active = active or value > query.activation_threshold
         elif forecast_window is not None and policy.forecast.mode is ForecastMode.ON:
             # Failure semantics: a healthy forecast stands in for stale demand (not in
@@ -342,7 +393,7 @@ def decide(
             readings.append(
                 SignalReading(Signal.QUERY, SignalStatus.FORECAST_FALLBACK, replicas, upper, detail)
             )
-            acting.append((replicas, Reason.FORECAST))
+            acting.append((replicas, Reason.FORECAST, _in_replicas(upper, query.threshold)))
             active = active or upper > query.activation_threshold
         else:
             detail = observations.errors.get(Signal.QUERY) or "no demand observed yet"
@@ -384,7 +435,9 @@ def decide(
                         else calculation.detail,
                     )
                 )
-                acting.append((calculation.replicas, Reason(signal.value)))
+                acting.append(
+                    (calculation.replicas, Reason(signal.value), float(calculation.replicas))
+                )
             else:
                 detail = observations.errors.get(signal) or "no usage observed yet"
                 readings.append(SignalReading(signal, SignalStatus.STALE, detail=detail))
@@ -424,7 +477,7 @@ def decide(
                         Signal.FORECAST, SignalStatus.OK, replicas, forecast_upper, detail
                     )
                 )
-                acting.append((replicas, Reason.FORECAST))
+                acting.append((replicas, Reason.FORECAST, _in_replicas(wanted, query.threshold)))
                 active = active or forecast_upper > query.activation_threshold
             else:
                 readings.append(
@@ -452,6 +505,7 @@ def decide(
             forecast_upper=forecast_upper,
             pod_startup_seconds=startup_seconds,
             pod_startup_source=startup_source,
+            metric_value=None,
         )
 
     # The winner: the highest recommendation; on a tie a measured signal beats the window
@@ -460,15 +514,20 @@ def decide(
         # A policy of cron windows alone is a KEDA cron trigger: outside its windows KEDA's
         # cron scaler (>= 2.18) reports 0 and is inactive, so KEDA scales to zero.
         floor = KEDA_VALUE_OUTSIDE_WINDOW
-    desired, reason = _winner(acting, floor if policy.windows else None)
-    if desired < policy.min_replicas:
-        desired, reason = policy.min_replicas, Reason.MIN_REPLICAS
-    if upper_bound is not None and desired > upper_bound:
-        bound_by_window = ceiling is not None and (
-            policy.max_replicas is None or ceiling < policy.max_replicas
-        )
-        desired = upper_bound
-        reason = Reason.WINDOW_CEILING if bound_by_window else Reason.MAX_REPLICAS
+    desired, reason, wish = _winner(acting, floor if policy.windows else None)
+    if desired <= policy.min_replicas:
+        # A bound is reported as a whole count: the HPA must reach it, not stop within
+        # its tolerance short of it.
+        if desired < policy.min_replicas:
+            reason = Reason.MIN_REPLICAS
+        desired, wish = policy.min_replicas, float(policy.min_replicas)
+    if upper_bound is not None and desired >= upper_bound:
+        if desired > upper_bound:
+            bound_by_window = ceiling is not None and (
+                policy.max_replicas is None or ceiling < policy.max_replicas
+            )
+            reason = Reason.WINDOW_CEILING if bound_by_window else Reason.MAX_REPLICAS
+        desired, wish = upper_bound, float(upper_bound)
 
     return _built(
         Decision,
@@ -484,4 +543,5 @@ def decide(
         forecast_upper=forecast_upper,
         pod_startup_seconds=startup_seconds,
         pod_startup_source=startup_source,
+        metric_value=metric_value_for(desired, wish),
     )

@@ -504,7 +504,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(ref, policy, address, self.calls)
             response = _metrics_response(
-                request.metricName or policy.metric_name, decision.desired_replicas
+                request.metricName or policy.metric_name,
+                decision.desired_replicas,
+                decision.hpa_value,
             )
         except BaseException as err:
             await self._fail("GetMetrics", context, err, started)
@@ -569,17 +571,17 @@ RESPONSES_KEPT = 4096
 KEPT_NAME_CHARS = 256
 
 
-def _metrics_response(metric_name: str, replicas: int) -> pb.GetMetricsResponse:
+def _metrics_response(metric_name: str, replicas: int, value: float) -> pb.GetMetricsResponse:
     if len(metric_name) > KEPT_NAME_CHARS:
-        return _build_metrics_response(metric_name, replicas)
-    return _kept_metrics_response(metric_name, replicas)
+        return _build_metrics_response(metric_name, replicas, value)
+    return _kept_metrics_response(metric_name, replicas, value)
 
 
-def _build_metrics_response(metric_name: str, replicas: int) -> pb.GetMetricsResponse:
-    value = pb.MetricValue(
-        metricName=metric_name, metricValue=replicas, metricValueFloat=float(replicas)
-    )
-    return pb.GetMetricsResponse(metricValues=[value])
+def _build_metrics_response(metric_name: str, replicas: int, value: float) -> pb.GetMetricsResponse:
+    # KEDA >= 2.17 reads the float (the demand in replicas, see Decision.metric_value);
+    # an older KEDA reads the int, the whole count, as before.
+    metric = pb.MetricValue(metricName=metric_name, metricValue=replicas, metricValueFloat=value)
+    return pb.GetMetricsResponse(metricValues=[metric])
 
 
 _kept_metrics_response = functools.lru_cache(maxsize=RESPONSES_KEPT)(_build_metrics_response)

@@ -1,5 +1,6 @@
 """Which recommendation wins: the highest; on a tie the earliest signal (query, cpu,
-memory, forecast), and a measured signal before the window floor."""
+memory, forecast), and a measured signal before the window floor; the value reported
+is the highest demand among the tied, or the floor's whole count when it ties."""
 
 from __future__ import annotations
 
@@ -13,16 +14,30 @@ from scaler.policy import parse_policy
 REASONS = [Reason.QUERY, Reason.CPU, Reason.MEMORY, Reason.FORECAST]
 
 
-def reference(acting: list[tuple[int, Reason]], floor: int | None) -> tuple[int, Reason]:
-    candidates = acting + ([(floor, Reason.CRON)] if floor is not None else [])
-    return max(candidates, key=lambda c: c[0], default=(0, Reason.MIN_REPLICAS))
+def reference(
+    acting: list[tuple[int, Reason, float]], floor: int | None
+) -> tuple[int, Reason, float]:
+    candidates = [(r, why) for r, why, _ in acting]
+    candidates += [(floor, Reason.CRON)] if floor is not None else []
+    desired, reason = max(candidates, key=lambda c: c[0], default=(0, Reason.MIN_REPLICAS))
+    if floor is not None and floor == desired:
+        return desired, reason, float(floor)  # a floor holds as a whole count
+    tied = [wish for r, _, wish in acting if r == desired]
+    return desired, reason, max(tied, default=0.0)
 
 
-@given(
-    st.lists(st.tuples(st.integers(0, 4), st.sampled_from(REASONS)), max_size=4),
-    st.none() | st.integers(0, 4),
-)
-def test_winner_is_the_first_highest(acting: list[tuple[int, Reason]], floor: int | None) -> None:
+@st.composite
+def recommendation(draw: st.DrawFn) -> tuple[int, Reason, float]:
+    replicas = draw(st.integers(0, 4))
+    # Its demand in replicas rounds up to it.
+    wish = 0.0 if replicas == 0 else draw(st.floats(replicas - 1, replicas, exclude_min=True))
+    return replicas, draw(st.sampled_from(REASONS)), wish
+
+
+@given(st.lists(recommendation(), max_size=4), st.none() | st.integers(0, 4))
+def test_winner_is_the_first_highest(
+    acting: list[tuple[int, Reason, float]], floor: int | None
+) -> None:
     assert _winner(acting, floor) == reference(acting, floor)
 
 

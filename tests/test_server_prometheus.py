@@ -33,11 +33,16 @@ def ref(metadata: dict[str, str], name: str = "checkout") -> pb.ScaledObjectRef:
     return pb.ScaledObjectRef(name=name, namespace="shop", scalerMetadata=metadata)
 
 
-def metrics(stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str]) -> int:
+def metrics_value(stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str]) -> float:
+    """The GetMetrics float, checked against the int: the HPA asks for ceil(float)."""
     response = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(metadata)), timeout=5)
     value = response.metricValues[0]
-    assert value.metricValueFloat == value.metricValue
-    return int(value.metricValue)
+    assert math.ceil(value.metricValueFloat) == value.metricValue
+    return value.metricValueFloat
+
+
+def metrics(stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str]) -> int:
+    return math.ceil(metrics_value(stub, metadata))
 
 
 def serve(prometheus_url: str, **config: float) -> RunningServer:
@@ -77,6 +82,10 @@ def test_demand_query_drives_replicas_and_activity(
     try:
         exporter.set("e2e_requests_per_second", 250.0, service="checkout")
         prometheus.wait_for_value(query, 250.0)
+        # 2.5 replicas' worth of demand: 3 replicas, and the HPA sees 2.5 as it would see
+        # 250 against a target of 100 from KEDA's prometheus scaler (its tolerance acts
+        # on the demand, not on the rounded count).
+        assert metrics_value(stub, metadata) == 2.5
         assert metrics(stub, metadata) == 3
         assert stub.IsActive(ref(metadata), timeout=5).result is True
 

@@ -386,7 +386,7 @@ def tidescaler(
         decision = decide(policy, observations, now, settings)
         engine_seconds += time.perf_counter() - t0
         if decision.available:
-            last_value, last_active = float(decision.desired_replicas), decision.active
+            last_value, last_active = decision.hpa_value, decision.active
         # Unavailable: GetMetrics fails and the HPA keeps its replicas (the last value).
         value[k], active[k] = last_value, last_active
         reasons[decision.reason.value] += 1
