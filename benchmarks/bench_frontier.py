@@ -4,7 +4,7 @@ Usage: python benchmarks/bench_frontier.py [--jobs N] [--from-results]
        [--set KEY=VALUE ...] [SCENARIO.yaml ...]
 
 For every scenario in simulations/ (the shared traces and the generated cases
-that punish regret), both policies sweep the very same 48 settings (the
+that punish regret), both policies sweep the very same 92 settings (the
 per-replica target and the HPA's scale-down stabilization window), under the scenario's queueing
 (random routing: a queue per pod). At each violation budget (0.1 % and 1 % of
 requests over the SLO or failed) each policy's setting is the cheapest within the
@@ -255,8 +255,9 @@ def main(argv: list[str]) -> int:
             f"{platform.machine()}).",
             "",
             "Every scenario in `simulations/`, random routing (a queue per pod). Both policies",
-            "sweep the same 48 settings: the per-replica target (40 % to 95 %) and the HPA's",
-            "scale-down stabilization window (0/120/300/600 s), so the forecast is the only",
+            "sweep the same 92 settings: the per-replica target (40 % to 95 % in steps of",
+            "2.5 %) and the HPA's scale-down stabilization window (0/120/300/600 s), so the",
+            "forecast is the only",
             "difference between them. At each budget a policy's setting is the",
             "cheapest within the budget on the first half of the evaluation window; the cells",
             "give that setting's cost relative to static-peak and its share of requests over the",

@@ -318,7 +318,8 @@ def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
 
     return {
         "desired_replicas": gauge(
-            "desired_replicas", "Replicas the latest decision asked for (the GetMetrics value rounded up)."
+            "desired_replicas",
+            "Replicas the latest decision asked for (the GetMetrics value rounded up).",
         ),
         "signal_replicas": gauge(
             "signal_replicas",
