@@ -432,15 +432,38 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # Ctrl-C is remembered as well as raised: a KeyboardInterrupt that lands in a
+    # finalizer (__del__, a weakref callback) is printed and dropped by Python, and the
+    # work would go on to exit 0 as if it had not been asked to stop.
+    interrupted = threading.Event()
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+
+        def on_interrupt(signum: int, frame: object) -> None:
+            interrupted.set()
+            raise KeyboardInterrupt
+
+        previous = signal.signal(signal.SIGINT, on_interrupt)
+    result: int = INTERRUPTED
     try:
-        result: int = args.func(args)
+        result = args.func(args)
     except KeyboardInterrupt:
-        # Ctrl-C is the user's choice, not a failure to explain with a traceback.
+        interrupted.set()
+        result = -1  # not said yet
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    if interrupted.is_set() and result != INTERRUPTED:
+        # Ctrl-C is the user's choice, not a failure to explain with a traceback (a
+        # command that says so itself returns INTERRUPTED).
         print(f"tidescaler {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return INTERRUPTED
     return result
 
 

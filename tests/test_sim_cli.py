@@ -290,6 +290,31 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in rest
 
 
+def test_ctrl_c_swallowed_inside_the_work_still_exits_130(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Python drops a KeyboardInterrupt raised in a finalizer (or a library may catch
+    # it): the command then finishes normally, yet the user asked it to stop.
+    from scaler import cli
+
+    def swallows_the_interrupt(args: argparse.Namespace) -> int:
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(1.0)  # the handler runs here and raises
+        except KeyboardInterrupt:
+            pass
+        return 0
+
+    parser = argparse.ArgumentParser(prog="tidescaler")
+    parser.add_subparsers(dest="command").add_parser("work").set_defaults(
+        func=swallows_the_interrupt
+    )
+    monkeypatch.setattr(cli, "build_parser", lambda: parser)
+    assert cli.main(["work"]) == 130
+    assert capsys.readouterr().err.strip() == "tidescaler work: interrupted"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+
+
 def test_progress_lines_without_a_terminal_every_few_seconds() -> None:
     from scaler.cli_support import ProgressLines
 
