@@ -440,10 +440,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # Ctrl-C is remembered as well as raised: a KeyboardInterrupt that lands in a
     # finalizer (__del__, a weakref callback) is printed and dropped by Python, and the
-    # work would go on to exit 0 as if it had not been asked to stop.
+    # work would go on to exit 0 as if it had not been asked to stop. Only where Ctrl-C
+    # is Python's own to handle: a background job that ignores SIGINT keeps ignoring it.
     interrupted = threading.Event()
     previous = None
-    if threading.current_thread() is threading.main_thread():
+    if (
+        threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    ):
 
         def on_interrupt(signum: int, frame: object) -> None:
             interrupted.set()

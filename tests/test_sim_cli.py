@@ -279,6 +279,8 @@ def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        # As at a terminal: a test run in the background inherits SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert process.stderr is not None
     # The trace's notes come from inside the run: the interrupt lands in the work.
@@ -310,9 +312,14 @@ def test_ctrl_c_swallowed_inside_the_work_still_exits_130(
         func=swallows_the_interrupt
     )
     monkeypatch.setattr(cli, "build_parser", lambda: parser)
-    assert cli.main(["work"]) == 130
-    assert capsys.readouterr().err.strip() == "tidescaler work: interrupted"
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    # As at a terminal (a test run in the background inherits SIGINT ignored).
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        assert cli.main(["work"]) == 130
+        assert capsys.readouterr().err.strip() == "tidescaler work: interrupted"
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 def test_progress_lines_without_a_terminal_every_few_seconds() -> None:
