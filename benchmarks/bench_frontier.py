@@ -1,7 +1,7 @@
 """Frontier against frontier, walk-forward: tidescaler against reactive and the oracle.
 
 Usage: python benchmarks/bench_frontier.py [--jobs N] [--from-results]
-       [--set KEY=VALUE ...] [SCENARIO.yaml ...]
+       [--set KEY=VALUE ...] [--pod-startup-seconds S] [SCENARIO.yaml ...]
 
 For every scenario in simulations/ (the shared traces and the generated cases
 that punish regret), both policies sweep the very same 92 settings (the
@@ -35,7 +35,7 @@ from pathlib import Path
 
 from scaler.sim.frontier import BudgetRow, budget_rows
 from scaler.sim.runner import Span, SweepPoint, sweep
-from scaler.sim.scenario import SWEEP_LABELS, load_scenario
+from scaler.sim.scenario import SWEEP_LABELS, load_scenario, with_sweep_value
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATIONS = ROOT / "simulations"
@@ -56,10 +56,16 @@ class Outcome:
     seconds: float
 
 
-def _run(path: Path, metadata: tuple[tuple[str, str], ...] = ()) -> Outcome:
-    """One scenario's sweep, its tidescaler trigger metadata updated with `metadata`."""
+def _run(
+    path: Path, metadata: tuple[tuple[str, str], ...] = (), startup: float | None = None
+) -> Outcome:
+    """One scenario's sweep, its tidescaler trigger metadata updated with `metadata`, and
+    with `startup` its pods' start-up (the cluster's and the trigger's)."""
     began = time.perf_counter()
     scenario = load_scenario(path)
+    if startup is not None:
+        scenario = with_sweep_value(scenario, "pod_startup_seconds", f"{startup:g}")
+        metadata = (*metadata, ("podStartupSeconds", f"{startup:g}"))
     if metadata:
         scenario = replace(scenario, tidescaler={**scenario.tidescaler, **dict(metadata)})
     result, points = sweep(scenario)
@@ -137,6 +143,13 @@ def main(argv: list[str]) -> int:
         help="tidescaler trigger metadata for every scenario, e.g. forecastAction=floor or "
         "metricLagSeconds=0 (repeatable; the results file is not written)",
     )
+    parser.add_argument(
+        "--pod-startup-seconds",
+        type=float,
+        metavar="S",
+        help="every scenario's pods take S seconds to start, and the trigger says so "
+        "(podStartupSeconds); the results file is not written",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frontier.md")
     args = parser.parse_args(argv)
     files = args.scenarios or sorted(SIMULATIONS.glob("*.yaml"))
@@ -144,9 +157,12 @@ def main(argv: list[str]) -> int:
     metadata = tuple(tuple(item.split("=", 1)) for item in args.set)
     if any(len(pair) != 2 or not pair[0] for pair in metadata):
         parser.error(f"--set {' '.join(args.set)}: expected KEY=VALUE, e.g. forecastAction=floor")
-    if args.from_results and metadata:
-        parser.error("--set runs the scenarios; it cannot read stored results")
-    run = partial(_run, metadata=metadata)
+    changed = bool(metadata) or args.pod_startup_seconds is not None
+    if args.from_results and changed:
+        parser.error(
+            "--set and --pod-startup-seconds run the scenarios; they cannot read stored results"
+        )
+    run = partial(_run, metadata=metadata, startup=args.pod_startup_seconds)
     if args.from_results:
         outcomes = [_stored(path) for path in files]
     elif args.jobs <= 1 or len(files) == 1:
@@ -242,6 +258,8 @@ def main(argv: list[str]) -> int:
         " --from-results (after python simulations/run_all.py)" if args.from_results else ""
     )
     command += "".join(f" --set {item}" for item in args.set)
+    if args.pod_startup_seconds is not None:
+        command += f" --pod-startup-seconds {args.pod_startup_seconds:g}"
     timing = (
         f"{wall:.0f} s wall clock with {args.jobs} processes"
         if not args.from_results
@@ -280,7 +298,7 @@ def main(argv: list[str]) -> int:
         ]
     )
     print(text)
-    if not args.scenarios and not metadata:
+    if not args.scenarios and not changed:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text, encoding="utf-8")
     for outcome in outcomes:

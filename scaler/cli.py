@@ -454,21 +454,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise KeyboardInterrupt
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
-    result: int = INTERRUPTED
     try:
-        result = args.func(args)
+        result: int = args.func(args)
     except KeyboardInterrupt:
-        interrupted.set()
-        result = -1  # not said yet
+        return _interrupted(args.command)
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
-    if interrupted.is_set() and result != INTERRUPTED:
-        # Ctrl-C is the user's choice, not a failure to explain with a traceback (a
-        # command that says so itself returns INTERRUPTED).
-        print(f"tidescaler {args.command}: interrupted", file=sys.stderr)
-        return INTERRUPTED
+    if interrupted.is_set() and result != INTERRUPTED:  # (a command may say so itself)
+        return _interrupted(args.command)
     return result
+
+
+def _interrupted(command: str) -> int:
+    # Ctrl-C is the user's choice, not a failure to explain with a traceback.
+    print(f"tidescaler {command}: interrupted", file=sys.stderr)
+    return INTERRUPTED
 
 
 if __name__ == "__main__":

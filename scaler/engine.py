@@ -251,11 +251,11 @@ def lead_seconds(
     """How far ahead the forecast looks: pod start-up plus one polling interval (how far
     ahead capacity must be decided), plus the metric's lag (the forecast learns the
     lagged series the query returns, so what it predicts shows that much late)."""
-    return (
-        pod_startup(policy, measured_startup)[0]
-        + settings.polling_interval_seconds
-        + policy.forecast.metric_lag_seconds
-    )
+    return _lead(policy, settings, pod_startup(policy, measured_startup)[0])
+
+
+def _lead(policy: Policy, settings: EngineSettings, startup_seconds: float) -> float:
+    return startup_seconds + settings.polling_interval_seconds + policy.forecast.metric_lag_seconds
 
 
 def _fresh(observed_at: float, now: float, settings: EngineSettings) -> bool:
@@ -366,7 +366,7 @@ def decide(
         active = active or cron_active
 
     startup_seconds, startup_source = pod_startup(policy, observations.pod_startup_seconds)
-    lead = startup_seconds + settings.polling_interval_seconds + policy.forecast.metric_lag_seconds
+    lead = _lead(policy, settings, startup_seconds)
     forecast_window: LeadWindow | None = None
     if policy.forecast.mode is not ForecastMode.OFF and observations.forecast is not None:
         forecast_window = lead_window(observations.forecast, now, lead)

@@ -106,3 +106,24 @@ def test_set_moves_tidescaler_alone_and_cannot_read_stored_results(
     # The band held as a floor at all times costs more over a tide than auto's ramp.
     assert sum(hours("floor", "tidescaler")) > sum(hours("auto", "tidescaler"))
     assert hours("floor", "reactive") == hours("auto", "reactive")
+
+
+def test_pod_startup_slows_both_policies_and_cannot_read_stored_results(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--from-results", "--pod-startup-seconds", "300"])
+    assert "cannot read stored results" in capsys.readouterr().err
+
+    def violations(startup: float | None) -> dict[str, float]:
+        points = bench._run(path, startup=startup).points
+        return {
+            name: sum(p.slo_violation_ratio for p in points if p.policy == name)
+            for name in ("reactive", "tidescaler")
+        }
+
+    fast, slow = violations(None), violations(600.0)
+    # Pods that start late leave both policies short on every rise.
+    assert slow["reactive"] > fast["reactive"]
+    assert slow["tidescaler"] > fast["tidescaler"]
