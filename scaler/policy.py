@@ -128,6 +128,27 @@ class BackendOptions:
     timeout_seconds: float | None = None
     unsafe_ssl: bool = False
 
+    def __post_init__(self) -> None:
+        # Hashed two or three times per request (the allow-list verdicts, the shared
+        # answers' keys): once here instead of a tuple of every field each time.
+        object.__setattr__(self, "_hash", hash(self._values()))
+
+    def _values(self) -> tuple[object, ...]:
+        return (
+            self.namespace,
+            self.query_parameters,
+            self.custom_headers,
+            self.timeout_seconds,
+            self.unsafe_ssl,
+        )
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined,no-any-return]
+
+    def __reduce__(self) -> tuple[type[BackendOptions], tuple[object, ...]]:
+        # Built anew where unpickled: string hashes differ from one process to the next.
+        return (BackendOptions, self._values())
+
 
 @dataclass(frozen=True, eq=False)
 class Policy:

@@ -529,12 +529,13 @@ class PrometheusSource:
 
     def _reading(self, flight: _Flight, key: tuple[Any, ...], ignore_null_values: bool) -> Reading:
         """The finished flight's reading by one ignoreNullValues rule."""
+        reading = flight.readings.get(ignore_null_values)
+        if reading is not None:
+            return reading  # settled and remembered by the call that made it
         converted = self._settle(flight, key, ignore_null_values)
         if isinstance(converted, BackendError):
             return self._fallback(key, converted.copy())
-        reading = flight.readings.get(ignore_null_values)
-        if reading is None:
-            reading = flight.readings[ignore_null_values] = Reading(converted, flight.observed_at)
+        reading = flight.readings[ignore_null_values] = Reading(converted, flight.observed_at)
         return reading
 
     def _settle(
