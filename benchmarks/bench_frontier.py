@@ -1,12 +1,14 @@
 """Frontier against frontier, walk-forward: tidescaler against reactive and the oracle.
 
 Usage: python benchmarks/bench_frontier.py [--jobs N] [--from-results]
-       [--set KEY=VALUE ...] [--pod-startup-seconds S] [SCENARIO.yaml ...]
+       [--set KEY=VALUE ...] [--pod-startup-seconds S] [--routing pooled]
+       [SCENARIO.yaml ...]
 
 For every scenario in simulations/ (the shared traces and the generated cases
-that punish regret), both policies sweep the very same 92 settings (the
+that punish regret), both policies sweep the very same settings (the
 per-replica target and the HPA's scale-down stabilization window), under the scenario's queueing
-(random routing: a queue per pod). At each violation budget (0.1 % and 1 % of
+(random routing: a queue per pod; `--routing pooled` for one shared queue, as
+consumers of a work queue have). At each violation budget (0.1 % and 1 % of
 requests over the SLO or failed) each policy's setting is the cheapest within the
 budget on the first half of the evaluation window; the table gives that
 setting's cost and violations on the second half, which the choice never saw,
@@ -27,6 +29,7 @@ import os
 import platform
 import statistics
 import sys
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
@@ -35,7 +38,12 @@ from pathlib import Path
 
 from scaler.sim.frontier import BudgetRow, budget_rows
 from scaler.sim.runner import Span, SweepPoint, sweep
-from scaler.sim.scenario import SWEEP_LABELS, load_scenario, with_sweep_value
+from scaler.sim.scenario import (
+    SWEEP_LABELS,
+    common_tuning_budget,
+    load_scenario,
+    with_sweep_value,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SIMULATIONS = ROOT / "simulations"
@@ -44,6 +52,10 @@ BUDGETS = (0.001, 0.01)
 AT_MOST_REACTIVE = 1.0  # every scenario and budget (or reactive cannot meet it)
 MEDIAN_AT_TIGHT = 0.85  # median scenario at 0.1 %, tidescaler / reactive
 MEDIAN_VS_ORACLE = 1.5  # median scenario at 1 %, tidescaler / oracle
+ROUTING_WORDS = {
+    "random": "random routing (a queue per pod)",
+    "pooled": "pooled routing (one shared queue, as consumers of a work queue)",
+}
 
 
 @dataclass(frozen=True)
@@ -57,15 +69,21 @@ class Outcome:
 
 
 def _run(
-    path: Path, metadata: tuple[tuple[str, str], ...] = (), startup: float | None = None
+    path: Path,
+    metadata: tuple[tuple[str, str], ...] = (),
+    startup: float | None = None,
+    routing: str | None = None,
 ) -> Outcome:
     """One scenario's sweep, its tidescaler trigger metadata updated with `metadata`, and
-    with `startup` its pods' start-up (the cluster's and the trigger's)."""
+    with `startup` its pods' start-up (the cluster's and the trigger's), with `routing`
+    its queueing."""
     began = time.perf_counter()
     scenario = load_scenario(path)
     if startup is not None:
         scenario = with_sweep_value(scenario, "pod_startup_seconds", f"{startup:g}")
         metadata = (*metadata, ("podStartupSeconds", f"{startup:g}"))
+    if routing is not None:
+        scenario = replace(scenario, cluster=replace(scenario.cluster, routing=routing))
     if metadata:
         scenario = replace(scenario, tidescaler={**scenario.tidescaler, **dict(metadata)})
     result, points = sweep(scenario)
@@ -150,6 +168,13 @@ def main(argv: list[str]) -> int:
         help="every scenario's pods take S seconds to start, and the trigger says so "
         "(podStartupSeconds); the results file is not written",
     )
+    parser.add_argument(
+        "--routing",
+        choices=sorted(ROUTING_WORDS),
+        help="every scenario's queueing: random (a queue per pod, as kube-proxy spreads "
+        "HTTP requests) or pooled (one shared queue, as for consumers of a work queue); "
+        "the results file is not written",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frontier.md")
     args = parser.parse_args(argv)
     files = args.scenarios or sorted(SIMULATIONS.glob("*.yaml"))
@@ -157,12 +182,13 @@ def main(argv: list[str]) -> int:
     metadata = tuple(tuple(item.split("=", 1)) for item in args.set)
     if any(len(pair) != 2 or not pair[0] for pair in metadata):
         parser.error(f"--set {' '.join(args.set)}: expected KEY=VALUE, e.g. forecastAction=floor")
-    changed = bool(metadata) or args.pod_startup_seconds is not None
+    changed = bool(metadata) or args.pod_startup_seconds is not None or args.routing is not None
     if args.from_results and changed:
         parser.error(
-            "--set and --pod-startup-seconds run the scenarios; they cannot read stored results"
+            "--set, --pod-startup-seconds and --routing run the scenarios; they cannot read "
+            "stored results"
         )
-    run = partial(_run, metadata=metadata, startup=args.pod_startup_seconds)
+    run = partial(_run, metadata=metadata, startup=args.pod_startup_seconds, routing=args.routing)
     if args.from_results:
         outcomes = [_stored(path) for path in files]
     elif args.jobs <= 1 or len(files) == 1:
@@ -171,6 +197,7 @@ def main(argv: list[str]) -> int:
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(files))) as pool:
             outcomes = list(pool.map(run, files))
     wall = time.perf_counter() - began
+    tuning = common_tuning_budget([load_scenario(path).sweep for path in files])
 
     lines: list[str] = []
     ratios: dict[float, list[float]] = {b: [] for b in BUDGETS}
@@ -260,6 +287,8 @@ def main(argv: list[str]) -> int:
     command += "".join(f" --set {item}" for item in args.set)
     if args.pod_startup_seconds is not None:
         command += f" --pod-startup-seconds {args.pod_startup_seconds:g}"
+    if args.routing is not None:
+        command += f" --routing {args.routing}"
     timing = (
         f"{wall:.0f} s wall clock with {args.jobs} processes"
         if not args.from_results
@@ -272,18 +301,19 @@ def main(argv: list[str]) -> int:
             f"Command: `{command}` ({timing}; Python {platform.python_version()}, "
             f"{platform.machine()}).",
             "",
-            "Every scenario in `simulations/`, random routing (a queue per pod). Both policies",
-            "sweep the same 92 settings: the per-replica target (40 % to 95 % in steps of",
-            "2.5 %) and the HPA's scale-down stabilization window (0/120/300/600 s), so the",
-            "forecast is the only",
-            "difference between them. At each budget a policy's setting is the",
-            "cheapest within the budget on the first half of the evaluation window; the cells",
-            "give that setting's cost relative to static-peak and its share of requests over the",
-            "SLO on the second half, which the choice never saw (**over**: the pick missed its",
-            "budget there). `cannot`: no setting met the budget on the first half (the fewest",
-            "violations it reached there in brackets). Ratios are replica-hours on the second",
-            "half; the oracle is the cost floor (the fewest replicas meeting the SLO at every",
-            "instant, no start-up delay).",
+            *textwrap.wrap(
+                f"Every scenario in `simulations/`, {ROUTING_WORDS[args.routing or 'random']}. "
+                f"Both policies sweep the same {tuning}, so the forecast is the only "
+                "difference between them. At each budget a policy's setting is the cheapest "
+                "within the budget on the first half of the evaluation window; the cells give "
+                "that setting's cost relative to static-peak and its share of requests over "
+                "the SLO on the second half, which the choice never saw (**over**: the pick "
+                "missed its budget there). `cannot`: no setting met the budget on the first "
+                "half (the fewest violations it reached there in brackets). Ratios are "
+                "replica-hours on the second half; the oracle is the cost floor (the fewest "
+                "replicas meeting the SLO at every instant, no start-up delay).",
+                width=84,
+            ),
             "",
             "| scenario | budget | reactive | tidescaler | tidescaler / reactive "
             "| tidescaler / oracle | reactive / oracle |",

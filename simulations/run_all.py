@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
@@ -30,7 +31,7 @@ from scaler.sim.report import (
     write_outputs,
 )
 from scaler.sim.runner import SimulationResult, SweepPoint, sweep
-from scaler.sim.scenario import load_scenario
+from scaler.sim.scenario import common_tuning_budget, load_scenario
 
 HERE = Path(__file__).resolve().parent
 
@@ -127,11 +128,13 @@ def main(argv: list[str]) -> int:
         "",
         "## Summary: frontier against frontier, walk-forward",
         "",
-        "A policy's cost depends on its settings, so each scenario sweeps them with the same",
-        "tuning budget for both compared policies, the very same 92 settings: the per-replica",
-        "target (40 % to 95 % of capacity, in steps of 2.5 %) and the HPA's scale-down",
-        "stabilization window (0/120/300/600 s), so the forecast is the only difference",
-        "between the two.",
+        *textwrap.wrap(
+            "A policy's cost depends on its settings, so each scenario sweeps them with the "
+            "same tuning budget for both compared policies, the very same "
+            + common_tuning_budget([result.scenario.sweep for _, _, result, _ in outcomes])
+            + ", so the forecast is the only difference between the two.",
+            width=86,
+        ),
         "Requests reach pods at random (a queue per pod).",
         "For each budget of SLO violations (share of requests over the SLO latency or",
         "failed), each policy's setting is the cheapest within the budget on the first half",

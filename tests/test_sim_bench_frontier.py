@@ -127,3 +127,25 @@ def test_pod_startup_slows_both_policies_and_cannot_read_stored_results(
     # Pods that start late leave both policies short on every rise.
     assert slow["reactive"] > fast["reactive"]
     assert slow["tidescaler"] > fast["tidescaler"]
+
+
+def test_pooled_routing_leaves_fewer_violations_and_cannot_read_stored_results(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--from-results", "--routing", "pooled"])
+    assert "cannot read stored results" in capsys.readouterr().err
+
+    def violations(routing: str | None) -> dict[str, float]:
+        points = bench._run(path, routing=routing).points
+        return {
+            name: sum(p.slo_violation_ratio for p in points if p.policy == name)
+            for name in ("reactive", "tidescaler")
+        }
+
+    per_pod, pooled = violations(None), violations("pooled")
+    # One shared queue has no pod left idle while another queues: at the same replicas
+    # (the same settings and traffic), fewer requests wait past the SLO.
+    assert pooled["reactive"] < per_pod["reactive"]
+    assert pooled["tidescaler"] < per_pod["tidescaler"]

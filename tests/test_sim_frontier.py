@@ -13,7 +13,13 @@ from scaler.sim.cli import add_simulate_parser
 from scaler.sim.frontier import budget_rows, choose_budgets, frontiers, match, pareto
 from scaler.sim.policies import ForecastCache, prepare, tidescaler
 from scaler.sim.runner import SweepPoint, sweep
-from scaler.sim.scenario import ScenarioError, load_scenario, parse_scenario
+from scaler.sim.scenario import (
+    ScenarioError,
+    Sweep,
+    common_tuning_budget,
+    load_scenario,
+    parse_scenario,
+)
 
 
 def pt(label: str, violations: float, hours: float, policy: str = "reactive") -> SweepPoint:
@@ -300,3 +306,35 @@ def test_bad_grids_are_refused(sweep_yaml: str, message: str) -> None:
     with pytest.raises(ScenarioError) as err:
         parse_scenario(data, "grid.yaml")
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("axes", "words"),
+    [
+        (
+            (
+                ("target_utilization", ("0.4", "0.425", "0.45")),
+                ("scale_down_stabilization_seconds", ("0", "300")),
+            ),
+            "6 settings: the per-replica target (40 % to 45 %, in steps of 2.5 %) and the "
+            "HPA's scale-down stabilization window (0/300 s)",
+        ),
+        # Uneven steps are listed rather than summarised as a range.
+        (
+            (("target_utilization", ("0.5", "0.6", "0.9")),),
+            "3 settings: the per-replica target (50/60/90 %)",
+        ),
+        ((("pod_startup_seconds", ("30", "60")),), "2 settings: pod_startup_seconds (30/60)"),
+    ],
+)
+def test_reports_say_what_the_sweep_gave_each_policy(
+    axes: tuple[tuple[str, tuple[str, ...]], ...], words: str
+) -> None:
+    assert Sweep(axes).tuning_budget() == words
+
+
+def test_scenarios_that_sweep_differently_are_not_summarised_as_one() -> None:
+    a = Sweep((("target_utilization", ("0.5", "0.6")),))
+    b = Sweep((("target_utilization", ("0.5", "0.7")),))
+    assert common_tuning_budget([a, a]) == a.tuning_budget()
+    assert common_tuning_budget([a, b]) == "each scenario's own sweep (see its file)"

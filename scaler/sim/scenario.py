@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import itertools
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -85,6 +87,33 @@ class Sweep:
 
     def describe(self) -> str:
         return "; ".join(f"{name} {', '.join(values)}" for name, values in self.axes)
+
+    def tuning_budget(self) -> str:
+        """The settings every swept policy gets, in words: "92 settings: the per-replica
+        target (40 % to 95 %, in steps of 2.5 %) and ...", for reports."""
+        count = math.prod(len(values) for _, values in self.axes)
+        return f"{count} settings: " + " and ".join(_axis_words(n, v) for n, v in self.axes)
+
+
+def _axis_words(name: str, values: tuple[str, ...]) -> str:
+    if name == "target_utilization":
+        percents = [float(v) * 100 for v in values]
+        steps = {round(b - a, 6) for a, b in itertools.pairwise(percents)}
+        if len(steps) == 1:
+            return (
+                f"the per-replica target ({percents[0]:g} % to {percents[-1]:g} %, "
+                f"in steps of {steps.pop():g} %)"
+            )
+        return "the per-replica target (" + "/".join(f"{p:g}" for p in percents) + " %)"
+    if name == "scale_down_stabilization_seconds":
+        return "the HPA's scale-down stabilization window (" + "/".join(values) + " s)"
+    return f"{name} ({'/'.join(values)})"
+
+
+def common_tuning_budget(sweeps: list[Sweep | None]) -> str:
+    """`Sweep.tuning_budget` of scenarios that all sweep alike, else says they do not."""
+    budgets = {"no settings" if s is None else s.tuning_budget() for s in sweeps}
+    return budgets.pop() if len(budgets) == 1 else "each scenario's own sweep (see its file)"
 
 
 @dataclass(frozen=True)
