@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import pickle
+import subprocess
+import sys
+from dataclasses import replace
+
 import pytest
 
 from scaler.policy import (
+    BackendOptions,
     ForecastMode,
     PolicyError,
     cached_policy,
@@ -294,3 +301,33 @@ def test_cached_errors_raise_every_time() -> None:
     for _ in range(2):
         with pytest.raises(PolicyError):
             cached_policy({"query": "up"})
+
+
+def test_backend_options_hash_by_value_and_survive_pickling() -> None:
+    # They key the allow-list verdicts and the shared Prometheus answers: equal options
+    # must find one entry, also after a trip to another process (string hashes differ).
+    a = BackendOptions(namespace="team-a", custom_headers=(("X-Scope-OrgID", "a"),))
+    b = BackendOptions(namespace="team-a", custom_headers=(("X-Scope-OrgID", "a"),))
+    table = {a: "verdict"}
+    assert b == a and table[b] == "verdict"
+    assert BackendOptions(namespace="team-b") not in table
+    made_elsewhere = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import pickle, sys; from scaler.policy import BackendOptions; "
+            "sys.stdout.buffer.write(pickle.dumps(BackendOptions(namespace='team-a', "
+            "custom_headers=(('X-Scope-OrgID', 'a'),))))",
+        ],
+        capture_output=True,
+        check=True,
+        env={**os.environ, "PYTHONHASHSEED": "12345"},
+    ).stdout
+    copied = pickle.loads(made_elsewhere)
+    assert copied == a and table[copied] == "verdict"
+    assert replace(a, unsafe_ssl=True) not in table
+    assert hash(replace(a, unsafe_ssl=True)) == hash(
+        BackendOptions(
+            namespace="team-a", custom_headers=(("X-Scope-OrgID", "a"),), unsafe_ssl=True
+        )
+    )
