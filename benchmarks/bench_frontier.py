@@ -40,6 +40,7 @@ from scaler.sim.frontier import BudgetRow, budget_rows
 from scaler.sim.runner import Span, SweepPoint, sweep
 from scaler.sim.scenario import (
     SWEEP_LABELS,
+    Sweep,
     common_tuning_budget,
     load_scenario,
     with_sweep_value,
@@ -66,6 +67,7 @@ class Outcome:
     points: list[SweepPoint]
     oracle_later_hours: float | None
     seconds: float
+    sweep: Sweep | None
 
 
 def _run(
@@ -89,7 +91,7 @@ def _run(
     result, points = sweep(scenario)
     oracle = result.policy("oracle")
     later = None if oracle is None or oracle.later is None else oracle.later.replica_hours
-    return Outcome(scenario.name, points, later, time.perf_counter() - began)
+    return Outcome(scenario.name, points, later, time.perf_counter() - began, scenario.sweep)
 
 
 def _span(data: dict[str, float] | None) -> Span | None:
@@ -100,7 +102,8 @@ def _span(data: dict[str, float] | None) -> Span | None:
 
 def _stored(path: Path) -> Outcome:
     """The runs of a scenario as simulations/run_all.py stored them."""
-    name = load_scenario(path).name
+    scenario = load_scenario(path)
+    name = scenario.name
     data = json.loads((SIMULATIONS / "results" / name / "result.json").read_text())
     points = [
         SweepPoint(
@@ -119,7 +122,8 @@ def _stored(path: Path) -> Outcome:
     ]
     oracle = [p for p in data["policies"] if p["policy"] == "oracle"]
     later = oracle[0].get("later_span") if oracle else None
-    return Outcome(name, points, None if later is None else later["replica_hours"], 0.0)
+    hours = None if later is None else later["replica_hours"]
+    return Outcome(name, points, hours, 0.0, scenario.sweep)
 
 
 def _setting(point: SweepPoint) -> str:
@@ -197,7 +201,7 @@ def main(argv: list[str]) -> int:
         with ProcessPoolExecutor(max_workers=min(args.jobs, len(files))) as pool:
             outcomes = list(pool.map(run, files))
     wall = time.perf_counter() - began
-    tuning = common_tuning_budget([load_scenario(path).sweep for path in files])
+    tuning = common_tuning_budget([outcome.sweep for outcome in outcomes])
 
     lines: list[str] = []
     ratios: dict[float, list[float]] = {b: [] for b in BUDGETS}

@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 import yaml
@@ -37,6 +38,16 @@ def load_bench() -> ModuleType:
     sys.modules[spec.name] = module  # its dataclasses look their module up by name
     spec.loader.exec_module(module)
     return module
+
+
+def violations(bench: ModuleType, path: Path, **changes: Any) -> dict[str, float]:
+    """Each swept policy's violations summed over its settings, the scenario run with
+    `_run`'s `changes` (startup=..., routing=...)."""
+    points = bench._run(path, **changes).points
+    return {
+        name: sum(p.slo_violation_ratio for p in points if p.policy == name)
+        for name in ("reactive", "tidescaler")
+    }
 
 
 @pytest.fixture
@@ -116,14 +127,7 @@ def test_pod_startup_slows_both_policies_and_cannot_read_stored_results(
         bench.main(["--from-results", "--pod-startup-seconds", "300"])
     assert "cannot read stored results" in capsys.readouterr().err
 
-    def violations(startup: float | None) -> dict[str, float]:
-        points = bench._run(path, startup=startup).points
-        return {
-            name: sum(p.slo_violation_ratio for p in points if p.policy == name)
-            for name in ("reactive", "tidescaler")
-        }
-
-    fast, slow = violations(None), violations(600.0)
+    fast, slow = violations(bench, path), violations(bench, path, startup=600.0)
     # Pods that start late leave both policies short on every rise.
     assert slow["reactive"] > fast["reactive"]
     assert slow["tidescaler"] > fast["tidescaler"]
@@ -137,14 +141,7 @@ def test_pooled_routing_leaves_fewer_violations_and_cannot_read_stored_results(
         bench.main(["--from-results", "--routing", "pooled"])
     assert "cannot read stored results" in capsys.readouterr().err
 
-    def violations(routing: str | None) -> dict[str, float]:
-        points = bench._run(path, routing=routing).points
-        return {
-            name: sum(p.slo_violation_ratio for p in points if p.policy == name)
-            for name in ("reactive", "tidescaler")
-        }
-
-    per_pod, pooled = violations(None), violations("pooled")
+    per_pod, pooled = violations(bench, path), violations(bench, path, routing="pooled")
     # One shared queue has no pod left idle while another queues: at the same replicas
     # (the same settings and traffic), fewer requests wait past the SLO.
     assert pooled["reactive"] < per_pod["reactive"]
