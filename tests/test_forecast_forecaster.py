@@ -40,6 +40,22 @@ def test_tidal_series_gets_a_seasonal_model_and_a_close_day_ahead_forecast() -> 
     assert float(np.mean(fc.upper >= future)) > 0.9
 
 
+def test_a_step_at_the_same_minute_every_day_is_forecast_sharp() -> None:
+    # Ten days at one-minute steps: 40 until 09:00, 400 from 09:02 (a two-minute
+    # jump), 5 % noise. Averaging neighbouring minutes would spread the jump over
+    # the smoothing window; the forecast must have it at the minute it comes.
+    rng = np.random.default_rng(21)
+    minute = np.arange(10 * 1440) % 1440
+    level = 40.0 + 360.0 * np.clip((minute - 540) / 2.0, 0.0, 1.0)
+    y = level * np.exp(rng.normal(0.0, 0.05, len(level)))
+    now_index = 9 * 1440 + 520  # 08:40 on the last day
+    fc = forecaster.fit(y[:now_index], 60.0, quantile=0.95, now=0.0).forecast(3600)
+    ahead = fc.median[:40]  # 08:40 .. 09:19
+    assert np.all(ahead[:18] < 60.0)  # until 08:58: closed
+    assert np.all(ahead[22:] > 340.0)  # from 09:02: open
+    assert ahead[22] / ahead[17] > 6.0
+
+
 def test_series_without_period_falls_back_to_recent_level_and_says_so() -> None:
     y = np.random.default_rng(12).normal(100.0, 10.0, 5000).clip(0)
     fc = _fit(y, 60.0).forecast(3600)

@@ -126,6 +126,23 @@ def test_seasonal_median_ignores_one_spiky_period() -> None:
     np.testing.assert_allclose(models.seasonal_median(y, PERIOD, PERIOD, periods=5), 10.0)
 
 
+def test_running_median_keeps_a_step_sharp_where_the_mean_spreads_it() -> None:
+    y = np.concatenate((np.full(20, 10.0), np.full(20, 100.0)))
+    y[5] = 1000.0  # one spike
+    median = models.moving_median(y, 3)
+    mean = models.moving_average(y, 3)
+    np.testing.assert_array_equal(median[:20], 10.0)  # the spike is gone, the edge kept
+    np.testing.assert_array_equal(median[20:], 100.0)
+    assert mean[19] > 30.0 and mean[20] < 80.0  # the mean blends both sides
+    assert models.moving_median(y, 0) is y
+
+
+def test_running_median_ignores_missing_points_and_cuts_the_window_at_the_ends() -> None:
+    y = np.array([1.0, np.nan, 3.0, 4.0, np.nan])
+    np.testing.assert_allclose(models.moving_median(y, 1), [1.0, 2.0, 3.5, 3.5, 4.0])
+    assert np.isnan(models.moving_median(np.full(4, np.nan), 2)).all()
+
+
 def test_recent_level_is_the_mean_of_the_window() -> None:
     y = np.array([1.0, 2.0, 3.0, np.nan, 5.0])
     np.testing.assert_allclose(models.recent_level(y, 2, window=3), [4.0, 4.0])

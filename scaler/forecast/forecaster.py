@@ -291,6 +291,7 @@ def _candidates(
                 reducer="median",
                 periods=periods,
                 smooth_half_width=half,
+                phase_smoothing="median",
                 name=f"median_{tag}",
             ),
             SeasonalProfile(
@@ -299,6 +300,7 @@ def _candidates(
                 periods=periods,
                 smooth_half_width=half,
                 level_window=level,
+                phase_smoothing="median",
                 name=f"level_median_{tag}",
             ),
             # Wider phase smoothing for noisy series (counting noise, spikes).

@@ -12,7 +12,10 @@ contract test checks it agrees with refitting at each origin.
 The seasonal models are all "same phase of past periods, reduced, times a
 recent level factor": seasonal naive (most recent period), robust median of
 past periods, and exponential smoothing across periods (Holt-Winters' seasonal
-update without a trend). The level factor weighs its window equally, or
+update without a trend). Neighbouring phases are averaged first on fine
+steps (`smooth_half_width`), by a running mean or, for the median models, a
+running median, which keeps a step that comes at the same minute every period
+(a market opening) as sharp as it is. The level factor weighs its window equally, or
 with exponentially decaying weights (`level_half_life`): demand over the
 profile smoothed like the level of MSTL's deseasonalised series, so that on
 a noisy series a spike moves it little. `RecentLevel` is the model for
@@ -90,6 +93,19 @@ def moving_average(y: FloatArray, half_width: int) -> FloatArray:
     out = np.full(len(y), np.nan)
     np.divide(csum[hi] - csum[lo], counts, out=out, where=counts > 0)
     return out
+
+
+def moving_median(y: FloatArray, half_width: int) -> FloatArray:
+    """Centred NaN-aware running median, the window cut at both ends.
+
+    Unlike the mean it keeps a step as sharp as it is: at a jump the window
+    holds a majority of one side or the other, never a blend of both.
+    """
+    if half_width <= 0:
+        return y
+    padded = np.concatenate((np.full(half_width, np.nan), y, np.full(half_width, np.nan)))
+    windows = np.lib.stride_tricks.sliding_window_view(padded, 2 * half_width + 1)
+    return nan_median(windows.T)
 
 
 def phase_stack(
@@ -224,6 +240,7 @@ class SeasonalProfile:
         smooth_half_width: int = 0,
         level_window: int = 0,
         level_half_life: float = 0.0,
+        phase_smoothing: Literal["mean", "median"] = "mean",
         name: str | None = None,
     ) -> None:
         if period < 1 or periods < 1:
@@ -233,6 +250,7 @@ class SeasonalProfile:
         self.periods = periods
         self.beta = beta
         self.smooth_half_width = smooth_half_width
+        self.phase_smoothing = phase_smoothing
         self.level_window = level_window
         self.level_half_life = level_half_life
         self.name = name or f"{reducer}_p{period}x{periods}_l{level_window}"
@@ -251,6 +269,11 @@ class SeasonalProfile:
     @property
     def max_rolling_horizon(self) -> int:
         return self.period - self.smooth_half_width
+
+    def _smoothed(self, y: FloatArray) -> FloatArray:
+        if self.phase_smoothing == "median":
+            return moving_median(y, self.smooth_half_width)
+        return moving_average(y, self.smooth_half_width)
 
     def _reduce(self, stack: FloatArray) -> FloatArray:
         if self.reducer == "median":
@@ -278,7 +301,7 @@ class SeasonalProfile:
     def forecast(self, y: FloatArray, h: int) -> FloatArray:
         y = np.asarray(y, dtype=np.float64)
         n = len(y)
-        s = moving_average(y, self.smooth_half_width)
+        s = self._smoothed(y)
         steps = np.arange(1, h + 1, dtype=np.int64)
         targets = n - 1 + steps
         first_lag = -(-steps // self.period)
@@ -301,7 +324,14 @@ class SeasonalProfile:
         """Models with equal keys share the rolling profile (they differ only in level)."""
         beta = self.beta if self.reducer == "smooth" else None
         count = self.periods if self.reducer != "naive" else max(self.periods, 3)
-        return (self.period, self.reducer, count, beta, self.smooth_half_width)
+        return (
+            self.period,
+            self.reducer,
+            count,
+            beta,
+            self.smooth_half_width,
+            self.phase_smoothing,
+        )
 
     def rolling(
         self,
@@ -325,7 +355,7 @@ class SeasonalProfile:
         if cached is not None and cached[0] <= lo and cached[0] + len(cached[1]) > hi:
             profile = cached[1][lo - cached[0] : hi + 1 - cached[0]]
         else:
-            s = moving_average(y, self.smooth_half_width)
+            s = self._smoothed(y)
             span = np.arange(lo, hi + 1, dtype=np.int64)
             profile = self._profile(s, span, np.ones(len(span), dtype=np.int64))
             if cache is not None:
