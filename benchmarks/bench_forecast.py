@@ -3,8 +3,9 @@
 Run with `python benchmarks/bench_forecast.py` (needs the `bench` extra for
 statsforecast's MSTL; `--no-mstl` runs without it). For every trace in the
 traces directory and for synthetic tides (peak/valley 10 and 100, noise,
-flash crowds, outages, a level shift), forecasts are made from rolling
-origins (every `--stride` once `--min-history` is known) and scored 10
+flash crowds, outages, a level shift, a tenfold jump at 09:00 every
+weekday), forecasts are made from rolling origins (every `--stride` once
+`--min-history` is known) and scored 10
 minutes (the engine's lead time), an hour and a day ahead (a series whose
 step is longer than 10 minutes has no 10-minute row): sMAPE, MASE and
 under-prediction rate of the forecaster (method `tidescaler`) and of
@@ -43,6 +44,7 @@ from synthetic_series import Tide, generate
 from scaler.forecast import backtest, forecaster
 from scaler.forecast.models import FloatArray, SeasonalProfile
 from scaler.forecast.periodicity import DAY_SECONDS, WEEK_SECONDS, coarsen
+from scaler.sim.traffic import OpeningSpec, opening
 from scaler.traces import Trace, read_trace
 
 REPO = Path(__file__).resolve().parents[1]
@@ -271,6 +273,15 @@ def fit_seconds(y: FloatArray, step: float, repeats: int) -> float:
         forecaster.fit(tail, step, quantile=0.95, now=0.0).forecast(DAY_SECONDS)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def opening_trace() -> Trace:
+    """Three weeks at one-minute steps that jump tenfold at 09:00 every weekday
+    (`simulations/synthetic-opening.yaml`'s traffic): a step at a minute history tells."""
+    traffic = opening(OpeningSpec(days=21), seed=15)
+    counts = traffic.rate_per_second * traffic.step_seconds
+    times = traffic.start + np.arange(len(counts), dtype=np.float64) * traffic.step_seconds
+    return Trace(times, counts, traffic.step_seconds, "synthetic_opening")
 
 
 def synthetic_trace(name: str, tide: Tide, seed: int) -> Trace:
@@ -504,6 +515,18 @@ def main(argv: list[str] | None = None) -> int:
                 args.mstl_min_origins,
             )
         )
+
+    jobs.append(
+        Job(
+            "synthetic_opening",
+            opening_trace(),
+            args.stride_hours * 3600,
+            args.min_history_days * DAY_SECONDS,
+            args.quantile,
+            mstl_every,
+            args.mstl_min_origins,
+        )
+    )
 
     rows: list[Row] = []
     targets: dict[Key, Targets] = {}

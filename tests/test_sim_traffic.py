@@ -12,12 +12,19 @@ from scaler.sim.traffic import (
     BurstySpec,
     HourlySpec,
     LevelShiftSpec,
+    OpeningSpec,
     TournamentSpec,
     generate,
 )
 
 SIMULATIONS = Path(__file__).resolve().parent.parent / "simulations"
-SPECS = [TournamentSpec(days=6), HourlySpec(days=21), BurstySpec(days=3), LevelShiftSpec()]
+SPECS = [
+    TournamentSpec(days=6),
+    HourlySpec(days=21),
+    BurstySpec(days=3),
+    LevelShiftSpec(),
+    OpeningSpec(days=7),
+]
 
 
 @pytest.mark.parametrize("spec", SPECS, ids=lambda s: type(s).__name__)
@@ -65,8 +72,22 @@ def test_level_shift_changes_the_level_for_good() -> None:
     assert rate[9].mean() == pytest.approx(rate[2].mean(), rel=1e-9)
 
 
+def test_opening_jumps_at_the_same_minute_on_weekdays_only() -> None:
+    spec = OpeningSpec(days=7, noise=0.0)
+    rate = generate(spec, 5).rate_per_second.reshape(7, 1440)  # Monday first
+    nine, half_past_five = 9 * 60, 17 * 60 + 30
+    for day in range(5):
+        assert rate[day, nine - 1] == spec.closed_rps
+        assert rate[day, nine + 2] == pytest.approx(spec.open_rps, rel=0.02)  # within 2 minutes
+        assert rate[day, 15 * 60] == pytest.approx(
+            spec.open_rps * spec.settle_share, rel=0.1
+        )  # the rush settled
+        assert rate[day, half_past_five + 1] == spec.closed_rps
+    assert np.all(rate[5:] == spec.closed_rps)  # the weekend stays closed
+
+
 def test_generated_scenarios_load_and_bad_generator_keys_are_refused() -> None:
-    for name in ("tournament", "hourly", "bursty", "level-shift"):
+    for name in ("tournament", "hourly", "bursty", "level-shift", "opening"):
         scenario = load_scenario(SIMULATIONS / f"synthetic-{name}.yaml")
         assert scenario.generator is not None and scenario.tide is None
         assert scenario.load_traffic().name == name

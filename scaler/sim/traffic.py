@@ -152,6 +152,12 @@ def _diurnal(t: np.ndarray, peak_rps: float, peak_to_valley: float, peak_hour: f
     return out
 
 
+def _times(days: float, step_seconds: float, start: float) -> np.ndarray:
+    """The start of every step of `days` days."""
+    out: np.ndarray = start + step_seconds * np.arange(int(days * DAY / step_seconds))
+    return out
+
+
 def _noisy(rate: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
     if noise <= 0:
         return rate
@@ -186,8 +192,7 @@ class TournamentSpec:
 
 def tournament(spec: TournamentSpec, seed: int = 0) -> Traffic:
     rng = np.random.default_rng(seed)
-    n = int(spec.days * DAY / spec.step_seconds)
-    t = spec.start + spec.step_seconds * np.arange(n)
+    t = _times(spec.days, spec.step_seconds, spec.start)
     rate = _diurnal(t, spec.base_peak_rps, spec.base_peak_to_valley, 19.0)
     ramp = spec.ramp_minutes * 60.0
     length = spec.match_minutes * 60.0
@@ -292,8 +297,7 @@ class LevelShiftSpec:
 
 def level_shift(spec: LevelShiftSpec, seed: int = 0) -> Traffic:
     rng = np.random.default_rng(seed)
-    n = int(spec.days * DAY / spec.step_seconds)
-    t = spec.start + spec.step_seconds * np.arange(n)
+    t = _times(spec.days, spec.step_seconds, spec.start)
     rate = _diurnal(t, spec.peak_rps, spec.peak_to_valley, spec.peak_hour_utc)
     weekday = ((t // DAY).astype(np.int64) + 3) % 7
     rate = np.where(weekday >= 5, rate * spec.weekend_factor, rate)
@@ -302,7 +306,50 @@ def level_shift(spec: LevelShiftSpec, seed: int = 0) -> Traffic:
     return Traffic(spec.start, spec.step_seconds, rate, name="level-shift")
 
 
-GeneratorSpec = TournamentSpec | HourlySpec | BurstySpec | LevelShiftSpec
+@dataclass(frozen=True)
+class OpeningSpec:
+    """Demand that jumps at the same minute every working day: a market opening, ticket
+    sales, a shift's log-ins. Closed (nights, weekends) at `closed_rps`; at
+    `open_hour_utc` it rises to `open_rps` within `jump_minutes`, the opening rush
+    settles to `settle_share` of it with an e-folding time of `rush_minutes`, and
+    at `close_hour_utc` it falls back within `jump_minutes`.
+
+    The case a forecast is for: the jump is faster than any reaction, and it
+    comes at a time that history tells.
+    """
+
+    days: float = 21.0
+    step_seconds: float = 60.0
+    closed_rps: float = 40.0
+    open_rps: float = 400.0
+    settle_share: float = 0.6
+    rush_minutes: float = 120.0
+    open_hour_utc: float = 9.0
+    close_hour_utc: float = 17.5
+    jump_minutes: float = 2.0
+    noise: float = 0.05
+    start: float = 1_704_067_200.0
+
+
+def opening(spec: OpeningSpec, seed: int = 0) -> Traffic:
+    rng = np.random.default_rng(seed)
+    t = _times(spec.days, spec.step_seconds, spec.start)
+    minutes = (t % DAY) / 60.0
+    since_open = minutes - spec.open_hour_utc * 60.0
+    until_close = spec.close_hour_utc * 60.0 - minutes
+    jump = max(spec.jump_minutes, 1e-9)
+    open_share = np.clip(np.minimum(since_open, until_close) / jump, 0.0, 1.0)
+    rush = spec.settle_share + (1.0 - spec.settle_share) * np.exp(
+        -np.maximum(since_open, 0.0) / spec.rush_minutes
+    )
+    rate = spec.closed_rps + (spec.open_rps * rush - spec.closed_rps) * open_share
+    weekday = ((t // DAY).astype(np.int64) + 3) % 7
+    rate = np.where(weekday >= 5, spec.closed_rps, rate)
+    rate = _noisy(rate, spec.noise, rng)
+    return Traffic(spec.start, spec.step_seconds, rate, name="opening")
+
+
+GeneratorSpec = TournamentSpec | HourlySpec | BurstySpec | LevelShiftSpec | OpeningSpec
 
 # `synthetic: {kind: ...}` in a scenario: the spec of each kind of generated traffic.
 GENERATORS: dict[str, type[GeneratorSpec]] = {
@@ -310,6 +357,7 @@ GENERATORS: dict[str, type[GeneratorSpec]] = {
     "hourly": HourlySpec,
     "bursty": BurstySpec,
     "level-shift": LevelShiftSpec,
+    "opening": OpeningSpec,
 }
 
 
@@ -321,4 +369,6 @@ def generate(spec: GeneratorSpec, seed: int = 0) -> Traffic:
         return hourly(spec, seed)
     if isinstance(spec, BurstySpec):
         return bursty(spec, seed)
+    if isinstance(spec, OpeningSpec):
+        return opening(spec, seed)
     return level_shift(spec, seed)
