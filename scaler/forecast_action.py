@@ -2,7 +2,7 @@
 
 Three actions (policy key `forecastAction`):
 
-- `ramp`: the demand observed now plus the rise the forecast's
+- `ramp` (the default): the demand observed now plus the rise the forecast's
   median predicts over the lead time, r = ceil((demand + rise) / threshold).
   Where the forecast sees no rise (a flat level, a decline, a level it cannot
   predict) this is exactly the reactive recommendation, so a forecast that
@@ -16,7 +16,7 @@ Three actions (policy key `forecastAction`):
   behaviour before `ramp`): it covers the demand's noise too, which pays
   where demand jumps faster than any reaction, and costs wherever the band
   sits above the demand.
-- `auto` (the default): the ramp, or the band's peak where the band is sharper than what the
+- `auto`: the ramp, or the band's peak where the band is sharper than what the
   observed demand itself would need to cover the demand a lead time ahead at
   the same quantile (the last value's band from the same backtest, a gate of
   the forecast by its own skill against the naive forecast): never more than

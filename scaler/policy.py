@@ -105,7 +105,7 @@ class ForecastPolicy:
     pod_startup_seconds: float = 60.0
     pod_startup_auto: bool = False  # podStartupSeconds: auto (measured from the target's pods)
     quantile: float = 0.95
-    action: ForecastAction = ForecastAction.AUTO
+    action: ForecastAction = ForecastAction.RAMP
     # How far the query's answer trails demand (scrape interval plus half the rate window):
     # the forecast learns that lagged series, so it looks this much further ahead.
     metric_lag_seconds: float = 0.0
@@ -673,7 +673,7 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
         pod_startup_seconds=startup,
         pod_startup_auto=startup_auto,
         quantile=r.get("forecastQuantile", _quantile, 0.95),
-        action=r.get("forecastAction", _forecast_action, ForecastAction.AUTO),
+        action=r.get("forecastAction", _forecast_action, ForecastAction.RAMP),
         metric_lag_seconds=lag,
     )
     if forecast.mode is not ForecastMode.OFF and not r.has("query"):

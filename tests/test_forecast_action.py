@@ -22,8 +22,8 @@ def test_forecast_action_values(value: str, action: ForecastAction) -> None:
     assert parse_policy(QUERY | {"forecastAction": value}).forecast.action is action
 
 
-def test_forecast_action_defaults_to_auto() -> None:
-    assert parse_policy(QUERY).forecast.action is ForecastAction.AUTO
+def test_forecast_action_defaults_to_ramp() -> None:
+    assert parse_policy(QUERY).forecast.action is ForecastAction.RAMP
 
 
 def test_unknown_forecast_action_names_key_value_and_choices() -> None:
