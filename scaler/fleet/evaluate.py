@@ -46,7 +46,11 @@ class FleetSettings:
     peak_replicas: int = 20
     pod_startup_seconds: float = 60.0
     slo_ms: float = 500.0
-    targets: tuple[float, ...] = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    # Both policies sweep the target in 1 % steps, as the simulator's scenarios do. With
+    # 10 % steps the grid itself made savings: a policy whose forecast adds a little
+    # headroom met the budget at a step where reactive's needed the next one down, and
+    # the fleet demo showed +8.7 % and +6.2 % that 1 % steps bring to within +-1 %.
+    targets: tuple[float, ...] = tuple(round(0.40 + 0.01 * i, 2) for i in range(56))
     forecast_quantile: float = 0.95
 
     def as_dict(self) -> dict[str, object]:
