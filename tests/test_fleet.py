@@ -30,7 +30,7 @@ from scaler.fleet.evaluate import (
     evaluate_service,
 )
 from scaler.fleet.execute import ResultCache, run_fleet
-from scaler.fleet.services import FleetInputError, from_folder, from_prometheus
+from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, from_prometheus
 from scaler.sim.traffic import OpeningSpec, TideSpec, opening, synthetic_tide
 
 pytestmark = pytest.mark.slow
@@ -106,22 +106,42 @@ def test_local_cluster_gives_known_answers_and_records_failures(
     assert tides.trigger_metadata == {}
 
 
-def test_a_jump_at_a_minute_history_tells_is_where_the_forecast_pays(tmp_path: Path) -> None:
-    # Six days at one-minute steps, tenfold within two minutes at 09:00 every weekday:
-    # reactive needs a lower target to absorb each opening, tidescaler has the pods
-    # ready when it comes.
+@pytest.fixture(scope="module")
+def exchange(tmp_path_factory: pytest.TempPathFactory) -> ServiceSource:
+    """Six days at one-minute steps, tenfold within two minutes at 09:00 every weekday."""
+    folder = tmp_path_factory.mktemp("exchange")
     traffic = opening(OpeningSpec(days=6), seed=1)
     rows = ["timestamp,requests"] + [
         f"{int(traffic.start + i * 60)},{round(r * 60)}"
         for i, r in enumerate(traffic.rate_per_second)
     ]
-    (tmp_path / "exchange.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
-    (service,) = from_folder(tmp_path)
-    result = evaluate_service(service, SETTINGS)
+    (folder / "exchange.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    (service,) = from_folder(folder)
+    return service
+
+
+def test_a_jump_at_a_minute_history_tells_is_where_the_forecast_pays(
+    exchange: ServiceSource,
+) -> None:
+    # Reactive needs a lower target to absorb each opening; tidescaler has the pods
+    # ready when it comes.
+    result = evaluate_service(exchange, SETTINGS)
     assert result.recommendation == USE_TIDESCALER, result
     assert result.saving is not None and result.saving >= SETTINGS.min_saving
     assert result.trigger_metadata["forecast"] == "on"
     assert float(result.trigger_metadata["threshold"]) > 0
+
+
+def test_the_coarse_to_fine_search_picks_what_the_full_sweep_picks(
+    fleet_folder: Path, exchange: ServiceSource
+) -> None:
+    tides = next(s for s in from_folder(fleet_folder) if s.name == "tides")
+    for service in (tides, exchange):
+        quick = evaluate_service(service, SETTINGS)
+        full = evaluate_service(service, replace(SETTINGS, refine=False))
+        assert quick.reactive_setting == full.reactive_setting, service.name
+        assert quick.tidescaler_setting == full.tidescaler_setting, service.name
+        assert quick.saving == full.saving and quick.recommendation == full.recommendation
 
 
 def test_the_default_sweep_is_fine_enough_not_to_make_savings_of_its_own() -> None:

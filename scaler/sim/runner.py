@@ -357,6 +357,7 @@ def sweep(
     scenario: Scenario,
     traffic: Traffic | None = None,
     progress: PolicyProgress | None = None,
+    forecast_cache: ForecastCache | None = None,
 ) -> tuple[SimulationResult, list[SweepPoint]]:
     """The scenario as given, plus one run per combination of its sweep (frontier points).
 
@@ -366,11 +367,12 @@ def sweep(
     parameters alone gives every policy the same settings, so that the forecast is
     the only difference between reactive and tidescaler. Runs that differ
     only in the threshold share the forecaster's refits (same history, same
-    quantile: same forecast). Costs are relative to static-peak of the scenario as
-    given, over the same span.
+    quantile: same forecast), and so do the runs of later sweeps of the same traffic
+    given the same `forecast_cache`. Costs are relative to static-peak of the
+    scenario as given, over the same span.
     """
     traffic = traffic if traffic is not None else scenario.load_traffic()
-    cache: ForecastCache = {}
+    cache: ForecastCache = {} if forecast_cache is None else forecast_cache
     base = simulate(scenario, traffic, progress, forecast_cache=cache)
     points: list[SweepPoint] = []
     if scenario.sweep is None:
