@@ -489,44 +489,24 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
 
-    jobs: list[Job] = []
-    for path in sorted(args.traces_dir.glob("*.csv")):
-        trace = read_trace(path)
-        jobs.append(
-            Job(
-                path.stem,
-                trace,
-                args.stride_hours * 3600,
-                args.min_history_days * DAY_SECONDS,
-                args.quantile,
-                mstl_every,
-                args.mstl_min_origins,
-            )
-        )
-    for seed, (name, tide) in enumerate(SYNTHETIC.items()):
-        jobs.append(
-            Job(
-                name,
-                synthetic_trace(name, tide, seed),
-                args.stride_hours * 3600,
-                args.min_history_days * DAY_SECONDS,
-                args.quantile,
-                mstl_every,
-                args.mstl_min_origins,
-            )
-        )
-
-    jobs.append(
+    series = [(path.stem, read_trace(path)) for path in sorted(args.traces_dir.glob("*.csv"))]
+    series += [
+        (name, synthetic_trace(name, tide, seed))
+        for seed, (name, tide) in enumerate(SYNTHETIC.items())
+    ]
+    series.append(("synthetic_opening", opening_trace()))
+    jobs = [
         Job(
-            "synthetic_opening",
-            opening_trace(),
+            name,
+            trace,
             args.stride_hours * 3600,
             args.min_history_days * DAY_SECONDS,
             args.quantile,
             mstl_every,
             args.mstl_min_origins,
         )
-    )
+        for name, trace in series
+    ]
 
     rows: list[Row] = []
     targets: dict[Key, Targets] = {}

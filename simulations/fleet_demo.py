@@ -15,28 +15,38 @@ from pathlib import Path
 
 import numpy as np
 
-from scaler.sim.traffic import OpeningSpec, TideSpec, opening, synthetic_tide
+from scaler.sim.traffic import (
+    OpeningSpec,
+    TideSpec,
+    Traffic,
+    opening,
+    synthetic_tide,
+    write_trace,
+)
 
 STEP_SECONDS = 900.0
-START = 1_700_000_000
+START = TideSpec().start  # every generator's default: Monday 2024-01-01 00:00 UTC
 
 
-def services() -> dict[str, tuple[float, np.ndarray]]:
-    """Step (seconds) and requests per second of each service, by name."""
+def services() -> dict[str, Traffic]:
+    """The traffic of each service, by name."""
 
-    def tide(days: float, peak_to_valley: float, peak_rps: float, seed: int) -> np.ndarray:
+    def tide(days: float, peak_to_valley: float, peak_rps: float, seed: int) -> Traffic:
         spec = TideSpec(
-            days=days, step_seconds=STEP_SECONDS, peak_to_valley=peak_to_valley, peak_rps=peak_rps
+            days=days,
+            step_seconds=STEP_SECONDS,
+            peak_to_valley=peak_to_valley,
+            peak_rps=peak_rps,
         )
-        return synthetic_tide(spec, seed).rate_per_second
+        return synthetic_tide(spec, seed)
 
-    exchange = opening(OpeningSpec(days=6), seed=4).rate_per_second  # tenfold at 09:00
+    flat = np.full(int(6 * 86400 / STEP_SECONDS), 80.0)
     return {
-        "checkout": (STEP_SECONDS, tide(6, 50.0, 400.0, 1)),  # strong tides
-        "search": (STEP_SECONDS, tide(6, 3.0, 150.0, 2)),  # mild tides
-        "batch-api": (STEP_SECONDS, np.full(int(6 * 86400 / STEP_SECONDS), 80.0)),  # flat
-        "new-service": (STEP_SECONDS, tide(1, 10.0, TideSpec().peak_rps, 3)),  # one day
-        "exchange": (60.0, exchange),
+        "checkout": tide(6, 50.0, 400.0, 1),  # strong tides
+        "search": tide(6, 3.0, 150.0, 2),  # mild tides
+        "batch-api": Traffic(START, STEP_SECONDS, flat),  # flat
+        "new-service": tide(1, 10.0, TideSpec().peak_rps, 3),  # one day
+        "exchange": opening(OpeningSpec(days=6), seed=4),  # tenfold at 09:00 UTC on weekdays
     }
 
 
@@ -45,11 +55,8 @@ def main() -> int:
     parser.add_argument("folder", type=Path)
     args = parser.parse_args()
     args.folder.mkdir(parents=True, exist_ok=True)
-    for name, (step, rate) in services().items():
-        rows = (f"{START + int(i * step)},{round(r * step)}" for i, r in enumerate(rate))
-        (args.folder / f"{name}.csv").write_text(
-            "timestamp,requests\n" + "\n".join(rows) + "\n", encoding="utf-8"
-        )
+    for name, traffic in services().items():
+        write_trace(traffic, args.folder / f"{name}.csv")
     return 0
 
 

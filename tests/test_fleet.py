@@ -31,7 +31,7 @@ from scaler.fleet.evaluate import (
 )
 from scaler.fleet.execute import ResultCache, run_fleet
 from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, from_prometheus
-from scaler.sim.traffic import OpeningSpec, TideSpec, opening, synthetic_tide
+from scaler.sim.traffic import OpeningSpec, TideSpec, opening, synthetic_tide, write_trace
 
 pytestmark = pytest.mark.slow
 
@@ -110,12 +110,7 @@ def test_local_cluster_gives_known_answers_and_records_failures(
 def exchange(tmp_path_factory: pytest.TempPathFactory) -> ServiceSource:
     """Six days at one-minute steps, tenfold within two minutes at 09:00 every weekday."""
     folder = tmp_path_factory.mktemp("exchange")
-    traffic = opening(OpeningSpec(days=6), seed=1)
-    rows = ["timestamp,requests"] + [
-        f"{int(traffic.start + i * 60)},{round(r * 60)}"
-        for i, r in enumerate(traffic.rate_per_second)
-    ]
-    (folder / "exchange.csv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    write_trace(opening(OpeningSpec(days=6), seed=1), folder / "exchange.csv")
     (service,) = from_folder(folder)
     return service
 
