@@ -11,7 +11,10 @@ Three actions (policy key `forecastAction`):
   by the start-up; AWS's predictive scale-out with dynamic scale-in). The rise
   is measured on the forecast itself, from its value now to its peak over the
   lead time, so that a level that is off by a constant still gives the right
-  rise.
+  rise. A predicted jump (a rise larger than the band's width now) that the
+  observed demand has already partly made (it is above the band now: the jump
+  came a little earlier than forecast) is counted from the demand instead, so
+  what the demand already shows is not asked for twice.
 - `floor`: the band's peak over the lead time is a floor at all times (the
   behaviour before `ramp`): it covers the demand's noise too, which pays
   where demand jumps faster than any reaction, and costs wherever the band
@@ -73,7 +76,13 @@ def demand_to_provision(
     demand a lead time ahead at the forecast's quantile (`band_floor` as in the
     forecast's own band); `auto` without it is `ramp`.
     """
-    ramp = demand + window.rise
+    rise = window.rise
+    if rise > window.upper_now - window.median_now and demand > window.upper_now:
+        # A predicted jump (a rise beyond the forecast's own uncertainty) that the observed
+        # demand, already above the band, has partly made: the rise still to come is
+        # counted from the demand, not added to it again.
+        rise = max(0.0, window.peak_median - demand)
+    ramp = demand + rise
     if action is ForecastAction.FLOOR:
         return window.peak_upper
     if action is ForecastAction.RAMP or headroom is None:

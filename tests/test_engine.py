@@ -247,6 +247,29 @@ CASES = {
         Reason.FORECAST,
         True,
     ),
+    "forecast-ramp-counts-the-rise-from-demand-that-ran-ahead-of-the-band": Case(
+        # A predicted jump (200 -> 700, beyond the band's width now) that came a minute
+        # early: 600 observed is above the band now (upper 300), so only the 100 still to
+        # come is added (700 -> 7), not the whole predicted rise again (600 + 500 -> 11).
+        QUERY | {"forecast": "on"},
+        Observations(
+            demand=demand(600), forecast=band([200.0] + [700.0] * 119, [300.0] + [800.0] * 119)
+        ),
+        7,
+        Reason.FORECAST,
+        True,
+    ),
+    "forecast-ramp-adds-a-gentle-rise-in-full-above-the-band": Case(
+        # A rise within the band's width (200 -> 250, band 100 wide) is a tide, not a jump:
+        # demand above the band (400) still gets all of it (450 -> 5).
+        QUERY | {"forecast": "on"},
+        Observations(
+            demand=demand(400), forecast=band([200.0] + [250.0] * 119, [300.0] + [350.0] * 119)
+        ),
+        5,
+        Reason.FORECAST,
+        True,
+    ),
     "forecast-ramp-ignores-a-predicted-fall": Case(
         QUERY | {"forecast": "on"},
         Observations(demand=demand(250), forecast=band([400.0] + [100.0] * 119, 500)),
