@@ -80,7 +80,8 @@ def demand_to_provision(
     if rise > window.upper_now - window.median_now and demand > window.upper_now:
         # A predicted jump (a rise beyond the forecast's own uncertainty) that the observed
         # demand, already above the band, has partly made: the rise still to come is
-        # counted from the demand, not added to it again.
+        # counted from the demand, not added to it again. (As demand crosses the band the
+        # ask steps from demand + rise down to the jump's peak: by at most the band's width.)
         rise = max(0.0, window.peak_median - demand)
     ramp = demand + rise
     if action is ForecastAction.FLOOR:
