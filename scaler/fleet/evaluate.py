@@ -54,7 +54,7 @@ class FleetSettings:
     # Both policies sweep the target in 1 % steps, as the simulator's scenarios do. With
     # 10 % steps the grid itself made savings: a policy whose forecast adds a little
     # headroom met the budget at a step where reactive's needed the next one down: the
-    # fleet demo's tides showed +8.7 % and +6.2 %, which 1 % steps make +1.4 % and +0.9 %.
+    # fleet demo's tides showed +8.7 % and +6.2 %, which 1 % steps bring under +2 %.
     targets: tuple[float, ...] = tuple(round(0.40 + 0.01 * i, 2) for i in range(56))
     # Search the targets coarse to fine (a third of the runs, the same picks where
     # violations grow with the target; see _frontier_points) instead of running them all.
