@@ -90,6 +90,17 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
                 reactive / outcome.oracle_later_hours, abs=0.006
             )
     assert "tidescaler at most 1x reactive on every scenario and budget" in out
+    # Each loss is named with its ratio to three decimals (the table's two can read 1.00).
+    expected = []
+    for row in rows_by_budget:
+        ratio, tide = row.ratio("tidescaler", "reactive"), row.cost("tidescaler")
+        reactive = row.cost("reactive")
+        if ratio is not None and ratio > 1.0:
+            expected.append(f"tiny at {100 * row.budget:g} % ({ratio:.3f}x)")
+        elif tide is None and reactive is not None:
+            expected.append(f"tiny at {100 * row.budget:g} % (only reactive meets it)")
+    verdict = "**met**" if not expected else f"**not met** ({'; '.join(expected)})"
+    assert f"every scenario and budget: {verdict}" in out
     assert "median scenario at 0.1 %: tidescaler / reactive" in out
     assert "median scenario at 1 %: tidescaler / oracle" in out
     if any(row.cost("reactive") is not None for row in rows_by_budget[:1]):
@@ -146,3 +157,28 @@ def test_pooled_routing_leaves_fewer_violations_and_cannot_read_stored_results(
     # (the same settings and traffic), fewer requests wait past the SLO.
     assert pooled["reactive"] < per_pod["reactive"]
     assert pooled["tidescaler"] < per_pod["tidescaler"]
+
+
+def test_seed_draws_other_traffic_row_by_row_and_cannot_read_stored_results(
+    path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bench = load_bench()
+    with pytest.raises(SystemExit):
+        bench.main(["--from-results", "--seed", "1"])
+    assert "cannot read stored results" in capsys.readouterr().err
+
+    def hours(outcome: Any) -> list[float]:
+        return [p.replica_hours for p in outcome.points]
+
+    own, same, other = bench._run(path), bench._run(path, seed=9), bench._run(path, seed=10)
+    assert (own.name, same.name, other.name) == ("tiny", "tiny (seed 9)", "tiny (seed 10)")
+    assert hours(same) == hours(own)  # the scenario's own seed is 9: the same draws
+    assert hours(other) != hours(own)  # another seed, other traffic
+
+    out_file = tmp_path / "f.md"
+    args = [str(path), "--seed", "9", "--seed", "10", "--jobs", "2", "--out", str(out_file)]
+    assert bench.main(args) == 0
+    out = capsys.readouterr().out
+    assert not out_file.exists()
+    assert "| tiny (seed 9) | 0.1% |" in out and "| tiny (seed 10) | 0.1% |" in out
+    assert f"--seed 9 --seed 10 {path}`" in out
