@@ -332,6 +332,7 @@ def main(argv: list[str]) -> int:
         if not args.from_results
         else "runs read from simulations/results"
     )
+    which = "The scenarios named" if args.scenarios else "Every scenario in `simulations/`"
     text = "\n".join(
         [
             "# Frontier against frontier (walk-forward)",
@@ -340,7 +341,7 @@ def main(argv: list[str]) -> int:
             f"{platform.machine()}).",
             "",
             *textwrap.wrap(
-                f"Every scenario in `simulations/`, {ROUTING_WORDS[args.routing or 'random']}. "
+                f"{which}, {ROUTING_WORDS[args.routing or 'random']}. "
                 f"Both policies sweep the same {tuning}, so the forecast is the only "
                 "difference between them. At each budget a policy's setting is the cheapest "
                 "within the budget on the first half of the evaluation window; the cells give "
