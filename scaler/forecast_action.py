@@ -14,7 +14,11 @@ Three actions (policy key `forecastAction`):
   rise. A predicted jump (a rise larger than the band's width now) that the
   observed demand has already partly made (it is above the band now: the jump
   came a little earlier than forecast) is counted from the demand instead, so
-  what the demand already shows is not asked for twice.
+  what the demand already shows is not asked for twice. A rise counts only
+  beyond the median's own noise (`RISE_SIGNIFICANCE` times its step-to-step
+  scatter, `Forecast.median_noise`): a median learnt from noisy days wobbles
+  around a flat level, and each wobble paid like a real rise tips the HPA's
+  tolerance and holds a pod for the scale-down window.
 - `floor`: the band's peak over the lead time is a floor at all times (the
   behaviour before `ramp`): it covers the demand's noise too, which pays
   where demand jumps faster than any reaction, and costs wherever the band
@@ -33,20 +37,31 @@ from dataclasses import dataclass
 from scaler.forecast.types import Forecast
 from scaler.policy import ForecastAction
 
+# How many times the median's noise a predicted rise must exceed to count: on a flat
+# level the difference of two noisy points (sqrt(2) times the noise) passes it about 8 %
+# of the time; a real ramp passes it and loses only this margin.
+RISE_SIGNIFICANCE = 2.0
+
 
 @dataclass(frozen=True)
 class LeadWindow:
-    """The forecast over [now, now + lead]: its value now and its peak."""
+    """The forecast over [now, now + lead]: its value now, its peak and its noise."""
 
     median_now: float
     upper_now: float
     peak_median: float
     peak_upper: float
+    median_noise: float = 0.0
+
+    @property
+    def significant_peak(self) -> float:
+        """The median's peak less what its noise alone would make (never below its value now)."""
+        return max(self.median_now, self.peak_median - RISE_SIGNIFICANCE * self.median_noise)
 
     @property
     def rise(self) -> float:
-        """How much the median climbs over the lead time (0 when it is flat or falls)."""
-        return max(0.0, self.peak_median - self.median_now)
+        """How much the median climbs over the lead time beyond its noise (0: flat or falls)."""
+        return self.significant_peak - self.median_now
 
 
 def lead_window(forecast: Forecast, now: float, lead: float) -> LeadWindow | None:
@@ -60,7 +75,7 @@ def lead_window(forecast: Forecast, now: float, lead: float) -> LeadWindow | Non
     # and the simulator calls this once per polling tick.
     median = forecast.median[window].tolist()
     upper = forecast.upper[window].tolist()
-    return LeadWindow(median[0], upper[0], max(median), max(upper))
+    return LeadWindow(median[0], upper[0], max(median), max(upper), forecast.median_noise)
 
 
 def demand_to_provision(
@@ -82,7 +97,7 @@ def demand_to_provision(
         # demand, already above the band, has partly made: the rise still to come is
         # counted from the demand, not added to it again. (As demand crosses the band the
         # ask steps from demand + rise down to the jump's peak: by at most the band's width.)
-        rise = max(0.0, window.peak_median - demand)
+        rise = max(0.0, window.significant_peak - demand)
     ramp = demand + rise
     if action is ForecastAction.FLOOR:
         return window.peak_upper

@@ -64,12 +64,23 @@ def band(
     upper: float | list[float],
     step: float = 60.0,
     last_value_band: tuple[tuple[float, float], ...] = (),
+    noise: float = 0.0,
 ) -> Forecast:
-    """A forecast starting at NOW covering 2 hours at `step` seconds."""
+    """A forecast starting at NOW covering 2 hours at `step` seconds (median noise `noise`)."""
     n = int(7200 / step)
     med = np.full(n, median, dtype=float) if np.isscalar(median) else np.asarray(median, float)
     up = np.full(n, upper, dtype=float) if np.isscalar(upper) else np.asarray(upper, float)
-    return Forecast(NOW, step, med, up, 0.95, "test", NOW - 60, last_value_band=last_value_band)
+    return Forecast(
+        NOW,
+        step,
+        med,
+        up,
+        0.95,
+        "test",
+        NOW - 60,
+        last_value_band=last_value_band,
+        median_noise=noise,
+    )
 
 
 @dataclass
@@ -244,6 +255,23 @@ CASES = {
         # 60 s start-up + 30 s polling): capacity for 250 observed + 200 predicted.
         Observations(demand=demand(250), forecast=band([200.0] + [400.0] * 119, 500)),
         5,
+        Reason.FORECAST,
+        True,
+    ),
+    "forecast-ramp-ignores-a-rise-within-the-median-noise": Case(
+        # 100 -> 140 is less than twice the median's noise (25): no rise, the reactive 1
+        # (counted, 140 would ask for 2).
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(100), forecast=band([100.0] + [140.0] * 119, 300, noise=25)),
+        1,
+        Reason.QUERY,
+        True,
+    ),
+    "forecast-ramp-adds-only-the-rise-beyond-the-median-noise": Case(
+        # 200 -> 400 with noise 25: 150 of the rise counts, 250 + 150 -> 4 (not 5).
+        QUERY | {"forecast": "on"},
+        Observations(demand=demand(250), forecast=band([200.0] + [400.0] * 119, 500, noise=25)),
+        4,
         Reason.FORECAST,
         True,
     ),

@@ -319,3 +319,25 @@ def test_warm_up_errors_do_not_widen_the_day_ahead_band_once_there_are_enough_ot
         coverage[on] = float(np.mean(y[idx[ok]] <= fc.upper[ok]))
     assert abs(coverage[True] - 0.95) <= 0.03, coverage
     assert coverage[False] > 0.98, coverage
+
+
+def test_median_noise_measures_the_scatter_and_ignores_the_curve_s_bends() -> None:
+    rng = np.random.default_rng(5)
+    t = np.arange(2000, dtype=float)
+    # A tide with a ramp's corners: flat, a steep climb, flat again.
+    curve = np.interp(t, [0, 600, 700, 2000], [40.0, 40.0, 400.0, 400.0])
+    assert forecaster.median_noise(curve) == pytest.approx(0.0, abs=1e-9)
+    noisy = curve + rng.normal(0.0, 3.0, len(t))
+    assert forecaster.median_noise(noisy) == pytest.approx(3.0, rel=0.1)
+    assert forecaster.median_noise(noisy[:5]) == 0.0  # too few points to tell
+
+
+def test_median_noise_is_the_same_whatever_horizon_is_asked_for() -> None:
+    # The service asks a day ahead, the simulator a refit interval: the rise they count
+    # must clear the same noise.
+    tide = Tide(days=15, step_seconds=60, valley=40, peak_to_valley=10)
+    fitted = _fit(generate(tide, np.random.default_rng(3)), 60.0)
+    short, day = fitted.forecast(600.0), fitted.forecast(DAY)
+    assert short.median_noise == day.median_noise > 0.0
+    assert np.array_equal(short.median, day.median[: len(short.median)])
+    assert len(short.median) == 10

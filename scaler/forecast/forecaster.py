@@ -184,7 +184,12 @@ class FittedForecaster:
     def forecast(self, horizon_seconds: float) -> Forecast:
         """Forecast of [now, now + horizon_seconds) on the internal grid."""
         h = max(1, math.ceil(horizon_seconds / self.step_seconds - 1e-9))
-        median, upper = self.predict(h)
+        # The noise is measured on the same span whatever the horizon asked for, so the
+        # service (a day ahead) and the simulator (a refit interval ahead) agree on it.
+        span = max(math.ceil(NOISE_SPAN_SECONDS / self.step_seconds), NOISE_MIN_POINTS)
+        median, upper = self.predict(max(h, span))
+        noise = median_noise(median[:span])
+        median, upper = median[:h], upper[:h]
         return Forecast(
             start=self.now,
             step_seconds=self.step_seconds,
@@ -196,6 +201,7 @@ class FittedForecaster:
             periodicity=self.periodicity.label,
             note=self.note,
             band_floor=self.band_floor,
+            median_noise=noise,
             last_value_band=()
             if self.last_value_band is None
             else tuple(
@@ -206,6 +212,26 @@ class FittedForecaster:
                 )
             ),
         )
+
+
+# The span of the forecast its median's noise is measured on (see median_noise).
+NOISE_SPAN_SECONDS = 3 * 3600.0
+NOISE_MIN_POINTS = 16
+
+
+def median_noise(median: FloatArray) -> float:
+    """How far a forecast's median scatters from step to step by noise alone.
+
+    A robust scale (1.4826 MAD) of its second differences, divided by sqrt(6): for
+    independent noise of scale s on a smooth curve the second differences have scale
+    s * sqrt(6), while the curve's own bends (a ramp's start and end) are the few
+    outliers the median absolute deviation ignores. 0 for fewer than four differences.
+    """
+    second = np.diff(median, 2)
+    if len(second) < 4:
+        return 0.0
+    spread = float(np.median(np.abs(second - np.median(second))))
+    return 1.4826 * spread / math.sqrt(6.0)
 
 
 def _fmt_seconds(seconds: float) -> str:

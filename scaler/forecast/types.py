@@ -21,7 +21,10 @@ class Forecast:
     horizon in seconds with the relative band the demand observed now would
     need to cover the demand that far ahead at `quantile` (width relative to
     the value plus `band_floor`, as the forecast's own band), measured on the
-    same backtest: what a reactive scaler implicitly relies on.
+    same backtest: what a reactive scaler implicitly relies on. `median_noise`
+    is how far the median scatters from one step to the next by noise alone
+    (a robust scale of its second differences; 0: unknown), the yardstick a
+    predicted rise must clear to count.
     """
 
     start: float
@@ -35,6 +38,7 @@ class Forecast:
     note: str = ""
     band_floor: float = 0.0
     last_value_band: tuple[tuple[float, float], ...] = ()
+    median_noise: float = 0.0
 
     @property
     def end(self) -> float:
