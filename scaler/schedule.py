@@ -410,6 +410,10 @@ def _go_date(
     return naive - _utc_offset(zone, naive - _utc_offset(zone, naive))
 
 
+# Longer than any daylight-saving change (two hours, Antarctica/Troll).
+_AFTER_CHANGE = 3 * 3600
+
+
 def _first_offset_change(zone: ZoneInfo, after: int, horizon: float) -> float:
     """First instant in (after, horizon] with another UTC offset than at `after`,
     else infinity. Probes a day apart: since 1972 no zone has had two offset
@@ -498,7 +502,8 @@ class CronWindow:
         the answer can change when the local year does; and the search enters a
         day differently from before and from inside a daylight-saving change
         (robfig skips a day whose midnight does not exist), so the answer is
-        recomputed at every UTC offset change.
+        recomputed at every UTC offset change, and for three hours after one it
+        holds for the current second only.
         """
         floor_now = math.floor(now)
         next_start = self.start._next(now, self.zone)
@@ -517,6 +522,12 @@ class CronWindow:
             change = _first_offset_change(zone, floor_now, valid_until)
             # Searching from the change instant itself already differs.
             valid_until = min(valid_until, change - 1)
+            if _utc_offset(zone, floor_now + 1 - _AFTER_CHANGE) != _utc_offset(zone, floor_now + 1):
+                # Just after a change robfig's search can change its answer at an
+                # instant that is neither a firing nor a change (Lord Howe's
+                # half-hour fall-back, at the end of the repeated half hour):
+                # the answer holds for this second only.
+                valid_until = min(valid_until, floor_now + 1)
         state = (float(floor_now), float(valid_until), active)
         object.__setattr__(self, "_cache", state)
         return state

@@ -300,6 +300,22 @@ def test_next_after_equals_robfig(
         assert a == b, f"{spec!r} in {zone} after {utc(t)}: ours {utc(a)}, robfig {utc(b)}"
 
 
+def test_cached_window_after_a_half_hour_fall_back_equals_keda(oracle: Oracle) -> None:
+    # Lord Howe falls back half an hour at 1995-03-04T15:00Z; robfig's answer for a
+    # window at 00:00-01:00 local changes at 15:29:59Z, neither a firing nor a change
+    # (found by the property below): a cache kept from 15:00Z must not hide it.
+    zone = "Australia/Lord_Howe"
+    window = CronWindow(
+        CronSchedule.parse("0 0 * * *"), CronSchedule.parse("0 1 * * *"), ZoneInfo(zone), 2
+    )
+    change = 794329200.0
+    instants = [change + s for s in (-1, 0, 1, 600, 1798, 1799, 1800, 3600, 3 * 3600 + 5)]
+    ours = [window.is_active(t) for t in instants]
+    theirs = oracle.active("0 0 * * *", "0 1 * * *", zone, instants)
+    assert ours == theirs
+    assert ours[0] != ours[5]  # the case does exercise a change of answer
+
+
 @examples(250)
 @given(
     data=st.data(),
