@@ -27,6 +27,7 @@ from scaler.fleet.evaluate import (
     TOO_LITTLE_HISTORY,
     USE_TIDESCALER,
     FleetSettings,
+    ServiceResult,
     evaluate_service,
 )
 from scaler.fleet.execute import ResultCache, run_fleet
@@ -115,12 +116,18 @@ def exchange(tmp_path_factory: pytest.TempPathFactory) -> ServiceSource:
     return service
 
 
+@pytest.fixture(scope="module")
+def exchange_result(exchange: ServiceSource) -> ServiceResult:
+    """The exchange evaluated with the default coarse-to-fine search (shared: it takes long)."""
+    return evaluate_service(exchange, SETTINGS)
+
+
 def test_a_jump_at_a_minute_history_tells_is_where_the_forecast_pays(
-    exchange: ServiceSource,
+    exchange_result: ServiceResult,
 ) -> None:
     # Reactive needs a lower target to absorb each opening; tidescaler has the pods
     # ready when it comes.
-    result = evaluate_service(exchange, SETTINGS)
+    result = exchange_result
     assert result.recommendation == USE_TIDESCALER, result
     assert result.saving is not None and result.saving >= SETTINGS.min_saving
     assert result.trigger_metadata["forecast"] == "on"
@@ -128,11 +135,11 @@ def test_a_jump_at_a_minute_history_tells_is_where_the_forecast_pays(
 
 
 def test_the_coarse_to_fine_search_picks_what_the_full_sweep_picks(
-    fleet_folder: Path, exchange: ServiceSource
+    fleet_folder: Path, exchange: ServiceSource, exchange_result: ServiceResult
 ) -> None:
     tides = next(s for s in from_folder(fleet_folder) if s.name == "tides")
     for service in (tides, exchange):
-        quick = evaluate_service(service, SETTINGS)
+        quick = exchange_result if service is exchange else evaluate_service(service, SETTINGS)
         full = evaluate_service(service, replace(SETTINGS, refine=False))
         assert quick.reactive_setting == full.reactive_setting, service.name
         assert quick.tidescaler_setting == full.tidescaler_setting, service.name
@@ -150,8 +157,10 @@ def test_rerun_resumes_from_the_cache_and_retries_failures(
 ) -> None:
     cache = ResultCache(tmp_path / "cache")
     services = [s for s in from_folder(fleet_folder) if s.name in {"short", "broken", "flat"}]
-    first = run_fleet(services, SETTINGS, workers=1, cache=cache)
-    again = run_fleet(services, SETTINGS, workers=1, cache=cache)
+    # What is cached is at stake here, not the search: a coarser sweep is enough.
+    coarse = replace(SETTINGS, targets=TARGETS[::5])
+    first = run_fleet(services, coarse, workers=1, cache=cache)
+    again = run_fleet(services, coarse, workers=1, cache=cache)
     # Finished services come from the cache; the failed one is tried again.
     assert first.computed == 3
     assert again.computed == 1 and again.cached == 2
@@ -159,7 +168,7 @@ def test_rerun_resumes_from_the_cache_and_retries_failures(
         r.as_dict() for r in first.results if r.name != "broken"
     ]
     # Other settings are other inputs: nothing is reused.
-    other = run_fleet(services, replace(SETTINGS, violation_budget=0.02), workers=1, cache=cache)
+    other = run_fleet(services, replace(coarse, violation_budget=0.02), workers=1, cache=cache)
     assert other.computed == 3
 
 
