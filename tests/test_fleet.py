@@ -138,8 +138,7 @@ def test_the_coarse_to_fine_search_picks_what_the_full_sweep_picks(
     fleet_folder: Path, exchange: ServiceSource, exchange_result: ServiceResult
 ) -> None:
     tides = next(s for s in from_folder(fleet_folder) if s.name == "tides")
-    for service in (tides, exchange):
-        quick = exchange_result if service is exchange else evaluate_service(service, SETTINGS)
+    for service, quick in ((tides, evaluate_service(tides, SETTINGS)), (exchange, exchange_result)):
         full = evaluate_service(service, replace(SETTINGS, refine=False))
         assert quick.reactive_setting == full.reactive_setting, service.name
         assert quick.tidescaler_setting == full.tidescaler_setting, service.name
