@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import urllib.request
 
 import pytest
-from prometheus_client import CollectorRegistry
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from scaler.engine import Decision, Reason, Signal, SignalReading, SignalStatus
-from scaler.telemetry import Telemetry
+from scaler.telemetry import RPC_BUCKETS, RPC_LABELS, Telemetry
 
 
 class FakeClock:
@@ -175,6 +178,76 @@ def test_rpc_requests_and_latency_by_method_and_code() -> None:
     assert value(registry, "tidescaler_grpc_request_duration_seconds_bucket", le="0.25", **ok) == 2
     assert (
         value(registry, "tidescaler_grpc_request_duration_seconds_bucket", le="0.0005", **bad) == 1
+    )
+
+
+# Durations on and around every bucket bound, where `le` (at or below) decides.
+_BOUNDARY_SECONDS = [b + d for b in RPC_BUCKETS for d in (-1e-9, 0.0, 1e-9)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["GetMetrics", "IsActive", "GetMetricSpec"]),
+            st.sampled_from(["OK", "INVALID_ARGUMENT", "UNAVAILABLE"]),
+            st.one_of(
+                st.sampled_from(_BOUNDARY_SECONDS),
+                st.floats(min_value=0.0, max_value=30.0, allow_nan=False),
+            ),
+        ),
+        max_size=40,
+    )
+)
+def test_rpc_series_are_prometheus_clients_own(calls: list[tuple[str, str, float]]) -> None:
+    """The plain counts export exactly what prometheus_client's Counter and Histogram
+    with the same names, labels and buckets export for the same calls."""
+    telemetry, registry, _ = make(clock=FakeClock(time.time()))
+    reference = CollectorRegistry()
+    names = {"namespace": "tidescaler", "subsystem": "grpc", "registry": reference}
+    counter = Counter(
+        "requests", "gRPC requests handled, by method and status code.", RPC_LABELS, **names
+    )
+    histogram = Histogram(
+        "request_duration_seconds",
+        "gRPC request handling time, by method and status code.",
+        RPC_LABELS,
+        buckets=RPC_BUCKETS,
+        **names,
+    )
+    for method, code, seconds in calls:
+        telemetry.record_rpc(method, code, seconds)
+        counter.labels(method, code).inc()
+        histogram.labels(method, code).observe(seconds)
+
+    def grpc_lines(registry: CollectorRegistry) -> list[str]:
+        # Creation times differ by when each was made; the rest must match exactly.
+        return [
+            line.rsplit(" ", 1)[0] if "_created" in line else line
+            for line in generate_latest(registry).decode().splitlines()
+            if "tidescaler_grpc" in line
+        ]
+
+    assert grpc_lines(registry) == grpc_lines(reference)
+
+
+def test_rpc_counts_lose_nothing_under_concurrent_callers() -> None:
+    telemetry, registry, _ = make()
+    per_thread, threads = 20_000, 4
+
+    def calls() -> None:
+        for _ in range(per_thread):
+            telemetry.record_rpc("GetMetrics", "OK", 0.001)
+
+    workers = [threading.Thread(target=calls) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    ok = {"method": "GetMetrics", "code": "OK"}
+    assert value(registry, "tidescaler_grpc_requests_total", **ok) == per_thread * threads
+    assert value(registry, "tidescaler_grpc_request_duration_seconds_sum", **ok) == pytest.approx(
+        0.001 * per_thread * threads
     )
 
 
