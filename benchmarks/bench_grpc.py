@@ -61,23 +61,15 @@ def metadata_of(i: int) -> dict[str, str]:
 
 
 def scaled_objects(count: int) -> list[pb.GetMetricsRequest]:
-    requests = []
-    for i in range(count):
-        metadata = {
-            "scalerAddress": "tidescaler:9090",
-            "timezone": "Europe/Berlin",
-            "start": f"{i % 60} 8 * * 1-5",
-            "end": f"{i % 60} 20 * * 1-5",
-            "desiredReplicas": str(1 + i % 5),
-            "query": f'sum(bench_requests_per_second{{service="svc{i % SERVICES}"}})',
-            "threshold": "10",
-            "maxReplicas": "100",
-        }
-        ref = pb.ScaledObjectRef(
-            name=f"app-{i}", namespace=f"team-{i % 20}", scalerMetadata=metadata
+    return [
+        pb.GetMetricsRequest(
+            scaledObjectRef=pb.ScaledObjectRef(
+                name=f"app-{i}", namespace=f"team-{i % 20}", scalerMetadata=metadata_of(i)
+            ),
+            metricName="tidescaler",
         )
-        requests.append(pb.GetMetricsRequest(scaledObjectRef=ref, metricName="tidescaler"))
-    return requests
+        for i in range(count)
+    ]
 
 
 def wait_ready(port: int) -> None:
