@@ -43,9 +43,9 @@ from scaler.engine import Decision
 NAMESPACE = "tidescaler"
 SCALEDOBJECT_LABELS = ("namespace", "scaledobject")
 
+RPC_LABELS = ("method", "code")
 # Spans a GetMetricSpec answered from configuration (well under 1 ms) up to a
 # GetMetrics that waited on a slow backend until KEDA's 3 s deadline.
-RPC_LABELS = ("method", "code")
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
