@@ -174,21 +174,21 @@ def main(argv: list[str]) -> int:
         default=[],
         metavar="KEY=VALUE",
         help="tidescaler trigger metadata for every scenario, e.g. forecastAction=floor or "
-        "metricLagSeconds=0 (repeatable; the results file is not written)",
+        "metricLagSeconds=0 (repeatable; the default results file is not written)",
     )
     parser.add_argument(
         "--pod-startup-seconds",
         type=float,
         metavar="S",
         help="every scenario's pods take S seconds to start, and the trigger says so "
-        "(podStartupSeconds); the results file is not written",
+        "(podStartupSeconds); the default results file is not written",
     )
     parser.add_argument(
         "--routing",
         choices=sorted(ROUTING_WORDS),
         help="every scenario's queueing: random (a queue per pod, as kube-proxy spreads "
         "HTTP requests) or pooled (one shared queue, as for consumers of a work queue); "
-        "the results file is not written",
+        "the default results file is not written",
     )
     parser.add_argument(
         "--seed",
@@ -197,10 +197,16 @@ def main(argv: list[str]) -> int:
         default=[],
         metavar="N",
         help="run every scenario with seed N instead of its own: generated traffic drawn "
-        "anew, and pod start-ups (repeatable, one row per scenario and seed; the results "
-        "file is not written)",
+        "anew, and pod start-ups (repeatable, one row per scenario and seed; the default "
+        "results file is not written)",
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "frontier.md")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="write the table here too (default: benchmarks/results/frontier.md, and only "
+        "for the standard run: every scenario, no --set, --routing, --seed or start-up)",
+    )
     args = parser.parse_args(argv)
     files = args.scenarios or sorted(SIMULATIONS.glob("*.yaml"))
     began = time.perf_counter()
@@ -367,9 +373,12 @@ def main(argv: list[str]) -> int:
         ]
     )
     print(text)
-    if not args.scenarios and not changed:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
+    out = args.out
+    if out is None and not args.scenarios and not changed:
+        out = ROOT / "benchmarks" / "results" / "frontier.md"
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text, encoding="utf-8")
     for outcome in outcomes:
         if outcome.seconds:
             print(f"{outcome.name}: {outcome.seconds:.0f} s", file=sys.stderr)
