@@ -17,8 +17,9 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
-from hypothesis import example, given, settings
+from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
+from prometheus_server import Exporter, PrometheusServer
 
 from scaler.engine import MAX_SIGNAL_REPLICAS, Observations, decide, replicas_for
 from scaler.policy import (
@@ -525,3 +526,128 @@ def test_every_iana_time_zone_is_still_accepted() -> None:
         except PolicyError:
             refused.append(name)
     assert refused == []
+
+
+# -- every RPC, fuzzed, against a real Prometheus ---------------------------------
+
+FUZZ_METRIC = "fuzz_requests_per_second"
+FUZZ_QUERY = {"query": f"sum({FUZZ_METRIC})", "threshold": "100"}
+# What a client may be answered: the answer, its own mistake, or no usable data yet.
+# Never INTERNAL, UNKNOWN, RESOURCE_EXHAUSTED or DEADLINE_EXCEEDED (KEDA's 3 s).
+EXPECTED_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNAVAILABLE}
+
+
+@pytest.fixture(scope="module")
+def live_stub(
+    prometheus: PrometheusServer, exporter: Exporter
+) -> Iterator[pb_grpc.ExternalScalerStub]:
+    exporter.set(FUZZ_METRIC, 250.0)
+    prometheus.wait_for_value(f"sum({FUZZ_METRIC})", 250.0)
+    running = start_server(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, prometheus_url=prometheus.url)
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            yield pb_grpc.ExternalScalerStub(channel)
+    finally:
+        running.stop(0)
+
+
+def _outcome(call: Callable[[], object]) -> tuple[grpc.StatusCode, object]:
+    try:
+        return grpc.StatusCode.OK, call()
+    except grpc.RpcError as err:
+        details = err.details() or ""
+        assert err.code() in EXPECTED_CODES, (err.code(), details[:300])
+        # Short enough for gRPC's trailers: a long quote would turn into RESOURCE_EXHAUSTED.
+        assert 0 < len(details.encode()) <= 2 * MAX_MESSAGE_BYTES, details[:300]
+        return err.code(), details
+
+
+# Policies that parse, with a query Prometheus answers (or refuses, or finds nothing
+# for), so the fuzz reaches decide() and the backend's failures.
+FUZZ_BASES = st.sampled_from(
+    [
+        {},
+        FUZZ_QUERY,
+        CRON,
+        CRON | FUZZ_QUERY,
+        {"query": "sum(", "threshold": "1"},
+        {"query": "sum(fuzz_no_such_metric)", "threshold": "1"},
+    ]
+)
+NUMERIC_KEYS = st.sampled_from(
+    ["threshold", "activationThreshold", "minReplicas", "maxReplicas", "desiredReplicas"]
+)
+NUMBERS = st.one_of(
+    st.integers(-10, 10**7).map(str),
+    st.floats(min_value=-1e6, max_value=1e6, allow_nan=False).map(repr),
+    st.sampled_from(["1e-20", "1e19", str(2**63), "0.001", "inf", "nan"]),
+)
+
+
+def _explicit_wire(
+    test: Callable[[pb_grpc.ExternalScalerStub, dict[str, str], str], None],
+) -> Callable[[pb_grpc.ExternalScalerStub, dict[str, str], str], None]:
+    for metadata, _ in HOSTILE.values():
+        test = example(metadata=metadata, name="web")(test)
+    return example(metadata=MANY_UNKNOWN, name="web")(test)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    metadata=st.one_of(
+        st.builds(
+            lambda base, more: base | more, FUZZ_BASES, st.dictionaries(KEYS, VALUES, max_size=6)
+        ),
+        st.builds(
+            lambda base, more: base | more,
+            FUZZ_BASES,
+            st.dictionaries(NUMERIC_KEYS, NUMBERS, max_size=3),
+        ),
+        st.dictionaries(st.text(max_size=30), st.text(max_size=60), max_size=8),
+    ),
+    name=st.text(min_size=1, max_size=80),
+)
+@_explicit_wire
+def test_every_rpc_answers_any_metadata_with_an_expected_status(
+    live_stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str], name: str
+) -> None:
+    """GetMetricSpec, GetMetrics, IsActive and StreamIsActive over real gRPC: an answer,
+    INVALID_ARGUMENT or UNAVAILABLE with a short message, each within KEDA's 3 s, and
+    the four agree on whether the metadata is valid."""
+    ref = pb.ScaledObjectRef(name=name, namespace="fuzz", scalerMetadata=metadata)
+    spec_code, spec = _outcome(lambda: live_stub.GetMetricSpec(ref, timeout=3))
+    metrics_code, metrics = _outcome(
+        lambda: live_stub.GetMetrics(
+            pb.GetMetricsRequest(scaledObjectRef=ref, metricName=name), timeout=3
+        )
+    )
+    active_code, _ = _outcome(lambda: live_stub.IsActive(ref, timeout=3))
+
+    event(f"GetMetrics {metrics_code.name}")  # the mix: --hypothesis-show-statistics
+    # Validity is decided from the metadata alone, the same way for every call.
+    invalid = spec_code is grpc.StatusCode.INVALID_ARGUMENT
+    assert (metrics_code is grpc.StatusCode.INVALID_ARGUMENT) == invalid
+    assert (active_code is grpc.StatusCode.INVALID_ARGUMENT) == invalid
+    assert spec_code is not grpc.StatusCode.UNAVAILABLE  # configuration only, no backend
+    if spec_code is grpc.StatusCode.OK:
+        assert isinstance(spec, pb.GetMetricSpecResponse) and len(spec.metricSpecs) == 1
+    if metrics_code is grpc.StatusCode.OK:
+        assert isinstance(metrics, pb.GetMetricsResponse)
+        value = metrics.metricValues[0]
+        # Without maxReplicas only the ScaledObject bounds it, but never past an int32.
+        assert 0 <= value.metricValue <= MAX_SIGNAL_REPLICAS
+        assert 0 <= value.metricValueFloat <= MAX_SIGNAL_REPLICAS
+
+    stream = live_stub.StreamIsActive(ref, timeout=3)
+    try:
+        if invalid:
+            with pytest.raises(grpc.RpcError) as info:
+                next(stream)
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        elif active_code is grpc.StatusCode.OK:
+            assert isinstance(next(stream), pb.IsActiveResponse)  # the state, at once
+        # UNAVAILABLE: the stream says nothing rather than something wrong.
+    finally:
+        stream.cancel()
