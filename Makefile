@@ -42,6 +42,7 @@ test: system-deps install-test
 bench: system-deps install-test
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) benchmarks/bench_grpc.py
+	$(PY) benchmarks/bench_telemetry.py
 	$(PY) benchmarks/bench_policy.py
 	$(PY) benchmarks/bench_kube_events.py
 	$(PY) benchmarks/bench_forecast.py

@@ -47,6 +47,7 @@ RPC_LABELS = ("method", "code")
 # Spans a GetMetricSpec answered from configuration (well under 1 ms) up to a
 # GetMetrics that waited on a slow backend until KEDA's 3 s deadline.
 RPC_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+_RPC_BOUND_LABELS = (*map(floatToGoString, RPC_BUCKETS), "+Inf")  # the `le` values
 
 
 @dataclass
@@ -257,7 +258,7 @@ class _RpcCollector:
 
     def collect(self) -> Iterator[Metric]:
         requests, durations = self._families()
-        bounds = [*map(floatToGoString, RPC_BUCKETS), "+Inf"]
+        bounds = _RPC_BOUND_LABELS
         for labels, counts in self._counts.snapshot():
             cumulative, total = [], 0.0
             for bound, count in zip(bounds, counts[: len(bounds)], strict=True):
