@@ -138,8 +138,11 @@ def test_the_coarse_to_fine_search_picks_what_the_full_sweep_picks(
     fleet_folder: Path, exchange: ServiceSource, exchange_result: ServiceResult
 ) -> None:
     tides = next(s for s in from_folder(fleet_folder) if s.name == "tides")
-    for service, quick in ((tides, evaluate_service(tides, SETTINGS)), (exchange, exchange_result)):
-        full = evaluate_service(service, replace(SETTINGS, refine=False))
+    # The full sweeps are the slow part: both at once, one per core.
+    full_sweeps = run_fleet([tides, exchange], replace(SETTINGS, refine=False), workers=2)
+    quick_picks = (evaluate_service(tides, SETTINGS), exchange_result)
+    pairs = zip((tides, exchange), quick_picks, full_sweeps.results, strict=True)
+    for service, quick, full in pairs:
         assert quick.reactive_setting == full.reactive_setting, service.name
         assert quick.tidescaler_setting == full.tidescaler_setting, service.name
         assert quick.saving == full.saving and quick.recommendation == full.recommendation
@@ -225,8 +228,14 @@ def dask_scheduler(tmp_path: Path) -> Iterator[str]:
 def test_cluster_path_gives_the_same_report_as_the_local_default(
     fleet_folder: Path, tmp_path: Path, dask_scheduler: str
 ) -> None:
+    # One service simulated with the default sweep, one too short, one failing: what is
+    # at stake is the path, so one full simulation is enough (and each costs seconds).
+    folder = tmp_path / "traces"
+    folder.mkdir()
+    for name in ("flat", "short", "broken"):
+        (folder / f"{name}.csv").write_bytes((fleet_folder / f"{name}.csv").read_bytes())
     local_out, remote_out = tmp_path / "local", tmp_path / "remote"
-    common = ["fleet", "--traces", str(fleet_folder), "--no-cache"]
+    common = ["fleet", "--traces", str(folder), "--no-cache"]
     assert main([*common, "--out", str(local_out), "--workers", "2"]) == 0
     assert main([*common, "--out", str(remote_out), "--scheduler", dask_scheduler]) == 0
 
@@ -235,11 +244,17 @@ def test_cluster_path_gives_the_same_report_as_the_local_default(
         assert document["schema_version"] == 1
         return [{k: v for k, v in s.items() if k != "wall_seconds"} for s in document["services"]]
 
-    assert services(local_out) == services(remote_out)
+    reported = services(remote_out)
+    assert reported == services(local_out)
+    by_name = {s["name"]: s for s in reported}
+    assert by_name["flat"]["recommendation"] == KEEP_REACTIVE
+    assert by_name["flat"]["reactive_setting"] is not None
+    assert by_name["short"]["recommendation"] == TOO_LITTLE_HISTORY
+    assert by_name["broken"]["recommendation"] == FAILED
     assert (remote_out / "savings.png").stat().st_size > 1000
     csv_rows = (remote_out / "fleet.csv").read_text().splitlines()
-    assert csv_rows[0].startswith("name,recommendation,saving") and len(csv_rows) == 5
-    assert "| tides |" in (remote_out / "fleet.md").read_text()
+    assert csv_rows[0].startswith("name,recommendation,saving") and len(csv_rows) == 4
+    assert "| flat |" in (remote_out / "fleet.md").read_text()
 
 
 def test_fleet_from_one_prometheus_query(
@@ -263,7 +278,8 @@ def test_fleet_from_one_prometheus_query(
         assert trace.step_seconds == STEP and len(trace.values) == len(rate)
         # Each worker fetched only its own service's series.
         assert np.nanmax(trace.values) == pytest.approx(np.max(rate) * STEP, rel=1e-6)
-        fleet = run_fleet(services, SETTINGS, workers=1)
+        # The fetch is at stake here, not the search: a coarser sweep is enough.
+        fleet = run_fleet(services, replace(SETTINGS, targets=TARGETS[::5]), workers=1)
         assert [r.recommendation for r in fleet.results] != [FAILED, FAILED]
         assert all(r.days == pytest.approx(len(rate) * STEP / 86400) for r in fleet.results)
     finally:
