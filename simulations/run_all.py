@@ -22,6 +22,7 @@ from pathlib import Path
 
 from scaler.sim.report import (
     _best,
+    _gate_word,
     _percent,
     _pick,
     _pick_cost,
@@ -63,7 +64,7 @@ def _budget_rows(result: SimulationResult, points: list[SweepPoint]) -> list[str
             f"| {_link(result) if i == 0 else ''} | {_percent(row.budget)} | "
             f"{_pick(r, best['reactive'])} | {_pick(t, best['tidescaler'])} | "
             f"{_ratio(row.ratio('tidescaler', 'reactive'))} | "
-            f"{_pick_cost(t)} |"
+            f"{_pick_cost(t)} | {_gate_word(row) or '-'} |"
         )
     return rows
 
@@ -142,10 +143,13 @@ def main(argv: list[str]) -> int:
         "scenario's own target (70 %) and, after the setting, its violations, both on the",
         "second half, which the choice never saw. `cannot`: no setting of that policy met",
         "the budget on the first half (its fewest violations there in brackets).",
+        "Forecast: what to deploy at that budget, `on` where tidescaler's pick cost less",
+        "than reactive's on the first half, else `off` (`forecast: off` moves replicas",
+        "exactly as reactive does).",
         "",
         "| scenario | budget | reactive | tidescaler | tidescaler / reactive "
-        "| tidescaler / static-peak |",
-        "|---|---:|---|---|---:|---:|",
+        "| tidescaler / static-peak | forecast |",
+        "|---|---:|---|---|---:|---:|---|",
         *budget_rows,
         "",
         "## Every policy at the 70 % target",

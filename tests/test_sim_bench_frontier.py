@@ -64,7 +64,8 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
     bench = load_bench()
     bench.ROOT = tmp_path  # where the default results file would go
     assert bench.main([str(path), "--jobs", "1"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert re.search(r"^\[1/1\] tiny: \d+ s \(\d+ s since the start\)$", err, re.M), err
     # Only the full run writes the default results file; a run of named scenarios
     # writes where --out says (next test), else only to stdout.
     assert not (tmp_path / "benchmarks").exists()
@@ -72,12 +73,25 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
     assert len(rows) == 2 and rows[0].startswith("| tiny | 0.1% |") and "| 1% |" in rows[1]
     outcome = bench._run(path)
     assert outcome.oracle_later_hours is not None and outcome.oracle_later_hours > 0
-    rows_by_budget = bench.budget_rows(
-        outcome.points, bench.BUDGETS, ("reactive", "tidescaler"), walk=True
-    )
+    rows_by_budget = [
+        bench.with_gate(row)
+        for row in bench.budget_rows(
+            outcome.points, bench.BUDGETS, ("reactive", "tidescaler"), walk=True
+        )
+    ]
     for line, row in zip(rows, rows_by_budget, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
         ratio, to_oracle, reactive_to_oracle = cells[4], cells[5], cells[6]
+        # The gated column: the forecast on only where its pick was cheaper on the first
+        # half (the tuning span), its cost over reactive's on the second.
+        tide_pick, reactive_pick = row.picks["tidescaler"], row.picks["reactive"]
+        if tide_pick is not None and reactive_pick is not None:
+            on = tide_pick.tuning.replica_hours < reactive_pick.tuning.replica_hours
+            chosen = tide_pick if on else reactive_pick
+            assert cells[7].endswith("(on)" if on else "(off)"), cells[7]
+            assert float(cells[7].split()[0]) == pytest.approx(
+                chosen.later.replica_hours / reactive_pick.later.replica_hours, abs=0.006
+            )
         tide, reactive = row.cost("tidescaler"), row.cost("reactive")
         if tide is not None and reactive is not None:
             assert float(ratio) == pytest.approx(tide / reactive, abs=0.006)
@@ -105,6 +119,17 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
     verdict = "**met**" if not expected else f"**not met** ({'; '.join(expected)})"
     assert f"every scenario and budget: {verdict}" in out
     assert "median scenario at 0.1 %: tidescaler / reactive" in out
+    gated_expected = [
+        f"tiny at {100 * row.budget:g} % ({row.ratio(bench.GATED, 'reactive'):.3f}x)"
+        for row in rows_by_budget
+        if (row.ratio(bench.GATED, "reactive") or 0.0) > 1.0
+    ]
+    gated_verdict = (
+        "**met**" if not gated_expected else f"**not met** ({'; '.join(gated_expected)})"
+    )
+    assert (
+        f"the first half), at most 1x reactive on every scenario and budget: {gated_verdict}" in out
+    )
     assert "median scenario at 1 %: tidescaler / oracle" in out
     if any(row.cost("reactive") is not None for row in rows_by_budget[:1]):
         assert "room at 0.1 %: on the median scenario where reactive meets the budget" in out

@@ -240,6 +240,7 @@ def test_json_grid_sweep_adds_frontier_and_budgets(
             "tidescaler",
             "tidescaler_vs_reactive",
             "tidescaler_vs_static_peak",
+            "forecast",
         }
         # Walk-forward: chosen within the budget on the tuning span, costed on the later one.
         assert entry["walk_forward"] is True
@@ -247,6 +248,19 @@ def test_json_grid_sweep_adds_frontier_and_budgets(
             pick = entry[name]
             if pick is not None:
                 assert pick["tuning_span"]["slo_violation_ratio"] <= entry["budget"]
+        # What to deploy: the forecast on only where it cost less on the tuning span.
+        tuning_hours = {
+            name: entry[name]["tuning_span"]["replica_hours"]
+            for name in ("reactive", "tidescaler")
+            if entry[name] is not None
+        }
+        if len(tuning_hours) == 2:
+            pays = tuning_hours["tidescaler"] < tuning_hours["reactive"]
+            assert entry["forecast"] == ("on" if pays else "off")
+        elif tuning_hours:
+            assert entry["forecast"] == ("on" if "tidescaler" in tuning_hours else "off")
+        else:
+            assert entry["forecast"] is None
         if entry["reactive"] and entry["tidescaler"]:
             assert entry["tidescaler_vs_reactive"] == pytest.approx(
                 entry["tidescaler"]["later_span"]["replica_hours"]

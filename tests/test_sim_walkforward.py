@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from scaler.sim.frontier import budget_rows, choose_budgets
+from scaler.sim.frontier import GATED, BudgetRow, budget_rows, choose_budgets, gated_pick, with_gate
 from scaler.sim.runner import Span, SweepPoint, sweep, walk_forward_pick
 from scaler.sim.scenario import ScenarioError, parse_scenario
 
@@ -127,3 +127,35 @@ def test_a_bad_stabilization_window_is_refused() -> None:
     data = {**SMALL, "sweep": {"scale_down_stabilization_seconds": [-5]}}
     with pytest.raises(ScenarioError, match="expected seconds from 0 to 3600"):
         parse_scenario(data, "walk.yaml")
+
+
+def test_the_gate_keeps_the_forecast_only_where_it_paid_on_the_tuning_span() -> None:
+    def row(*points: SweepPoint) -> BudgetRow:
+        [only] = budget_rows(list(points), [0.01])
+        return with_gate(only)
+
+    reactive = point("r", (50.0, 0.005), (52.0, 0.006))
+    # Cheaper on the tuning span: the forecast stays on, whatever the later span says.
+    cheaper = point("t", (48.0, 0.004), (53.0, 0.007), "tidescaler")
+    gated = row(reactive, cheaper)
+    assert gated.picks[GATED] is cheaper and gated.cost(GATED) == 53.0
+    # Dearer on the tuning span: off, though it would have been cheaper later (the gate
+    # never sees the span it is reported on).
+    dearer = point("t", (51.0, 0.004), (40.0, 0.001), "tidescaler")
+    gated = row(reactive, dearer)
+    assert gated.picks[GATED] is reactive and gated.ratio(GATED, "reactive") == 1.0
+    # A tie keeps it off: the forecast must pay to be on.
+    tied = point("t", (50.0, 0.003), (51.0, 0.003), "tidescaler")
+    assert row(reactive, tied).picks[GATED] is reactive
+    # Only one policy meets the budget on the tuning span: that one.
+    over = point("t", (30.0, 0.05), (30.0, 0.05), "tidescaler")
+    assert row(reactive, over).picks[GATED] is reactive
+    assert row(point("r", (30.0, 0.05), (30.0, 0.05)), cheaper).picks[GATED] is cheaper
+    assert row(point("r", (30.0, 0.05), (30.0, 0.05)), over).picks[GATED] is None
+    # Without spans the whole window decides.
+    plain = [
+        SweepPoint("x", "r", "reactive", 50.0, 0.5, 0.004, 0.1),
+        SweepPoint("x", "t", "tidescaler", 49.0, 0.49, 0.004, 0.1),
+    ]
+    [whole] = budget_rows(plain, [0.01])
+    assert gated_pick(whole) is plain[1]

@@ -149,6 +149,45 @@ class BudgetRow:
         return a / b
 
 
+GATED = "tidescaler, gated"
+
+
+def forecast_on(row: BudgetRow) -> bool | None:
+    """Whether the gate turns the forecast on at this budget: tidescaler as deployed
+    after a simulation of one's own history keeps the forecast only where its pick costs
+    less than reactive's on the span the choice sees (the tuning span, walk-forward).
+
+    With the forecast off tidescaler moves replicas exactly as reactive does, so the
+    gate adds one yes/no choice to tidescaler's settings, made on the past, never on
+    the span reported. A tie keeps it off: the forecast must pay to be on. Where only
+    one policy meets the budget, that one; None where neither does.
+    """
+    tide, react = row.picks.get("tidescaler"), row.picks.get("reactive")
+    if tide is None or react is None:
+        return None if tide is None and react is None else tide is not None
+
+    def seen(point: SweepPoint) -> float:
+        if row.walk_forward:
+            assert point.tuning is not None
+            return point.tuning.replica_hours
+        return point.replica_hours
+
+    return seen(tide) < seen(react)
+
+
+def gated_pick(row: BudgetRow) -> SweepPoint | None:
+    """The gate's pick: tidescaler's where `forecast_on`, else reactive's."""
+    on = forecast_on(row)
+    if on is None:
+        return None
+    return row.picks.get("tidescaler") if on else row.picks.get("reactive")
+
+
+def with_gate(row: BudgetRow) -> BudgetRow:
+    """The row with the gated pick added under GATED."""
+    return BudgetRow(row.budget, {**row.picks, GATED: gated_pick(row)}, row.walk_forward)
+
+
 def budget_rows(
     points: Sequence[SweepPoint],
     budgets: Sequence[float],

@@ -30,6 +30,7 @@ from scaler.sim.frontier import (
     base_point,
     budget_rows,
     choose_budgets,
+    forecast_on,
     frontiers,
     match,
 )
@@ -307,6 +308,7 @@ def comparison_json(result: SimulationResult, points: list[SweepPoint]) -> dict[
         tide = row.picks.get("tidescaler")
         cost = _pick_cost(tide)
         entry["tidescaler_vs_static_peak"] = None if tide is None else float(cost)
+        entry["forecast"] = _gate_word(row)
         budgets.append(entry)
     return {
         "frontier": {
@@ -646,6 +648,13 @@ def write_markdown(
     return path
 
 
+def _gate_word(row: BudgetRow) -> str | None:
+    """`on` or `off`: the forecast as the gate deploys it at this budget (None: neither
+    policy meets it)."""
+    on = forecast_on(row)
+    return None if on is None else ("on" if on else "off")
+
+
 def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
     comparison = compare(result, points)
     lines: list[str] = []
@@ -661,17 +670,21 @@ def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> 
             + (f" (sweep: {sweep.describe()})" if sweep is not None and points else "")
             + "; its cost (relative to static-peak at the scenario's own target) and, in "
             "brackets, its violations are those of the second half, which the choice never "
-            "saw. A pick may miss its budget there: that is what tuning on the past costs.",
+            "saw. A pick may miss its budget there: that is what tuning on the past costs. "
+            "Forecast: what to deploy at that budget, `on` where tidescaler's pick cost less "
+            "than reactive's on the first half, else `off` (`forecast: off` moves replicas "
+            "exactly as reactive does).",
             "",
-            "| budget | reactive | tidescaler | tidescaler / reactive | tidescaler / static-peak |",
-            "|---:|---|---|---:|---:|",
+            "| budget | reactive | tidescaler | tidescaler / reactive | tidescaler / static-peak "
+            "| forecast |",
+            "|---:|---|---|---:|---:|---|",
         ]
         for row in comparison.budgets:
             r, t = row.picks.get("reactive"), row.picks.get("tidescaler")
             lines.append(
                 f"| {_percent(row.budget)} | {_pick(r, best['reactive'])} | "
                 f"{_pick(t, best['tidescaler'])} | {_ratio(row.ratio('tidescaler', 'reactive'))} "
-                f"| {_pick_cost(t)} |"
+                f"| {_pick_cost(t)} | {_gate_word(row) or '-'} |"
             )
         lines += ["", *_match_lines(comparison, f"{100 * result.scenario.target_utilization:g}%")]
         lines.append("")
