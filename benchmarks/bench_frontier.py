@@ -335,36 +335,27 @@ def main(argv: list[str]) -> int:
     tight, loose = BUDGETS
     median_tight = _median(ratios[tight])
     median_oracle = _median(vs_oracle[loose])
+
+    def within(value: float | None, limit: float) -> str:
+        return "**met**" if value is not None and value <= limit else "**not met**"
+
+    def none_above(named: list[str]) -> str:
+        return "**met**" if not named else f"**not met** ({'; '.join(named)})"
+
+    gated_tight = _median(gated_ratios[tight])
     verdicts = [
         f"- tidescaler at most {AT_MOST_REACTIVE:g}x reactive on every scenario and budget: "
-        + ("**met**" if not losses else f"**not met** ({'; '.join(losses)})"),
+        + none_above(losses),
         f"- median scenario at {100 * tight:g} %: tidescaler / reactive {med(ratios[tight])} "
-        f"(target <= {MEDIAN_AT_TIGHT}): "
-        + (
-            "**met**"
-            if median_tight is not None and median_tight <= MEDIAN_AT_TIGHT
-            else "**not met**"
-        ),
+        f"(target <= {MEDIAN_AT_TIGHT}): " + within(median_tight, MEDIAN_AT_TIGHT),
         f"- median scenario at {100 * loose:g} %: tidescaler / oracle {med(vs_oracle[loose])} "
-        f"(target <= {MEDIAN_VS_ORACLE}): "
-        + (
-            "**met**"
-            if median_oracle is not None and median_oracle <= MEDIAN_VS_ORACLE
-            else "**not met**"
-        ),
-    ]
-    gated_tight = _median(gated_ratios[tight])
-    verdicts += [
+        f"(target <= {MEDIAN_VS_ORACLE}): " + within(median_oracle, MEDIAN_VS_ORACLE),
         "- with the forecast gated (on only where its pick cost less than reactive's on the "
         f"first half), at most {AT_MOST_REACTIVE:g}x reactive on every scenario and budget: "
-        + ("**met**" if not gated_losses else f"**not met** ({'; '.join(gated_losses)})"),
+        + none_above(gated_losses),
         f"- with the gate, median scenario at {100 * tight:g} %: / reactive "
         f"{med(gated_ratios[tight])} (target <= {MEDIAN_AT_TIGHT}): "
-        + (
-            "**met**"
-            if gated_tight is not None and gated_tight <= MEDIAN_AT_TIGHT
-            else "**not met**"
-        ),
+        + within(gated_tight, MEDIAN_AT_TIGHT),
     ]
     room = _median(reactive_vs_oracle[tight])
     if room is not None:
