@@ -157,6 +157,15 @@ def _fmt(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _for_median(row: BudgetRow, policy: str) -> float:
+    """`policy`'s cost over reactive's as the medians count it: infinite where only
+    reactive meets the budget, 1.0 where neither does, 0.0 where only `policy` does."""
+    if row.cost(policy) is None:
+        return math.inf if row.cost("reactive") is not None else 1.0
+    ratio = row.ratio(policy, "reactive")
+    return ratio if ratio is not None else 0.0
+
+
 def _median(values: list[float]) -> float | None:
     """The median scenario; of an even count the worse of the middle two (no averaging
     of a ratio with a scenario where a policy cannot meet the budget)."""
@@ -289,34 +298,24 @@ def main(argv: list[str]) -> int:
             react_to_oracle = react / oracle if react is not None and oracle else None
             if react_to_oracle is not None:
                 reactive_vs_oracle[row.budget].append(react_to_oracle)
-            # For the medians: a policy that cannot meet the budget is worst (infinite cost).
-            if tide is None:
-                ratios[row.budget].append(math.inf if row.cost("reactive") is not None else 1.0)
-                vs_oracle[row.budget].append(math.inf)
-            else:
-                ratios[row.budget].append(ratio if ratio is not None else 0.0)
-                vs_oracle[row.budget].append(to_oracle if to_oracle is not None else math.inf)
+            ratios[row.budget].append(_for_median(row, "tidescaler"))
+            vs_oracle[row.budget].append(to_oracle if to_oracle is not None else math.inf)
+            where = f"{outcome.name} at {100 * row.budget:g} %"
             if (ratio is not None and ratio > AT_MOST_REACTIVE) or (
-                tide is None and row.cost("reactive") is not None
+                tide is None and react is not None
             ):
                 # Three decimals: the table's two can show 1.00 for a cell just above.
                 how = "only reactive meets it" if ratio is None else f"{ratio:.3f}x"
-                losses.append(f"{outcome.name} at {100 * row.budget:g} % ({how})")
+                losses.append(f"{where} ({how})")
             gated_ratio = row.ratio(GATED, "reactive")
-            gate = row.picks[GATED]
+            on = forecast_on(row)  # None: neither policy meets the budget
             gated_cell = "-"
-            if gate is not None:
-                on = forecast_on(row)
+            if on is not None:
                 shown = _fmt(gated_ratio) if gated_ratio is not None else "only tidescaler"
                 gated_cell = f"{shown} ({'on' if on else 'off'})"
-            if row.cost(GATED) is None:
-                gated_ratios[row.budget].append(math.inf if react is not None else 1.0)
-            else:
-                gated_ratios[row.budget].append(gated_ratio if gated_ratio is not None else 0.0)
+            gated_ratios[row.budget].append(_for_median(row, GATED))
             if gated_ratio is not None and gated_ratio > AT_MOST_REACTIVE:
-                gated_losses.append(
-                    f"{outcome.name} at {100 * row.budget:g} % ({gated_ratio:.3f}x)"
-                )
+                gated_losses.append(f"{where} ({gated_ratio:.3f}x)")
             lines.append(
                 f"| {outcome.name if i == 0 else ''} | {100 * row.budget:g}% | "
                 f"{_cell(row, 'reactive', best['reactive'])} | "
