@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from scaler.policy import BackendOptions
+from scaler.policy_limits import bounded_message, quote
 
 __all__ = ["BackendAccess"]
 
@@ -72,10 +73,12 @@ class BackendAccess:
         problems: list[str] = []
         for name, _ in options.query_parameters:
             if name in RESERVED_QUERY_PARAMETERS:
-                problems.append(f"queryParameters names {name!r}, which tidescaler sets itself")
+                problems.append(
+                    f"queryParameters names {quote(name)}, which tidescaler sets itself"
+                )
             elif name not in self.allowed_query_parameters:
                 problems.append(
-                    f"queryParameters names {name!r}, which this server does not allow "
+                    f"queryParameters names {quote(name)}, which this server does not allow "
                     "(see --allowed-query-parameters)"
                 )
         for name, value in options.custom_headers:
@@ -83,11 +86,11 @@ class BackendAccess:
                 problems.append(f"customHeaders has an invalid header name {name[:40]!r}")
             elif name.lower() not in self.allowed_custom_headers:
                 problems.append(
-                    f"customHeaders names {name!r}, which this server does not allow "
+                    f"customHeaders names {quote(name)}, which this server does not allow "
                     "(see --allowed-custom-headers)"
                 )
             elif _BAD_VALUE.search(value):
-                problems.append(f"customHeaders value of {name!r} contains a line break")
+                problems.append(f"customHeaders value of {quote(name)} contains a line break")
         if not problems:
             return None
-        return "; ".join(problems)
+        return bounded_message("", problems)

@@ -1,11 +1,23 @@
-"""Prometheus-style durations (`90s`, `15m`, `1h30m`, `7d`) as seconds."""
+"""Numbers and Prometheus-style durations (`90s`, `15m`, `1h30m`, `7d`) as written in
+metadata: ASCII decimal notation only, as Go's strconv.ParseFloat reads it in KEDA
+(Python's float() also takes `1_000` and other scripts' digits such as `１００`)."""
 
 from __future__ import annotations
 
 import re
 
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
-_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_PART = re.compile(r"([0-9]+(?:\.[0-9]+)?)(ms|s|m|h|d|w|y)")
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+def parse_decimal(text: str) -> float:
+    """The number `text` writes in decimal notation (surrounding spaces allowed);
+    raises ValueError for anything else, `inf` and `nan` included."""
+    s = text.strip()
+    if not _DECIMAL.fullmatch(s):
+        raise ValueError(f"{s[:40]!r} is not a decimal number")
+    return float(s)
 
 
 def parse_duration(text: str) -> float:
@@ -14,7 +26,7 @@ def parse_duration(text: str) -> float:
     if not s:
         raise ValueError("empty duration")
     try:
-        seconds = float(s)
+        seconds = parse_decimal(s)
     except ValueError:
         pos, seconds = 0, 0.0
         for match in _PART.finditer(s):

@@ -121,6 +121,22 @@ class Observer:
         options, _ = self.access.check(policy.backend)
         return self._observe(policy, address, now, options, None)
 
+    def _start(self, policy: Policy, address: str, options: BackendOptions) -> None:
+        """Send every query `policy` reads whose answer is not shared already."""
+        if policy.query is not None:
+            self.source.start(address, policy.query.query, options=options)
+        resources = policy.resources
+        if resources is not None:
+            wanted: tuple[tuple[ResourceName, float | None], ...] = (
+                ("cpu", resources.cpu_utilization_percent),
+                ("memory", resources.memory_utilization_percent),
+            )
+            for name, target in wanted:
+                if target is not None:
+                    self.source.start_resource(
+                        address, resources.pod_selector, name, options=options
+                    )
+
     def _observe(
         self,
         policy: Policy,
@@ -136,6 +152,12 @@ class Observer:
         errors: dict[str, str] = {}
         problems: list[BackendProblem] = []
 
+        deadline = None
+        if reading is None and address is not None:
+            # One answer budget for the whole decision, not one per signal: every query
+            # is sent before any is waited for, and all waits end at the same time.
+            self._start(policy, address, options)
+            deadline = self.source.deadline()
         if policy.query is not None and address is not None:
             if reading is None:
                 reading = self.source.read(
@@ -143,6 +165,7 @@ class Observer:
                     policy.query.query,
                     ignore_null_values=policy.query.ignore_null_values,
                     options=options,
+                    deadline=deadline,
                 )
             if reading.error is None and policy.resources is None and policy.forecast_query is None:
                 return self._of_good_reading(reading), []
@@ -165,7 +188,7 @@ class Observer:
                 if target is None:
                     continue
                 usage = self.source.read_resource(
-                    address, resources.pod_selector, resource, options=options
+                    address, resources.pod_selector, resource, options=options, deadline=deadline
                 )
                 if usage.error is not None:
                     errors[signal] = str(usage.error)

@@ -27,7 +27,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cachetools import LRUCache
 
-from scaler.durations import parse_duration
+from scaler.durations import parse_decimal, parse_duration
 from scaler.policy_limits import bounded_message, quote, size_problems
 from scaler.policy_text import MAX_WINDOWS, Node, TextError, load_schedules, parse_pairs
 from scaler.schedule import CronError, CronSchedule, CronWindow
@@ -263,7 +263,7 @@ def _bounded_number(lowest: float, highest: float, shown: str) -> Callable[[str]
 
     def parse(text: str) -> float:
         try:
-            value = float(text.strip())
+            value = parse_decimal(text)
         except ValueError:
             raise ValueError(expectation) from None
         if not math.isfinite(value) or not lowest <= value <= highest:
@@ -280,7 +280,7 @@ _activation_threshold = _bounded_number(0.0, MAX_THRESHOLD, "0 to 1e15")
 def _percent(text: str) -> float:
     expectation = "expected a percentage > 0, e.g. 70 (at most 10000)"
     try:
-        value = float(text.strip().removesuffix("%"))
+        value = parse_decimal(text.strip().removesuffix("%"))
     except ValueError:
         raise ValueError(expectation) from None
     if not math.isfinite(value) or not 0 < value <= MAX_PERCENT:
@@ -299,7 +299,7 @@ def _boolean(text: str) -> bool:
 
 def _quantile(text: str) -> float:
     try:
-        value = float(text.strip())
+        value = parse_decimal(text)
     except ValueError:
         raise ValueError("expected a quantile strictly between 0.5 and 1, e.g. 0.95") from None
     if not 0.5 <= value < 1:
@@ -328,7 +328,9 @@ _forecast_history = _bounded_duration(
 _pod_startup = _bounded_duration(False, MAX_POD_STARTUP_SECONDS, "at most 1d, or auto")
 _metric_lag = _bounded_duration(False, MAX_METRIC_LAG_SECONDS, "at most 1h, or auto")
 # A PromQL range or subquery selector: [5m], [1h30m], [10m:1m].
-_RANGE = re.compile(r"\[\s*(\d[0-9a-z.]*)\s*(?::[^\]]*)?\]")
+# No bracket inside one: each try stops at the next bracket, so a crafted query such as
+# "[1:" x 5000 costs linear time, not quadratic.
+_RANGE = re.compile(r"\[\s*([0-9][0-9a-z.]*)\s*(?::[^\]\[]*)?\]")
 
 
 def metric_lag_of(query: str) -> float:

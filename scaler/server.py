@@ -43,6 +43,7 @@ from scaler.backend_access import BackendAccess
 from scaler.engine import Decision, EngineSettings, Observations, decide
 from scaler.observe import BackendProblem, ForecastProvider, Observer
 from scaler.policy import Policy, PolicyError, cached_policy
+from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import PrometheusSource
@@ -116,6 +117,16 @@ class ServerConfig:
 
 def _normalise_url(url: str) -> str:
     return url.strip().rstrip("/")
+
+
+def status_details(message: str) -> str:
+    """`message` cut to MAX_MESSAGE_BYTES of UTF-8. Every message is meant to be short
+    already; this is the last guard, since a gRPC client refuses a status message over
+    its metadata limit (8 KiB) and reports RESOURCE_EXHAUSTED instead of the status."""
+    if utf8_len(message) <= MAX_MESSAGE_BYTES:
+        return message
+    cut = message.encode("utf-8", "surrogatepass")[: MAX_MESSAGE_BYTES - 3]
+    return cut.decode("utf-8", "ignore") + "..."
 
 
 class RequestError(Exception):
@@ -465,7 +476,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         on, anything else INTERNAL (the service never crashes on a request)."""
         if isinstance(err, RequestError):
             self._record(method, err.code.name, started)
-            await context.abort(err.code, str(err))
+            await context.abort(err.code, status_details(str(err)))
         elif isinstance(err, asyncio.CancelledError):
             # The client gave up or the server is stopping.
             self._record(method, "CANCELLED", started)
@@ -474,7 +485,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             self._record(method, "INTERNAL", started)
             log.exception("internal error", extra={"method": method}, exc_info=err)
             await context.abort(
-                grpc.StatusCode.INTERNAL, f"internal error: {err.__class__.__name__}: {err}"
+                grpc.StatusCode.INTERNAL,
+                status_details(f"internal error: {err.__class__.__name__}: {err}"),
             )
         else:
             self._record(method, "UNKNOWN", started)
@@ -551,7 +563,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 active = (await self._decide(request, self.streams))[1].active
             except RequestError as err:
                 if err.code is grpc.StatusCode.INVALID_ARGUMENT:
-                    await context.abort(err.code, str(err))
+                    await context.abort(err.code, status_details(str(err)))
                 # Backend trouble: say nothing rather than something wrong.
             except Exception:
                 log.exception("internal error", extra={"method": "StreamIsActive"})

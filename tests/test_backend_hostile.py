@@ -289,6 +289,33 @@ def test_a_resource_query_waits_no_longer_than_the_budget(
         assert raised.value.kind is BackendErrorKind.TIMEOUT
 
 
+def test_a_decision_waits_one_budget_for_all_its_signals(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    """Query, CPU and memory against a hung backend: the three requests go out side by
+    side and share one budget, instead of one budget each (three in all, past KEDA's
+    3 s at the default budget)."""
+    backend = serve(hang)
+    policy = parse_policy(
+        {
+            "query": "sum(rate(http_requests_total[1m]))",
+            "threshold": "10",
+            "cpuUtilization": "60",
+            "memoryUtilization": "70",
+            "podSelector": 'namespace="shop"',
+        }
+    )
+    with PrometheusSource(timeout_seconds=10.0, answer_budget_seconds=BUDGET) as source:
+        observer = Observer(source)
+        started = time.monotonic()
+        observations, problems = observer.observe(policy, backend.url, time.time())
+        assert time.monotonic() - started < BUDGET + SLACK
+        assert sorted(problem.signal.value for problem in problems) == ["cpu", "memory", "query"]
+        assert {problem.kind for problem in problems} == {"timeout"}
+        assert observations.demand is None and observations.cpu is None
+        assert len(backend.requests) == 3, "all three queries were sent"
+
+
 def test_stuck_requests_fill_only_their_own_slots_then_fail_fast(
     serve: Callable[..., LoopbackServer],
 ) -> None:
@@ -498,13 +525,49 @@ def test_a_prometheus_error_is_quoted_short_and_printable(
     )
 
 
-def test_an_answer_too_large_is_refused(serve: Callable[..., LoopbackServer]) -> None:
-    huge = b'{"data": {"result": [' + b" " * (33 * 1024 * 1024) + b"]}}"
-    backend = serve(lambda handler: handler.reply(200, huge))
-    with PrometheusSource() as source:
-        reading = source.read(backend.url, "sum(up)")
-    assert reading.error is not None and reading.error.kind is BackendErrorKind.BAD_RESPONSE
-    assert "the answer is larger than 32 MiB" in str(reading.error)
+def padded_answer(size: int) -> bytes:
+    """An empty vector result padded with spaces to about `size` bytes: valid JSON."""
+    return (
+        b'{"status": "success", "data": {"resultType": "vector", "result": ['
+        + (b" " * size)
+        + b"]}}"
+    )
+
+
+MiB = 1024 * 1024
+
+
+def test_an_answer_larger_than_its_kind_needs_is_refused_before_it_is_parsed(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    """A query trigger's answer is one sample: over 1 MiB it is refused while read. A
+    resource query's has series per pod, so it may reach 16 MiB; a history chunk 8 MiB."""
+    sizes = {"/api/v1/query": 0, "/api/v1/query_range": 0}
+
+    def reply(handler: Handler) -> None:
+        handler.reply(200, padded_answer(sizes[urllib.parse.urlsplit(handler.path).path]))
+
+    backend = serve(reply)
+    with PrometheusSource(coalesce_seconds=0.0) as source:
+        sizes["/api/v1/query"] = int(1.5 * MiB)
+        refused = source.read(backend.url, "sum(up)")
+        assert refused.error is not None and refused.error.kind is BackendErrorKind.BAD_RESPONSE
+        assert "the answer is larger than 1 MiB" in str(refused.error)
+
+        sizes["/api/v1/query"] = int(0.9 * MiB)
+        kept = source.read(backend.url, "sum(up)")
+        assert kept.error is None and kept.value == 0.0  # KEDA's empty result
+
+        sizes["/api/v1/query"] = 12 * MiB
+        usage = source.read_resource(backend.url, 'namespace="shop"', "cpu")
+        assert usage.error is not None and usage.error.kind is BackendErrorKind.NULL_VALUE
+        sizes["/api/v1/query"] = 17 * MiB
+        usage = source.read_resource(backend.url, 'namespace="shop"', "memory")
+        assert usage.error is not None and "larger than 16 MiB" in str(usage.error)
+
+        sizes["/api/v1/query_range"] = 9 * MiB
+        with pytest.raises(BackendError, match="larger than 8 MiB"):
+            source.range(backend.url, "sum(up)", 0.0, 600.0, 60.0)
 
 
 # -- KEDA's query-result table ---------------------------------------------------------------
@@ -760,6 +823,37 @@ def test_a_silent_socket_costs_no_caller_more_than_the_budget(never_answers: str
         reading = source.read(never_answers, "sum(up)")
         assert time.monotonic() - started < BUDGET + SLACK
     assert reading.error is not None and reading.error.kind is BackendErrorKind.TIMEOUT
+
+
+def answers_once_with(reply: bytes) -> str:
+    """A loopback port whose one connection is answered with `reply`, then closed."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+
+    def serve_one() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(reply)
+
+    threading.Thread(target=serve_one, daemon=True).start()
+    return f"http://127.0.0.1:{listener.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [b"SECRET_TOKEN=hunter2 from-the-foreign-service\r\n\r\n", b"\x1b[2J\x1b[31mRED\x07 \x00\r\n"],
+    ids=["a-secret", "control-bytes"],
+)
+def test_a_backend_that_is_not_http_is_named_without_echoing_its_bytes(reply: bytes) -> None:
+    with PrometheusSource() as source:
+        reading = source.read(answers_once_with(reply), "sum(up)")
+    assert reading.error is not None and reading.error.kind is BackendErrorKind.CONNECTION
+    message = str(reading.error)
+    assert message.endswith("cannot connect (the answer is not HTTP (no valid status line))")
+    assert message.isprintable() and "hunter2" not in message and "RED" not in message
 
 
 # -- the process ---------------------------------------------------------------------------

@@ -183,6 +183,21 @@ HOSTILE: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
         CRON | {"desiredReplicas": "9" * 4000},
         (f"desiredReplicas={'9' * 60!r}… (4000 bytes): expected a whole number from 1 to 100000",),
     ),
+    "threshold-other-script-digits": (
+        QUERY | {"threshold": "１００"},
+        ("threshold='１００': expected a number from 1e-9 to 1e15",),
+    ),
+    "threshold-underscores": (
+        QUERY | {"threshold": "1_000"},
+        ("threshold='1_000': expected a number from 1e-9 to 1e15",),
+    ),
+    "duration-other-script-digits": (
+        QUERY | {"forecastHistory": "１d"},
+        (
+            "forecastHistory='１d': expected a duration such as 90s, 15m, 7d (more than 0, "
+            "at most 90d)",
+        ),
+    ),
     "threshold-1e-20": (
         QUERY | {"threshold": "1e-20"},
         ("threshold='1e-20': expected a number from 1e-9 to 1e15",),
@@ -515,6 +530,49 @@ def test_a_long_list_of_problems_stays_invalid_argument_on_the_wire(
         stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=request), timeout=3)
     assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
     assert len((info.value.details() or "").encode()) <= MAX_MESSAGE_BYTES
+
+
+LONG_NAMES = ",".join(f"{'p' * 180}{i}=1" for i in range(20))
+
+
+@pytest.mark.parametrize(
+    ("metadata", "code"),
+    [
+        # Valid policies whose Prometheus cannot be reached: the backend error names the query.
+        (QUERY | {"query": "vector(1) # " + "x" * 16_000}, grpc.StatusCode.UNAVAILABLE),
+        (QUERY | {"query": "vector(1) # " + "é" * 5_000}, grpc.StatusCode.UNAVAILABLE),
+        # Option names the server does not allow: the refusal names each of them.
+        (QUERY | {"queryParameters": "名" * 1_300 + "=1"}, grpc.StatusCode.INVALID_ARGUMENT),
+        (
+            QUERY | {"queryParameters": LONG_NAMES, "customHeaders": "X-" + LONG_NAMES},
+            grpc.StatusCode.INVALID_ARGUMENT,
+        ),
+    ],
+    ids=["long-query", "long-utf8-query", "long-parameter-name", "many-long-option-names"],
+)
+def test_long_queries_and_option_names_keep_every_status_message_short(
+    stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str], code: grpc.StatusCode
+) -> None:
+    """Messages quote a prefix of what the tenant wrote: quoted whole, they pass a gRPC
+    client's 8 KiB metadata limit, and the client sees RESOURCE_EXHAUSTED instead."""
+    ref = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=metadata)
+    for call, request in (
+        (stub.GetMetrics, pb.GetMetricsRequest(scaledObjectRef=ref)),
+        (stub.IsActive, ref),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            call(request, timeout=3)
+        assert info.value.code() is code
+        details = info.value.details() or ""
+        assert 0 < len(details.encode()) <= MAX_MESSAGE_BYTES
+        assert "…" in details or "..." in details
+
+
+def test_a_crafted_query_is_read_in_milliseconds() -> None:
+    """PromQL is not parsed, but its range selectors are read for the metric's lag: a
+    backtracking pattern took a second on this one."""
+    for query in ("[1:" * 5_400, "[1" + "1" * 16_000, "[1:" + "a" * 16_000):
+        assert fastest_ms(lambda q=query: parse_policy(QUERY | {"query": q})) < 20
 
 
 def test_every_iana_time_zone_is_still_accepted() -> None:

@@ -264,10 +264,12 @@ class BoundedHttp:
         headers: Mapping[str, str] | None,
         timeout_seconds: float,
         verify: bool = True,
+        max_body_bytes: int | None = None,
     ) -> HttpAnswer:
         """One GET that ends within `timeout_seconds`; raises HttpFailure.
 
-        A 3xx is returned as it is, never followed.
+        A 3xx is returned as it is, never followed. A body over `max_body_bytes` (by
+        default the client's own limit) is a TOO_LARGE failure.
         """
         watch = _Watch(time.monotonic() + timeout_seconds)
         self._watchdog.add(watch)
@@ -285,7 +287,7 @@ class BoundedHttp:
                 allow_redirects=False,
                 verify=verify,
             )
-            body = self._read_body(response)
+            body = self._read_body(response, max_body_bytes or self._max_body_bytes)
             if watch.expired:
                 # Cut at the deadline: what was read may look complete but is not.
                 raise _timeout(timeout_seconds)
@@ -309,10 +311,10 @@ class BoundedHttp:
             if response is not None:
                 response.close()
 
-    def _read_body(self, response: requests.Response) -> bytes:
+    def _read_body(self, response: requests.Response, limit: int) -> bytes:
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > self._max_body_bytes:
-            raise self._too_large()
+        if declared.isdigit() and int(declared) > limit:
+            raise _too_large(limit)
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -321,15 +323,9 @@ class BoundedHttp:
             if not chunk:
                 return b"".join(chunks)
             size += len(chunk)
-            if size > self._max_body_bytes:
-                raise self._too_large()
+            if size > limit:
+                raise _too_large(limit)
             chunks.append(chunk)
-
-    def _too_large(self) -> HttpFailure:
-        return HttpFailure(
-            HttpFailureKind.TOO_LARGE,
-            f"the answer is larger than {self._max_body_bytes // (1024 * 1024)} MiB",
-        )
 
     def close(self) -> None:
         """Abort every request in flight and close the connections; returns at once."""
@@ -341,6 +337,11 @@ def _timeout(timeout_seconds: float) -> HttpFailure:
     return HttpFailure(
         HttpFailureKind.TIMEOUT, f"no complete answer within the timeout ({timeout_seconds:g} s)"
     )
+
+
+def _too_large(limit: int) -> HttpFailure:
+    shown = f"{limit // (1024 * 1024)} MiB" if limit >= 1024 * 1024 else f"{limit} bytes"
+    return HttpFailure(HttpFailureKind.TOO_LARGE, f"the answer is larger than {shown}")
 
 
 def _describe(error: BaseException) -> str:
@@ -361,5 +362,12 @@ def _describe(error: BaseException) -> str:
             inner = inner.__context__
         else:
             break
+    if isinstance(inner, http.client.BadStatusLine) and not isinstance(
+        inner, http.client.RemoteDisconnected
+    ):
+        # Whatever answered is not an HTTP server; its bytes are not ours to echo.
+        return "the answer is not HTTP (no valid status line)"
     text = str(inner) or type(inner).__name__
-    return text if len(text) <= 200 else text[:200] + "..."
+    # Printable only: the text can carry bytes the backend sent.
+    shown = "".join(c if c.isprintable() else "?" for c in text[:200])
+    return shown if len(text) <= 200 else shown + "..."

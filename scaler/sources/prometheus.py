@@ -79,7 +79,8 @@ class BackendError(Exception):
         self.query = query
         self.problem = problem
         self.status_code = status_code
-        super().__init__(f"Prometheus at {address}, query {query!r}: {problem}")
+        # The query is the tenant's and may be kilobytes long: a message quotes a prefix.
+        super().__init__(f"Prometheus at {address}, query {_quote(query, 200)}: {problem}")
 
     def copy(self) -> BackendError:
         """A fresh instance, so that threads sharing one failure do not share a traceback."""
@@ -140,6 +141,16 @@ class ResourceReading:
         return self.error is None
 
 
+# The largest answer read, by what is asked. A query trigger's answer is one sample (KEDA
+# refuses more), a few hundred bytes; a resource query's has a few series per pod, about
+# a kilobyte a pod; a history chunk is one series of at most 10,000 points. Anything
+# larger is refused while it is read, before it costs JSON parsing (which holds the
+# interpreter) and memory the allocator may keep.
+QUERY_BODY_BYTES = 1024 * 1024
+RESOURCE_BODY_BYTES = 16 * 1024 * 1024
+RANGE_BODY_BYTES = 8 * 1024 * 1024
+
+
 class _Flight:
     """One HTTP request and everyone waiting for its answer."""
 
@@ -148,6 +159,7 @@ class _Flight:
         "done",
         "error",
         "finished_at",
+        "max_body_bytes",
         "observed_at",
         "readings",
         "refreshing",
@@ -156,9 +168,10 @@ class _Flight:
         "wanted",
     )
 
-    def __init__(self, observed_at: float) -> None:
+    def __init__(self, observed_at: float, max_body_bytes: int = QUERY_BODY_BYTES) -> None:
         self.done = threading.Event()
         self.observed_at = observed_at
+        self.max_body_bytes = max_body_bytes
         self.started = time.monotonic()
         self.finished_at = 0.0
         self.result: Any = None
@@ -321,15 +334,41 @@ class PrometheusSource:
         *,
         ignore_null_values: bool = True,
         options: BackendOptions = NO_OPTIONS,
+        deadline: float | None = None,
     ) -> Reading:
-        """Like `instant`, but never raises: on failure, the last good value and its time."""
+        """Like `instant`, but never raises: on failure, the last good value and its time.
+
+        Waits until `deadline` (a `deadline()`, shared by the reads of one decision) or,
+        without one, for the answer budget."""
         key = ("instant", address, query, options, ignore_null_values)
         flight = self._flight(address, query, options)
         if not flight.done.is_set():
             flight.wanted.add(ignore_null_values)
-            if not flight.done.wait(self._answer_budget_seconds):
+            if not flight.done.wait(self._wait_seconds(deadline)):
                 return self._fallback(key, self._pending(address, query))
         return self._reading(flight, key, ignore_null_values)
+
+    def deadline(self) -> float:
+        """The answer budget from now, on the monotonic clock: pass it to every read of
+        one decision, so that all of them together wait at most one budget."""
+        return time.monotonic() + self._answer_budget_seconds
+
+    def start(self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS) -> None:
+        """Send the query now unless its answer is shared already; waits for nothing. A
+        decision starts all its queries before reading any, so they run side by side."""
+        self._flight(address, query, options)
+
+    def start_resource(
+        self,
+        address: str,
+        pod_selector: str,
+        resource: ResourceName,
+        *,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> None:
+        """`start` for the query `read_resource` sends."""
+        query = self._resource_query(resource, pod_selector)
+        self._flight(address, query, options, RESOURCE_BODY_BYTES)
 
     def read_at_hand(
         self,
@@ -374,9 +413,7 @@ class PrometheusSource:
         options: BackendOptions = NO_OPTIONS,
     ) -> bool:
         """`ready` for the query `read_resource` sends."""
-        query = resource_query(
-            resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
-        )
+        query = self._resource_query(resource, pod_selector)
         return self.ready(address, query, options=options)
 
     def read_resource(
@@ -386,8 +423,10 @@ class PrometheusSource:
         resource: ResourceName,
         *,
         options: BackendOptions = NO_OPTIONS,
+        deadline: float | None = None,
     ) -> ResourceReading:
         """The pods `pod_selector` matches and their usage; never raises BackendError.
+        Waits as `read` does.
 
         Raises ValueError for a selector or resource the policy parser should
         have rejected. An answer without any usage series (the pods gone, or
@@ -395,13 +434,13 @@ class PrometheusSource:
         good one is held with an error, as after a failed request, so that the
         engine keeps it until it goes stale instead of dropping it at once.
         """
-        query = resource_query(
-            resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
-        )
+        query = self._resource_query(resource, pod_selector)
         window = self._cpu_rate_window_seconds if resource == "cpu" else 0.0
         key = ("resource", address, pod_selector, resource, options)
         try:
-            result, observed_at = self._fetch(address, query, options)
+            result, observed_at = self._fetch(
+                address, query, options, deadline, RESOURCE_BODY_BYTES
+            )
             known = self._last_good.get(key)
             if known is not None and known.observed_at == observed_at:
                 # The answer this reading was made from, shared by every ScaledObject
@@ -463,7 +502,13 @@ class PrometheusSource:
                 ("timeout", _number(self._range_timeout_seconds)),
             ]
             result = self._query(
-                address, query, "query_range", params, options, self._range_timeout_seconds
+                address,
+                query,
+                "query_range",
+                params,
+                options,
+                self._range_timeout_seconds,
+                RANGE_BODY_BYTES,
             )
             series = _as_series_list(result, address, query)
             if len(series) > 1:
@@ -499,18 +544,34 @@ class PrometheusSource:
     # -- waiting within the answer budget ------------------------------------------
 
     def _fetch(
-        self, address: str, query: str, options: BackendOptions = NO_OPTIONS
+        self,
+        address: str,
+        query: str,
+        options: BackendOptions = NO_OPTIONS,
+        deadline: float | None = None,
+        max_body_bytes: int = QUERY_BODY_BYTES,
     ) -> tuple[Any, float]:
         """Raw `result` of an instant query and its evaluation time; raises BackendError.
 
-        Waits at most the answer budget; past it, a TIMEOUT error says the answer is pending.
+        Waits at most the answer budget (or until `deadline`); past it, a TIMEOUT error
+        says the answer is pending.
         """
-        flight = self._flight(address, query, options)
-        if not flight.done.is_set() and not flight.done.wait(self._answer_budget_seconds):
+        flight = self._flight(address, query, options, max_body_bytes)
+        if not flight.done.is_set() and not flight.done.wait(self._wait_seconds(deadline)):
             raise self._pending(address, query)
         if flight.error is not None:
             raise flight.error.copy()
         return flight.result, flight.observed_at
+
+    def _resource_query(self, resource: ResourceName, pod_selector: str) -> str:
+        return resource_query(
+            resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
+        )
+
+    def _wait_seconds(self, deadline: float | None) -> float:
+        if deadline is None:
+            return self._answer_budget_seconds
+        return min(max(deadline - time.monotonic(), 0.0), self._answer_budget_seconds)
 
     def _pending(self, address: str, query: str) -> BackendError:
         return BackendError(
@@ -560,7 +621,13 @@ class PrometheusSource:
 
     # -- coalescing --------------------------------------------------------------
 
-    def _flight(self, address: str, query: str, options: BackendOptions) -> _Flight:
+    def _flight(
+        self,
+        address: str,
+        query: str,
+        options: BackendOptions,
+        max_body_bytes: int = QUERY_BODY_BYTES,
+    ) -> _Flight:
         """The request whose answer an instant query shares with identical calls.
 
         An answer younger than `coalesce_seconds` is shared as it is. One that
@@ -580,7 +647,7 @@ class PrometheusSource:
                 busy = self._reserve(address)
                 if busy is not None:
                     return self._busy_flight(address, query, busy, now)
-                flight = _Flight(observed_at=now)
+                flight = _Flight(now, max_body_bytes)
                 self._flights[key] = flight
                 self._sweep_flights(now)
                 leader = True
@@ -597,7 +664,7 @@ class PrometheusSource:
         if leader:
             self._pool.submit(partial(self._run, flight, key))
         elif refresh:
-            self._pool.submit(partial(self._refresh, key))
+            self._pool.submit(partial(self._refresh, key, flight.max_body_bytes))
         return flight
 
     def _stale(self, flight: _Flight, now: float, options: BackendOptions) -> bool:
@@ -641,7 +708,9 @@ class PrometheusSource:
     def _run(self, flight: _Flight, key: _FlightKey) -> None:
         address, query, options = key
         try:
-            flight.result = self._instant_request(address, query, options, flight.observed_at)
+            flight.result = self._instant_request(
+                address, query, options, flight.observed_at, flight.max_body_bytes
+            )
         except BackendError as error:
             flight.error = error
         except Exception as error:
@@ -665,8 +734,8 @@ class PrometheusSource:
         for ignore_null_values in list(flight.wanted):
             self._settle(flight, ("instant", *key, ignore_null_values), ignore_null_values)
 
-    def _refresh(self, key: _FlightKey) -> None:
-        flight = _Flight(observed_at=self._clock())
+    def _refresh(self, key: _FlightKey, max_body_bytes: int) -> None:
+        flight = _Flight(self._clock(), max_body_bytes)
         self._run(flight, key)
         with self._lock:
             current = self._flights.get(key)
@@ -736,7 +805,9 @@ class PrometheusSource:
     def _request_timeout(self, options: BackendOptions) -> float:
         return options.timeout_seconds or self._timeout_seconds
 
-    def _instant_request(self, address: str, query: str, options: BackendOptions, at: float) -> Any:
+    def _instant_request(
+        self, address: str, query: str, options: BackendOptions, at: float, max_body_bytes: int
+    ) -> Any:
         timeout = self._request_timeout(options)
         params = [
             ("query", query),
@@ -744,7 +815,7 @@ class PrometheusSource:
             # Let Prometheus stop evaluating once nobody waits for the answer.
             ("timeout", _number(timeout)),
         ]
-        return self._query(address, query, "query", params, options, timeout)
+        return self._query(address, query, "query", params, options, timeout, max_body_bytes)
 
     def _query(
         self,
@@ -754,6 +825,7 @@ class PrometheusSource:
         params: list[tuple[str, str]],
         options: BackendOptions,
         timeout_seconds: float,
+        max_body_bytes: int,
     ) -> Any:
         """`data.result` of one Prometheus API call; every failure is a BackendError."""
         # KEDA's order: its own parameters, then namespace, then the trigger's extra ones.
@@ -771,6 +843,7 @@ class PrometheusSource:
                 headers=headers,
                 timeout_seconds=timeout_seconds,
                 verify=verify,
+                max_body_bytes=max_body_bytes,
             )
         except HttpFailure as failure:
             raise _transport_error(failure, address, query) from None
