@@ -11,14 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 from scaler import __version__
 
@@ -110,35 +112,146 @@ def apply_environment(parser: argparse.ArgumentParser) -> None:
             continue
         try:
             action.default = action.type(raw) if callable(action.type) else raw
-        except (TypeError, ValueError) as err:
+        except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
+            # (the range checks of serve's flags raise ArgumentTypeError, for argparse)
             parser.error(f"environment variable {name}={raw!r}: {err}")
         action.required = False
 
 
+# -- serve's flags: refused at start-up unless usable ------------------------------------------
+# Each bound is far past any sane setting, and low enough that deadlines and waits built
+# from it stay within what time arithmetic accepts (`inf` or 1e300 seconds used to start
+# and then fail every call with "timestamp out of range").
+MINUTE, HOUR, DAY, WEEK = 60.0, 3600.0, 86400.0, 604800.0
+_SPANS = {MINUTE: "a minute", HOUR: "an hour", DAY: "a day", WEEK: "a week"}
+MAX_WORKERS = 4096  # threads per pool; more is a typo, not a setting
+
+
+class _OneLineErrorParser(argparse.ArgumentParser):
+    """serve's parser: a refused flag gets the one stderr line and exit code 2 that every
+    other start-up mistake (busy port, bad certificate) gets, not argparse's usage too."""
+
+    def error(self, message: str) -> NoReturn:
+        sys.exit(_fail(f"error: {message}"))
+
+
+def _seconds(low: float, high: float, *, above_low: bool) -> Callable[[str], float]:
+    """An argparse type: a finite number of seconds from `low` (or above it) to `high`."""
+    span = f" ({_SPANS[high]})" if high in _SPANS else ""
+    if above_low:
+        wanted = f"above {low:g} and at most {high:g}{span}"
+    else:
+        wanted = f"between {low:g} and {high:g}{span}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan  # refused below, with the same message
+        too_low = value <= low if above_low else value < low
+        if not math.isfinite(value) or value > high or too_low:
+            raise argparse.ArgumentTypeError(
+                f"must be a finite number of seconds {wanted}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+def _whole(low: int, high: int, what: str, note: str = "") -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high` (`what` and `note` for the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = high + 1  # refused below, with the same message
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"must be {what} between {low} and {high}{note}, got {text!r}"
+            )
+        return value
+
+    return parse
+
+
+URL_SHAPE = "an http:// or https:// base URL with a host (e.g. http://prometheus:9090)"
+
+
+def _url_problem(text: str) -> str | None:
+    """Why `text` is not a Prometheus base URL tidescaler can append /api/v1/... to."""
+    url = text.strip()
+    if any(c.isspace() for c in url):
+        return f"must be {URL_SHAPE}, without spaces"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check: 99999 or 'abc' raise)
+    except ValueError as err:
+        return f"must be {URL_SHAPE}: {err}"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"must be {URL_SHAPE}"
+    if parts.query or parts.fragment:
+        return f"must be {URL_SHAPE}, without ?query or #fragment"
+    return None
+
+
+def _prometheus_url(text: str) -> str:
+    """An argparse type: one base URL, or blank for none."""
+    if not text.strip():
+        return ""
+    problem = _url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
+
+
+def _prometheus_urls(text: str) -> str:
+    """An argparse type: comma-separated base URLs (blank entries ignored, as before)."""
+    for item in text.split(","):
+        problem = _url_problem(item) if item.strip() else None
+        if problem:
+            raise argparse.ArgumentTypeError(f"each URL {problem}, got {item.strip()!r}")
+    return text
+
+
 def _add_serve_parser(subparsers: Any) -> None:
-    p = subparsers.add_parser(
-        "serve",
-        help="run the KEDA external scaler (gRPC)",
-        description="Run the KEDA external scaler. Every flag has a TIDESCALER_<FLAG> "
-        "environment equivalent, e.g. TIDESCALER_PROMETHEUS_URL.",
-    )
+    # add_parser builds every subcommand with the one class `subparsers` holds: swap in the
+    # one-line errors for serve only (the other subcommands keep argparse's usage line).
+    parser_class = subparsers._parser_class
+    subparsers._parser_class = _OneLineErrorParser
+    try:
+        p = subparsers.add_parser(
+            "serve",
+            help="run the KEDA external scaler (gRPC)",
+            description="Run the KEDA external scaler. Every flag has a TIDESCALER_<FLAG> "
+            "environment equivalent, e.g. TIDESCALER_PROMETHEUS_URL.",
+        )
+    finally:
+        subparsers._parser_class = parser_class
     p.add_argument(
         "--host", default="[::]", help="address to listen on (default: %(default)s, all)"
     )
-    p.add_argument("--port", type=int, default=9090, help="gRPC port (default: %(default)s)")
+    p.add_argument(
+        "--port",
+        type=_whole(0, 65535, "a port number", " (0: any free one, named in the start line)"),
+        default=9090,
+        help="gRPC port (default: %(default)s)",
+    )
     p.add_argument(
         "--metrics-port",
-        type=int,
+        type=_whole(0, 65535, "a port number", " (0: no /metrics)"),
         default=8080,
         help="Prometheus /metrics port; 0 disables (default: %(default)s)",
     )
     p.add_argument(
         "--prometheus-url",
+        type=_prometheus_url,
         help="Prometheus used when a trigger sets no prometheusAddress (default: none; "
         "triggers must then name an allowed address)",
     )
     p.add_argument(
         "--allowed-prometheus-urls",
+        type=_prometheus_urls,
         default="",
         help="comma-separated Prometheus base URLs triggers may name in prometheusAddress; "
         "the --prometheus-url is always allowed (default: none besides it)",
@@ -154,26 +267,27 @@ def _add_serve_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--polling-interval-seconds",
-        type=float,
+        type=_seconds(0, DAY, above_low=True),
         default=30.0,
         help="the ScaledObjects' pollingInterval; part of the forecast lead time "
         "(default: %(default)s)",
     )
     p.add_argument(
         "--staleness-seconds",
-        type=float,
+        type=_seconds(0, DAY, above_low=False),  # 0: a failing backend is never covered
         default=120.0,
         help="how long a last good value stands in for a failing backend (default: %(default)s)",
     )
     p.add_argument(
         "--query-timeout-seconds",
-        type=float,
+        type=_seconds(0, HOUR, above_low=True),
         default=3.0,
         help="timeout of one Prometheus HTTP request (default: %(default)s)",
     )
     p.add_argument(
         "--answer-budget",
-        type=float,
+        # At most a minute, 20 times KEDA's 3 s deadline: more is likely milliseconds (1000).
+        type=_seconds(0, MINUTE, above_low=True),
         default=1.0,
         help="seconds an RPC waits on Prometheus before answering from the last good value "
         "while the request goes on, well inside KEDA's 3 s (default: %(default)s)",
@@ -198,7 +312,7 @@ def _add_serve_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--coalesce-seconds",
-        type=float,
+        type=_seconds(0, HOUR, above_low=False),  # 0: no sharing
         default=5.0,
         # Prometheus itself only changes once per scrape interval (15-30 s), so a few
         # seconds of sharing costs no freshness and spares it most requests.
@@ -207,27 +321,27 @@ def _add_serve_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--push-interval-seconds",
-        type=float,
+        type=_seconds(0, HOUR, above_low=True),
         default=5.0,
         help="how often each StreamIsActive stream (external-push) re-evaluates "
         "(default: %(default)s)",
     )
     p.add_argument(
         "--forecast-refit-seconds",
-        type=float,
+        type=_seconds(0, WEEK, above_low=True),  # (0 would refit in a busy loop)
         default=600.0,
         help="how often each forecast is refit in the background (default: %(default)s)",
     )
     p.add_argument(
         "--max-workers",
-        type=int,
+        type=_whole(1, MAX_WORKERS, "a whole number"),
         default=32,
         help="threads that run decisions which may wait on Prometheus, and as many again for "
         "streams' re-evaluations; streams themselves hold no thread (default: %(default)s)",
     )
     p.add_argument(
         "--grace-seconds",
-        type=float,
+        type=_seconds(0, HOUR, above_low=False),
         default=10.0,
         help="after SIGTERM, how long calls in flight may finish before the process exits "
         "(default: %(default)s)",
@@ -274,6 +388,13 @@ def run_serve(args: argparse.Namespace) -> int:
     from scaler.sources.prometheus import PrometheusSource
     from scaler.telemetry import Telemetry
 
+    # /metrics listens on all addresses, so it takes the port from gRPC whatever --host
+    # is; caught later, the refusal came after Kubernetes set-up had logged.
+    if args.metrics_port and args.metrics_port == args.port:
+        return _fail(
+            f"error: argument --metrics-port: {args.metrics_port} is the gRPC --port too; "
+            "give /metrics a port of its own, or 0 for none"
+        )
     setup_logging(args.log_level, args.log_format)
     log = logging.getLogger("tidescaler")
     try:

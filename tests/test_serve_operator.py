@@ -116,9 +116,23 @@ def test_unusable_client_ca(pki: Pki, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("flag", "value", "message"),
     [
-        ("--max-workers", "0", "--max-workers must be >= 1, got 0"),
-        ("--push-interval-seconds", "0", "--push-interval-seconds must be > 0, got 0.0"),
-        ("--grace-seconds", "-1", "--grace-seconds must be >= 0, got -1.0"),
+        (
+            "--max-workers",
+            "0",
+            "error: argument --max-workers: must be a whole number between 1 and 4096, got '0'",
+        ),
+        (
+            "--push-interval-seconds",
+            "0",
+            "error: argument --push-interval-seconds: must be a finite number of seconds "
+            "above 0 and at most 3600 (an hour), got '0'",
+        ),
+        (
+            "--grace-seconds",
+            "-1",
+            "error: argument --grace-seconds: must be a finite number of seconds between 0 "
+            "and 3600 (an hour), got '-1'",
+        ),
     ],
 )
 def test_out_of_range_settings(flag: str, value: str, message: str) -> None:

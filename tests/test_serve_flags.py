@@ -1,0 +1,255 @@
+"""`tidescaler serve` refuses unusable start-up flags at once: one stderr line, exit 2.
+
+Each bad value runs the real command in a subprocess. A server that started would
+wait for SIGTERM, so exiting by itself within QUICK seconds means none was started.
+The runs go two at a time, so the file stays near 10 s on two cores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from scaler.cli import main
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = 8.0  # seconds: an interpreter start and the imports, on a busy machine
+ALWAYS = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "* * * * *", "desiredReplicas": "3"}
+
+# (case, flags, environment, what the one line must contain): the mistakes operators made.
+BAD: list[tuple[str, tuple[str, ...], dict[str, str], tuple[str, ...]]] = [
+    ("port-wraps", ("--port", "70000"), {}, ("argument --port:", "65535", "'70000'")),
+    ("metrics-port", ("--metrics-port", "70000"), {}, ("argument --metrics-port:", "'70000'")),
+    (
+        "query-timeout-0",
+        ("--query-timeout-seconds", "0"),
+        {},
+        ("argument --query-timeout-seconds:", "above 0 and at most 3600", "'0'"),
+    ),
+    (
+        "answer-budget-inf",
+        ("--answer-budget", "inf"),
+        {},
+        ("argument --answer-budget: must be a finite number of seconds", "60", "'inf'"),
+    ),
+    ("answer-budget-1e300", ("--answer-budget", "1e300"), {}, ("--answer-budget", "'1e300'")),
+    (
+        "staleness-negative",
+        ("--staleness-seconds", "-5"),
+        {},
+        ("argument --staleness-seconds:", "between 0 and 86400", "'-5'"),
+    ),
+    ("coalesce-nan", ("--coalesce-seconds", "nan"), {}, ("--coalesce-seconds", "'nan'")),
+    (
+        "polling-nan",
+        ("--polling-interval-seconds", "nan"),
+        {},
+        ("--polling-interval-seconds", "'nan'"),
+    ),
+    (
+        "push-interval-inf",
+        ("--push-interval-seconds", "inf"),
+        {},
+        ("--push-interval-seconds", "'inf'"),
+    ),
+    (
+        "prometheus-url-no-scheme",
+        ("--prometheus-url", "prometheus:9090"),
+        {},
+        ("argument --prometheus-url:", "http:// or https://", "'prometheus:9090'"),
+    ),
+    (
+        "prometheus-url-garbage",
+        ("--prometheus-url", "ht tp://x y"),
+        {},
+        ("argument --prometheus-url:", "'ht tp://x y'"),
+    ),
+    # The environment variable goes through the same check and is named in the line.
+    (
+        "env-answer-budget",
+        (),
+        {"TIDESCALER_ANSWER_BUDGET": "inf"},
+        ("TIDESCALER_ANSWER_BUDGET='inf'", "finite number of seconds"),
+    ),
+]
+
+# More of the same rules, checked in this process (an interpreter start costs ~1 s).
+MORE = [
+    (("--port", "-1"), ("argument --port:", "'-1'")),
+    (("--port", "9090.5"), ("argument --port:", "'9090.5'")),
+    (("--grace-seconds", "nan"), ("argument --grace-seconds:", "between 0 and 3600", "'nan'")),
+    (("--forecast-refit-seconds", "0"), ("argument --forecast-refit-seconds:", "604800")),
+    (("--max-workers", "100000"), ("argument --max-workers:", "between 1 and 4096")),
+    (("--max-workers", "many"), ("argument --max-workers:", "'many'")),
+    (("--answer-budget", "1000"), ("argument --answer-budget:", "at most 60 (a minute)")),
+    (("--prometheus-url", "http://prometheus:99999"), ("--prometheus-url", "Port out of range")),
+    (("--prometheus-url", "http://:9090"), ("--prometheus-url", "with a host")),
+    (("--prometheus-url", "http://p:9090/?x=1"), ("--prometheus-url", "without ?query")),
+    (
+        ("--allowed-prometheus-urls", "http://thanos:9090,,mimir:8080"),
+        ("argument --allowed-prometheus-urls:", "'mimir:8080'"),
+    ),
+]
+
+
+@dataclass(frozen=True)
+class Exit:
+    returncode: int | None  # None: still running after QUICK seconds (then killed)
+    stderr: str
+
+
+def _command(*flags: str) -> list[str]:
+    return [sys.executable, "-m", "scaler.cli", "serve", "--host", "127.0.0.1", *flags]
+
+
+def _environment(extra: Mapping[str, str]) -> dict[str, str]:
+    # Only the case's own TIDESCALER_* settings: none from the caller's environment.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDESCALER_")}
+    return env | {"PYTHONPATH": str(ROOT), "TIDESCALER_METRICS_PORT": "0", **extra}
+
+
+def _run(flags: tuple[str, ...], env: Mapping[str, str]) -> Exit:
+    try:
+        done = subprocess.run(
+            _command(*flags),
+            env=_environment(env),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=QUICK,
+        )
+    except subprocess.TimeoutExpired as err:  # (run() has killed it)
+        stderr = err.stderr.decode() if isinstance(err.stderr, bytes) else (err.stderr or "")
+        return Exit(None, stderr)
+    return Exit(done.returncode, done.stderr)
+
+
+@pytest.fixture(scope="module")
+def exits() -> dict[str, Exit]:
+    """Every bad case's exit, run two at a time (the machine's two cores)."""
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = {case: pool.submit(_run, flags, env) for case, flags, env, _ in BAD}
+        return {case: future.result() for case, future in futures.items()}
+
+
+@pytest.mark.parametrize(
+    ("case", "fragments"), [(case, fragments) for case, _, _, fragments in BAD]
+)
+def test_a_bad_flag_stops_serve_with_one_line(
+    exits: dict[str, Exit], case: str, fragments: tuple[str, ...]
+) -> None:
+    result = exits[case]
+    assert result.returncode is not None, f"still running after {QUICK} s: {result.stderr}"
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("tidescaler serve: error: "), lines[0]
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.fixture
+def own_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """In this process too, no TIDESCALER_* setting from the caller's environment."""
+    for name in [k for k in os.environ if k.startswith("TIDESCALER_")]:
+        monkeypatch.delenv(name)
+
+
+@pytest.mark.usefixtures("own_environment")
+@pytest.mark.parametrize(("flags", "fragments"), MORE)
+def test_more_bad_flags_in_process(
+    flags: tuple[str, ...], fragments: tuple[str, ...], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["serve", *flags])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("tidescaler serve: error: "), lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.usefixtures("own_environment")
+def test_the_same_port_for_grpc_and_metrics_is_refused_before_anything_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["serve", "--host", "127.0.0.1", "--port", "9", "--metrics-port", "9"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        "tidescaler serve: error: argument --metrics-port: 9 is the gRPC --port too; "
+        "give /metrics a port of its own, or 0 for none"
+    ]
+
+
+@pytest.fixture
+def edge_server() -> Iterator[subprocess.Popen[str]]:
+    """serve with every checked flag at an edge of its range, and --port 0 (any free one)."""
+    flags = (
+        "--port", "0",
+        "--polling-interval-seconds", "86400",
+        "--staleness-seconds", "0",
+        "--query-timeout-seconds", "3600",
+        "--coalesce-seconds", "0",
+        "--push-interval-seconds", "3600",
+        "--forecast-refit-seconds", "604800",
+        "--max-workers", "4096",
+        "--grace-seconds", "0",
+        "--prometheus-url", "https://reader@prometheus.example:9443/prefix/",
+        "--allowed-prometheus-urls", " http://[::1]:9090/ ,,http://thanos:10902,",
+        "--log-format", "json",
+        "--events", "off",
+    )  # fmt: skip
+    process = subprocess.Popen(
+        _command(*flags),
+        env=_environment({"TIDESCALER_ANSWER_BUDGET": "60"}),  # the top, from the environment
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def test_edge_values_still_serve(edge_server: subprocess.Popen[str]) -> None:
+    assert edge_server.stderr is not None
+    start: dict[str, object] = {}
+    for line in edge_server.stderr:  # the start line comes first; a refusal ends the stream
+        entry = json.loads(line) if line.startswith("{") else {}
+        if entry.get("message") == "serving":
+            start = entry
+            break
+    assert start, "serve exited without a start line"
+    host, _, port = str(start["grpc_address"]).rpartition(":")
+    assert host == "127.0.0.1" and int(port) > 0  # --port 0: a free port, named here
+    assert start["answer_budget_seconds"] == 60.0
+    assert start["metrics_port"] is None
+    assert start["allowed_prometheus_urls"] == [
+        "http://[::1]:9090",
+        "http://thanos:10902",
+        "https://reader@prometheus.example:9443/prefix",
+    ]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        grpc.channel_ready_future(channel).result(timeout=10)
+        ref = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=ALWAYS)
+        stub = pb_grpc.ExternalScalerStub(channel)
+        reply = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref), timeout=3)
+        assert reply.metricValues[0].metricValue == 3
+    edge_server.send_signal(signal.SIGTERM)
+    assert edge_server.wait(timeout=10) == 0
