@@ -333,6 +333,13 @@ def _add_serve_parser(subparsers: Any) -> None:
         help="how often each forecast is refit in the background (default: %(default)s)",
     )
     p.add_argument(
+        "--max-forecast-series",
+        type=_whole(1, 1_000_000, "a whole number"),
+        default=2000,
+        help="distinct forecast series (forecastQuery, history, quantile) refit in the "
+        "background; a trigger past it runs without a forecast (default: %(default)s)",
+    )
+    p.add_argument(
         "--max-workers",
         type=_whole(1, MAX_WORKERS, "a whole number"),
         default=32,
@@ -446,6 +453,7 @@ def run_serve(args: argparse.Namespace) -> int:
         source,
         refit_seconds=args.forecast_refit_seconds,
         polling_interval_seconds=config.polling_interval_seconds,
+        max_series=args.max_forecast_series,
     )
     from scaler.kube.service import start_kube
 

@@ -40,13 +40,17 @@ class ForecastService:
         polling_interval_seconds: float = 30.0,
         clock: Callable[[], float] = time.time,
         refresher: ForecastRefresher | None = None,
+        max_series: int = 2_000,
         start: bool = True,
     ) -> None:
         self.source = source
         self._settings = EngineSettings(polling_interval_seconds=polling_interval_seconds)
-        self.refresher = refresher or ForecastRefresher(refit_seconds=refit_seconds, clock=clock)
+        self.refresher = refresher or ForecastRefresher(
+            refit_seconds=refit_seconds, max_series=max_series, clock=clock
+        )
         self.tracker = ForecastErrorTracker()
         self._registered: set[Hashable] = set()
+        self._pruned_at = clock()
         if start:
             self.refresher.start()
 
@@ -70,13 +74,22 @@ class ForecastService:
         if key not in self._registered or self.refresher.status(key) is None:
             if len(self._registered) > 10_000:  # series the refresher dropped as idle
                 self._registered.clear()
-            self.refresher.register(
+            if now - self._pruned_at > 60.0:
+                # Series the refresher dropped as idle take their error scores with them.
+                self._pruned_at = now
+                self.tracker.prune(now - self.refresher.idle_seconds)
+            registered = self.refresher.register(
                 key,
                 partial(self.source.range, address, query, options=policy.backend),
                 history_seconds=policy.forecast.history_seconds,
                 step_seconds=history_step_seconds(policy.forecast.history_seconds),
                 quantile=policy.forecast.quantile,
             )
+            if not registered:
+                return None, (
+                    f"this server forecasts at most {self.refresher.max_series} series and "
+                    "all are taken (--max-forecast-series)"
+                )
             self._registered.add(key)
         forecast = self.refresher.latest(key)
         if demand is not None:

@@ -119,6 +119,27 @@ def _normalise_url(url: str) -> str:
     return url.strip().rstrip("/")
 
 
+# Kubernetes' own limits: a ScaledObject's name is a DNS subdomain, its namespace a DNS
+# label. Names label metrics and logs and key tables kept per ScaledObject, so a longer
+# one (any tenant's client can send megabytes) is refused rather than stored.
+MAX_NAME_BYTES = 253
+MAX_NAMESPACE_BYTES = 63
+
+
+def _name_problem(ref: pb.ScaledObjectRef) -> str | None:
+    for what, text, limit in (
+        ("name", ref.name, MAX_NAME_BYTES),
+        ("namespace", ref.namespace, MAX_NAMESPACE_BYTES),
+    ):
+        size = utf8_len(text)
+        if size > limit:
+            return (
+                f"invalid ScaledObjectRef: the {what} is {size} bytes long, more than "
+                f"Kubernetes allows ({limit})"
+            )
+    return None
+
+
 def status_details(message: str) -> str:
     """`message` cut to MAX_MESSAGE_BYTES of UTF-8. Every message is meant to be short
     already; this is the last guard, since a gRPC client refuses a status message over
@@ -285,6 +306,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         return resolved
 
     def _resolve(self, ref: pb.ScaledObjectRef) -> Resolved:
+        problem = _name_problem(ref)
+        if problem is not None:
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, problem)
         try:
             policy = cached_policy(ref.scalerMetadata)
         except PolicyError as err:

@@ -41,6 +41,7 @@ from scaler.observe import Observer
 from scaler.policy import BackendOptions, parse_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.sources import prometheus as prometheus_source
 from scaler.sources.prometheus import (
     BackendError,
     BackendErrorKind,
@@ -314,6 +315,25 @@ def test_a_decision_waits_one_budget_for_all_its_signals(
         assert {problem.kind for problem in problems} == {"timeout"}
         assert observations.demand is None and observations.cpu is None
         assert len(backend.requests) == 3, "all three queries were sent"
+
+
+def test_last_good_values_are_kept_within_a_byte_budget(
+    serve: Callable[..., LoopbackServer], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each distinct query text is remembered with its last good value: a tenant sending
+    distinct long queries in a loop must not grow that memory without bound. Past the
+    budget the least recently read are forgotten, the recent ones kept."""
+    monkeypatch.setattr(prometheus_source, "LAST_GOOD_BYTES", 64 * 1024)
+    switch = Switch(answer("7"))
+    backend = serve(switch)
+    queries = [f"sum(up) # {i} " + "p" * 4_000 for i in range(40)]  # 180 KB of query text
+    with PrometheusSource(coalesce_seconds=0.0) as source:
+        for query in queries:
+            assert source.read(backend.url, query).value == 7.0
+        switch.behaviour = lambda handler: handler.reply(503, b"down")
+        oldest, newest = source.read(backend.url, queries[0]), source.read(backend.url, queries[-1])
+    assert oldest.error is not None and oldest.value is None, "forgotten: over the budget"
+    assert newest.error is not None and newest.value == 7.0, "kept: read most recently"
 
 
 def test_stuck_requests_fill_only_their_own_slots_then_fail_fast(

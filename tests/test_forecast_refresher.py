@@ -13,6 +13,9 @@ from scaler.forecast.refresher import (
     ForecastRefresher,
     ForecastState,
 )
+from scaler.forecast_service import ForecastService
+from scaler.policy import Policy, parse_policy
+from scaler.sources.prometheus import PrometheusSource
 
 STEP = 300.0
 DAY = 86_400.0
@@ -249,3 +252,47 @@ def test_error_summary_follows_every_new_score() -> None:
     second = t.errors("k")
     assert second is not None and second.count == 2
     assert second.coverage == 0.5 and second.under_rate == 0.5
+
+
+def test_series_past_the_limit_are_not_registered_until_one_is_dropped() -> None:
+    clock = Clock()
+    r = _refresher(clock, idle_seconds=3600.0, max_series=2)
+    fetch = TidalSource()
+    for key in ("a", "b"):
+        assert r.register(key, fetch, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95)
+    assert not r.register("c", fetch, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95)
+    assert r.status("c") is None and sorted(r.keys()) == ["a", "b"]  # type: ignore[type-var]
+    # A registered series is kept, also with another configuration.
+    assert r.register("a", fetch, history_seconds=8 * DAY, step_seconds=STEP, quantile=0.95)
+    clock.now += 2 * 3600.0
+    r.latest("a")
+    r.refresh_due()  # "b" was not read for an hour: dropped, its slot free
+    assert r.register("c", fetch, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95)
+
+
+def _trigger(query: str) -> Policy:
+    return parse_policy({"query": query, "threshold": "10", "forecast": "on"})
+
+
+def test_the_service_says_when_the_forecast_series_are_all_taken() -> None:
+    with PrometheusSource() as source:
+        service = ForecastService(source, max_series=1, start=False)
+        address = "http://127.0.0.1:9"
+        forecast, problem = service.forecast_for(address, "sum(a)", _trigger("sum(a)"), T0)
+        assert forecast is None and problem == "first fit pending"
+        forecast, problem = service.forecast_for(address, "sum(b)", _trigger("sum(b)"), T0)
+        assert forecast is None and problem is not None
+        assert "at most 1 series and all are taken (--max-forecast-series)" in problem
+
+
+def test_the_error_scores_of_dropped_series_are_dropped_too() -> None:
+    clock = Clock()
+    with PrometheusSource() as source:
+        service = ForecastService(source, clock=clock, start=False)
+        key = "kept-for-a-while"
+        service.tracker.record_forecast(key, T0 + 60, 10.0, 12.0)
+        service.tracker.record_actual(key, T0 + 60, 11.0)
+        assert service.tracker.errors(key) is not None
+        clock.now += 2 * 3600.0  # longer than the refresher keeps a series nobody reads
+        service.forecast_for("http://127.0.0.1:9", "sum(a)", _trigger("sum(a)"), clock.now)
+        assert service.tracker.errors(key) is None

@@ -568,6 +568,30 @@ def test_long_queries_and_option_names_keep_every_status_message_short(
         assert "…" in details or "..." in details
 
 
+def test_names_longer_than_kubernetes_allows_are_refused(
+    stub: pb_grpc.ExternalScalerStub,
+) -> None:
+    """Names label metrics and logs and key per-ScaledObject tables: a client sending
+    megabyte names one after the other would grow them all. Kubernetes' own limits."""
+    accepted = pb.ScaledObjectRef(name="w" * 253, namespace="n" * 63, scalerMetadata=CRON)
+    assert len(stub.GetMetricSpec(accepted, timeout=3).metricSpecs) == 1
+    for name, namespace, expected in (
+        ("w" * 254, "shop", "the name is 254 bytes long, more than Kubernetes allows (253)"),
+        ("web", "n" * 64, "the namespace is 64 bytes long, more than Kubernetes allows (63)"),
+        ("w" * 2**20, "shop", "the name is 1048576 bytes long"),
+    ):
+        ref = pb.ScaledObjectRef(name=name, namespace=namespace, scalerMetadata=CRON)
+        for call, request in (
+            (stub.GetMetricSpec, ref),
+            (stub.GetMetrics, pb.GetMetricsRequest(scaledObjectRef=ref)),
+            (stub.IsActive, ref),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                call(request, timeout=3)
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert expected in (info.value.details() or "")
+
+
 def test_a_crafted_query_is_read_in_milliseconds() -> None:
     """PromQL is not parsed, but its range selectors are read for the metric's lag: a
     backtracking pattern took a second on this one."""

@@ -105,6 +105,7 @@ class ForecastRefresher:
         idle_seconds: float = 3600.0,
         overlap_seconds: float = 600.0,
         max_points_per_fetch: int = 10_000,
+        max_series: int = 2_000,
         clock: Clock = time.time,
         settings: ForecasterSettings = DEFAULT_SETTINGS,
     ) -> None:
@@ -113,6 +114,10 @@ class ForecastRefresher:
         self.idle_seconds = idle_seconds
         self.overlap_seconds = overlap_seconds
         self.max_points_per_fetch = max_points_per_fetch
+        # Fits run one after the other on one thread, each a fraction of a second: this
+        # many fit within the default refit interval, and distinct forecastQuery values
+        # sent in a loop cannot hold memory and delay everyone's refits without bound.
+        self.max_series = max_series
         self.settings = settings
         self._clock = clock
         self._lock = threading.Lock()
@@ -132,8 +137,10 @@ class ForecastRefresher:
         step_seconds: float,
         quantile: float,
         horizon_seconds: float = 86_400.0,
-    ) -> None:
-        """Start (or keep) refitting `key`; a changed config refits at once. Never blocks."""
+    ) -> bool:
+        """Start (or keep) refitting `key`; a changed config refits at once. Never blocks.
+
+        False, and nothing registered, when `max_series` other series are registered."""
         config = SeriesConfig(history_seconds, step_seconds, quantile, horizon_seconds)
         now = self._clock()
         with self._lock:
@@ -141,9 +148,12 @@ class ForecastRefresher:
             if series is not None and series.config == config:
                 series.fetch = fetch
                 series.last_read = now
-                return
+                return True
+            if series is None and len(self._series) >= self.max_series:
+                return False
             self._series[key] = _Series(fetch, config, now, now, now)
         self._wake.set()
+        return True
 
     def unregister(self, key: Hashable) -> None:
         with self._lock:

@@ -191,6 +191,26 @@ class _Remembered:
     value: Any
     observed_at: float
     last_read: float
+    size: int  # bytes it is counted for in LAST_GOOD_BYTES
+
+
+# Memory for last good values: their keys hold the tenant's query text (up to 16 KiB)
+# and a resource reading a few hundred bytes per pod. Past it, the least recently read
+# quarter is forgotten; distinct queries sent in a loop cannot grow it without bound.
+LAST_GOOD_BYTES = 64 * 1024 * 1024
+
+
+def _remembered_size(key: tuple[Any, ...], value: Any) -> int:
+    """What one last good value costs, roughly: its key's text and, for a resource
+    reading, its pods."""
+    size = 512
+    for part in key:
+        if isinstance(part, str):
+            size += len(part)
+        elif isinstance(part, BackendOptions):
+            size += sum(len(n) + len(v) for n, v in part.query_parameters + part.custom_headers)
+    pods = getattr(value, "pods", None)
+    return size + (400 * len(pods) if pods else 0)
 
 
 _FlightKey = tuple[str, str, BackendOptions]
@@ -311,6 +331,7 @@ class PrometheusSource:
         self._flights: dict[_FlightKey, _Flight] = {}
         self._flights_swept_at = clock()
         self._last_good: dict[tuple[Any, ...], _Remembered] = {}
+        self._last_good_bytes = 0
         self._last_good_swept_at = clock()
 
     # -- public API ------------------------------------------------------------
@@ -774,8 +795,12 @@ class PrometheusSource:
             known = self._last_good.get(key)
             if known is not None and known.observed_at > observed_at:
                 return  # a late answer to an older request
-            self._last_good[key] = _Remembered(value, observed_at, now)
+            size = _remembered_size(key, value)
+            self._last_good_bytes += size - (known.size if known is not None else 0)
+            self._last_good[key] = _Remembered(value, observed_at, now, size)
             self._sweep_last_good(now)
+            if self._last_good_bytes > LAST_GOOD_BYTES:
+                self._forget_least_read()
 
     def _recall(self, key: tuple[Any, ...]) -> _Remembered | None:
         with self._lock:
@@ -798,7 +823,16 @@ class PrometheusSource:
             if now - entry.last_read >= self._last_good_ttl_seconds
         ]
         for key in expired:
+            self._last_good_bytes -= self._last_good.pop(key).size
+
+    def _forget_least_read(self) -> None:
+        # Called with the lock held. O(n log n), once per quarter of the budget filled.
+        by_last_read = sorted(self._last_good.items(), key=lambda item: item[1].last_read)
+        for key, entry in by_last_read:
+            if self._last_good_bytes <= LAST_GOOD_BYTES * 3 // 4:
+                break
             del self._last_good[key]
+            self._last_good_bytes -= entry.size
 
     # -- HTTP ------------------------------------------------------------------------
 
