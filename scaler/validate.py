@@ -14,7 +14,11 @@ Each ScaledObject (in one or many YAML documents, or in the `List` that
 
 One line per problem, `FILE:doc N: scaledobject NAMESPACE/NAME: WHERE: PROBLEM`,
 with a did-you-mean for misspelt keys; the exit status is 1 when there is any.
-Documents of other kinds are skipped.
+Documents of other kinds are skipped. A key given twice in one mapping is a
+problem in any document (YAML keeps the last silently; kubectl rejects it).
+Files are read for CI from pull requests, so each is bounded while it is read:
+nesting past MAX_DEPTH, aliases expanding past MAX_ALIAS_VALUES values (an alias
+bomb) and an alias inside its own anchor are one problem line each.
 """
 
 from __future__ import annotations
@@ -62,6 +66,115 @@ class Problem:
             if self.path
             else (f"{self.where}: {self.message}")
         )
+
+
+# Bounds on what one file may make the checks walk (validate reads pull requests in CI):
+# nesting (a ScaledObject is about 10 deep, a kubectl List with managedFields about 20;
+# the composer recurses, so without a bound deep nesting is a RecursionError), and the
+# values YAML aliases add when expanded (a 13-line alias bomb is a billion of them).
+# Aliases themselves are legitimate YAML that kubectl accepts, so they are bounded, not
+# refused.
+MAX_DEPTH = 64
+MAX_ALIAS_VALUES = 100_000
+
+
+class _Refused(Exception):
+    """A file past one of the bounds: the message, and the line it was found on."""
+
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.message, self.line = message, line
+
+
+@dataclass(frozen=True)
+class _Duplicate:
+    doc: int  # 1-based, as the problem lines count documents
+    at: tuple[Any, ...]  # path of the mapping holding the key twice
+    key: str
+    lines: tuple[int, int]
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """SafeLoader that, while composing, bounds the depth and the values aliases expand
+    to, refuses an alias inside the node it names (an endless structure), and notes
+    keys given twice in one mapping (which a plain load silently drops, last one wins,
+    while kubectl's strict field validation rejects them)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[_Duplicate] = []
+        self._doc = 0
+        self._at: list[Any] = []
+        self._sizes: dict[yaml.Node, int] = {}  # values in each node, aliases expanded
+        self._aliased = 0
+
+    def compose_document(self) -> yaml.Node | None:
+        self._doc += 1
+        self._sizes.clear()  # anchors do not cross documents
+        node: yaml.Node | None = super().compose_document()
+        return node
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            target = self.anchors.get(event.anchor)
+            if target is not None and target not in self._sizes:
+                raise _Refused(
+                    f"alias *{event.anchor} is inside the value &{event.anchor} names, an "
+                    "endless structure that kubectl refuses; write the value out",
+                    event.start_mark.line + 1,
+                )
+            node = super().compose_node(parent, index)  # an undefined one: ComposerError
+            self._aliased += self._sizes[node] if node is not None else 0
+            if self._aliased > MAX_ALIAS_VALUES:
+                raise _Refused(
+                    f"YAML aliases expand to more than {MAX_ALIAS_VALUES:,} values (an alias "
+                    "bomb?); write the values out, or alias fewer and smaller ones",
+                    event.start_mark.line + 1,
+                )
+            return node
+        if len(self._at) >= MAX_DEPTH:
+            raise _Refused(
+                f"nested more than {MAX_DEPTH} levels deep (a ScaledObject needs about 10); "
+                "remove the extra nesting",
+                self.peek_event().start_mark.line + 1,  # type: ignore[no-untyped-call]
+            )
+        if parent is None:
+            self._at.append("")  # the document's root
+        elif isinstance(index, int):
+            self._at.append(index)
+        elif isinstance(index, yaml.ScalarNode):
+            self._at.append(index.value)
+        else:
+            self._at.append("?")  # a mapping key, or a value under a key that is not text
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._at.pop()
+        if node is None:
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            size = 1 + sum(self._sizes[item] for item in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            size = 1 + sum(self._sizes[k] + self._sizes[v] for k, v in node.value)
+        else:
+            size = 1
+        self._sizes[node] = size
+        return node
+
+    def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
+        node: yaml.MappingNode = super().compose_mapping_node(anchor)
+        seen: dict[tuple[str, str], int] = {}
+        for key, _value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                continue  # a key that is a list or mapping: not a field name
+            ident, line = (key.tag, key.value), key.start_mark.line + 1
+            if ident in seen:
+                at = tuple(self._at[1:])  # without the document's root
+                self.duplicates.append(_Duplicate(self._doc, at, key.value, (seen[ident], line)))
+            else:
+                seen[ident] = line
+        return node
 
 
 def _path(parts: Sequence[Any]) -> str:
@@ -167,16 +280,53 @@ def _name(doc: Mapping[str, Any]) -> str:
     return f"{meta.get('namespace', 'default')}/{meta.get('name', '<no name>')}"
 
 
+def _duplicate_problem(dup: _Duplicate, docs: Sequence[Any], label: str) -> str:
+    """A key given twice, said like the other problems: in the ScaledObject holding it
+    when there is one (a document, or an item of a List), else in the document."""
+    where, at = f"{label}:doc {dup.doc}", list(dup.at)
+    doc = docs[dup.doc - 1] if dup.doc <= len(docs) else None
+    if isinstance(doc, Mapping):
+        items = doc.get("items")
+        if doc.get("kind") == "ScaledObject":
+            where = f"{where}: scaledobject {_name(doc)}"
+        elif (
+            len(at) >= 2
+            and at[0] == "items"
+            and isinstance(at[1], int)
+            and isinstance(items, list)
+            and at[1] < len(items)
+            and isinstance(items[at[1]], Mapping)
+            and items[at[1]].get("kind") == "ScaledObject"
+        ):
+            where, at = f"{where}: scaledobject {_name(items[at[1]])}", at[2:]
+    first, second = dup.lines
+    return str(
+        Problem(
+            where,
+            _path([*at, dup.key]),
+            f"given twice (lines {first} and {second}); YAML keeps only the last, and kubectl "
+            "rejects duplicate fields: keep one",
+        )
+    )
+
+
 def validate_text(text: str, label: str, all_external: bool = False) -> tuple[list[str], int]:
     """Problems in one file's text, one line each, and how many ScaledObjects it holds."""
+    loader = _BoundedLoader(text)
     try:
-        docs = list(yaml.safe_load_all(text))
+        docs: list[Any] = []
+        while loader.check_data():  # type: ignore[no-untyped-call]
+            docs.append(loader.get_data())
+    except _Refused as err:
+        return [f"{label}:{err.line}: {err.message}"], 0
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{label}:{mark.line + 1}" if mark is not None else label
         problem = getattr(err, "problem", None) or str(err)
         return [f"{where}: not valid YAML ({problem}); fix the indentation or quoting there"], 0
-    problems: list[str] = []
+    finally:
+        loader.dispose()
+    problems = [_duplicate_problem(d, docs, label) for d in loader.duplicates]
     count = 0
     for n, doc in _scaledobjects(docs):
         count += 1

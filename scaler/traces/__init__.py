@@ -27,6 +27,7 @@ import gzip
 import io
 import os
 import sys
+import zlib
 from pathlib import Path
 from typing import IO, Any, cast
 
@@ -56,8 +57,9 @@ __all__ = [
 ]
 
 
-def _open_binary(path: str) -> tuple[io.BufferedIOBase, str]:
-    """The bytes of `path` (`-`: standard input), gunzipped when they are gzip."""
+def _open_binary(path: str) -> tuple[io.BufferedIOBase, io.BufferedIOBase, str]:
+    """The bytes of `path` (`-`: standard input), gunzipped when they are gzip, and the
+    file under them (closing a GzipFile leaves the file it reads open)."""
     raw: Any
     if path == "-":
         raw, name = sys.stdin.buffer, "<stdin>"
@@ -75,8 +77,8 @@ def _open_binary(path: str) -> tuple[io.BufferedIOBase, str]:
         name = path
     buffered: io.BufferedIOBase = raw if hasattr(raw, "peek") else io.BufferedReader(raw)
     if buffered.peek(2)[:2] == b"\x1f\x8b":  # type: ignore[attr-defined]
-        return gzip.GzipFile(fileobj=buffered, mode="rb"), name
-    return buffered, name
+        return gzip.GzipFile(fileobj=buffered, mode="rb"), buffered, name
+    return buffered, buffered, name
 
 
 # The shortest row of a trace, "1719792000,1\n", for the size check before reading.
@@ -98,15 +100,22 @@ def _check_size(path: str) -> None:
         )
 
 
+# What reading a damaged file raises: gzip.BadGzipFile (an OSError) for a bad header,
+# EOFError for a truncated or cut stream, zlib.error for corrupt deflate data.
+_READ_ERRORS = (OSError, EOFError, zlib.error)
+
+
 def _first_char(binary: io.BufferedIOBase, name: str) -> str:
     peek = getattr(binary, "peek", None)
-    head: bytes = peek(64) if peek is not None else b""
     try:
-        return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1].decode("ascii", errors="replace")
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        # On a gzip file, peeking decompresses: a damaged one fails here.
+        head: bytes = peek(64) if peek is not None else b""
+    except _READ_ERRORS as exc:
         raise TraceError(
-            f"{name}: not a readable gzip file ({exc}); decompress it or re-export"
+            f"{name}: not a readable gzip file ({exc or type(exc).__name__}); check the file "
+            "(gzip -t), decompress it or re-export it"
         ) from None
+    return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1].decode("ascii", errors="replace")
 
 
 def read_trace(
@@ -127,7 +136,7 @@ def read_trace(
             f"fill_missing {fill_missing!r}: expected one of {', '.join(FILL_MISSING)}"
         )
     _check_size(str(path))
-    binary, name = _open_binary(str(path))
+    binary, underlying, name = _open_binary(str(path))
     display = Path(name).name if name != "<stdin>" else name
     try:
         first = _first_char(binary, name)
@@ -144,13 +153,14 @@ def read_trace(
                 f"{name}: byte {exc.start} is not UTF-8 text; save the file as UTF-8 (or CSV "
                 "UTF-8 in a spreadsheet)"
             ) from None
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except _READ_ERRORS as exc:
             raise TraceError(
-                f"{name}: cannot read ({exc}); check the file or re-export it"
+                f"{name}: cannot read ({exc or type(exc).__name__}); check the file or re-export it"
             ) from None
     finally:
-        if binary is not sys.stdin.buffer:
-            binary.close()
+        for stream in (binary, underlying):
+            if stream is not sys.stdin.buffer:
+                stream.close()
     notes = list(samples.notes)
     warnings: list[str] = []
     chosen: Unit = unit or default_unit

@@ -38,10 +38,11 @@ def csv_samples(text: IO[str], name: str) -> Samples:
         )
     delimiter = _delimiter(first_line)
     reader = csv.reader(_chain([first_line], lines), delimiter=delimiter)
+    offset = skipped  # reader.line_num counts from the first non-blank line
+    guarded = _guarded(reader, name, offset)
     samples = Samples(name=name)
     said = {"\t": "tab", ";": "';'", ",": "','"}[delimiter]
-    header = next(reader)
-    offset = skipped  # reader.line_num counts from the first non-blank line
+    header = next(guarded)
     time_col, value_col = 0, 1
     data_first: list[str] | None = None
     if detect_time_format(header[0].strip()) is None or len(header) < 2:
@@ -69,7 +70,7 @@ def csv_samples(text: IO[str], name: str) -> Samples:
             f"no header: time from column 1, value from column 2 ({said}-separated)"
         )
     fmt: TimeFormat | None = None
-    rows: Iterable[list[str]] = _chain([data_first], reader) if data_first is not None else reader
+    rows: Iterable[list[str]] = _chain([data_first], guarded) if data_first is not None else guarded
     decimal_comma = delimiter != ","
     for row in rows:
         line = reader.line_num + offset
@@ -91,11 +92,19 @@ def csv_samples(text: IO[str], name: str) -> Samples:
             samples.notes.append(f"timestamps read as {fmt.name}")
             if fmt.scale == 0.0 and not has_offset(cell_t):
                 samples.notes.append("dates without a UTC offset read as UTC")
-        samples.add(
-            parse_time_cell(cell_t, fmt, name, line),
-            _value(cell_v, name, line, decimal_comma),
-            line,
-        )
+        seconds = parse_time_cell(cell_t, fmt, name, line)
+        try:
+            value = _value(cell_v, name, line, decimal_comma)
+        except TraceError:
+            # Text where the value should be, on a row with extra columns or on the first
+            # two rows: the columns are not time,value, which no edit of one cell fixes.
+            if _is_text(cell_v) and (
+                len(row) > 2 or (not samples.times and _next_is_text(rows, value_col))
+            ):
+                columns = header if data_first is None else None
+                raise TraceError(_layout(name, line, row, columns, value_col, delimiter)) from None
+            raise
+        samples.add(seconds, value, line)
         if not samples.fractional and not float(samples.values[-1]).is_integer():
             samples.fractional = True
     if not samples.times and data_first is None:
@@ -104,6 +113,71 @@ def csv_samples(text: IO[str], name: str) -> Samples:
             "the rows under it"
         )
     return samples
+
+
+def _guarded(reader: Any, name: str, offset: int) -> Iterator[list[str]]:
+    """The reader's rows, with what the csv module refuses (e.g. a field over its size
+    limit) said as a TraceError naming the line."""
+    while True:
+        try:
+            row: list[str] = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise TraceError(
+                f"{name}:{reader.line_num + offset}: not readable as CSV ({exc}); a trace row is "
+                "a time and a value, e.g. 1719792000,42"
+            ) from None
+        yield row
+
+
+def _is_text(cell: str) -> bool:
+    """A cell that is no number in any spelling the reader takes (not empty, not NaN)."""
+    if not cell:
+        return False
+    try:
+        float(cell.replace(",", ".", 1))
+    except ValueError:
+        return True
+    return False
+
+
+def _next_is_text(rows: Iterable[list[str]], value_col: int) -> bool:
+    """Whether the next non-blank row's value is text too (or there is none); consumes
+    rows, so only for an error already found."""
+    for row in iter(rows):
+        if row and any(cell.strip() for cell in row):
+            return value_col >= len(row) or _is_text(row[value_col].strip())
+    return True
+
+
+def _layout(
+    name: str, line: int, row: list[str], header: list[str] | None, value_col: int, delimiter: str
+) -> str:
+    """The error for columns that are not time,value: what the file has, what is expected."""
+    column = f"column {value_col + 1}"
+    if header is not None and value_col < len(header) and header[value_col].strip():
+        column += f" ({header[value_col].strip()!r})"
+    numeric = [
+        i
+        for i, cell in enumerate(row)
+        if i > value_col and cell.strip() and not _is_text(cell.strip())
+    ]
+    if numeric:
+        i = numeric[0]
+        label = (
+            repr(header[i].strip()) if header is not None and i < len(header) else f"column {i + 1}"
+        )
+        fix = f"{label} holds numbers: keep only the time column and that one"
+    else:
+        fix = f"export the number of requests in {column}"
+    if len(row) > 2:
+        fix = f"this row has {len(row)} columns; {fix}, one series per file"
+    return (
+        f"{name}:{line}: {column} holds {row[value_col].strip()[:60]!r}, not a number of requests; "
+        f"a trace is two columns, the time then the value (e.g. 'timestamp{delimiter}requests'): "
+        f"{fix}"
+    )
 
 
 def _chain(first: Sequence[Any], rest: Iterable[Any]) -> Iterator[Any]:

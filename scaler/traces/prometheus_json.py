@@ -4,15 +4,44 @@ from __future__ import annotations
 
 import json
 import math
+import reprlib
 from typing import IO, Any
 
 from scaler.traces.model import Samples, TraceError
-from scaler.traces.timestamps import when
+from scaler.traces.timestamps import time_problem, when
+
+# How a sample is shown in a message: a few levels and items, never the whole of a
+# hostile one (a long or deeply nested list).
+_SHOW = reprlib.Repr()
+_SHOW.maxlevel, _SHOW.maxlist, _SHOW.maxstring, _SHOW.maxother = 3, 4, 40, 40
+
+
+def _shown(value: Any) -> str:
+    return _SHOW.repr(value)
+
+
+def _text(value: Any) -> str:
+    """A string as written (Prometheus's labels and error text), anything else shown short."""
+    return value if isinstance(value, str) else _shown(value)
+
+
+def _number(value: Any) -> float:
+    """A time or value as Prometheus writes it (a number or a numeric string); not a bool,
+    which float() would take as 0 or 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise ValueError(value)
+    return float(value)
 
 
 def prometheus_samples(text: IO[str], name: str) -> Samples:
     try:
         document = json.load(text)
+    except RecursionError:
+        # The json module nests by recursion; an answer is 5 levels deep, so this is not one.
+        raise TraceError(
+            f"{name}: JSON nested too deep to read; export the query_range answer unchanged, "
+            "or a CSV"
+        ) from None
     except json.JSONDecodeError as exc:
         raise TraceError(
             f"{name}:{exc.lineno}: not valid JSON ({exc.msg}); export the query_range answer "
@@ -22,8 +51,8 @@ def prometheus_samples(text: IO[str], name: str) -> Samples:
     if isinstance(document, dict) and "status" in document:
         if document.get("status") != "success":
             raise TraceError(
-                f"{name}: Prometheus answered {document.get('status')!r}: "
-                f"{document.get('error', 'no error text')}; fix the query and export again"
+                f"{name}: Prometheus answered {_shown(document.get('status'))}: "
+                f"{_text(document.get('error', 'no error text'))}; fix the query and export again"
             )
         data = document.get("data")
     result: Any
@@ -64,15 +93,23 @@ def prometheus_samples(text: IO[str], name: str) -> Samples:
     for i, pair in enumerate(series["values"], start=1):
         if not (isinstance(pair, list) and len(pair) == 2):
             raise TraceError(
-                f'{name}: sample {i}: {pair!r} is not [time, "value"]; export the answer unchanged'
+                f'{name}: sample {i}: {_shown(pair)} is not [time, "value"]; export the answer '
+                "unchanged"
             )
         try:
-            t, v = float(pair[0]), float(pair[1])
+            t, v = _number(pair[0]), _number(pair[1])
         except (TypeError, ValueError):
             raise TraceError(
-                f'{name}: sample {i}: {pair!r} is not [time, "value"] with numbers; export the '
-                "answer unchanged"
+                f'{name}: sample {i}: {_shown(pair)} is not [time, "value"] with numbers; export '
+                "the answer unchanged"
             ) from None
+        # Checked before the value: a gap (NaN value) at a NaN time is still no time.
+        problem = time_problem(t)
+        if problem is not None:
+            raise TraceError(
+                f"{name}: sample {i}: time {_shown(pair[0])} {problem}; Prometheus writes Unix "
+                "seconds: export the answer unchanged, or remove the sample"
+            )
         if not math.isfinite(v):
             continue  # NaN or Inf: a gap, filled by --fill-missing like an absent sample
         if v < 0:
@@ -89,7 +126,7 @@ def prometheus_samples(text: IO[str], name: str) -> Samples:
 def _labels(series: Any) -> str:
     metric = series.get("metric", {}) if isinstance(series, dict) else {}
     inner = (
-        ",".join(f'{k}="{v}"' for k, v in sorted(metric.items()))
+        ",".join(f'{k}="{_text(v)}"' for k, v in sorted(metric.items()))
         if isinstance(metric, dict)
         else ""
     )

@@ -14,6 +14,12 @@ MILLIS_FROM = 1e11
 MICROS_FROM = 1e14
 NANOS_FROM = 1e17
 
+# The times a trace may hold, in Unix seconds: the years an RFC 3339 date can
+# write (1 to 9999). Beyond them a time cannot be said as a date, and the grid's
+# arithmetic (intervals between rows as int64) overflows.
+MIN_SECONDS = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+MAX_SECONDS = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC).timestamp()
+
 
 @dataclass(frozen=True)
 class TimeFormat:
@@ -73,7 +79,25 @@ def duration_text(seconds: float) -> str:
 
 
 def has_offset(text: str) -> bool:
-    return text.endswith(("z", "Z")) or (len(text) > 19 and text[-6] in "+-" and text[-3] == ":")
+    """Whether a date says its UTC offset, in any form fromisoformat reads
+    (`Z`, `+02:00`, `+0200`, `+02`), not only `+HH:MM`."""
+    text = text.strip()
+    if text.endswith(("z", "Z")):
+        return True
+    try:
+        return datetime.fromisoformat(text).tzinfo is not None
+    except ValueError:
+        return False
+
+
+def time_problem(seconds: float) -> str | None:
+    """Why `seconds` cannot be a trace's time (not finite, or outside the years 1 to 9999),
+    or None; shared by CSV and Prometheus answers so both refuse the same times."""
+    if not math.isfinite(seconds):
+        return "is not finite"
+    if not MIN_SECONDS <= seconds <= MAX_SECONDS:
+        return "is outside the years 1 to 9999"
+    return None
 
 
 def parse_time_cell(text: str, fmt: TimeFormat, name: str, line: int) -> float:
@@ -94,4 +118,11 @@ def parse_time_cell(text: str, fmt: TimeFormat, name: str, line: int) -> float:
         ) from None
     if not math.isfinite(number):
         raise TraceError(f"{name}:{line}: time {text!r} is not finite; remove the row")
-    return number / fmt.scale
+    seconds = number / fmt.scale
+    problem = time_problem(seconds)
+    if problem is not None:
+        raise TraceError(
+            f"{name}:{line}: time {text!r} ({fmt.name}) {problem}; write every time in one "
+            "format like the rows before, or remove the row"
+        )
+    return seconds
