@@ -5,6 +5,10 @@ and progress that shows both on a terminal and in a CI log.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import math
+import os
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,12 +30,30 @@ def duration_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def finite_float(text: str) -> float:
+    """An argparse type: a finite number. float() takes "nan", "inf" and "1e999" (inf),
+    which pass every `x <= 0` check and crash or poison the run later; the ranges of
+    each flag are checked where the flag is used, with the flag's own message."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text[:60]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text[:60]!r}: expected a finite number")
+    return value
+
+
 class OutputPathError(ValueError):
     """An output flag that names a path the run could not write at its end."""
 
 
+def _reason(err: OSError) -> str:
+    return err.strerror or err.__class__.__name__
+
+
 def check_output_file(path: str | None, flag: str) -> None:
-    """A file the run will write: its folder must exist and it must not be a folder."""
+    """A file the run will write: its folder must exist, it must not be a folder, and it
+    must be writable (tried now, so that a run does not fail after the work)."""
     if not path:
         return
     target = Path(path)
@@ -42,10 +64,25 @@ def check_output_file(path: str | None, flag: str) -> None:
         raise OutputPathError(
             f"{flag} {path}: folder {parent} does not exist; create it or pick another path"
         )
+    try:
+        if target.exists():
+            if target.is_file():
+                # Append mode changes nothing, yet fails as the write would (permissions).
+                with target.open("a"):
+                    pass
+            elif not os.access(target, os.W_OK):  # a device or pipe: opening may block
+                raise PermissionError(13, "Permission denied")
+        else:
+            with target.open("x"):
+                pass
+            target.unlink()
+    except OSError as err:
+        raise OutputPathError(f"{flag} {path}: cannot write there ({_reason(err)})") from None
 
 
 def check_output_dir(path: str | None, flag: str) -> None:
-    """A folder the run will fill: it may not exist yet, but must not be a file."""
+    """A folder the run will fill: it may not exist yet, but must not be a file, and a
+    file must be creatable in it (tried now; folders created for the try are removed)."""
     if not path:
         return
     target = Path(path)
@@ -54,6 +91,17 @@ def check_output_dir(path: str | None, flag: str) -> None:
     for parent in target.parents:
         if parent.exists() and not parent.is_dir():
             raise OutputPathError(f"{flag} {path}: {parent} is a file, not a folder")
+    missing = [p for p in (target, *target.parents) if not p.exists()]
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target):
+            pass
+    except OSError as err:
+        raise OutputPathError(f"{flag} {path}: cannot write there ({_reason(err)})") from None
+    finally:
+        for made in missing:  # deepest first: leave the disk as it was
+            with contextlib.suppress(OSError):  # not empty: not ours to remove
+                made.rmdir()
 
 
 class ProgressLines:

@@ -221,7 +221,7 @@ def test_a_peak_below_one_replica_warns(tmp_path: Path, capsys: pytest.CaptureFi
     err = " ".join(capsys.readouterr().err.split())
     assert (
         "warning: the traffic's peak, 10 requests/s, is below one replica's target of 35 "
-        "requests/s: every policy runs one replica" in err
+        "requests/s: every policy runs at most one replica" in err
     )
 
 

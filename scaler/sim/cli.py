@@ -9,7 +9,6 @@ with the package, so the command works on a fresh install.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from dataclasses import replace
@@ -24,10 +23,15 @@ from scaler.cli_support import (
     ProgressLines,
     check_output_dir,
     check_output_file,
+    finite_float,
 )
+from scaler.policy import MAX_REPLICAS
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.sanity import SanityError, check_memory, check_slo, peak_warning
 from scaler.sim.scenario import (
+    HIGHS,
+    LOWS,
+    MAX_CONCURRENCY,
     POLICY_NAMES,
     Scenario,
     ScenarioError,
@@ -77,23 +81,26 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     source.add_argument("--synthetic", action="store_true", help="generated diurnal + weekly tides")
     p.add_argument(
         "--peak-to-valley",
-        type=float,
+        type=finite_float,
         metavar="R",
         help=f"synthetic tide ratio, 2..100 (default: {TideSpec().peak_to_valley:g})",
     )
     p.add_argument(
-        "--days", type=float, metavar="D", help="simulate only the first D days (default: all)"
+        "--days",
+        type=finite_float,
+        metavar="D",
+        help="simulate only the first D days (default: all)",
     )
     p.add_argument(
         "--capacity-per-replica",
-        type=float,
+        type=finite_float,
         metavar="RPS",
         help="requests/s one replica serves at full load (default: the scenario's, else "
         f"{DEFAULT_CLUSTER.capacity_per_replica:g})",
     )
     p.add_argument(
         "--pod-startup-seconds",
-        type=float,
+        type=finite_float,
         metavar="S",
         help="decision-to-Ready time of a new pod (default: the scenario's, else "
         f"{DEFAULT_CLUSTER.pod_startup.seconds:g})",
@@ -114,21 +121,21 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--polling-interval-seconds",
-        type=float,
+        type=finite_float,
         metavar="S",
         help="KEDA's pollingInterval, a multiple of the HPA sync period (default: the "
         f"scenario's, else {DEFAULT_CLUSTER.polling_interval_seconds:g})",
     )
     p.add_argument(
         "--cooldown-seconds",
-        type=float,
+        type=finite_float,
         metavar="S",
         help="KEDA's cooldownPeriod before scaling to zero (default: the scenario's, else "
         f"{DEFAULT_CLUSTER.cooldown_seconds:g})",
     )
     p.add_argument(
         "--service-time-ms",
-        type=float,
+        type=finite_float,
         metavar="MS",
         help="mean service time of one request; with --capacity-per-replica or "
         "--concurrency-per-pod it fixes the third (default: the scenario's, else "
@@ -149,21 +156,21 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--request-timeout-seconds",
-        type=float,
+        type=finite_float,
         metavar="S",
         help="a request waiting longer fails (default: the scenario's, else "
         f"{DEFAULT_CLUSTER.timeout_seconds:g})",
     )
     p.add_argument(
         "--warmup-days",
-        type=float,
+        type=finite_float,
         metavar="D",
         help="days simulated before the scores start, for the forecaster's history "
         "(default: the scenario's, else 1)",
     )
     p.add_argument(
         "--slo-ms",
-        type=float,
+        type=finite_float,
         metavar="MS",
         help="latency SLO in milliseconds (default: the scenario's, else 500)",
     )
@@ -174,13 +181,13 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--target-utilization",
-        type=float,
+        type=finite_float,
         metavar="F",
         help="per-replica target of every policy, as a share of capacity (default: the "
         "scenario's, else 0.7)",
     )
     p.add_argument(
-        "--scale", type=float, metavar="F", help="multiply the traffic by F (default: 1)"
+        "--scale", type=finite_float, metavar="F", help="multiply the traffic by F (default: 1)"
     )
     p.add_argument(
         "--seed",
@@ -219,8 +226,37 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+# Flags that set a scenario key, checked against that key's sane range (scenario.HIGHS).
+_FLAG_KEYS = (
+    ("--capacity-per-replica", "capacity_per_replica"),
+    ("--service-time-ms", "service_time_ms"),
+    ("--request-timeout-seconds", "timeout_seconds"),
+    ("--pod-startup-seconds", "pod_startup_seconds"),
+    ("--polling-interval-seconds", "polling_interval_seconds"),
+    ("--cooldown-seconds", "cooldown_seconds"),
+    ("--slo-ms", "slo_ms"),
+    ("--days", "days"),
+    ("--warmup-days", "warmup_days"),
+    ("--scale", "scale"),
+)
+
+
+def _check_ranges(args: argparse.Namespace) -> None:
+    """Each numeric flag within its key's sane range (finite already: `finite_float`);
+    the lower ends (> 0, >= 0) are checked where each flag is applied."""
+    for flag, key in _FLAG_KEYS:
+        value = getattr(args, flag[2:].replace("-", "_"))
+        if value is None:
+            continue
+        if value > HIGHS[key]:
+            raise ScenarioError(f"{flag}={value:g}: expected at most {HIGHS[key]:g}")
+        if key in LOWS and 0 < value < LOWS[key]:
+            raise ScenarioError(f"{flag}={value:g}: expected at least {LOWS[key]:g}")
+
+
 def build_scenario(args: argparse.Namespace) -> Scenario:
     """The scenario file (or the bundled demo, or defaults) with the flags applied."""
+    _check_ranges(args)
     demo = False
     trace_label = args.trace or args.prometheus_url
     if args.scenario:
@@ -259,8 +295,13 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
     if args.service_time_ms is not None or args.concurrency_per_pod is not None:
         if args.service_time_ms is not None and args.service_time_ms <= 0:
             raise ScenarioError(f"--service-time-ms={args.service_time_ms:g}: expected > 0")
-        if args.concurrency_per_pod is not None and args.concurrency_per_pod < 1:
-            raise ScenarioError(f"--concurrency-per-pod={args.concurrency_per_pod}: expected >= 1")
+        if args.concurrency_per_pod is not None and not (
+            1 <= args.concurrency_per_pod <= MAX_CONCURRENCY
+        ):
+            raise ScenarioError(
+                f"--concurrency-per-pod={args.concurrency_per_pod}: expected 1 to "
+                f"{MAX_CONCURRENCY:,}"
+            )
         cluster = with_service(
             cluster,
             capacity_per_replica=args.capacity_per_replica,
@@ -300,6 +341,8 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
             raise ScenarioError(f"--days={args.days:g}: expected > 0")
         scenario = replace(scenario, days=args.days)
     if args.seed is not None:
+        if args.seed < 0:  # numpy's generators take no negative seed
+            raise ScenarioError(f"--seed={args.seed}: expected a whole number >= 0")
         scenario = replace(scenario, seed=args.seed)
     if args.query:
         # The query shown in the report's ScaledObject is the user's.
@@ -331,12 +374,17 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
 def _cluster_flags(args: argparse.Namespace, cluster: ClusterModel) -> ClusterModel:
     """The cluster settings given as flags, checked as the scenario file's keys are."""
     if args.min_replicas is not None:
-        if args.min_replicas < 0:
-            raise ScenarioError(f"--min-replicas={args.min_replicas}: expected >= 0")
+        if not 0 <= args.min_replicas <= MAX_REPLICAS:
+            raise ScenarioError(
+                f"--min-replicas={args.min_replicas}: expected 0 to {MAX_REPLICAS:,}"
+            )
         cluster = replace(cluster, min_replicas=args.min_replicas)
     if args.max_replicas is not None:
-        if args.max_replicas < 1:
-            raise ScenarioError(f"--max-replicas={args.max_replicas}: expected >= 1")
+        # KEDA's maxReplicaCount, as the tidescaler policy checks maxReplicas.
+        if not 1 <= args.max_replicas <= MAX_REPLICAS:
+            raise ScenarioError(
+                f"--max-replicas={args.max_replicas}: expected 1 to {MAX_REPLICAS:,}"
+            )
         cluster = replace(cluster, max_replicas=args.max_replicas)
     if cluster.min_replicas > cluster.max_replicas:
         raise ScenarioError(
@@ -377,8 +425,14 @@ def load_traffic(args: argparse.Namespace, scenario: Scenario) -> tuple[Traffic,
 
 
 def run_simulate(args: argparse.Namespace) -> int:
-    from scaler.sim.report import render_table, result_json, write_outputs, write_timeline_csv
-    from scaler.sim.runner import sweep
+    from scaler.sim.report import (
+        dumps,
+        render_table,
+        result_json,
+        write_outputs,
+        write_timeline_csv,
+    )
+    from scaler.sim.runner import capacity_note, demand_problem, sweep
 
     if args.from_cluster:  # the what-if on a live workload (scaler/sim/from_cluster.py)
         from scaler.sim.from_cluster import run_simulate as run_from_cluster
@@ -393,10 +447,14 @@ def run_simulate(args: argparse.Namespace) -> int:
         slo_warning = check_slo(scenario)
         traffic, trace = load_traffic(args, scenario)
         check_memory(scenario, traffic)
+        problem = demand_problem(scenario, traffic)
+        if problem is not None:
+            raise ScenarioError(problem)
     except (ScenarioError, TraceError, SanityError, OutputPathError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
-    for warning in (slo_warning, peak_warning(scenario, traffic)):
+    warnings = (slo_warning, _peak_warning(scenario, traffic), capacity_note(scenario, traffic))
+    for warning in warnings:
         if warning:
             err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     progress = Progress(
@@ -429,16 +487,43 @@ def run_simulate(args: argparse.Namespace) -> int:
         data = result_json(result, points)
         if trace is not None:
             data["input"] = describe(trace)
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(dumps(data) + "\n")
     else:
         render_table(result, Console(), points)
-    if args.timeline_csv:
-        write_timeline_csv(result, Path(args.timeline_csv))
-    if args.out:
-        command = "tidescaler simulate " + " ".join(
-            shlex.quote(a) for a in (sys.argv[2:] if len(sys.argv) > 2 else [])
-        )
-        written = write_outputs(result, points, Path(args.out), command.strip())
-        if not args.json:
-            Console().print(f"wrote {', '.join(str(p) for p in written)}")
+    # The paths were checked before the run; a disk that fills up meanwhile still fails here.
+    flag = "--timeline-csv"
+    try:
+        if args.timeline_csv:
+            write_timeline_csv(result, Path(args.timeline_csv))
+        flag = "--out"
+        if args.out:
+            command = "tidescaler simulate " + " ".join(
+                shlex.quote(a) for a in (sys.argv[2:] if len(sys.argv) > 2 else [])
+            )
+            written = write_outputs(result, points, Path(args.out), command.strip())
+            if not args.json:
+                Console().print(f"wrote {', '.join(str(p) for p in written)}")
+    except OSError as error:
+        path = args.timeline_csv if flag == "--timeline-csv" else args.out
+        reason = error.strerror or error.__class__.__name__
+        err.print(f"[red]error:[/red] {flag} {path}: cannot write ({reason})", highlight=False)
+        return 1
     return 0
+
+
+def _peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:
+    """`sanity.peak_warning`, said truthfully when there is no traffic at all: policies
+    that scale to zero then run no replica, and only the others keep one."""
+    rate = traffic.rate_per_second
+    if len(rate) and float(rate.max()) > 0:
+        return peak_warning(scenario, traffic)
+    zero = (
+        "scale to zero and run no replica"
+        if scenario.cluster.min_replicas == 0
+        else (f"stay at min replicas {scenario.cluster.min_replicas}")
+    )
+    return (
+        "the traffic is zero throughout: the autoscaled policies "
+        f"{zero}, static-peak and hpa-cpu keep one, and the comparison says nothing; "
+        "check the trace (and --unit, --query or --scale)"
+    )

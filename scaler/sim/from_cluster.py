@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from scaler.cli_support import finite_float
 from scaler.kube.api import KubeApi, KubeError, Object, ScaleTarget, load_api_client, scale_target
 from scaler.kube.startup import StartupMeasurement, StartupMeter
 from scaler.policy import KEDA_KEYS, PolicyError, parse_policy
@@ -502,7 +503,7 @@ def add_from_cluster_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--kubeconfig", help="kubeconfig (default: KUBECONFIG, else in-cluster)")
     g.add_argument(
         "--threshold",
-        type=float,
+        type=finite_float,
         help="what one replica carries, with --query for a cron-only ScaledObject (default: none)",
     )
 

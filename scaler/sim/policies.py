@@ -132,6 +132,9 @@ def _hourly_windows(sim: SimInput) -> tuple[dict[str, str], ...]:
     """KEDA cron triggers a planner would write from the trace: one per UTC hour, floor at
     the 90th percentile over days of that hour's peak need (planned with hindsight)."""
     threshold = sim.scenario.threshold
+    # A cron trigger cannot ask for more than the ScaledObject's maxReplicaCount allows
+    # (the HPA would clamp it anyway, and KEDA refuses desiredReplicas beyond its range).
+    most = sim.scenario.cluster.max_replicas
     per_hour = round(3600 / sim.step_seconds)
     offset = int((sim.start % 86400) // sim.step_seconds)
     # Align to whole UTC hours: pad the front so index 0 is midnight.
@@ -151,7 +154,7 @@ def _hourly_windows(sim: SimInput) -> tuple[dict[str, str], ...]:
         seen = seen[seen >= 0]
         if not len(seen):
             continue
-        need = math.ceil(round(float(np.quantile(seen, 0.9)) / threshold, 9))
+        need = min(most, math.ceil(round(float(np.quantile(seen, 0.9)) / threshold, 9)))
         if need <= 0:
             continue
         triggers.append(

@@ -51,6 +51,8 @@ QUERY_PLACEHOLDER = "<your PromQL: total requests/s of the service>"
 
 
 def _percent(x: float) -> str:
+    if not math.isfinite(x):  # undefined (nothing to compare against), not a share
+        return "-"
     if x == 0:
         return "0"
     if x < 0.0001:
@@ -189,7 +191,9 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
     comparison = compare(result, points)
     lines: list[str] = []
     if not comparison.budgets or len(comparison.budgets[0].picks) < 2:
-        return headline(result, points)
+        # Without both reactive and tidescaler there is no frontier against frontier;
+        # a sweep still has its points to show, whichever policies ran.
+        return headline(result, points) + sweep_lines(points)
     target = f"{100 * result.scenario.target_utilization:g}%"
     if comparison.swept:
         lines.append("Cheapest setting within each violation budget (cost vs static-peak):")
@@ -217,6 +221,20 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
     return lines
 
 
+def sweep_lines(points: list[SweepPoint]) -> list[str]:
+    """Every swept point, policy by policy: cost vs static-peak, share over the SLO, p99."""
+    if not points:
+        return []
+    width = max(len(p.label) for p in points)
+    lines = ["Sweep (cost vs static-peak as given, requests over the SLO or failed, p99 ms):"]
+    for p in points:
+        lines.append(
+            f"  {p.policy:<11}  {p.label:<{width}}  {p.cost_vs_static_peak:.3f}  "
+            f"{_percent(p.slo_violation_ratio):>7}  {_ms(p.p99_latency_seconds)}"
+        )
+    return lines
+
+
 def _match_lines(comparison: Comparison, target: str) -> list[str]:
     lines = []
     for m, mine, other in (
@@ -227,7 +245,12 @@ def _match_lines(comparison: Comparison, target: str) -> list[str]:
             continue
         level = _percent(m.reference.slo_violation_ratio)
         text = f"At {mine}'s violations at target {target} ({level}): "
-        if m.pick is not None:
+        if m.pick is not None and m.ratio is None:  # the reference costs nothing
+            text += (
+                f"{other} {m.pick.cost_vs_static_peak:.3f} ({m.pick.label or 'as given'}); "
+                f"{mine} ran no replicas, so there is no ratio."
+            )
+        elif m.pick is not None:
             text += (
                 f"{other} {m.pick.cost_vs_static_peak:.3f} ({m.pick.label or 'as given'}), "
                 f"{_ratio(m.ratio)}x {mine}."
@@ -370,8 +393,27 @@ def _iso(t: float) -> str:
     return datetime.fromtimestamp(float(t), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def strict_json(data: Any) -> Any:
+    """`data` with every NaN and infinity as None: JSON has no such tokens, and strict
+    parsers (jq, JavaScript's JSON.parse, Go) refuse Python's NaN/Infinity."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {key: strict_json(value) for key, value in data.items()}
+    if isinstance(data, list | tuple):
+        return [strict_json(value) for value in data]
+    if isinstance(data, np.generic):
+        return strict_json(data.item())
+    return data
+
+
+def dumps(data: Any) -> str:
+    """Strict JSON text of `data` (see strict_json), indented."""
+    return json.dumps(strict_json(data), indent=2, allow_nan=False)
+
+
 def write_json(result: SimulationResult, points: list[SweepPoint], path: Path) -> None:
-    path.write_text(json.dumps(result_json(result, points), indent=2) + "\n", encoding="utf-8")
+    path.write_text(dumps(result_json(result, points)) + "\n", encoding="utf-8")
 
 
 def write_timeline_csv(result: SimulationResult, path: Path) -> None:

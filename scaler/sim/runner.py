@@ -8,12 +8,14 @@ timeline keeps every step so that anyone can recompute them.
 from __future__ import annotations
 
 import itertools
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from scaler.policy import MAX_REPLICAS
 from scaler.sim.policies import (
     ForecastCache,
     PolicyRun,
@@ -260,6 +262,50 @@ def _window(outcome: QueueOutcome, first: int) -> QueueOutcome:
     )
 
 
+def lowest_threshold(scenario: Scenario) -> float:
+    """The smallest per-replica target of the scenario and of every setting it sweeps."""
+    thresholds = [scenario.threshold]
+    for name, values in scenario.sweep.axes if scenario.sweep is not None else ():
+        if name == "target_utilization":
+            thresholds += [float(v) * scenario.cluster.capacity_per_replica for v in values]
+        elif name == "threshold":
+            thresholds += [float(v) for v in values]
+    return min(thresholds)
+
+
+def demand_problem(scenario: Scenario, traffic: Traffic) -> str | None:
+    """Why no replica count could carry the traffic (its peak needs more replicas than
+    any ScaledObject may have, at the lowest target swept), or None. Such a peak is a
+    wrong unit or scale, and would overflow the replica counts of every policy."""
+    rate = traffic.rate_per_second
+    peak = float(np.max(rate)) if len(rate) else 0.0
+    threshold = lowest_threshold(scenario)
+    if math.isfinite(peak) and peak / threshold <= MAX_REPLICAS:
+        return None
+    return (
+        f"the traffic's peak, {peak:.3g} requests/s, needs more than {MAX_REPLICAS:,} replicas "
+        f"at {threshold:.3g} requests/s each (the most a ScaledObject allows); check --scale, "
+        "--unit (counts per interval or a rate) and --capacity-per-replica"
+    )
+
+
+def capacity_note(scenario: Scenario, traffic: Traffic) -> str | None:
+    """A note when the peak needs more replicas than max replicas: every autoscaled policy
+    is clamped there and overloads, while static-peak is sized for the peak regardless."""
+    rate = traffic.rate_per_second
+    peak = float(np.max(rate)) if len(rate) else 0.0
+    need = math.ceil(round(peak / scenario.threshold, 9))
+    most = scenario.cluster.max_replicas
+    if need <= most:
+        return None
+    return (
+        f"the traffic's peak, {peak:.3g} requests/s, needs {need:,} replicas at the target, "
+        f"more than max replicas {most:,}: the autoscaled policies stop at {most:,} and "
+        "overload (keda-cron windows are capped there too); raise --max-replicas or check "
+        "--scale and --capacity-per-replica"
+    )
+
+
 def simulate(
     scenario: Scenario,
     traffic: Traffic | None = None,
@@ -274,6 +320,9 @@ def simulate(
         if why is not None:  # say so before any policy runs
             raise ScenarioError(why)
     traffic = traffic if traffic is not None else scenario.load_traffic()
+    problem = demand_problem(scenario, traffic)
+    if problem is not None:  # callers other than the CLI (fleet, bench) get it here
+        raise ScenarioError(f"{scenario.origin}: {problem}")
     sim = prepare(scenario, traffic)
     first = round(scenario.warmup_days * 86400 / sim.step_seconds)
     if first >= sim.steps:

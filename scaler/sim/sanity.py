@@ -2,7 +2,7 @@
 
 - An SLO no replica count can meet (`scenario.unreachable_slo`): the oracle
   would add replicas forever.
-- A peak below one replica's capacity: every policy runs one replica, and the
+- A peak below one replica's capacity: every policy runs at most one replica, and the
   comparison says nothing.
 - A grid too large for memory: the simulator keeps a few dozen numbers per
   HPA sync step and policy.
@@ -41,7 +41,7 @@ def peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:
         return None
     return (
         f"the traffic's peak, {peak:.3g} requests/s, is below one replica's target of "
-        f"{scenario.threshold:g} requests/s: every policy runs one replica and they will "
+        f"{scenario.threshold:g} requests/s: every policy runs at most one replica and they will "
         "not differ; lower --capacity-per-replica, raise --scale, or check --unit "
         "(a rate read as counts per interval is too small by the interval)"
     )

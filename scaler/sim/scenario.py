@@ -12,6 +12,7 @@ import dataclasses
 import difflib
 import itertools
 import math
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
@@ -20,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from scaler.policy import PolicyError, parse_policy
+from scaler.policy import MAX_REPLICAS, PolicyError, parse_policy
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.queue import ROUTINGS
 from scaler.sim.traffic import (
@@ -46,10 +47,89 @@ SWEEP_TIDESCALER = ("forecastQuantile", "podStartupSeconds", "forecastHistory")
 # ScaledObject whatever its trigger: it is a knob of every policy that goes through the
 # HPA, tidescaler's as much as reactive's.
 SWEEP_CLUSTER = ("pod_startup_seconds", "scale_down_stabilization_seconds")
+# Requests one pod serves at once: beyond this the queue model's M/M/k sums get slow
+# and no real pod comes close.
+MAX_CONCURRENCY = 10_000
+# The sane range of a number a scenario may give (by key, in a file or as a flag): far
+# beyond any real cluster, yet small enough that counts derived from them (steps,
+# replicas, workers per pod) stay finite whole numbers.
+HIGHS = {
+    "capacity_per_replica": 1e9,
+    "service_time_ms": 3_600_000.0,  # an hour per request
+    "timeout_seconds": 86_400.0,
+    "pod_startup_seconds": 86_400.0,  # podStartupSeconds allows at most a day
+    "polling_interval_seconds": 86_400.0,
+    "hpa_sync_seconds": 3_600.0,
+    "cooldown_seconds": 30 * 86_400.0,
+    "scrape_interval_seconds": 86_400.0,
+    "rate_window_seconds": 86_400.0,
+    "slo_ms": 86_400_000.0,
+    "days": 36_500.0,  # a century
+    "warmup_days": 36_500.0,
+    "forecast_refit_seconds": 365 * 86_400.0,
+    "scale": 1e12,
+}
+LOWS = {"service_time_ms": 1e-3}  # a microsecond: capacity stays finite
+# Every combination of a sweep is checked before the first run when there are at most
+# this many (each check parses the policy once, well under a millisecond); beyond it,
+# every value of every axis is checked against the scenario as given.
+MAX_CHECKED_COMBINATIONS = 5_000
 
 
 class ScenarioError(ValueError):
     """An invalid scenario; the message names the file, key and value and what is expected."""
+
+
+# A scenario file is a few dozen values (a long sweep a few hundred): far more than that,
+# or nesting far deeper, is a mistake or an attack, refused while reading.
+MAX_YAML_NODES = 20_000
+MAX_YAML_DEPTH = 20
+_YAML_LOADER: type[Any] = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
+
+# Values quoted in messages are cut short: a wrong value may be megabytes long.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = 60
+_SHORT.maxother = 60
+_SHORT.maxlist = _SHORT.maxtuple = _SHORT.maxdict = _SHORT.maxset = 6
+_SHORT.maxlevel = 2
+
+
+def short(value: Any) -> str:
+    """repr of `value` cut to a short prefix (reprlib never builds the whole repr)."""
+    text = _SHORT.repr(value)
+    return text if len(text) <= 120 else text[:117] + "..."
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """One YAML document, read as the trigger metadata's `schedules` are
+    (scaler/policy_text.py): the event stream is checked first, anchors, aliases
+    and tags refused and nodes and depth bounded, so an alias bomb or deep nesting
+    costs milliseconds instead of gigabytes; then the (small) document is built."""
+    nodes = depth = 0
+    try:
+        for event in yaml.parse(text, Loader=_YAML_LOADER):
+            if isinstance(event, yaml.AliasEvent):
+                raise ScenarioError(f"{where}: YAML aliases (*name) are not allowed")
+            if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
+                raise ScenarioError(f"{where}: YAML anchors (&name) are not allowed")
+            if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
+                nodes += 1
+                if nodes > MAX_YAML_NODES:
+                    raise ScenarioError(
+                        f"{where}: more than {MAX_YAML_NODES} values; not a scenario file?"
+                    )
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise ScenarioError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep")
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.safe_load(text)
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark is not None else ""
+        problem = str(getattr(err, "problem", None) or err.__class__.__name__)[:80]
+        raise ScenarioError(f"{where}{line}: not valid YAML ({problem})") from None
 
 
 # Short names for labels of swept settings (plots, tables).
@@ -205,7 +285,8 @@ class _Keys:
 
     def _problem(self, key: str, value: Any, expected: str) -> None:
         self.problems.append(
-            f"{self.origin}: {self.where}{key}: {value!r} is not valid, expected {expected}"
+            f"{self.origin}: {self.where}{str(key)[:60]}: {short(value)} is not valid, "
+            f"expected {expected}"
         )
 
     def number(
@@ -220,17 +301,23 @@ class _Keys:
         if key not in self.data:
             return default
         value = self.data[key]
+        if low is None and key in LOWS:
+            low = LOWS[key]
         expected = "a number" + (" > 0" if positive else "")
         if low is not None and high is not None:
             expected = f"a number from {low:g} to {high:g}"
         elif low is not None:
             expected = f"a number >= {low:g}"
+        if high is None and key in HIGHS:
+            high = HIGHS[key]
+            expected += f" (at most {high:g})"
         if isinstance(value, bool) or not isinstance(value, int | float):
             self._problem(key, value, expected)
             return default
         number = float(value)
         if (
-            (positive and number <= 0)
+            not math.isfinite(number)  # .nan and .inf pass every comparison below
+            or (positive and number <= 0)
             or (low is not None and number < low)
             or (high is not None and number > high)
         ):
@@ -238,12 +325,20 @@ class _Keys:
             return default
         return number
 
-    def integer(self, key: str, default: int, low: int = 0) -> int:
+    def integer(self, key: str, default: int, low: int = 0, high: int | None = None) -> int:
         if key not in self.data:
             return default
         value = self.data[key]
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            self._problem(key, value, f"a whole number >= {low}")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or value < low
+            or (high is not None and value > high)
+        ):
+            expected = f"a whole number >= {low}"
+            if high is not None:
+                expected = f"a whole number from {low} to {high}"
+            self._problem(key, value, expected)
             return default
         return value
 
@@ -262,7 +357,7 @@ class _Keys:
                 close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
                 hint = f" (did you mean {close[0]}?)" if close else ""
                 self.problems.append(
-                    f"{self.origin}: {self.where}{key}: unknown key{hint}; "
+                    f"{self.origin}: {self.where}{str(key)[:60]}: unknown key{hint}; "
                     f"known keys: {', '.join(known)}"
                 )
 
@@ -328,7 +423,7 @@ def _service(keys: _Keys, data: Mapping[str, Any]) -> tuple[float, float, int | 
     default = ClusterModel()
     capacity = keys.number("capacity_per_replica", default.capacity_per_replica, positive=True)
     service_ms = keys.number("service_time_ms", default.service_time_ms, positive=True)
-    concurrency = keys.integer("concurrency_per_pod", 1, low=1)
+    concurrency = keys.integer("concurrency_per_pod", 1, low=1, high=MAX_CONCURRENCY)
     given = {
         k for k in ("capacity_per_replica", "service_time_ms", "concurrency_per_pod") if k in data
     }
@@ -336,6 +431,12 @@ def _service(keys: _Keys, data: Mapping[str, Any]) -> tuple[float, float, int | 
     if given == {"capacity_per_replica", "service_time_ms"}:
         at_once = capacity * service_ms / 1000.0
         whole = round(at_once)
+        if whole > MAX_CONCURRENCY:
+            keys.problems.append(
+                f"{where}capacity_per_replica={capacity:g} x service_time_ms={service_ms:g} "
+                f"is {at_once:.3g} requests in service at once, more than {MAX_CONCURRENCY:,}"
+            )
+            return capacity, 1000.0 / capacity, None
         if whole < 1 or abs(at_once - whole) > 0.01 * whole:
             keys.problems.append(
                 f"{where}capacity_per_replica={capacity:g} x service_time_ms={service_ms:g} "
@@ -534,8 +635,8 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
         rate_window_seconds=c.number(
             "rate_window_seconds", default.rate_window_seconds, positive=True
         ),
-        min_replicas=c.integer("min_replicas", default.min_replicas),
-        max_replicas=c.integer("max_replicas", default.max_replicas, low=1),
+        min_replicas=c.integer("min_replicas", default.min_replicas, high=MAX_REPLICAS),
+        max_replicas=c.integer("max_replicas", default.max_replicas, low=1, high=MAX_REPLICAS),
     )
     keys.problems.extend(c.problems)
     if cluster.min_replicas > cluster.max_replicas:
@@ -565,7 +666,7 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
                     close = difflib.get_close_matches(str(name), POLICY_NAMES, n=1, cutoff=0.5)
                     hint = f" (did you mean {close[0]}?)" if close else ""
                     keys.problems.append(
-                        f"{origin}: policies: {name!r} is not a policy{hint}; "
+                        f"{origin}: policies: {short(name)} is not a policy{hint}; "
                         f"expected any of {', '.join(POLICY_NAMES)}"
                     )
                 elif name not in chosen:
@@ -676,6 +777,14 @@ def check_scenario(scenario: Scenario) -> list[str]:
     """Cross-key rules, including the tidescaler metadata through the service's own parser."""
     problems = []
     origin = scenario.origin
+    cluster = scenario.cluster
+    if cluster.concurrency > MAX_CONCURRENCY:  # the queue model would take hours
+        return [
+            f"{origin}: capacity_per_replica={cluster.capacity_per_replica:g} at "
+            f"service_time_ms={cluster.service_time_ms:g} is {cluster.concurrency:,} requests "
+            f"in service at once per pod, more than {MAX_CONCURRENCY:,}; give the service "
+            "time (--service-time-ms) or concurrency per pod (--concurrency-per-pod) too"
+        ]
     service_time = scenario.cluster.service_time_seconds
     if scenario.slo_ms / 1000.0 <= service_time:
         problems.append(
@@ -719,6 +828,50 @@ def check_scenario(scenario: Scenario) -> list[str]:
                 parse_policy(dict(trigger))
             except PolicyError as err:
                 problems.extend(f"{origin}: keda_cron[{i}]: {p}" for p in err.problems)
+    if scenario.sweep is not None and not problems:
+        problems.extend(check_sweep(scenario))
+    return problems
+
+
+def swept_policies(scenario: Scenario) -> tuple[str, ...]:
+    """The policies a sweep reruns, in the scenario's order (default: all but oracle)."""
+    assert scenario.sweep is not None
+    chosen = scenario.sweep.policies or tuple(p for p in scenario.policies if p != "oracle")
+    return tuple(p for p in scenario.policies if p in chosen)
+
+
+def check_sweep(scenario: Scenario) -> list[str]:
+    """Every setting of the sweep checked as the scenario is, before the first run: a
+    value the policy refuses (forecastHistory=120d, a start-up above a day) would
+    otherwise stop the sweep partway, with the runs before it lost."""
+    sweep = scenario.sweep
+    assert sweep is not None
+    base = replace(scenario, sweep=None, policies=swept_policies(scenario))
+    if math.prod(len(values) for _, values in sweep.axes) <= MAX_CHECKED_COMBINATIONS:
+        grids = [
+            list(zip([n for n, _ in sweep.axes], combo, strict=True))
+            for combo in itertools.product(*(v for _, v in sweep.axes))
+        ]
+    else:
+        grids = [[(name, value)] for name, values in sweep.axes for value in values]
+    problems: list[str] = []
+    for grid in grids:
+        variant = base
+        try:
+            for name, value in grid:
+                variant = with_sweep_value(variant, name, value)
+        except ValueError as err:  # a value with_sweep_value cannot read
+            found = [f"{err}"]
+        else:
+            found = check_scenario(variant)
+        setting = ", ".join(f"{name}={value[:60]}" for name, value in grid)
+        for problem in found:
+            text = problem.removeprefix(f"{scenario.origin}: ")
+            line = f"{scenario.origin}: sweep {setting}: {text}"
+            if line not in problems:
+                problems.append(line)
+        if len(problems) >= 10:  # enough to say what is wrong
+            break
     return problems
 
 
@@ -726,7 +879,7 @@ def parse_sweep(text: str) -> Sweep:
     """`PARAM=v1,v2,...` for one of the sweepable parameters."""
     if "=" not in text:
         raise ScenarioError(
-            f"{text!r}: expected PARAM=v1,v2,... (e.g. target_utilization=0.5,0.6,0.7)"
+            f"{short(text)}: expected PARAM=v1,v2,... (e.g. target_utilization=0.5,0.6,0.7)"
         )
     param, _, raw = text.partition("=")
     param = (
@@ -738,30 +891,34 @@ def parse_sweep(text: str) -> Sweep:
     if param not in known:
         close = difflib.get_close_matches(param, known, n=1, cutoff=0.5)
         hint = f" (did you mean {close[0]}?)" if close else ""
-        raise ScenarioError(f"{param!r} cannot be swept{hint}; expected one of {', '.join(known)}")
+        raise ScenarioError(
+            f"{short(param)} cannot be swept{hint}; expected one of {', '.join(known)}"
+        )
     values = tuple(dict.fromkeys(v.strip() for v in raw.split(",") if v.strip()))
     if not values:
-        raise ScenarioError(f"{text!r}: no values after {param}=")
+        raise ScenarioError(f"{short(text)}: no values after {param}=")
     if param == "scale_down_stabilization_seconds":
         for v in values:
             try:
                 seconds = float(v)
             except ValueError:
-                raise ScenarioError(f"{param}={v!r}: expected seconds (a number)") from None
+                raise ScenarioError(f"{param}={short(v)}: expected seconds (a number)") from None
             if not 0 <= seconds <= 3600:
-                raise ScenarioError(f"{param}={v!r}: expected seconds from 0 to 3600")
+                raise ScenarioError(f"{param}={short(v)}: expected seconds from 0 to 3600")
     elif param in SWEEP_ALL + SWEEP_CLUSTER or param == "forecastQuantile":
         for v in values:
             try:
                 number = float(v)
             except ValueError:
-                raise ScenarioError(f"{param}={v!r}: expected a number") from None
+                raise ScenarioError(f"{param}={short(v)}: expected a number") from None
+            if not math.isfinite(number):  # nan passes `<= 0`; inf would overflow counts
+                raise ScenarioError(f"{param}={short(v)}: expected a finite number")
             if param == "forecastQuantile":
                 if not 0.5 < number < 1:
-                    raise ScenarioError(f"{param}={v!r}: expected a number in (0.5, 1)")
+                    raise ScenarioError(f"{param}={short(v)}: expected a number in (0.5, 1)")
             elif number <= 0 or (param == "target_utilization" and number > 1):
                 expected = "a number in (0, 1]" if param == "target_utilization" else "a number > 0"
-                raise ScenarioError(f"{param}={v!r}: expected {expected}")
+                raise ScenarioError(f"{param}={short(v)}: expected {expected}")
     return Sweep(((param, values),))
 
 
@@ -850,15 +1007,11 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ScenarioError(f"{path}: cannot read scenario ({err.strerror})") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
+    except UnicodeDecodeError as err:  # as trace files say it (scaler/traces)
         raise ScenarioError(
-            f"{path}{where}: not valid YAML ({getattr(err, 'problem', err)})"
+            f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8"
         ) from None
-    return parse_scenario(data, str(path), path.parent)
+    return parse_scenario(load_yaml(text, str(path)), str(path), path.parent)
 
 
 def setting_as_given(scenario: Scenario, parameter: str) -> str:

@@ -1,0 +1,390 @@
+"""`tidescaler simulate` against hostile input: absurd numbers, bad sweeps, bad files and
+unwritable outputs each get one clear line and exit 2 (never a traceback), and --json
+stays strict JSON."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from scaler.cli import main
+from scaler.cli_support import OutputPathError, check_output_dir, check_output_file
+from scaler.sim.cluster import ClusterModel
+from scaler.sim.policies import _hourly_windows, prepare
+from scaler.sim.report import dumps
+from scaler.sim.scenario import parse_scenario
+from scaler.sim.traffic import Traffic
+
+START = 1_719_792_000  # 2024-07-01T00:00:00Z
+STEP = 600  # two days at ten minutes: 288 rows, a fast run
+
+
+def write_trace(path: Path, value: float | None = None) -> Path:
+    rows = ["timestamp,requests"]
+    for i in range(2 * 86400 // STEP):
+        count = value if value is not None else 6000 + 4000 * math.sin(2 * math.pi * i / 144)
+        rows.append(f"{START + STEP * i},{count:.6g}")
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def trace(tmp_path: Path) -> Path:
+    return write_trace(tmp_path / "two_days.csv")
+
+
+def simulate(
+    argv: list[str], capsys: pytest.CaptureFixture[str], policies: str = "reactive"
+) -> tuple[int, str, str]:
+    """Exit status, stdout and stderr of `tidescaler simulate` run in this process."""
+    try:
+        code = main(["simulate", "--policies", policies, "--warmup-days", "1", *argv])
+    except SystemExit as exit_:  # argparse refusing a flag
+        code = int(exit_.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_error(err: str) -> str:
+    """The error line, checked to be the only one besides argparse's usage."""
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if "error:" in line]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# -- 1. demand no replica count carries; keda-cron windows capped at max replicas ---------
+
+
+@pytest.mark.parametrize("value", ["1e300", "1e12"])
+def test_absurd_demand_is_refused_up_front(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path / "huge.csv", float(value))
+    code, _, err = simulate(["--trace", str(path)], capsys, "static-peak,keda-cron,reactive")
+    assert code == 2
+    assert "needs more than 100,000 replicas" in one_error(err)
+
+
+def test_hourly_cron_windows_never_ask_above_max_replicas() -> None:
+    scenario = parse_scenario(
+        {"trace": "x.csv", "cluster": {"max_replicas": 30}, "policies": ["keda-cron"]}, "t"
+    )
+    traffic = Traffic(float(START), 600.0, np.full(288, 1e5))  # needs ~2,900 replicas
+    triggers = _hourly_windows(prepare(scenario, traffic))
+    assert triggers and {t["desiredReplicas"] for t in triggers} == {"30"}
+
+
+def test_peak_above_max_replicas_runs_with_a_note(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--trace", str(trace), "--scale", "100", "--max-replicas", "3", "--json"]
+    code, out, err = simulate(argv, capsys, "keda-cron,reactive")
+    assert code == 0, err
+    assert "more than max replicas 3" in err
+    assert json.loads(out)["policies"][0]["peak_replicas"] <= 3
+
+
+# -- 2. every numeric flag finite and in range; scenario keys too; strict JSON -----------
+
+FLOAT_FLAGS = [
+    "--capacity-per-replica",
+    "--scale",
+    "--days",
+    "--warmup-days",
+    "--service-time-ms",
+    "--polling-interval-seconds",
+    "--request-timeout-seconds",
+    "--cooldown-seconds",
+    "--pod-startup-seconds",
+    "--slo-ms",
+    "--target-utilization",
+    "--peak-to-valley",
+]
+
+
+@pytest.mark.parametrize("flag", FLOAT_FLAGS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "1e999"])
+def test_non_finite_flags_are_refused(
+    trace: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = simulate(["--trace", str(trace), f"{flag}={value}"], capsys)
+    assert code == 2
+    line = one_error(err)
+    assert flag in line and "finite" in line
+
+
+@pytest.mark.parametrize(
+    "flag",
+    [
+        "--capacity-per-replica",
+        "--scale",
+        "--days",
+        "--warmup-days",
+        "--service-time-ms",
+        "--polling-interval-seconds",
+        "--request-timeout-seconds",
+        "--cooldown-seconds",
+        "--slo-ms",
+    ],
+)
+def test_absurdly_large_flags_are_refused(
+    trace: Path, flag: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = simulate(["--trace", str(trace), flag, "1e308"], capsys)
+    assert code == 2
+    assert f"{flag}=1e+308: expected at most" in one_error(err)
+
+
+def test_tiny_service_time_and_huge_capacity_are_refused(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = simulate(["--trace", str(trace), "--service-time-ms", "1e-308"], capsys)
+    assert code == 2 and "expected at least" in one_error(err)
+    # 1e9 req/s at the default 20 ms is 2e7 requests at once: hours in the queue model.
+    code, _, err = simulate(["--trace", str(trace), "--capacity-per-replica", "1e9"], capsys)
+    assert code == 2 and "more than 10,000" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--sweep", "target_utilization=0.5,nan"],
+        ["--sweep", "threshold=inf"],
+        ["--sweep", "threshold=1e-300"],
+    ],
+)
+def test_bad_sweep_numbers_are_refused(
+    trace: Path, argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = simulate(["--trace", str(trace), *argv], capsys)
+    assert code == 2
+    one_error(err)
+
+
+@pytest.mark.parametrize(
+    ("text", "key"),
+    [
+        ("warmup_days: .nan", "warmup_days"),
+        ("days: .nan", "days"),
+        ("cluster: {capacity_per_replica: .nan}", "cluster.capacity_per_replica"),
+        ("cluster: {capacity_per_replica: .inf}", "cluster.capacity_per_replica"),
+        ("slo_ms: .nan", "slo_ms"),
+        ("target_utilization: .nan", "target_utilization"),
+        ("cluster: {max_replicas: 100000000000000000000}", "cluster.max_replicas"),
+        ("scale: 1.0e+300", "scale"),
+    ],
+)
+def test_non_finite_and_absurd_scenario_keys_are_refused(
+    trace: Path, text: str, key: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = trace.parent / "s.yaml"
+    path.write_text(f"name: t\ntrace: {trace.name}\n{text}\n", encoding="utf-8")
+    code, _, err = simulate([str(path)], capsys)
+    assert code == 2
+    assert f"{key}: " in err and "Traceback" not in err
+
+
+def test_json_has_no_nan_or_infinity_tokens() -> None:
+    text = dumps({"a": float("nan"), "b": [float("inf"), 1.5], "c": {"d": -math.inf}})
+    assert json.loads(text) == {"a": None, "b": [None, 1.5], "c": {"d": None}}
+
+
+def test_simulate_json_is_strict(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = simulate(["--trace", str(trace), "--json"], capsys, "reactive,tidescaler")
+    assert code == 0, err
+
+    def refuse(token: str) -> None:
+        raise ValueError(token)
+
+    json.loads(out, parse_constant=refuse)  # NaN / Infinity / -Infinity would raise
+
+
+# -- 3. negative seed -------------------------------------------------------------------
+
+
+def test_negative_seed_is_a_clean_error(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = simulate(["--trace", str(trace), "--seed", "-1"], capsys)
+    assert code == 2
+    assert "--seed=-1: expected a whole number >= 0" in one_error(err)
+
+
+# -- 4. every sweep value checked before the first run -----------------------------------
+
+
+@pytest.mark.parametrize(
+    ("sweep", "named"),
+    [
+        ("forecastHistory=1d,7d,120d", "forecastHistory=120d"),
+        ("pod_startup_seconds=60,90000", "pod_startup_seconds=90000"),
+        ("podStartupSeconds=abc", "podStartupSeconds=abc"),
+        ("forecastQuantile=0.9,0.95", None),
+    ],
+)
+def test_sweep_values_are_checked_before_any_run(
+    trace: Path,
+    sweep: str,
+    named: str | None,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import scaler.sim.runner as runner
+
+    runs: list[object] = []
+    real = runner.simulate
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        runs.append(args)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "simulate", counted)
+    code, _, err = simulate(
+        ["--trace", str(trace), "--sweep", sweep, "--days", "2"], capsys, "reactive,tidescaler"
+    )
+    if named is None:
+        assert code == 0, err
+        return
+    assert code == 2
+    assert f"sweep {named}:" in err and "Traceback" not in err
+    assert runs == []  # refused before the scenario as given ran
+
+
+# -- 5. a scenario file that is not UTF-8 -----------------------------------------------
+
+
+def test_latin1_scenario_gets_a_clear_message(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = trace.parent / "latin1.yaml"
+    path.write_bytes(f"name: caf\xe9\ntrace: {trace.name}\n".encode("latin-1"))
+    code, _, err = simulate([str(path)], capsys)
+    assert code == 2
+    assert "is not UTF-8 text" in one_error(err)
+
+
+# -- 6. output paths checked for writing before the work ---------------------------------
+
+
+@pytest.mark.parametrize(
+    ("flag", "path"),
+    [("--out", "/proc/rt_out"), ("--timeline-csv", "/proc/rt.csv"), ("--out", "/proc/a/b/c")],
+)
+def test_unwritable_outputs_fail_before_the_work(
+    trace: Path, flag: str, path: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = simulate(["--trace", str(trace), flag, path], capsys)
+    assert code == 2
+    assert f"{flag} {path}: cannot write there" in one_error(err)
+    assert "rep-h" not in out  # nothing was simulated
+
+
+def test_output_checks_leave_no_trace_behind(tmp_path: Path) -> None:
+    check_output_dir(str(tmp_path / "new" / "deeper"), "--out")
+    check_output_file(str(tmp_path / "t.csv"), "--timeline-csv")
+    assert list(tmp_path.iterdir()) == []
+    existing = tmp_path / "keep.csv"
+    existing.write_text("data", encoding="utf-8")
+    check_output_file(str(existing), "--timeline-csv")
+    assert existing.read_text(encoding="utf-8") == "data"
+
+
+def test_read_only_folder_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Root writes anywhere, so the refusal is simulated at the open the check makes.
+    def denied(*args: object, **kwargs: object) -> None:
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr("tempfile.TemporaryFile", denied)
+    with pytest.raises(OutputPathError, match=r"cannot write there \(Permission denied"):
+        check_output_dir(str(tmp_path), "--out")
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(OutputPathError, match=r"cannot write there \(Permission denied"):
+        check_output_file(str(tmp_path / "x.csv"), "--timeline-csv")
+
+
+def test_full_disk_at_the_end_is_one_line(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if not Path("/dev/full").exists():
+        pytest.skip("no /dev/full")
+    code, _, err = simulate(["--trace", str(trace), "--timeline-csv", "/dev/full"], capsys)
+    assert code == 1
+    assert "--timeline-csv /dev/full: cannot write (No space left on device)" in one_error(err)
+
+
+def test_backtest_checks_its_output_folder_too(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(OutputPathError):
+        check_output_dir("/proc/bt_out", "--out")
+
+
+# -- 7. alias bombs and huge values in scenario files ------------------------------------
+
+BOMB = """a: &a ["x","x","x","x","x","x","x","x","x"]
+b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]
+c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]
+d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]
+e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]
+f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]
+g: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]
+name: *g
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        (BOMB, "anchors"),
+        ("name: *x\n", "aliases"),
+        ("name: [1\n", "not valid YAML"),
+        ("name: t\nsweep: " + "[" * 500 + "]" * 500 + "\n", "nested more than"),
+        ("name: [" + ",".join(["1"] * 30_000) + "]\n", "more than 20000 values"),
+    ],
+)
+def test_hostile_yaml_is_refused_cheaply(
+    trace: Path, text: str, said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = trace.parent / "bomb.yaml"
+    path.write_text(f"trace: {trace.name}\n" + text, encoding="utf-8")
+    code, _, err = simulate([str(path)], capsys)
+    assert code == 2
+    assert said in err and len(err) < 500
+
+
+def test_errors_quote_a_short_prefix(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = trace.parent / "long.yaml"
+    long_list = "[" + ",".join(["12345"] * 5000) + "]"
+    path.write_text(f"trace: {trace.name}\nname: {long_list}\n{'k' * 900}: 1\n", "utf-8")
+    code, _, err = simulate([str(path)], capsys)
+    assert code == 2
+    assert "name: [" in err and len(err) < 1500
+
+
+# -- 8. a sweep over one policy shows its points -----------------------------------------
+
+
+def test_single_policy_sweep_prints_its_points(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["--trace", str(trace), "--sweep", "target_utilization=0.5,0.6,0.9"]
+    code, out, err = simulate(argv, capsys, "reactive")
+    assert code == 0, err
+    for value in ("0.5", "0.6", "0.9"):
+        assert f"target {value}" in out
+
+
+# -- 9. all-zero traffic -----------------------------------------------------------------
+
+
+def test_zero_traffic_warning_and_summary_agree(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_trace(tmp_path / "zeros.csv", 0.0)
+    code, out, err = simulate(["--trace", str(path)], capsys, "reactive,tidescaler,static-peak")
+    assert code == 0, err
+    assert "every policy runs at most one replica" not in err
+    assert "zero throughout" in err and "run no replica" in err
+    assert "-x" not in out and "nan" not in out
+    assert "ran no replicas, so there is no ratio" in " ".join(out.split())
+    assert ClusterModel().min_replicas == 0  # what the warning's wording assumes here
