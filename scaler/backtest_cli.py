@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -24,6 +25,7 @@ from scaler.cli_support import (
 )
 from scaler.durations import parse_duration
 from scaler.forecast.backtest import (
+    TIDESCALER,
     BacktestResult,
     plot,
     render_table,
@@ -31,6 +33,7 @@ from scaler.forecast.backtest import (
     run,
     write_forecasts_csv,
 )
+from scaler.forecast.forecaster import DEFAULT_SETTINGS
 from scaler.trace_input import (
     add_trace_source_arguments,
     check_trace_source,
@@ -38,7 +41,7 @@ from scaler.trace_input import (
     load_trace,
     wants_trace,
 )
-from scaler.traces import TraceError
+from scaler.traces import Trace, TraceError
 
 
 def _duration_list(text: str) -> list[float]:
@@ -49,6 +52,14 @@ def _duration_list(text: str) -> list[float]:
     if not out or any(h <= 0 for h in out):
         raise argparse.ArgumentTypeError(f"{text!r}: expected positive durations like 10m,1h,1d")
     return out
+
+
+def _positive_duration(text: str) -> float:
+    """A duration above 0 (a stride of 0 would make every interval an origin)."""
+    value = duration_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a duration above 0, e.g. 1h")
+    return value
 
 
 def _quantile(text: str) -> float:
@@ -86,7 +97,7 @@ def add_backtest_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--stride",
-        type=duration_arg,
+        type=_positive_duration,
         default="1h",
         help="time between forecast origins (default: %(default)s)",
     )
@@ -117,6 +128,95 @@ def add_backtest_parser(subparsers: Any) -> None:
 
     add_from_cluster_arguments(p)
     p.set_defaults(func=run_backtest)
+
+
+def _label(seconds: float) -> str:
+    """A duration as the flags take it: 3h, 2d, 90m, 45s."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
+        if seconds >= size and seconds % size == 0:
+            return f"{seconds / size:g}{unit}"
+    if seconds >= 86400.0:
+        return f"{seconds / 86400.0:.3g} days"
+    return f"{seconds:g}s"
+
+
+def forecaster_min_history(step_seconds: float) -> float:
+    """The shortest history from which the forecaster forecasts at this step, in seconds.
+
+    It needs `min_points` points over at least `min_history_seconds`, counted after
+    a step under `min_step_seconds` is averaged up to it (see fit_forecaster).
+    """
+    settings = DEFAULT_SETTINGS
+    factor = 1
+    if step_seconds < settings.min_step_seconds:
+        factor = int(settings.min_step_seconds // step_seconds)
+    coarse = step_seconds * factor
+    points = max(settings.min_points, math.ceil(settings.min_history_seconds / coarse - 1e-9))
+    return points * coarse
+
+
+def check_spans(args: argparse.Namespace, trace: Trace) -> None:
+    """TraceError naming the flag when the spans asked for leave a forecast unscored.
+
+    The backtest itself would skip an origin whose history is too short for the
+    forecaster (a row of NaN with n 0), and, without any origin, blame --min-history
+    even when a horizon is longer than the whole trace.
+    """
+    step = trace.step_seconds
+    n = len(trace.values)
+    need = forecaster_min_history(step)
+    for flag, value in (("--history", args.history), ("--min-history", args.min_history)):
+        # The same rounding as the backtest: whole steps of history at each origin.
+        points = int(value // step) if flag == "--history" else math.ceil(value / step - 1e-9)
+        if points * step < need - 1e-6:
+            raise TraceError(
+                f"{flag} {_label(value)} is shorter than the forecaster needs: at least "
+                f"{_label(need)} at this trace's {_label(step)} step "
+                f"({DEFAULT_SETTINGS.min_points} points over at least "
+                f"{_label(DEFAULT_SETTINGS.min_history_seconds)}); give {flag} {_label(need)} "
+                "or more"
+            )
+    span = n * step
+    first = max(math.ceil(args.min_history / step - 1e-9) - 1, 0)  # as in backtest.run
+    if first >= n - 1:
+        return  # no origin at all: the backtest says so, naming --min-history
+    for horizon in args.horizons:
+        k = max(1, math.ceil(horizon / step - 1e-9))
+        if first + k <= n - 1:
+            continue
+        fits = (n - 1 - first) * step  # the longest horizon scored after --min-history
+        if k >= n - 1:
+            raise TraceError(
+                f"--horizons: {_label(horizon)} is not shorter than the trace, which spans "
+                f"{_label(span)}: no forecast that far ahead can be scored; give horizons up "
+                f"to {_label(fits)} (after --min-history {_label(args.min_history)})"
+            )
+        raise TraceError(
+            f"--horizons {_label(horizon)} after --min-history {_label(args.min_history)} "
+            f"needs more than the trace's {_label(span)}: give horizons up to {_label(fits)}, "
+            f"or a shorter --min-history (at most {_label((n - k) * step)}, at least "
+            f"{_label(need)})"
+        )
+
+
+def unscored_note(result: BacktestResult) -> str | None:
+    """A note when the forecaster made fewer forecasts than the baselines were scored on."""
+    notes = []
+    for horizon in result.horizons_seconds:
+        counts = {s.method: s.count for s in result.scores if s.horizon_seconds == horizon}
+        ours = counts.pop(TIDESCALER, 0)
+        most = max(counts.values(), default=0)
+        if ours < most:
+            notes.append(f"{_label(horizon)}: {ours} of {most}")
+    if not notes:
+        return None
+    settings = DEFAULT_SETTINGS
+    return (
+        "note: the forecaster made no forecast at some origins (" + "; ".join(notes) + "): "
+        f"it needs {settings.min_points} finite points over at least "
+        f"{_label(settings.min_history_seconds)} of history, and gaps (missing values) "
+        "count against that; its scores are over the origins it forecast"
+    )
 
 
 def backtest_json(result: BacktestResult) -> dict[str, Any]:
@@ -156,6 +256,7 @@ def run_backtest(args: argparse.Namespace) -> int:
                 )
             check_trace_source(args)
             trace = load_trace(args, sys.stderr)
+        check_spans(args, trace)
     except (ValueError, OutputPathError) as exc:  # TraceError, FromClusterError
         err.print(f"[red]error:[/red] {exc}", highlight=False)
         return 2
@@ -189,6 +290,9 @@ def run_backtest(args: argparse.Namespace) -> int:
         except TraceError as exc:
             err.print(f"[red]error:[/red] {exc}", highlight=False)
             return 2
+    note = unscored_note(result)
+    if note is not None:  # not silent: a row of NaN and n 0 would be all there is
+        err.print(note, highlight=False)
     if args.forecasts_csv:
         write_forecasts_csv(result, args.forecasts_csv)
     if args.out:

@@ -7,6 +7,7 @@ import math
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,31 +21,94 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from scaler.cli_support import OutputPathError, ProgressLines, check_output_dir, duration_arg
-from scaler.fleet.evaluate import FleetSettings, ServiceResult
-from scaler.fleet.execute import ResultCache, run_fleet
-from scaler.fleet.report import totals, write_report
+from scaler.cli_support import OutputPathError, ProgressLines, check_output_dir
+from scaler.durations import parse_duration
+from scaler.fleet.evaluate import FAILED, FleetSettings, ServiceResult, fleet_scenario
+from scaler.fleet.execute import MAX_WORKERS, ResultCache, run_fleet
+from scaler.fleet.report import describe_left_out, totals, write_report
 from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, from_prometheus
+from scaler.policy import MAX_POD_STARTUP_SECONDS, MAX_REPLICAS
+from scaler.sim.cluster import ClusterModel
+from scaler.sim.scenario import ScenarioError, check_scenario, with_service
+
+DAY = 86400.0
+# Every service simulates up to 3 x --peak-replicas replicas (fleet_scenario), which
+# the trigger metadata must accept as maxReplicas.
+MAX_PEAK_REPLICAS = MAX_REPLICAS // 3
+# Under a day of history the walk-forward halves hold less than a daily cycle each and
+# the forecast's skill is scored from too few origins to mean anything.
+MIN_HISTORY_SECONDS = DAY
+EXIT_ALL_FAILED = 1
+INTERRUPTED = 130  # as every tidescaler command stopped by Ctrl-C (128 + SIGINT)
+
+
+def _number(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
 
 
 def _ratio(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0 <= value < 1:
+    value = _number(text)
+    if not 0 <= value < 1:  # (NaN fails this too)
         raise argparse.ArgumentTypeError(f"{text!r}: expected a ratio in [0, 1), e.g. 0.01")
     return value
 
 
 def _positive(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    value = _number(text)
     if not math.isfinite(value) or value <= 0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a number > 0")
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a finite number > 0")
     return value
+
+
+def _startup_seconds(text: str) -> float:
+    value = _number(text)
+    if not 0 < value <= MAX_POD_STARTUP_SECONDS:  # what podStartupSeconds accepts
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected seconds above 0 and at most {MAX_POD_STARTUP_SECONDS:g} (a day)"
+        )
+    return value
+
+
+def _unix_seconds(text: str) -> float:
+    value = _number(text)
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected finite Unix seconds >= 0")
+    return value
+
+
+def _whole(low: int, high: int) -> Callable[[str], int]:
+    """An argparse type: an integer from `low` to `high`."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(
+                f"{text!r}: expected a whole number from {low} to {high}"
+            )
+        return value
+
+    return parse
+
+
+def _duration_from(low: float, shown: str) -> Callable[[str], float]:
+    """An argparse type: a duration of at least `low` seconds (`shown` in the error)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = parse_duration(text)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+        if value < low or value <= 0:
+            raise argparse.ArgumentTypeError(f"{text!r}: expected a duration of at least {shown}")
+        return value
+
+    return parse
 
 
 def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -73,21 +137,21 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     source.add_argument(
         "--since",
-        type=duration_arg,
+        type=_duration_from(1.0, "1s"),
         default="14d",
         metavar="DURATION",
         help="history to read from Prometheus (default: %(default)s)",
     )
     source.add_argument(
         "--step",
-        type=duration_arg,
+        type=_duration_from(1.0, "1s"),
         default="5m",
         metavar="DURATION",
         help="resolution of that history (default: %(default)s)",
     )
     source.add_argument(
         "--end",
-        type=float,
+        type=_unix_seconds,
         metavar="UNIX_SECONDS",
         help="end of the history; now floored to the hour, so that a rerun within the hour "
         "resumes from the cache (default: now)",
@@ -113,10 +177,10 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     judge.add_argument(
         "--min-history",
-        type=duration_arg,
+        type=_duration_from(MIN_HISTORY_SECONDS, "1d"),
         default="3d",
         metavar="DURATION",
-        help="shorter services get 'too little history' (default: %(default)s)",
+        help="shorter services get 'too little history'; at least 1d (default: %(default)s)",
     )
     judge.add_argument(
         "--capacity-per-replica",
@@ -126,13 +190,14 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     judge.add_argument(
         "--peak-replicas",
-        type=int,
+        type=_whole(1, MAX_PEAK_REPLICAS),
         default=defaults.peak_replicas,
-        help="replicas at a service's peak when capacity is not given (default: %(default)s)",
+        help=f"replicas at a service's peak when capacity is not given, 1 to {MAX_PEAK_REPLICAS} "
+        "(default: %(default)s)",
     )
     judge.add_argument(
         "--pod-startup-seconds",
-        type=_positive,
+        type=_startup_seconds,
         default=defaults.pod_startup_seconds,
         help="decision-to-Ready time of a new pod (default: %(default)s)",
     )
@@ -143,7 +208,10 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a Dask scheduler, e.g. tcp://dask-scheduler:8786 (default: a local cluster)",
     )
     run.add_argument(
-        "--workers", type=int, metavar="N", help="local worker processes (default: every core)"
+        "--workers",
+        type=_whole(1, MAX_WORKERS),
+        metavar="N",
+        help=f"local worker processes, 1 to {MAX_WORKERS} (default: every core)",
     )
     run.add_argument(
         "--out",
@@ -162,17 +230,66 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def settings_from(args: argparse.Namespace) -> FleetSettings:
-    if args.peak_replicas < 1:
-        raise FleetInputError(f"--peak-replicas={args.peak_replicas}: expected >= 1")
-    return FleetSettings(
+    settings = FleetSettings(
         violation_budget=args.budget,
-        min_history_days=args.min_history / 86400.0,
+        min_history_days=args.min_history / DAY,
         min_saving=args.min_saving,
         capacity_per_replica=args.capacity_per_replica,
         peak_replicas=args.peak_replicas,
         pod_startup_seconds=args.pod_startup_seconds,
         slo_ms=args.slo_ms,
     )
+    check_settings(settings)
+    return settings
+
+
+def check_settings(settings: FleetSettings) -> None:
+    """FleetInputError when no service could be evaluated with `settings`.
+
+    Checked once, before any work: otherwise every service fails (or meets no
+    setting) for the same reason, after minutes on the cluster.
+    """
+    capacity = settings.capacity_per_replica
+    if capacity is None:
+        capacity = ClusterModel().capacity_per_replica
+        cluster = ClusterModel()
+        service_of = "the simulated replica's mean service time"
+        remedy = "give a longer --slo-ms"
+    else:
+        try:
+            cluster = with_service(ClusterModel(), capacity_per_replica=capacity)
+        except ScenarioError as error:
+            raise FleetInputError(f"--capacity-per-replica {capacity:g}: {error}") from None
+        service_of = "the mean service time of one request, 1 / --capacity-per-replica"
+        remedy = "give a longer --slo-ms or a larger --capacity-per-replica"
+    service_ms = 1000.0 * cluster.service_time_seconds
+    timeout_ms = 1000.0 * cluster.timeout_seconds
+    if settings.slo_ms <= service_ms:
+        raise FleetInputError(
+            f"--slo-ms {settings.slo_ms:g} is not above {service_of}, {service_ms:.4g} ms: "
+            f"most requests would miss it at any number of replicas; {remedy}"
+        )
+    if settings.slo_ms > timeout_ms:
+        raise FleetInputError(
+            f"--slo-ms {settings.slo_ms:g} is above the simulated request timeout of "
+            f"{timeout_ms:g} ms (a request waiting longer fails); give --slo-ms {timeout_ms:g} "
+            "or less"
+        )
+    # Service times are exponential: however many replicas run, this share of requests
+    # takes longer than the SLO on its own, so a budget at or below it is never met.
+    floor = math.exp(-settings.slo_ms / service_ms)
+    if settings.violation_budget <= floor:
+        raise FleetInputError(
+            f"--budget {settings.violation_budget:g} cannot be met by any setting: with a mean "
+            f"service time of {service_ms:.4g} ms, a share {floor:.3g} of requests exceeds "
+            f"--slo-ms {settings.slo_ms:g} however many replicas run; give a --budget above "
+            f"{floor:.3g} (e.g. 0.01) or a longer --slo-ms"
+        )
+    # Whatever else the simulator or the trigger metadata would refuse, once for all.
+    scenario = fleet_scenario("fleet", capacity, settings)
+    problems = check_scenario(scenario)
+    if problems:
+        raise FleetInputError("the settings cannot be simulated: " + "; ".join(problems))
 
 
 def services_from(args: argparse.Namespace) -> list[ServiceSource]:
@@ -190,7 +307,7 @@ def services_from(args: argparse.Namespace) -> list[ServiceSource]:
 
 
 def run_fleet_command(args: argparse.Namespace) -> int:
-    err = Console(stderr=True)
+    err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
     out = Path(args.out)
     try:
         check_output_dir(args.out, "--out")
@@ -237,8 +354,16 @@ def run_fleet_command(args: argparse.Namespace) -> int:
                 on_result=on_result,
             )
     except KeyboardInterrupt:
-        err.print("interrupted: finished services are cached; rerun to resume", highlight=False)
-        return 130
+        # One line, true of this run's cache (the Dask workers ignore the Ctrl-C: the
+        # driver stops them, so no worker traceback either).
+        if cache.folder is None:
+            kept = "nothing is kept (--no-cache); a rerun evaluates every service again"
+        else:
+            kept = f"finished services are cached in {cache.folder}; rerun to resume"
+        err.print(
+            f"interrupted after {done[0]} of {len(services)} services: {kept}", highlight=False
+        )
+        return INTERRUPTED
     except OSError as error:
         err.print(f"[red]error:[/red] cannot reach the Dask scheduler: {error}", highlight=False)
         return 2
@@ -246,11 +371,18 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     written = write_report(fleet.results, settings, out, command.strip())
     t = totals(fleet.results)
     saving = "—" if t.saving is None else f"{100 * t.saving:.1f} %"
+    left_out = ""
+    if t.left_out:  # say what the saving is over, and why the others are not in it
+        left_out = f" over {t.compared} of {t.services} (left out: {describe_left_out(t)})"
     Console().print(
         f"{t.services} services ({fleet.computed} evaluated on {fleet.workers} workers, "
         f"{fleet.cached} from the cache): "
         + ", ".join(f"{n} {k}" for k, n in t.recommendations.items())
-        + f"; fleet saving {saving}. Wrote {', '.join(str(p) for p in written)}",
+        + f"; fleet saving {saving}{left_out}. Wrote {', '.join(str(p) for p in written)}",
         highlight=False,
     )
+    if fleet.results and all(r.recommendation == FAILED for r in fleet.results):
+        # Nothing was evaluated: a script must not take the report for an answer.
+        err.print(f"[red]error:[/red] every service failed ({len(fleet.results)})", highlight=False)
+        return EXIT_ALL_FAILED
     return 0

@@ -35,6 +35,10 @@ REFINE_STRIDE = 10
 USE_TIDESCALER = "use tidescaler"
 KEEP_REACTIVE = "keep reactive"
 TOO_LITTLE_HISTORY = "too little history"
+# Every value 0: there is nothing to scale, and no per-replica capacity to derive.
+NO_TRAFFIC = "no traffic"
+# Neither policy meets the budget at any target swept: no figure to compare or total.
+NO_SETTING = "no setting meets the budget"
 FAILED = "failed"
 
 
@@ -88,6 +92,9 @@ class ServiceResult:
     trigger_metadata: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     wall_seconds: float = 0.0
+    # Why a service got no comparison (too little history, no traffic, no setting meets
+    # the budget): said next to the recommendation, so that the report explains itself.
+    reason: str | None = None
 
     @property
     def forecast_skill(self) -> float | None:
@@ -119,11 +126,20 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
     days = len(trace.values) * step / DAY
     rate = trace.values / step
     peak = float(np.quantile(rate, 0.99)) if len(rate) else 0.0
+    if peak <= 0 and len(rate):
+        # Traffic in under 1 % of the intervals: still traffic, sized by its largest value.
+        peak = float(np.max(rate))
     base = ServiceResult(
         trace.name, TOO_LITTLE_HISTORY, days=days, step_seconds=step, peak_rps=peak
     )
-    if days < settings.min_history_days or peak <= 0:
-        return base
+    if days < settings.min_history_days:
+        return replace(
+            base,
+            reason=f"{days:.3g} days, under the {settings.min_history_days:g} days of "
+            "--min-history",
+        )
+    if not peak > 0:
+        return replace(base, recommendation=NO_TRAFFIC, reason="every value is 0")
     if settings.capacity_per_replica is not None:
         capacity, scale = settings.capacity_per_replica, 1.0
     else:
@@ -134,7 +150,7 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
     base = replace(base, capacity_per_replica=capacity, demand_scale=scale)
 
     base = _with_forecast_skill(base, trace, settings)
-    scenario = _scenario(trace.name, capacity, settings)
+    scenario = fleet_scenario(trace.name, capacity, settings)
     traffic = Traffic(float(trace.timestamps[0]), step, rate * scale, trace.name)
     points = _frontier_points(scenario, traffic, settings)
     # Walk-forward: each policy's setting is chosen on the first half of the span and
@@ -143,6 +159,8 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
     reactive, tide = row.picks["reactive"], row.picks["tidescaler"]
     reactive_hours, tide_hours = row.cost("reactive"), row.cost("tidescaler")
 
+    if reactive is None and tide is None:
+        return replace(base, recommendation=NO_SETTING, reason=_fewest_violations(points, settings))
     saving = None
     if reactive_hours and tide_hours is not None:
         saving = 1.0 - tide_hours / reactive_hours
@@ -208,7 +226,21 @@ def _frontier_points(
     return points
 
 
-def _scenario(name: str, capacity: float, settings: FleetSettings) -> Scenario:
+def _fewest_violations(points: list[SweepPoint], settings: FleetSettings) -> str:
+    """Each policy's fewest violations over the targets swept, against the budget."""
+    fewest = []
+    for policy in POLICIES:
+        ratios = [p.slo_violation_ratio for p in points if p.policy == policy]
+        if ratios:
+            fewest.append(f"{policy} {100 * min(ratios):.3g} %")
+    return (
+        f"fewest violations at the targets swept: {', '.join(fewest)} of requests, over a "
+        f"budget of {100 * settings.violation_budget:g} %"
+    )
+
+
+def fleet_scenario(name: str, capacity: float, settings: FleetSettings) -> Scenario:
+    """The simulator's scenario every service runs in (capacity: per replica, req/s)."""
     scenario = parse_scenario(
         {
             "name": name,

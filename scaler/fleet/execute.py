@@ -11,7 +11,10 @@ inputs and settings recomputes nothing that finished.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import signal
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -22,6 +25,11 @@ from scaler.fleet.evaluate import FAILED, FleetSettings, ServiceResult, evaluate
 from scaler.fleet.services import ServiceSource, service_key
 
 OnResult = Callable[[ServiceResult, bool], None]  # (result, came from the cache)
+# Local worker processes; more is a typo, not a setting (each is a Python process).
+MAX_WORKERS = 1024
+# Part of every cache key: a change of what a result says (new recommendations, a
+# reason) makes the cached results of the same version stale.
+RESULT_FORMAT = 2
 
 
 @dataclass(frozen=True)
@@ -72,18 +80,45 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[object]:
         with Client(scheduler) as client:
             yield client
         return
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        # LocalCluster(n_workers=-1) starts no worker and waits forever; 0 means all cores.
+        raise ValueError(f"workers must be from 1 to {MAX_WORKERS}, got {workers}")
     count = workers or os.cpu_count() or 1
-    with (
-        LocalCluster(
+    with _workers_ignore_ctrl_c():
+        cluster = LocalCluster(
             n_workers=count,
             threads_per_worker=1,
             processes=True,
             dashboard_address=None,
             host="127.0.0.1",
-        ) as cluster,
-        Client(cluster) as client,
-    ):
+            # Errors only: on Ctrl-C the workers and nannies logged the cancelled tasks and
+            # the kill of a busy worker as warnings, in lines longer than the one that says
+            # the run was interrupted. A service that fails is reported with its error.
+            silence_logs=logging.ERROR,
+        )
+    with cluster, Client(cluster) as client:
         yield client
+
+
+@contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started within ignore SIGINT.
+
+    Ctrl-C on a terminal signals the whole process group: each worker printed its own
+    KeyboardInterrupt traceback. A process inherits an ignored signal (through exec,
+    and Python keeps it ignored), so the workers ignore it and the driver, which gets
+    it as ever once this returns, stops them. A Ctrl-C during the start (a second or
+    two) is lost with them; only the main thread may change signal handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        # (None: a handler installed outside Python; Python's own is the closest.)
+        signal.signal(signal.SIGINT, signal.default_int_handler if previous is None else previous)
 
 
 def run_fleet(
@@ -100,7 +135,8 @@ def run_fleet(
 
     cache = cache or ResultCache(None)
     settings_key = settings.as_dict()
-    keys = [service_key(s, settings_key, __version__) for s in services]
+    version = f"{__version__}/{RESULT_FORMAT}"
+    keys = [service_key(s, settings_key, version) for s in services]
     results: dict[int, ServiceResult] = {}
     for index, key in enumerate(keys):
         hit = cache.get(key)

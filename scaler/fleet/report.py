@@ -12,6 +12,10 @@ from pathlib import Path
 from scaler import __version__
 from scaler.fleet.evaluate import USE_TIDESCALER, FleetSettings, ServiceResult
 
+# Why a service is not in the fleet totals when tidescaler is recommended for it: its
+# saving has no reactive figure to be measured against.
+NO_REACTIVE = "use tidescaler, no reactive setting meets the budget"
+
 SCHEMA_VERSION = 1
 CSV_FIELDS = (
     "name",
@@ -31,6 +35,7 @@ CSV_FIELDS = (
     "peak_rps",
     "capacity_per_replica",
     "error",
+    "reason",
 )
 
 
@@ -42,6 +47,13 @@ class FleetTotals:
     # the recommended ones moved to tidescaler.
     reactive_replica_hours: float
     recommended_replica_hours: float
+    # Services without both figures (no reactive cost to total), by why: counting them
+    # as zero would make a fleet of failures look like a fleet that costs nothing.
+    left_out: dict[str, int]
+
+    @property
+    def compared(self) -> int:
+        return self.services - sum(self.left_out.values())
 
     @property
     def saving(self) -> float | None:
@@ -52,8 +64,10 @@ class FleetTotals:
 
 def totals(results: Sequence[ServiceResult]) -> FleetTotals:
     reactive = recommended = 0.0
+    left_out: Counter[str] = Counter()
     for r in results:
         if r.reactive_replica_hours is None:
+            left_out[NO_REACTIVE if r.recommendation == USE_TIDESCALER else r.recommendation] += 1
             continue
         reactive += r.reactive_replica_hours
         if r.recommendation == USE_TIDESCALER and r.tidescaler_replica_hours is not None:
@@ -61,7 +75,18 @@ def totals(results: Sequence[ServiceResult]) -> FleetTotals:
         else:
             recommended += r.reactive_replica_hours
     counts = Counter(r.recommendation for r in results)
-    return FleetTotals(len(results), dict(sorted(counts.items())), reactive, recommended)
+    return FleetTotals(
+        len(results),
+        dict(sorted(counts.items())),
+        reactive,
+        recommended,
+        dict(sorted(left_out.items())),
+    )
+
+
+def describe_left_out(t: FleetTotals) -> str:
+    """Services not in the totals, by why: '1 failed, 2 too little history' ('' if none)."""
+    return ", ".join(f"{n} {why}" for why, n in t.left_out.items())
 
 
 def ranked(results: Sequence[ServiceResult]) -> list[ServiceResult]:
@@ -81,6 +106,8 @@ def report_json(results: Sequence[ServiceResult], settings: FleetSettings) -> di
             "reactive_replica_hours": t.reactive_replica_hours,
             "recommended_replica_hours": t.recommended_replica_hours,
             "saving": t.saving,
+            "compared": t.compared,
+            "left_out": t.left_out,
         },
         "services": [r.as_dict() for r in ranked(results)],
     }
@@ -102,6 +129,20 @@ def _num(value: float | None, digits: int = 1) -> str:
     return "—" if value is None else f"{value:,.{digits}f}"
 
 
+def _totals_line(t: FleetTotals) -> str:
+    left_out = describe_left_out(t)
+    if t.compared == 0:
+        return f"No service has replica-hours to total (left out: {left_out})."
+    line = (
+        f"Fleet total over the evaluated span: {_num(t.reactive_replica_hours)} replica-hours "
+        f"with reactive scaling everywhere, {_num(t.recommended_replica_hours)} with the "
+        f"recommendations (saving {_pct(t.saving).lstrip('+')})"
+    )
+    if left_out:
+        line += f", over {t.compared} of the {t.services} services (left out: {left_out})"
+    return line + "."
+
+
 def markdown(results: Sequence[ServiceResult], settings: FleetSettings, command: str) -> str:
     t = totals(results)
     lines = [
@@ -114,9 +155,7 @@ def markdown(results: Sequence[ServiceResult], settings: FleetSettings, command:
         + ", ".join(f"{n} {k}" for k, n in t.recommendations.items())
         + ".",
         "",
-        f"Fleet total over the evaluated span: {_num(t.reactive_replica_hours)} replica-hours "
-        f"with reactive scaling everywhere, {_num(t.recommended_replica_hours)} with the "
-        f"recommendations (saving {_pct(t.saving).lstrip('+')}).",
+        _totals_line(t),
         "",
         "![savings](savings.png)",
         "",
@@ -128,6 +167,7 @@ def markdown(results: Sequence[ServiceResult], settings: FleetSettings, command:
         lines.append(
             f"| {r.name} | {r.recommendation}"
             + (f" ({r.error})" if r.error else "")
+            + (f" ({r.reason})" if r.reason else "")
             + f" | {_pct(r.saving)}"
             f" | {_num(r.reactive_replica_hours)} ({r.reactive_setting or '—'})"
             f" | {_num(r.tidescaler_replica_hours)} ({r.tidescaler_setting or '—'})"

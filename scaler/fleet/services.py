@@ -112,6 +112,7 @@ def from_folder(folder: str | Path) -> list[FileService]:
     if not root.is_dir():
         raise FleetInputError(f"{root}: not a folder; give a folder of trace files (CSV)")
     services = []
+    first_file: dict[str, Path] = {}
     for path in sorted(root.iterdir()):
         if not path.is_file() or not path.name.endswith(TRACE_SUFFIXES):
             continue
@@ -121,6 +122,14 @@ def from_folder(folder: str | Path) -> list[FileService]:
             if name.endswith(suffix):
                 name = name[: -len(suffix)]
                 break
+        # Two files of one name (web.csv, web.tsv) would be two rows "web" that the
+        # totals add up: most likely one service exported twice. Refuse, naming both.
+        if name in first_file:
+            raise FleetInputError(
+                f"{first_file[name]} and {path} both name the service {name!r} (a service is "
+                "named by its file name without the extension); keep one, or rename the other"
+            )
+        first_file[name] = path
         services.append(FileService(name, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
     if not services:
         raise FleetInputError(
@@ -151,9 +160,14 @@ def from_prometheus(
             f"the query returns no series at the end of the span: {query!r}; "
             "it should return one series per service, e.g. sum by (service) (rate(...[5m]))"
         )
+    names = [_name(labels) for labels in label_sets]
+    if len(set(names)) < len(names):
+        # Label values alone can coincide ({service="web"} and {job="web"}, or values
+        # with a "/"): every service is then named by its labels in full.
+        names = [_full_name(labels) for labels in label_sets]
     return [
-        PrometheusService(_name(labels), labels, url, query, start, end, step_seconds)
-        for labels in label_sets
+        PrometheusService(name, labels, url, query, start, end, step_seconds)
+        for name, labels in zip(names, label_sets, strict=True)
     ]
 
 
@@ -178,3 +192,7 @@ def _label_sets(result: object) -> list[tuple[tuple[str, str], ...]]:
 
 def _name(labels: Sequence[tuple[str, str]]) -> str:
     return "/".join(value for _, value in labels)
+
+
+def _full_name(labels: Sequence[tuple[str, str]]) -> str:
+    return ",".join(f"{label}={json.dumps(value)}" for label, value in labels)

@@ -1,0 +1,277 @@
+"""`tidescaler fleet` under hostile input: settings refused before any work, services
+named once, every service's outcome said for what it is, Ctrl-C stopped cleanly.
+
+Tiny traces written here; the evaluations that run are on two targets, the Dask ones on
+a one-worker local cluster.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+import pytest
+
+from scaler.cli import main
+from scaler.fleet import services as services_module
+from scaler.fleet.evaluate import (
+    FAILED,
+    KEEP_REACTIVE,
+    NO_SETTING,
+    NO_TRAFFIC,
+    TOO_LITTLE_HISTORY,
+    USE_TIDESCALER,
+    FleetSettings,
+    ServiceResult,
+    evaluate_service,
+)
+from scaler.fleet.report import markdown, report_json, totals
+from scaler.fleet.services import FileService, from_folder, from_prometheus
+
+STEP = 900.0
+START = 1_700_000_000
+QUICK = FleetSettings(targets=(0.98, 0.99), refine=False)
+
+
+def _write(path: Path, rate: np.ndarray) -> Path:
+    lines = ["timestamp,requests"]
+    lines += [f"{START + int(i * STEP)},{round(r * STEP)}" for i, r in enumerate(rate)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def _tide(days: float) -> np.ndarray:
+    t = np.arange(int(days * 86400 / STEP)) * STEP
+    return 200.0 + 150.0 * np.sin(2 * math.pi * t / 86400)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("fleet")
+    _write(root / "web.csv", _tide(4))
+    return root
+
+
+def _one_service(path: Path) -> FileService:
+    (service,) = [s for s in from_folder(path.parent) if s.path == str(path.resolve())]
+    return service
+
+
+# -- flags: refused before any work, exit 2 ------------------------------------------------
+
+ARGPARSE_REFUSED = [
+    ("--workers", "-1"),  # LocalCluster(n_workers=-1) hung forever
+    ("--workers", "0"),  # silently every core
+    ("--workers", "100000"),
+    ("--peak-replicas", "0"),
+    ("--peak-replicas", "1000000"),  # every service failed: maxReplicas='3000000'
+    ("--budget", "nan"),
+    ("--budget", "1"),
+    ("--budget", "-0.1"),
+    ("--slo-ms", "nan"),
+    ("--slo-ms", "inf"),
+    ("--slo-ms", "0"),
+    ("--min-saving", "1"),
+    ("--min-saving", "nan"),
+    ("--min-history", "0"),
+    ("--min-history", "1h"),
+    ("--capacity-per-replica", "0"),
+    ("--capacity-per-replica", "inf"),
+    ("--capacity-per-replica", "nan"),
+    ("--pod-startup-seconds", "0"),
+    ("--pod-startup-seconds", "1e9"),
+    ("--pod-startup-seconds", "nan"),
+    ("--end", "nan"),
+    ("--end", "inf"),
+    ("--since", "0"),
+    ("--step", "0"),
+]
+
+
+@pytest.mark.parametrize(("flag", "value"), ARGPARSE_REFUSED)
+def test_every_numeric_flag_is_checked_by_the_parser(
+    folder: Path, tmp_path: Path, flag: str, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["fleet", "--traces", str(folder), "--out", str(tmp_path), f"{flag}={value}"])
+    assert exit_.value.code == 2
+    (error,) = [line for line in capsys.readouterr().err.splitlines() if "error:" in line]
+    assert f"argument {flag}:" in error
+
+
+SETTINGS_REFUSED = [
+    # Every service failed or met no setting, and the run exited 0.
+    (["--slo-ms", "1"], "--slo-ms 1 is not above the simulated replica's mean service time"),
+    (["--slo-ms", "20000"], "above the simulated request timeout of 10000 ms"),
+    (["--budget", "0"], "--budget 0 cannot be met by any setting"),
+    (["--budget", "1e-12"], "give a --budget above 1.39e-11"),
+    (["--capacity-per-replica", "0.01"], "1 / --capacity-per-replica"),
+]
+
+
+@pytest.mark.parametrize(("flags", "expected"), SETTINGS_REFUSED)
+def test_settings_no_service_could_use_are_refused_in_one_line(
+    folder: Path,
+    tmp_path: Path,
+    flags: list[str],
+    expected: str,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["fleet", "--traces", str(folder), "--out", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: ") and expected in err
+
+
+# -- services -------------------------------------------------------------------------------
+
+
+def test_two_files_of_one_service_name_are_refused_naming_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # They were two identical rows "web", counted twice in the totals.
+    _write(tmp_path / "web.csv", _tide(4))
+    (tmp_path / "web.tsv").write_text((tmp_path / "web.csv").read_text().replace(",", "\t"))
+    out = tmp_path / "out"
+    assert main(["fleet", "--traces", str(tmp_path), "--out", str(out), "--no-cache"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{tmp_path / 'web.csv'} and {tmp_path / 'web.tsv'} both name the service 'web'" in err
+
+
+class _OneQuery:
+    """PrometheusConnect with one answer: series whose label values coincide."""
+
+    def __init__(self, url: str) -> None:
+        self._session = self
+
+    def custom_query(self, query: str, params: dict[str, str]) -> list[dict[str, Any]]:
+        return [
+            {"metric": {"service": "web"}, "value": [0, "1"]},
+            {"metric": {"job": "web"}, "value": [0, "1"]},
+        ]
+
+    def close(self) -> None:
+        pass
+
+
+def test_prometheus_services_whose_values_coincide_get_distinct_names(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(services_module, "PrometheusConnect", _OneQuery)
+    found = from_prometheus("http://prometheus:9090", "q", 0.0, 86400.0, 300.0)
+    assert [s.name for s in found] == ['job="web"', 'service="web"']
+
+
+def test_a_service_without_traffic_says_so_not_too_little_history(tmp_path: Path) -> None:
+    result = evaluate_service(_one_service(_write(tmp_path / "zero.csv", 0 * _tide(4))), QUICK)
+    assert result.recommendation == NO_TRAFFIC and result.reason == "every value is 0"
+    short = evaluate_service(_one_service(_write(tmp_path / "short.csv", _tide(1))), QUICK)
+    assert short.recommendation == TOO_LITTLE_HISTORY
+    assert short.reason is not None and "under the 3 days of --min-history" in short.reason
+
+
+def test_a_service_no_setting_of_either_policy_meets_says_so(folder: Path) -> None:
+    # At 98-99 % of capacity queues build: far above a budget of one in a billion.
+    (web,) = from_folder(folder)
+    strict = FleetSettings(targets=(0.98, 0.99), refine=False, violation_budget=1e-9)
+    result = evaluate_service(web, strict)
+    assert result.recommendation == NO_SETTING, result
+    assert result.reactive_replica_hours is None and result.tidescaler_replica_hours is None
+    assert result.reason is not None and "fewest violations at the targets swept" in result.reason
+
+
+def _result(name: str, recommendation: str, reactive: float | None = None) -> ServiceResult:
+    tide = None if reactive is None else 0.9 * reactive
+    return ServiceResult(
+        name, recommendation, reactive_replica_hours=reactive, tidescaler_replica_hours=tide
+    )
+
+
+def test_totals_say_which_services_they_leave_out_and_why() -> None:
+    results = [
+        _result("a", USE_TIDESCALER, 100.0),
+        _result("b", KEEP_REACTIVE, 50.0),
+        _result("c", NO_SETTING),
+        _result("d", NO_TRAFFIC),
+        _result("e", FAILED),
+        _result("f", USE_TIDESCALER),  # tidescaler meets the budget, reactive does not
+    ]
+    t = totals(results)
+    assert (t.services, t.compared) == (6, 2)
+    assert t.reactive_replica_hours == 150.0 and t.recommended_replica_hours == 140.0
+    assert t.left_out == {
+        FAILED: 1,
+        NO_SETTING: 1,
+        NO_TRAFFIC: 1,
+        "use tidescaler, no reactive setting meets the budget": 1,
+    }
+    text = markdown(results, FleetSettings(), "")
+    assert "over 2 of the 6 services (left out: 1 failed, 1 no setting meets the budget" in text
+    assert report_json(results, FleetSettings())["totals"]["left_out"] == t.left_out  # type: ignore[index]
+
+
+def test_totals_of_a_fleet_where_nothing_compares_are_not_zero_replica_hours() -> None:
+    # It said "0.0 replica-hours with reactive scaling everywhere".
+    text = markdown([_result("c", NO_SETTING), _result("d", NO_SETTING)], FleetSettings(), "")
+    assert "No service has replica-hours to total (left out: 2 no setting meets the budget)" in text
+    assert "0.0 replica-hours" not in text
+
+
+# -- runs on a local Dask cluster -------------------------------------------------------------
+
+
+def test_a_run_where_every_service_failed_exits_non_zero(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    for name in ("a", "b"):
+        (traces / f"{name}.csv").write_text("timestamp,requests\n1700000000,5\nnoon,7\n")
+    flags = ["--out", str(tmp_path / "out"), "--no-cache", "--workers", "1"]
+    assert main(["fleet", "--traces", str(traces), *flags]) == 1
+    assert "error: every service failed (2)" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_fleet_in_one_line_with_status_130(tmp_path: Path) -> None:
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    for seed in range(4):  # full default sweeps: tens of seconds each, still running at ^C
+        _write(traces / f"s{seed}.csv", _tide(6) * (1 + 0.1 * seed))
+    command = [sys.executable, "-m", "scaler.cli", "fleet", "--traces", str(traces)]
+    command += ["--out", str(tmp_path / "out"), "--no-cache", "--workers", "1"]
+    # A session of its own: SIGINT to its process group is Ctrl-C on a terminal.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and process.poll() is None:
+            children = psutil.Process(process.pid).children(recursive=True)
+            if any("spawn_main" in " ".join(c.cmdline()) for c in children):
+                break
+            time.sleep(0.2)
+        time.sleep(4)  # the worker registers and starts on a service
+        assert process.poll() is None
+        os.killpg(process.pid, signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    # Nothing but the command's own lines: no worker's or Dask's warnings either.
+    assert all(line.startswith(("fleet:", "interrupted")) for line in err.splitlines()), err
+    (line,) = [line for line in err.splitlines() if "interrupted" in line]
+    assert "nothing is kept (--no-cache)" in line and "cached" not in line
