@@ -60,6 +60,8 @@ class PodState:
     `started_at` is its status.startTime (None: not started). `ready_changed_at`
     is the Ready condition's last transition time; None when unknown, which
     counts as the start time (a pod that is not ready then has never been ready).
+    `missing_request`: one of its containers requests nothing of the resource,
+    which makes the HPA's calculatePodRequests fail for the whole selection.
     """
 
     name: str
@@ -69,6 +71,7 @@ class PodState:
     ready_changed_at: float | None = None
     phase: PodPhase = PodPhase.RUNNING
     deleting: bool = False
+    missing_request: bool = False
 
 
 @dataclass(frozen=True)
@@ -98,6 +101,10 @@ class CalculationReason(StrEnum):
     NO_PODS = "no_pods"  # the selection has no pods: the HPA errors and keeps the count
     NO_METRICS = "no_metrics"  # no usage for any counted pod: likewise
     NO_REQUESTS = "no_requests"  # the pods with usage request nothing: likewise
+    # A container of a selected pod has no request for the resource: the HPA's
+    # calculatePodRequests errors ("missing request for cpu in container ...") and the
+    # HPA keeps the count.
+    MISSING_REQUEST = "missing_request"
 
 
 @dataclass(frozen=True)
@@ -250,6 +257,8 @@ def resource_replicas(
     }
     if not metrics:
         return Calculation(current_replicas, CalculationReason.NO_METRICS, None, **counts)
+    if any(pod.missing_request for pod in pods):
+        return Calculation(current_replicas, CalculationReason.MISSING_REQUEST, None, **counts)
     requests = {pod.name: milli(pod.request) for pod in pods}
     measured = _utilization(metrics, requests, target_percent)
     if measured is None:

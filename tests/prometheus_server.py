@@ -178,13 +178,30 @@ def kube_state_metrics_pod(
     times: Sequence[float],
     *,
     node: str = "node-1",
+    without_requests: Sequence[str] = (),
 ) -> list[Series]:
-    """kube-state-metrics' `kube_pod_container_resource_requests` of one pod.
+    """kube-state-metrics' `kube_pod_container_resource_requests` and
+    `kube_pod_container_info` of one pod.
 
     `requests` maps container -> (CPU cores, memory bytes), with the labels
-    kube-state-metrics v2 writes (resource, unit, container, uid, node).
+    kube-state-metrics v2 writes (resource, unit, container, uid, node);
+    `without_requests` names containers that request nothing: they have an info
+    series and no request series, as kube-state-metrics exports them.
     """
     out: list[Series] = []
+    for container in [*requests, *without_requests]:
+        info = {
+            "job": "kube-state-metrics",
+            "instance": "10.0.0.9:8080",
+            "namespace": namespace,
+            "pod": pod,
+            "uid": f"uid-{namespace}-{pod}",
+            "container": container,
+            "image": f"registry.example/{container}:1.0",
+            "image_spec": f"registry.example/{container}:1.0",
+            "container_id": f"containerd://{namespace}-{pod}-{container}",
+        }
+        out.append(Series("kube_pod_container_info", info, [(t, 1.0) for t in times]))
     for container, (cores, memory_bytes) in requests.items():
         base = {
             "job": "kube-state-metrics",

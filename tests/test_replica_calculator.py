@@ -475,6 +475,20 @@ def test_71_percent_of_a_70_percent_target_is_within_tolerance() -> None:
     assert calculation.reason is CalculationReason.WITHIN_TOLERANCE
 
 
+def test_a_container_missing_its_request_keeps_the_count() -> None:
+    # calculatePodRequests' "container missing requests" case: any container of any
+    # listed pod without a request fails the calculation, the HPA keeps its count,
+    # even where the pods that do request say scale up (160 % of an 80 % target).
+    pods = _pods(2, request=0.5)
+    pods[1] = replace(pods[1], missing_request=True)
+    calculation = resource_replicas(pods, {"web-0": 0.8, "web-1": 0.8}, "cpu", 80, 2, NOW)
+    assert (calculation.replicas, calculation.reason) == (2, CalculationReason.MISSING_REQUEST)
+    assert calculation.utilization_percent is None
+    # Without usage for any counted pod the HPA fails earlier, on the metrics.
+    nothing = resource_replicas(pods, {}, "cpu", 80, 2, NOW)
+    assert nothing.reason is CalculationReason.NO_METRICS
+
+
 def test_memory_ignores_readiness_and_the_initialization_period() -> None:
     pods = [PodState("web-0", 2**30, ready=False, started_at=NOW, ready_changed_at=NOW)]
     calculation = resource_replicas(pods, {"web-0": 2**30}, "memory", 50, 1, NOW)

@@ -54,6 +54,7 @@ def test_one_query_carries_every_signal() -> None:
     for signal in (
         "used",
         "requested",
+        "unrequested",
         "ready",
         "ready_time",
         "started",
@@ -63,4 +64,5 @@ def test_one_query_carries_every_signal() -> None:
     ):
         assert f'"signal", "{signal}"' in query
     assert "container_memory_working_set_bytes" in query
-    assert query.count('namespace="shop"') == 8
+    # Once per signal, twice in the containers that request nothing (info unless requests).
+    assert query.count('namespace="shop"') == 10

@@ -123,6 +123,19 @@ def backfill() -> list[Series]:
     series += workload_pod("warmup", "web-3", cores=None, ready=False, phase="Pending")
     series += workload_pod("warmup", "web-4", cores=2.0, ready=False, phase="Failed")
     series += workload_pod("warmup", "web-5", cores=2.0, deleting_since=AT - 10)
+    # Two pods at 80 % of the app's request, each with a sidecar that requests nothing
+    # and uses as much again: the HPA refuses to compute ("missing request for cpu in
+    # container sidecar"), where dividing all usage by the app's request alone would
+    # read 160 % and double the pods.
+    for i in range(2):
+        pod = f"web-{i}"
+        series += kube_state_metrics_pod(
+            "sidecars", pod, {"app": (0.5, 2**30)}, TIMES, without_requests=["sidecar"]
+        )
+        series += pod_status("sidecars", pod, TIMES)
+        series += cadvisor_pod(
+            "sidecars", pod, {"app": (0.4, 2**29), "sidecar": (0.4, 2**28)}, TIMES
+        )
     return series
 
 
@@ -205,6 +218,15 @@ def test_unready_pending_failed_and_terminating_pods_on_a_scale_up(
     # count at 0 %: 4 cores / 4 cores requested = 100 % -> ceil(2 x 4) = 8. Counting
     # web-2's usage as it is would say more, and so would counting web-5's (12).
     assert metrics(stub, cpu("warmup", 50)) == 8
+
+
+def test_a_container_without_a_request_keeps_the_count_as_the_hpa_does(
+    serve: Callable[..., tuple],
+) -> None:
+    stub, _ = serve()
+    # Two pods running: the count stays, whatever the target.
+    assert metrics(stub, cpu("sidecars", 50)) == 2
+    assert metrics(stub, cpu("sidecars", 10)) == 2
 
 
 def test_pod_status_read_from_kube_state_metrics(seeded: PrometheusServer) -> None:

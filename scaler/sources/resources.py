@@ -7,7 +7,9 @@ cluster watched by Prometheus those come from cAdvisor
 kube-state-metrics: `kube_pod_container_resource_requests` for the requests,
 `kube_pod_status_ready`, `kube_pod_status_ready_time`, `kube_pod_start_time`
 (else `kube_pod_created`), `kube_pod_status_phase` and
-`kube_pod_deletion_timestamp` for the status. `resource_query` asks for all of
+`kube_pod_deletion_timestamp` for the status, and `kube_pod_container_info` for the
+containers that request nothing (the HPA refuses to compute then). `resource_query`
+asks for all of
 them in one request, one series per pod and kind told apart by the label
 `signal`, which keeps them consistent, within one timeout and coalescable;
 `pods_from_signals` turns the answer into the HPA's inputs. The user's
@@ -102,6 +104,19 @@ def requests_per_pod_query(resource: ResourceName, pod_selector: str) -> str:
     return f"sum by (namespace, pod) (kube_pod_container_resource_requests{{{selector}}})"
 
 
+def unrequested_per_pod_query(resource: ResourceName, pod_selector: str) -> str:
+    """Per pod, how many of its containers have no request for `resource`:
+    kube-state-metrics exports no request series for them. (Sidecars declared as
+    restartable init containers, which the HPA also counts, are not seen here.)"""
+    _checked_resource(resource)
+    selector = _checked(pod_selector)
+    return (
+        f"count by (namespace, pod) (kube_pod_container_info{{{selector}}} "
+        f"unless on (namespace, pod, container) "
+        f'kube_pod_container_resource_requests{{resource="{resource}",{selector}}})'
+    )
+
+
 def pod_status_queries(pod_selector: str) -> dict[str, str]:
     """kube-state-metrics' status of the selected pods, one query per `signal` label.
 
@@ -134,6 +149,7 @@ def resource_query(
             resource, pod_selector, cpu_rate_window_seconds=cpu_rate_window_seconds
         ),
         "requested": requests_per_pod_query(resource, pod_selector),
+        "unrequested": unrequested_per_pod_query(resource, pod_selector),
     } | pod_status_queries(pod_selector)
     return " or ".join(
         f'label_replace({query}, "signal", "{signal}", "", "")' for signal, query in parts.items()
@@ -159,15 +175,17 @@ def pods_from_signals(signals: Signals) -> tuple[tuple[PodState, ...], dict[str,
     """The HPA's inputs from `resource_query`'s series: the pods and their usage.
 
     The pods are those with a request series, as the HPA lists the pods of its
-    selector and needs each one's request. A pod without a Ready series has no
-    Ready condition, one without a start time has not started (the HPA ignores
-    both for CPU), unless kube-state-metrics' status series are missing
-    altogether: then every pod counts as ready and long started, which is the
-    plain arithmetic. A Ready condition whose status is unknown counts as ready,
-    as in groupPods, which only sets aside pods whose condition is false.
-    `kube_pod_status_ready_time` is the Ready condition's last transition; recent
-    kube-state-metrics export it for ready pods only, so an unready pod without
-    it counts as never ready, and a ready pod without it as ready since it started.
+    selector and needs each one's request, and those with a container that
+    requests nothing (`missing_request`: the HPA's calculation fails for the
+    selection). A pod without a Ready series has no Ready condition, one without
+    a start time has not started (the HPA ignores both for CPU), unless
+    kube-state-metrics' status series are missing altogether: then every pod
+    counts as ready and long started, which is the plain arithmetic. A Ready
+    condition whose status is unknown counts as ready, as in groupPods, which
+    only sets aside pods whose condition is false. `kube_pod_status_ready_time`
+    is the Ready condition's last transition; recent kube-state-metrics export
+    it for ready pods only, so an unready pod without it counts as never ready,
+    and a ready pod without it as ready since it started.
     """
     # An infinite or negative usage or request is no measurement (a counter reset, a bad
     # exporter): such a pod's usage is missing, and a pod without a request unknown.
@@ -181,11 +199,21 @@ def pods_from_signals(signals: Signals) -> tuple[tuple[PodState, ...], dict[str,
         for name, series in signals.get("used", {}).items()
         if math.isfinite(series.value) and series.value >= 0
     }
+    # A pod with a container that requests nothing: the HPA cannot compute (a pod whose
+    # containers all request nothing has no request series, and is listed from here).
+    unrequested = {name for name, series in signals.get("unrequested", {}).items() if series.value}
     status_known = any(signals.get(kind) for kind in ("ready", "started", "created", "phase"))
     pods: list[PodState] = []
-    for name, request in sorted(requested.items()):
+    for name in sorted(requested.keys() | unrequested):
+        request = requested.get(name)
+        request_value = 0.0 if request is None else request.value
+        missing_request = name in unrequested
         if not status_known:
-            pods.append(PodState(name, request.value, True, -math.inf, -math.inf))
+            pods.append(
+                PodState(
+                    name, request_value, True, -math.inf, -math.inf, missing_request=missing_request
+                )
+            )
             continue
         ready = signals.get("ready", {}).get(name)
         started = signals.get("started", {}).get(name) or signals.get("created", {}).get(name)
@@ -194,7 +222,7 @@ def pods_from_signals(signals: Signals) -> tuple[tuple[PodState, ...], dict[str,
         pods.append(
             PodState(
                 name,
-                request.value,
+                request_value,
                 ready=None if ready is None else ready.condition != "false",
                 started_at=None if started is None else started.value,
                 ready_changed_at=None if ready_time is None else ready_time.value,
@@ -202,6 +230,7 @@ def pods_from_signals(signals: Signals) -> tuple[tuple[PodState, ...], dict[str,
                 if phase is None
                 else _PHASES.get(phase.phase, PodPhase.UNKNOWN),
                 deleting=name in signals.get("deleting", {}),
+                missing_request=missing_request,
             )
         )
     return tuple(pods), usage
