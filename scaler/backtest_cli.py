@@ -293,11 +293,15 @@ def run_backtest(args: argparse.Namespace) -> int:
     note = unscored_note(result)
     if note is not None:  # not silent: a row of NaN and n 0 would be all there is
         err.print(note, highlight=False)
-    if args.forecasts_csv:
-        write_forecasts_csv(result, args.forecasts_csv)
-    if args.out:
-        path = plot(result, args.out)
-        err.print(f"wrote {path}", highlight=False)
+    try:
+        if args.forecasts_csv:
+            write_forecasts_csv(result, args.forecasts_csv)
+        if args.out:
+            path = plot(result, args.out)
+            err.print(f"wrote {path}", highlight=False)
+    except OSError as exc:  # checked writable first, so a full disk or a vanished folder
+        err.print(f"[red]error:[/red] cannot write the output: {exc}", highlight=False)
+        return 1
     if args.json:
         json.dump(backtest_json(result), sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -127,3 +127,12 @@ def test_origins_the_forecaster_skipped_are_noted() -> None:
     note = unscored_note(result)
     assert note is not None and "no forecast at some origins (1h: " in note
     assert "24 finite points" in note
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="no /dev/full")
+def test_a_write_that_fails_at_the_end_is_one_line(
+    trace_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    flags = _backtest(trace_file, "--min-history", "1d", "--horizons", "1h")
+    assert main([*flags, "--forecasts-csv", "/dev/full"]) == 1
+    assert "cannot write the output" in _error(capsys)

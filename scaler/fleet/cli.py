@@ -368,7 +368,11 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/red] cannot reach the Dask scheduler: {error}", highlight=False)
         return 2
     command = "tidescaler fleet " + " ".join(shlex.quote(a) for a in sys.argv[2:])
-    written = write_report(fleet.results, settings, out, command.strip())
+    try:
+        written = write_report(fleet.results, settings, out, command.strip())
+    except OSError as error:  # checked writable first, so a full disk or a vanished folder
+        err.print(f"[red]error:[/red] cannot write the report: {error}", highlight=False)
+        return 1
     t = totals(fleet.results)
     saving = "—" if t.saving is None else f"{100 * t.saving:.1f} %"
     left_out = ""
