@@ -277,6 +277,19 @@ def test_event_without_read_access_to_scaledobjects_is_written_without_uid(
     assert sum("cannot read ScaledObjects" in r.getMessage() for r in caplog.records) == 1
 
 
+def test_no_event_is_written_about_a_scaledobject_that_does_not_exist(
+    recorder: EventRecorder, stand_in: KubeApiStandIn
+) -> None:
+    """Anyone who can reach the gRPC port names the namespace and the ScaledObject: an
+    Event about one the API server does not have (404) would be theirs to write, in any
+    namespace the scaler's RBAC reaches."""
+    for i in range(30):
+        recorder.record("kube-system", f"no-such-{i}", EventSpec("Warning", "PolicyInvalid", "x"))
+    recorder.record(*KEY, EventSpec("Warning", "PolicyInvalid", "threshold is required"))
+    assert [e["involvedObject"]["name"] for e in stand_in.events.values()] == ["web"]
+    assert (recorder.counts.no_object, recorder.counts.written) == (30, 1)
+
+
 # -- the narrator: decisions of the real engine in, Events out --
 
 

@@ -245,6 +245,7 @@ class RecorderCounts:
     dropped: int = 0  # queue full
     spam_filtered: int = 0
     failed: int = 0
+    no_object: int = 0  # the ScaledObject does not exist: nothing written
 
 
 class EventRecorder:
@@ -267,7 +268,7 @@ class EventRecorder:
         self.correlator = correlator or Correlator(clock)
         self.counts = RecorderCounts()
         self._queue: queue.Queue[tuple[Any, ...] | None] = queue.Queue(queue_size)
-        self._uids: dict[tuple[str, str], tuple[str, float]] = {}
+        self._uids: dict[tuple[str, str], tuple[str | None, float]] = {}
         self._logged: set[tuple[str, str]] = set()
         self._dropped_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="kube-events", daemon=True)
@@ -332,7 +333,13 @@ class EventRecorder:
 
     def record(self, namespace: str, name: str, spec: EventSpec, at: float | None = None) -> None:
         """Correlate and write one Event (runs on the background thread)."""
-        ref = ObjectRef(namespace, name, self._uid(namespace, name))
+        uid = self._uid(namespace, name)
+        if uid is None:
+            # Any client of the gRPC port can name any namespace and name: an Event about
+            # a ScaledObject that does not exist would be theirs to write into it.
+            self.counts.no_object += 1
+            return
+        ref = ObjectRef(namespace, name, uid)
         result = self.correlator.correlate(ref, spec)
         if result.skip:
             self.counts.spam_filtered += 1
@@ -392,23 +399,29 @@ class EventRecorder:
         self.counts.written += 1
         return written
 
-    def _uid(self, namespace: str, name: str) -> str:
-        """The ScaledObject's uid: `kubectl describe` lists only Events that carry it."""
+    def _uid(self, namespace: str, name: str) -> str | None:
+        """The ScaledObject's uid (`kubectl describe` lists only Events that carry it);
+        "" when it cannot be read (Events are written without it), None when it does
+        not exist (no Event is written)."""
         now = self.clock()
         cached = self._uids.get((namespace, name))
         if cached is not None and now - cached[1] < UID_TTL_SECONDS:
             return cached[0]
+        uid: str | None
         try:
             uid = str(
                 (self.api.scaled_object(namespace, name).get("metadata") or {}).get("uid") or ""
             )
         except KubeError as err:
-            self._log_once(
-                err,
-                "cannot read ScaledObjects; Events are written without the object's uid "
-                "(kubectl get events shows them, kubectl describe does not)",
-            )
-            uid = cached[0] if cached is not None else ""
+            if err.not_found:
+                uid = None
+            else:
+                self._log_once(
+                    err,
+                    "cannot read ScaledObjects; Events are written without the object's uid "
+                    "(kubectl get events shows them, kubectl describe does not)",
+                )
+                uid = cached[0] if cached is not None else ""
         if len(self._uids) > 10_000:
             self._uids.clear()
         self._uids[(namespace, name)] = (uid, now)
@@ -445,7 +458,8 @@ class _RecorderCollector(Collector):
         family = CounterMetricFamily(
             "tidescaler_kube_events",
             "Kubernetes Events by outcome: created, updated (count bumped), dropped (queue "
-            "full), spam_filtered (client-go's per-object token bucket), failed (API error).",
+            "full), spam_filtered (client-go's per-object token bucket), failed (API error), "
+            "no_object (the ScaledObject does not exist: none written).",
             labels=("outcome",),
         )
         counts = self.recorder.counts
@@ -455,6 +469,7 @@ class _RecorderCollector(Collector):
             ("dropped", counts.dropped),
             ("spam_filtered", counts.spam_filtered),
             ("failed", counts.failed),
+            ("no_object", counts.no_object),
         ):
             family.add_metric((outcome,), value)
         yield family
