@@ -259,7 +259,10 @@ def _lead(policy: Policy, settings: EngineSettings, startup_seconds: float) -> f
 
 
 def _fresh(observed_at: float, now: float, settings: EngineSettings) -> bool:
-    return now - observed_at <= settings.staleness_seconds
+    # An observation from the future means the clock stepped back (NTP) by more than its
+    # age: counting it fresh until the clock catches up could hold an old value for as
+    # long as the step; within the staleness bound of it, it still counts.
+    return -settings.staleness_seconds <= now - observed_at <= settings.staleness_seconds
 
 
 def _built(cls: type[_Frozen], **fields: object) -> _Frozen:

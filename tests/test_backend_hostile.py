@@ -336,6 +336,25 @@ def test_last_good_values_are_kept_within_a_byte_budget(
     assert newest.error is not None and newest.value == 7.0, "kept: read most recently"
 
 
+def test_after_the_clock_steps_back_the_newest_answer_is_the_one_held(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    """Which answer is newer is told by when its request was sent, not by the wall clock:
+    after a step back (NTP) the answers that follow are still the last good value."""
+    now = [1_800_000_000.0]
+    switch = Switch(answer("3"))
+    backend = serve(switch)
+    with PrometheusSource(coalesce_seconds=0.0, clock=lambda: now[0]) as source:
+        assert source.read(backend.url, "sum(up)").value == 3.0
+        now[0] -= 3600.0
+        switch.behaviour = answer("50")
+        assert source.read(backend.url, "sum(up)").value == 50.0
+        switch.behaviour = lambda handler: handler.reply(500, b"down")
+        held = source.read(backend.url, "sum(up)")
+    assert held.error is not None and held.value == 50.0
+    assert held.observed_at == 1_800_000_000.0 - 3600.0
+
+
 def test_stuck_requests_fill_only_their_own_slots_then_fail_fast(
     serve: Callable[..., LoopbackServer],
 ) -> None:

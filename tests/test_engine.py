@@ -471,6 +471,21 @@ def test_stale_demand_without_forecast_is_unavailable() -> None:
     assert "timeout" in decision.detail
 
 
+@pytest.mark.parametrize(("age", "available"), [(-30, True), (-120, True), (-3600, False)])
+def test_demand_from_the_future_counts_only_within_the_staleness_bound(
+    age: float, available: bool
+) -> None:
+    """A clock stepped back (NTP) makes the last good value look younger than zero: held
+    as fresh until the clock caught up, it would stand for the size of the step."""
+    decision = decide(
+        parse_policy(QUERY),
+        Observations(demand=demand(250, age=age, error="timeout"), errors={"query": "timeout"}),
+        NOW,
+        SETTINGS,
+    )
+    assert decision.available is available
+
+
 def test_observe_mode_forecast_does_not_stand_in_for_stale_demand() -> None:
     decision = decide(
         parse_policy(QUERY | {"forecast": "observe"}),

@@ -192,6 +192,7 @@ class _Remembered:
     observed_at: float
     last_read: float
     size: int  # bytes it is counted for in LAST_GOOD_BYTES
+    sent: float  # time.monotonic() when the request that gave it was sent
 
 
 # Memory for last good values: their keys hold the tenant's query text (up to 16 KiB)
@@ -345,7 +346,7 @@ class PrometheusSource:
         options: BackendOptions = NO_OPTIONS,
     ) -> float:
         """The query's value now, by KEDA's rules; raises BackendError."""
-        result, _ = self._fetch(address, query, options)
+        result, _, _ = self._fetch(address, query, options)
         return _to_value(result, address, query, ignore_null_values)
 
     def read(
@@ -459,14 +460,14 @@ class PrometheusSource:
         window = self._cpu_rate_window_seconds if resource == "cpu" else 0.0
         key = ("resource", address, pod_selector, resource, options)
         try:
-            result, observed_at = self._fetch(
+            result, observed_at, sent = self._fetch(
                 address, query, options, deadline, RESOURCE_BODY_BYTES
             )
             known = self._last_good.get(key)
             if known is not None and known.observed_at == observed_at:
                 # The answer this reading was made from, shared by every ScaledObject
                 # with this selector: parse thousands of series once, not per call.
-                self._remember(key, known.value, observed_at)
+                self._remember(key, known.value, observed_at, sent)
                 same: ResourceReading = known.value
                 return same
             pods, usage = pods_from_signals(_per_pod(result, address, query))
@@ -485,7 +486,7 @@ class PrometheusSource:
             good: ResourceReading = remembered.value
             return replace(good, error=error)
         reading = ResourceReading(pods, usage, observed_at, window)
-        self._remember(key, reading, observed_at)
+        self._remember(key, reading, observed_at, sent)
         return reading
 
     def range(
@@ -571,8 +572,9 @@ class PrometheusSource:
         options: BackendOptions = NO_OPTIONS,
         deadline: float | None = None,
         max_body_bytes: int = QUERY_BODY_BYTES,
-    ) -> tuple[Any, float]:
-        """Raw `result` of an instant query and its evaluation time; raises BackendError.
+    ) -> tuple[Any, float, float]:
+        """Raw `result` of an instant query, its evaluation time and when it was sent
+        (monotonic); raises BackendError.
 
         Waits at most the answer budget (or until `deadline`); past it, a TIMEOUT error
         says the answer is pending.
@@ -582,7 +584,7 @@ class PrometheusSource:
             raise self._pending(address, query)
         if flight.error is not None:
             raise flight.error.copy()
-        return flight.result, flight.observed_at
+        return flight.result, flight.observed_at, flight.started
 
     def _resource_query(self, resource: ResourceName, pod_selector: str) -> str:
         return resource_query(
@@ -637,7 +639,7 @@ class PrometheusSource:
                     converted = conversion_error
             flight.converted[ignore_null_values] = converted
         if not isinstance(converted, BackendError):
-            self._remember(key, converted, flight.observed_at)
+            self._remember(key, converted, flight.observed_at, flight.started)
         return converted
 
     # -- coalescing --------------------------------------------------------------
@@ -785,7 +787,11 @@ class PrometheusSource:
 
     # -- last good values ----------------------------------------------------------
 
-    def _remember(self, key: tuple[Any, ...], value: Any, observed_at: float) -> None:
+    def _remember(self, key: tuple[Any, ...], value: Any, observed_at: float, sent: float) -> None:
+        """Keep `value` as the last good one, unless the one kept came from a request sent
+        later (`sent`, monotonic): which answer is newer is told by the monotonic clock,
+        so a wall clock stepped back (NTP) cannot pin an old value for the size of the
+        step."""
         known = self._last_good.get(key)
         if known is not None and known.observed_at == observed_at:
             known.last_read = self._clock()  # the same answer again: no need for the lock
@@ -793,11 +799,11 @@ class PrometheusSource:
         with self._lock:
             now = self._clock()
             known = self._last_good.get(key)
-            if known is not None and known.observed_at > observed_at:
+            if known is not None and known.sent > sent:
                 return  # a late answer to an older request
             size = _remembered_size(key, value)
             self._last_good_bytes += size - (known.size if known is not None else 0)
-            self._last_good[key] = _Remembered(value, observed_at, now, size)
+            self._last_good[key] = _Remembered(value, observed_at, now, size, sent)
             self._sweep_last_good(now)
             if self._last_good_bytes > LAST_GOOD_BYTES:
                 self._forget_least_read()
