@@ -390,6 +390,10 @@ def _fail(message: str) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
+    # gRPC's core logs in its own format to stderr; at its INFO level every client that
+    # fails the TLS handshake adds a line (any client can), which breaks the one JSON
+    # object per line of --log-format json. Errors still show; an operator may override.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
     from scaler.forecast_service import ForecastService
     from scaler.server import ServerConfig, bind_problem, check_tls_files, start_server
     from scaler.sources.prometheus import PrometheusSource

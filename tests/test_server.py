@@ -366,6 +366,54 @@ def test_mutual_tls_requires_a_client_certificate_from_the_ca(pki: Pki) -> None:
         running.stop(0)
 
 
+def test_clients_failing_the_tls_handshake_add_no_lines_to_json_logs(pki: Pki) -> None:
+    """gRPC's core logged every failed handshake in its own format (any client can fail
+    one), breaking the one JSON object per line of the logs."""
+    port = _free_port()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "serve",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--metrics-port=0",
+            "--log-format=json",
+            f"--tls-cert={pki.server_cert}",
+            f"--tls-key={pki.server_key}",
+            f"--tls-client-ca={pki.ca_cert}",
+        ],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:  # ready: a good client is answered
+            try:
+                with _tls_channel(port, pki, pki.client_cert, pki.client_key) as channel:
+                    pb_grpc.ExternalScalerStub(channel).IsActive(ref(ALWAYS), timeout=2)
+                break
+            except grpc.RpcError:
+                assert time.monotonic() < deadline, "the server did not come up"
+                time.sleep(0.2)
+        for _ in range(5):
+            with (
+                _tls_channel(port, pki, pki.other_client_cert, pki.other_client_key) as channel,
+                pytest.raises(grpc.RpcError),
+            ):
+                pb_grpc.ExternalScalerStub(channel).IsActive(ref(ALWAYS), timeout=2)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    lines = (process.stderr.read() if process.stderr else "").splitlines()
+    assert lines and all(line.startswith("{") for line in lines), lines[:3]
+
+
 def test_tls_flags_must_come_in_pairs(pki: Pki) -> None:
     with pytest.raises(ValueError, match="--tls-cert and --tls-key go together"):
         ServerConfig(tls_cert=pki.server_cert)
