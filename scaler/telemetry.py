@@ -25,11 +25,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
 from threading import Thread
-from wsgiref.simple_server import WSGIServer
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry
-from prometheus_client import start_http_server as _start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -162,8 +163,22 @@ class Telemetry:
     # -- serving --
 
     def start_http_server(self, port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, Thread]:
-        """Serve /metrics from this registry on a daemon thread; returns the server and thread."""
-        return _start_http_server(port, addr=addr, registry=self.registry)
+        """Serve /metrics from this registry on a daemon thread; returns the server and thread.
+
+        prometheus_client's own server, bounded: at most METRICS_CONNECTIONS connections
+        at a time (one thread each), and a connection that sends no request within
+        METRICS_READ_SECONDS is closed. Without the bounds, clients that open connections
+        and send nothing held a thread each, for as long as they liked."""
+        server = make_server(
+            addr,
+            port,
+            make_wsgi_app(self.registry),
+            _BoundedMetricsServer,
+            handler_class=_MetricsRequestHandler,
+        )
+        thread = Thread(target=server.serve_forever, name="metrics-http", daemon=True)
+        thread.start()
+        return server, thread
 
     # -- state --
 
@@ -432,3 +447,45 @@ def _families() -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
             labels=[*so, "kind"],
         ),
     }
+
+
+METRICS_CONNECTIONS = 32  # scrapers are few: Prometheus replicas, an agent, a person
+METRICS_READ_SECONDS = 10.0
+
+
+class _MetricsRequestHandler(WSGIRequestHandler):
+    timeout = METRICS_READ_SECONDS  # socket timeout: an idle connection is closed
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """No access log: scrapes every few seconds would drown the decisions."""
+
+
+class _BoundedMetricsServer(ThreadingMixIn, WSGIServer):
+    """A thread per connection, at most METRICS_CONNECTIONS of them; past that a new
+    connection is closed at once (its scraper retries at its next interval)."""
+
+    daemon_threads = True
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._slots = threading.BoundedSemaphore(METRICS_CONNECTIONS)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that timed out or went away: nothing to report (the base prints a
+        traceback to stderr)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 import urllib.request
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
+from scaler import telemetry as telemetry_module
 from scaler.engine import Decision, Reason, Signal, SignalReading, SignalStatus
 from scaler.telemetry import RPC_BUCKETS, RPC_LABELS, Telemetry
 
@@ -381,6 +383,45 @@ def test_metrics_are_served_over_http() -> None:
     families = {family.name: family for family in text_string_to_metric_families(text)}
     assert families["tidescaler_desired_replicas"].samples[0].value == 7
     assert families["tidescaler_demand"].samples[0].labels == SO
+
+
+def test_idle_connections_to_metrics_hold_a_bounded_number_of_threads(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Each connection holds a thread until its request is read: clients that connect and
+    send nothing held one each, for as long as they liked."""
+    monkeypatch.setattr(telemetry_module._MetricsRequestHandler, "timeout", 1.0)
+    telemetry, _, clock = make()
+    telemetry.record_decision("shop", "checkout", DECISION, 420.0, clock.now)
+    server, thread = telemetry.start_http_server(0, addr="127.0.0.1")
+    port = server.server_address[1]
+    before = threading.active_count()
+    idle = []
+    try:
+        for _ in range(3 * telemetry_module.METRICS_CONNECTIONS):
+            connection = socket.create_connection(("127.0.0.1", port))
+            connection.sendall(b"GET /metrics HTTP/1.1\r\n")  # and never the rest
+            idle.append(connection)
+        time.sleep(0.3)
+        assert threading.active_count() - before <= telemetry_module.METRICS_CONNECTIONS
+        # An idle connection is closed after the read timeout, and its slot freed.
+        idle[0].settimeout(5.0)
+        assert idle[0].recv(1024) == b""
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                    assert b"tidescaler_desired_replicas" in r.read()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "no slot came free"
+                time.sleep(0.2)
+    finally:
+        for connection in idle:
+            connection.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
 
 
 def test_without_a_registry_a_fresh_one_is_made_never_the_global_default() -> None:
