@@ -56,7 +56,12 @@ def check_output_file(path: str | None, flag: str) -> None:
     must be writable (tried now, so that a run does not fail after the work)."""
     if not path:
         return
-    target = Path(path)
+    # A symlink is written through, so its target is what is checked (a dangling link to
+    # a file not yet made is fine when the target's folder is writable). realpath does
+    # not raise on a loop; the open below then fails with the loop's own reason.
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():  # what realpath leaves of a loop
+        raise OutputPathError(f"{flag} {path}: a symlink loop; name a file or fix the link")
     if target.is_dir():
         raise OutputPathError(f"{flag} {path}: is a folder; name a file inside it")
     parent = target.parent

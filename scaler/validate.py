@@ -312,20 +312,29 @@ def _duplicate_problem(dup: _Duplicate, docs: Sequence[Any], label: str) -> str:
 
 def validate_text(text: str, label: str, all_external: bool = False) -> tuple[list[str], int]:
     """Problems in one file's text, one line each, and how many ScaledObjects it holds."""
-    loader = _BoundedLoader(text)
+    loader: _BoundedLoader | None = None
     try:
+        # Inside the try: the reader checks the text for control characters (an ANSI
+        # escape, a NUL) as the loader is made, and raises ReaderError there.
+        loader = _BoundedLoader(text)
         docs: list[Any] = []
         while loader.check_data():  # type: ignore[no-untyped-call]
             docs.append(loader.get_data())
     except _Refused as err:
         return [f"{label}:{err.line}: {err.message}"], 0
+    except yaml.reader.ReaderError as err:
+        # No problem_mark: its first line says which character and where.
+        first = str(err).splitlines()[0] if str(err) else err.__class__.__name__
+        line = text.count("\n", 0, err.position) + 1
+        return [f"{label}:{line}: not valid YAML ({first}); remove that character"], 0
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"{label}:{mark.line + 1}" if mark is not None else label
         problem = getattr(err, "problem", None) or str(err)
         return [f"{where}: not valid YAML ({problem}); fix the indentation or quoting there"], 0
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
     problems = [_duplicate_problem(d, docs, label) for d in loader.duplicates]
     count = 0
     for n, doc in _scaledobjects(docs):

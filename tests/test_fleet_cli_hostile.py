@@ -114,6 +114,12 @@ SETTINGS_REFUSED = [
     (["--budget", "0"], "--budget 0 cannot be met by any setting"),
     (["--budget", "1e-12"], "give a --budget above 1.39e-11"),
     (["--capacity-per-replica", "0.01"], "1 / --capacity-per-replica"),
+    # The floor named, never a value below it, and each fix that alone is enough.
+    (
+        ["--capacity-per-replica", "2.1"],
+        "give a --budget above 0.35, or a --slo-ms above 2193, or a --capacity-per-replica "
+        "above 9.21",
+    ),
 ]
 
 
@@ -275,3 +281,63 @@ def test_ctrl_c_stops_the_fleet_in_one_line_with_status_130(tmp_path: Path) -> N
     assert all(line.startswith(("fleet:", "interrupted")) for line in err.splitlines()), err
     (line,) = [line for line in err.splitlines() if "interrupted" in line]
     assert "nothing is kept (--no-cache)" in line and "cached" not in line
+
+
+# -- round 2 ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["file", "missing-parent", "read-only"])
+def test_an_unusable_cache_is_refused_before_any_work(
+    folder: Path,
+    tmp_path: Path,
+    kind: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cache = tmp_path / "cache"
+    if kind == "file":
+        cache.write_text("not a folder", encoding="utf-8")
+    elif kind == "missing-parent":
+        cache = Path("/proc/nocache")
+    else:  # root writes anywhere: the refusal is simulated at the check's write
+        import scaler.cli_support as support
+
+        def denied(*args: object, **kwargs: object) -> None:
+            raise OSError(30, "Read-only file system")
+
+        real = support.check_output_dir
+
+        def only_cache(path: str | None, flag: str) -> None:
+            if flag == "--cache":
+                monkeypatch.setattr(support.tempfile, "TemporaryFile", denied)
+            real(path, flag)
+
+        monkeypatch.setattr("scaler.fleet.cli.check_output_dir", only_cache)
+    argv = ["fleet", "--traces", str(folder), "--out", str(tmp_path / "o"), "--cache", str(cache)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(f"error: --cache {cache}: "), err
+
+
+def test_out_equal_to_traces_is_refused_up_front(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(tmp_path / "web.csv", _tide(4))
+    assert main(["fleet", "--traces", str(tmp_path), "--out", f"{tmp_path}/"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is the --traces folder" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["web.csv"]  # nothing written
+
+
+def test_a_spike_beyond_any_scaledobject_is_still_evaluated(tmp_path: Path) -> None:
+    # Fleet sizes capacity from the p99: one interval 10^6 times the rest needs more
+    # replicas than a ScaledObject allows; the policies stop at max replicas, as before.
+    rate = _tide(4)
+    rate[200] = 1e6 * rate.max()
+    result = evaluate_service(_one_service(_write(tmp_path / "spike.csv", rate)), QUICK)
+    assert result.recommendation != FAILED, result.error
+    rate[200] = 1e300  # not a demand: refused in fleet's terms
+    result = evaluate_service(_one_service(_write(tmp_path / "glitch.csv", rate)), QUICK)
+    assert result.recommendation == FAILED
+    assert result.error is not None and "a glitch in the trace? remove that row" in result.error
+    assert "--scale" not in result.error and "--unit" not in result.error

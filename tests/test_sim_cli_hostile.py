@@ -388,3 +388,54 @@ def test_zero_traffic_warning_and_summary_agree(
     assert "-x" not in out and "nan" not in out
     assert "ran no replicas, so there is no ratio" in " ".join(out.split())
     assert ClusterModel().min_replicas == 0  # what the warning's wording assumes here
+
+
+# -- round 2: control characters and tags in a scenario file ----------------------------
+
+
+def test_control_character_in_scenario_says_which_and_where(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = trace.parent / "ansi.yaml"
+    path.write_text(f"name: x\ntrace: {trace.name}\n# \x1b[31mred\n", encoding="utf-8")
+    code, _, err = simulate([str(path)], capsys)
+    assert code == 2
+    line = one_error(err)
+    assert f"{path}:3: not valid YAML (unacceptable character #x001b" in line
+
+
+def test_yaml_tags_in_scenario_are_refused(trace: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = trace.parent / "tag.yaml"
+    path.write_text(f"name: x\ntrace: {trace.name}\ndays: !!float 2\n", encoding="utf-8")
+    code, _, err = simulate([str(path)], capsys)
+    assert code == 2
+    assert f"{path}:3: YAML tags ('tag:yaml.org,2002:float') are not allowed" in one_error(err)
+
+
+def test_dangling_symlink_output_is_written_through(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (trace.parent / "real").mkdir()
+    link = trace.parent / "link.csv"
+    link.symlink_to("real/timeline.csv")
+    check_output_file(str(link), "--timeline-csv")  # the target's folder is writable
+    assert not (trace.parent / "real" / "timeline.csv").exists()  # the check leaves nothing
+    loop = trace.parent / "loop.csv"
+    loop.symlink_to("loop.csv")
+    with pytest.raises(OutputPathError, match="symlink loop"):
+        check_output_file(str(loop), "--timeline-csv")
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--days", "36500.0001", "--days=36500.0001: expected at most 36500"),
+        ("--scale", "1000000000001", "--scale=1000000000001: expected at most 1e+12"),
+    ],
+)
+def test_a_value_just_past_a_bound_is_quoted_as_typed(
+    trace: Path, flag: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = simulate(["--trace", str(trace), flag, value], capsys)
+    assert code == 2
+    assert expected in one_error(err)

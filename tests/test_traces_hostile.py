@@ -272,3 +272,23 @@ def test_a_field_over_the_csv_limit_names_the_line(tmp_path: Path) -> None:
     path.write_text(f'timestamp,requests\n{T0},1\n{T0 + 60},"{"x" * 200_000}"\n')
     message = refused(path)
     assert message.startswith(f"{path}:3: not readable as CSV (field larger than field limit")
+
+
+# -- dates whose UTC offset takes them outside the years 1 to 9999 -----------------------
+
+
+@pytest.mark.parametrize(
+    ("first", "bad", "side"),
+    [
+        ("0001-01-01T01:00:00+01:00", "0001-01-01T00:59:00+01:00", "before the year 1"),
+        ("9999-12-31T18:00:00-05:00", "9999-12-31T19:00:00-05:00", "after the year 9999"),
+    ],
+)
+def test_a_date_outside_the_years_once_in_utc_is_refused(
+    tmp_path: Path, first: str, bad: str, side: str
+) -> None:
+    path = tmp_path / "trace.csv"
+    path.write_text(f"timestamp,requests\n{first},1\n{bad},2\n")
+    assert refused(path) == (
+        f"{path}:3: time {bad!r} is {side} in UTC (years 1 to 9999 only); remove the row"
+    )

@@ -248,3 +248,19 @@ def test_a_key_given_twice_at_any_level_is_a_problem(
 def test_the_same_key_in_different_mappings_is_fine() -> None:
     text = GOOD + "---\n" + GOOD.replace("name: web", "name: api")
     assert validate_text(text, "so.yaml") == ([], 2)
+
+
+@pytest.mark.parametrize("char", ["\x1b", "\x00"])
+def test_a_control_character_is_one_line_and_other_files_are_still_checked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], char: str
+) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(GOOD.replace("name: web}", f"name: {char}[31mweb}}", 1), encoding="utf-8")
+    other = tmp_path / "other.yaml"
+    other.write_text(GOOD.replace('"100"', "100"), encoding="utf-8")
+    status = run_validate(argparse.Namespace(files=[str(bad), str(other)], all_external=False))
+    lines = capsys.readouterr().out.splitlines()
+    assert status == 1
+    code = f"#x{ord(char):04x}"
+    assert lines[0].startswith(f"{bad}:5: not valid YAML (unacceptable character {code}")
+    assert any(line.startswith(f"{other}:doc 1:") for line in lines[1:])

@@ -217,7 +217,8 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--out",
         default="fleet-report",
         metavar="DIR",
-        help="where fleet.md, fleet.json, fleet.csv and savings.png go (default: %(default)s)",
+        help="where fleet.md, fleet.json, fleet.csv and savings.png go; not the --traces folder "
+        "(default: %(default)s)",
     )
     run.add_argument(
         "--cache", metavar="DIR", help="finished services, for resuming (default: OUT/.cache)"
@@ -279,11 +280,24 @@ def check_settings(settings: FleetSettings) -> None:
     # takes longer than the SLO on its own, so a budget at or below it is never met.
     floor = math.exp(-settings.slo_ms / service_ms)
     if settings.violation_budget <= floor:
+        # The fixes, each alone enough: a budget above the floor (below 1, which --budget
+        # allows), an SLO past -ln(budget) mean service times (within the timeout), or,
+        # when capacity is given, a replica fast enough for the SLO.
+        budget = settings.violation_budget
+        fixes = []
+        if floor < 0.99:
+            fixes.append(f"a --budget above {floor:.3g}")
+        need = -math.log(budget) if budget > 0 else math.inf
+        slo_needed = need * service_ms
+        if slo_needed < timeout_ms:
+            fixes.append(f"a --slo-ms above {slo_needed:.4g}")
+        if settings.capacity_per_replica is not None and math.isfinite(need):
+            fixes.append(f"a --capacity-per-replica above {need * 1000.0 / settings.slo_ms:.4g}")
+        remedy = ", or ".join(fixes) if fixes else "a longer --slo-ms"
         raise FleetInputError(
-            f"--budget {settings.violation_budget:g} cannot be met by any setting: with a mean "
+            f"--budget {budget:g} cannot be met by any setting: with a mean "
             f"service time of {service_ms:.4g} ms, a share {floor:.3g} of requests exceeds "
-            f"--slo-ms {settings.slo_ms:g} however many replicas run; give a --budget above "
-            f"{floor:.3g} (e.g. 0.01) or a longer --slo-ms"
+            f"--slo-ms {settings.slo_ms:g} however many replicas run; give {remedy}"
         )
     # Whatever else the simulator or the trigger metadata would refuse, once for all.
     scenario = fleet_scenario("fleet", capacity, settings)
@@ -311,6 +325,19 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     try:
         check_output_dir(args.out, "--out")
+        if args.traces and Path(args.traces).resolve() == out.resolve():
+            # Refused rather than skipping fleet.csv and fleet.json when reading: a rerun
+            # would otherwise read the last report as services, and a service's own
+            # fleet.csv would be taken for a report (skipped, then overwritten).
+            raise FleetInputError(
+                f"--out {args.out} is the --traces folder: fleet.csv and fleet.json written "
+                "there would be read as services by the next run; give another --out, e.g. "
+                f"--out {out / 'fleet-report'}"
+            )
+        if not args.no_cache:
+            # Created and written while services finish: a folder that cannot be would
+            # otherwise fail after the work (or as "cannot reach the Dask scheduler").
+            check_output_dir(args.cache or str(out / ".cache"), "--cache")
         settings = settings_from(args)
         services = services_from(args)
     except (FleetInputError, OutputPathError) as error:

@@ -109,6 +109,12 @@ class ServiceResult:
         return record
 
 
+# The most replicas a service's peak may need at its capacity: static-peak's replica
+# counts are int64 and summed over every step, which stays exact below this (a trace of a
+# million steps). Above it the trace holds a glitch, not a demand.
+MAX_PEAK_REPLICAS_COUNTED = 1e12
+
+
 def evaluate_service(source: ServiceSource, settings: FleetSettings) -> ServiceResult:
     """Evaluate one service; a failure becomes a result with `error`, never an exception."""
     began = time.perf_counter()
@@ -149,6 +155,21 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
         scale = settings.peak_replicas * capacity / peak
     base = replace(base, capacity_per_replica=capacity, demand_scale=scale)
 
+    highest = float(np.max(rate))
+    if not highest * scale / capacity <= MAX_PEAK_REPLICAS_COUNTED:
+        # Said in fleet's terms: the demand as the trace gives it, against its own p99
+        # (what fleet sizes from) or the --capacity-per-replica given.
+        if settings.capacity_per_replica is None:
+            why = f"{highest / peak:.3g} times its p99 of {peak:.3g} requests/s"
+        else:
+            why = (
+                f"more than {MAX_PEAK_REPLICAS_COUNTED:.0e} replicas of --capacity-per-replica "
+                f"{capacity:g}"
+            )
+        raise ValueError(
+            f"its highest demand, {highest:.3g} requests/s, is {why}: not a demand any "
+            "replica count carries; a glitch in the trace? remove that row"
+        )
     base = _with_forecast_skill(base, trace, settings)
     scenario = fleet_scenario(trace.name, capacity, settings)
     traffic = Traffic(float(trace.timestamps[0]), step, rate * scale, trace.name)
@@ -207,7 +228,16 @@ def _frontier_points(
         if not values:
             return []
         grid = Sweep((("target_utilization", tuple(f"{t:g}" for t in values)),), policies)
-        return sweep(replace(scenario, sweep=grid), traffic, forecast_cache=cache)[1]
+        # No demand_problem refusal (check_demand=False): it speaks of simulate's --scale
+        # and --unit, which fleet does not have, and fleet sizes capacity itself (from the
+        # service's p99, or --capacity-per-replica). A peak above every ScaledObject's
+        # reach is then a spike far above the service's usual demand; the autoscaled
+        # policies stop at the fleet's max replicas and are judged on it, as fleet always
+        # did, rather than the whole service being dropped. _evaluate refuses only peaks
+        # too large to count in replicas, in fleet's terms.
+        return sweep(
+            replace(scenario, sweep=grid), traffic, forecast_cache=cache, check_demand=False
+        )[1]
 
     if not settings.refine or len(targets) <= 2 * REFINE_STRIDE:
         return run(targets, POLICIES)

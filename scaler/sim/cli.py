@@ -248,10 +248,13 @@ def _check_ranges(args: argparse.Namespace) -> None:
         value = getattr(args, flag[2:].replace("-", "_"))
         if value is None:
             continue
+        # The value as typed (repr is the shortest text that reads back as it): :g
+        # rounds 36500.0001 to 36500, the very bound it is refused against.
+        typed = repr(value).removesuffix(".0")
         if value > HIGHS[key]:
-            raise ScenarioError(f"{flag}={value:g}: expected at most {HIGHS[key]:g}")
+            raise ScenarioError(f"{flag}={typed}: expected at most {HIGHS[key]:g}")
         if key in LOWS and 0 < value < LOWS[key]:
-            raise ScenarioError(f"{flag}={value:g}: expected at least {LOWS[key]:g}")
+            raise ScenarioError(f"{flag}={typed}: expected at least {LOWS[key]:g}")
 
 
 def build_scenario(args: argparse.Namespace) -> Scenario:

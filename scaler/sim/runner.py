@@ -312,16 +312,19 @@ def simulate(
     progress: PolicyProgress | None = None,
     policies: tuple[str, ...] | None = None,
     forecast_cache: ForecastCache | None = None,
+    check_demand: bool = True,
 ) -> SimulationResult:
-    """Run every policy of `scenario` (or `policies`) on its traffic."""
+    """Run every policy of `scenario` (or `policies`) on its traffic. `check_demand`
+    False skips demand_problem, for callers that size capacity themselves (fleet): the
+    autoscaled policies stop at max replicas, and static-peak at MAX_REPLICAS."""
     began = time.perf_counter()
     if "oracle" in (policies or scenario.policies):
         why = unreachable_slo(scenario)
         if why is not None:  # say so before any policy runs
             raise ScenarioError(why)
     traffic = traffic if traffic is not None else scenario.load_traffic()
-    problem = demand_problem(scenario, traffic)
-    if problem is not None:  # callers other than the CLI (fleet, bench) get it here
+    problem = demand_problem(scenario, traffic) if check_demand else None
+    if problem is not None:  # callers other than the CLI (bench, from-cluster) get it here
         raise ScenarioError(f"{scenario.origin}: {problem}")
     sim = prepare(scenario, traffic)
     first = round(scenario.warmup_days * 86400 / sim.step_seconds)
@@ -407,6 +410,7 @@ def sweep(
     traffic: Traffic | None = None,
     progress: PolicyProgress | None = None,
     forecast_cache: ForecastCache | None = None,
+    check_demand: bool = True,
 ) -> tuple[SimulationResult, list[SweepPoint]]:
     """The scenario as given, plus one run per combination of its sweep (frontier points).
 
@@ -422,7 +426,7 @@ def sweep(
     """
     traffic = traffic if traffic is not None else scenario.load_traffic()
     cache: ForecastCache = {} if forecast_cache is None else forecast_cache
-    base = simulate(scenario, traffic, progress, forecast_cache=cache)
+    base = simulate(scenario, traffic, progress, forecast_cache=cache, check_demand=check_demand)
     points: list[SweepPoint] = []
     if scenario.sweep is None:
         return base, points
@@ -487,7 +491,10 @@ def sweep(
             variant = with_sweep_value(variant, name, value)
         shared_settings = tuple(zip(shared_names, shared_values, strict=True))
         if plain_policies:
-            record(simulate(variant, traffic, None, plain_policies, cache), shared_settings)
+            record(
+                simulate(variant, traffic, None, plain_policies, cache, check_demand),
+                shared_settings,
+            )
             advance()
         for policy in with_own:
             axes = own_axes[policy]
@@ -498,7 +505,7 @@ def sweep(
                 settings = shared_settings + tuple(
                     (name, value) for (name, _), value in zip(axes, values, strict=True)
                 )
-                record(simulate(mine, traffic, None, (policy,), cache), settings)
+                record(simulate(mine, traffic, None, (policy,), cache, check_demand), settings)
                 advance()
     return base, points
 

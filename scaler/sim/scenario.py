@@ -112,6 +112,16 @@ def load_yaml(text: str, where: str) -> Any:
                 raise ScenarioError(f"{where}: YAML aliases (*name) are not allowed")
             if isinstance(event, yaml.NodeEvent) and event.anchor is not None:
                 raise ScenarioError(f"{where}: YAML anchors (&name) are not allowed")
+            if (
+                isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent)
+                and event.tag is not None
+                and not _implicit_tag(event)
+            ):
+                at = event.start_mark.line + 1 if event.start_mark is not None else 0
+                raise ScenarioError(
+                    f"{where}:{at}: YAML tags ({short(event.tag)}) are not allowed; "
+                    "write the plain value"
+                )
             if isinstance(event, yaml.ScalarEvent | yaml.CollectionStartEvent):
                 nodes += 1
                 if nodes > MAX_YAML_NODES:
@@ -125,11 +135,25 @@ def load_yaml(text: str, where: str) -> Any:
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
         return yaml.safe_load(text)
+    except yaml.reader.ReaderError as err:
+        # A control character (an ANSI escape, a NUL): no problem_mark, but the error's
+        # first line says which character, and its position where.
+        at = text.count("\n", 0, err.position) + 1
+        problem = str(err).splitlines()[0][:80] if str(err) else err.__class__.__name__
+        raise ScenarioError(f"{where}:{at}: not valid YAML ({problem})") from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         problem = str(getattr(err, "problem", None) or err.__class__.__name__)[:80]
         raise ScenarioError(f"{where}{line}: not valid YAML ({problem})") from None
+
+
+def _implicit_tag(event: yaml.ScalarEvent | yaml.CollectionStartEvent) -> bool:
+    """A tag the parser gave itself (\"!\" on a quoted scalar), not one the user wrote
+    (as scaler/policy_text.py tells them apart)."""
+    return event.tag == "!" or (
+        isinstance(event, yaml.CollectionStartEvent) and bool(event.implicit)
+    )
 
 
 # Short names for labels of swept settings (plots, tables).

@@ -108,6 +108,14 @@ def parse_time_cell(text: str, fmt: TimeFormat, name: str, line: int) -> float:
                 f"{name}:{line}: time {text!r} is not an RFC 3339 date like the rows before; "
                 "write every time in one format, e.g. 2024-07-01T00:00:00Z"
             )
+        # A date in years 1 to 9999 may still leave them once its offset is applied
+        # (0001-01-01T00:00:00+01:00 is in the year 0 in UTC): the same refusal as numbers.
+        if time_problem(seconds) is not None:
+            side = "before the year 1" if seconds < MIN_SECONDS else "after the year 9999"
+            raise TraceError(
+                f"{name}:{line}: time {text!r} is {side} in UTC (years 1 to 9999 only); "
+                "remove the row"
+            )
         return seconds
     try:
         number = float(text)
