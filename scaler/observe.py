@@ -18,7 +18,7 @@ from scaler.backend_access import BackendAccess
 from scaler.engine import Observations, ResourceSample, Sample, Signal
 from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
-from scaler.policy import BackendOptions, Policy
+from scaler.policy import BackendOptions, Policy, ResourcePolicy
 from scaler.sources.prometheus import PrometheusSource, Reading
 from scaler.sources.resources import ResourceName
 
@@ -51,6 +51,15 @@ class BackendProblem:
     message: str
 
 
+def _wanted_resources(resources: ResourcePolicy) -> list[tuple[Signal, ResourceName]]:
+    """The resource signals the policy sets a target for, and the resource each reads."""
+    targets: tuple[tuple[Signal, ResourceName, float | None], ...] = (
+        (Signal.CPU, "cpu", resources.cpu_utilization_percent),
+        (Signal.MEMORY, "memory", resources.memory_utilization_percent),
+    )
+    return [(signal, name) for signal, name, target in targets if target is not None]
+
+
 class Observer:
     def __init__(
         self,
@@ -78,14 +87,9 @@ class Observer:
         resources = policy.resources
         if resources is None:
             return True
-        wanted: tuple[tuple[ResourceName, float | None], ...] = (
-            ("cpu", resources.cpu_utilization_percent),
-            ("memory", resources.memory_utilization_percent),
-        )
         return all(
             self.source.resource_ready(address, resources.pod_selector, name, options=options)
-            for name, target in wanted
-            if target is not None
+            for _, name in _wanted_resources(resources)
         )
 
     def observe_at_hand(
@@ -127,15 +131,8 @@ class Observer:
             self.source.start(address, policy.query.query, options=options)
         resources = policy.resources
         if resources is not None:
-            wanted: tuple[tuple[ResourceName, float | None], ...] = (
-                ("cpu", resources.cpu_utilization_percent),
-                ("memory", resources.memory_utilization_percent),
-            )
-            for name, target in wanted:
-                if target is not None:
-                    self.source.start_resource(
-                        address, resources.pod_selector, name, options=options
-                    )
+            for _, name in _wanted_resources(resources):
+                self.source.start_resource(address, resources.pod_selector, name, options=options)
 
     def _observe(
         self,
@@ -180,13 +177,7 @@ class Observer:
 
         resources = policy.resources
         if resources is not None and address is not None:
-            signals: tuple[tuple[Signal, ResourceName, float | None], ...] = (
-                (Signal.CPU, "cpu", resources.cpu_utilization_percent),
-                (Signal.MEMORY, "memory", resources.memory_utilization_percent),
-            )
-            for signal, resource, target in signals:
-                if target is None:
-                    continue
+            for signal, resource in _wanted_resources(resources):
                 usage = self.source.read_resource(
                     address, resources.pod_selector, resource, options=options, deadline=deadline
                 )

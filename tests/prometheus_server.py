@@ -189,29 +189,26 @@ def kube_state_metrics_pod(
     series and no request series, as kube-state-metrics exports them.
     """
     out: list[Series] = []
-    for container in [*requests, *without_requests]:
-        info = {
+
+    def labels(container: str) -> dict[str, str]:
+        return {
             "job": "kube-state-metrics",
             "instance": "10.0.0.9:8080",
             "namespace": namespace,
             "pod": pod,
             "uid": f"uid-{namespace}-{pod}",
             "container": container,
+        }
+
+    for container in [*requests, *without_requests]:
+        info = labels(container) | {
             "image": f"registry.example/{container}:1.0",
             "image_spec": f"registry.example/{container}:1.0",
             "container_id": f"containerd://{namespace}-{pod}-{container}",
         }
         out.append(Series("kube_pod_container_info", info, [(t, 1.0) for t in times]))
     for container, (cores, memory_bytes) in requests.items():
-        base = {
-            "job": "kube-state-metrics",
-            "instance": "10.0.0.9:8080",
-            "namespace": namespace,
-            "pod": pod,
-            "uid": f"uid-{namespace}-{pod}",
-            "container": container,
-            "node": node,
-        }
+        base = labels(container) | {"node": node}
         out.append(
             Series(
                 "kube_pod_container_resource_requests",
