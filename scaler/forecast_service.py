@@ -18,7 +18,7 @@ from scaler.engine import EngineSettings, lead_seconds
 from scaler.forecast.refresher import ForecastErrors, ForecastErrorTracker, ForecastRefresher
 from scaler.forecast.types import Forecast
 from scaler.policy import Policy
-from scaler.sources.prometheus import PrometheusSource
+from scaler.sources.prometheus import BackendError, BackendErrorKind, PrometheusSource
 
 # A fit sees at most this many points: 14 days at one minute, a few milliseconds.
 MAX_HISTORY_POINTS = 20_160
@@ -29,6 +29,14 @@ def history_step_seconds(history_seconds: float) -> float:
     """Grid step of the history: 30 s or coarser so that the fit stays cheap."""
     step = max(MIN_STEP_SECONDS, history_seconds / MAX_HISTORY_POINTS)
     return float(math.ceil(step / 15.0) * 15)  # a multiple of a usual scrape interval
+
+
+def backend_down(exc: BaseException) -> bool:
+    """A fetch error that says the Prometheus itself is not answering, not just one query."""
+    return isinstance(exc, BackendError) and exc.kind in (
+        BackendErrorKind.TIMEOUT,
+        BackendErrorKind.CONNECTION,
+    )
 
 
 class ForecastService:
@@ -46,7 +54,10 @@ class ForecastService:
         self.source = source
         self._settings = EngineSettings(polling_interval_seconds=polling_interval_seconds)
         self.refresher = refresher or ForecastRefresher(
-            refit_seconds=refit_seconds, max_series=max_series, clock=clock
+            refit_seconds=refit_seconds,
+            max_series=max_series,
+            backend_down=backend_down,
+            clock=clock,
         )
         self.tracker = ForecastErrorTracker()
         self._registered: set[Hashable] = set()
@@ -84,6 +95,7 @@ class ForecastService:
                 history_seconds=policy.forecast.history_seconds,
                 step_seconds=history_step_seconds(policy.forecast.history_seconds),
                 quantile=policy.forecast.quantile,
+                backend=address,
             )
             if not registered:
                 return None, (

@@ -33,9 +33,10 @@ import hypothesis.strategies as st
 import pytest
 from certs import make_pki
 from hypothesis import given, settings
-from prometheus_server import Exporter, PrometheusServer, free_port
+from prometheus_server import Exporter, PrometheusServer, Series, free_port, grid, openmetrics
 
 from scaler.backend_access import BackendAccess
+from scaler.forecast.refresher import ForecastState
 from scaler.forecast_service import ForecastService
 from scaler.observe import Observer
 from scaler.policy import BackendOptions, parse_policy
@@ -971,6 +972,77 @@ def test_forecast_history_is_read_with_the_triggers_request_options(
     for request in backend.requests:
         assert request.params["namespace"] == "team-a"
         assert request.headers["x-scope-orgid"] == "a"
+
+
+def test_a_hung_backend_delays_no_other_backends_refits_and_is_asked_once_per_retry(
+    serve: Callable[..., LoopbackServer],
+    prometheus_factory: Callable[..., PrometheusServer],
+) -> None:
+    """Six forecast series on a hung backend, registered first, then two on a real one.
+
+    Refits used to run one after the other on one thread: the healthy backend's series
+    waited for every hung fetch's timeout in turn (6 x 4 s here, 6 x 30 s by default)."""
+    hung = serve(hang)
+    now = time.time()
+    healthy = prometheus_factory(start=False, scrape=False)
+    healthy.backfill(
+        openmetrics(
+            [
+                Series(
+                    "refit_requests_per_second",
+                    {},
+                    [(t, 100.0) for t in grid(now - 3 * 86_400, now, 60)],
+                )
+            ]
+        )
+    )
+    healthy.start()
+    range_timeout = 4.0
+    source = PrometheusSource(range_timeout_seconds=range_timeout)
+    forecasts = ForecastService(source)
+    refresher = forecasts.refresher
+
+    def policy(query: str) -> Any:
+        return parse_policy(
+            {"query": query, "threshold": "1", "forecast": "on", "forecastHistory": "2d"}
+        )
+
+    hung_keys = []
+    for i in range(6):
+        query = f"sum(hung_{i})"
+        forecasts.forecast_for(hung.url, query, policy(query), now)
+        hung_keys.append(ForecastService.key(hung.url, query, policy(query)))
+    healthy_keys = []
+    for query in ("sum(refit_requests_per_second)", "max(refit_requests_per_second)"):
+        forecasts.forecast_for(healthy.url, query, policy(query), now)
+        healthy_keys.append(ForecastService.key(healthy.url, query, policy(query)))
+    started = time.monotonic()
+    try:
+        wait_until(
+            lambda: all(refresher.latest(key) is not None for key in healthy_keys),
+            timeout_seconds=3 * range_timeout,
+        )
+        # Well before the first hung fetch times out.
+        assert time.monotonic() - started < range_timeout - 1.0
+        # The hung backend holds at most its share of the workers ...
+        assert len(hung.requests) == refresher.per_backend < refresher.workers
+        wait_until(
+            lambda: (
+                sum(refresher.status(k).state is ForecastState.FETCH_ERROR for k in hung_keys)  # type: ignore[union-attr]
+                == len(hung_keys)
+            ),
+            timeout_seconds=3 * range_timeout,
+        )
+        # ... and once its fetches timed out, its other series wait out the retry delay
+        # instead of each holding a worker for a timeout of its own.
+        time.sleep(1.0)
+        assert len(hung.requests) == refresher.per_backend
+        messages = [refresher.status(k).message for k in hung_keys]  # type: ignore[union-attr]
+        waiting = [m for m in messages if m.startswith("not fetched: the backend did not answer")]
+        assert len(waiting) == len(hung_keys) - refresher.per_backend, messages
+    finally:
+        forecasts.close()
+        source.close()
 
 
 def test_a_trigger_with_a_header_the_server_does_not_allow_is_refused() -> None:

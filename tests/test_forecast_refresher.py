@@ -296,3 +296,76 @@ def test_the_error_scores_of_dropped_series_are_dropped_too() -> None:
         clock.now += 2 * 3600.0  # longer than the refresher keeps a series nobody reads
         service.forecast_for("http://127.0.0.1:9", "sum(a)", _trigger("sum(a)"), clock.now)
         assert service.tracker.errors(key) is None
+
+
+def test_every_due_series_of_one_backend_is_refit_within_its_share_of_workers() -> None:
+    clock = Clock()
+    r = _refresher(clock, workers=2)
+    source = TidalSource()
+    for key in "abcde":
+        r.register(
+            key, source, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95, backend="one"
+        )
+    assert r.per_backend == 1
+    assert r.refresh_due() == 5
+    assert all(r.latest(key) is not None for key in "abcde")
+
+
+def test_a_failing_query_does_not_hold_back_the_other_series_of_its_backend() -> None:
+    clock = Clock()
+    r = _refresher(clock, backend_down=lambda exc: isinstance(exc, TimeoutError))  # type: ignore[arg-type]
+    bad = TidalSource(fail=True)  # ConnectionError: this query's problem, not the backend's
+    good = TidalSource()
+    r.register("bad", bad, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95, backend="one")
+    r.register(
+        "good", good, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95, backend="one"
+    )
+    assert r.refresh_due() == 2
+    assert r.status("bad").state is ForecastState.FETCH_ERROR  # type: ignore[union-attr]
+    assert r.latest("good") is not None
+
+
+def test_a_backend_that_is_down_is_asked_again_after_the_retry_delay() -> None:
+    clock = Clock()
+
+    class Hung(TidalSource):
+        def __call__(self, start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+            self.calls.append((start, end, step))
+            if self.fail:
+                raise TimeoutError("no answer")
+            return super().__call__(start, end, step)
+
+    r = _refresher(
+        clock,
+        workers=2,
+        retry_seconds=60.0,
+        backend_down=lambda exc: isinstance(exc, TimeoutError),  # type: ignore[arg-type]
+    )
+    sources = {key: Hung(fail=True) for key in "abc"}
+    for key, fetch in sources.items():
+        r.register(
+            key, fetch, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95, backend="one"
+        )
+    other = TidalSource()
+    r.register(
+        "other", other, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95, backend="two"
+    )
+    # One of the three is asked; it times out; the others wait; the other backend is refit.
+    assert r.refresh_due() == 2
+    assert sum(len(s.calls) for s in sources.values()) == 1
+    assert r.latest("other") is not None
+    waiting = [k for k in "abc" if not sources[k].calls]
+    for key in waiting:
+        status = r.status(key)
+        assert status is not None and status.state is ForecastState.FETCH_ERROR
+        assert status.message == (
+            "not fetched: the backend did not answer another series' history fetch; "
+            "next try in 60 s"
+        )
+    clock.now += 59
+    assert r.refresh_due() == 0
+    for fetch in sources.values():
+        fetch.fail = False
+    clock.now += 1
+    assert r.refresh_due() == 3  # the backend answers again: all three refit
+    assert all(r.latest(key) is not None for key in "abc")

@@ -1,9 +1,13 @@
 """Background refits of registered series, and the rolling error of past forecasts.
 
 `ForecastRefresher` keeps one forecast per registered series and refits it
-on a schedule in a daemon thread: at once after registration (and so after a
-restart), then every `refit_seconds`. The request path only reads
-`latest(key)` and `status(key)`, which never fetch or fit. History is fetched
+on a schedule: at once after registration (and so after a restart), then
+every `refit_seconds`. The request path only reads `latest(key)` and
+`status(key)`, which never fetch or fit. Fetches run on a few daemon worker
+threads, at most half of them on one backend, and a backend that did not
+answer (timeout, connection refused) is asked again only after
+`retry_seconds`: a hung Prometheus holds at most one worker at a time, and
+the series of other backends are refit on time. Fits run one at a time. History is fetched
 through an injected function, incrementally (only the new part plus a little
 overlap for late samples), and in chunks small enough for a Prometheus range
 query; it is capped by the series' history window, so memory per series is
@@ -21,10 +25,12 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Hashable
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from enum import Enum
 
@@ -43,6 +49,18 @@ log = logging.getLogger(__name__)
 
 Fetch = Callable[[float, float, float], tuple[np.ndarray, np.ndarray]]
 Clock = Callable[[], float]
+# Whether a fetch error says the backend itself is not answering (not just this query).
+BackendDown = Callable[[BaseException], bool]
+
+
+def _never_down(exc: BaseException) -> bool:
+    return False
+
+
+def _named(key: Hashable) -> str:
+    """A series key for a log line: keys carry tenants' queries, up to kilobytes long."""
+    text = repr(key)
+    return text if len(text) <= 300 else text[:300] + "..."
 
 
 class ForecastState(Enum):
@@ -87,6 +105,7 @@ class _Series:
     next_due: float
     grid_end: float | None = None
     values: FloatArray = field(default_factory=lambda: np.zeros(0))
+    backend: Hashable = None
     forecast: Forecast | None = None
     status: SeriesStatus = field(
         default_factory=lambda: SeriesStatus(ForecastState.PENDING, "first fit pending", None, None)
@@ -106,22 +125,39 @@ class ForecastRefresher:
         overlap_seconds: float = 600.0,
         max_points_per_fetch: int = 10_000,
         max_series: int = 2_000,
+        workers: int = 4,
+        backend_down: BackendDown = _never_down,
         clock: Clock = time.time,
         settings: ForecasterSettings = DEFAULT_SETTINGS,
     ) -> None:
+        if workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
         self.refit_seconds = refit_seconds
         self.retry_seconds = retry_seconds
         self.idle_seconds = idle_seconds
         self.overlap_seconds = overlap_seconds
         self.max_points_per_fetch = max_points_per_fetch
-        # Fits run one after the other on one thread, each a fraction of a second: this
-        # many fit within the default refit interval, and distinct forecastQuery values
-        # sent in a loop cannot hold memory and delay everyone's refits without bound.
+        # Fits run one after the other, each a fraction of a second: this many fit
+        # within the default refit interval, and distinct forecastQuery values sent in
+        # a loop cannot hold memory and delay everyone's refits without bound.
         self.max_series = max_series
+        self.workers = workers
+        # A slow or hung backend may hold this many workers, never all of them.
+        self.per_backend = max(1, workers // 2)
         self.settings = settings
+        self._backend_down = backend_down
         self._clock = clock
         self._lock = threading.Lock()
         self._series: dict[Hashable, _Series] = {}
+        self._in_flight: Counter[Hashable] = Counter()
+        self._down_until: dict[Hashable, float] = {}
+        # Fits hold the GIL for parts of their work: one at a time leaves the other
+        # core to the request path.
+        self._fit_lock = threading.Lock()
+        self._tasks: queue.SimpleQueue[tuple[Hashable, _Series, Future[None]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._pool: list[threading.Thread] = []
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -137,9 +173,12 @@ class ForecastRefresher:
         step_seconds: float,
         quantile: float,
         horizon_seconds: float = 86_400.0,
+        backend: Hashable = None,
     ) -> bool:
         """Start (or keep) refitting `key`; a changed config refits at once. Never blocks.
 
+        `backend` names where `fetch` reads from (a Prometheus address): the
+        series of one backend share its limit of workers and its retry delay.
         False, and nothing registered, when `max_series` other series are registered."""
         config = SeriesConfig(history_seconds, step_seconds, quantile, horizon_seconds)
         now = self._clock()
@@ -151,7 +190,7 @@ class ForecastRefresher:
                 return True
             if series is None and len(self._series) >= self.max_series:
                 return False
-            self._series[key] = _Series(fetch, config, now, now, now)
+            self._series[key] = _Series(fetch, config, now, now, now, backend=backend)
         self._wake.set()
         return True
 
@@ -181,54 +220,128 @@ class ForecastRefresher:
     # ---------------------------------------------------------- background
 
     def start(self) -> None:
-        """Run refits in a daemon thread until `close()`."""
+        """Refit in daemon threads until `close()`."""
         if self._thread is not None:
             return
         self._thread = threading.Thread(target=self._loop, name="forecast-refit", daemon=True)
         self._thread.start()
 
     def close(self, timeout: float = 5.0) -> None:
+        """Stop refitting. A fetch still waiting on a backend is left to its daemon thread."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        for _ in self._pool:
+            self._tasks.put(None)
+        self._pool = []
 
     def _loop(self) -> None:
         while not self._stop.is_set():
             self._wake.clear()
             try:
-                self.refresh_due()
+                self._dispatch_due(self._clock())
             except Exception:  # the loop must survive anything a series does
                 log.exception("forecast refresh pass failed")
             self._wake.wait(self._seconds_to_next_due())
 
     def _seconds_to_next_due(self) -> float:
+        """Until the next series a worker could take; a finished fetch wakes the loop too."""
         now = self._clock()
         with self._lock:
-            dues = [s.next_due for s in self._series.values()]
+            if sum(self._in_flight.values()) >= self.workers:
+                return self.refit_seconds
+            dues = [
+                max(s.next_due, self._down_until.get(s.backend, s.next_due))
+                for s in self._series.values()
+                if not s.running and self._in_flight[s.backend] < self.per_backend
+            ]
         if not dues:
             return self.refit_seconds
         return min(max(min(dues) - now, 0.05), self.refit_seconds)
 
     def refresh_due(self) -> int:
-        """Drop idle series, then refit every series that is due. Returns how many were refit."""
-        now = self._clock()
+        """Drop idle series, then refit every series that is due, and wait for them.
+
+        Returns how many were refit; a series of a backend that is waiting out
+        its retry delay is left for later."""
+        started: list[Future[None]] = []
+        seen: set[Hashable] = set()
+        while True:
+            new = self._dispatch_due(self._clock(), exclude=seen)
+            started += new
+            pending = [f for f in started if not f.done()]
+            if not new and not pending:
+                return len(started)
+            if pending:
+                wait(pending, return_when=FIRST_COMPLETED)
+
+    def _dispatch_due(self, now: float, exclude: set[Hashable] | None = None) -> list[Future[None]]:
+        """Hand due series to the workers, within the per-backend limit; returns at once."""
+        started: list[Future[None]] = []
         with self._lock:
             for key in [
                 k for k, s in self._series.items() if now - s.last_read > self.idle_seconds
             ]:
-                log.info("forecast series %r idle, dropped", key)
+                log.info("forecast series %s idle, dropped", _named(key))
                 del self._series[key]
-            due = [(k, s) for k, s in self._series.items() if s.next_due <= now and not s.running]
-            for _, s in due:
-                s.running = True
-        for key, series in due:
+            due = sorted(
+                (
+                    (s.next_due, k, s)
+                    for k, s in self._series.items()
+                    if s.next_due <= now and not s.running
+                ),
+                key=lambda item: item[0],
+            )
+            for _, key, series in due:
+                if exclude is not None and key in exclude:
+                    continue
+                if sum(self._in_flight.values()) >= self.workers:
+                    break
+                down_until = self._down_until.get(series.backend, now)
+                if down_until > now:
+                    if series.status.state is not ForecastState.FETCH_ERROR:
+                        series.status = SeriesStatus(
+                            ForecastState.FETCH_ERROR,
+                            "not fetched: the backend did not answer another series' history "
+                            f"fetch; next try in {down_until - now:.0f} s",
+                            series.status.last_attempt,
+                            series.status.last_success,
+                        )
+                    continue
+                if self._in_flight[series.backend] >= self.per_backend:
+                    continue
+                series.running = True
+                self._in_flight[series.backend] += 1
+                future: Future[None] = Future()
+                started.append(future)
+                if exclude is not None:
+                    exclude.add(key)
+                self._tasks.put((key, series, future))
+            while len(self._pool) < min(self.workers, sum(self._in_flight.values())):
+                worker = threading.Thread(
+                    target=self._work, name=f"forecast-fetch-{len(self._pool)}", daemon=True
+                )
+                worker.start()
+                self._pool.append(worker)
+        return started
+
+    def _work(self) -> None:
+        while (task := self._tasks.get()) is not None:
+            key, series, future = task
             try:
                 self._refresh(key, series)
+            except Exception:  # a worker must survive anything a series does
+                log.exception("forecast %s: refresh failed", _named(key))
             finally:
-                series.running = False
-        return len(due)
+                with self._lock:
+                    series.running = False
+                    self._in_flight[series.backend] -= 1
+                    if self._in_flight[series.backend] <= 0:
+                        del self._in_flight[series.backend]
+                future.set_result(None)
+                self._wake.set()
 
     def _refresh(self, key: Hashable, series: _Series) -> None:
         cfg = series.config
@@ -237,20 +350,32 @@ class ForecastRefresher:
         try:
             values = self._history(series, end)
         except Exception as exc:  # fetch may raise anything; report, keep the last forecast
+            if self._backend_down(exc):
+                # The other series of this backend wait out the retry delay instead of
+                # each holding a worker until its own timeout.
+                with self._lock:
+                    self._down_until[series.backend] = self._clock() + self.retry_seconds
             self._finish(series, ForecastState.FETCH_ERROR, f"fetch failed: {exc}", now, None)
-            log.warning("forecast %r: history fetch failed: %s", key, exc)
+            log.warning("forecast %s: history fetch failed: %s", _named(key), exc)
             return
+        with self._lock:
+            self._down_until.pop(series.backend, None)
         try:
-            fitted = fit_forecaster(
-                values, cfg.step_seconds, quantile=cfg.quantile, now=end, settings=self.settings
-            )
-            forecast = fitted.forecast(cfg.horizon_seconds)
+            with self._fit_lock:
+                fitted = fit_forecaster(
+                    values,
+                    cfg.step_seconds,
+                    quantile=cfg.quantile,
+                    now=end,
+                    settings=self.settings,
+                )
+                forecast = fitted.forecast(cfg.horizon_seconds)
         except InsufficientHistory as exc:
             self._finish(series, ForecastState.TOO_LITTLE_HISTORY, str(exc), now, None)
             return
         except Exception as exc:
             self._finish(series, ForecastState.FIT_ERROR, f"fit failed: {exc}", now, None)
-            log.exception("forecast %r: fit failed", key)
+            log.exception("forecast %s: fit failed", _named(key))
             return
         if forecast.periodicity == "none":
             self._finish(series, ForecastState.NO_PERIODICITY, forecast.note, now, forecast)
