@@ -398,6 +398,7 @@ def run_serve(args: argparse.Namespace) -> int:
     from scaler.server import ServerConfig, bind_problem, check_tls_files, start_server
     from scaler.sources.prometheus import PrometheusSource
     from scaler.telemetry import Telemetry
+    from scaler.tls_files import tls_metrics
 
     # /metrics listens on all addresses, so it takes the port from gRPC whatever --host
     # is; caught later, the refusal came after Kubernetes set-up had logged.
@@ -475,6 +476,7 @@ def run_serve(args: argparse.Namespace) -> int:
             source=source,
             events=kube.events,
             pod_startup=kube.startup.seconds_for if kube.startup else None,
+            tls_on_load=tls_metrics(telemetry.registry) if config.tls_cert else None,
         )
     except (OSError, ValueError, RuntimeError) as err:
         forecasts.close()
@@ -488,8 +490,19 @@ def run_serve(args: argparse.Namespace) -> int:
         log.info("shutting down", extra={"signal": signal.Signals(signum).name})
         done.set()
 
+    def on_hangup(_signum: int, _frame: object) -> None:
+        # The conventional "reload": with TLS, the files are read again on the next
+        # connection (they are also followed as they change). Without a handler the
+        # signal would end the process at once, with no graceful drain.
+        log.info(
+            "SIGHUP: TLS files will be read again" if running.tls else "SIGHUP: nothing to reload"
+        )
+        if running.tls is not None:
+            running.tls.request_reload()
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, on_hangup)
     done.wait()
     deadline = time.monotonic() + config.grace_seconds
     running.stop(config.grace_seconds)

@@ -24,7 +24,6 @@ import functools
 import logging
 import os
 import socket
-import ssl
 import threading
 import time
 from collections import OrderedDict
@@ -47,6 +46,7 @@ from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.sources.prometheus import PrometheusSource
+from scaler.tls_files import TlsFiles, check_pair
 from scaler.workers import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -630,58 +630,19 @@ def _spec_response(metric_name: str) -> pb.GetMetricSpecResponse:
     return pb.GetMetricSpecResponse(metricSpecs=[spec])
 
 
-def _read(path: Path, flag: str) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as err:
-        raise ValueError(f"cannot read {flag} {path}: {err.strerror or err}") from None
-
-
 def check_tls_files(config: ServerConfig) -> None:
-    """Refuse unreadable, malformed or mismatched PEM files before serving with them.
-
-    gRPC itself accepts a key that does not belong to its certificate and only
-    fails every handshake later; OpenSSL (through `ssl`) checks the pair at once.
-    """
-    if config.tls_cert is None or config.tls_key is None:
-        return
-    cert, key = config.tls_cert, config.tls_key
-    _read(cert, "--tls-cert")
-    _read(key, "--tls-key")
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    try:
-        context.load_cert_chain(cert, key)
-    except ssl.SSLError as err:
-        if "KEY_VALUES_MISMATCH" in str(err) or "key values mismatch" in str(err):
-            raise ValueError(f"--tls-key {key} is not the key of --tls-cert {cert}") from None
-        raise ValueError(
-            f"--tls-cert {cert} / --tls-key {key}: not a PEM certificate and its private key "
-            f"({err.reason or err})"
-        ) from None
-    if config.tls_client_ca is not None:
-        _read(config.tls_client_ca, "--tls-client-ca")
-        try:
-            context.load_verify_locations(cafile=config.tls_client_ca)
-        except ssl.SSLError as err:
-            raise ValueError(
-                f"--tls-client-ca {config.tls_client_ca}: not a PEM CA certificate "
-                f"({err.reason or err})"
-            ) from None
+    """Refuse unreadable, malformed or mismatched PEM files before serving with them."""
+    if config.tls_cert is not None and config.tls_key is not None:
+        check_pair(config.tls_cert, config.tls_key, config.tls_client_ca)
 
 
-def server_credentials(config: ServerConfig) -> grpc.ServerCredentials | None:
-    """TLS (or mutual TLS when a client CA is given) from PEM files; None for plaintext."""
+def tls_files(
+    config: ServerConfig, on_load: Callable[[str, float | None], None] | None = None
+) -> TlsFiles | None:
+    """The TLS files to serve (followed as they are rotated); None for plaintext."""
     if config.tls_cert is None or config.tls_key is None:
         return None
-    check_tls_files(config)
-    pair = [(_read(config.tls_key, "--tls-key"), _read(config.tls_cert, "--tls-cert"))]
-    if config.tls_client_ca is None:
-        return grpc.ssl_server_credentials(pair)
-    return grpc.ssl_server_credentials(
-        pair,
-        root_certificates=_read(config.tls_client_ca, "--tls-client-ca"),
-        require_client_auth=True,
-    )
+    return TlsFiles(config.tls_cert, config.tls_key, config.tls_client_ca, on_load=on_load)
 
 
 def bind_problem(host: str, port: int) -> str | None:
@@ -720,6 +681,7 @@ class RunningServer:
     loop: asyncio.AbstractEventLoop
     thread: threading.Thread
     pools: tuple[DaemonThreadPool, ...]
+    tls: TlsFiles | None = None  # request_reload() on SIGHUP
 
     def stop(self, grace: float | None = None) -> None:
         """Graceful: report NOT_SERVING, end streams, finish calls in flight.
@@ -755,13 +717,17 @@ def start_server(
     clock: Callable[[], float] = time.time,
     events: ScalerEvents | None = None,
     pod_startup: PodStartupLookup | None = None,
+    tls_on_load: Callable[[str, float | None], None] | None = None,
 ) -> RunningServer:
     """Build and start the gRPC server on a new event-loop thread; returns once it listens.
 
     Raises ValueError for unusable TLS files and OSError when the port cannot be
-    listened on, each with a one-line message naming the problem.
+    listened on, each with a one-line message naming the problem. With TLS, the
+    files are followed as they change (`tls_on_load` is told of each read).
     """
-    credentials = server_credentials(config)  # before anything starts: fail fast and clean
+    tls = tls_files(config, tls_on_load)
+    # Before anything starts: fail fast and clean.
+    credentials = tls.credentials() if tls is not None else None
     source = source or PrometheusSource(
         timeout_seconds=config.query_timeout_seconds,
         coalesce_seconds=config.coalesce_seconds,
@@ -841,4 +807,4 @@ def start_server(
             "mutual_tls": config.tls_client_ca is not None,
         },
     )
-    return RunningServer(server, port, service, health_servicer, source, loop, thread, pools)
+    return RunningServer(server, port, service, health_servicer, source, loop, thread, pools, tls)

@@ -15,6 +15,7 @@ import pytest
 from certs import Pki, make_pki
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from serve_process import serve_process
 
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -370,24 +371,11 @@ def test_clients_failing_the_tls_handshake_add_no_lines_to_json_logs(pki: Pki) -
     """gRPC's core logged every failed handshake in its own format (any client can fail
     one), breaking the one JSON object per line of the logs."""
     port = _free_port()
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "scaler.cli",
-            "serve",
-            "--host=127.0.0.1",
-            f"--port={port}",
-            "--metrics-port=0",
-            "--log-format=json",
-            f"--tls-cert={pki.server_cert}",
-            f"--tls-key={pki.server_key}",
-            f"--tls-client-ca={pki.ca_cert}",
-        ],
-        env=os.environ | {"PYTHONPATH": str(ROOT)},
-        cwd=ROOT,
-        stderr=subprocess.PIPE,
-        text=True,
+    process = serve_process(
+        port,
+        f"--tls-cert={pki.server_cert}",
+        f"--tls-key={pki.server_key}",
+        f"--tls-client-ca={pki.ca_cert}",
     )
     try:
         deadline = time.monotonic() + 20

@@ -1,0 +1,31 @@
+"""`tidescaler serve` in a child process on loopback, for tests of the whole program."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def serve_process(port: int, *flags: str) -> subprocess.Popen[str]:
+    """Started with JSON logs on a pipe (stderr) and no /metrics; the caller ends it."""
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "serve",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            "--metrics-port=0",
+            "--log-format=json",
+            *flags,
+        ],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        stderr=subprocess.PIPE,
+        text=True,
+    )

@@ -1,0 +1,232 @@
+"""Certificates rotated under a running server: real TLS over real gRPC on loopback.
+
+The files are laid out as the kubelet lays out a mounted Secret (each key a
+symlink through `..data` to a timestamped folder, swapped atomically on
+update), which is how cert-manager's renewals reach the pod.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+from certs import Pki, make_pki
+from cryptography import x509
+from prometheus_client import CollectorRegistry
+from prometheus_server import free_port
+from serve_process import serve_process
+
+from scaler.proto import externalscaler_pb2 as pb
+from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.server import RunningServer, ServerConfig, start_server
+from scaler.tls_files import CHECK_INTERVAL_SECONDS, TlsFiles, tls_metrics
+
+ALWAYS = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "* * * * *", "desiredReplicas": "3"}
+
+
+class SecretVolume:
+    """A folder as the kubelet mounts a TLS Secret: tls.crt, tls.key, ca.crt."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir()
+        self.revision = 0
+
+    def publish(self, cert: Path, key: Path, ca: Path) -> None:
+        self.revision += 1
+        folder = self.root / f"..2026_12_01_00_00_0{self.revision}"
+        folder.mkdir()
+        for name, source in (("tls.crt", cert), ("tls.key", key), ("ca.crt", ca)):
+            shutil.copyfile(source, folder / name)
+        staging = self.root / "..data_tmp"
+        staging.symlink_to(folder.name)
+        old = (self.root / "..data").resolve() if (self.root / "..data").exists() else None
+        os.replace(staging, self.root / "..data")  # atomic, as the kubelet does
+        for name in ("tls.crt", "tls.key", "ca.crt"):
+            link = self.root / name
+            if not link.is_symlink():
+                link.symlink_to(f"..data/{name}")
+        if old is not None:
+            shutil.rmtree(old)
+
+    @property
+    def cert(self) -> Path:
+        return self.root / "tls.crt"
+
+    @property
+    def key(self) -> Path:
+        return self.root / "tls.key"
+
+    @property
+    def ca(self) -> Path:
+        return self.root / "ca.crt"
+
+
+def ref() -> pb.ScaledObjectRef:
+    return pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=ALWAYS)
+
+
+def answered(port: int, ca: Path, client: tuple[Path, Path] | None = None) -> bool:
+    """Whether a new connection trusting `ca` (and showing `client`) gets an answer."""
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=ca.read_bytes(),
+        private_key=client[1].read_bytes() if client else None,
+        certificate_chain=client[0].read_bytes() if client else None,
+    )
+    with grpc.secure_channel(f"localhost:{port}", credentials) as channel:
+        try:
+            pb_grpc.ExternalScalerStub(channel).IsActive(ref(), timeout=3)
+        except grpc.RpcError as error:
+            assert error.code() is grpc.StatusCode.UNAVAILABLE, error
+            return False
+        return True
+
+
+def eventually(condition: object, timeout_seconds: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not condition():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "the condition never held"
+        time.sleep(0.2)
+
+
+@dataclass(frozen=True)
+class Renewal:
+    volume: SecretVolume  # published with `old`
+    old: Pki
+    new: Pki
+
+
+@pytest.fixture
+def renewal(tmp_path: Path) -> Renewal:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    old, new = make_pki(tmp_path / "a"), make_pki(tmp_path / "b")
+    volume = SecretVolume(tmp_path / "secret")
+    volume.publish(old.server_cert, old.server_key, old.ca_cert)
+    return Renewal(volume, old, new)
+
+
+def serve(volume: SecretVolume, *, mutual: bool, registry: CollectorRegistry) -> RunningServer:
+    return start_server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            tls_cert=volume.cert,
+            tls_key=volume.key,
+            tls_client_ca=volume.ca if mutual else None,
+        ),
+        tls_on_load=tls_metrics(registry),
+    )
+
+
+def expiry_of(cert: Path) -> float:
+    return x509.load_pem_x509_certificate(cert.read_bytes()).not_valid_after_utc.timestamp()
+
+
+def test_a_renewed_secret_is_served_to_new_connections_without_a_restart(
+    renewal: Renewal,
+) -> None:
+    volume, old, new = renewal.volume, renewal.old, renewal.new
+    registry = CollectorRegistry()
+    running = serve(volume, mutual=True, registry=registry)
+    try:
+        assert answered(running.port, old.ca_cert, (old.client_cert, old.client_key))
+        assert registry.get_sample_value(
+            "tidescaler_tls_certificate_expiry_timestamp_seconds"
+        ) == expiry_of(old.server_cert)
+
+        volume.publish(new.server_cert, new.server_key, new.ca_cert)
+        # New connections get the new certificate and trust the new client CA ...
+        eventually(lambda: answered(running.port, new.ca_cert, (new.client_cert, new.client_key)))
+        # ... and no longer the old ones.
+        assert not answered(running.port, old.ca_cert, (old.client_cert, old.client_key))
+        assert not answered(running.port, new.ca_cert, (old.client_cert, old.client_key))
+        loaded = registry.get_sample_value("tidescaler_tls_reloads_total", {"outcome": "loaded"})
+        assert loaded == 2  # at start, then the renewal
+        assert registry.get_sample_value(
+            "tidescaler_tls_certificate_expiry_timestamp_seconds"
+        ) == expiry_of(new.server_cert)
+    finally:
+        running.stop(0)
+
+
+def test_a_half_written_renewal_keeps_the_last_good_certificate(
+    renewal: Renewal, caplog: pytest.LogCaptureFixture
+) -> None:
+    volume, old, new = renewal.volume, renewal.old, renewal.new
+    registry = CollectorRegistry()
+    running = serve(volume, mutual=False, registry=registry)
+    try:
+        assert answered(running.port, old.ca_cert)
+        with caplog.at_level(logging.WARNING, logger="scaler.tls_files"):
+            # The new certificate with the old key: a pair OpenSSL refuses.
+            volume.publish(new.server_cert, old.server_key, new.ca_cert)
+            time.sleep(CHECK_INTERVAL_SECONDS + 0.2)
+            for _ in range(5):
+                assert answered(running.port, old.ca_cert)
+                time.sleep(CHECK_INTERVAL_SECONDS / 2)
+        refused = [r for r in caplog.records if "cannot be served" in r.getMessage()]
+        assert len(refused) == 1, [r.getMessage() for r in caplog.records]
+        assert "is not the key of --tls-cert" in refused[0].getMessage()
+        assert (
+            registry.get_sample_value("tidescaler_tls_reloads_total", {"outcome": "refused"}) == 1
+        )
+        # The expiry exported stays the one of the certificate still served.
+        assert registry.get_sample_value(
+            "tidescaler_tls_certificate_expiry_timestamp_seconds"
+        ) == expiry_of(old.server_cert)
+
+        volume.publish(new.server_cert, new.server_key, new.ca_cert)  # the key follows
+        eventually(lambda: answered(running.port, new.ca_cert))
+    finally:
+        running.stop(0)
+
+
+def test_the_files_are_looked_at_most_once_a_second_and_read_only_when_changed(
+    renewal: Renewal,
+) -> None:
+    volume, new = renewal.volume, renewal.new
+    now = [0.0]
+    files = TlsFiles(volume.cert, volume.key, clock=lambda: now[0])
+    files.credentials()
+    now[0] += CHECK_INTERVAL_SECONDS
+    assert files.fetch() is None  # unchanged
+    volume.publish(new.server_cert, new.server_key, new.ca_cert)
+    assert files.fetch() is None  # changed, but looked at less than a second ago
+    now[0] += CHECK_INTERVAL_SECONDS
+    assert files.fetch() is not None
+    now[0] += CHECK_INTERVAL_SECONDS
+    assert files.fetch() is None
+    # A reload asked for (SIGHUP) reads the files at once, changed or not.
+    files.request_reload()
+    assert files.fetch() is not None
+    assert files.fetch() is None
+
+
+def test_sighup_reloads_and_does_not_end_the_server(renewal: Renewal) -> None:
+    """Without a handler SIGHUP killed the process at once, with no graceful drain."""
+    volume, old = renewal.volume, renewal.old
+    port = free_port()
+    process = serve_process(port, f"--tls-cert={volume.cert}", f"--tls-key={volume.key}")
+    try:
+        eventually(lambda: answered(port, old.ca_cert), timeout_seconds=20)
+        process.send_signal(signal.SIGHUP)
+        time.sleep(0.3)
+        assert process.poll() is None
+        assert answered(port, old.ca_cert)  # a new connection: the forced read
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+    log = process.stderr.read() if process.stderr else ""
+    assert "SIGHUP: TLS files will be read again" in log
+    assert log.count("TLS files reloaded") == 1, log
