@@ -85,12 +85,21 @@ def check_output_file(path: str | None, flag: str) -> None:
         raise OutputPathError(f"{flag} {path}: cannot write there ({_reason(err)})") from None
 
 
+def make_folder(path: Path) -> None:
+    """`mkdir -p` of an output folder, also through a symlink to a folder not made yet."""
+    # mkdir does not follow a dangling symlink (it fails with "File exists"): the folder
+    # made is the one the link points to, as a write through the link would expect.
+    Path(os.path.realpath(path)).mkdir(parents=True, exist_ok=True)
+
+
 def check_output_dir(path: str | None, flag: str) -> None:
     """A folder the run will fill: it may not exist yet, but must not be a file, and a
     file must be creatable in it (tried now; folders created for the try are removed)."""
     if not path:
         return
-    target = Path(path)
+    target = Path(os.path.realpath(path))
+    if target.is_symlink():  # what realpath leaves of a loop
+        raise OutputPathError(f"{flag} {path}: a symlink loop; name a folder or fix the link")
     if target.exists() and not target.is_dir():
         raise OutputPathError(f"{flag} {path}: is a file, not a folder; name a folder")
     for parent in target.parents:
@@ -98,7 +107,7 @@ def check_output_dir(path: str | None, flag: str) -> None:
             raise OutputPathError(f"{flag} {path}: {parent} is a file, not a folder")
     missing = [p for p in (target, *target.parents) if not p.exists()]
     try:
-        target.mkdir(parents=True, exist_ok=True)
+        make_folder(target)
         with tempfile.TemporaryFile(dir=target):
             pass
     except OSError as err:

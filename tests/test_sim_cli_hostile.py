@@ -422,6 +422,23 @@ def test_dangling_symlink_output_is_written_through(
         check_output_file(str(loop), "--timeline-csv")
 
 
+def test_an_output_folder_named_by_a_dangling_symlink_is_made_where_it_points(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """mkdir does not follow a dangling symlink: this failed with "File exists"."""
+    link = trace.parent / "report"
+    link.symlink_to("reports/today")
+    check_output_dir(str(link), "--out")
+    assert not (trace.parent / "reports").exists()  # the check leaves nothing behind
+    code, _, err = simulate(["--trace", str(trace), "--out", str(link)], capsys)
+    assert code == 0, err
+    assert (trace.parent / "reports" / "today" / "report.md").is_file()
+    loop = trace.parent / "loop"
+    loop.symlink_to("loop")
+    with pytest.raises(OutputPathError, match="symlink loop"):
+        check_output_dir(str(loop), "--out")
+
+
 @pytest.mark.parametrize(
     ("flag", "value", "expected"),
     [

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaler import __version__
+from scaler.cli_support import make_folder
 from scaler.fleet.evaluate import FAILED, FleetSettings, ServiceResult, evaluate_service
 from scaler.fleet.services import ServiceSource, service_key
 
@@ -46,7 +47,7 @@ class ResultCache:
     def __init__(self, folder: Path | None) -> None:
         self.folder = folder
         if folder is not None:
-            folder.mkdir(parents=True, exist_ok=True)
+            make_folder(folder)
 
     def _path(self, key: str) -> Path | None:
         return None if self.folder is None else self.folder / f"{key}.json"

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scaler import __version__
+from scaler.cli_support import make_folder
 from scaler.fleet.evaluate import USE_TIDESCALER, FleetSettings, ServiceResult
 
 # Why a service is not in the fleet totals when tidescaler is recommended for it: its
@@ -215,7 +216,7 @@ def plot_savings(results: Sequence[ServiceResult], path: Path) -> None:
 def write_report(
     results: Sequence[ServiceResult], settings: FleetSettings, out: Path, command: str
 ) -> list[Path]:
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     paths = [out / "fleet.md", out / "fleet.json", out / "fleet.csv", out / "savings.png"]
     paths[0].write_text(markdown(results, settings, command), encoding="utf-8")
     paths[1].write_text(json.dumps(report_json(results, settings), indent=2) + "\n", "utf-8")

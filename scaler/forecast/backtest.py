@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaler.cli_support import make_folder
 from scaler.forecast.forecaster import DEFAULT_SETTINGS, ForecasterSettings, InsufficientHistory
 from scaler.forecast.forecaster import fit as fit_forecaster
 from scaler.forecast.models import FloatArray
@@ -261,7 +262,7 @@ def plot(result: BacktestResult, out_dir: str | Path) -> Path:
     import matplotlib.pyplot as plt
 
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    make_folder(out)
     trace = result.trace
     horizons = result.horizons_seconds
     fig, axes = plt.subplots(len(horizons), 1, figsize=(12, 3.2 * len(horizons)), squeeze=False)

@@ -22,7 +22,7 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from scaler.cli_support import SCHEMA_VERSION
+from scaler.cli_support import SCHEMA_VERSION, make_folder
 from scaler.sim.frontier import (
     COMPARED,
     BudgetRow,
@@ -755,7 +755,7 @@ def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> 
 def write_outputs(
     result: SimulationResult, points: list[SweepPoint], out_dir: Path, command: str
 ) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
+    make_folder(out_dir)
     plot_capacity(result, out_dir / "capacity.png")
     plot_capacity(result, out_dir / "capacity_zoom.png", days=2.0)
     plot_frontier(result, points, out_dir / "frontier.png")
