@@ -257,7 +257,9 @@ def _add_serve_parser(subparsers: Any) -> None:
         "the --prometheus-url is always allowed (default: none besides it)",
     )
     p.add_argument(
-        "--tls-cert", type=Path, help="PEM certificate: serve TLS (default: none, plaintext)"
+        "--tls-cert",
+        type=Path,
+        help="PEM certificate: serve TLS, re-read when renewed (default: none, plaintext)",
     )
     p.add_argument("--tls-key", type=Path, help="PEM private key of --tls-cert (default: none)")
     p.add_argument(
