@@ -108,7 +108,9 @@ def check_output_dir(path: str | None, flag: str) -> None:
     missing = [p for p in (target, *target.parents) if not p.exists()]
     try:
         make_folder(target)
-        with tempfile.TemporaryFile(dir=target):
+        # Through the path as given, as the run will write: realpath reads "gone/.."
+        # in a link as its parent, where the kernel finds no "gone".
+        with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as err:
         raise OutputPathError(f"{flag} {path}: cannot write there ({_reason(err)})") from None

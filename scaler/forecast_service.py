@@ -32,7 +32,11 @@ def history_step_seconds(history_seconds: float) -> float:
 
 
 def backend_down(exc: BaseException) -> bool:
-    """A fetch error that says the Prometheus itself is not answering, not just one query."""
+    """A fetch error that says the Prometheus itself is not answering, not just one query.
+
+    A slow query on a Prometheus that works is not one: range queries ask
+    Prometheus to give up before the client does, so it answers with its own
+    timeout error, which is that query's problem."""
     return isinstance(exc, BackendError) and exc.kind in (
         BackendErrorKind.TIMEOUT,
         BackendErrorKind.CONNECTION,
@@ -95,7 +99,8 @@ class ForecastService:
                 history_seconds=policy.forecast.history_seconds,
                 step_seconds=history_step_seconds(policy.forecast.history_seconds),
                 quantile=policy.forecast.quantile,
-                backend=address,
+                # One tenant's options (headers, TLS) may fail where another's work.
+                backend=(address, policy.backend),
             )
             if not registered:
                 return None, (

@@ -972,6 +972,10 @@ def test_forecast_history_is_read_with_the_triggers_request_options(
     for request in backend.requests:
         assert request.params["namespace"] == "team-a"
         assert request.headers["x-scope-orgid"] == "a"
+        if request.path.endswith("query_range"):
+            # Prometheus gives up on a slow query before the client does (30 s), so
+            # that a slow query is told from a Prometheus that does not answer.
+            assert request.params["timeout"] == "24.0"
 
 
 def test_a_hung_backend_delays_no_other_backends_refits_and_is_asked_once_per_retry(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -369,3 +370,45 @@ def test_a_backend_that_is_down_is_asked_again_after_the_retry_delay() -> None:
     clock.now += 1
     assert r.refresh_due() == 3  # the backend answers again: all three refit
     assert all(r.latest(key) is not None for key in "abc")
+
+
+def test_backends_that_did_not_answer_share_one_worker_for_their_retries() -> None:
+    clock = Clock()
+    lock = threading.Lock()
+    running = [0, 0]  # now, most at once
+
+    def hung(start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+        with lock:
+            running[0] += 1
+            running[1] = max(running)
+        time.sleep(0.05)
+        with lock:
+            running[0] -= 1
+        raise TimeoutError("no answer")
+
+    r = _refresher(
+        clock,
+        workers=4,
+        retry_seconds=60.0,
+        backend_down=lambda exc: isinstance(exc, TimeoutError),  # type: ignore[arg-type]
+    )
+    for i in range(6):
+        r.register(
+            f"hung-{i}",
+            hung,
+            history_seconds=7 * DAY,
+            step_seconds=STEP,
+            quantile=0.95,
+            backend=f"down-{i}",
+        )
+    assert r.refresh_due() == 6  # first failures: nothing is known yet, up to 4 at once
+    assert running[1] > 1
+    running[1] = 0
+    clock.now += 60.0
+    healthy = TidalSource()
+    r.register(
+        "ok", healthy, history_seconds=7 * DAY, step_seconds=STEP, quantile=0.95, backend="up"
+    )
+    assert r.refresh_due() == 7  # every retry, one after the other, beside the healthy fit
+    assert running[1] == 1
+    assert r.latest("ok") is not None

@@ -437,6 +437,12 @@ def test_an_output_folder_named_by_a_dangling_symlink_is_made_where_it_points(
     loop.symlink_to("loop")
     with pytest.raises(OutputPathError, match="symlink loop"):
         check_output_dir(str(loop), "--out")
+    # realpath reads "gone/.." as the parent; the kernel finds no "gone": refused now,
+    # not after the run.
+    odd = trace.parent / "odd"
+    odd.symlink_to("gone/../reports")
+    with pytest.raises(OutputPathError, match="cannot write there"):
+        check_output_dir(str(odd), "--out")
 
 
 @pytest.mark.parametrize(

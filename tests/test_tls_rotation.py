@@ -7,6 +7,8 @@ update), which is how cert-manager's renewals reach the pod.
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import logging
 import os
 import shutil
@@ -19,6 +21,9 @@ import grpc
 import pytest
 from certs import Pki, make_pki
 from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed448
+from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 from prometheus_server import free_port
 from serve_process import serve_process
@@ -26,7 +31,7 @@ from serve_process import serve_process
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import RunningServer, ServerConfig, start_server
-from scaler.tls_files import CHECK_INTERVAL_SECONDS, TlsFiles, tls_metrics
+from scaler.tls_files import CHECK_INTERVAL_SECONDS, TlsFiles, check_pair, tls_metrics
 
 ALWAYS = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "* * * * *", "desiredReplicas": "3"}
 
@@ -230,3 +235,83 @@ def test_sighup_reloads_and_does_not_end_the_server(renewal: Renewal) -> None:
     log = process.stderr.read() if process.stderr else ""
     assert "SIGHUP: TLS files will be read again" in log
     assert log.count("TLS files reloaded") == 1, log
+
+
+def _write_atomically(source: bytes, target: Path) -> None:
+    staging = target.with_suffix(".new")
+    staging.write_bytes(source)
+    os.replace(staging, target)
+
+
+def test_a_renewal_that_cannot_be_read_for_a_moment_is_read_a_second_later(
+    renewal: Renewal,
+) -> None:
+    """Out of file descriptors when the renewal is seen (a burst of connections): the
+    set was remembered as refused and never read again, so the old certificate stayed
+    until it expired."""
+    plain = renewal.volume.root.parent / "plain"
+    plain.mkdir()
+    cert, key = plain / "tls.crt", plain / "tls.key"
+    cert.write_bytes(renewal.old.server_cert.read_bytes())
+    key.write_bytes(renewal.old.server_key.read_bytes())
+    now = [0.0]
+    outcomes: list[str] = []
+    files = TlsFiles(cert, key, clock=lambda: now[0], on_load=lambda o, _: outcomes.append(o))
+    files.credentials()
+    _write_atomically(renewal.new.server_key.read_bytes(), key)
+    _write_atomically(renewal.new.server_cert.read_bytes(), cert)
+    now[0] += CHECK_INTERVAL_SECONDS
+    held: list[int] = []
+    try:
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(os.open(os.devnull, os.O_RDONLY))
+        assert files.fetch() is None
+    finally:
+        for fd in held:
+            os.close(fd)
+    assert outcomes == ["loaded", "refused"]
+    now[0] += CHECK_INTERVAL_SECONDS
+    assert files.fetch() is not None  # the same files, readable again
+    assert outcomes == ["loaded", "refused", "loaded"]
+    assert files.expiry == expiry_of(renewal.new.server_cert)
+
+
+def test_a_key_grpc_cannot_serve_is_refused_before_it_replaces_the_certificate(
+    renewal: Renewal,
+) -> None:
+    """OpenSSL accepts an Ed448 pair; gRPC's BoringSSL does not, and kept the old
+    certificate while the new one's expiry was exported."""
+    volume = renewal.volume
+    registry = CollectorRegistry()
+    files = TlsFiles(volume.cert, volume.key, on_load=tls_metrics(registry))
+    files.credentials()
+    key = ed448.Ed448PrivateKey.generate()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now)
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key, None)
+    )
+    pem = serialization.Encoding.PEM
+    folder = volume.root.parent / "ed448"
+    folder.mkdir()
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    (folder / "cert.pem").write_bytes(cert.public_bytes(pem))
+    volume.publish(folder / "cert.pem", folder / "key.pem", renewal.old.ca_cert)
+    files.request_reload()
+    with pytest.raises(ValueError, match="a key of type Ed448, which gRPC does not serve"):
+        check_pair(volume.cert, volume.key, None)
+    assert files.fetch() is None
+    assert registry.get_sample_value("tidescaler_tls_reloads_total", {"outcome": "refused"}) == 1
+    assert registry.get_sample_value(
+        "tidescaler_tls_certificate_expiry_timestamp_seconds"
+    ) == expiry_of(renewal.old.server_cert)

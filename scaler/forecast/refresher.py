@@ -4,10 +4,12 @@
 on a schedule: at once after registration (and so after a restart), then
 every `refit_seconds`. The request path only reads `latest(key)` and
 `status(key)`, which never fetch or fit. Fetches run on a few daemon worker
-threads, at most half of them on one backend, and a backend that did not
-answer (timeout, connection refused) is asked again only after
-`retry_seconds`: a hung Prometheus holds at most one worker at a time, and
-the series of other backends are refit on time. Fits run one at a time. History is fetched
+threads, at most half of them on one backend. A backend that did not answer
+(`backend_down`: no answer at all, connection refused) is asked again only
+after `retry_seconds`, and then by one fetch at a time across all such
+backends: hung Prometheus servers hold at most one worker between them once
+they have failed, and the series of other backends are refit on time. Fits
+run one at a time. History is fetched
 through an injected function, incrementally (only the new part plus a little
 overlap for late samples), and in chunks small enough for a Prometheus range
 query; it is capped by the series' history window, so memory per series is
@@ -111,6 +113,7 @@ class _Series:
         default_factory=lambda: SeriesStatus(ForecastState.PENDING, "first fit pending", None, None)
     )
     running: bool = False
+    probe: bool = False  # the fetch in flight retries a backend that did not answer
 
 
 class ForecastRefresher:
@@ -150,7 +153,10 @@ class ForecastRefresher:
         self._lock = threading.Lock()
         self._series: dict[Hashable, _Series] = {}
         self._in_flight: Counter[Hashable] = Counter()
+        # Backends whose last fetch found them not answering, and until when they wait;
+        # an entry goes when a fetch from that backend succeeds.
         self._down_until: dict[Hashable, float] = {}
+        self._probing = 0  # fetches in flight to such backends
         # Fits hold the GIL for parts of their work: one at a time leaves the other
         # core to the request path.
         self._fit_lock = threading.Lock()
@@ -252,14 +258,26 @@ class ForecastRefresher:
         with self._lock:
             if sum(self._in_flight.values()) >= self.workers:
                 return self.refit_seconds
-            dues = [
-                max(s.next_due, self._down_until.get(s.backend, s.next_due))
-                for s in self._series.values()
-                if not s.running and self._in_flight[s.backend] < self.per_backend
-            ]
+            dues = [t for s in self._series.values() if (t := self._free_at(s, now)) is not None]
         if not dues:
             return self.refit_seconds
         return min(max(min(dues) - now, 0.05), self.refit_seconds)
+
+    def _free_at(self, series: _Series, now: float) -> float | None:
+        """When `series` may go to a worker; None while only a finished fetch can free it.
+
+        The lock is held. A backend that did not answer waits out its retry delay;
+        then one fetch, across all such backends, tries again (a probe), so
+        Prometheus servers that are down hold at most one worker between them.
+        """
+        if series.running or self._in_flight[series.backend] >= self.per_backend:
+            return None
+        down_until = self._down_until.get(series.backend)
+        if down_until is None:
+            return series.next_due
+        if down_until > now:
+            return max(series.next_due, down_until)
+        return None if self._probing else series.next_due
 
     def refresh_due(self) -> int:
         """Drop idle series, then refit every series that is due, and wait for them.
@@ -286,6 +304,10 @@ class ForecastRefresher:
             ]:
                 log.info("forecast series %s idle, dropped", _named(key))
                 del self._series[key]
+            if self._down_until:  # backends of series all dropped are forgotten
+                live = {s.backend for s in self._series.values()}
+                for backend in [b for b in self._down_until if b not in live]:
+                    del self._down_until[backend]
             due = sorted(
                 (
                     (s.next_due, k, s)
@@ -299,20 +321,22 @@ class ForecastRefresher:
                     continue
                 if sum(self._in_flight.values()) >= self.workers:
                     break
-                down_until = self._down_until.get(series.backend, now)
-                if down_until > now:
+                free_at = self._free_at(series, now)
+                if free_at is not None and free_at > now:  # its backend's retry delay
                     if series.status.state is not ForecastState.FETCH_ERROR:
                         series.status = SeriesStatus(
                             ForecastState.FETCH_ERROR,
                             "not fetched: the backend did not answer another series' history "
-                            f"fetch; next try in {down_until - now:.0f} s",
+                            f"fetch; next try in {free_at - now:.0f} s",
                             series.status.last_attempt,
                             series.status.last_success,
                         )
                     continue
-                if self._in_flight[series.backend] >= self.per_backend:
+                if free_at is None:
                     continue
                 series.running = True
+                series.probe = series.backend in self._down_until
+                self._probing += series.probe
                 self._in_flight[series.backend] += 1
                 future: Future[None] = Future()
                 started.append(future)
@@ -337,6 +361,8 @@ class ForecastRefresher:
             finally:
                 with self._lock:
                     series.running = False
+                    self._probing -= series.probe
+                    series.probe = False
                     self._in_flight[series.backend] -= 1
                     if self._in_flight[series.backend] <= 0:
                         del self._in_flight[series.backend]

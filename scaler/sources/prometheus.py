@@ -47,6 +47,8 @@ __all__ = [
 
 # Prometheus refuses range queries of more than 11,000 points per series.
 PROMETHEUS_MAX_POINTS = 11_000
+# The share of a range query's deadline that Prometheus is given to evaluate it.
+RANGE_SERVER_TIMEOUT_SHARE = 0.8
 
 
 class BackendErrorKind(StrEnum):
@@ -521,7 +523,9 @@ class PrometheusSource:
                 ("start", _number(float(times[first]))),
                 ("end", _number(float(times[last]))),
                 ("step", _number(step_seconds)),
-                ("timeout", _number(self._range_timeout_seconds)),
+                # Prometheus gives up first: a slow query comes back as its own timeout
+                # error, and only a Prometheus that does not answer at all reaches ours.
+                ("timeout", _number(self._range_timeout_seconds * RANGE_SERVER_TIMEOUT_SHARE)),
             ]
             result = self._query(
                 address,
