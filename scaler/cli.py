@@ -516,14 +516,16 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _log_start(log: logging.Logger, config: Any, port: int) -> None:
     """One line that says what this process serves and whom it trusts."""
-    allowed = sorted(config.allowed)
+    from scaler.sources.bounded_http import redacted_url
+
+    allowed = sorted(map(redacted_url, config.allowed))
     log.info(
         "serving",
         extra={
             "version": __version__,
             "grpc_address": f"{config.host}:{port}",
             "metrics_port": config.metrics_port,
-            "prometheus_url": config.prometheus_url,
+            "prometheus_url": config.prometheus_url and redacted_url(config.prometheus_url),
             "allowed_prometheus_urls": allowed,
             "allowed_query_parameters": list(config.allowed_query_parameters),
             "allowed_custom_headers": list(config.allowed_custom_headers),

@@ -45,6 +45,7 @@ from scaler.policy import Policy, PolicyError, cached_policy
 from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
+from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import PrometheusSource
 from scaler.tls_files import TlsFiles, check_pair
 from scaler.workers import DaemonThreadPool
@@ -333,7 +334,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             # The allow-list is the operator's business, not the caller's: it goes to the log.
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"invalid tidescaler trigger metadata: prometheusAddress={address[:200]!r} is "
+                f"invalid tidescaler trigger metadata: prometheusAddress="
+                f"{redacted_url(address)[:200]!r} is "
                 "not allowed by this server (ask its operator to add it to "
                 "--allowed-prometheus-urls)",
             )
@@ -351,8 +353,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 extra={
                     "namespace": ref.namespace,
                     "scaledobject": ref.name,
-                    "prometheus_address": address[:200],
-                    "allowed_prometheus_urls": sorted(self.config.allowed),
+                    "prometheus_address": redacted_url(address)[:200],
+                    "allowed_prometheus_urls": sorted(map(redacted_url, self.config.allowed)),
                 },
             )
 

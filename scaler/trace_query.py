@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from scaler.durations import parse_duration
+from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import BackendError, BackendErrorKind, PrometheusSource
 from scaler.traces import FillMissing, Trace, TraceError, Unit, from_series
 
@@ -95,10 +96,10 @@ def query_trace(
         except BackendError as err:
             raise TraceError(_backend_message(err)) from None
         except ValueError as err:
-            raise TraceError(f"--prometheus-url {url}: {err}") from None
+            raise TraceError(f"--prometheus-url {redacted_url(url)}: {err}") from None
     chosen: Unit = unit or "rate"
     notes = [
-        f"{len(times):,} points of {span.step_seconds:g}s from {url}",
+        f"{len(times):,} points of {span.step_seconds:g}s from {redacted_url(url)}",
     ]
     if unit is None:
         notes.append(

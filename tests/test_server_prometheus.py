@@ -24,6 +24,7 @@ from scaler.forecast_service import ForecastService
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import RunningServer, ServerConfig, start_server
+from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import PrometheusSource
 
 pytestmark = pytest.mark.prometheus
@@ -320,3 +321,41 @@ def test_forecast_raises_capacity_before_the_backfilled_peak(
     finally:
         server.stop(0)
         forecasts.close()
+
+
+def test_credentials_in_the_prometheus_url_never_reach_a_caller(
+    prometheus: PrometheusServer,
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator's --prometheus-url may carry basic-auth credentials; messages built from
+    the address reach tenants (gRPC status details, Events in their namespace). Any tenant
+    could read them by sending a query Prometheus rejects."""
+    with_password = prometheus.url.replace("http://", "http://admin:s3cret@")
+    server = serve(with_password, coalesce_seconds=0.0)
+    stub = connect(server)
+    try:
+        # The credentials are used: the same Prometheus answers through them.
+        assert metrics(stub, {"query": "vector(7)", "threshold": "1"}) == 7
+        with caplog.at_level("INFO"), pytest.raises(grpc.RpcError) as info:
+            metrics(stub, {"query": "sum(", "threshold": "1"})
+        message = info.value.details() or ""
+        assert "s3cret" not in message and "admin" not in message
+        assert "Prometheus at http://***@127.0.0.1:" in message, message
+        assert "parse error" in message  # the tenant still learns what is wrong
+        assert "s3cret" not in caplog.text
+    finally:
+        server.stop(0)
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("http://admin:s3cret@prom:9090/api", "http://***@prom:9090/api"),
+        ("https://token@prom", "https://***@prom"),
+        ("http://prom:9090", "http://prom:9090"),
+        ("http://a:b@c@prom:9090", "http://***@prom:9090"),
+    ],
+)
+def test_addresses_are_shown_without_credentials(url: str, shown: str) -> None:
+    assert redacted_url(url) == shown

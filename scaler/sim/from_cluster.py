@@ -37,6 +37,7 @@ from scaler.sim import hpa
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.scenario import POLICY_NAMES, Scenario, ScenarioError, check_scenario
 from scaler.sim.traffic import Traffic
+from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import BackendError, PrometheusSource
 from scaler.traces import Trace
 
@@ -471,7 +472,8 @@ def describe(workload: ClusterWorkload, history: History | None = None) -> list[
     ]
     if history is not None:
         lines.append(
-            f"  history: {history.address}, {len(history.rate) * history.step_seconds / 86400:.3g}"
+            f"  history: {redacted_url(history.address)}, "
+            f"{len(history.rate) * history.step_seconds / 86400:.3g}"
             f" days at {history.step_seconds:g}s, {history.gaps} missing points held"
         )
     if workload.current != "tidescaler":

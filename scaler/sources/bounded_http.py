@@ -20,6 +20,7 @@ import itertools
 import socket
 import threading
 import time
+import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
@@ -371,3 +372,20 @@ def _describe(error: BaseException) -> str:
     # Printable only: the text can carry bytes the backend sent.
     shown = "".join(c if c.isprintable() else "?" for c in text[:200])
     return shown if len(text) <= 200 else shown + "..."
+
+
+def redacted_url(url: str) -> str:
+    """`url` with its user name and password (if any) shown as `***`, for messages and logs.
+
+    An operator may put credentials in --prometheus-url; messages built from an
+    address reach tenants (gRPC status details, Events in their namespace)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return url.rsplit("@", 1)[-1] if "@" in url else url
+    if "@" not in parts.netloc:
+        return url
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urllib.parse.urlunsplit(
+        (parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment)
+    )

@@ -33,7 +33,13 @@ import numpy as np
 
 from scaler.policy import BackendOptions
 from scaler.replica_calculator import PodState
-from scaler.sources.bounded_http import BoundedHttp, HttpAnswer, HttpFailure, HttpFailureKind
+from scaler.sources.bounded_http import (
+    BoundedHttp,
+    HttpAnswer,
+    HttpFailure,
+    HttpFailureKind,
+    redacted_url,
+)
 from scaler.sources.resources import PodSeries, ResourceName, pods_from_signals, resource_query
 
 __all__ = [
@@ -77,7 +83,8 @@ class BackendError(Exception):
         status_code: int | None = None,
     ) -> None:
         self.kind = kind
-        self.address = address
+        # The address as shown: without the credentials an operator's URL may carry.
+        self.address = address = redacted_url(address)
         self.query = query
         self.problem = problem
         self.status_code = status_code
