@@ -311,14 +311,18 @@ class KubeApiStandIn:
         if resource == "pods" and method == "GET" and name is None:
             selector = (query.get("labelSelector") or [""])[0]
             items = [p for p in self.pods.get(ns, []) if matches(p, selector)]
+            # Chunked lists as the API server pages them: `limit`, and an opaque
+            # `continue` token in the list's metadata while more remain.
+            start = int((query.get("continue") or ["0"])[0])
+            limit = int((query.get("limit") or ["0"])[0]) or len(items)
+            page, rest = items[start : start + limit], items[start + limit :]
+            metadata = {"resourceVersion": self._next_version()}
+            if rest:
+                metadata["continue"] = str(start + limit)
+                metadata["remainingItemCount"] = len(rest)
             return (
                 200,
-                {
-                    "kind": "PodList",
-                    "apiVersion": "v1",
-                    "metadata": {"resourceVersion": self._next_version()},
-                    "items": items,
-                },
+                {"kind": "PodList", "apiVersion": "v1", "metadata": metadata, "items": page},
                 {},
             )
         if resource == "events" and method == "POST" and name is None:

@@ -477,11 +477,14 @@ class PrometheusServer:
 
 @dataclass
 class CountingProxy:
-    """Forwards GET requests to `upstream` after `delay_seconds`, counting them by path."""
+    """Forwards GET requests to `upstream` after `delay_seconds`, counting them by path
+    and keeping what each asked (`seen`)."""
 
     upstream: str
     delay_seconds: float = 0.0
     counts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    # Every request: path, query parameters, headers (names in lower case).
+    seen: list[tuple[str, dict[str, str], dict[str, str]]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -489,9 +492,12 @@ class CountingProxy:
 
         class Handler(http.server.BaseHTTPRequestHandler):
             def do_GET(self) -> None:
-                path = urllib.parse.urlsplit(self.path).path
+                url = urllib.parse.urlsplit(self.path)
+                path = url.path
+                headers = {k.lower(): v for k, v in self.headers.items()}
                 with proxy._lock:
                     proxy.counts[path] += 1
+                    proxy.seen.append((path, dict(urllib.parse.parse_qsl(url.query)), headers))
                 time.sleep(proxy.delay_seconds)
                 try:
                     with urllib.request.urlopen(proxy.upstream + self.path, timeout=10) as up:

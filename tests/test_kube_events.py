@@ -7,6 +7,7 @@ the real engine; the RPC tests run the real gRPC server over loopback.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -38,13 +39,16 @@ from scaler.kube.api import KubeApi, load_api_client
 from scaler.kube.correlator import AGGREGATE_PREFIX, Correlator, EventSpec, ObjectRef
 from scaler.kube.events import EventRecorder, Narrator
 from scaler.kube.startup import parse_time
+from scaler.observe import Observer
 from scaler.policy import parse_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.server import ServerConfig, start_server
+from scaler.server import RequestError, ScalerService, ServerConfig, start_server
+from scaler.sources.prometheus import PrometheusSource
 
 NOW = 1_790_000_000.0  # 2026-09-21T14:13:20Z
 KEY = ("shop", "web")
+CLOSED_PORT = "http://127.0.0.1:9"  # discard: nothing listens, connections are refused
 ROOT = Path(__file__).resolve().parents[1]
 UID = "5b0c8e52-4f1d-4d8e-9a53-8c3c2f1e7a10"
 
@@ -209,6 +213,52 @@ def test_expired_event_is_created_anew_when_the_patch_finds_it_gone(
     [event] = stand_in.events_about(*KEY)
     assert event["count"] == 2
     assert [r.method for r in stand_in.requests if "/events" in r.path] == ["POST", "PATCH", "POST"]
+
+
+def test_two_triggers_of_one_scaledobject_tell_two_stories(
+    recorder: EventRecorder, stand_in: KubeApiStandIn, clock: Clock
+) -> None:
+    """KEDA allows several triggers; one story per ScaledObject made a cron trigger that
+    works and a query trigger whose Prometheus is down flap Unavailable/Available on every
+    poll (false messages, and the burst allowance spent on noise)."""
+    cron = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "* * * * *", "desiredReplicas": "2"}
+    down = {"query": "sum(rate(http_requests_total[1m]))", "threshold": "50"}
+    service = ScalerService(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, prometheus_url=CLOSED_PORT),
+        Observer(PrometheusSource()),
+        events=recorder,
+        clock=clock,
+    )
+    for _ in range(12):  # six minutes of KEDA polling both triggers
+        for metadata in (cron, down):
+            with contextlib.suppress(RequestError):
+                service.decision_for(
+                    pb.ScaledObjectRef(namespace=KEY[0], name=KEY[1], scalerMetadata=metadata)
+                )
+        clock.t += 30.0
+    assert recorder.flush(30)
+    events = stand_in.events_about(*KEY)
+    # The query trigger's story, told once: no "usable again" from the cron trigger.
+    assert sorted(e["reason"] for e in events) == ["BackendFailing", "DecisionUnavailable"]
+    assert [e["count"] for e in events] == [1, 1]
+
+
+def test_a_throttled_api_writes_no_event_about_an_object_it_did_not_confirm(
+    recorder: EventRecorder, stand_in: KubeApiStandIn, clock: Clock
+) -> None:
+    """A 429 on reading the ScaledObject wrote the Event anyway (without its uid), also
+    for names that do not exist, and cached the missing uid for ten minutes."""
+    stand_in.fail("GET", r"/scaledobjects/", lambda _path: TOO_MANY_REQUESTS, times=2)
+    recorder.record(*KEY, EventSpec("Warning", "PolicyInvalid", "while throttled"))
+    recorder.record("other-team", "made-up", EventSpec("Warning", "PolicyInvalid", "spoof"))
+    assert stand_in.events == {} and recorder.counts.failed == 2
+    clock.t += 60.0  # the API answers again
+    recorder.record(*KEY, EventSpec("Warning", "PolicyInvalid", "later"))
+    recorder.record("other-team", "made-up", EventSpec("Warning", "PolicyInvalid", "spoof"))
+    (event,) = stand_in.events_about(*KEY)
+    assert event["involvedObject"]["uid"] == UID and event["message"] == "later"
+    assert stand_in.events_about("other-team", "made-up") == []
+    assert recorder.counts.no_object == 1
 
 
 @pytest.mark.parametrize(
@@ -483,7 +533,9 @@ def test_rpcs_answer_with_the_api_down_and_the_server_logs_it_once(
     kinds = [
         r.__dict__.get("problem") for r in caplog.records if r.name == "tidescaler.kube.events"
     ]
-    assert kinds.count("unreachable") == 2  # one for Events, one for reading ScaledObjects
+    # One line, for reading ScaledObjects: no Event is tried for an object the API could
+    # not confirm (an unreachable or throttling API must not open the 404 guard).
+    assert kinds.count("unreachable") == 1
 
 
 def test_invalid_policy_over_grpc_becomes_one_event_on_the_scaledobject(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from kube_api_stand_in import KubeApiStandIn, deployment, pod, scaled_object
-from prometheus_server import PrometheusServer, Series, grid, openmetrics
+from prometheus_server import CountingProxy, PrometheusServer, Series, grid, openmetrics
 
 from scaler.cli import main
 from scaler.sim import hpa
@@ -272,6 +272,61 @@ def test_backtest_from_cluster_scores_the_forecast_on_the_query_history(
     assert status == 0, out.err
     result = json.loads(out.out)
     assert result["trace"] == "shop/web"
+
+
+def test_the_history_is_read_with_the_triggers_request_options(
+    stand_in: KubeApiStandIn,
+    history_prometheus: PrometheusServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On Thanos, Mimir or Cortex the options choose whose data a query reads: without
+    them the what-if ran on another tenant's traffic."""
+    proxy = CountingProxy(history_prometheus.url)
+    trigger = keda_prometheus_trigger(proxy.url)
+    trigger["metadata"] = {
+        **trigger["metadata"],  # type: ignore[dict-item]
+        "customHeaders": "X-Scope-OrgID=shop",
+        "namespace": "team-a",
+    }
+    stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [trigger])
+    try:
+        result = simulate(stand_in.kubeconfig(tmp_path), capsys=capsys)
+    finally:
+        proxy.close()
+    assert result["from_cluster"]["tidescaler"]["customHeaders"] == "X-Scope-OrgID=shop"  # type: ignore[index]
+    history = [seen for seen in proxy.seen if seen[0] == "/api/v1/query_range"]
+    assert history
+    for _, params, headers in history:
+        assert headers["x-scope-orgid"] == "shop" and params["namespace"] == "team-a"
+
+
+def test_the_tidescaler_trigger_is_told_from_other_external_scalers(
+    stand_in: KubeApiStandIn,
+    history_prometheus: PrometheusServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    http_add_on = {
+        "type": "external",
+        "metadata": {
+            "scalerAddress": "keda-add-ons-http-external-scaler.keda:9090",
+            "hosts": "web.example.com",
+        },
+    }
+    ours = {
+        "type": "external",
+        "metadata": {
+            "scalerAddress": "tidescaler.tidescaler.svc.cluster.local:9090",
+            "query": QUERY,
+            "threshold": "50",
+            "prometheusAddress": history_prometheus.url,
+        },
+    }
+    stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [http_add_on, ours])
+    result = simulate(stand_in.kubeconfig(tmp_path), capsys=capsys)
+    assert result["from_cluster"]["current"] == "tidescaler"  # type: ignore[index]
+    assert result["from_cluster"]["tidescaler"]["threshold"] == "50"  # type: ignore[index]
 
 
 def test_unknown_scaledobject_is_a_clear_error(

@@ -75,6 +75,33 @@ def test_p90_over_the_twenty_most_recent_ready_pods() -> None:
     assert result.quantile == 0.9
 
 
+def test_a_readiness_that_flapped_later_is_not_taken_for_start_up() -> None:
+    """Kubernetes keeps the last Ready transition: a probe that failed for a moment hours
+    after start (no restart) made the pod's whole age its start-up, and three such pods
+    in twenty set a p90 of hours (the lead time, then the forecast off)."""
+    pods = [web_pod(i, NOW - 3600 + 60 * i, 40.0) for i in range(17)]
+    flapped = [web_pod(100 + i, NOW - 6 * 3600 + 60 * i, None) for i in range(3)]
+    for flapping in flapped:  # Ready again a minute ago, containers started at creation
+        status = flapping["status"]
+        assert isinstance(status, dict)
+        for condition in status["conditions"]:
+            if condition["type"] == "Ready":
+                condition.update(status="True", lastTransitionTime=stamp(NOW - 60))
+                condition.pop("reason"), condition.pop("message")
+    assert [pod_startup_seconds(p) for p in flapped] == [None, None, None]
+    result = measure(pods + flapped, NOW)
+    assert result is not None and result.seconds == 40.0 and result.pods == 17
+
+
+def test_a_start_up_longer_than_a_policy_may_set_is_capped() -> None:
+    slow = web_pod(1, NOW - 2 * 86400, 2 * 86400 - 5)
+    status = slow["status"]
+    assert isinstance(status, dict)
+    # The image took two days to pull: the container started five seconds before Ready.
+    status["containerStatuses"][0]["state"]["running"]["startedAt"] = stamp(NOW - 10)
+    assert pod_startup_seconds(slow) == 86400.0
+
+
 def test_no_ready_pod_gives_no_measurement() -> None:
     assert measure([web_pod(1, NOW, None)], NOW) is None
 
@@ -118,6 +145,30 @@ def test_meter_finds_the_target_through_scale_target_ref_and_its_selector(
     assert stand_in.requests[-1].query["labelSelector"] == ["app.kubernetes.io/name=web"]
 
 
+def test_pods_are_read_a_page_at_a_time_and_the_newest_found_on_any_page(
+    stand_in: KubeApiStandIn, api: KubeApi
+) -> None:
+    """The whole pod list was read and parsed at once: 2,000 pods carrying 100 KB of
+    annotations each took the scaler from 73 to 676 MB (its limit is 512Mi)."""
+    old = [web_pod(i, NOW - 86400 + i, 300.0) for i in range(230)]
+    new = [web_pod(1000 + i, NOW - 600 + i, 30.0 + i) for i in range(20)]
+    stand_in.pods["shop"] = old + new  # the newest on the last page
+    measurement = StartupMeter(api, clock=lambda: NOW).refresh("shop", "web")
+    assert measurement is not None and measurement.pods == 20
+    assert measurement.seconds == 47.0  # nearest rank 18 of 30..49: the old pods left out
+    lists = [r for r in stand_in.requests if r.path.endswith("/pods")]
+    assert [r.query["limit"] for r in lists] == [["100"], ["100"], ["100"]]
+    assert "continue" not in lists[0].query and lists[2].query["continue"] == ["200"]
+
+
+def test_pods_read_stop_at_the_bound(stand_in: KubeApiStandIn, api: KubeApi) -> None:
+    stand_in.pods["shop"] = [web_pod(i, NOW - 86400 + i, 30.0) for i in range(250)]
+    pods = list(api.pods("shop", "app.kubernetes.io/name=web", page=100, most=150))
+    assert len(pods) == 150
+    lists = [r for r in stand_in.requests if r.path.endswith("/pods")]
+    assert [r.query["limit"] for r in lists] == [["100"], ["50"]]
+
+
 def test_meter_follows_a_statefulset_target(stand_in: KubeApiStandIn, api: KubeApi) -> None:
     stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [], kind="StatefulSet")
     stand_in.workloads[("statefulsets", "shop", "web")] = deployment(
@@ -126,6 +177,25 @@ def test_meter_follows_a_statefulset_target(stand_in: KubeApiStandIn, api: KubeA
     measurement = StartupMeter(api, clock=lambda: NOW).refresh("shop", "web")
     assert measurement is not None and measurement.pods == 10
     assert any(r.path.endswith("/statefulsets/web/scale") for r in stand_in.requests)
+
+
+def test_an_unsupported_target_kind_does_not_hide_a_later_api_outage(
+    stand_in: KubeApiStandIn, api: KubeApi, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A tenant's Rollout was logged under the process-wide "unreachable" line, so the
+    API going away afterwards was never logged."""
+    stand_in.scaledobjects[("shop", "canary")] = scaled_object(
+        "shop", "canary", [], target="canary", kind="Rollout"
+    )
+    meter = StartupMeter(api, clock=lambda: NOW)
+    with caplog.at_level(logging.WARNING, logger="tidescaler.kube.startup"):
+        assert meter.refresh("shop", "canary") is None
+        stand_in.close()
+        assert meter.refresh("shop", "web") is None
+    errors = [str(r.__dict__.get("error")) for r in caplog.records]
+    assert len(errors) == 2, errors
+    assert "kind 'Rollout' is not supported" in errors[0]
+    assert "get scaledobject shop/web" in errors[1]
 
 
 def test_meter_measures_in_the_background_and_exports_the_gauge(
@@ -217,6 +287,25 @@ def test_a_deleted_target_drops_its_measurement(stand_in: KubeApiStandIn, api: K
     del stand_in.workloads[("deployments", "shop", "web")]
     assert meter.refresh("shop", "web") is None
     assert meter.seconds_for("shop", "web") is None
+
+
+def test_names_that_came_and_went_never_stop_new_scaledobjects_being_measured(
+    api: KubeApi,
+) -> None:
+    """Once max_scaledobjects names had been asked for (deleted ScaledObjects, names any
+    gRPC client makes up), a new ScaledObject was never measured again."""
+    meter = StartupMeter(api, clock=lambda: NOW, max_scaledobjects=3)
+    for i in range(5):
+        assert meter.seconds_for("shop", f"made-up-{i}") is None
+        assert meter.refresh("shop", f"made-up-{i}") is None  # 404: forgotten
+    meter.start()
+    try:
+        assert meter.seconds_for("shop", "web") is None  # not measured yet
+        measurement = meter.wait_measured("shop", "web", timeout=10)
+        assert measurement is not None
+        assert meter.seconds_for("shop", "web") == measurement.seconds
+    finally:
+        meter.close()
 
 
 def test_a_fixed_podstartupseconds_ignores_any_measurement() -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,10 +27,21 @@ KEDA_VERSION = "v1alpha1"
 class KubeError(Exception):
     """A failed API request: `status` is the HTTP code, None if the server was unreachable."""
 
-    def __init__(self, what: str, message: str, status: int | None = None, reason: str = ""):
+    def __init__(
+        self,
+        what: str,
+        message: str,
+        status: int | None = None,
+        reason: str = "",
+        *,
+        about_object: bool = False,
+    ):
         super().__init__(f"{what}: {message}")
         self.status = status
         self.reason = reason
+        # A problem of one object as it is (a kind not supported, no selector), not of
+        # the API: logged per object, never taken for the API being unreachable.
+        self.about_object = about_object
 
     @property
     def forbidden(self) -> bool:
@@ -145,7 +157,9 @@ class KubeApi:
                 what, self.apps.read_namespaced_stateful_set, target.name, target.namespace
             )
         raise KubeError(
-            what, f"scale target kind {target.kind!r} is not supported (Deployment, StatefulSet)"
+            what,
+            f"scale target kind {target.kind!r} is not supported (Deployment, StatefulSet)",
+            about_object=True,
         )
 
     def scale(self, target: ScaleTarget) -> Object:
@@ -159,18 +173,34 @@ class KubeApi:
             raise KubeError(
                 what,
                 f"scale target kind {target.kind!r} is not supported (Deployment, StatefulSet)",
+                about_object=True,
             )
         return self._call(what, method, target.name, target.namespace)
 
-    def pods(self, namespace: str, label_selector: str) -> list[Object]:
-        data = self._call(
-            f"list pods in {namespace} ({label_selector})",
-            self.core.list_namespaced_pod,
-            namespace,
-            label_selector=label_selector,
-        )
-        items = data.get("items") or []
-        return [item for item in items if isinstance(item, dict)]
+    def pods(
+        self, namespace: str, label_selector: str, *, page: int = 100, most: int = 10_000
+    ) -> Iterator[Object]:
+        """The pods matching the selector, `page` at a time and `most` in all.
+
+        A page at a time keeps memory to one page (pods carry whatever annotations
+        their owner gave them); the caller keeps only what it needs of each."""
+        token: str | None = None
+        read = 0
+        while read < most:
+            data = self._call(
+                f"list pods in {namespace} ({label_selector})",
+                self.core.list_namespaced_pod,
+                namespace,
+                label_selector=label_selector,
+                limit=min(page, most - read),
+                **({"_continue": token} if token else {}),
+            )
+            items = [item for item in data.get("items") or [] if isinstance(item, dict)]
+            read += len(items)
+            yield from items
+            token = str((data.get("metadata") or {}).get("continue") or "")
+            if not token or not items:
+                return
 
     # -- writes --
 
@@ -201,6 +231,7 @@ def scale_target(scaled_object: Object) -> ScaleTarget:
         raise KubeError(
             f"scaledobject {namespace}/{metadata.get('name')}",
             "spec.scaleTargetRef.name is missing",
+            about_object=True,
         )
     return ScaleTarget(
         namespace=namespace,

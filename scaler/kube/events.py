@@ -24,12 +24,13 @@ Events written, `kubectl describe scaledobject` shows them:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Hashable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -96,8 +97,28 @@ class _Story:
     invalid: set[str] = field(default_factory=set)
 
 
+def _metadata(ref: Ref) -> Mapping[str, str] | None:
+    metadata: Mapping[str, str] | None = getattr(ref, "scalerMetadata", None)
+    return metadata
+
+
 def _clock_time(t: float) -> str:
     return datetime.fromtimestamp(t, UTC).strftime("%H:%M:%SZ")
+
+
+# A ScaledObject, and which of its triggers (a digest of the trigger's metadata): two
+# tidescaler triggers on one object tell two stories, not one that flaps between them.
+StoryKey = Hashable
+
+
+def trigger_digest(metadata: Mapping[str, str] | None) -> bytes:
+    """A short, stable name for a trigger's metadata."""
+    if not metadata:
+        return b""
+    digest = hashlib.blake2b(digest_size=16)
+    for key, value in sorted(metadata.items()):
+        digest.update(key.encode() + b"\0" + value.encode() + b"\0")
+    return digest.digest()
 
 
 class Narrator:
@@ -105,16 +126,16 @@ class Narrator:
 
     def __init__(self, polling_interval_seconds: float = 30.0) -> None:
         self.polling_interval_seconds = polling_interval_seconds
-        self._stories: Lru[tuple[str, str], _Story] = Lru()
+        self._stories: Lru[StoryKey, _Story] = Lru()
 
-    def _story(self, key: tuple[str, str]) -> _Story:
+    def _story(self, key: StoryKey) -> _Story:
         story = self._stories.get(key)
         if story is None:
             story = _Story()
             self._stories.put(key, story)
         return story
 
-    def decision(self, key: tuple[str, str], decision: Decision, now: float) -> list[EventSpec]:
+    def decision(self, key: StoryKey, decision: Decision, now: float) -> list[EventSpec]:
         story = self._story(key)
         out: list[EventSpec] = []
         cron = decision.signal(Signal.CRON)
@@ -204,7 +225,7 @@ class Narrator:
             )
         ]
 
-    def backend_failing(self, key: tuple[str, str], signal: str, message: str) -> list[EventSpec]:
+    def backend_failing(self, key: StoryKey, signal: str, message: str) -> list[EventSpec]:
         story = self._story(key)
         if signal in story.failing:
             return []
@@ -225,7 +246,7 @@ class Narrator:
             held = "; no good value to hold"
         return [EventSpec(WARNING, "BackendFailing", f"{signal}: {message}{held}")]
 
-    def policy_invalid(self, key: tuple[str, str], message: str) -> list[EventSpec]:
+    def policy_invalid(self, key: StoryKey, message: str) -> list[EventSpec]:
         story = self._story(key)
         if message in story.invalid:
             return []
@@ -283,14 +304,16 @@ class EventRecorder:
             with self._dropped_lock:  # many request threads may drop at once
                 self.counts.dropped += 1
 
+    # The trigger's metadata travels as it is; its digest is taken on the background thread.
     def decision(self, ref: Ref, decision: Decision) -> None:
-        self._put(("decision", ref.namespace, ref.name, decision, self.clock()))
+        self._put(("decision", ref.namespace, ref.name, _metadata(ref), decision, self.clock()))
 
     def policy_invalid(self, ref: Ref, message: str) -> None:
-        self._put(("invalid", ref.namespace, ref.name, message, self.clock()))
+        self._put(("invalid", ref.namespace, ref.name, _metadata(ref), message, self.clock()))
 
     def backend_failing(self, ref: Ref, signal: str, message: str) -> None:
-        self._put(("failing", ref.namespace, ref.name, (signal, message), self.clock()))
+        item = ("failing", ref.namespace, ref.name, _metadata(ref), (signal, message))
+        self._put((*item, self.clock()))
 
     # -- lifecycle --
 
@@ -320,8 +343,16 @@ class EventRecorder:
             finally:
                 self._queue.task_done()
 
-    def _handle(self, kind: str, namespace: str, name: str, payload: Any, at: float) -> None:
-        key = (namespace, name)
+    def _handle(
+        self,
+        kind: str,
+        namespace: str,
+        name: str,
+        metadata: Mapping[str, str] | None,
+        payload: Any,
+        at: float,
+    ) -> None:
+        key = (namespace, name, trigger_digest(metadata))
         if kind == "decision":
             specs = self.narrator.decision(key, payload, at)
         elif kind == "invalid":
@@ -333,7 +364,11 @@ class EventRecorder:
 
     def record(self, namespace: str, name: str, spec: EventSpec, at: float | None = None) -> None:
         """Correlate and write one Event (runs on the background thread)."""
-        uid = self._uid(namespace, name)
+        try:
+            uid = self._uid(namespace, name)
+        except KubeError:  # whether it exists is unknown for now (logged)
+            self.counts.failed += 1
+            return
         if uid is None:
             # Any client of the gRPC port can name any namespace and name: an Event about
             # a ScaledObject that does not exist would be theirs to write into it.
@@ -401,8 +436,8 @@ class EventRecorder:
 
     def _uid(self, namespace: str, name: str) -> str | None:
         """The ScaledObject's uid (`kubectl describe` lists only Events that carry it);
-        "" when it cannot be read (Events are written without it), None when it does
-        not exist (no Event is written)."""
+        "" when reading it is forbidden (Events are written without it), None when it
+        does not exist (no Event is written). KubeError when the API cannot say now."""
         now = self.clock()
         cached = self._uids.get((namespace, name))
         if cached is not None and now - cached[1] < UID_TTL_SECONDS:
@@ -415,13 +450,24 @@ class EventRecorder:
         except KubeError as err:
             if err.not_found:
                 uid = None
-            else:
+            elif err.forbidden:
+                # RBAC without `get scaledobjects` (the deployed role has it): Events
+                # go out without the uid rather than not at all.
                 self._log_once(
                     err,
                     "cannot read ScaledObjects; Events are written without the object's uid "
                     "(kubectl get events shows them, kubectl describe does not)",
                 )
                 uid = cached[0] if cached is not None else ""
+            else:
+                # Throttled (429), unreachable, a server error: whether the object exists
+                # is unknown. One known before keeps its uid; an unknown one gets no
+                # Event (the 404 guard must not open while the API is busy). Nothing is
+                # cached: the next Event asks again.
+                self._log_once(err, "cannot read ScaledObjects for now; Events wait for it")
+                if cached is None:
+                    raise
+                return cached[0]
         if len(self._uids) > 10_000:
             self._uids.clear()
         self._uids[(namespace, name)] = (uid, now)

@@ -3,7 +3,12 @@
 For each pod, start-up is the time from its creation to its Ready condition
 turning true (`status.conditions[Ready].lastTransitionTime -
 metadata.creationTimestamp`). A pod whose containers restarted is left out: its
-Ready transition then marks the restart, not the start-up. The measurement is
+Ready transition then marks the restart, not the start-up. So is a pod that
+turned Ready more than `MAX_READY_AFTER_START` after its containers started:
+the Ready time kept is the last transition, so a readiness probe that failed
+for a moment hours later (without a restart) would count the pod's whole age
+as its start-up; and the result is capped at the longest `podStartupSeconds`
+a policy may set (1 day). The measurement is
 a high percentile (nearest rank, p90 by default) over the most recently created
 N pods (20), so one slow node does not set the lead time and a change of image
 shows within a few roll-outs.
@@ -20,6 +25,7 @@ import logging
 import math
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,11 +35,15 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scaler.kube.api import KubeApi, KubeError, Object, scale_target
+from scaler.policy import MAX_POD_STARTUP_SECONDS
 
 log = logging.getLogger("tidescaler.kube.startup")
 
 DEFAULT_PODS = 20
 DEFAULT_QUANTILE = 0.9
+# Containers started, then Ready this much later at most: longer is taken for a
+# readiness that flapped since (the first Ready time is not kept by Kubernetes).
+MAX_READY_AFTER_START = 1800.0
 
 
 def parse_time(text: Any) -> float | None:
@@ -53,15 +63,18 @@ def pod_startup_seconds(pod: Object) -> float | None:
     created = parse_time(metadata.get("creationTimestamp"))
     if created is None:
         return None
+    started = created
     for container in status.get("containerStatuses") or []:
         if int(container.get("restartCount") or 0) > 0:
             return None
+        running = (container.get("state") or {}).get("running") or {}
+        started = max(started, parse_time(running.get("startedAt")) or created)
     for condition in status.get("conditions") or []:
         if condition.get("type") == "Ready" and condition.get("status") == "True":
             ready = parse_time(condition.get("lastTransitionTime"))
-            if ready is None or ready < created:
+            if ready is None or ready < created or ready - started > MAX_READY_AFTER_START:
                 return None
-            return ready - created
+            return min(ready - created, MAX_POD_STARTUP_SECONDS)
     return None
 
 
@@ -121,7 +134,9 @@ class StartupMeter:
         self.clock = clock
         self.max_scaledobjects = max_scaledobjects
         self._measured: dict[tuple[str, str], StartupMeasurement] = {}
-        self._wanted: dict[tuple[str, str], None] = {}
+        # Least recently asked first; past max_scaledobjects the oldest goes, so names
+        # that came and went (deleted ScaledObjects, made-up names) never fill it.
+        self._wanted: OrderedDict[tuple[str, str], None] = OrderedDict()
         self._logged: set[tuple[str, str]] = set()  # (scaledobject key, problem kind)
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -132,9 +147,14 @@ class StartupMeter:
 
     def seconds_for(self, namespace: str, name: str) -> float | None:
         key = (namespace, name)
-        if key not in self._wanted and len(self._wanted) < self.max_scaledobjects:
+        if key in self._wanted:
+            self._wanted.move_to_end(key)
+        else:
             self._wanted[key] = None
             self._wake.set()  # measure a newcomer now, not at the next refresh
+            while len(self._wanted) > self.max_scaledobjects:
+                gone, _ = self._wanted.popitem(last=False)
+                self._measured.pop(gone, None)
         measurement = self._measured.get(key)
         return measurement.seconds if measurement is not None else None
 
@@ -193,15 +213,23 @@ class StartupMeter:
             target = scale_target(scaled_object)
             selector = str(((self.api.scale(target).get("status") or {}).get("selector")) or "")
             if not selector:
-                raise KubeError(f"{target.describe()}/scale", "status.selector is empty")
+                raise KubeError(
+                    f"{target.describe()}/scale", "status.selector is empty", about_object=True
+                )
+            # Pages are read as the measurement goes: only each pod's two times are kept.
             pods = self.api.pods(namespace, selector)
+            measurement = measure(pods, self.clock(), self.pods, self.quantile)
         except KubeError as err:
             if err.not_found:
-                self._measured.pop((namespace, name), None)  # gone: no stale lead time
+                # Gone: no stale lead time, and not asked again until KEDA asks for it.
+                self._measured.pop((namespace, name), None)
+                self._wanted.pop((namespace, name), None)
             # No access (RBAC, no route to the API) is one line for the process; a problem
             # of one ScaledObject (its target missing) one line for that object.
             if err.forbidden:
                 key = ("", "forbidden")
+            elif err.about_object:
+                key = (f"{namespace}/{name}", "object")
             elif err.status is None:
                 key = ("", "unreachable")
             else:
@@ -215,7 +243,6 @@ class StartupMeter:
                     extra={"namespace": namespace, "scaledobject": name, "error": str(err)},
                 )
             return None
-        measurement = measure(pods, self.clock(), self.pods, self.quantile)
         if measurement is not None:
             previous = self._measured.get((namespace, name))
             self._measured[(namespace, name)] = measurement

@@ -32,7 +32,7 @@ import yaml
 from scaler.cli_support import finite_float
 from scaler.kube.api import KubeApi, KubeError, Object, ScaleTarget, load_api_client, scale_target
 from scaler.kube.startup import StartupMeasurement, StartupMeter
-from scaler.policy import KEDA_KEYS, PolicyError, parse_policy
+from scaler.policy import KEDA_KEYS, BackendOptions, PolicyError, parse_policy
 from scaler.sim import hpa
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.scenario import POLICY_NAMES, Scenario, ScenarioError, check_scenario
@@ -40,6 +40,7 @@ from scaler.sim.traffic import Traffic
 from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import BackendError, PrometheusSource
 from scaler.traces import Trace
+from scaler.validate import DEFAULT_SCALER_NAME
 
 # ScaledObject defaults (KEDA): keda-contract.md §4.
 DEFAULT_POLLING_SECONDS = 30.0
@@ -51,6 +52,18 @@ HPA_SYNC_SECONDS = 15.0
 # --capacity-per-replica says otherwise (the simulator's default target utilization).
 DEFAULT_TARGET_UTILIZATION = 0.7
 TIDESCALER_ONLY_KEYS = ("cpuUtilization", "memoryUtilization", "podSelector")
+# KEDA prometheus keys a tidescaler trigger reads the same way.
+KEDA_PROMETHEUS_KEYS = (
+    "query",
+    "threshold",
+    "activationThreshold",
+    "ignoreNullValues",
+    "namespace",
+    "queryParameters",
+    "customHeaders",
+    "timeout",
+    "unsafeSsl",
+)
 
 
 class FromClusterError(ValueError):
@@ -84,6 +97,7 @@ class ClusterWorkload:
     query: str
     threshold: float
     prometheus_address: str | None
+    backend: BackendOptions  # the trigger's request options (headers, tenancy, TLS)
     min_replicas: int
     max_replicas: int
     polling_interval_seconds: float
@@ -215,10 +229,16 @@ def _migrated(
     """What runs now (its simulated name), the tidescaler metadata to compare, the cron
     triggers, and notes for the user."""
     notes: list[str] = []
-    if "external" in triggers:
-        metadata = {k: v for k, v in triggers["external"][0].items() if k not in KEDA_KEYS}
-        if len(triggers["external"]) > 1:
-            notes.append("several external triggers: the first is simulated")
+    external = triggers.get("external", [])
+    # Other external scalers (the HTTP add-on, ...) share the trigger type: tidescaler's
+    # is the one whose scalerAddress names it, as `tidescaler validate` reads them.
+    ours = [t for t in external if DEFAULT_SCALER_NAME in t.get("scalerAddress", "").lower()]
+    if external and not ours and len(external) == 1:
+        ours = external  # a Service named otherwise: the one external trigger is taken
+    if ours:
+        metadata = {k: v for k, v in ours[0].items() if k not in KEDA_KEYS}
+        if len(ours) > 1:
+            notes.append("several tidescaler triggers: the first is simulated")
         dropped = [k for k in TIDESCALER_ONLY_KEYS if k in metadata]
         if dropped:
             notes.append(f"{', '.join(dropped)}: resource signals are not simulated (see hpa-cpu)")
@@ -230,11 +250,9 @@ def _migrated(
     )
     if "prometheus" in triggers:
         keda = triggers["prometheus"][0]
-        metadata = {
-            key: keda[key]
-            for key in ("query", "threshold", "activationThreshold", "ignoreNullValues")
-            if key in keda
-        }
+        # The request options too: on Thanos, Mimir or Cortex they choose whose data
+        # the query reads.
+        metadata = {key: keda[key] for key in KEDA_PROMETHEUS_KEYS if key in keda}
         if "serverAddress" in keda:
             metadata["prometheusAddress"] = keda["serverAddress"]
         if cron:
@@ -249,9 +267,12 @@ def _migrated(
         metadata = {}
         current = "keda-cron"
     else:
+        found = ", ".join(sorted(triggers))
+        if external:
+            found += " (no external trigger's scalerAddress names tidescaler)"
         raise FromClusterError(
             f"{where}: no tidescaler (external), cron or prometheus trigger to simulate "
-            f"(found {', '.join(sorted(triggers))})"
+            f"(found {found})"
         )
     if cron:
         windows = [
@@ -317,6 +338,7 @@ def read_workload(
         query=policy.query.query,
         threshold=policy.query.threshold,
         prometheus_address=policy.prometheus_address,
+        backend=policy.backend,
         min_replicas=int(_number(spec, "minReplicaCount", 0, where)),
         max_replicas=int(_number(spec, "maxReplicaCount", DEFAULT_MAX_REPLICAS, where)),
         polling_interval_seconds=_number(spec, "pollingInterval", DEFAULT_POLLING_SECONDS, where),
@@ -361,17 +383,22 @@ def read_history(
     source = PrometheusSource(timeout_seconds=30.0, coalesce_seconds=0.0)
     try:
         times, values = source.range(
-            address, query or workload.query, end - since_seconds, end, step_seconds
+            address,
+            query or workload.query,
+            end - since_seconds,
+            end,
+            step_seconds,
+            options=workload.backend,
         )
     except BackendError as err:
-        raise FromClusterError(f"Prometheus {address}: {err}") from None
+        raise FromClusterError(f"Prometheus {redacted_url(address)}: {err}") from None
     finally:
         source.close()
     missing = ~np.isfinite(values)
     if missing.all():
         raise FromClusterError(
-            f"Prometheus {address}: no samples of {query or workload.query!r} in the last "
-            f"{since_seconds / 86400:g} days"
+            f"Prometheus {redacted_url(address)}: no samples of {query or workload.query!r} "
+            f"in the last {since_seconds / 86400:g} days"
         )
     # Hold the last value over a gap (the first ones take the first value seen), as a
     # scrape gap does not mean the demand went to zero.
