@@ -329,6 +329,56 @@ def test_the_tidescaler_trigger_is_told_from_other_external_scalers(
     assert result["from_cluster"]["tidescaler"]["threshold"] == "50"  # type: ignore[index]
 
 
+def _with_environment(stand_in: KubeApiStandIn, env: list[dict[str, object]]) -> None:
+    web = deployment("shop", "web")
+    web["spec"]["template"]["spec"]["containers"][0]["env"] = env  # type: ignore[index]
+    stand_in.workloads[("deployments", "shop", "web")] = web
+
+
+def test_keys_from_the_workloads_environment_are_resolved_as_keda_does(
+    stand_in: KubeApiStandIn,
+    history_prometheus: PrometheusServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """KEDA fills `<key>FromEnv` from the scale target's container before calling a
+    scaler; the variable's name was replayed as the query."""
+    _with_environment(
+        stand_in,
+        [{"name": "DEMAND_QUERY", "value": QUERY}, {"name": "WEB_THRESHOLD", "value": "50"}],
+    )
+    trigger = {
+        "type": "prometheus",
+        "metadata": {
+            "serverAddress": history_prometheus.url,
+            "queryFromEnv": "DEMAND_QUERY",
+            "thresholdFromEnv": "WEB_THRESHOLD",
+        },
+    }
+    stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [trigger])
+    result = simulate(stand_in.kubeconfig(tmp_path), capsys=capsys)
+    migrated = result["from_cluster"]["tidescaler"]  # type: ignore[index]
+    assert migrated["query"] == QUERY and migrated["threshold"] == "50"
+
+
+def test_a_key_from_a_secret_in_the_environment_is_named(
+    stand_in: KubeApiStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    secret = {"secretKeyRef": {"name": "web", "key": "query"}}
+    _with_environment(stand_in, [{"name": "DEMAND_QUERY", "valueFrom": secret}])
+    trigger = {
+        "type": "prometheus",
+        "metadata": {"serverAddress": "http://127.0.0.1:9", "queryFromEnv": "DEMAND_QUERY"},
+    }
+    stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [trigger])
+    kubeconfig = str(stand_in.kubeconfig(tmp_path))
+    assert main(["simulate", "--from-cluster", "shop/web", "--kubeconfig", kubeconfig]) == 2
+    assert (
+        "trigger key queryFromEnv reads 'DEMAND_QUERY' from a Secret or ConfigMap (valueFrom), "
+        "which --from-cluster does not read" in capsys.readouterr().err
+    )
+
+
 def test_unknown_scaledobject_is_a_clear_error(
     stand_in: KubeApiStandIn, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -211,6 +211,53 @@ def _triggers(scaled_object: Object, where: str) -> dict[str, list[dict[str, str
     return by_type
 
 
+def _environment(workload: Object, container: Any) -> dict[str, str | None]:
+    """The environment KEDA reads `...FromEnv` keys from: the container named by
+    `scaleTargetRef.envSourceContainerName`, else the first; None for a `valueFrom`."""
+    spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    containers = [c for c in spec.get("containers") or [] if isinstance(c, dict)]
+    chosen = (
+        next((c for c in containers if c.get("name") == container), None) if container else None
+    )
+    chosen = chosen or (containers[0] if containers else {})
+    return {
+        str(item.get("name")): None if "valueFrom" in item else str(item.get("value", ""))
+        for item in chosen.get("env") or []
+        if isinstance(item, dict)
+    }
+
+
+def _from_env(
+    metadata: dict[str, str],
+    environment: dict[str, str | None],
+    overridden: set[str],
+    where: str,
+) -> dict[str, str]:
+    """`metadata` with each `<key>FromEnv` replaced by the variable's value, as KEDA
+    resolves them before calling a scaler."""
+    out = {k: v for k, v in metadata.items() if not (k.endswith("FromEnv") and len(k) > 7)}
+    for key, variable in metadata.items():
+        if not (key.endswith("FromEnv") and len(key) > 7):
+            continue
+        base = key[: -len("FromEnv")]
+        if base in out or base in overridden:
+            continue
+        value = environment.get(variable)
+        if value is None:
+            how = (
+                "from a Secret or ConfigMap (valueFrom)"
+                if variable in environment
+                else "from no plain env entry of the container (envFrom, or not set)"
+            )
+            raise FromClusterError(
+                f"{where}: trigger key {key} reads {variable!r} {how}, which --from-cluster "
+                "does not read: give the value on the command line (--query, --threshold, "
+                "--prometheus-url)"
+            )
+        out[base] = value
+    return out
+
+
 def _replicas(text: str, where: str) -> int:
     try:
         return int(text)
@@ -302,19 +349,29 @@ def read_workload(
     query: str | None = None,
     threshold: float | None = None,
     now: float | None = None,
+    prometheus_url: str | None = None,
 ) -> ClusterWorkload:
     """The ScaledObject, its target and its pods' start-up; raises FromClusterError."""
     where = f"scaledobject {namespace}/{name}"
     try:
         scaled_object = api.scaled_object(namespace, name)
         target = scale_target(scaled_object)
-        requests = pod_requests(api.workload(target))
+        workload = api.workload(target)
     except KubeError as err:
         raise FromClusterError(str(err)) from None
+    requests = pod_requests(workload)
     spec = scaled_object.get("spec") or {}
-    current, metadata, cron, notes = _migrated(
-        _triggers(scaled_object, where), query, threshold, where
+    environment = _environment(
+        workload, (spec.get("scaleTargetRef") or {}).get("envSourceContainerName")
     )
+    overridden = {k for k, v in (("query", query), ("threshold", threshold)) if v is not None}
+    if prometheus_url is not None:
+        overridden |= {"prometheusAddress", "serverAddress"}
+    triggers = {
+        kind: [_from_env(m, environment, overridden, where) for m in found]
+        for kind, found in _triggers(scaled_object, where).items()
+    }
+    current, metadata, cron, notes = _migrated(triggers, query, threshold, where)
     try:
         policy = parse_policy(metadata)
     except PolicyError as err:
@@ -573,7 +630,13 @@ def load(args: argparse.Namespace, now: float | None = None) -> tuple[ClusterWor
     now = span_end if now is None else now
     try:
         workload = read_workload(
-            api, namespace, name, query=args.query, threshold=args.threshold, now=now
+            api,
+            namespace,
+            name,
+            query=args.query,
+            threshold=args.threshold,
+            now=now,
+            prometheus_url=args.prometheus_url,
         )
     finally:
         api.close()
@@ -656,7 +719,13 @@ def backtest_trace(args: argparse.Namespace) -> Trace:
         raise FromClusterError(str(err)) from None
     try:
         workload = read_workload(
-            api, namespace, name, query=args.query, threshold=args.threshold, now=now
+            api,
+            namespace,
+            name,
+            query=args.query,
+            threshold=args.threshold,
+            now=now,
+            prometheus_url=args.prometheus_url,
         )
     finally:
         api.close()
