@@ -617,19 +617,16 @@ def _target(text: str) -> tuple[str, str]:
     return namespace, name
 
 
-def load(args: argparse.Namespace, now: float | None = None) -> tuple[ClusterWorkload, History]:
-    """The workload and its history for the parsed command line; raises FromClusterError."""
-    namespace, name = _target(args.from_cluster)
-    span_end, since, step = _history_span(args)
-    if (args.query is None) != (args.threshold is None) and args.threshold is not None:
-        raise FromClusterError("--threshold goes with --query")
+def _workload_of(
+    args: argparse.Namespace, namespace: str, name: str, now: float
+) -> ClusterWorkload:
+    """`read_workload` through the command line's kubeconfig and overrides."""
     try:
         api = KubeApi(load_api_client(args.kubeconfig), timeout_seconds=10.0)
     except KubeError as err:
         raise FromClusterError(str(err)) from None
-    now = span_end if now is None else now
     try:
-        workload = read_workload(
+        return read_workload(
             api,
             namespace,
             name,
@@ -640,6 +637,16 @@ def load(args: argparse.Namespace, now: float | None = None) -> tuple[ClusterWor
         )
     finally:
         api.close()
+
+
+def load(args: argparse.Namespace, now: float | None = None) -> tuple[ClusterWorkload, History]:
+    """The workload and its history for the parsed command line; raises FromClusterError."""
+    namespace, name = _target(args.from_cluster)
+    span_end, since, step = _history_span(args)
+    if (args.query is None) != (args.threshold is None) and args.threshold is not None:
+        raise FromClusterError("--threshold goes with --query")
+    now = span_end if now is None else now
+    workload = _workload_of(args, namespace, name, now)
     history = read_history(
         workload,
         prometheus_url=args.prometheus_url,
@@ -713,22 +720,7 @@ def backtest_trace(args: argparse.Namespace) -> Trace:
     """The forecast series (forecastQuery, else query) of the ScaledObject as a backtest trace."""
     namespace, name = _target(args.from_cluster)
     now, since, step = _history_span(args)
-    try:
-        api = KubeApi(load_api_client(args.kubeconfig), timeout_seconds=10.0)
-    except KubeError as err:
-        raise FromClusterError(str(err)) from None
-    try:
-        workload = read_workload(
-            api,
-            namespace,
-            name,
-            query=args.query,
-            threshold=args.threshold,
-            now=now,
-            prometheus_url=args.prometheus_url,
-        )
-    finally:
-        api.close()
+    workload = _workload_of(args, namespace, name, now)
     series = parse_policy(workload.tidescaler).forecast_query or workload.query
     history = read_history(
         workload,
