@@ -97,8 +97,10 @@ def demand_to_provision(
         # demand, already above the band, has partly made: the rise still to come is
         # counted from the demand, not added to it again. (As demand crosses the band the
         # ask steps from demand + rise down to the jump's peak: by at most the band's width.)
-        rise = max(0.0, window.significant_peak - demand)
-    ramp = demand + rise
+        # The peak itself, not demand + (peak - demand), which rounds a hair below it.
+        ramp = max(demand, window.significant_peak)
+    else:
+        ramp = demand + rise
     if action is ForecastAction.FLOOR:
         return window.peak_upper
     if action is ForecastAction.RAMP or headroom is None:

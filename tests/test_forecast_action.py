@@ -61,6 +61,8 @@ def test_ramp_asks_at_least_the_demand_and_never_more_than_demand_plus_the_rise(
 @given(windows(), LEVELS)
 # A jump from 0 to 100 with noise 10 that the demand (50) has half made: 80 asked.
 @example(LeadWindow(0.0, 10.0, 100.0, 110.0, 10.0), 50.0)
+# demand + (peak - demand) rounded one unit in the last place below the peak.
+@example(LeadWindow(0.0, 0.0, 524289.5320457608, 524289.5320457608, 0.0), 1.0051078065880574)
 def test_ramp_ahead_of_a_jump_asks_for_the_jump_whatever_the_demand_has_made_of_it(
     window: LeadWindow, demand: float
 ) -> None:

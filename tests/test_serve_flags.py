@@ -243,7 +243,8 @@ def test_edge_values_still_serve(edge_server: subprocess.Popen[str]) -> None:
     assert start["allowed_prometheus_urls"] == [
         "http://[::1]:9090",
         "http://thanos:10902",
-        "https://reader@prometheus.example:9443/prefix",
+        # User information in a URL is a credential: logged without it.
+        "https://***@prometheus.example:9443/prefix",
     ]
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         grpc.channel_ready_future(channel).result(timeout=10)
