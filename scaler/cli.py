@@ -462,6 +462,7 @@ def run_serve(args: argparse.Namespace) -> int:
         polling_interval_seconds=config.polling_interval_seconds,
         max_series=args.max_forecast_series,
     )
+    telemetry.registry.register(forecasts.collector())
     from scaler.kube.service import start_kube
 
     kube = start_kube(

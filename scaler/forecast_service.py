@@ -11,11 +11,19 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from functools import partial
 
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
 from scaler.engine import EngineSettings, lead_seconds
-from scaler.forecast.refresher import ForecastErrors, ForecastErrorTracker, ForecastRefresher
+from scaler.forecast.refresher import (
+    ForecastErrors,
+    ForecastErrorTracker,
+    ForecastRefresher,
+    ForecastState,
+)
 from scaler.forecast.types import Forecast
 from scaler.policy import Policy
 from scaler.sources.prometheus import BackendError, BackendErrorKind, PrometheusSource
@@ -122,8 +130,34 @@ class ForecastService:
             )
         return forecast, None
 
+    def collector(self) -> Collector:
+        """The refresher's series by state and its backends that are down, for /metrics."""
+        return _SeriesCollector(self.refresher)
+
     def errors(self, address: str, query: str, policy: Policy) -> ForecastErrors | None:
         return self.tracker.errors(self.key(address, query, policy))
 
     def close(self) -> None:
         self.refresher.close()
+
+
+class _SeriesCollector(Collector):
+    def __init__(self, refresher: ForecastRefresher) -> None:
+        self._refresher = refresher
+
+    def collect(self) -> Iterator[Metric]:
+        states, down = self._refresher.census()
+        series = GaugeMetricFamily(
+            "tidescaler_forecast_series",
+            "Forecast series refit in the background, by state (ok, fetch_error, ...).",
+            labels=["state"],
+        )
+        for state in ForecastState:
+            series.add_metric([state.value], states.get(state, 0))
+        yield series
+        yield GaugeMetricFamily(
+            "tidescaler_forecast_backends_down",
+            "Backends (Prometheus address and request options) whose history fetch got no "
+            "answer; their series wait for the retry delay.",
+            value=down,
+        )

@@ -33,6 +33,7 @@ import hypothesis.strategies as st
 import pytest
 from certs import make_pki
 from hypothesis import given, settings
+from prometheus_client import CollectorRegistry
 from prometheus_server import Exporter, PrometheusServer, Series, free_port, grid, openmetrics
 
 from scaler.backend_access import BackendAccess
@@ -1044,6 +1045,18 @@ def test_a_hung_backend_delays_no_other_backends_refits_and_is_asked_once_per_re
         messages = [refresher.status(k).message for k in hung_keys]  # type: ignore[union-attr]
         waiting = [m for m in messages if m.startswith("not fetched: the backend did not answer")]
         assert len(waiting) == len(hung_keys) - refresher.per_backend, messages
+        # What an SRE sees on /metrics.
+        registry = CollectorRegistry()
+        registry.register(forecasts.collector())
+        by_state = {
+            state.value: registry.get_sample_value(
+                "tidescaler_forecast_series", {"state": state.value}
+            )
+            for state in ForecastState
+        }
+        assert by_state["fetch_error"] == len(hung_keys)
+        assert by_state["ok"] + by_state["no_periodicity"] == len(healthy_keys)  # type: ignore[operator]
+        assert registry.get_sample_value("tidescaler_forecast_backends_down") == 1
     finally:
         forecasts.close()
         source.close()

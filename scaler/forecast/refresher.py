@@ -223,6 +223,12 @@ class ForecastRefresher:
         with self._lock:
             return list(self._series)
 
+    def census(self) -> tuple[Counter[ForecastState], int]:
+        """How many series are in each state, and how many backends are down now."""
+        with self._lock:
+            states = Counter(s.status.state for s in self._series.values())
+            return states, len(self._down_until)
+
     # ---------------------------------------------------------- background
 
     def start(self) -> None:
