@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -29,3 +30,15 @@ def serve_process(port: int, *flags: str) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def stopped(process: subprocess.Popen[str]) -> str:
+    """SIGTERM, a clean exit checked, and all it wrote on stderr; killed if it hangs."""
+    try:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=15) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    return process.stderr.read() if process.stderr else ""

@@ -15,7 +15,7 @@ import pytest
 from certs import Pki, make_pki
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from serve_process import serve_process
+from serve_process import serve_process, stopped
 
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -393,12 +393,8 @@ def test_clients_failing_the_tls_handshake_add_no_lines_to_json_logs(pki: Pki) -
                 pytest.raises(grpc.RpcError),
             ):
                 pb_grpc.ExternalScalerStub(channel).IsActive(ref(ALWAYS), timeout=2)
-        process.send_signal(signal.SIGTERM)
-        assert process.wait(timeout=15) == 0
     finally:
-        if process.poll() is None:
-            process.kill()
-    lines = (process.stderr.read() if process.stderr else "").splitlines()
+        lines = stopped(process).splitlines()
     assert lines and all(line.startswith("{") for line in lines), lines[:3]
 
 
