@@ -133,6 +133,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User + system CPU time each thread of a process has used so far (Linux /proc)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended in between
+            continue
+        out[task.name] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def busiest_thread_seconds(before: dict[str, float], after: dict[str, float]) -> float:
+    """CPU time of the thread that used the most between two `thread_cpu_seconds`."""
+    return max(used - before.get(tid, 0.0) for tid, used in after.items())
+
+
 def rss_mib(pid: int) -> float:
     """Resident memory of a process, MiB (Linux /proc)."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -359,21 +376,28 @@ def main() -> int:
         s_rates: list[float] = []
         n_rates: list[float] = []
         # Server CPU per call during the throughput rounds: where a throughput gap comes from.
+        # The busiest thread is the event loop, which runs every handler: when it is
+        # saturated, its CPU per call is what bounds the calls per second.
         cpu_per_call: dict[int, list[float]] = {scaler_process.pid: [], null_process.pid: []}
+        loop_per_call: dict[int, list[float]] = {scaler_process.pid: [], null_process.pid: []}
         for r in range(args.rounds):
             rates = [
                 (s_rates, scaler_port, scaler_process.pid),
                 (n_rates, null_port, null_process.pid),
             ]
             for bucket, port, pid in rates if r % 2 == 0 else rates[::-1]:
-                cpu_before = cpu_seconds(pid)
+                cpu_before, threads_before = cpu_seconds(pid), thread_cpu_seconds(pid)
                 rate = throughput(port, requests, args.threads, args.throughput_seconds)
                 used = cpu_seconds(pid) - cpu_before
+                loop = busiest_thread_seconds(threads_before, thread_cpu_seconds(pid))
                 bucket.append(rate)
                 cpu_per_call[pid].append(used / (rate * args.throughput_seconds))
+                loop_per_call[pid].append(loop / (rate * args.throughput_seconds))
         s_rps, n_rps = statistics.median(s_rates), statistics.median(n_rates)
         s_cpu = statistics.median(cpu_per_call[scaler_process.pid]) * 1e6
         n_cpu = statistics.median(cpu_per_call[null_process.pid]) * 1e6
+        s_loop = statistics.median(loop_per_call[scaler_process.pid]) * 1e6
+        n_loop = statistics.median(loop_per_call[null_process.pid]) * 1e6
         rps_ratio = statistics.median(s / n for s, n in zip(s_rates, n_rates, strict=True))
 
         # Part 3 (run before part 2, whose thousands of closing streams would disturb it):
@@ -398,8 +422,8 @@ def main() -> int:
         prometheus.stop()
 
     rows = [
-        ("tidescaler", s_p50, s_p99, s_rps, s_cpu),
-        ("null servicer", n_p50, n_p99, n_rps, n_cpu),
+        ("tidescaler", s_p50, s_p99, s_rps, s_cpu, s_loop),
+        ("null servicer", n_p50, n_p99, n_rps, n_cpu, n_loop),
     ]
     stream_rows = []
     for method in streamed["tidescaler"][0]:
@@ -414,13 +438,14 @@ def main() -> int:
         f"of {args.objects} calls each (percentiles per round, median over rounds); "
         f"throughput with {args.threads} client threads, {args.rounds} interleaved rounds of "
         f"{args.throughput_seconds:g} s (median), with the server's CPU time per call in "
-        "those rounds (median).",
+        "those rounds (median), all of it and its event-loop thread's (the busiest one).",
         "",
-        "| server | p50 (ms) | p99 (ms) | throughput (calls/s) | server CPU per call (us) |",
-        "|---|---:|---:|---:|---:|",
+        "| server | p50 (ms) | p99 (ms) | throughput (calls/s) | server CPU per call (us) "
+        "| event loop's CPU per call (us) |",
+        "|---|---:|---:|---:|---:|---:|",
         *(
-            f"| {name} | {p50:.3f} | {p99:.3f} | {rps:,.0f} | {cpu:.0f} |"
-            for name, p50, p99, rps, cpu in rows
+            f"| {name} | {p50:.3f} | {p99:.3f} | {rps:,.0f} | {cpu:.0f} | {loop:.0f} |"
+            for name, p50, p99, rps, cpu, loop in rows
         ),
         "",
         f"Ratios tidescaler / null (median over rounds): p50 {p50_ratio:.2f}, "
