@@ -19,6 +19,7 @@ from scaler.cli_support import (
     SCHEMA_VERSION,
     OutputPathError,
     ProgressLines,
+    check_not_an_input,
     check_output_dir,
     check_output_file,
     duration_arg,
@@ -34,6 +35,7 @@ from scaler.forecast.backtest import (
     write_forecasts_csv,
 )
 from scaler.forecast.forecaster import DEFAULT_SETTINGS
+from scaler.policy import MAX_FORECAST_QUANTILE, QUANTILE_EXPECTED
 from scaler.trace_input import (
     add_trace_source_arguments,
     check_trace_source,
@@ -67,8 +69,8 @@ def _quantile(text: str) -> float:
         q = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.5 <= q < 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: expected a quantile in [0.5, 1)")
+    if not 0.5 <= q <= MAX_FORECAST_QUANTILE:  # what forecastQuantile accepts
+        raise argparse.ArgumentTypeError(f"{text!r}: {QUANTILE_EXPECTED}")
     return q
 
 
@@ -243,6 +245,7 @@ def run_backtest(args: argparse.Namespace) -> int:
     err = Console(stderr=True, soft_wrap=True)
     try:
         check_output_file(args.forecasts_csv, "--forecasts-csv")
+        check_not_an_input(args.forecasts_csv, "--forecasts-csv", [("the trace", args.trace)])
         check_output_dir(args.out, "--out")
         if args.from_cluster:  # the ScaledObject's forecast series, read from the cluster
             from scaler.sim.from_cluster import backtest_trace

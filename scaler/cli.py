@@ -609,6 +609,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.func(args)
     except KeyboardInterrupt:
         return _interrupted(args.command)
+    except MemoryError:
+        # Past the checks made before a run (the memory it will need against what is
+        # available): a traceback here would say nothing more than this.
+        fewer = "pass --days to simulate fewer days" if args.command == "simulate" else None
+        print(
+            f"tidescaler {args.command}: out of memory; "
+            f"{fewer or 'give it less data'}, or run it with more memory",
+            file=sys.stderr,
+        )
+        return 1
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)

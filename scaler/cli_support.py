@@ -10,7 +10,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -83,6 +83,24 @@ def check_output_file(path: str | None, flag: str) -> None:
             target.unlink()
     except OSError as err:
         raise OutputPathError(f"{flag} {path}: cannot write there ({_reason(err)})") from None
+
+
+def check_not_an_input(
+    path: str | None, flag: str, inputs: Iterable[tuple[str, str | Path | None]]
+) -> None:
+    """An output file must not be a file the run reads: writing it would destroy the
+    input (and a later run would read the output as traffic). `inputs` are (what it is,
+    its path) pairs; stdin (-) and absent ones are skipped."""
+    if not path:
+        return
+    target = os.path.realpath(path)
+    for what, source in inputs:
+        if source is None or str(source) in ("", "-"):
+            continue
+        if os.path.realpath(source) == target:
+            raise OutputPathError(
+                f"{flag} {path}: is {what}, which this run reads; name another file"
+            )
 
 
 def make_folder(path: Path) -> None:

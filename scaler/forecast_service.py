@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scaler.engine import EngineSettings, lead_seconds
+from scaler.forecast.periodicity import DAY_SECONDS
 from scaler.forecast.refresher import (
     ForecastErrors,
     ForecastErrorTracker,
@@ -25,7 +26,7 @@ from scaler.forecast.refresher import (
     ForecastState,
 )
 from scaler.forecast.types import Forecast
-from scaler.policy import Policy
+from scaler.policy import MAX_METRIC_LAG_SECONDS, MAX_POD_STARTUP_SECONDS, Policy
 from scaler.sources.prometheus import BackendError, BackendErrorKind, PrometheusSource
 
 # A fit sees at most this many points: 14 days at one minute, a few milliseconds.
@@ -71,6 +72,16 @@ class ForecastService:
             backend_down=backend_down,
             clock=clock,
         )
+        # Every forecast covers the longest lead a policy may have (pod start-up up to a
+        # day, the metric's lag, a polling interval) even when it is two refits old; a
+        # day at least, which the dashboard shows.
+        self._horizon_seconds = max(
+            DAY_SECONDS,
+            MAX_POD_STARTUP_SECONDS
+            + MAX_METRIC_LAG_SECONDS
+            + polling_interval_seconds
+            + 2 * self.refresher.refit_seconds,
+        )
         self.tracker = ForecastErrorTracker()
         self._registered: set[Hashable] = set()
         self._pruned_at = clock()
@@ -107,6 +118,7 @@ class ForecastService:
                 history_seconds=policy.forecast.history_seconds,
                 step_seconds=history_step_seconds(policy.forecast.history_seconds),
                 quantile=policy.forecast.quantile,
+                horizon_seconds=self._horizon_seconds,
                 # One tenant's options (headers, TLS) may fail where another's work.
                 backend=(address, policy.backend),
             )

@@ -43,6 +43,13 @@ MIN_THRESHOLD, MAX_THRESHOLD = 1e-9, 1e15  # threshold; activationThreshold is 0
 MAX_PERCENT = 10_000.0  # cpuUtilization, memoryUtilization
 MAX_POD_STARTUP_SECONDS = 86_400.0
 MAX_METRIC_LAG_SECONDS = 3_600.0
+# The band is calibrated on at most 1,000 backtest errors at each horizon (the
+# forecaster's selection origins): above this quantile it would rest on fewer than 5.
+MAX_FORECAST_QUANTILE = 0.995
+QUANTILE_EXPECTED = (
+    f"expected a quantile from 0.5 to {MAX_FORECAST_QUANTILE:g}, e.g. 0.95 (the band is "
+    "calibrated on at most 1,000 backtest errors: a higher one would rest on a handful)"
+)
 # metricLagSeconds: auto assumes this scrape interval (kube-prometheus-stack's default).
 ASSUMED_SCRAPE_SECONDS = 30.0
 MAX_FORECAST_HISTORY_SECONDS = 90 * 86_400.0
@@ -301,9 +308,9 @@ def _quantile(text: str) -> float:
     try:
         value = parse_decimal(text)
     except ValueError:
-        raise ValueError("expected a quantile strictly between 0.5 and 1, e.g. 0.95") from None
-    if not 0.5 <= value < 1:
-        raise ValueError("expected a quantile strictly between 0.5 and 1, e.g. 0.95")
+        raise ValueError(QUANTILE_EXPECTED) from None
+    if not 0.5 <= value <= MAX_FORECAST_QUANTILE:
+        raise ValueError(QUANTILE_EXPECTED)
     return value
 
 
@@ -340,14 +347,19 @@ def metric_lag_of(query: str) -> float:
     sees it one scrape later (ASSUMED_SCRAPE_SECONDS in all), and a rate over a
     window is centred half the window back: the longest range selector counts.
     """
+    lag = ASSUMED_SCRAPE_SECONDS + (longest_range_seconds(query) or 0.0) / 2
+    return min(lag, MAX_METRIC_LAG_SECONDS)
+
+
+def longest_range_seconds(query: str) -> float | None:
+    """The longest range selector (`[5m]`, `[1h:1m]`) in a PromQL query, or None."""
     ranges = []
     for match in _RANGE.finditer(query):
         try:
             ranges.append(parse_duration(match.group(1)))
         except ValueError:
             continue  # not a duration: PromQL would refuse the query anyway
-    lag = ASSUMED_SCRAPE_SECONDS + max(ranges, default=0.0) / 2
-    return min(lag, MAX_METRIC_LAG_SECONDS)
+    return max(ranges, default=None)
 
 
 def _zone(text: str) -> ZoneInfo:

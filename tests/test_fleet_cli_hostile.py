@@ -246,6 +246,28 @@ def test_a_run_where_every_service_failed_exits_non_zero(
     assert "error: every service failed (2)" in capsys.readouterr().err
 
 
+def test_gaps_in_the_fleet_s_traces_are_filled_as_fill_missing_says(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    path = _write(traces / "gappy.csv", _tide(1))
+    rows = path.read_text(encoding="utf-8").splitlines()
+    path.write_text("\n".join(rows[:50] + rows[53:]) + "\n", encoding="utf-8")
+    # The failure names the flag, and the flag exists on this command.
+    flags = ["--out", str(tmp_path / "out"), "--no-cache", "--workers", "1"]
+    assert main(["fleet", "--traces", str(traces), *flags]) == 1
+    assert "or pass --fill-missing zero" in capsys.readouterr().err
+    (plain,) = from_folder(traces)
+    (zero,) = from_folder(traces, "zero")
+    (hold,) = from_folder(traces, "hold")
+    assert len({plain.identity(), zero.identity(), hold.identity()}) == 3  # cached apart
+    filled = zero.load().values, hold.load().values
+    assert len(filled[0]) == len(filled[1]) == len(rows) - 1
+    assert filled[0][49:52].tolist() == [0.0, 0.0, 0.0]
+    assert filled[1][49:52].tolist() == [filled[1][48]] * 3
+
+
 def test_ctrl_c_stops_the_fleet_in_one_line_with_status_130(tmp_path: Path) -> None:
     traces = tmp_path / "traces"
     traces.mkdir()

@@ -212,10 +212,58 @@ def test_recent_scores_weigh_more_when_the_band_decays_with_age() -> None:
 
 def test_horizons_without_enough_backtest_errors_keep_the_widest_band_below_them() -> None:
     inf = np.inf
-    filled = forecaster._fill_uncalibrated(np.array([0.2, 0.5, 0.3, inf, 0.4, inf]))
+    scores = np.array([[0.1, 0.9, 0.2, 0.7, 0.3, 0.8]])  # beside the point while one is calibrated
+    filled = forecaster._fill_uncalibrated(np.array([0.2, 0.5, 0.3, inf, 0.4, inf]), scores)
     np.testing.assert_array_equal(filled, [0.2, 0.5, 0.3, 0.5, 0.4, 0.5])
-    # No calibrated horizon at all: the band is the forecast itself.
-    np.testing.assert_array_equal(forecaster._fill_uncalibrated(np.full(3, inf)), np.zeros(3))
+    # No calibrated horizon at all (too few errors for the quantile): each horizon gets the
+    # largest error it saw, one without any the widest below it, never a negative band.
+    scores = np.array([[0.1, -0.4, np.nan], [0.3, -0.2, np.nan]])
+    filled = forecaster._fill_uncalibrated(np.full(3, inf), scores)
+    np.testing.assert_array_equal(filled, [0.3, 0.0, 0.3])
+    # No errors at all: the band is the forecast itself.
+    np.testing.assert_array_equal(
+        forecaster._fill_uncalibrated(np.full(3, inf), np.empty((0, 3))), np.zeros(3)
+    )
+
+
+def _daily(days: float, step: float) -> np.ndarray:
+    minutes = np.arange(int(days * DAY / step)) * step / 60.0
+    level = 100.0 + 80.0 * np.sin(2 * np.pi * minutes / 1440.0)
+    return np.random.default_rng(5).poisson(level).astype(np.float64)
+
+
+def test_a_quantile_too_high_for_its_errors_gets_the_widest_band_they_support() -> None:
+    # Two days at one minute leave fewer backtest errors at each horizon than a 0.999
+    # quantile needs: no horizon is calibrated. The band must still be at least the
+    # 0.95 one everywhere, not a band of zero.
+    y = _daily(2, 60.0)
+    usual = _fit(y, 60.0, 0.95).forecast(DAY)
+    strict = _fit(y, 60.0, 0.999).forecast(DAY)
+    np.testing.assert_array_equal(strict.median, usual.median)
+    assert np.all(strict.upper >= usual.upper)
+    assert np.all(strict.upper > strict.median)
+
+
+def test_a_short_series_on_the_whole_history_grid_is_too_little_history() -> None:
+    # 25 minutes of data at the end of a week's grid (what a refresher hands over for a
+    # query that just appeared): 25 points, but far under the 3 h a forecast needs.
+    y = np.full(7 * 1440, np.nan)
+    y[-25:] = 100.0
+    with pytest.raises(InsufficientHistory, match=r"25 points over 0\.4 h; need 24 points"):
+        _fit(y, 60.0)
+    y[-200:] = 100.0  # 3.3 h: enough
+    assert _fit(y, 60.0).forecast(3600).median[0] == pytest.approx(100.0)
+
+
+def test_a_series_that_stopped_more_than_a_day_ago_gets_no_forecast() -> None:
+    # A query that stopped matching: the week's grid ends in missing points.
+    y = _daily(7, 60.0)
+    y[-25 * 60 :] = np.nan
+    with pytest.raises(InsufficientHistory, match=r"no data for the last 25\.0 h"):
+        _fit(y, 60.0)
+    y = _daily(7, 60.0)
+    y[-23 * 60 :] = np.nan  # a quiet night without series still has its forecast
+    assert _fit(y, 60.0).forecast(DAY).periodicity.startswith("daily")
 
 
 @pytest.mark.parametrize("quantile", [0.9, 0.95])

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from synthetic_series import Tide, expected_demand
 
+from scaler.engine import EngineSettings, lead_seconds
 from scaler.forecast.refresher import (
     ForecastErrorTracker,
     ForecastRefresher,
@@ -412,3 +413,38 @@ def test_backends_that_did_not_answer_share_one_worker_for_their_retries() -> No
     assert r.refresh_due() == 7  # every retry, one after the other, beside the healthy fit
     assert running[1] == 1
     assert r.latest("ok") is not None
+
+
+class _TidalPrometheus:
+    """The service's history fetch (`PrometheusSource.range`) over `TidalSource`."""
+
+    def __init__(self) -> None:
+        self.tide = TidalSource()
+
+    def range(
+        self, address: str, query: str, start: float, end: float, step: float, **_: object
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return self.tide(start, end, step)
+
+
+def test_a_forecast_covers_the_longest_lead_a_policy_may_have_until_it_is_two_refits_old() -> None:
+    clock = Clock()
+    service = ForecastService(_TidalPrometheus(), clock=clock, start=False)  # type: ignore[arg-type]
+    policy = parse_policy(
+        {
+            "query": "sum(a)",
+            "threshold": "10",
+            "forecast": "on",
+            "podStartupSeconds": "1d",
+            "metricLagSeconds": "1h",
+        }
+    )
+    address = "http://127.0.0.1:9"
+    assert service.forecast_for(address, "sum(a)", policy, clock.now) == (None, "first fit pending")
+    assert service.refresher.refresh_due() == 1
+    lead = lead_seconds(policy, EngineSettings(polling_interval_seconds=30.0))
+    assert lead > DAY
+    clock.now += 2 * service.refresher.refit_seconds - 1.0  # refits late: still covered
+    forecast, problem = service.forecast_for(address, "sum(a)", policy, clock.now)
+    assert problem is None and forecast is not None
+    assert forecast.end >= clock.now + lead

@@ -164,8 +164,15 @@ def test_schedules_accept_yaml() -> None:
         ),
         pytest.param(
             QUERY | {"forecastQuantile": "95"},
-            "forecastQuantile='95': expected a quantile strictly between 0.5 and 1, e.g. 0.95",
+            "forecastQuantile='95': expected a quantile from 0.5 to 0.995, e.g. 0.95",
             id="quantile-percent",
+        ),
+        pytest.param(
+            # A band at 0.999 would rest on one or two backtest errors at each horizon.
+            QUERY | {"forecastQuantile": "0.999"},
+            "forecastQuantile='0.999': expected a quantile from 0.5 to 0.995, e.g. 0.95 (the "
+            "band is calibrated on at most 1,000 backtest errors",
+            id="quantile-beyond-its-errors",
         ),
         pytest.param(
             QUERY | {"forecastHistory": "a week"},
@@ -264,6 +271,12 @@ def test_invalid_metadata_names_key_value_and_expectation(
 ) -> None:
     found = problems(metadata)
     assert any(expected in p for p in found), found
+
+
+@pytest.mark.parametrize("quantile", ["0.5", "0.995"])
+def test_forecast_quantile_takes_both_its_bounds(quantile: str) -> None:
+    policy = parse_policy(QUERY | {"forecast": "on", "forecastQuantile": quantile})
+    assert policy.forecast.quantile == float(quantile)
 
 
 def test_every_problem_is_reported_at_once() -> None:

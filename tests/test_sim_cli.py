@@ -240,6 +240,71 @@ def test_a_grid_too_large_for_memory_is_refused_with_the_days_that_fit() -> None
     assert "pass --days 36 or less" in str(err.value)
 
 
+def test_an_address_space_limit_is_memory_the_check_counts(tmp_path: Path) -> None:
+    # A process under `ulimit -v` (prlimit --as) cannot map what the machine has free:
+    # a year at one minute must be refused before the work, in one line, not run into
+    # numpy's MemoryError with a traceback.
+    path = tmp_path / "year.csv"
+    minutes = np.arange(365 * 1440)
+    np.savetxt(
+        path,
+        np.column_stack([1_704_067_200 + 60 * minutes, 100 + minutes % 1440]),
+        fmt="%d",
+        delimiter=",",
+        header="timestamp,requests",
+        comments="",
+    )
+    limit = 450 * 2**20
+
+    def limited() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "simulate",
+            "--trace",
+            str(path),
+            "--policies",
+            "reactive",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=limited,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "365 days of traffic need about" in done.stderr and "pass --days" in done.stderr
+
+
+def test_running_out_of_memory_after_the_checks_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The checks estimate; an allocation that fails anyway (another process took the
+    # memory meanwhile) ends the command with one line. Simulated: no test can make the
+    # machine run out of memory at a chosen point.
+    def exhausted(*args: object, **kwargs: object) -> None:
+        raise MemoryError
+
+    from scaler.cli import main
+
+    monkeypatch.setattr("scaler.sim.runner.sweep", exhausted)
+    assert main(["simulate", "--trace", str(trace_file(tmp_path)), "--policies", "reactive"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-1] == (
+        "tidescaler simulate: out of memory; pass --days to simulate fewer days, or run it "
+        "with more memory"
+    )
+    assert all(line.startswith("note: ") for line in err.splitlines()[:-1]), err
+
+
 def test_stdin_trace_and_json_schema_version(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -266,9 +331,13 @@ def test_the_report_scaledobject_uses_the_users_query_or_a_marked_placeholder(
     assert "query: '<your PromQL: total requests/s of the service>'" in (
         (tmp_path / "a" / "report.md").read_text()
     )
+    assert "metric lag 90 s (scrape + rate window)" in (tmp_path / "a" / "report.md").read_text()
     query = 'sum(rate(nginx_http_requests_total{app="shop"}[2m]))'
     assert run([*base, "--query", query, "--out", str(tmp_path / "b")]) == 0
-    assert f"query: {query}" in (tmp_path / "b" / "report.md").read_text()
+    report = (tmp_path / "b" / "report.md").read_text()
+    assert f"query: {query}" in report
+    # Every policy's metric trails the demand by that query's window, not the default's.
+    assert "metric lag 150 s (scrape + rate window)" in report
 
 
 def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:

@@ -310,6 +310,78 @@ def test_full_disk_at_the_end_is_one_line(trace: Path, capsys: pytest.CaptureFix
     assert "--timeline-csv /dev/full: cannot write (No space left on device)" in one_error(err)
 
 
+def test_an_output_that_is_the_trace_read_is_refused_and_the_trace_kept(
+    trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = trace.read_bytes()
+    # The same file under another name (a link, a detour) is the same file.
+    link = tmp_path / "link.csv"
+    link.symlink_to(trace)
+    detour = str(trace.parent / ".." / trace.parent.name / trace.name)
+    for output in (str(trace), str(link), detour):
+        code, _, err = simulate(["--trace", str(trace), "--timeline-csv", output], capsys)
+        assert code == 2
+        assert f"--timeline-csv {output}: is the trace, which this run reads" in one_error(err)
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text(f"name: s\ntrace: {trace.name}\n", encoding="utf-8")
+    code, _, err = simulate([str(scenario), "--timeline-csv", str(trace)], capsys)
+    assert code == 2 and "is the scenario's trace, which this run reads" in one_error(err)
+    code, _, err = simulate([str(scenario), "--timeline-csv", str(scenario)], capsys)
+    assert code == 2 and "is the scenario file, which this run reads" in one_error(err)
+    code = main(["backtest", "--trace", str(trace), "--forecasts-csv", str(link)])
+    assert code == 2
+    assert "--forecasts-csv" in capsys.readouterr().err
+    assert trace.read_bytes() == before
+
+
+def test_a_scenario_s_trace_is_read_with_the_unit_and_fill_missing_flags(
+    trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = trace.read_text(encoding="utf-8").splitlines()
+    gappy = tmp_path / "gappy.csv"
+    gappy.write_text("\n".join(rows[:100] + rows[110:]) + "\n", encoding="utf-8")
+    scenario = tmp_path / "s.yaml"
+    scenario.write_text("name: s\ntrace: gappy.csv\n", encoding="utf-8")
+    code, _, err = simulate([str(scenario)], capsys)
+    assert code == 2 and "or pass --fill-missing zero" in one_error(err)
+    code, _, err = simulate([str(scenario), "--fill-missing", "zero", "--json"], capsys)
+    assert code == 0, err
+    assert "note: gappy.csv: filled 10 missing interval(s) in 1 gap(s) (with 0)" in err
+    costs = {}
+    for unit in ("count", "rate"):
+        code, out, err = simulate(
+            [str(scenario), "--fill-missing", "hold", "--unit", unit, "--json"], capsys
+        )
+        assert code == 0, err
+        (reactive,) = json.loads(out)["policies"]
+        costs[unit] = reactive["replica_hours"]
+    # Read as requests per second rather than per 10-minute interval: 600 times the traffic.
+    assert costs["rate"] > 50 * costs["count"]
+
+
+def test_a_tuning_span_without_traffic_chooses_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A service launched mid-trace: nothing on the first 1.5 days, so nothing in the
+    # tuning half of the second (evaluated) day. 0 over 0 used to read as 0 % over the
+    # SLO, within every budget: the cheapest setting was "chosen" blind.
+    path = write_trace(tmp_path / "launch.csv")
+    rows = path.read_text(encoding="utf-8").splitlines()
+    quiet = len(rows[1:]) * 3 // 4
+    rows[1 : 1 + quiet] = [f"{row.split(',')[0]},0" for row in rows[1 : 1 + quiet]]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    argv = ["--trace", str(path), "--sweep", "target_utilization=0.6,0.95"]
+    code, out, err = simulate(argv, capsys, policies="reactive,tidescaler")
+    assert code == 0, err
+    text = " ".join(out.split())
+    assert "No request in the tuning span (the first half of the evaluated days)" in text
+    assert "cannot" in text
+    code, out, err = simulate([*argv, "--json"], capsys, policies="reactive,tidescaler")
+    data = json.loads(out)
+    spans = [p["tuning_span"] for p in data["sweep"]]
+    assert spans and all(span["slo_violation_ratio"] is None for span in spans)
+
+
 def test_backtest_checks_its_output_folder_too(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(OutputPathError):
         check_output_dir("/proc/bt_out", "--out")

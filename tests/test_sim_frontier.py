@@ -309,7 +309,10 @@ def test_sweep_policies_limit_what_is_rerun(small: Path) -> None:
     ("sweep_yaml", "message"),
     [
         ("{target_utilization: [0.5], threshold: [20]}", "both set the per-replica target"),
-        ("{forecastQuantile: [0.4]}", "forecastQuantile='0.4': expected a number in (0.5, 1)"),
+        (
+            "{forecastQuantile: [0.4]}",
+            "forecastQuantile='0.4': expected a number from 0.5 to 0.995",
+        ),
         ("{target_utilization: [0.5], policies: [magic]}", "policies: magic not known"),
         ("{target_utilization: 0.5}", "sweep.target_utilization: 0.5 is not valid"),
     ],

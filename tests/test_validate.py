@@ -79,8 +79,9 @@ def test_one_line_per_problem_with_did_you_mean(
         f"{where}: spec: minReplicaCount must be less than or equal to maxReplicaCount",
         f"{where}: trigger[0]: unknown key 'treshold' (did you mean threshold?)",
         f"{where}: trigger[0]: threshold is required with query",
-        f"{where}: trigger[0]: forecastQuantile='2': expected a quantile strictly between "
-        "0.5 and 1, e.g. 0.95",
+        f"{where}: trigger[0]: forecastQuantile='2': expected a quantile from 0.5 to 0.995, "
+        "e.g. 0.95 (the band is calibrated on at most 1,000 backtest errors: a higher one "
+        "would rest on a handful)",
     ]
 
 

@@ -30,6 +30,7 @@ from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, f
 from scaler.policy import MAX_POD_STARTUP_SECONDS, MAX_REPLICAS
 from scaler.sim.cluster import ClusterModel
 from scaler.sim.scenario import ScenarioError, check_scenario, with_service
+from scaler.traces import FILL_MISSING
 
 DAY = 86400.0
 # Every service simulates up to 3 x --peak-replicas replicas (fleet_scenario), which
@@ -125,6 +126,13 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     source = p.add_argument_group("services (one of)")
     source.add_argument(
         "--traces", metavar="DIR", help="a folder with one trace file per service (default: none)"
+    )
+    source.add_argument(
+        "--fill-missing",
+        choices=FILL_MISSING,
+        default="error",
+        help="missing intervals in the trace files: error names the first one; zero writes no "
+        "traffic; hold repeats the last value (default: %(default)s)",
     )
     source.add_argument(
         "--prometheus-url", metavar="URL", help="Prometheus to read from (default: none)"
@@ -313,7 +321,7 @@ def services_from(args: argparse.Namespace) -> list[ServiceSource]:
             "give either --traces DIR or --prometheus-url URL with --query PROMQL"
         )
     if args.traces:
-        return list(from_folder(args.traces))
+        return list(from_folder(args.traces, args.fill_missing))
     if not (args.prometheus_url and args.query):
         raise FleetInputError("--prometheus-url and --query go together")
     end = args.end if args.end is not None else math.floor(time.time() / 3600) * 3600.0

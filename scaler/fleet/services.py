@@ -19,7 +19,7 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
-from scaler.traces import Trace, read_trace
+from scaler.traces import FillMissing, Trace, read_trace
 
 TRACE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz", ".tsv")
 
@@ -36,14 +36,16 @@ class FileService:
     path: str
     size: int
     mtime_ns: int
+    fill_missing: FillMissing = "error"
 
     def identity(self) -> str:
         # Content is fingerprinted by size and modification time: cheap on the
-        # driver, and a changed file is evaluated again.
-        return f"file:{self.path}:{self.size}:{self.mtime_ns}"
+        # driver, and a changed file is evaluated again. Gaps filled otherwise are
+        # other traffic.
+        return f"file:{self.path}:{self.size}:{self.mtime_ns}:{self.fill_missing}"
 
     def load(self) -> Trace:
-        return read_trace(self.path)
+        return read_trace(self.path, fill_missing=self.fill_missing)
 
 
 @dataclass(frozen=True)
@@ -106,8 +108,9 @@ def service_key(source: ServiceSource, settings: Mapping[str, object], version: 
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def from_folder(folder: str | Path) -> list[FileService]:
-    """Every trace file directly in `folder`, one service each, named by file stem."""
+def from_folder(folder: str | Path, fill_missing: FillMissing = "error") -> list[FileService]:
+    """Every trace file directly in `folder`, one service each, named by file stem; missing
+    intervals in them are treated as `fill_missing` says."""
     root = Path(folder)
     if not root.is_dir():
         raise FleetInputError(f"{root}: not a folder; give a folder of trace files (CSV)")
@@ -130,7 +133,9 @@ def from_folder(folder: str | Path) -> list[FileService]:
                 "named by its file name without the extension); keep one, or rename the other"
             )
         first_file[name] = path
-        services.append(FileService(name, str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        services.append(
+            FileService(name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, fill_missing)
+        )
     if not services:
         raise FleetInputError(
             f"{root}: no trace files ({', '.join(TRACE_SUFFIXES)}); write one file per service"

@@ -63,6 +63,9 @@ class ForecasterSettings:
     max_history_seconds: float = 28 * DAY_SECONDS
     min_history_seconds: float = 3 * 3600.0
     min_points: int = 24
+    # A series whose newest point is older than this has stopped (a query that no
+    # longer matches): its forecast would stand in for demand no one measures.
+    max_data_age_seconds: float = DAY_SECONDS
     # Steps finer than this are averaged into it (bounds points per series).
     min_step_seconds: float = 60.0
     # Under-prediction weighs this many times over-prediction in selection.
@@ -437,12 +440,21 @@ def fit(
         factor = int(settings.min_step_seconds // step)
         y = coarsen(y, factor)
         step *= factor
-    n_finite = int(np.isfinite(y).sum())
-    span = len(y) * step
+    finite = np.flatnonzero(np.isfinite(y))
+    n_finite = len(finite)
+    # The span of the data itself: a short series handed over on the whole history's
+    # grid, missing points before it, is still a short series.
+    span = float(finite[-1] - finite[0] + 1) * step if n_finite else 0.0
     if n_finite < settings.min_points or span < settings.min_history_seconds:
         raise InsufficientHistory(
             f"{n_finite} points over {span / 3600:.1f} h; need {settings.min_points} points "
             f"over at least {settings.min_history_seconds / 3600:g} h"
+        )
+    silent = float(len(y) - 1 - finite[-1]) * step
+    if silent > settings.max_data_age_seconds:
+        raise InsufficientHistory(
+            f"no data for the last {silent / 3600:.1f} h: the series has stopped (a forecast "
+            f"needs data within the last {settings.max_data_age_seconds / 3600:g} h)"
         )
     y = mark_outages(y, None)
     periodicity = detect(y, step)
@@ -592,7 +604,7 @@ def fit(
     band_q = np.zeros(len(horizons))
     for j in range(len(horizons)):
         band_q[j] = conformal_quantile(all_scores[:, j], quantile, weights)
-    band_q = _fill_uncalibrated(band_q)
+    band_q = _fill_uncalibrated(band_q, all_scores)
     # The same calibration for the last value (the forecast a reactive scaler makes
     # implicitly), on the same origins and floor, so the engine can tell where the
     # forecast knows more about the next minutes than the demand just observed.
@@ -629,14 +641,20 @@ def fit(
     )
 
 
-def _fill_uncalibrated(band_q: FloatArray) -> FloatArray:
+def _fill_uncalibrated(band_q: FloatArray, scores: FloatArray) -> FloatArray:
     """Give horizons with too few backtest errors for a band the widest band below them.
 
     Errors grow with the horizon, so the band of a shorter horizon is the
-    least a longer one needs; with no calibrated horizon at all the band is
-    the forecast itself (a constant or a brand-new series).
+    least a longer one needs. With no calibrated horizon at all (a young
+    series, or a quantile too high for the errors there are), each horizon
+    gets the largest error it has seen: the widest band the data supports,
+    where a band of zero would claim certainty nothing backs.
     """
     out = band_q.copy()
+    if not np.isfinite(out).any():
+        seen = np.isfinite(scores).any(axis=0)
+        largest = np.max(np.where(np.isfinite(scores), scores, -np.inf), axis=0, initial=-np.inf)
+        out = np.where(seen, np.maximum(largest, 0.0), np.inf)
     widest = 0.0
     for j, value in enumerate(out):
         if math.isfinite(value):

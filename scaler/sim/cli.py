@@ -21,11 +21,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from scaler.cli_support import (
     OutputPathError,
     ProgressLines,
+    check_not_an_input,
     check_output_dir,
     check_output_file,
     finite_float,
 )
-from scaler.policy import MAX_REPLICAS
+from scaler.policy import MAX_REPLICAS, longest_range_seconds
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.sanity import SanityError, check_memory, check_slo, peak_warning
 from scaler.sim.scenario import (
@@ -348,8 +349,13 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
             raise ScenarioError(f"--seed={args.seed}: expected a whole number >= 0")
         scenario = replace(scenario, seed=args.seed)
     if args.query:
-        # The query shown in the report's ScaledObject is the user's.
+        # The query shown in the report's ScaledObject is the user's, and so is the rate
+        # window every policy's metric trails the demand by (reactive's as the forecast's).
         scenario = replace(scenario, tidescaler={**scenario.tidescaler, "query": args.query})
+        window = longest_range_seconds(args.query)
+        if window:
+            cluster = replace(scenario.cluster, rate_window_seconds=window)
+            scenario = replace(scenario, cluster=cluster)
     if args.policies:
         names = tuple(dict.fromkeys(n.strip() for n in args.policies.split(",") if n.strip()))
         unknown = [n for n in names if n not in POLICY_NAMES]
@@ -414,9 +420,15 @@ def _cluster_flags(args: argparse.Namespace, cluster: ClusterModel) -> ClusterMo
 
 
 def load_traffic(args: argparse.Namespace, scenario: Scenario) -> tuple[Traffic, Trace | None]:
-    """The traffic the flags name (a file, stdin or Prometheus), else the scenario's."""
+    """The traffic the flags name (a file, stdin or Prometheus), else the scenario's.
+
+    A scenario's trace file is read like --trace: --unit and --fill-missing apply, and
+    the reader's notes are said."""
     if not wants_trace(args):
-        return scenario.load_traffic(), None
+        path = scenario.trace_file()
+        if path is None:
+            return scenario.load_traffic(), None
+        args = argparse.Namespace(**(vars(args) | {"trace": str(path)}))
     trace = load_trace(args, sys.stderr)
     traffic = Traffic(
         float(trace.timestamps[0]),
@@ -447,6 +459,10 @@ def run_simulate(args: argparse.Namespace) -> int:
         check_output_file(args.timeline_csv, "--timeline-csv")
         check_trace_source(args)
         scenario = build_scenario(args)
+        inputs = [("the scenario file", args.scenario), ("the trace", args.trace)]
+        if not args.prometheus_url:
+            inputs.append(("the scenario's trace", scenario.trace_file()))
+        check_not_an_input(args.timeline_csv, "--timeline-csv", inputs)
         slo_warning = check_slo(scenario)
         traffic, trace = load_traffic(args, scenario)
         check_memory(scenario, traffic)

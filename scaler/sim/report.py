@@ -183,7 +183,20 @@ def _best(points: list[SweepPoint], policy: str) -> float | None:
         for p in points
         if p.policy == policy
     ]
+    levels = [level for level in levels if not math.isnan(level)]  # spans without traffic
     return min(levels) if levels else None
+
+
+def _blind_tuning_lines(points: list[SweepPoint]) -> list[str]:
+    """What to say when the tuning span had no traffic: walk-forward cannot choose."""
+    spans = [p.tuning for p in points if p.tuning is not None]
+    if not spans or not all(math.isnan(span.slo_violation_ratio) for span in spans):
+        return []
+    return [
+        "No request in the tuning span (the first half of the evaluated days): no setting "
+        "can be chosen there for the later half. Simulate days with traffic in both halves "
+        "(--days, --warmup-days)."
+    ]
 
 
 def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
@@ -217,6 +230,7 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
     for budget, reactive, tide, row in cells:
         ratio = _ratio(row.ratio("tidescaler", "reactive"))
         lines.append(f"  {budget:>7}  {reactive:<{width}}  {tide:<{width}}  {ratio}")
+    lines.extend(_blind_tuning_lines(comparison.points))
     lines.extend(_match_lines(comparison, target))
     return lines
 
@@ -283,6 +297,7 @@ def headline(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
         ratio = row.ratio("tidescaler", "reactive")
         text += f"; tidescaler/reactive {ratio:.3f}." if ratio is not None else "."
         lines.append(text)
+    lines.extend(_blind_tuning_lines(comparison.points))
     lines.extend(_match_lines(comparison, target))
     return lines
 

@@ -187,7 +187,9 @@ def _span(
     return Span(
         replica_hours=hours,
         cost_vs_static_peak=hours / static_hours if static_hours > 0 else float("nan"),
-        slo_violation_ratio=over / arrivals if arrivals > 0 else 0.0,
+        # No request in the span is no evidence either way, not a span within every budget:
+        # a setting chosen on it would be chosen blind.
+        slo_violation_ratio=over / arrivals if arrivals > 0 else math.nan,
     )
 
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import math
+import resource
 
 from scaler.sim.scenario import Scenario, unreachable_slo
 from scaler.sim.traffic import Traffic
@@ -48,15 +49,66 @@ def peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:
 
 
 def available_memory_bytes() -> int | None:
-    """MemAvailable from /proc/meminfo (Linux), else None (no check)."""
+    """What this process may still allocate (Linux): the least of the machine's
+    MemAvailable, its container's memory limit less what the container uses (a pod's
+    limit: /proc/meminfo shows the node's memory), and its address-space limit
+    (ulimit -v) less what it has mapped. None when none of them is known (no check)."""
+    known = [
+        value
+        for value in (
+            _meminfo_bytes("/proc/meminfo", "MemAvailable:"),
+            _cgroup_room(),
+            _address_space_room(),
+        )
+        if value is not None
+    ]
+    return min(known) if known else None
+
+
+def _meminfo_bytes(path: str, key: str) -> int | None:
+    """A `Key: N kB` line of a /proc status file, in bytes."""
     try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
+        with open(path, encoding="ascii") as handle:
             for line in handle:
-                if line.startswith("MemAvailable:"):
+                if line.startswith(key):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError, IndexError):
         return None
     return None
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path, encoding="ascii") as handle:
+            text = handle.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max": no limit
+
+
+def _cgroup_room() -> int | None:
+    """The cgroup's memory limit less its usage (v2, else v1), or None without a limit."""
+    for limit_file, usage_file in (
+        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+        (
+            "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            "/sys/fs/cgroup/memory/memory.usage_in_bytes",
+        ),
+    ):
+        limit = _read_int(limit_file)
+        if limit is None or limit >= 2**60:  # v1 writes "no limit" as a huge number
+            continue
+        return max(0, limit - (_read_int(usage_file) or 0))
+    return None
+
+
+def _address_space_room() -> int | None:
+    """RLIMIT_AS less the address space already mapped, or None without a limit."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_AS)
+    if soft == resource.RLIM_INFINITY:
+        return None
+    mapped = _meminfo_bytes("/proc/self/status", "VmSize:") or 0
+    return max(0, soft - mapped)
 
 
 def check_memory(scenario: Scenario, traffic: Traffic, available: int | None = None) -> None:

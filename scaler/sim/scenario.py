@@ -21,7 +21,7 @@ from typing import Any
 
 import yaml
 
-from scaler.policy import MAX_REPLICAS, PolicyError, parse_policy
+from scaler.policy import MAX_FORECAST_QUANTILE, MAX_REPLICAS, PolicyError, parse_policy
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.queue import ROUTINGS
 from scaler.sim.traffic import (
@@ -260,6 +260,12 @@ class Scenario:
     def threshold(self) -> float:
         """The per-replica target in requests/s shared by every policy."""
         return self.target_utilization * self.cluster.capacity_per_replica
+
+    def trace_file(self) -> Path | None:
+        """The trace file the scenario replays (None: generated traffic, or stdin)."""
+        if self.generator is not None or self.tide is not None or self.traffic_source == "-":
+            return None
+        return resolve_trace(self.traffic_source, self.base_dir)
 
     def load_traffic(self) -> Traffic:
         if self.generator is not None and self.tide is None:
@@ -938,8 +944,11 @@ def parse_sweep(text: str) -> Sweep:
             if not math.isfinite(number):  # nan passes `<= 0`; inf would overflow counts
                 raise ScenarioError(f"{param}={short(v)}: expected a finite number")
             if param == "forecastQuantile":
-                if not 0.5 < number < 1:
-                    raise ScenarioError(f"{param}={short(v)}: expected a number in (0.5, 1)")
+                if not 0.5 <= number <= MAX_FORECAST_QUANTILE:  # what the policy accepts
+                    raise ScenarioError(
+                        f"{param}={short(v)}: expected a number from 0.5 to "
+                        f"{MAX_FORECAST_QUANTILE:g}"
+                    )
             elif number <= 0 or (param == "target_utilization" and number > 1):
                 expected = "a number in (0, 1]" if param == "target_utilization" else "a number > 0"
                 raise ScenarioError(f"{param}={short(v)}: expected {expected}")

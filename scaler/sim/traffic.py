@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 
 from scaler import traces
-from scaler.traces import TraceError
 
 
 @dataclass(frozen=True, eq=False)
@@ -47,11 +46,14 @@ class Traffic:
         return Traffic(self.start, self.step_seconds, self.rate_per_second[:n], self.name)
 
     def on_grid(self, step_seconds: float) -> np.ndarray:
-        """Rate per second on a finer (or equal) grid of `step_seconds`, held within each interval.
+        """Rate per second on the simulation grid of `step_seconds`, preserving requests.
 
-        A trace interval must be a whole multiple of the simulation step; a finer
-        trace is summed into simulation steps first.
+        A trace interval that is a whole multiple of the step is held within it; a
+        whole divisor is averaged into steps. Any other interval (10 s or 20 s scrapes
+        against a 15 s step, a Prometheus UI step of 2419 s) is resampled.
         """
+        # The two exact paths stay as they were: published simulation results depend
+        # on these arrays bit for bit.
         ratio = self.step_seconds / step_seconds
         if abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1:
             return np.repeat(self.rate_per_second, round(ratio))
@@ -60,10 +62,34 @@ class Traffic:
             k = round(inverse)
             n = len(self.rate_per_second) // k
             return np.asarray(self.rate_per_second[: n * k].reshape(n, k).mean(axis=1))
-        raise TraceError(
-            f"{self.name}: interval {self.step_seconds:g}s and simulation step {step_seconds:g}s: "
-            "one must be a whole multiple of the other"
-        )
+        return self._resampled(step_seconds)
+
+    def _resampled(self, step_seconds: float) -> np.ndarray:
+        """The rate on a grid of `step_seconds` unrelated to the trace's interval.
+
+        The rate is constant within each trace interval, so the cumulative request
+        count is exact at trace boundaries and linear between them: interpolating it
+        at the step boundaries and differencing keeps every request. A partial last
+        step is dropped, as the whole-divisor path drops it.
+        """
+        rate = np.asarray(self.rate_per_second, dtype=np.float64)
+        n = len(rate)
+        # The tolerance keeps a last step that ends on the trace's end despite rounding.
+        steps = math.floor(n * self.step_seconds / step_seconds + 1e-9)
+        if steps <= 0:
+            return np.zeros(0)
+        cumulative = np.concatenate(([0.0], np.cumsum(rate * self.step_seconds)))
+        edges = self.step_seconds * np.arange(n + 1, dtype=np.float64)
+        bounds = step_seconds * np.arange(steps + 1, dtype=np.float64)
+        out: np.ndarray = np.diff(np.interp(bounds, edges, cumulative)) / step_seconds
+        # Where every trace interval a step overlaps has the same rate, that rate is
+        # the answer: set it exactly instead of leaving the differencing's rounding.
+        first = np.clip(np.floor(bounds[:-1] / self.step_seconds).astype(np.int64), 0, n - 1)
+        last = np.clip(np.ceil(bounds[1:] / self.step_seconds).astype(np.int64) - 1, first, n - 1)
+        changes = np.concatenate(([0], np.cumsum(rate[1:] != rate[:-1])))
+        flat = changes[last] == changes[first]
+        out[flat] = rate[first[flat]]
+        return out
 
 
 def read_trace(path: str | Path) -> Traffic:

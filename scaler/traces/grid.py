@@ -3,13 +3,29 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import numpy.typing as npt
 
-from scaler.traces.model import MAX_INTERVALS, FillMissing, Samples, Trace, TraceError, Unit
+from scaler.traces.model import (
+    MAX_INTERVALS,
+    NAIVE_NOTE,
+    FillMissing,
+    Samples,
+    Trace,
+    TraceError,
+    Unit,
+)
 from scaler.traces.timestamps import duration_text, when
+
+HOUR = 3600.0
+# Rows at most this share of the step off the grid are a clock's jitter (a scrape a
+# few milliseconds late) and are snapped onto it; further off, the trace is refused.
+JITTER_SHARE = 0.01
+# A time off the grid by more than this share of the step is not on it (float noise).
+EXACT_SHARE = 1e-6
+DST_FIX = "export the times in UTC or with their UTC offset (e.g. 2024-03-31T03:00:00+02:00)"
 
 
 def on_grid(
@@ -35,7 +51,9 @@ def on_grid(
         raise TraceError(
             f"{name}: {len(times)} data row(s); needs at least 2 rows to know the interval"
         )
+    naive = NAIVE_NOTE in notes
     diffs = np.diff(times)
+    in_file_order = diffs
     if (diffs < 0).any():
         first_line = int(lines[int(np.flatnonzero(diffs < 0)[0]) + 1])
         order = np.argsort(times, kind="stable")
@@ -46,6 +64,13 @@ def on_grid(
     if len(same):
         i = int(same[0])
         a, b = sorted((int(lines[i]), int(lines[i + 1])))
+        if naive and _repeated_hour(times, same, in_file_order, grid_step(diffs)):
+            raise TraceError(
+                f"{at(b)}: timestamp {when(float(times[i]))} is also on {where} {a}, and the "
+                "dates have no UTC offset: this looks like local time across a daylight-saving "
+                f"change (clocks going back repeat an hour), not a duplicate row; {DST_FIX} "
+                "instead of deleting rows"
+            )
         raise TraceError(
             f"{at(b)}: timestamp {when(float(times[i]))} is also on {where} {a}; keep one of "
             "the two rows (or add them into one)"
@@ -54,16 +79,17 @@ def on_grid(
     if step <= 0:
         raise TraceError(f"{name}: cannot find the interval between rows; check the timestamps")
     # Every row on the grid start + k * step.
+    origin = float(times[0])
     k = (times - times[0]) / step
     ks = np.rint(k)
-    off = np.flatnonzero(np.abs(k - ks) > 1e-6)
-    if len(off):
-        i = int(off[0])
-        raise TraceError(
-            f"{at(int(lines[i]))}: timestamp {when(float(times[i]))} is off the grid of one "
-            f"row every {duration_text(step)} (the previous row is "
-            f"{float(times[i] - times[i - 1]):g}s "
-            f"earlier); export on a regular step (Prometheus: step={duration_text(step)})"
+    if (np.abs(k - ks) > EXACT_SHARE).any():
+        snapped = _snapped(times, diffs)
+        if snapped is None:
+            raise _off_grid(times, lines, step, at)
+        step, origin, ks, worst = snapped
+        notes.append(
+            f"timestamps were up to {worst * 1000:.3g} ms off the grid of one row every "
+            f"{duration_text(step)}; snapped them onto it"
         )
     index = ks.astype(np.int64)
     count = int(index[-1]) + 1
@@ -76,14 +102,30 @@ def on_grid(
     missing = count - len(times)
     if missing:
         gaps = np.flatnonzero(np.diff(index) > 1)
-        i = int(gaps[0]) + 1
+        # A naive date's hour-long gap is named first: it is no gap in the traffic.
+        hours = _hour_gaps(index, gaps, step) if naive else gaps[:0]
+        i = int((hours if len(hours) else gaps)[0]) + 1
+        lost = (
+            f"{int(index[i] - index[i - 1] - 1)} interval(s) of {duration_text(step)} missing "
+            f"before {when(float(times[i]))} (after {where} {int(lines[i - 1])})"
+        )
+        if fill == "error" and len(hours):
+            raise TraceError(
+                f"{at(int(lines[i]))}: {lost}, exactly one hour, and the dates have no UTC "
+                "offset: this looks like local time across a daylight-saving change (clocks "
+                f"going forward skip an hour), not an hour without traffic; {DST_FIX}; pass "
+                "--fill-missing only if that hour really went unrecorded"
+            )
+        if len(hours):
+            warnings.append(
+                f"{lost}: exactly one hour in dates without a UTC offset, which looks like a "
+                f"daylight-saving change: the filled hour is not real traffic; {DST_FIX}"
+            )
         if fill == "error":
             raise TraceError(
-                f"{at(int(lines[i]))}: {int(index[i] - index[i - 1] - 1)} interval(s) of "
-                f"{duration_text(step)} missing before {when(float(times[i]))} (after {where} "
-                f"{int(lines[i - 1])}), {missing} in all; write the missing intervals as rows, "
-                "or pass --fill-missing zero (no traffic) or --fill-missing hold (repeat the "
-                "last value)"
+                f"{at(int(lines[i]))}: {lost}, {missing} in all; write the missing intervals as "
+                "rows, or pass --fill-missing zero (no traffic) or --fill-missing hold (repeat "
+                "the last value)"
             )
         full = np.zeros(count, dtype=np.float64)
         full[index] = values
@@ -100,7 +142,7 @@ def on_grid(
         values = full
     else:
         values = np.array(values, dtype=np.float64)
-    grid = times[0] + step * np.arange(count, dtype=np.float64)
+    grid = origin + step * np.arange(count, dtype=np.float64)
     if unit == "rate":
         values = values * step
     if step >= 60_000 and step % 1000 == 0:
@@ -128,6 +170,92 @@ def grid_step(diffs: npt.NDArray[np.float64]) -> float:
     values, counts = np.unique(rounded, return_counts=True)
     best = values[counts == counts.max()]
     return float(best.min())
+
+
+def _repeated_hour(
+    times: npt.NDArray[np.float64],
+    same: npt.NDArray[np.intp],
+    in_file_order: npt.NDArray[np.float64],
+    step: float,
+) -> bool:
+    """Whether duplicate times are one hour written twice, as clocks going back write it.
+
+    Either the file jumps back by exactly an hour (the row after 02:59 is 02:00 again),
+    or, sorted, the duplicated times are one whole hour of consecutive intervals.
+    """
+    if not 0 < step <= HOUR:
+        return False
+    if np.isclose(in_file_order, step - HOUR, rtol=0.0, atol=1e-6).any():
+        return True
+    span = float(times[same[-1]] - times[same[0]])
+    return math.isclose(len(same) * step, HOUR) and math.isclose(span, HOUR - step)
+
+
+def _hour_gaps(
+    index: npt.NDArray[np.int64], gaps: npt.NDArray[np.intp], step: float
+) -> npt.NDArray[np.intp]:
+    """The gaps (positions in `index`) whose missing intervals make exactly one hour."""
+    missing = (index[gaps + 1] - index[gaps] - 1) * step
+    hours: npt.NDArray[np.intp] = gaps[np.isclose(missing, HOUR, rtol=0.0, atol=1e-6)]
+    return hours
+
+
+def _snapped(
+    times: npt.NDArray[np.float64], diffs: npt.NDArray[np.float64]
+) -> tuple[float, float, npt.NDArray[np.float64], float] | None:
+    """(step, origin, interval numbers, largest offset) when every row is within
+    JITTER_SHARE of a regular grid; None when the rows are not on any grid.
+
+    The step is the median interval rounded to a whole second (to a millisecond when
+    that does not fit), and the grid's origin is rounded likewise, so that jittered
+    rows land on the times a clean export would have written.
+    """
+    positive = diffs[diffs > 0]
+    if not len(positive):
+        return None
+    median = float(np.median(positive))
+    for digits in (0, 3):
+        step = round(median, digits)
+        if step <= 0 or (digits == 0 and median < 1.0):
+            continue
+        first = np.rint((times - times[0]) / step)
+        origin = round(float(times[0] + np.median(times - times[0] - first * step)), digits)
+        k = np.rint((times - origin) / step)
+        offset = np.abs(times - origin - k * step)
+        # Two rows snapped onto one interval are not jitter: refuse as off the grid.
+        if offset.max() <= JITTER_SHARE * step and (np.diff(k) > 0).all():
+            return step, origin + float(k[0]) * step, k - k[0], float(offset.max())
+    return None
+
+
+def _off_grid(
+    times: npt.NDArray[np.float64],
+    lines: npt.NDArray[np.int64],
+    step: float,
+    at: Callable[[int], str],
+) -> TraceError:
+    """The error naming the first row off the grid of one row every `step`.
+
+    When the most common interval is a jittered step (60.003 s for 60 s), the grid
+    said is the clean step and the row named is the first one beyond the jitter.
+    """
+    median = float(np.median(np.diff(times)))
+    nominal = round(median) if median >= 1.0 else round(median, 3)
+    grids = [(step, EXACT_SHARE)]
+    if 0 < nominal != step and abs(step - nominal) <= JITTER_SHARE * nominal:
+        grids.insert(0, (float(nominal), JITTER_SHARE))
+    for every, share in grids:
+        k = (times - times[0]) / every
+        off = np.flatnonzero(np.abs(k - np.rint(k)) > share)
+        if len(off):
+            break
+    i = int(off[0])
+    return TraceError(
+        f"{at(int(lines[i]))}: timestamp {when(float(times[i]))} is off the grid of one "
+        f"row every {duration_text(every)} (the previous row is "
+        f"{float(times[i] - times[i - 1]):g}s "
+        f"earlier); export on a regular step (Prometheus: step={duration_text(every)})"
+    )
 
 
 def from_series(

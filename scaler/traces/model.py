@@ -20,6 +20,11 @@ FILL_MISSING: tuple[str, ...] = ("error", "zero", "hold")
 MAX_INTERVALS = 50_000_000
 
 
+# The note the CSV reader gives dates without a UTC offset; the grid reads it as a sign
+# of local wall-clock time (an hour missing or repeated at a daylight-saving change).
+NAIVE_NOTE = "dates without a UTC offset read as UTC"
+
+
 class TraceError(ValueError):
     """A trace that cannot be used; the message names the file, line, problem and fix."""
 
