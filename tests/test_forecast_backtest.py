@@ -11,7 +11,7 @@ import pytest
 from synthetic_series import Tide, generate
 
 from scaler.forecast import backtest
-from scaler.traces import read_trace
+from scaler.traces import Trace, read_trace
 
 STEP = 1800.0
 T0 = 1_600_000_200.0
@@ -174,3 +174,22 @@ def test_bad_horizon_is_rejected_by_the_parser(
     with pytest.raises(SystemExit):
         backtest.main(["--trace", str(trace_csv), "--horizons", "10 minutes"])
     assert "not a duration" in capsys.readouterr().err
+
+
+def test_a_method_without_scored_origins_shows_dashes_not_nan() -> None:
+    from rich.console import Console
+
+    trace = Trace(
+        timestamps=np.array([0.0, 60.0]), values=np.ones(2), step_seconds=60.0, name="web"
+    )
+    scores = (
+        backtest.Score(3600.0, "tidescaler", 12.5, 0.8, 0.4, 0.95, 30),
+        backtest.Score(3600.0, "seasonal_naive_week", np.nan, np.nan, np.nan, None, 0),
+    )
+    result = backtest.BacktestResult(trace, 0.95, (3600.0,), 30, 1.0, scores, {}, {})
+    console = Console(width=200, record=True)
+    console.print(backtest.render_table(result))
+    text = console.export_text()
+    assert "nan" not in text.lower()
+    week = next(line for line in text.splitlines() if "seasonal_naive_week" in line)
+    assert week.count("-") >= 3 and "12.5" in text

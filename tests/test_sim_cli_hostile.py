@@ -16,7 +16,7 @@ from scaler.cli import main
 from scaler.cli_support import OutputPathError, check_output_dir, check_output_file
 from scaler.sim.cluster import ClusterModel
 from scaler.sim.policies import _hourly_windows, prepare
-from scaler.sim.report import dumps
+from scaler.sim.report import _percents, dumps
 from scaler.sim.scenario import parse_scenario
 from scaler.sim.traffic import Traffic
 
@@ -380,6 +380,26 @@ def test_a_tuning_span_without_traffic_chooses_nothing(
     data = json.loads(out)
     spans = [p["tuning_span"] for p in data["sweep"]]
     assert spans and all(span["slo_violation_ratio"] is None for span in spans)
+
+
+def test_a_forecast_that_never_fitted_is_said(
+    trace: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = simulate(["--trace", str(trace)], capsys, policies="reactive,tidescaler")
+    assert code == 0 and "forecast never fitted" not in err
+    short = tmp_path / "two_hours.csv"
+    short.write_text("\n".join(trace.read_text(encoding="utf-8").splitlines()[:13]) + "\n")
+    argv = ["--trace", str(short), "--warmup-days", "0"]
+    code, _, err = simulate(argv, capsys, policies="reactive,tidescaler")
+    assert code == 0
+    assert "warning: tidescaler's forecast never fitted" in " ".join(err.split())
+
+
+def test_two_shares_said_side_by_side_are_told_apart() -> None:
+    # "reactive cannot (best 0.04%)" at tidescaler's "0.04%" read as a contradiction.
+    assert _percents(0.00041, 0.00043) == ("0.041%", "0.043%")
+    assert _percents(0.0004, 0.0004) == ("0.04%", "0.04%")  # equal: equal
+    assert _percents(0.01, 0.02) == ("1.00%", "2.00%")  # apart already: as before
 
 
 def test_backtest_checks_its_output_folder_too(capsys: pytest.CaptureFixture[str]) -> None:

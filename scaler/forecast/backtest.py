@@ -311,13 +311,18 @@ def render_table(result: BacktestResult) -> object:
     )
     for col in ("horizon", "method", "sMAPE %", "MASE", "under %", "coverage %", "n"):
         table.add_column(col, justify="left" if col in ("horizon", "method") else "right")
+
+    def shown(value: float, form: str) -> str:
+        # No scored origin (n = 0) leaves a score undefined: a dash, as JSON's null.
+        return format(value, form) if math.isfinite(value) else "-"
+
     for s in result.scores:
         table.add_row(
             _label(s.horizon_seconds),
             s.method,
-            f"{s.smape:.1f}",
-            f"{s.mase:.3f}",
-            f"{100 * s.under_rate:.1f}",
+            shown(s.smape, ".1f"),
+            shown(s.mase, ".3f"),
+            shown(100 * s.under_rate, ".1f"),
             "" if s.coverage is None else f"{100 * s.coverage:.1f}",
             str(s.count),
         )

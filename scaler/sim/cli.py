@@ -13,7 +13,7 @@ import shlex
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -54,6 +54,9 @@ from scaler.trace_input import (
     wants_trace,
 )
 from scaler.traces import Trace, TraceError
+
+if TYPE_CHECKING:  # the runner is imported when a simulation runs
+    from scaler.sim.runner import SimulationResult
 
 DEFAULT_CLUSTER = ClusterModel()
 
@@ -502,6 +505,9 @@ def run_simulate(args: argparse.Namespace) -> int:
     except (ScenarioError, TraceError) as error:
         err.print(f"[red]error:[/red] {error}", highlight=False)
         return 2
+    blind = _no_forecast_warning(result)
+    if blind:
+        err.print(f"[yellow]warning:[/yellow] {blind}", highlight=False)
     if args.json:
         data = result_json(result, points)
         if trace is not None:
@@ -528,6 +534,24 @@ def run_simulate(args: argparse.Namespace) -> int:
         err.print(f"[red]error:[/red] {flag} {path}: cannot write ({reason})", highlight=False)
         return 1
     return 0
+
+
+def _no_forecast_warning(result: SimulationResult) -> str | None:
+    """A warning when tidescaler's forecast was on and never fitted: the comparison with
+    reactive then says nothing about forecasting."""
+    tide = result.policy("tidescaler")
+    metadata = tide.detail.get("metadata") if tide is not None else None
+    if not isinstance(metadata, dict) or str(metadata.get("forecast", "off")) == "off":
+        return None
+    assert tide is not None
+    fits, failures = tide.detail.get("forecast_fits"), tide.detail.get("forecast_failures")
+    if not isinstance(fits, int) or not isinstance(failures, int) or fits > failures:
+        return None
+    return (
+        f"tidescaler's forecast never fitted ({fits} refit(s), none with a forecast: too "
+        "little history before and during the evaluated days), so tidescaler ran without "
+        "one; give it more history (a longer trace, --warmup-days)"
+    )
 
 
 def _peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:

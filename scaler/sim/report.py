@@ -50,6 +50,19 @@ _COLORS = {
 QUERY_PLACEHOLDER = "<your PromQL: total requests/s of the service>"
 
 
+def _percents(a: float, b: float) -> tuple[str, str]:
+    """`_percent` of two different shares, with as many digits as tell them apart: a
+    best of 0.04% against a level of 0.04% reads as a contradiction."""
+    shown = _percent(a), _percent(b)
+    if a == b or shown[0] != shown[1] or not (math.isfinite(a) and math.isfinite(b)):
+        return shown
+    for digits in range(3, 7):
+        shown = f"{100 * a:.{digits}f}%", f"{100 * b:.{digits}f}%"
+        if shown[0] != shown[1]:
+            break
+    return shown
+
+
 def _percent(x: float) -> str:
     if not math.isfinite(x):  # undefined (nothing to compare against), not a share
         return "-"
@@ -257,7 +270,7 @@ def _match_lines(comparison: Comparison, target: str) -> list[str]:
     ):
         if m is None:
             continue
-        level = _percent(m.reference.slo_violation_ratio)
+        level, best = _percents(m.reference.slo_violation_ratio, m.best_violation or 0.0)
         text = f"At {mine}'s violations at target {target} ({level}): "
         if m.pick is not None and m.ratio is None:  # the reference costs nothing
             text += (
@@ -270,7 +283,7 @@ def _match_lines(comparison: Comparison, target: str) -> list[str]:
                 f"{_ratio(m.ratio)}x {mine}."
             )
         else:
-            text += f"{other} cannot (best {_percent(m.best_violation or 0.0)})."
+            text += f"{other} cannot (best {best})."
         lines.append(text)
     return lines
 

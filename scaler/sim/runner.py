@@ -333,7 +333,8 @@ def simulate(
     if first >= sim.steps:
         raise ScenarioError(
             f"{scenario.origin}: warmup_days={scenario.warmup_days:g} leaves nothing to evaluate "
-            f"in {sim.steps * sim.step_seconds / 86400:.2f} days of traffic"
+            f"in {sim.steps * sim.step_seconds / 86400:.2f} days of traffic; pass a smaller "
+            "--warmup-days (the forecast learns during it) or a longer trace"
         )
     static_run = static_peak(sim)
     static_hours = float(static_run.replicas.provisioned[first:].sum()) * sim.step_seconds / 3600.0
