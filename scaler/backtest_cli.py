@@ -35,7 +35,7 @@ from scaler.forecast.backtest import (
     write_forecasts_csv,
 )
 from scaler.forecast.forecaster import DEFAULT_SETTINGS
-from scaler.policy import MAX_FORECAST_QUANTILE, QUANTILE_EXPECTED
+from scaler.policy import parse_forecast_quantile
 from scaler.trace_input import (
     add_trace_source_arguments,
     check_trace_source,
@@ -66,12 +66,9 @@ def _positive_duration(text: str) -> float:
 
 def _quantile(text: str) -> float:
     try:
-        q = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not 0.5 <= q <= MAX_FORECAST_QUANTILE:  # what forecastQuantile accepts
-        raise argparse.ArgumentTypeError(f"{text!r}: {QUANTILE_EXPECTED}")
-    return q
+        return parse_forecast_quantile(text)  # what forecastQuantile accepts
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text!r}: {err}") from None
 
 
 def add_backtest_parser(subparsers: Any) -> None:

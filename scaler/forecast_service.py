@@ -18,7 +18,6 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from scaler.engine import EngineSettings, lead_seconds
-from scaler.forecast.periodicity import DAY_SECONDS
 from scaler.forecast.refresher import (
     ForecastErrors,
     ForecastErrorTracker,
@@ -73,14 +72,13 @@ class ForecastService:
             clock=clock,
         )
         # Every forecast covers the longest lead a policy may have (pod start-up up to a
-        # day, the metric's lag, a polling interval) even when it is two refits old; a
-        # day at least, which the dashboard shows.
-        self._horizon_seconds = max(
-            DAY_SECONDS,
+        # day, the metric's lag, a polling interval) even when it is two refits old: more
+        # than the day the dashboard shows.
+        self._horizon_seconds = (
             MAX_POD_STARTUP_SECONDS
             + MAX_METRIC_LAG_SECONDS
             + polling_interval_seconds
-            + 2 * self.refresher.refit_seconds,
+            + 2 * self.refresher.refit_seconds
         )
         self.tracker = ForecastErrorTracker()
         self._registered: set[Hashable] = set()

@@ -304,7 +304,8 @@ def _boolean(text: str) -> bool:
     raise ValueError("expected true or false")
 
 
-def _quantile(text: str) -> float:
+def parse_forecast_quantile(text: str) -> float:
+    """forecastQuantile's value; ValueError saying what is expected."""
     try:
         value = parse_decimal(text)
     except ValueError:
@@ -686,7 +687,7 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
         history_seconds=r.get("forecastHistory", _forecast_history, 7 * 86400.0),
         pod_startup_seconds=startup,
         pod_startup_auto=startup_auto,
-        quantile=r.get("forecastQuantile", _quantile, 0.95),
+        quantile=r.get("forecastQuantile", parse_forecast_quantile, 0.95),
         action=r.get("forecastAction", _forecast_action, ForecastAction.RAMP),
         metric_lag_seconds=lag,
     )

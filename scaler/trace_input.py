@@ -103,11 +103,16 @@ def load_trace(args: argparse.Namespace, stderr: TextIO) -> Trace:
         )
     else:
         trace = read_trace(args.trace, unit=args.unit, fill_missing=args.fill_missing)
+    say_notes(trace, stderr)
+    return trace
+
+
+def say_notes(trace: Trace, stderr: TextIO) -> None:
+    """What the reader detected and warns of, one line each on `stderr`."""
     for note in trace.notes:
         stderr.write(f"note: {trace.name}: {note}\n")
     for warning in trace.warnings:
         stderr.write(f"warning: {trace.name}: {warning}\n")
-    return trace
 
 
 def describe(trace: Trace) -> dict[str, object]:

@@ -51,9 +51,10 @@ from scaler.trace_input import (
     check_trace_source,
     describe,
     load_trace,
+    say_notes,
     wants_trace,
 )
-from scaler.traces import Trace, TraceError
+from scaler.traces import Trace, TraceError, read_trace
 
 if TYPE_CHECKING:  # the runner is imported when a simulation runs
     from scaler.sim.runner import SimulationResult
@@ -427,12 +428,14 @@ def load_traffic(args: argparse.Namespace, scenario: Scenario) -> tuple[Traffic,
 
     A scenario's trace file is read like --trace: --unit and --fill-missing apply, and
     the reader's notes are said."""
-    if not wants_trace(args):
+    if wants_trace(args):
+        trace = load_trace(args, sys.stderr)
+    else:
         path = scenario.trace_file()
         if path is None:
             return scenario.load_traffic(), None
-        args = argparse.Namespace(**(vars(args) | {"trace": str(path)}))
-    trace = load_trace(args, sys.stderr)
+        trace = read_trace(path, unit=args.unit, fill_missing=args.fill_missing)
+        say_notes(trace, sys.stderr)
     traffic = Traffic(
         float(trace.timestamps[0]),
         trace.step_seconds,
@@ -540,10 +543,11 @@ def _no_forecast_warning(result: SimulationResult) -> str | None:
     """A warning when tidescaler's forecast was on and never fitted: the comparison with
     reactive then says nothing about forecasting."""
     tide = result.policy("tidescaler")
-    metadata = tide.detail.get("metadata") if tide is not None else None
+    if tide is None:
+        return None
+    metadata = tide.detail.get("metadata")
     if not isinstance(metadata, dict) or str(metadata.get("forecast", "off")) == "off":
         return None
-    assert tide is not None
     fits, failures = tide.detail.get("forecast_fits"), tide.detail.get("forecast_failures")
     if not isinstance(fits, int) or not isinstance(failures, int) or fits > failures:
         return None

@@ -21,7 +21,13 @@ from typing import Any
 
 import yaml
 
-from scaler.policy import MAX_FORECAST_QUANTILE, MAX_REPLICAS, PolicyError, parse_policy
+from scaler.policy import (
+    MAX_FORECAST_QUANTILE,
+    MAX_REPLICAS,
+    PolicyError,
+    parse_forecast_quantile,
+    parse_policy,
+)
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.queue import ROUTINGS
 from scaler.sim.traffic import (
@@ -944,11 +950,13 @@ def parse_sweep(text: str) -> Sweep:
             if not math.isfinite(number):  # nan passes `<= 0`; inf would overflow counts
                 raise ScenarioError(f"{param}={short(v)}: expected a finite number")
             if param == "forecastQuantile":
-                if not 0.5 <= number <= MAX_FORECAST_QUANTILE:  # what the policy accepts
+                try:
+                    parse_forecast_quantile(str(v))  # what the policy accepts
+                except ValueError:
                     raise ScenarioError(
                         f"{param}={short(v)}: expected a number from 0.5 to "
                         f"{MAX_FORECAST_QUANTILE:g}"
-                    )
+                    ) from None
             elif number <= 0 or (param == "target_utilization" and number > 1):
                 expected = "a number in (0, 1]" if param == "target_utilization" else "a number > 0"
                 raise ScenarioError(f"{param}={short(v)}: expected {expected}")

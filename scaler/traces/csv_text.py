@@ -7,7 +7,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
-from scaler.traces.model import NAIVE_NOTE, Samples, TraceError
+from scaler.traces.model import Samples, TraceError
 from scaler.traces.timestamps import TimeFormat, detect_time_format, has_offset, parse_time_cell
 
 # Header names taken as the time column, in the user's words (exports from
@@ -91,7 +91,8 @@ def csv_samples(text: IO[str], name: str) -> Samples:
                 )
             samples.notes.append(f"timestamps read as {fmt.name}")
             if fmt.scale == 0.0 and not has_offset(cell_t):
-                samples.notes.append(NAIVE_NOTE)
+                samples.naive_dates = True
+                samples.notes.append("dates without a UTC offset read as UTC")
         seconds = parse_time_cell(cell_t, fmt, name, line)
         try:
             value = _value(cell_v, name, line, decimal_comma)

@@ -10,7 +10,6 @@ import numpy.typing as npt
 
 from scaler.traces.model import (
     MAX_INTERVALS,
-    NAIVE_NOTE,
     FillMissing,
     Samples,
     Trace,
@@ -51,7 +50,7 @@ def on_grid(
         raise TraceError(
             f"{name}: {len(times)} data row(s); needs at least 2 rows to know the interval"
         )
-    naive = NAIVE_NOTE in notes
+    naive = samples.naive_dates
     diffs = np.diff(times)
     in_file_order = diffs
     if (diffs < 0).any():

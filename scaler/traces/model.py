@@ -20,11 +20,6 @@ FILL_MISSING: tuple[str, ...] = ("error", "zero", "hold")
 MAX_INTERVALS = 50_000_000
 
 
-# The note the CSV reader gives dates without a UTC offset; the grid reads it as a sign
-# of local wall-clock time (an hour missing or repeated at a daylight-saving change).
-NAIVE_NOTE = "dates without a UTC offset read as UTC"
-
-
 class TraceError(ValueError):
     """A trace that cannot be used; the message names the file, line, problem and fix."""
 
@@ -58,6 +53,9 @@ class Samples:
     name: str = ""  # the file, for messages
     notes: list[str] = field(default_factory=list)
     fractional: bool = False
+    # Dates without a UTC offset, read as UTC: usually local wall-clock time, where a
+    # daylight-saving change shows as an hour missing or written twice.
+    naive_dates: bool = False
 
     def add(self, t: float, v: float, line: int) -> None:
         self.times.append(t)
