@@ -212,31 +212,29 @@ def with_open_streams(
 # -- part 3: churn -------------------------------------------------------------------
 
 
-def churn_calls(port: int, names: range, threads: int) -> float:
-    """GetMetrics once for each name in `names` (8 clients); returns calls per second."""
+def churn_calls(call: grpc.UnaryUnaryMultiCallable, names: range, threads: int) -> float:
+    """GetMetrics once for each name in `names` (8 clients on one channel); calls per second."""
     counter = itertools.count(names.start)
     lock = threading.Lock()
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = pb_grpc.ExternalScalerStub(channel).GetMetrics
 
-        def client() -> None:
-            while True:
-                with lock:
-                    i = next(counter)
-                if i >= names.stop:
-                    return
-                ref = pb.ScaledObjectRef(
-                    name=f"churn-{i}", namespace=f"team-{i % 100}", scalerMetadata=metadata_of(i)
-                )
-                call(pb.GetMetricsRequest(scaledObjectRef=ref), timeout=3)
+    def client() -> None:
+        while True:
+            with lock:
+                i = next(counter)
+            if i >= names.stop:
+                return
+            ref = pb.ScaledObjectRef(
+                name=f"churn-{i}", namespace=f"team-{i % 100}", scalerMetadata=metadata_of(i)
+            )
+            call(pb.GetMetricsRequest(scaledObjectRef=ref), timeout=3)
 
-        workers = [threading.Thread(target=client) for _ in range(threads)]
-        started = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        return len(names) / (time.perf_counter() - started)
+    workers = [threading.Thread(target=client) for _ in range(threads)]
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return len(names) / (time.perf_counter() - started)
 
 
 def churn(
@@ -245,22 +243,39 @@ def churn(
     """At 1k/10k/100k names seen: (names seen, calls/s, null calls/s, server RSS MiB).
 
     Calls/s is the median over `parts` slices of the last `window` new names
-    before the mark (one noisy slice on a shared machine must not decide it);
-    the null servicer gets the same names right after, as a yardstick for how
-    busy the machine was at that moment.
+    before the mark (one noisy slice on a shared machine must not decide it).
+    Every mark has slices of the same size, and each server keeps one channel
+    for the whole run: a channel opened per slice, or slices of different
+    sizes, would weigh connection set-up differently at each mark. The null
+    servicer gets each slice's names right after (or right before, in
+    alternate slices), as a yardstick for how busy the machine was then.
     """
     rows = []
     seen = 0
-    for checkpoint in (1_000, 10_000, 100_000):
-        first = max(seen, checkpoint - window)
-        if first > seen:
-            churn_calls(port, range(seen, first), threads)  # unmeasured stretch
-        step = max(1, (checkpoint - first) // parts)
-        slices = [range(i, min(i + step, checkpoint)) for i in range(first, checkpoint, step)]
-        rate = statistics.median(churn_calls(port, names, threads) for names in slices)
-        null_rate = statistics.median(churn_calls(null_port, names, threads) for names in slices)
-        seen = checkpoint
-        rows.append((checkpoint, rate, null_rate, rss_mib(pid)))
+    step = max(1, window // parts)
+    with (
+        grpc.insecure_channel(f"127.0.0.1:{port}") as channel,
+        grpc.insecure_channel(f"127.0.0.1:{null_port}") as null_channel,
+    ):
+        servers = [
+            pb_grpc.ExternalScalerStub(channel).GetMetrics,
+            pb_grpc.ExternalScalerStub(null_channel).GetMetrics,
+        ]
+        for checkpoint in (1_000, 10_000, 100_000):
+            first = max(seen, checkpoint - window)
+            if first > seen:
+                churn_calls(servers[0], range(seen, first), threads)  # unmeasured stretch
+            rates: list[float] = []
+            null_rates: list[float] = []
+            for n, start in enumerate(range(first, checkpoint, step)):
+                names = range(start, min(start + step, checkpoint))
+                pair = [(servers[0], rates), (servers[1], null_rates)]
+                for call, bucket in pair if n % 2 == 0 else pair[::-1]:
+                    bucket.append(churn_calls(call, names, threads))
+            seen = checkpoint
+            rows.append(
+                (checkpoint, statistics.median(rates), statistics.median(null_rates), rss_mib(pid))
+            )
     return rows
 
 
@@ -324,7 +339,7 @@ def main() -> int:
     parser.add_argument("--throughput-seconds", type=float, default=2.0)
     parser.add_argument("--streams", type=int, default=5000)
     parser.add_argument("--stream-calls", type=int, default=300)
-    parser.add_argument("--churn-window", type=int, default=4000)
+    parser.add_argument("--churn-window", type=int, default=1000)
     parser.add_argument("--serve-args", default="", help="extra flags for tidescaler serve")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grpc.md")
     args = parser.parse_args()
@@ -472,9 +487,10 @@ def main() -> int:
         + ".",
         "",
         f"**Churn.** GetMetrics for 100,000 distinct ScaledObject names, one after the other "
-        f"in name order with {args.threads} client threads; calls/s over the last "
-        f"{args.churn_window:,} new names before each mark (median of 8 slices), the null "
-        "servicer's calls/s for the same names right after (how busy the machine was), and "
+        f"in name order with {args.threads} client threads on one channel per server; calls/s "
+        f"over the last {args.churn_window:,} new names before each mark (median of 8 slices "
+        "of equal size at every mark), the null servicer's calls/s for each slice's names "
+        "right after or right before it, alternately (how busy the machine was), and "
         "tidescaler's resident memory there.",
         "",
         "| names seen | calls/s | null calls/s (same names) | ratio | tidescaler RSS (MiB) |",

@@ -7,6 +7,7 @@ import numpy as np
 from synthetic_series import business_hours
 
 from scaler.forecast import forecaster
+from scaler.forecast.types import HEADROOM_MEMO_SIZE
 
 DAY = 86_400.0
 STEP = 60.0
@@ -100,3 +101,9 @@ def test_last_value_needs_no_band_within_a_small_part_of_a_coarse_step() -> None
     assert hourly.last_value_headroom(90.0) == 0.0
     # 10 minutes is 17 %: the one-hour band holds.
     assert hourly.last_value_headroom(600.0) == first[1]
+    # The engine asks on every poll: each answer is worked out once per lead, and a
+    # forecast remembers a bounded number of leads however many tenants send.
+    for lead in np.linspace(60.0, DAY, 3 * HEADROOM_MEMO_SIZE).tolist():
+        fresh = hourly._last_value_headroom(lead)
+        assert hourly.last_value_headroom(lead) == fresh == hourly.last_value_headroom(lead)
+    assert len(hourly._headroom) == HEADROOM_MEMO_SIZE

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+
+# Distinct leads whose headroom a forecast remembers (each policy asks for one).
+HEADROOM_MEMO_SIZE = 64
 
 
 @dataclass(frozen=True, eq=False)
@@ -39,6 +42,10 @@ class Forecast:
     band_floor: float = 0.0
     last_value_band: tuple[tuple[float, float], ...] = ()
     median_noise: float = 0.0
+    # last_value_headroom by horizon: the engine asks it for the same lead on every poll.
+    _headroom: dict[float, float | None] = field(
+        init=False, default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def end(self) -> float:
@@ -53,6 +60,15 @@ class Forecast:
         hourly trace) the last value is wrong only when a step boundary falls within
         the horizon: when that chance is below 1 - quantile, no band is needed.
         """
+        memo = self._headroom
+        if horizon_seconds in memo:
+            return memo[horizon_seconds]
+        value = self._last_value_headroom(horizon_seconds)
+        if len(memo) < HEADROOM_MEMO_SIZE:  # a few leads per forecast; tenants may send many
+            memo[horizon_seconds] = value
+        return value
+
+    def _last_value_headroom(self, horizon_seconds: float) -> float | None:
         known = [(h, w) for h, w in self.last_value_band if math.isfinite(w) and h > 0]
         if not known:
             return None
