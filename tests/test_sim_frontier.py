@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,7 @@ from scaler.sim.scenario import (
     common_tuning_budget,
     load_scenario,
     parse_scenario,
+    with_sweep_value,
 )
 
 
@@ -287,15 +289,34 @@ def test_forecast_cache_changes_nothing_but_the_time(small: Path) -> None:
     scenario = load_scenario(small)
     traffic = scenario.load_traffic()
     sim = prepare(scenario, traffic)
-    cache: ForecastCache = {}
+    cache = ForecastCache()
     first = tidescaler(sim, cache=cache)
     again = tidescaler(sim, cache=cache)
     fresh = tidescaler(sim)
-    assert cache
+    assert cache.refits and len(cache.answers) == 1
     assert np.array_equal(again.replicas.provisioned, fresh.replicas.provisioned)
     assert np.array_equal(first.replicas.provisioned, fresh.replicas.provisioned)
     assert again.detail["forecast_fits"] == fresh.detail["forecast_fits"]
     assert again.detail["forecast_models"] == fresh.detail["forecast_models"]
+    # The HPA's scale-down window acts after KEDA's poll: the engine's answers are reused,
+    # and the replicas are those of a run of its own.
+    slow = with_sweep_value(scenario, "scale_down_stabilization_seconds", "600")
+    reused = tidescaler(prepare(slow, traffic), cache=cache)
+    assert len(cache.answers) == 1
+    alone = tidescaler(prepare(slow, traffic))
+    assert np.array_equal(reused.replicas.provisioned, alone.replicas.provisioned)
+    assert not np.array_equal(reused.replicas.provisioned, fresh.replicas.provisioned)
+    # Another target, another start-up or another series is another answer.
+    for other in (
+        with_sweep_value(scenario, "target_utilization", "0.5"),
+        with_sweep_value(scenario, "podStartupSeconds", "300"),
+        replace(scenario, scale=2.0),
+    ):
+        before = len(cache.answers)
+        changed = tidescaler(prepare(other, other.load_traffic()), cache=cache)
+        assert len(cache.answers) == before + 1
+        own = tidescaler(prepare(other, other.load_traffic()))
+        assert np.array_equal(changed.replicas.provisioned, own.replicas.provisioned)
 
 
 def test_sweep_policies_limit_what_is_rerun(small: Path) -> None:

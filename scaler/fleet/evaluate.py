@@ -222,7 +222,7 @@ def _frontier_points(
     of its runs.
     """
     targets = sorted(set(settings.targets))
-    cache: ForecastCache = {}
+    cache = ForecastCache()
 
     def run(values: list[float], policies: tuple[str, ...]) -> list[SweepPoint]:
         if not values:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from collections import Counter
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import numpy.typing as npt
 
 from scaler.engine import EngineSettings, Observations, Sample, decide, lead_seconds
 from scaler.forecast.types import Forecast
@@ -221,11 +223,33 @@ def hpa_cpu(sim: SimInput) -> PolicyRun:
     return PolicyRun("hpa-cpu", replicas, time.perf_counter() - began)
 
 
-# Refit results shared by runs that would fit the very same forecaster on the very same
-# history (runs of one sweep that differ only in the threshold): key -> (forecast,
-# problem, model, fits, failures). The key holds everything `fit` and the horizon
-# depend on; the traffic is the sweep's own.
-ForecastCache = dict[tuple[float, ...], tuple[Forecast | None, str | None, str | None, int, int]]
+# A refit: (forecast, problem, model, fits, failures).
+Refit = tuple[Forecast | None, str | None, str | None, int, int]
+
+
+@dataclass(frozen=True, eq=False)
+class EngineAnswers:
+    """What tidescaler told KEDA at every poll of one run, and how it got there."""
+
+    value: FloatArray
+    active: npt.NDArray[np.bool_]
+    detail: dict[str, object]
+
+
+@dataclass
+class ForecastCache:
+    """Work shared by the runs of one sweep over one traffic.
+
+    `refits`: the forecaster fitted on the very same history (runs that differ only
+    in the threshold); the key holds everything `fit` and the horizon depend on.
+    `answers`: tidescaler's answer at every poll, a pure function of its trigger,
+    the engine settings and the query's series, so runs that differ only in what
+    happens after KEDA (the HPA's scale-down window, the pods) reuse it; the key
+    holds all of those, the series as a digest of its values.
+    """
+
+    refits: dict[tuple[float, ...], Refit] = field(default_factory=dict)
+    answers: dict[tuple[object, ...], EngineAnswers] = field(default_factory=dict)
 
 
 def query_history(
@@ -309,8 +333,8 @@ class ForecastFeed:
             self.lead_seconds,
             now,
         )
-        if self.cache is not None and key in self.cache:
-            self._forecast, self.last_problem, model, fits, failures = self.cache[key]
+        if self.cache is not None and key in self.cache.refits:
+            self._forecast, self.last_problem, model, fits, failures = self.cache.refits[key]
             self.fits += fits
             self.failures += failures
             if model is not None:
@@ -320,7 +344,7 @@ class ForecastFeed:
         self._compute(now)
         if self.cache is not None:
             model = self._forecast.model if self._forecast is not None else None
-            self.cache[key] = (
+            self.cache.refits[key] = (
                 self._forecast,
                 self.last_problem,
                 model,
@@ -359,8 +383,47 @@ def tidescaler(
     began = time.perf_counter()
     scenario = sim.scenario
     metadata = scenario.tidescaler_metadata()
-    policy = parse_policy(metadata)
     settings = EngineSettings(polling_interval_seconds=scenario.cluster.polling_interval_seconds)
+    key = _answers_key(sim, metadata, settings) if cache is not None else None
+    answers = cache.answers.get(key) if cache is not None and key is not None else None
+    if answers is None:
+        answers = engine_answers(sim, metadata, settings, progress, cache)
+        if cache is not None and key is not None:
+            cache.answers[key] = answers
+    signal = MetricSignal(value=answers.value, active=answers.active, target=1.0)
+    replicas = run_cluster(signal, scenario.cluster, sim.start, sim.steps, scenario.seed)
+    return PolicyRun("tidescaler", replicas, time.perf_counter() - began, dict(answers.detail))
+
+
+def _answers_key(
+    sim: SimInput, metadata: dict[str, str], settings: EngineSettings
+) -> tuple[object, ...]:
+    """Everything `engine_answers` depends on (the query's series as a digest)."""
+    scenario = sim.scenario
+    digest = hashlib.blake2b(sim.observed.tobytes(), digest_size=16).hexdigest()
+    return (
+        tuple(sorted(metadata.items())),
+        settings,
+        scenario.forecast_refit_seconds,
+        scenario.cluster.metric_lag_seconds,
+        sim.start,
+        sim.step_seconds,
+        sim.steps,
+        sim.poll_every,
+        digest,
+    )
+
+
+def engine_answers(
+    sim: SimInput,
+    metadata: dict[str, str],
+    settings: EngineSettings,
+    progress: Progress | None = None,
+    cache: ForecastCache | None = None,
+) -> EngineAnswers:
+    """`decide()` at every KEDA poll on the query's series and the forecaster's refits."""
+    scenario = sim.scenario
+    policy = parse_policy(metadata)
     feed = ForecastFeed(
         observed=sim.observed,
         start=sim.start,
@@ -395,8 +458,6 @@ def tidescaler(
         reasons[decision.reason.value] += 1
         if progress is not None and k % report_every == 0:
             progress(k / len(polls))
-    signal = MetricSignal(value=value, active=active, target=1.0)
-    replicas = run_cluster(signal, scenario.cluster, sim.start, sim.steps, scenario.seed)
     detail: dict[str, object] = {
         "metadata": metadata,
         "decisions": len(polls),
@@ -407,7 +468,7 @@ def tidescaler(
         "forecast_models": dict(feed.models.most_common()),
         "winning_signal": dict(reasons.most_common()),
     }
-    return PolicyRun("tidescaler", replicas, time.perf_counter() - began, detail)
+    return EngineAnswers(value, active, detail)
 
 
 def run_policy(

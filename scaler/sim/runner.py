@@ -428,7 +428,7 @@ def sweep(
     scenario as given, over the same span.
     """
     traffic = traffic if traffic is not None else scenario.load_traffic()
-    cache: ForecastCache = {} if forecast_cache is None else forecast_cache
+    cache = ForecastCache() if forecast_cache is None else forecast_cache
     base = simulate(scenario, traffic, progress, forecast_cache=cache, check_demand=check_demand)
     points: list[SweepPoint] = []
     if scenario.sweep is None:
