@@ -384,11 +384,13 @@ def tidescaler(
     scenario = sim.scenario
     metadata = scenario.tidescaler_metadata()
     settings = EngineSettings(polling_interval_seconds=scenario.cluster.polling_interval_seconds)
-    key = _answers_key(sim, metadata, settings) if cache is not None else None
-    answers = cache.answers.get(key) if cache is not None and key is not None else None
+    answers = None
+    if cache is not None:
+        key = _answers_key(sim, metadata, settings)
+        answers = cache.answers.get(key)
     if answers is None:
         answers = engine_answers(sim, metadata, settings, progress, cache)
-        if cache is not None and key is not None:
+        if cache is not None:
             cache.answers[key] = answers
     signal = MetricSignal(value=answers.value, active=answers.active, target=1.0)
     replicas = run_cluster(signal, scenario.cluster, sim.start, sim.steps, scenario.seed)
