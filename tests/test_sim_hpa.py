@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from scaler.sim import hpa
 from scaler.sim.cluster import ClusterModel, MetricSignal, run_cluster
@@ -26,6 +30,24 @@ from scaler.sim.hpa import HpaReason, ScaleEvent, ScalingPolicy, ScalingRules
 )
 def test_average_value_tolerance(value: float, target: float, current: int, expected: int) -> None:
     assert hpa.average_value_replicas(value, target, current, 0.1) == expected
+
+
+@given(
+    st.integers(0, 10**6),
+    st.one_of(
+        st.floats(-3e-9, 3e-9),  # float noise around a whole number
+        st.floats(0.0, 1.0, exclude_max=True),
+    ),
+)
+@example(3, 4.440892098500626e-16)  # 3.0000000000000004
+@example(3, 2e-9)
+@example(3, -1e-10)
+@example(0, 0.0)
+def test_the_fast_ceiling_is_the_rounded_one(whole: int, offset: float) -> None:
+    ratio = whole + offset
+    if ratio < 0:
+        ratio = -ratio
+    assert hpa.ceil_ratio(ratio) == math.ceil(round(ratio, 9))
 
 
 @pytest.mark.parametrize(

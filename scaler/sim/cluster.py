@@ -19,7 +19,6 @@ rate limits go through `hpa.apply_rate_limits` whenever the count would change.
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -270,7 +269,7 @@ def run_cluster(
                 if abs(1.0 - value / (target * current)) <= tolerance:
                     wish = current
                 else:
-                    wish = math.ceil(round(value / target, 9))
+                    wish = hpa.ceil_ratio(value / target)
             # Stabilization (equal to hpa.stabilize): lowest wish in the up window,
             # highest in the down window, the new one included.
             while window_max and window_max[0][0] <= now - down_window:

@@ -66,6 +66,20 @@ class ScaleEvent:
     change: int  # > 0 added, < 0 removed
 
 
+def ceil_ratio(ratio: float) -> int:
+    """ceil(round(ratio, 9)): the HPA's replica count for a usage ratio, robust to float
+    noise such as 3.0000000000000004. The decimal rounding is skipped where it cannot
+    move the ceiling (2e-9 or more above a whole number): this runs at every HPA sync
+    of a simulation, and round() is its costliest step."""
+    whole = math.floor(ratio)
+    fraction = ratio - whole
+    if fraction > 2e-9:
+        return whole + 1
+    if fraction == 0.0:
+        return whole
+    return math.ceil(round(ratio, 9))
+
+
 def average_value_replicas(
     value: float, target: float, current_replicas: int, tolerance: float = 0.1
 ) -> int:
@@ -74,11 +88,11 @@ def average_value_replicas(
     The ratio value / (target x current) within 1 +- tolerance keeps the current count.
     """
     if current_replicas <= 0:
-        return math.ceil(round(value / target, 9)) if value > 0 else 0
+        return ceil_ratio(value / target) if value > 0 else 0
     usage_ratio = value / (target * current_replicas)
     if abs(1.0 - usage_ratio) <= tolerance:
         return current_replicas
-    return math.ceil(round(value / target, 9))
+    return ceil_ratio(value / target)
 
 
 def resource_utilization_replicas(
