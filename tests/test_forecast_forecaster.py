@@ -249,7 +249,11 @@ def test_a_short_series_on_the_whole_history_grid_is_too_little_history() -> Non
     # query that just appeared): 25 points, but far under the 3 h a forecast needs.
     y = np.full(7 * 1440, np.nan)
     y[-25:] = 100.0
-    with pytest.raises(InsufficientHistory, match=r"25 points over 0\.4 h; need 24 points"):
+    with pytest.raises(InsufficientHistory, match=r"25 points over 0\.42 h; need 24 points"):
+        _fit(y, 60.0)
+    # A minute short of the 3 h minimum says so, not "3.0 h; need at least 3 h".
+    y[-179:] = 100.0
+    with pytest.raises(InsufficientHistory, match=r"179 points over 2\.98 h; need"):
         _fit(y, 60.0)
     y[-200:] = 100.0  # 3.3 h: enough
     assert _fit(y, 60.0).forecast(3600).median[0] == pytest.approx(100.0)

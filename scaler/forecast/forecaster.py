@@ -447,7 +447,7 @@ def fit(
     span = float(finite[-1] - finite[0] + 1) * step if n_finite else 0.0
     if n_finite < settings.min_points or span < settings.min_history_seconds:
         raise InsufficientHistory(
-            f"{n_finite} points over {span / 3600:.1f} h; need {settings.min_points} points "
+            f"{n_finite} points over {span / 3600:.2f} h; need {settings.min_points} points "
             f"over at least {settings.min_history_seconds / 3600:g} h"
         )
     silent = float(len(y) - 1 - finite[-1]) * step
