@@ -215,6 +215,11 @@ def test_horizons_without_enough_backtest_errors_keep_the_widest_band_below_them
     scores = np.array([[0.1, 0.9, 0.2, 0.7, 0.3, 0.8]])  # beside the point while one is calibrated
     filled = forecaster._fill_uncalibrated(np.array([0.2, 0.5, 0.3, inf, 0.4, inf]), scores)
     np.testing.assert_array_equal(filled, [0.2, 0.5, 0.3, 0.5, 0.4, 0.5])
+    # A calibrated band below zero (the model over-predicted at that horizon on nearly
+    # every origin, as on weekdays before a Saturday) would put the band on the median:
+    # the widest band of the shorter horizons stands in.
+    filled = forecaster._fill_uncalibrated(np.array([0.2, -0.1, 0.3, -0.5, 0.25]), scores[:, :5])
+    np.testing.assert_array_equal(filled, [0.2, 0.2, 0.3, 0.3, 0.25])
     # No calibrated horizon at all (too few errors for the quantile): each horizon gets the
     # largest error it saw, one without any the widest below it, never a negative band.
     scores = np.array([[0.1, -0.4, np.nan], [0.3, -0.2, np.nan]])

@@ -68,6 +68,53 @@ def test_no_period_is_reported_with_the_evidence(values: np.ndarray, reason_part
     assert reason_part in found.reason
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_one_glitch_a_thousand_times_the_peak_does_not_hide_the_period(seed: int) -> None:
+    # A counter reset read as a rate: one sample far above anything real. Without the
+    # clip it carries nearly all the variance and no period is found.
+    tide = Tide(days=7, step_seconds=60, peak_to_valley=10)
+    y = generate(tide, np.random.default_rng(seed))
+    y[np.random.default_rng(seed + 100).integers(len(y))] = 1000.0 * y.max()
+    found = periodicity.detect(y, 60.0)
+    assert found.label == "daily", found.reason
+
+
+def test_real_spikes_are_not_clipped_as_glitches() -> None:
+    # Two tall spikes a day at random hours over a flat level: they are the series (most
+    # of its variance in many hours), so they stay, and no daily period is made of them.
+    rng = np.random.default_rng(11)
+    y = np.full(14 * 24, 100.0)
+    y[rng.choice(len(y), 28, replace=False)] = 2000.0
+    found = periodicity.detect(y, 3600.0)
+    assert found.label == "none", found.reason
+    assert found.daily_acf is not None and found.daily_acf < 0.3
+
+
+@pytest.mark.parametrize("seed", range(5))
+@pytest.mark.parametrize("grows", [True, False], ids=["growth", "decline"])
+def test_a_plain_trend_is_not_a_daily_period(seed: int, grows: bool) -> None:
+    # A service growing (or draining) over the week with no daily pattern correlates with
+    # itself at a day's lag and leaks into the day's harmonics in the periodogram.
+    rng = np.random.default_rng(seed)
+    n = 7 * 1440
+    ramp = np.arange(n) / n if grows else 1.0 - np.arange(n) / n
+    found = periodicity.detect(rng.poisson(50 + 150 * ramp).astype(float), 60.0)
+    assert found.label == "none", found.reason
+    assert "trend" in found.reason
+
+
+def test_a_tide_on_a_trend_keeps_its_daily_period() -> None:
+    tide = Tide(days=10, step_seconds=60, peak_to_valley=10)
+    y = generate(tide, np.random.default_rng(12))
+    y = y * (1.0 + 2.0 * np.arange(len(y)) / len(y))  # tripling over the window
+    assert periodicity.detect(y, 60.0).daily
+
+
+def test_a_straight_line_has_no_period() -> None:
+    found = periodicity.detect(np.linspace(10.0, 500.0, 7 * 1440), 60.0)
+    assert found.label == "none"
+
+
 def test_missing_points_do_not_hide_the_period() -> None:
     tide = Tide(days=7, step_seconds=60)
     y = generate(tide, np.random.default_rng(7))

@@ -642,7 +642,7 @@ def fit(
 
 
 def _fill_uncalibrated(band_q: FloatArray, scores: FloatArray) -> FloatArray:
-    """Give horizons with too few backtest errors for a band the widest band below them.
+    """Give horizons with too few backtest errors, or a negative band, the widest band below.
 
     Errors grow with the horizon, so the band of a shorter horizon is the
     least a longer one needs. With no calibrated horizon at all (a young
@@ -657,9 +657,13 @@ def _fill_uncalibrated(band_q: FloatArray, scores: FloatArray) -> FloatArray:
         out = np.where(seen, np.maximum(largest, 0.0), np.inf)
     widest = 0.0
     for j, value in enumerate(out):
-        if math.isfinite(value):
+        if math.isfinite(value) and value >= 0.0:
             widest = max(widest, float(value))
         else:
+            # Too few errors, or a band below the median: the model over-predicted at
+            # this horizon on nearly every backtest origin. That says the backtest's days
+            # were unlike the one ahead (weekdays before a Saturday), not that the demand
+            # cannot exceed the median: the shorter horizons' band stands in.
             out[j] = widest
     return out
 

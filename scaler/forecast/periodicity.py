@@ -34,6 +34,12 @@ COARSE_STEP_SECONDS = 3600.0
 # 1/sqrt(m) on noise; demand this many standard errors on short histories.
 SIGNIFICANCE = 2.5
 FFT_CANDIDATES = 6
+# Glitches: hourly means above this many times the typical day's peak (the median of
+# the daily maxima), clipped to it when they carry most of the series' variance. One
+# sample 1000x the peak (a counter reset read as a rate) would otherwise hide every
+# period; real spikes (flash crowds, events) carry a share of it and are left alone.
+SPIKE_FACTOR = 3.0
+GLITCH_VARIANCE_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -95,6 +101,48 @@ def autocorrelation(values: FloatArray) -> FloatArray:
     return acf
 
 
+def _without_glitches(x: FloatArray, day_lag: int) -> FloatArray:
+    """`x` with glitches clipped (see SPIKE_FACTOR), or `x` itself when it has none."""
+    whole = (len(x) // day_lag) * day_lag
+    if whole < 2 * day_lag:
+        return x
+    days = x[len(x) - whole :].reshape(-1, day_lag)
+    peaks = np.where(np.isfinite(days), days, -np.inf).max(axis=1)
+    peaks = peaks[np.isfinite(peaks)]
+    typical = float(np.median(peaks)) if len(peaks) else 0.0
+    if not typical > 0.0:
+        return x
+    clipped: FloatArray = np.minimum(x, SPIKE_FACTOR * typical)  # NaN stays NaN
+    if float(np.nanvar(clipped)) >= (1.0 - GLITCH_VARIANCE_SHARE) * float(np.nanvar(x)):
+        return x
+    return clipped
+
+
+def _detrended(x: FloatArray) -> FloatArray:
+    """`x` less its least-squares line (missing points stay missing)."""
+    finite = np.isfinite(x)
+    t = np.arange(len(x), dtype=np.float64)
+    slope, intercept = np.polyfit(t[finite], x[finite], 1)
+    out: FloatArray = x - (slope * t + intercept)
+    return out
+
+
+def _trend_only(x: FloatArray, lags: dict[str, int]) -> dict[str, float]:
+    """For each named lag, the autocorrelation left once the series' line is taken out.
+
+    A series that grows or shrinks over the window correlates with itself at
+    every lag, and its leakage fills the periodogram's low frequencies, where a
+    day's harmonics (24, 12, 8, 6 h) sit: a plain trend passes both tests. A
+    period found that way but gone without the line was the trend's.
+    """
+    spread = float(np.nanstd(x))
+    rest = _detrended(x)
+    if not float(np.nanstd(rest)) > 1e-9 * spread:  # a straight line: nothing repeats
+        return dict.fromkeys(lags, 0.0)
+    acf = autocorrelation(rest)
+    return {name: float(acf[lag]) for name, lag in lags.items()}
+
+
 def _fft_periods(x: FloatArray, step: float) -> tuple[float, ...]:
     filled = np.nan_to_num(x - np.nanmean(x), nan=0.0)
     power = np.abs(np.fft.rfft(filled)) ** 2
@@ -136,6 +184,7 @@ def detect(values: npt.ArrayLike, step_seconds: float) -> Periodicity:
     if finite.sum() < 8 or float(np.nanstd(x)) == 0.0:
         return Periodicity((), None, None, (), "series is constant or nearly empty")
     day_lag = round(DAY_SECONDS / step)
+    x = _without_glitches(x, day_lag)
     # The periodogram over a whole number of days: over 5.5 days the daily frequency falls
     # between two bins (26.4 h and 22 h) and neither is near a day.
     whole = (len(x) // day_lag) * day_lag
@@ -151,24 +200,43 @@ def detect(values: npt.ArrayLike, step_seconds: float) -> Periodicity:
         return abs(period - target) <= 0.06 * target
 
     fft_daily = any(near(p, DAY_SECONDS / m) for p in fft_periods for m in (1, 2, 3, 4))
-    periods: list[float] = []
-    reasons: list[str] = []
+    # Each period: (its lag, its autocorrelation, the least it needs) once the tests on the
+    # series as it is pass; else the reason it failed.
+    passed: dict[float, tuple[int, float, float]] = {}
+    failed: dict[float, str] = {}
     if daily_acf is None:
-        reasons.append(f"history of {span_days:.1f} days is too short to verify a daily period")
+        failed[DAY_SECONDS] = (
+            f"history of {span_days:.1f} days is too short to verify a daily period"
+        )
     elif not fft_daily:
-        reasons.append("no daily harmonic among the periodogram peaks")
+        failed[DAY_SECONDS] = "no daily harmonic among the periodogram peaks"
     elif daily_acf < (daily_floor := _threshold(len(x), day_lag)):
-        reasons.append(f"daily autocorrelation {daily_acf:.2f} below {daily_floor:.2f}")
+        failed[DAY_SECONDS] = f"daily autocorrelation {daily_acf:.2f} below {daily_floor:.2f}"
     else:
-        periods.append(DAY_SECONDS)
-        reasons.append(f"daily autocorrelation {daily_acf:.2f}")
+        passed[DAY_SECONDS] = (day_lag, daily_acf, daily_floor)
     if weekly_acf is not None:
         floor = _threshold(len(x), week_lag)
         if daily_acf is not None:
             floor = max(floor, daily_acf + WEEKLY_MARGIN)
         if weekly_acf >= floor:
-            periods.append(WEEK_SECONDS)
-            reasons.append(f"weekly autocorrelation {weekly_acf:.2f}")
+            passed[WEEK_SECONDS] = (week_lag, weekly_acf, floor)
         else:
-            reasons.append(f"weekly autocorrelation {weekly_acf:.2f} below {floor:.2f}")
+            failed[WEEK_SECONDS] = f"weekly autocorrelation {weekly_acf:.2f} below {floor:.2f}"
+    without_trend = _trend_only(x, {p: lag for p, (lag, _, _) in passed.items()})
+    periods: list[float] = []
+    reasons: list[str] = []
+    for period in (DAY_SECONDS, WEEK_SECONDS):
+        name = "daily" if period == DAY_SECONDS else "weekly"
+        if period in failed:
+            reasons.append(failed[period])
+        elif period in passed:
+            lag, acf_value, _ = passed[period]
+            if without_trend[period] < _threshold(len(x), lag):
+                reasons.append(
+                    f"{name} autocorrelation {acf_value:.2f} is a trend's: "
+                    f"{without_trend[period]:.2f} without it"
+                )
+            else:
+                periods.append(period)
+                reasons.append(f"{name} autocorrelation {acf_value:.2f}")
     return Periodicity(tuple(periods), daily_acf, weekly_acf, fft_periods, "; ".join(reasons))
