@@ -127,8 +127,8 @@ def _detrended(x: FloatArray) -> FloatArray:
     return out
 
 
-def _trend_only(x: FloatArray, lags: dict[str, int]) -> dict[str, float]:
-    """For each named lag, the autocorrelation left once the series' line is taken out.
+def _trend_only(x: FloatArray, lags: dict[float, int]) -> dict[float, float]:
+    """For each period's lag, the autocorrelation left once the series' line is taken out.
 
     A series that grows or shrinks over the window correlates with itself at
     every lag, and its leakage fills the periodogram's low frequencies, where a
@@ -140,7 +140,7 @@ def _trend_only(x: FloatArray, lags: dict[str, int]) -> dict[str, float]:
     if not float(np.nanstd(rest)) > 1e-9 * spread:  # a straight line: nothing repeats
         return dict.fromkeys(lags, 0.0)
     acf = autocorrelation(rest)
-    return {name: float(acf[lag]) for name, lag in lags.items()}
+    return {period: float(acf[lag]) for period, lag in lags.items()}
 
 
 def _fft_periods(x: FloatArray, step: float) -> tuple[float, ...]:
