@@ -11,10 +11,12 @@ Three actions (policy key `forecastAction`):
   by the start-up; AWS's predictive scale-out with dynamic scale-in). The rise
   is measured on the forecast itself, from its value now to its peak over the
   lead time, so that a level that is off by a constant still gives the right
-  rise. A predicted jump (a rise larger than the band's width now) that the
-  observed demand has already partly made (it is above the band now: the jump
-  came a little earlier than forecast) is counted from the demand instead, so
-  what the demand already shows is not asked for twice. A rise counts only
+  rise. A predicted jump (the median climbing by more than the band's width
+  now, before the noise margin below, so that noise never turns a jump into a
+  tide that asks for more) that the observed demand has already partly made
+  (it is above the band now: the jump came a little earlier than forecast) is
+  counted from the demand instead, so what the demand already shows is not
+  asked for twice. A rise counts only
   beyond the median's own noise (`RISE_SIGNIFICANCE` times its step-to-step
   scatter, `Forecast.median_noise`): a median learnt from noisy days wobbles
   around a flat level, and each wobble paid like a real rise tips the HPA's
@@ -92,7 +94,10 @@ def demand_to_provision(
     forecast's own band); `auto` without it is `ramp`.
     """
     rise = window.rise
-    if rise > window.upper_now - window.median_now and demand > window.upper_now:
+    # A jump is told from a tide by the median's whole climb, before the noise margin:
+    # with the margin taken first, more noise could turn a jump into a tide and ask for more.
+    climb = window.peak_median - window.median_now
+    if climb > window.upper_now - window.median_now and demand > window.upper_now:
         # A predicted jump (a rise beyond the forecast's own uncertainty) that the observed
         # demand, already above the band, has partly made: the rise still to come is
         # counted from the demand, not added to it again. (As demand crosses the band the
