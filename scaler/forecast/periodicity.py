@@ -37,7 +37,7 @@ FFT_CANDIDATES = 6
 # Glitches: hourly means above this many times the typical day's peak (the median of
 # the daily maxima), clipped to it when they carry most of the series' variance. One
 # sample 1000x the peak (a counter reset read as a rate) would otherwise hide every
-# period; real spikes (flash crowds, events) carry a share of it and are left alone.
+# period. Spikes that are a fair share of the series (flash crowds) are left alone.
 SPIKE_FACTOR = 3.0
 GLITCH_VARIANCE_SHARE = 0.5
 
@@ -200,9 +200,9 @@ def detect(values: npt.ArrayLike, step_seconds: float) -> Periodicity:
         return abs(period - target) <= 0.06 * target
 
     fft_daily = any(near(p, DAY_SECONDS / m) for p in fft_periods for m in (1, 2, 3, 4))
-    # Each period: (its lag, its autocorrelation, the least it needs) once the tests on the
-    # series as it is pass; else the reason it failed.
-    passed: dict[float, tuple[int, float, float]] = {}
+    # Each period: (its lag, its autocorrelation) once the tests on the series as it is
+    # pass; else the reason it failed.
+    passed: dict[float, tuple[int, float]] = {}
     failed: dict[float, str] = {}
     if daily_acf is None:
         failed[DAY_SECONDS] = (
@@ -213,16 +213,16 @@ def detect(values: npt.ArrayLike, step_seconds: float) -> Periodicity:
     elif daily_acf < (daily_floor := _threshold(len(x), day_lag)):
         failed[DAY_SECONDS] = f"daily autocorrelation {daily_acf:.2f} below {daily_floor:.2f}"
     else:
-        passed[DAY_SECONDS] = (day_lag, daily_acf, daily_floor)
+        passed[DAY_SECONDS] = (day_lag, daily_acf)
     if weekly_acf is not None:
         floor = _threshold(len(x), week_lag)
         if daily_acf is not None:
             floor = max(floor, daily_acf + WEEKLY_MARGIN)
         if weekly_acf >= floor:
-            passed[WEEK_SECONDS] = (week_lag, weekly_acf, floor)
+            passed[WEEK_SECONDS] = (week_lag, weekly_acf)
         else:
             failed[WEEK_SECONDS] = f"weekly autocorrelation {weekly_acf:.2f} below {floor:.2f}"
-    without_trend = _trend_only(x, {p: lag for p, (lag, _, _) in passed.items()})
+    without_trend = _trend_only(x, {p: lag for p, (lag, _) in passed.items()}) if passed else {}
     periods: list[float] = []
     reasons: list[str] = []
     for period in (DAY_SECONDS, WEEK_SECONDS):
@@ -230,7 +230,7 @@ def detect(values: npt.ArrayLike, step_seconds: float) -> Periodicity:
         if period in failed:
             reasons.append(failed[period])
         elif period in passed:
-            lag, acf_value, _ = passed[period]
+            lag, acf_value = passed[period]
             if without_trend[period] < _threshold(len(x), lag):
                 reasons.append(
                     f"{name} autocorrelation {acf_value:.2f} is a trend's: "
