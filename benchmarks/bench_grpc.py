@@ -89,6 +89,16 @@ def sequential_latencies(port: int, requests: list[pb.GetMetricsRequest]) -> np.
     return out
 
 
+def run_clients(workers: list[threading.Thread]) -> float:
+    """Start the client threads together and wait for all: the seconds they took."""
+    started = time.perf_counter()
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return time.perf_counter() - started
+
+
 def throughput(
     port: int, requests: list[pb.GetMetricsRequest], threads: int, seconds: float
 ) -> float:
@@ -105,13 +115,10 @@ def throughput(
                 counts[k] += 1
                 i += threads
 
-        workers = [threading.Thread(target=client, args=(k,)) for k in range(threads)]
-        started = time.perf_counter()
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-        return sum(counts) / (time.perf_counter() - started)
+        seconds_taken = run_clients(
+            [threading.Thread(target=client, args=(k,)) for k in range(threads)]
+        )
+        return sum(counts) / seconds_taken
 
 
 def check_values(port: int, requests: list[pb.GetMetricsRequest]) -> None:
@@ -228,13 +235,7 @@ def churn_calls(call: grpc.UnaryUnaryMultiCallable, names: range, threads: int) 
             )
             call(pb.GetMetricsRequest(scaledObjectRef=ref), timeout=3)
 
-    workers = [threading.Thread(target=client) for _ in range(threads)]
-    started = time.perf_counter()
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join()
-    return len(names) / (time.perf_counter() - started)
+    return len(names) / run_clients([threading.Thread(target=client) for _ in range(threads)])
 
 
 def churn(
