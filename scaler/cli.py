@@ -508,6 +508,7 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, on_hangup)
     done.wait()
     deadline = time.monotonic() + config.grace_seconds
+    _exit_past(deadline + SHUTDOWN_MARGIN_SECONDS, log)
     running.stop(config.grace_seconds)
     forecasts.refresher.close(timeout=max(0.0, deadline - time.monotonic()))
     kube.close()
@@ -543,6 +544,27 @@ def _log_start(log: logging.Logger, config: Any, port: int) -> None:
             + ("" if allowed else ", and none is allowed, so only cron triggers work"),
             extra={"allowed_prometheus_urls": allowed},
         )
+
+
+# Past the grace period, how long the orderly shutdown may still run before the
+# process exits regardless (well inside the usual SIGKILL margin).
+SHUTDOWN_MARGIN_SECONDS = 0.75
+
+
+def _exit_past(deadline: float, log: logging.Logger) -> None:
+    """Exit (status 1) at `deadline` (monotonic) if the orderly shutdown has not ended by then.
+
+    Every wait of the shutdown is bounded already; this is the guarantee that
+    does not depend on any of them, e.g. on an event-loop thread starved of CPU.
+    """
+
+    def overran() -> None:
+        log.error("shutdown overran the grace period; exiting now")
+        _exit_now(1)
+
+    timer = threading.Timer(max(0.0, deadline - time.monotonic()), overran)
+    timer.daemon = True
+    timer.start()
 
 
 def _exit_now(code: int) -> NoReturn:

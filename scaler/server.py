@@ -18,6 +18,7 @@ and GetMetricSpec run on the loop itself.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import errno
 import functools
@@ -237,6 +238,8 @@ class _ResolvedTriggers:
 # gRPC core cancels calls beyond 1,000 (hard limit 3,000) waiting to be picked up by the
 # application; a restarting KEDA operator may open all its external-push streams at once.
 MAX_PENDING_CALLS = 20_000
+# How long stop() waits, beyond the grace, for the loop to finish its own stopping.
+STOP_MARGIN_SECONDS = 0.5
 SERVER_OPTIONS = [
     ("grpc.so_reuseport", 0),  # a busy port is an error, not a second listener
     ("grpc.server.max_pending_requests", MAX_PENDING_CALLS),
@@ -694,12 +697,18 @@ class RunningServer:
         """
         if self.loop.is_closed():
             return
+        # Every wait is bounded when a grace is given: a starved or blocked loop
+        # thread must not hold the process past the grace Kubernetes allows.
+        bound = None if grace is None else grace + STOP_MARGIN_SECONDS
         try:
-            asyncio.run_coroutine_threadsafe(self._stop(grace), self.loop).result()
+            asyncio.run_coroutine_threadsafe(self._stop(grace), self.loop).result(bound)
+        except concurrent.futures.TimeoutError:
+            log.warning("graceful stop overran the grace period", extra={"grace_seconds": grace})
         finally:
             self.loop.call_soon_threadsafe(self.loop.stop)
-            self.thread.join()
-            self.loop.close()
+            self.thread.join(None if grace is None else STOP_MARGIN_SECONDS)
+            if not self.thread.is_alive():  # a running loop cannot be closed
+                self.loop.close()
             for pool in self.pools:
                 pool.shutdown(wait=False, cancel_futures=True)
             self.source.close()

@@ -30,6 +30,7 @@ from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import (
     LOGGED_DECISIONS,
     RESOLVED_TRIGGERS,
+    STOP_MARGIN_SECONDS,
     ScalerService,
     ServerConfig,
     start_server,
@@ -326,3 +327,40 @@ def test_sigterm_exits_within_grace_with_a_background_refresh_stuck_on_a_hung_ba
     assert code == 0
     assert elapsed < 2.0 + 1.5, elapsed
     assert "Traceback" not in (process.stderr.read() if process.stderr else "")
+
+
+def test_stop_keeps_to_its_grace_when_the_event_loop_thread_is_held() -> None:
+    # A loop thread starved of CPU or held by a callback must not hold the process past
+    # the grace Kubernetes allows before SIGKILL: every wait of stop() is bounded.
+    running = start_server(ServerConfig(host="127.0.0.1", port=0, metrics_port=None))
+    running.loop.call_soon_threadsafe(time.sleep, 5)
+    started = time.perf_counter()
+    running.stop(0.2)
+    elapsed = time.perf_counter() - started
+    running.thread.join(10)  # the held callback ends; the loop stops as it was asked
+    assert not running.thread.is_alive()
+    running.loop.close()
+    assert elapsed < 0.2 + 2 * STOP_MARGIN_SECONDS + 0.5, elapsed
+
+
+def test_a_shutdown_that_overruns_its_grace_still_exits() -> None:
+    # The last guarantee of `serve`: whatever the shutdown waits on, the process ends.
+    script = (
+        "import logging, sys, time\n"
+        "from scaler.cli import _exit_past\n"
+        "logging.basicConfig(stream=sys.stderr)\n"
+        "_exit_past(time.monotonic() + 0.3, logging.getLogger('tidescaler'))\n"
+        "time.sleep(30)  # a shutdown stuck for good\n"
+    )
+    started = time.perf_counter()
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=20,
+    )
+    elapsed = time.perf_counter() - started
+    assert done.returncode == 1
+    assert "shutdown overran the grace period" in done.stderr
+    assert elapsed < 10, elapsed
