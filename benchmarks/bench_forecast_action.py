@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from scaler.sim.policies import ForecastCache
 from scaler.sim.runner import SweepPoint, cost_at_budget, simulate
 from scaler.sim.scenario import Scenario, load_scenario, with_sweep_value
 from scaler.sim.traffic import Traffic, write_trace
@@ -123,7 +124,7 @@ def synthetic_scenario(template: Scenario, name: str) -> Scenario:
 def frontier_points(
     scenario: Scenario, traffic: Traffic, actions: list[str]
 ) -> tuple[list[SweepPoint], float]:
-    cache: dict = {}  # type: ignore[type-arg]
+    cache = ForecastCache()  # shared by every run over this traffic
     points: list[SweepPoint] = []
     plain = replace(scenario, sweep=None)
     oracle_hours = math.nan
