@@ -54,7 +54,7 @@ bench: system-deps install-test
 lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy scaler
+	$(VENV)/bin/mypy scaler benchmarks
 
 proto: install-test
 	$(PY) -m grpc_tools.protoc -Iscaler/proto=protos --python_out=. --grpc_python_out=. \

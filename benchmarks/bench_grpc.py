@@ -76,6 +76,10 @@ def scaled_objects(count: int) -> list[pb.GetMetricsRequest]:
     ]
 
 
+def scaler_stub(channel: grpc.Channel) -> pb_grpc.ExternalScalerStub:
+    return pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
+
+
 def wait_ready(port: int) -> None:
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
         grpc.channel_ready_future(channel).result(timeout=30)
@@ -85,7 +89,7 @@ def sequential_latencies(port: int, requests: list[pb.GetMetricsRequest]) -> np.
     """Seconds per GetMetrics call, one after the other over one connection (KEDA's way)."""
     out = np.empty(len(requests))
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = pb_grpc.ExternalScalerStub(channel).GetMetrics
+        call = scaler_stub(channel).GetMetrics
         for i, request in enumerate(requests):
             started = time.perf_counter()
             call(request, timeout=3)
@@ -110,7 +114,7 @@ def throughput(
     counts = [0] * threads
     stop = time.perf_counter() + seconds
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = pb_grpc.ExternalScalerStub(channel).GetMetrics
+        call = scaler_stub(channel).GetMetrics
 
         def client(k: int) -> None:
             i = k
@@ -128,7 +132,7 @@ def throughput(
 def check_values(port: int, requests: list[pb.GetMetricsRequest]) -> None:
     """The benchmark measures real answers: every object gets a positive replica count."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = pb_grpc.ExternalScalerStub(channel).GetMetrics
+        call = scaler_stub(channel).GetMetrics
         for request in requests:
             value = call(request, timeout=3).metricValues[0]
             assert value.metricValue >= 1 and value.metricValueFloat == value.metricValue
@@ -196,7 +200,7 @@ def with_open_streams(
     (each has sent its first state) and the server's resident MiB with them open.
     """
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        stub = pb_grpc.ExternalScalerStub(channel)
+        stub = scaler_stub(channel)
         health = health_pb2_grpc.HealthStub(channel)
         started = time.perf_counter()
         opened = [
@@ -269,8 +273,8 @@ def churn(
         grpc.insecure_channel(f"127.0.0.1:{null_port}") as null_channel,
     ):
         servers = [
-            pb_grpc.ExternalScalerStub(channel).GetMetrics,
-            pb_grpc.ExternalScalerStub(null_channel).GetMetrics,
+            scaler_stub(channel).GetMetrics,
+            scaler_stub(null_channel).GetMetrics,
         ]
         for checkpoint in (1_000, 10_000, 100_000):
             first = max(seen, checkpoint - window)

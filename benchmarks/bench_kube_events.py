@@ -64,7 +64,10 @@ def main() -> int:
         **{label: start_server(config, events=r) for label, r in recorders.items()},
     }
     channels = {k: grpc.insecure_channel(f"127.0.0.1:{s.port}") for k, s in servers.items()}
-    stubs = {k: pb_grpc.ExternalScalerStub(c) for k, c in channels.items()}
+    stubs = {
+        k: pb_grpc.ExternalScalerStub(c)  # type: ignore[no-untyped-call]
+        for k, c in channels.items()
+    }
     samples: dict[str, list[float]] = {k: [] for k in servers}
     serial = itertools.count()
     try:

@@ -53,7 +53,7 @@ class NullScaler(pb_grpc.ExternalScalerServicer):
 
 async def serve(port: int) -> None:
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    pb_grpc.add_ExternalScalerServicer_to_server(NullScaler(), server)
+    pb_grpc.add_ExternalScalerServicer_to_server(NullScaler(), server)  # type: ignore[no-untyped-call]
     health = health_aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
     server.add_insecure_port(f"127.0.0.1:{port}")
