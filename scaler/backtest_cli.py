@@ -23,6 +23,7 @@ from scaler.cli_support import (
     check_output_dir,
     check_output_file,
     duration_arg,
+    error_text,
 )
 from scaler.durations import parse_duration
 from scaler.forecast.backtest import (
@@ -258,11 +259,11 @@ def run_backtest(args: argparse.Namespace) -> int:
             trace = load_trace(args, sys.stderr)
         check_spans(args, trace)
     except (ValueError, OutputPathError) as exc:  # TraceError, FromClusterError
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        err.print(error_text(exc), highlight=False)
         return 2
     lines = None if err.is_terminal else ProgressLines(sys.stderr, "backtest")
     with Progress(
-        TextColumn("backtest {task.description}"),
+        TextColumn("backtest {task.description}", markup=False),  # the trace name as it is
         BarColumn(),
         MofNCompleteColumn(),
         TimeRemainingColumn(),
@@ -288,19 +289,19 @@ def run_backtest(args: argparse.Namespace) -> int:
                 progress=advance,
             )
         except TraceError as exc:
-            err.print(f"[red]error:[/red] {exc}", highlight=False)
+            err.print(error_text(exc), highlight=False)
             return 2
     note = unscored_note(result)
     if note is not None:  # not silent: a row of NaN and n 0 would be all there is
-        err.print(note, highlight=False)
+        err.print(note, highlight=False, markup=False)
     try:
         if args.forecasts_csv:
             write_forecasts_csv(result, args.forecasts_csv)
         if args.out:
             path = plot(result, args.out)
-            err.print(f"wrote {path}", highlight=False)
+            err.print(f"wrote {path}", highlight=False, markup=False)
     except OSError as exc:  # checked writable first, so a full disk or a vanished folder
-        err.print(f"[red]error:[/red] cannot write the output: {exc}", highlight=False)
+        err.print(error_text(f"cannot write the output: {exc}"), highlight=False)
         return 1
     if args.json:
         json.dump(backtest_json(result), sys.stdout, indent=2)

@@ -93,6 +93,11 @@ def setup_logging(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
 
 
+# What a yes/no environment variable may say (an empty value means no).
+TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
+FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
+
+
 def _env_name(option: str) -> str:
     return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
 
@@ -108,13 +113,27 @@ def apply_environment(parser: argparse.ArgumentParser) -> None:
             continue
         raw = os.environ[name]
         if isinstance(action, argparse._StoreTrueAction):
-            action.default = raw.strip().lower() in {"1", "true", "yes", "on"}
+            word = raw.strip().lower()
+            if word not in TRUE_WORDS | FALSE_WORDS:
+                parser.error(
+                    f"environment variable {name}={raw[:60]!r}: expected one of "
+                    f"{', '.join(sorted(TRUE_WORDS))} or {', '.join(sorted(FALSE_WORDS - {''}))}"
+                )
+            action.default = word in TRUE_WORDS
             continue
         try:
-            action.default = action.type(raw) if callable(action.type) else raw
+            value = action.type(raw) if callable(action.type) else raw
         except (TypeError, ValueError, argparse.ArgumentTypeError) as err:
             # (the range checks of serve's flags raise ArgumentTypeError, for argparse)
-            parser.error(f"environment variable {name}={raw!r}: {err}")
+            parser.error(f"environment variable {name}={raw[:60]!r}: {err}")
+        if action.choices is not None and value not in action.choices:
+            # argparse checks a flag's choices, not a default's: an unchecked level or
+            # format would start the server wrong or crash it later.
+            parser.error(
+                f"environment variable {name}={raw[:60]!r}: expected one of "
+                f"{', '.join(map(str, action.choices))}"
+            )
+        action.default = value
         action.required = False
 
 

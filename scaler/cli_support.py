@@ -14,12 +14,31 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
 
+from rich.text import Text
+
 from scaler.durations import parse_duration
 
 # JSON outputs carry this; it changes when a field changes meaning or goes away.
 SCHEMA_VERSION = 1
 # Without a terminal, one progress line at most this often (CI logs stay short).
 PROGRESS_EVERY_SECONDS = 5.0
+
+
+def error_text(message: object) -> Text:
+    """ "error: MESSAGE" for a Rich console, the message verbatim (see `labelled`)."""
+    return labelled("error:", "red", message)
+
+
+def warning_text(message: object) -> Text:
+    """ "warning: MESSAGE" for a Rich console, the message verbatim (see `labelled`)."""
+    return labelled("warning:", "yellow", message)
+
+
+def labelled(label: str, style: str, message: object) -> Text:
+    """`label` in `style`, then `message` as it is: messages carry paths, flags and
+    values from the user, which Rich would otherwise read as markup ("[/x]" in a
+    file name crashes the print, "[prod]" vanishes from it)."""
+    return Text.assemble((label, style), " ", str(message))
 
 
 def duration_arg(text: str) -> float:

@@ -20,6 +20,16 @@ from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import BackendError, BackendErrorKind, PrometheusSource
 from scaler.traces import FillMissing, Trace, TraceError, Unit, from_series
 
+# The most points one trace may ask Prometheus for: about four years at one minute, or
+# 23 days at one second. A range of more is a typo (`--start 0`, `--step 1ms`) that would
+# otherwise send hundreds of thousands of queries before anything is said.
+MAX_RANGE_POINTS = 2_000_000
+
+
+def range_points(start: float, end: float, step_seconds: float) -> float:
+    """How many points of `step_seconds` the range from `start` to `end` holds."""
+    return (end - start) / step_seconds + 1
+
 
 @dataclass(frozen=True)
 class Range:
@@ -73,6 +83,12 @@ def parse_range(start: str, end: str, step: str, now: float | None = None) -> Ra
     if end_at <= start_at:
         raise TraceError(
             f"--start {start!r} is not before --end {end!r}; give an earlier start (e.g. 14d)"
+        )
+    points = range_points(start_at, end_at, step_seconds)
+    if points > MAX_RANGE_POINTS:
+        raise TraceError(
+            f"--start {start!r} to --end {end!r} at --step {step!r} is {points:.3g} points; "
+            f"at most {MAX_RANGE_POINTS:,} are read: give a later --start or a coarser --step"
         )
     return Range(start_at, end_at, step_seconds)
 

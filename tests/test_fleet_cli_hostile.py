@@ -93,6 +93,11 @@ ARGPARSE_REFUSED = [
     ("--end", "inf"),
     ("--since", "0"),
     ("--step", "0"),
+    # Dask's own parser raised ValueError from inside the run: a traceback.
+    ("--scheduler", "nonsense"),
+    ("--scheduler", "tcp://dask-scheduler"),
+    ("--scheduler", "tcp://dask-scheduler:99999"),
+    ("--scheduler", "inproc://x"),
 ]
 
 
@@ -134,6 +139,18 @@ def test_settings_no_service_could_use_are_refused_in_one_line(
     assert main(["fleet", "--traces", str(folder), "--out", str(tmp_path), *flags]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("error: ") and expected in err
+
+
+def test_a_prometheus_span_of_absurdly_many_points_is_refused_before_any_request(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A century at one second: queries sent until killed, nothing said. Port 9 (discard)
+    # answers nothing, so a request made would fail with another message.
+    argv = ["fleet", "--prometheus-url", "http://127.0.0.1:9", "--query", "sum(up)"]
+    argv += ["--since", "100y", "--step", "1s", "--out", str(tmp_path)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--since at --step 1s is 3.15e+09 points a service; at most 2,000,000" in err
 
 
 # -- services -------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from scaler.cli import main
+from scaler.cli import build_parser, main
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
@@ -180,6 +180,45 @@ def test_more_bad_flags_in_process(
     assert len(lines) == 1 and lines[0].startswith("tidescaler serve: error: "), lines
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.usefixtures("own_environment")
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("TIDESCALER_LOG_LEVEL", "verbose", "expected one of debug, info, warning, error"),
+        ("TIDESCALER_LOG_FORMAT", "xml", "expected one of json, text"),
+        ("TIDESCALER_EVENTS", "maybe", "expected one of auto, on, off"),
+        ("TIDESCALER_ALLOW_UNSAFE_SSL", "enabled", "expected one of 1, on, true, yes or"),
+    ],
+)
+def test_an_environment_variable_outside_its_choices_is_refused(
+    name: str,
+    value: str,
+    expected: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # argparse checks a flag's choices but not a default's: a level of "verbose" crashed
+    # at start, a format of "xml" or a yes/no of "enabled" passed unnoticed.
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SystemExit) as info:
+        main(["serve"])
+    assert info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert f"environment variable {name}={value!r}: {expected}" in lines[0]
+
+
+@pytest.mark.usefixtures("own_environment")
+@pytest.mark.parametrize(("value", "allowed"), [("yes", True), ("OFF", False), ("", False)])
+def test_yes_no_environment_variables_read_both_ways(
+    value: str, allowed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TIDESCALER_ALLOW_UNSAFE_SSL", value)
+    parser = build_parser()
+    args = parser.parse_args(["serve"])
+    assert args.allow_unsafe_ssl is allowed
 
 
 @pytest.mark.usefixtures("own_environment")

@@ -550,3 +550,25 @@ def test_a_value_just_past_a_bound_is_quoted_as_typed(
     code, _, err = simulate(["--trace", str(trace), flag, value], capsys)
     assert code == 2
     assert expected in one_error(err)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["simulate", "--trace"],
+        ["backtest", "--trace"],
+        ["fleet", "--traces"],
+    ],
+    ids=["simulate", "backtest", "fleet"],
+)
+@pytest.mark.parametrize("name", ["exports[/tmp].csv", "web[prod].csv", "[bold]x"])
+def test_a_name_with_brackets_is_shown_as_it_is(
+    command: list[str], name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The terminal library reads "[...]" as markup: "[/tmp]" crashed the error print,
+    # "[prod]" vanished from the path it named.
+    missing = tmp_path / name
+    code = main([*command, str(missing)])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert str(missing) in one_error(err)

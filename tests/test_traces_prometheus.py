@@ -191,8 +191,22 @@ def test_an_unreachable_prometheus_names_the_url(capsys: pytest.CaptureFixture[s
             ["--prometheus-url", "http://127.0.0.1:9", "--query", "up", "--start", "now"],
             "--start 'now' is not before --end 'now'",
         ),
+        (
+            # 1.8e12 points: it sent queries until it was killed, saying nothing.
+            [
+                "--prometheus-url",
+                "http://127.0.0.1:9",
+                "--query",
+                "up",
+                "--step",
+                "1ms",
+                "--start",
+                "0",
+            ],
+            "at --step '1ms' is 1.",  # 1.8e+12 in 2026; "points; at most" below
+        ),
     ],
-    ids=["no-query", "bad-start", "zero-step", "empty-range"],
+    ids=["no-query", "bad-start", "zero-step", "empty-range", "too-many-points"],
 )
 def test_flag_mistakes_before_any_request(
     argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
@@ -200,3 +214,5 @@ def test_flag_mistakes_before_any_request(
     for command in ("simulate", "backtest"):
         status, _, err = run([command, *argv], capsys)
         assert status == 2 and message in err, (command, err)
+        if "1ms" in argv:
+            assert "e+12 points; at most 2,000,000 are read" in err

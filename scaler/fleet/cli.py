@@ -21,7 +21,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from scaler.cli_support import OutputPathError, ProgressLines, check_output_dir
+from scaler.cli_support import OutputPathError, ProgressLines, check_output_dir, error_text
 from scaler.durations import parse_duration
 from scaler.fleet.evaluate import FAILED, FleetSettings, ServiceResult, fleet_scenario
 from scaler.fleet.execute import MAX_WORKERS, ResultCache, run_fleet
@@ -213,6 +213,7 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     run.add_argument(
         "--scheduler",
         metavar="ADDRESS",
+        type=_scheduler_address,
         help="a Dask scheduler, e.g. tcp://dask-scheduler:8786 (default: a local cluster)",
     )
     run.add_argument(
@@ -236,6 +237,23 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     p.set_defaults(func=run_fleet_command)
     return p
+
+
+def _scheduler_address(text: str) -> str:
+    """An argparse type: a Dask scheduler's address, checked as Dask will read it."""
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    shape = "expected tcp://HOST:PORT or tls://HOST:PORT, e.g. tcp://dask-scheduler:8786"
+    try:
+        scheme, location = parse_address(text.strip())
+        if scheme not in ("tcp", "tls"):
+            raise ValueError(f"{scheme}:// is not a network address")
+        host, port = parse_host_port(location)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(f"{text[:100]!r}: {err}; {shape}") from None
+    if not host or not 0 < int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text[:100]!r}: no host or a port out of range; {shape}")
+    return text.strip()
 
 
 def settings_from(args: argparse.Namespace) -> FleetSettings:
@@ -349,10 +367,10 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         settings = settings_from(args)
         services = services_from(args)
     except (FleetInputError, OutputPathError) as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(error_text(error), highlight=False)
         return 2
     cache = ResultCache(None if args.no_cache else Path(args.cache or out / ".cache"))
-    err.print(f"fleet: {len(services)} services", highlight=False)
+    err.print(f"fleet: {len(services)} services", highlight=False, markup=False)
 
     progress = Progress(
         TextColumn("services"),
@@ -374,7 +392,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         done[1] += cached
         progress.update(task, completed=done[0])
         if result.error:
-            err.print(f"{result.name}: failed: {result.error}", highlight=False)
+            err.print(f"{result.name}: failed: {result.error}", highlight=False, markup=False)
         if lines is not None:
             lines.update(f"{done[0]}/{len(services)} services", done[0] / len(services))
 
@@ -396,17 +414,19 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         else:
             kept = f"finished services are cached in {cache.folder}; rerun to resume"
         err.print(
-            f"interrupted after {done[0]} of {len(services)} services: {kept}", highlight=False
+            f"interrupted after {done[0]} of {len(services)} services: {kept}",
+            highlight=False,
+            markup=False,
         )
         return INTERRUPTED
     except OSError as error:
-        err.print(f"[red]error:[/red] cannot reach the Dask scheduler: {error}", highlight=False)
+        err.print(error_text(f"cannot reach the Dask scheduler: {error}"), highlight=False)
         return 2
     command = "tidescaler fleet " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     try:
         written = write_report(fleet.results, settings, out, command.strip())
     except OSError as error:  # checked writable first, so a full disk or a vanished folder
-        err.print(f"[red]error:[/red] cannot write the report: {error}", highlight=False)
+        err.print(error_text(f"cannot write the report: {error}"), highlight=False)
         return 1
     t = totals(fleet.results)
     saving = "—" if t.saving is None else f"{100 * t.saving:.1f} %"
@@ -419,9 +439,10 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         + ", ".join(f"{n} {k}" for k, n in t.recommendations.items())
         + f"; fleet saving {saving}{left_out}. Wrote {', '.join(str(p) for p in written)}",
         highlight=False,
+        markup=False,
     )
     if fleet.results and all(r.recommendation == FAILED for r in fleet.results):
         # Nothing was evaluated: a script must not take the report for an answer.
-        err.print(f"[red]error:[/red] every service failed ({len(fleet.results)})", highlight=False)
+        err.print(error_text(f"every service failed ({len(fleet.results)})"), highlight=False)
         return EXIT_ALL_FAILED
     return 0

@@ -19,6 +19,7 @@ import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
+from scaler.trace_query import MAX_RANGE_POINTS, range_points
 from scaler.traces import FillMissing, Trace, read_trace
 
 TRACE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz", ".tsv")
@@ -151,6 +152,12 @@ def from_prometheus(
         raise FleetInputError(f"--step must be a duration > 0, got {step_seconds:g} s")
     if end <= start:
         raise FleetInputError("--since must give a span > 0")
+    points = range_points(start, end, step_seconds)
+    if points > MAX_RANGE_POINTS:
+        raise FleetInputError(
+            f"--since at --step {step_seconds:g}s is {points:.3g} points a service; at most "
+            f"{MAX_RANGE_POINTS:,} are read: give a shorter --since or a coarser --step"
+        )
     # One instant query lists the services; each worker fetches its own range.
     client = PrometheusConnect(url=url.rstrip("/"))
     try:

@@ -304,10 +304,12 @@ def _label(seconds: float) -> str:
 
 
 def render_table(result: BacktestResult) -> object:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table(
-        title=f"{result.trace.name}: {result.origin_count} origins, band q={result.quantile:g}"
+        title=f"{escape(result.trace.name)}: {result.origin_count} origins, "
+        f"band q={result.quantile:g}"
     )
     for col in ("horizon", "method", "sMAPE %", "MASE", "under %", "coverage %", "n"):
         table.add_column(col, justify="left" if col in ("horizon", "method") else "right")

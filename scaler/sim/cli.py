@@ -24,7 +24,9 @@ from scaler.cli_support import (
     check_not_an_input,
     check_output_dir,
     check_output_file,
+    error_text,
     finite_float,
+    warning_text,
 )
 from scaler.policy import MAX_REPLICAS, longest_range_seconds
 from scaler.sim.cluster import ClusterModel, PodStartup
@@ -476,12 +478,12 @@ def run_simulate(args: argparse.Namespace) -> int:
         if problem is not None:
             raise ScenarioError(problem)
     except (ScenarioError, TraceError, SanityError, OutputPathError) as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(error_text(error), highlight=False)
         return 2
     warnings = (slo_warning, _peak_warning(scenario, traffic), capacity_note(scenario, traffic))
     for warning in warnings:
         if warning:
-            err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+            err.print(warning_text(warning), highlight=False)
     progress = Progress(
         TextColumn("{task.description:<12}"),
         BarColumn(),
@@ -506,11 +508,11 @@ def run_simulate(args: argparse.Namespace) -> int:
         with progress:
             result, points = sweep(scenario, traffic, report)
     except (ScenarioError, TraceError) as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False)
+        err.print(error_text(error), highlight=False)
         return 2
     blind = _no_forecast_warning(result)
     if blind:
-        err.print(f"[yellow]warning:[/yellow] {blind}", highlight=False)
+        err.print(warning_text(blind), highlight=False)
     if args.json:
         data = result_json(result, points)
         if trace is not None:
@@ -530,11 +532,11 @@ def run_simulate(args: argparse.Namespace) -> int:
             )
             written = write_outputs(result, points, Path(args.out), command.strip())
             if not args.json:
-                Console().print(f"wrote {', '.join(str(p) for p in written)}")
+                Console().print(f"wrote {', '.join(str(p) for p in written)}", markup=False)
     except OSError as error:
         path = args.timeline_csv if flag == "--timeline-csv" else args.out
         reason = error.strerror or error.__class__.__name__
-        err.print(f"[red]error:[/red] {flag} {path}: cannot write ({reason})", highlight=False)
+        err.print(error_text(f"{flag} {path}: cannot write ({reason})"), highlight=False)
         return 1
     return 0
 

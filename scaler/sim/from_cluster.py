@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from scaler.cli_support import finite_float
+from scaler.cli_support import error_text, finite_float
 from scaler.kube.api import KubeApi, KubeError, Object, ScaleTarget, load_api_client, scale_target
 from scaler.kube.startup import StartupMeasurement, StartupMeter
 from scaler.policy import KEDA_KEYS, BackendOptions, PolicyError, parse_policy
@@ -687,7 +687,7 @@ def run_simulate(args: argparse.Namespace) -> int:
             scenario = replace(scenario, days=args.days)
         result, points = sweep(scenario, traffic_for(workload, history))
     except (FromClusterError, ScenarioError) as error:
-        err.print(f"[red]error:[/red] {error}", highlight=False, soft_wrap=True)
+        err.print(error_text(error), highlight=False, soft_wrap=True)
         return 2
     if args.json:
         out = result_json(result, points)
@@ -704,7 +704,7 @@ def run_simulate(args: argparse.Namespace) -> int:
     else:
         console = Console()
         for line in describe(workload, history):
-            console.print(line, highlight=False, soft_wrap=True)
+            console.print(line, highlight=False, soft_wrap=True, markup=False)
         console.print()
         render_table(result, console, points)
     if args.out:

@@ -20,6 +20,7 @@ import numpy as np
 import yaml
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from scaler.cli_support import SCHEMA_VERSION, make_folder
@@ -92,7 +93,8 @@ def render_table(
     """The per-policy table (fits 80 columns), then the comparison at equal violations."""
     scenario = result.scenario
     table = Table(
-        title=f"{scenario.name}: {result.traffic_name}, SLO {scenario.slo_ms:g} ms,\n"
+        title=f"{escape(scenario.name)}: {escape(result.traffic_name)}, "
+        f"SLO {scenario.slo_ms:g} ms,\n"
         f"target {100 * scenario.target_utilization:g}% of "
         f"{scenario.cluster.capacity_per_replica:g} req/s per replica",
         caption="cost: replica-hours vs static-peak; >SLO: requests over the SLO\n"
@@ -134,7 +136,7 @@ def render_table(
         )
     console.print(table)
     for line in summary_lines(result, points or []):
-        console.print(line, highlight=False)
+        console.print(line, highlight=False, markup=False)
 
 
 def _pick(point: SweepPoint | None, best: float | None = None) -> str:
