@@ -80,8 +80,9 @@ def size_problems(metadata: Mapping[str, str]) -> list[str]:
             continue
         limit = value_limit(key)
         if _too_long(value, limit):
+            shown = key if key.isprintable() else quote(key)  # no raw control bytes
             problems.append(
-                f"{key}: the value is too long ({utf8_len(value)} bytes, at most {limit})"
+                f"{shown}: the value is too long ({utf8_len(value)} bytes, at most {limit})"
             )
             continue
         total += utf8_len(key) + utf8_len(value)

@@ -103,6 +103,8 @@ def load_schedules(text: str) -> Node:
                 raise TextError("more than one YAML document")
     except yaml.YAMLError as err:
         raise TextError(f"not valid YAML or JSON ({_first_line(err)})") from None
+    except UnicodeError:  # a lone surrogate: text no parser (nor gRPC) can carry
+        raise TextError("not valid text (it holds characters UTF-8 cannot encode)") from None
     if root is None:
         raise TextError("empty document")
     return root

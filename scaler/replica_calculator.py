@@ -146,10 +146,16 @@ def current_pod_count(pods: Sequence[PodState], usage: Mapping[str, float]) -> i
     return active + sum(1 for name in usage if name not in listed)
 
 
+# The largest quantity whose milli-value Kubernetes can hold (an int64). A usage or a
+# request above it is no measurement a pod can make.
+MAX_QUANTITY = (2**63 - 1) / 1000.0
+
+
 def milli(value: float) -> int:
     """A quantity in milli-units, rounded up like Kubernetes' Quantity.MilliValue()."""
-    # round() first: 0.71 * 1000 is 710.0000000000001, which must stay 710.
-    return math.ceil(round(value * 1000.0, 6))
+    # round() first: 0.71 * 1000 is 710.0000000000001, which must stay 710. Capped, so a
+    # value near the float limit cannot become an infinity that ceil() refuses.
+    return math.ceil(round(min(value, MAX_QUANTITY) * 1000.0, 6))
 
 
 def group_pods(

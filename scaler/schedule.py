@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from scaler.policy_limits import quote
+
 # robfig/cron returns Go's zero time (0001-01-01 00:00:00 UTC) when nothing matches
 # within five years; how KEDA's rule treats it is described above.
 ZERO_TIME = -62135596800.0
@@ -110,9 +112,9 @@ def _number(text: str, f: _Field, element: str) -> int:
     if not _GO_INT.fullmatch(text):
         what = f"a number or a name{f.hint}" if f.names is not None else "a number"
         if not text:
-            raise CronError(f"'{element}' is missing a number in {f.name} field")
-        inside = f" in '{element}'" if text != element else ""
-        raise CronError(f"'{text}'{inside} is not {what} in {f.name} field")
+            raise CronError(f"{quote(element)} is missing a number in {f.name} field")
+        inside = f" in {quote(element)}" if text != element else ""
+        raise CronError(f"{quote(text)}{inside} is not {what} in {f.name} field")
     if len(text) > 20:  # beyond strconv.Atoi's int64 whatever the digits (and int()'s limit)
         raise _out_of_range(text, f)
     value = int(text)
@@ -127,21 +129,28 @@ def _parse_element(element: str, f: _Field) -> int:
     low_high = range_and_step[0].split("-")
     star = low_high[0] in ("*", "?")
     if len(range_and_step) > 2:
-        raise CronError(f"'{element}' has more than one '/' in {f.name} field")
+        raise CronError(f"{quote(element)} has more than one '/' in {f.name} field")
     if star:
         # robfig ignores anything after "*-" or "?-", so "*-5" means "*".
         start, end = f.low, f.high
     else:
         if len(low_high) > 2:
-            raise CronError(f"'{element}' has more than one '-' in {f.name} field")
+            raise CronError(f"{quote(element)} has more than one '-' in {f.name} field")
         start = _number(low_high[0], f, element)
         end = start if len(low_high) == 1 else _number(low_high[1], f, element)
     step = 1
     if len(range_and_step) == 2:
         step_text = range_and_step[1]
-        if not _GO_INT.fullmatch(step_text) or int(step_text) <= 0 or int(step_text) >= 1 << 63:
+        # (the length first: int() refuses over 4,300 digits, in words of its own)
+        if (
+            not _GO_INT.fullmatch(step_text)
+            or len(step_text) > 20
+            or int(step_text) <= 0
+            or int(step_text) >= 1 << 63
+        ):
             raise CronError(
-                f"step '{step_text}' in '{element}' is not a positive number in {f.name} field"
+                f"step {quote(step_text)} in {quote(element)} is not a positive number "
+                f"in {f.name} field"
             )
         step = int(step_text)
         if len(low_high) == 1:
@@ -155,7 +164,7 @@ def _parse_element(element: str, f: _Field) -> int:
         if not f.low <= value <= f.high:
             raise _out_of_range(value, f)
     if start > end:
-        raise CronError(f"range '{element}' starts after it ends in {f.name} field")
+        raise CronError(f"range {quote(element)} starts after it ends in {f.name} field")
     bits = 0
     for value in range(start, end + 1, step):
         bits |= 1 << value
@@ -177,7 +186,9 @@ def _zone_override(expression: str) -> tuple[ZoneInfo | None, str]:
         return None, expression
     space = expression.find(" ")
     if space < 0:
-        raise CronError(f"'{expression}': a TZ= prefix must be followed by a space and 5 fields")
+        raise CronError(
+            f"{quote(expression)}: a TZ= prefix must be followed by a space and 5 fields"
+        )
     name = expression[expression.index("=") + 1 : space]
     rest = expression[space:].strip(" \t\n\v\f\r")
     if name == "Local":  # Go's time.Local: the schedule then uses the window's zone
@@ -185,7 +196,7 @@ def _zone_override(expression: str) -> tuple[ZoneInfo | None, str]:
     try:
         return ZoneInfo(name or "UTC"), rest
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise CronError(f"unknown time zone '{name}' in TZ= prefix") from None
+        raise CronError(f"unknown time zone {quote(name)} in TZ= prefix") from None
 
 
 @dataclass(frozen=True)
@@ -210,7 +221,7 @@ class CronSchedule:
         location, spec = _zone_override(expression)
         if spec.startswith("@"):
             raise CronError(
-                f"'{spec.split()[0]}' is a descriptor, which KEDA does not accept;"
+                f"{quote(spec.split()[0])} is a descriptor, which KEDA does not accept;"
                 f" write 5 fields ({_FIELD_NAMES})"
             )
         fields = [f for f in _GO_SPACE.split(spec) if f]

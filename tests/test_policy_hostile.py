@@ -257,6 +257,46 @@ HOSTILE: dict[str, tuple[dict[str, str], tuple[str, ...]]] = {
             "(lower-case letters, digits, '-')",
         ),
     ),
+    # Found by fuzzing: a lone surrogate escaped as UnicodeEncodeError (only through the
+    # Python API; gRPC refuses it as invalid UTF-8 before the parser).
+    "schedules-lone-surrogate": (
+        {"schedules": "\ud800"},
+        ("schedules: not valid text (it holds characters UTF-8 cannot encode)",),
+    ),
+    # Control bytes reached the message raw (gRPC status, logs, Events): now escaped.
+    "cron-control-byte": (
+        CRON | {"start": "0 0 * * \x1c"},
+        (
+            "start='0 0 * * \\x1c': expected a 5-field cron expression: '\\x1c' is not a "
+            "number or a name (SUN-SAT; Sunday is 0, 7 is not accepted) in day-of-week field",
+        ),
+    ),
+    "cron-zone-control-byte": (
+        CRON | {"start": "TZ=\x07x 0 0 * * *"},
+        (
+            "start='TZ=\\x07x 0 0 * * *': expected a 5-field cron expression: unknown time "
+            "zone '\\x07x' in TZ= prefix",
+        ),
+    ),
+    "long-value-control-key": (
+        {"\x00": "v" * 5000},
+        ("'\\x00': the value is too long (5000 bytes, at most 4096)",),
+    ),
+    # int() refused the 5,000-digit step in words of its own (sys.set_int_max_str_digits).
+    "schedules-step-of-5000-digits": (
+        {
+            "schedules": "- {start: '*/"
+            + "1" * 5000
+            + " * * * *', end: '0 9 * * *', timezone: UTC, desiredReplicas: '1'}"
+        },
+        (
+            "schedules[0].start='*/1111111111111111111111111111111111111111111111111111111111'"
+            "… (5010 bytes): expected a 5-field cron expression: step "
+            "'111111111111111111111111111111111111111111111111111111111111'… (5000 bytes) in "
+            "'*/1111111111111111111111111111111111111111111111111111111111'… (5002 bytes) is "
+            "not a positive number in minute field",
+        ),
+    ),
     "address-with-newline": (
         QUERY | {"prometheusAddress": "http://prometheus:9090\n/evil"},
         (

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import math
 
-from scaler.replica_calculator import PodPhase, PodState
+from scaler.engine import MAX_SIGNAL_REPLICAS, Observations, ResourceSample, decide
+from scaler.policy import parse_policy
+from scaler.replica_calculator import MAX_QUANTITY, PodPhase, PodState, milli
 from scaler.sources.resources import PodSeries, pods_from_signals, resource_query
 
 
@@ -39,6 +41,35 @@ def test_status_series_become_pod_states() -> None:
     )
     # A negative usage is no measurement; a pod known by its usage only stays in.
     assert usage == {"shop/a": 0.4, "shop/x": 0.1}
+
+
+def test_usage_or_requests_no_pod_can_have_are_no_measurement() -> None:
+    # Found by fuzzing: a finite 1e306 became an infinity in milli-units, and the decision
+    # an INTERNAL error. Past what a Kubernetes quantity holds (an int64 of milli-units) a
+    # value is no measurement, as an infinite one is.
+    pods, usage = pods_from_signals(
+        {
+            "requested": {"shop/a": PodSeries(1.0), "shop/b": PodSeries(1e306)},
+            "used": {"shop/a": PodSeries(1e306), "shop/b": PodSeries(0.5)},
+        }
+    )
+    assert [pod.name for pod in pods] == ["shop/a"]  # shop/b's request is no request
+    assert usage == {"shop/b": 0.5}  # shop/a's usage is missing
+    edge = MAX_QUANTITY
+    pods, usage = pods_from_signals(
+        {"requested": {"shop/a": PodSeries(edge)}, "used": {"shop/a": PodSeries(edge)}}
+    )
+    assert usage == {"shop/a": edge} and milli(edge) <= 2**63 + 2048  # a float's step there
+
+
+def test_any_finite_usage_gives_a_bounded_decision() -> None:
+    policy = parse_policy({"memoryUtilization": "70", "podSelector": 'pod="a"'})
+    for used, requested in ((1e306, 1.0), (1.0, 1e306), (1e305, 1e-9), (1.7e308, 1e-300)):
+        pods = (PodState("a", requested, True, -math.inf, -math.inf),)
+        sample = ResourceSample(pods, {"a": used}, 0.0)
+        decision = decide(policy, Observations(memory=sample), 0.0)
+        assert 0 <= decision.desired_replicas <= MAX_SIGNAL_REPLICAS, (used, requested)
+        assert math.isfinite(decision.hpa_value)
 
 
 def test_without_status_series_every_pod_is_ready_and_long_started() -> None:

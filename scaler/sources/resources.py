@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, get_args
 
-from scaler.replica_calculator import PodPhase, PodState
+from scaler.replica_calculator import MAX_QUANTITY, PodPhase, PodState
 
 ResourceName = Literal["cpu", "memory"]
 RESOURCE_NAMES: tuple[str, ...] = get_args(ResourceName)
@@ -187,17 +187,18 @@ def pods_from_signals(signals: Signals) -> tuple[tuple[PodState, ...], dict[str,
     it for ready pods only, so an unready pod without it counts as never ready,
     and a ready pod without it as ready since it started.
     """
-    # An infinite or negative usage or request is no measurement (a counter reset, a bad
-    # exporter): such a pod's usage is missing, and a pod without a request unknown.
+    # An infinite, negative or absurdly large usage or request is no measurement (a
+    # counter reset, a bad exporter): such a pod's usage is missing, and a pod without a
+    # request unknown.
     requested = {
         name: series
         for name, series in signals.get("requested", {}).items()
-        if math.isfinite(series.value) and series.value >= 0
+        if 0 <= series.value <= MAX_QUANTITY
     }
     usage = {
         name: series.value
         for name, series in signals.get("used", {}).items()
-        if math.isfinite(series.value) and series.value >= 0
+        if 0 <= series.value <= MAX_QUANTITY
     }
     # A pod with a container that requests nothing: the HPA cannot compute (a pod whose
     # containers all request nothing has no request series, and is listed from here).
