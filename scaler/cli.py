@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
-from urllib.parse import urlsplit
 
 from scaler import __version__
+from scaler.cli_support import prometheus_url_arg, url_problem
 
 ENV_PREFIX = "TIDESCALER_"
 
@@ -194,40 +194,10 @@ def _whole(low: int, high: int, what: str, note: str = "") -> Callable[[str], in
     return parse
 
 
-URL_SHAPE = "an http:// or https:// base URL with a host (e.g. http://prometheus:9090)"
-
-
-def _url_problem(text: str) -> str | None:
-    """Why `text` is not a Prometheus base URL tidescaler can append /api/v1/... to."""
-    url = text.strip()
-    if any(c.isspace() for c in url):
-        return f"must be {URL_SHAPE}, without spaces"
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (parsing the port is the check: 99999 or 'abc' raise)
-    except ValueError as err:
-        return f"must be {URL_SHAPE}: {err}"
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        return f"must be {URL_SHAPE}"
-    if parts.query or parts.fragment:
-        return f"must be {URL_SHAPE}, without ?query or #fragment"
-    return None
-
-
-def _prometheus_url(text: str) -> str:
-    """An argparse type: one base URL, or blank for none."""
-    if not text.strip():
-        return ""
-    problem = _url_problem(text)
-    if problem:
-        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
-    return text
-
-
 def _prometheus_urls(text: str) -> str:
     """An argparse type: comma-separated base URLs (blank entries ignored, as before)."""
     for item in text.split(","):
-        problem = _url_problem(item) if item.strip() else None
+        problem = url_problem(item) if item.strip() else None
         if problem:
             raise argparse.ArgumentTypeError(f"each URL {problem}, got {item.strip()!r}")
     return text
@@ -264,7 +234,7 @@ def _add_serve_parser(subparsers: Any) -> None:
     )
     p.add_argument(
         "--prometheus-url",
-        type=_prometheus_url,
+        type=prometheus_url_arg,
         help="Prometheus used when a trigger sets no prometheusAddress (default: none; "
         "triggers must then name an allowed address)",
     )

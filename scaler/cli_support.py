@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
+from urllib.parse import urlsplit
 
 from rich.text import Text
 
@@ -39,6 +40,36 @@ def labelled(label: str, style: str, message: object) -> Text:
     values from the user, which Rich would otherwise read as markup ("[/x]" in a
     file name crashes the print, "[prod]" vanishes from it)."""
     return Text.assemble((label, style), " ", str(message))
+
+
+URL_SHAPE = "an http:// or https:// base URL with a host (e.g. http://prometheus:9090)"
+
+
+def url_problem(text: str) -> str | None:
+    """Why `text` is not a Prometheus base URL tidescaler can append /api/v1/... to."""
+    url = text.strip()
+    if any(c.isspace() for c in url):
+        return f"must be {URL_SHAPE}, without spaces"
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is the check: 99999 or 'abc' raise)
+    except ValueError as err:
+        return f"must be {URL_SHAPE}: {err}"
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        return f"must be {URL_SHAPE}"
+    if parts.query or parts.fragment:
+        return f"must be {URL_SHAPE}, without ?query or #fragment"
+    return None
+
+
+def prometheus_url_arg(text: str) -> str:
+    """An argparse type: one base URL, or blank for none."""
+    if not text.strip():
+        return ""
+    problem = url_problem(text)
+    if problem:
+        raise argparse.ArgumentTypeError(f"{problem}, got {text!r}")
+    return text
 
 
 def duration_arg(text: str) -> float:
@@ -75,6 +106,10 @@ def check_output_file(path: str | None, flag: str) -> None:
     must be writable (tried now, so that a run does not fail after the work)."""
     if not path:
         return
+    if path == "-":  # --trace - reads stdin; an output of "-" would be a file of that name
+        raise OutputPathError(
+            f"{flag} -: standard output carries the report here; name a file (e.g. {flag} out.csv)"
+        )
     # A symlink is written through, so its target is what is checked (a dangling link to
     # a file not yet made is fine when the target's folder is writable). realpath does
     # not raise on a loop; the open below then fails with the loop's own reason.

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any, TextIO
 
+from scaler.cli_support import prometheus_url_arg
 from scaler.trace_query import parse_range, query_trace
 from scaler.traces import FILL_MISSING, UNITS, Trace, TraceError, read_trace
 
@@ -31,6 +32,7 @@ def add_trace_source_arguments(p: argparse.ArgumentParser, group: Any) -> None:
     group.add_argument(
         "--prometheus-url",
         metavar="URL",
+        type=prometheus_url_arg,
         help="fetch the traffic from this Prometheus with --query over --start..--end "
         "(default: none)",
     )

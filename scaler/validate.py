@@ -343,7 +343,9 @@ def validate_text(text: str, label: str, all_external: bool = False) -> tuple[li
         meta = doc.get("metadata")
         if not isinstance(meta, Mapping) or not meta.get("name"):
             problems.append(f"{where}: metadata.name: missing; every ScaledObject needs a name")
-        if doc.get("apiVersion") != API_VERSION:
+        if "apiVersion" not in doc:
+            problems.append(f"{where}: apiVersion: missing; expected {API_VERSION}")
+        elif doc.get("apiVersion") != API_VERSION:
             problems.append(
                 f"{where}: apiVersion {doc.get('apiVersion')!r}: expected {API_VERSION}"
             )
@@ -382,8 +384,11 @@ def run_validate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
             else:
                 with open(name, encoding="utf-8-sig") as handle:
                     text = handle.read()
-        except (OSError, UnicodeDecodeError) as err:
-            reason = getattr(err, "strerror", None) or str(err)
+        except UnicodeDecodeError as err:
+            problems.append(f"{label}: byte {err.start} is not UTF-8 text; save the file as UTF-8")
+            continue
+        except OSError as err:
+            reason = err.strerror or str(err)
             problems.append(f"{label}: cannot read ({reason}); check the path")
             continue
         found, count = validate_text(text, label, args.all_external)

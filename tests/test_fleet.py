@@ -94,6 +94,7 @@ def test_local_cluster_gives_known_answers_and_records_failures(
     assert by_name["short"].recommendation == TOO_LITTLE_HISTORY
     assert by_name["broken"].recommendation == FAILED
     assert "noon" in (by_name["broken"].error or "")
+    assert not (by_name["broken"].error or "").startswith("TraceError")  # the message alone
     # Flat traffic: a forecast has nothing to add, so reactive stays.
     assert by_name["flat"].recommendation == KEEP_REACTIVE
     # Strong tides on a 15-minute grid: the forecast beats naive, but reactive at its
@@ -132,6 +133,9 @@ def test_a_jump_at_a_minute_history_tells_is_where_the_forecast_pays(
     assert result.saving is not None and result.saving >= SETTINGS.min_saving
     assert result.trigger_metadata["forecast"] == "on"
     assert float(result.trigger_metadata["threshold"]) > 0
+    # Capacity in the service's own requests/s, as the threshold is (it was reported as the
+    # simulated replica's, whatever the service).
+    assert result.capacity_per_replica == pytest.approx(result.peak_rps / SETTINGS.peak_replicas)
 
 
 def test_the_coarse_to_fine_search_picks_what_the_full_sweep_picks(

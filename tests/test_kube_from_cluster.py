@@ -20,6 +20,7 @@ from kube_api_stand_in import KubeApiStandIn, deployment, pod, scaled_object
 from prometheus_server import CountingProxy, PrometheusServer, Series, grid, openmetrics
 
 from scaler.cli import main
+from scaler.kube.api import KubeError, load_api_client
 from scaler.sim import hpa
 from scaler.sim.from_cluster import hpa_behavior, pod_requests
 
@@ -454,3 +455,25 @@ def test_pod_requests_are_summed_over_containers() -> None:
 
 # Keep the fixture factory type importable for type checkers of this module.
 _ = Callable
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "cannot read it (No such file or directory)"),
+        ("just text\n", "not a kubeconfig (expected a mapping with clusters, contexts and users)"),
+        ("key: [unclosed\n", "not YAML, so not a kubeconfig"),
+    ],
+    ids=["missing", "not-a-mapping", "not-yaml"],
+)
+def test_an_unusable_kubeconfig_is_named_with_what_is_wrong(
+    tmp_path: Path, content: str | None, expected: str
+) -> None:
+    # The client library said "Invalid kube-config file" without the path, or
+    # "'str' object does not support item assignment".
+    path = tmp_path / "kubeconfig"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(KubeError) as info:
+        load_api_client(str(path))
+    assert str(info.value) == f"Kubernetes configuration: --kubeconfig {path}: {expected}"

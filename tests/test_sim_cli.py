@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 
 from scaler.sim.cli import add_simulate_parser
+from scaler.sim.report import _coarse_grid_lines
+from scaler.sim.runner import SweepPoint
 
 SCENARIO = """
 name: cli-small
@@ -113,7 +115,10 @@ def test_out_writes_report_plots_and_sweep(
         "target_utilization=0.5,0.9",
     ]
     assert run(argv) == 0
-    assert "reactive" in capsys.readouterr().out
+    printed = " ".join(capsys.readouterr().out.split())  # as one line, whatever the width
+    assert "reactive" in printed
+    assert "chosen on the first half of the days and measured on the second" in printed
+    assert "Targets were swept in steps of up to 20 %" in printed  # 0.5, 0.7 (as given), 0.9
     for name in ("report.md", "frontier.png", "capacity.png", "capacity_zoom.png", "result.json"):
         assert (out / name).stat().st_size > 0
     written = json.loads((out / "result.json").read_text())
@@ -447,3 +452,19 @@ def test_service_time_concurrency_and_routing_as_flags(
     assert "is 1.5 requests in service at once, not a whole number of workers" in err
     assert run([str(scenario), "--service-time-ms", "0"]) == 2
     assert "--service-time-ms=0: expected > 0" in capsys.readouterr().err
+
+
+def test_a_fine_grid_of_targets_is_not_warned_about() -> None:
+    def point(target: str) -> SweepPoint:
+        return SweepPoint(
+            "target_utilization", target, "reactive", 1.0, 1.0, 0.0, 0.1,
+            settings=(("target_utilization", target),),
+        )  # fmt: skip
+
+    fine = [point(f"{t / 100:g}") for t in range(50, 96)]
+    assert _coarse_grid_lines(fine) == []
+    gapped = [p for p in fine if p.value != "0.7"]  # one step of 2 %
+    assert _coarse_grid_lines(gapped) == []
+    coarse = [point("0.5"), point("0.6"), point("0.8")]
+    (line,) = _coarse_grid_lines(coarse)
+    assert line.startswith("Targets were swept in steps of up to 20 %")

@@ -279,6 +279,21 @@ def test_unwritable_outputs_fail_before_the_work(
     assert "rep-h" not in out  # nothing was simulated
 
 
+@pytest.mark.parametrize("command", ["simulate", "backtest"])
+def test_a_dash_for_an_output_file_is_refused_not_written_as_a_file(
+    trace: Path, command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    # --trace - reads stdin; "--timeline-csv -" wrote a file named "-".
+    monkeypatch.chdir(tmp_path)
+    flag = "--timeline-csv" if command == "simulate" else "--forecasts-csv"
+    assert main([command, "--trace", str(trace), flag, "-"]) == 2
+    assert f"{flag} -: standard output carries the report here" in one_error(
+        capsys.readouterr().err
+    )
+    assert not (tmp_path / "-").exists()
+
+
 def test_output_checks_leave_no_trace_behind(tmp_path: Path) -> None:
     check_output_dir(str(tmp_path / "new" / "deeper"), "--out")
     check_output_file(str(tmp_path / "t.csv"), "--timeline-csv")
@@ -572,3 +587,27 @@ def test_a_name_with_brackets_is_shown_as_it_is(
     _, err = capsys.readouterr()
     assert code == 2
     assert str(missing) in one_error(err)
+
+
+def test_a_flag_can_mend_what_the_scenario_file_breaks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The file's SLO is out of the oracle's reach; --slo-ms mends it. The file used to be
+    # checked before the flags applied, so the run was refused for the file's value.
+    scenario = tmp_path / "tight.yaml"
+    scenario.write_text("name: tight\nsynthetic: {}\nslo_ms: 30\npolicies: [oracle]\n")
+    argv = ["simulate", str(scenario), "--days", "1", "--warmup-days", "0"]
+    assert main(argv) == 2
+    assert "the SLO is unreachable" in capsys.readouterr().err
+    assert main([*argv, "--slo-ms", "500"]) == 0
+    assert "Traceback" not in capsys.readouterr().err
+
+
+def test_days_beyond_the_trace_are_said_not_silently_dropped(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = simulate(["--trace", str(trace), "--days", "5"], capsys)
+    assert code == 0
+    assert "warning: --days 5: the traffic holds 2.00 days; all of it is simulated" in err
+    code, _, err = simulate(["--trace", str(trace), "--days", "2"], capsys)
+    assert code == 0 and "the traffic holds" not in err

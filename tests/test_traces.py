@@ -307,6 +307,22 @@ def test_a_gap_in_a_prometheus_answer_names_the_sample(tmp_path: Path) -> None:
     assert read_trace(path, fill_missing="zero").values.tolist() == [60, 0, 60, 60]
 
 
+@pytest.mark.parametrize("infinite", ["+Inf", "-Inf"])
+def test_an_infinite_sample_in_a_prometheus_answer_is_refused(
+    tmp_path: Path, infinite: str
+) -> None:
+    # It was a gap, which --fill-missing zero turned into no demand at all.
+    text = prometheus_answer([(T0, "1"), (T0 + 60, infinite), (T0 + 120, "1")])
+    path = write(tmp_path, text, "export.json")
+    for fill in ("error", "zero", "hold"):
+        with pytest.raises(TraceError) as err:
+            read_trace(path, fill_missing=fill)  # type: ignore[arg-type]
+        assert "export.json: sample 2 at" in str(err.value)
+        assert f"value {infinite} is not finite (the query divides by zero there?)" in str(
+            err.value
+        )
+
+
 def test_a_step_that_looks_like_milliseconds_warns(tmp_path: Path) -> None:
     # Relative timestamps in milliseconds: too small to be detected by magnitude.
     trace = read_trace(write(tmp_path, "timestamp,requests\n0,1\n60000,2\n120000,3\n"))

@@ -197,6 +197,19 @@ def test_millisecond_jitter_is_snapped_onto_the_grid(tmp_path: Path) -> None:
     assert any("snapped them onto it" in note for note in trace.notes)
 
 
+@pytest.mark.parametrize("rows", [600, 601])
+def test_jitter_that_alternates_is_snapped_onto_the_clean_step(tmp_path: Path, rows: int) -> None:
+    # Every other row 0.9 s late (0.3 % of 5 min): single intervals alternate 300.9 s and
+    # 299.1 s, so their median is either, not the step; it was refused as off a grid of 301 s.
+    path = tmp_path / "alternating.csv"
+    times = [T0 + 300 * i + (0.9 if i % 2 else 0.0) for i in range(rows)]
+    path.write_text("time,requests\n" + "".join(f"{t:.1f},{i % 7}\n" for i, t in enumerate(times)))
+    trace = read_trace(path)
+    assert trace.step_seconds == 300.0
+    assert np.array_equal(trace.timestamps, T0 + 300.0 * np.arange(rows))
+    assert trace.values.tolist() == [i % 7 for i in range(rows)]
+
+
 def test_jitter_with_a_late_first_row_and_a_gap(tmp_path: Path) -> None:
     times = [T0 + 0.004, T0 + 59.997, T0 + 120.002, T0 + 240.001, T0 + 299.999]
     path = tmp_path / "jitter.csv"

@@ -216,3 +216,18 @@ def test_flag_mistakes_before_any_request(
         assert status == 2 and message in err, (command, err)
         if "1ms" in argv:
             assert "e+12 points; at most 2,000,000 are read" in err
+
+
+@pytest.mark.parametrize("command", ["simulate", "backtest", "fleet"])
+def test_a_prometheus_url_without_a_scheme_is_refused_as_serve_refuses_it(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # It used to reach the HTTP library: "No connection adapters were found".
+    with pytest.raises(SystemExit) as info:
+        main([command, "--prometheus-url", "localhost:9090", "--query", "up"])
+    assert info.value.code == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "argument --prometheus-url: must be an http:// or https:// base URL with a host "
+        "(e.g. http://prometheus:9090), got 'localhost:9090'"
+    ) in err

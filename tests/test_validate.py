@@ -126,6 +126,24 @@ def test_stdin(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[st
     assert out[0].startswith("<stdin>:doc 1: scaledobject shop/web: ")
 
 
+def test_a_file_not_in_utf8_and_a_missing_api_version_are_named(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("metadata: {name: caf\xe9}\n".encode("latin-1"))
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(
+        "kind: ScaledObject\nmetadata: {name: web, namespace: shop}\n"
+        "spec: {scaleTargetRef: {name: web}, triggers: []}\n"
+    )
+    status, out, _ = run([str(latin), str(bare)], capsys)
+    assert status == 1
+    assert out[0] == f"{latin}: byte 20 is not UTF-8 text; save the file as UTF-8"
+    assert any(
+        line.endswith("apiVersion: missing; expected keda.sh/v1alpha1") for line in out[1:]
+    ), out
+
+
 def test_broken_yaml_and_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "broken.yaml"
     path.write_text("spec:\n  triggers: [\n")

@@ -21,7 +21,13 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from scaler.cli_support import OutputPathError, ProgressLines, check_output_dir, error_text
+from scaler.cli_support import (
+    OutputPathError,
+    ProgressLines,
+    check_output_dir,
+    error_text,
+    prometheus_url_arg,
+)
 from scaler.durations import parse_duration
 from scaler.fleet.evaluate import FAILED, FleetSettings, ServiceResult, fleet_scenario
 from scaler.fleet.execute import MAX_WORKERS, ResultCache, run_fleet
@@ -135,7 +141,10 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
         "traffic; hold repeats the last value (default: %(default)s)",
     )
     source.add_argument(
-        "--prometheus-url", metavar="URL", help="Prometheus to read from (default: none)"
+        "--prometheus-url",
+        metavar="URL",
+        type=prometheus_url_arg,
+        help="Prometheus to read from (default: none)",
     )
     source.add_argument(
         "--query",

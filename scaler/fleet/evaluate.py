@@ -78,7 +78,7 @@ class ServiceResult:
     days: float = 0.0
     step_seconds: float = 0.0
     peak_rps: float = 0.0
-    capacity_per_replica: float = 0.0
+    capacity_per_replica: float = 0.0  # in the service's own requests/s
     demand_scale: float = 1.0  # the demand simulated is the service's times this
     forecast_smape: float | None = None
     baseline_smape: float | None = None
@@ -121,9 +121,10 @@ def evaluate_service(source: ServiceSource, settings: FleetSettings) -> ServiceR
     try:
         result = _evaluate(source.load(), settings)
     except Exception as error:  # one bad service must not stop the fleet
-        result = ServiceResult(
-            source.name, FAILED, error=f"{type(error).__name__}: {str(error)[:500]}"
-        )
+        # A problem of the input (its trace, its values) reads as the message alone; any
+        # other failure keeps its exception's name, which says where to look.
+        named = "" if isinstance(error, ValueError) else f"{type(error).__name__}: "
+        result = ServiceResult(source.name, FAILED, error=f"{named}{str(error)[:500]}")
     return replace(result, name=source.name, wall_seconds=time.perf_counter() - began)
 
 
@@ -153,7 +154,8 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
         # size where whole replicas do not dominate, on a replica of known service time.
         capacity = ClusterModel().capacity_per_replica
         scale = settings.peak_replicas * capacity / peak
-    base = replace(base, capacity_per_replica=capacity, demand_scale=scale)
+    # Reported in the service's own requests/s (the simulation runs the demand scaled).
+    base = replace(base, capacity_per_replica=capacity / scale, demand_scale=scale)
 
     highest = float(np.max(rate))
     if not highest * scale / capacity <= MAX_PEAK_REPLICAS_COUNTED:

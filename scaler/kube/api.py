@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
 from kubernetes import client, config
 
 Object = dict[str, Any]
@@ -63,6 +64,10 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
     Raises KubeError when neither is usable.
     """
     configuration = client.Configuration()
+    if kubeconfig is not None:
+        problem = _kubeconfig_problem(kubeconfig)
+        if problem is not None:
+            raise KubeError("Kubernetes configuration", problem)
     try:
         if kubeconfig is None and context is None and in_cluster():
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
@@ -75,6 +80,27 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
     # One attempt per call: the loops that call retry on their own schedule.
     configuration.retries = 0
     return client.ApiClient(configuration)
+
+
+def _kubeconfig_problem(path: str) -> str | None:
+    """Why the kubeconfig file at `path` cannot be used, named; None if it may be.
+
+    The client library says neither which file it could not find nor, for a file
+    that is not a kubeconfig, more than a Python error about item assignment.
+    """
+    try:
+        with open(path, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle)
+    except OSError as err:
+        return f"--kubeconfig {path}: cannot read it ({err.strerror or err})"
+    except (yaml.YAMLError, UnicodeDecodeError):
+        return f"--kubeconfig {path}: not YAML, so not a kubeconfig"
+    if not isinstance(data, dict):
+        return (
+            f"--kubeconfig {path}: not a kubeconfig (expected a mapping with clusters, "
+            "contexts and users)"
+        )
+    return None
 
 
 def _status_message(body: Any) -> tuple[str, str]:

@@ -9,6 +9,7 @@ cost/violation frontier against the other's).
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 import math
 from dataclasses import dataclass
@@ -223,7 +224,14 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
         # a sweep still has its points to show, whichever policies ran.
         return headline(result, points) + sweep_lines(points)
     target = f"{100 * result.scenario.target_utilization:g}%"
-    if comparison.swept:
+    walk_forward = any(p.later is not None for p in comparison.points)
+    if comparison.swept and walk_forward:
+        lines.append(
+            "Cheapest setting within each violation budget, chosen on the first half of the "
+            "days and measured on the second (cost vs static-peak there; requests over the "
+            "SLO there):"
+        )
+    elif comparison.swept:
         lines.append("Cheapest setting within each violation budget (cost vs static-peak):")
     else:
         lines.append(
@@ -247,7 +255,34 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
         lines.append(f"  {budget:>7}  {reactive:<{width}}  {tide:<{width}}  {ratio}")
     lines.extend(_blind_tuning_lines(comparison.points))
     lines.extend(_match_lines(comparison, target))
+    lines.extend(_coarse_grid_lines(comparison.points))
     return lines
+
+
+# Targets further apart than this make differences of their own between two policies: one
+# just misses a budget at a target and pays for the whole step to the next.
+FINE_TARGET_STEP = 0.025
+
+
+def _coarse_grid_lines(points: list[SweepPoint]) -> list[str]:
+    """A warning when the targets compared were swept in coarse steps."""
+    targets = sorted(
+        {
+            round(float(value), 6)
+            for p in points
+            for name, value in p.settings
+            if name == "target_utilization"
+        }
+    )
+    steps = [b - a for a, b in itertools.pairwise(targets)]
+    if not steps or max(steps) <= FINE_TARGET_STEP + 1e-9:
+        return []
+    return [
+        f"Targets were swept in steps of up to {100 * max(steps):.0f} %: at that grain a "
+        "step of the grid can pass for a saving (or a loss). Sweep in 1 % steps before "
+        "trusting a ratio (--sweep target_utilization=0.5,0.51,0.52,...,0.95, every value "
+        "written out)."
+    ]
 
 
 def sweep_lines(points: list[SweepPoint]) -> list[str]:
@@ -314,6 +349,7 @@ def headline(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
         lines.append(text)
     lines.extend(_blind_tuning_lines(comparison.points))
     lines.extend(_match_lines(comparison, target))
+    lines.extend(_coarse_grid_lines(comparison.points))
     return lines
 
 

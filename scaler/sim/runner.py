@@ -330,6 +330,11 @@ def simulate(
         raise ScenarioError(f"{scenario.origin}: {problem}")
     sim = prepare(scenario, traffic)
     first = round(scenario.warmup_days * 86400 / sim.step_seconds)
+    if first >= sim.steps and first == 0:
+        raise ScenarioError(
+            f"{scenario.origin}: the traffic is shorter than one simulation step "
+            f"({sim.step_seconds:g} s): nothing to evaluate; give a longer trace"
+        )
     if first >= sim.steps:
         raise ScenarioError(
             f"{scenario.origin}: warmup_days={scenario.warmup_days:g} leaves nothing to evaluate "

@@ -587,8 +587,14 @@ def _pod_startup(keys: _Keys, data: Mapping[str, Any]) -> PodStartup:
     return result
 
 
-def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scenario:
-    """A Scenario from parsed YAML, or ScenarioError listing every problem."""
+def parse_scenario(
+    data: Any, origin: str, base_dir: Path | None = None, *, cross_check: bool = True
+) -> Scenario:
+    """A Scenario from parsed YAML, or ScenarioError listing every problem.
+
+    `cross_check=False` leaves out the rules across keys (`check_scenario`), for a
+    caller that changes the scenario first (command-line flags) and checks it then.
+    """
     if not isinstance(data, Mapping):
         raise ScenarioError(f"{origin}: expected a mapping of scenario keys at the top level")
     keys = _Keys(data, origin)
@@ -760,7 +766,8 @@ def parse_scenario(data: Any, origin: str, base_dir: Path | None = None) -> Scen
         base_dir=base_dir,
         generator=generator,
     )
-    keys.problems.extend(check_scenario(scenario))
+    if cross_check:
+        keys.problems.extend(check_scenario(scenario))
     if keys.problems:
         raise ScenarioError("invalid scenario:\n  " + "\n  ".join(keys.problems))
     return scenario
@@ -882,6 +889,14 @@ def check_sweep(scenario: Scenario) -> list[str]:
     otherwise stop the sweep partway, with the runs before it lost."""
     sweep = scenario.sweep
     assert sweep is not None
+    if not swept_policies(scenario):
+        # Otherwise the sweep would silently not run (and the report suggest --sweep).
+        named = ", ".join(sweep.policies or ("every policy but oracle",))
+        return [
+            f"{scenario.origin}: the sweep reruns {named}, and none of them is among the "
+            f"policies run ({', '.join(scenario.policies)}); add it to the policies "
+            "(--policies) or sweep one of those (--sweep-policies)"
+        ]
     base = replace(scenario, sweep=None, policies=swept_policies(scenario))
     if math.prod(len(values) for _, values in sweep.axes) <= MAX_CHECKED_COMBINATIONS:
         grids = [
@@ -1041,8 +1056,8 @@ def with_sweep_value(scenario: Scenario, parameter: str, value: str) -> Scenario
     return replace(scenario, tidescaler=meta)
 
 
-def load_scenario(path: str | Path) -> Scenario:
-    """Read and check a scenario file."""
+def load_scenario(path: str | Path, *, cross_check: bool = True) -> Scenario:
+    """Read and check a scenario file (`cross_check`: see `parse_scenario`)."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -1052,7 +1067,9 @@ def load_scenario(path: str | Path) -> Scenario:
         raise ScenarioError(
             f"{path}: byte {err.start} is not UTF-8 text; save the file as UTF-8"
         ) from None
-    return parse_scenario(load_yaml(text, str(path)), str(path), path.parent)
+    return parse_scenario(
+        load_yaml(text, str(path)), str(path), path.parent, cross_check=cross_check
+    )
 
 
 def setting_as_given(scenario: Scenario, parameter: str) -> str:

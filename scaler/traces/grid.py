@@ -87,7 +87,7 @@ def on_grid(
             raise _off_grid(times, lines, step, at)
         step, origin, ks, worst = snapped
         notes.append(
-            f"timestamps were up to {worst * 1000:.3g} ms off the grid of one row every "
+            f"timestamps were up to {_offset_text(worst)} off the grid of one row every "
             f"{duration_text(step)}; snapped them onto it"
         )
     index = ks.astype(np.int64)
@@ -199,6 +199,11 @@ def _hour_gaps(
     return hours
 
 
+def _offset_text(seconds: float) -> str:
+    """0.004 -> "4 ms", 1.5 -> "1.5 s": never "2e+03 ms"."""
+    return f"{seconds * 1000:.3g} ms" if seconds < 1.0 else f"{seconds:.3g} s"
+
+
 def _snapped(
     times: npt.NDArray[np.float64], diffs: npt.NDArray[np.float64]
 ) -> tuple[float, float, npt.NDArray[np.float64], float] | None:
@@ -207,16 +212,24 @@ def _snapped(
 
     The step is the median interval rounded to a whole second (to a millisecond when
     that does not fit), and the grid's origin is rounded likewise, so that jittered
-    rows land on the times a clean export would have written.
+    rows land on the times a clean export would have written. When that step fits
+    no grid, the median over two and three intervals is tried: jitter that alternates
+    (+0.9 s, -0.9 s, ...) puts the median of single intervals off the step.
     """
     positive = diffs[diffs > 0]
     if not len(positive):
         return None
-    median = float(np.median(positive))
-    for digits in (0, 3):
+    medians = [float(np.median(positive))]
+    for span in (2, 3):
+        wide = (times[span:] - times[:-span]) / span
+        if len(wide[wide > 0]):
+            medians.append(float(np.median(wide[wide > 0])))
+    tried: set[float] = set()
+    for median, digits in ((m, d) for m in medians for d in (0, 3)):
         step = round(median, digits)
-        if step <= 0 or (digits == 0 and median < 1.0):
+        if step <= 0 or (digits == 0 and median < 1.0) or step in tried:
             continue
+        tried.add(step)
         first = np.rint((times - times[0]) / step)
         origin = round(float(times[0] + np.median(times - times[0] - first * step)), digits)
         k = np.rint((times - origin) / step)

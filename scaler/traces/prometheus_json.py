@@ -110,8 +110,16 @@ def prometheus_samples(text: IO[str], name: str) -> Samples:
                 f"{name}: sample {i}: time {_shown(pair[0])} {problem}; Prometheus writes Unix "
                 "seconds: export the answer unchanged, or remove the sample"
             )
-        if not math.isfinite(v):
-            continue  # NaN or Inf: a gap, filled by --fill-missing like an absent sample
+        if math.isnan(v):
+            continue  # what Prometheus writes for 0/0: a gap, filled by --fill-missing
+        if math.isinf(v):
+            # x/0 in the query: no demand to fill a gap with, and --fill-missing zero
+            # would have made an infinite demand none at all.
+            raise TraceError(
+                f"{name}: sample {i} at {when(t)}: value {pair[1]} is not finite (the query "
+                "divides by zero there?); fix the query, or remove the sample and pass "
+                "--fill-missing"
+            )
         if v < 0:
             raise TraceError(
                 f"{name}: sample {i} at {when(t)}: value {pair[1]} is negative; query rate() or "
