@@ -37,7 +37,7 @@ run: install
 	$(VENV)/bin/tidescaler simulate
 
 test: system-deps install-test
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=15
 
 bench: system-deps install-test
 	$(PY) -m pip install --quiet -e '.[test,bench]'
