@@ -128,3 +128,16 @@ def test_autocorrelation_of_a_sine_peaks_at_its_period() -> None:
     assert acf[0] == pytest.approx(1.0)
     assert acf[50] == pytest.approx(1.0, abs=0.02)
     assert acf[25] == pytest.approx(-1.0, abs=0.02)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("unit", [1e290, 1e300, 1e307])
+def test_values_near_the_float_limit_give_the_verdict_of_the_same_shape(unit: float) -> None:
+    # Their squares overflowed (numpy warnings in the logs) and the period went unseen.
+    tide = Tide(days=7)
+    shape = generate(tide, np.random.default_rng(3))
+    shape = shape / np.max(shape)
+    small = periodicity.detect(shape, tide.step_seconds)
+    huge = periodicity.detect(shape * unit, tide.step_seconds)
+    assert huge.periods_seconds == small.periods_seconds
+    assert DAY_SECONDS in huge.periods_seconds

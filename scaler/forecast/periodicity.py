@@ -86,6 +86,11 @@ def coarsen(values: FloatArray, factor: int) -> FloatArray:
     return out
 
 
+# Above this a value's square (and a sum of them) comes near the float limit. Only such
+# series are rescaled, so every other verdict is computed exactly as before.
+HUGE_VALUE = 1e100
+
+
 def autocorrelation(values: FloatArray) -> FloatArray:
     """Unbiased autocorrelation at every lag (missing points count as the mean)."""
     x = np.where(np.isfinite(values), values, np.nan)
@@ -177,6 +182,13 @@ def _acf_at(acf: FloatArray, lag: int) -> float | None:
 def detect(values: npt.ArrayLike, step_seconds: float) -> Periodicity:
     """Find daily and weekly periods in a regular series (NaN marks missing points)."""
     y = np.asarray(values, dtype=np.float64)
+    known = np.isfinite(y)
+    largest = float(np.max(np.abs(y[known]))) if known.any() else 0.0
+    if largest > HUGE_VALUE:
+        # The verdict does not depend on the unit, and sums and squares of values this
+        # large overflow (the hourly means, the variance, the periodogram): judge the
+        # series in units of its peak.
+        y = y / largest
     factor = max(1, int(COARSE_STEP_SECONDS // step_seconds))
     x = coarsen(y, factor)
     step = step_seconds * factor
