@@ -253,6 +253,17 @@ def test_sweep_values_are_checked_before_any_run(
 # -- 5. a scenario file that is not UTF-8 -----------------------------------------------
 
 
+def test_a_key_given_twice_in_a_scenario_file_is_refused_on_its_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # YAML keeps the last silently: this was a run at 100 ms.
+    path = tmp_path / "twice.yaml"
+    path.write_text("name: twice\nsynthetic: {}\nslo_ms: 500\nslo_ms: 100\n")
+    code, _, err = simulate([str(path)], capsys)
+    assert code == 2
+    assert one_error(err) == f"error: {path}:4: not valid YAML (key 'slo_ms' appears twice)"
+
+
 def test_latin1_scenario_gets_a_clear_message(
     trace: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -611,3 +622,13 @@ def test_days_beyond_the_trace_are_said_not_silently_dropped(
     assert "warning: --days 5: the traffic holds 2.00 days; all of it is simulated" in err
     code, _, err = simulate(["--trace", str(trace), "--days", "2"], capsys)
     assert code == 0 and "the traffic holds" not in err
+
+
+def test_a_typo_in_the_tidescaler_block_is_found_when_tidescaler_does_not_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text('name: typo\nsynthetic: {}\ntidescaler:\n  treshold: "5"\n')
+    code, _, err = simulate([str(path), "--days", "1"], capsys)  # --policies reactive
+    assert code == 2
+    assert "tidescaler: unknown key 'treshold' (did you mean threshold?)" in err

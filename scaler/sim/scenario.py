@@ -13,7 +13,7 @@ import difflib
 import itertools
 import math
 import reprlib
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
 from importlib import resources
 from pathlib import Path
@@ -92,6 +92,24 @@ MAX_YAML_NODES = 20_000
 MAX_YAML_DEPTH = 20
 _YAML_LOADER: type[Any] = yaml.CSafeLoader if yaml.__with_libyaml__ else yaml.SafeLoader
 
+
+class _UniqueKeys(_YAML_LOADER):  # type: ignore[misc]
+    """The safe loader, refusing a key given twice in one mapping (YAML would keep the
+    last silently: `slo_ms: 500` then `slo_ms: 100` is a run at 100 ms)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, Hashable) and key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {short(key)} appears twice", key_node.start_mark
+                )
+            seen.add(key)
+        mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
+        return mapping
+
+
 # Values quoted in messages are cut short: a wrong value may be megabytes long.
 _SHORT = reprlib.Repr()
 _SHORT.maxstring = 60
@@ -140,7 +158,7 @@ def load_yaml(text: str, where: str) -> Any:
                     raise ScenarioError(f"{where}: nested more than {MAX_YAML_DEPTH} levels deep")
             elif isinstance(event, yaml.CollectionEndEvent):
                 depth -= 1
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeys)  # a safe loader (see _UniqueKeys)
     except yaml.reader.ReaderError as err:
         # A control character (an ANSI escape, a NUL): no problem_mark, but the error's
         # first line says which character, and its position where.
@@ -841,7 +859,9 @@ def check_scenario(scenario: Scenario) -> list[str]:
             f"{origin}: cluster.timeout_seconds={scenario.cluster.timeout_seconds:g} is below "
             f"slo_ms={scenario.slo_ms:g}"
         )
-    if "tidescaler" in scenario.policies:
+    # A tidescaler block written in the file is checked even when the policy does not run
+    # this time: a typo in it (`treshold`) would otherwise wait for the run that uses it.
+    if "tidescaler" in scenario.policies or scenario.tidescaler:
         metadata = scenario.tidescaler_metadata()
         try:
             policy = parse_policy(metadata)
