@@ -708,10 +708,23 @@ NUMBERS = st.one_of(
 )
 
 
+def _sendable(metadata: dict[str, str]) -> bool:
+    """Whether gRPC can carry these strings at all (protobuf strings are UTF-8)."""
+    try:
+        for key, value in metadata.items():
+            key.encode()
+            value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _explicit_wire(
     test: Callable[[pb_grpc.ExternalScalerStub, dict[str, str], str], None],
 ) -> Callable[[pb_grpc.ExternalScalerStub, dict[str, str], str], None]:
     for metadata, _ in HOSTILE.values():
+        if not _sendable(metadata):
+            continue  # the gRPC client refuses text that is not UTF-8 before any request
         test = example(metadata=metadata, name="web")(test)
     for metadata in LONG_OPTION_NAMES:
         test = example(metadata=metadata, name="web")(test)
