@@ -86,6 +86,24 @@ def check_trace_source(args: argparse.Namespace) -> None:
         )
     if args.prometheus_url:
         parse_range(args.start, args.end, args.step)
+    elif args.trace:
+        given = [
+            flag
+            for flag, value, default in (
+                ("--start", args.start, DEFAULT_START),
+                ("--end", args.end, "now"),
+                ("--step", args.step, DEFAULT_STEP),
+            )
+            if value != default
+        ]
+        if given:
+            # They shape a Prometheus query; a file is read as it is, whatever they say.
+            one = len(given) == 1
+            raise TraceError(
+                f"{', '.join(given)} {'applies' if one else 'apply'} to --prometheus-url only; "
+                f"--trace reads the file's rows as they are: drop {'it' if one else 'them'}, "
+                "or trim the file"
+            )
 
 
 def wants_trace(args: argparse.Namespace) -> bool:

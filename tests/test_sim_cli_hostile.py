@@ -632,3 +632,24 @@ def test_a_typo_in_the_tidescaler_block_is_found_when_tidescaler_does_not_run(
     code, _, err = simulate([str(path), "--days", "1"], capsys)  # --policies reactive
     assert code == 2
     assert "tidescaler: unknown key 'treshold' (did you mean threshold?)" in err
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["--start", "7d"], "--start applies to --prometheus-url only; --trace reads the file's"),
+        (
+            ["--end", "2024-07-02T00:00:00Z", "--step", "5m"],
+            "--end, --step apply to --prometheus-url only",
+        ),
+        (["--peak-to-valley", "20"], "--peak-to-valley=20 shapes generated traffic"),
+    ],
+    ids=["start", "end-and-step", "peak-to-valley"],
+)
+def test_flags_that_cannot_shape_a_trace_file_are_refused_not_ignored(
+    trace: Path, flags: list[str], expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = simulate(["--trace", str(trace), *flags], capsys)
+    assert code == 2
+    assert expected in one_error(err)
+    assert "rep-h" not in out

@@ -291,6 +291,11 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         demo = True
     if trace_label:
         scenario = replace(scenario, traffic_source=trace_label, tide=None)
+    if args.peak_to_valley is not None and trace_label and not args.synthetic:
+        raise ScenarioError(
+            f"--peak-to-valley={args.peak_to_valley:g} shapes generated traffic (--synthetic); "
+            "the traffic of --trace or --prometheus-url is replayed as it is: drop the flag"
+        )
     if args.synthetic or (args.peak_to_valley is not None and scenario.tide is not None):
         tide = scenario.tide or TideSpec()
         if args.peak_to_valley is not None:
