@@ -18,6 +18,7 @@ from scaler.traces import FILL_MISSING, UNITS, Trace, TraceError, read_trace
 
 DEFAULT_START = "14d"
 DEFAULT_STEP = "1m"
+DEFAULT_END = "now"
 
 
 def add_trace_source_arguments(p: argparse.ArgumentParser, group: Any) -> None:
@@ -52,7 +53,7 @@ def add_trace_source_arguments(p: argparse.ArgumentParser, group: Any) -> None:
     )
     p.add_argument(
         "--end",
-        default="now",
+        default=DEFAULT_END,
         metavar="TIME",
         help="end of the range fetched from Prometheus (default: %(default)s)",
     )
@@ -91,7 +92,7 @@ def check_trace_source(args: argparse.Namespace) -> None:
             flag
             for flag, value, default in (
                 ("--start", args.start, DEFAULT_START),
-                ("--end", args.end, "now"),
+                ("--end", args.end, DEFAULT_END),
                 ("--step", args.step, DEFAULT_STEP),
             )
             if value != default

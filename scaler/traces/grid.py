@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -219,13 +219,16 @@ def _snapped(
     positive = diffs[diffs > 0]
     if not len(positive):
         return None
-    medians = [float(np.median(positive))]
-    for span in (2, 3):
-        wide = (times[span:] - times[:-span]) / span
-        if len(wide[wide > 0]):
-            medians.append(float(np.median(wide[wide > 0])))
+
+    def medians() -> Iterator[float]:  # the wider ones only if the first fits no grid
+        yield float(np.median(positive))
+        for span in (2, 3):
+            wide = (times[span:] - times[:-span]) / span
+            if len(wide[wide > 0]):
+                yield float(np.median(wide[wide > 0]))
+
     tried: set[float] = set()
-    for median, digits in ((m, d) for m in medians for d in (0, 3)):
+    for median, digits in ((m, d) for m in medians() for d in (0, 3)):
         step = round(median, digits)
         if step <= 0 or (digits == 0 and median < 1.0) or step in tried:
             continue
