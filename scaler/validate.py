@@ -14,7 +14,10 @@ Each ScaledObject (in one or many YAML documents, or in the `List` that
 
 One line per problem, `FILE:doc N: scaledobject NAMESPACE/NAME: WHERE: PROBLEM`,
 with a did-you-mean for misspelt keys; the exit status is 1 when there is any.
-Documents of other kinds are skipped. A key given twice in one mapping is a
+A ScaledJob whose trigger names tidescaler is a problem: KEDA turns a ScaledJob's
+metric into a number of Jobs to start, not into replicas, so a replica count as
+the metric would start that many Jobs on every poll. Documents of other kinds
+are skipped. A key given twice in one mapping is a
 problem in any document (YAML keeps the last silently; kubectl rejects it).
 Files are read for CI from pull requests, so each is bounded while it is read:
 nesting past MAX_DEPTH, aliases expanding past MAX_ALIAS_VALUES values (an alias
@@ -274,6 +277,32 @@ def _scaledobjects(docs: Sequence[Any]) -> Iterator[tuple[int, Mapping[str, Any]
             yield n, doc
 
 
+def _scaledjobs(docs: Sequence[Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    for n, doc in enumerate(docs, start=1):
+        if not isinstance(doc, Mapping):
+            continue
+        if doc.get("kind") in ("List", "ScaledJobList") and isinstance(doc.get("items"), list):
+            for item in doc["items"]:
+                if isinstance(item, Mapping) and item.get("kind") == "ScaledJob":
+                    yield n, item
+        elif doc.get("kind") == "ScaledJob":
+            yield n, doc
+
+
+def _scaledjob_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[str]:
+    spec = doc.get("spec")
+    triggers = spec.get("triggers") if isinstance(spec, Mapping) else None
+    if not isinstance(triggers, list):
+        return
+    for i, trigger in enumerate(triggers):
+        if isinstance(trigger, Mapping) and _is_tidescaler(trigger, all_external):
+            yield (
+                f"trigger[{i}]: tidescaler decides the replicas of a ScaledObject; KEDA reads a "
+                "ScaledJob's metric as a number of Jobs to start, so this trigger would start "
+                "Jobs on every poll: use a ScaledObject"
+            )
+
+
 def _name(doc: Mapping[str, Any]) -> str:
     meta = doc.get("metadata")
     meta = meta if isinstance(meta, Mapping) else {}
@@ -351,6 +380,9 @@ def validate_text(text: str, label: str, all_external: bool = False) -> tuple[li
             )
         for problem in (*_schema_problems(doc), *_trigger_problems(doc, all_external)):
             problems.append(str(Problem(where, problem.path, problem.message)))
+    for n, doc in _scaledjobs(docs):
+        for message in _scaledjob_problems(doc, all_external):
+            problems.append(f"{label}:doc {n}: scaledjob {_name(doc)}: {message}")
     return problems, count
 
 

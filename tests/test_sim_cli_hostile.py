@@ -147,6 +147,23 @@ def test_tiny_service_time_and_huge_capacity_are_refused(
     assert code == 2 and "more than 10,000" in err and "Traceback" not in err
 
 
+def test_a_capacity_too_small_for_the_slo_names_the_flags_that_mend_it(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 0.5 req/s a replica at one request at a time is a 2 s mean service, over a 500 ms SLO.
+    code, _, err = simulate(
+        ["--trace", str(trace), "--capacity-per-replica", "0.5", "--slo-ms", "500"], capsys
+    )
+    assert code == 2
+    assert "slo_ms=500 is not above the mean service time 2000 ms" in err
+    assert "capacity_per_replica=0.5 req/s" in err
+    assert "--capacity-per-replica" in err and "--slo-ms" in err and "Traceback" not in err
+    # A longer SLO mends it (the oracle is not run, so only the service-time rule applies).
+    mended = ["--trace", str(trace), "--capacity-per-replica", "0.5", "--slo-ms", "20000"]
+    mended += ["--request-timeout-seconds", "60"]
+    assert simulate(mended, capsys)[0] == 0
+
+
 @pytest.mark.parametrize(
     "argv",
     [

@@ -170,3 +170,33 @@ def test_a_scaledobject_without_a_name() -> None:
         "so.yaml:doc 1: scaledobject shop/<no name>: metadata.name: missing; every "
         "ScaledObject needs a name"
     ]
+
+
+def test_a_scaledjob_naming_tidescaler_is_a_problem_and_other_scaledjobs_are_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = (
+        GOOD.replace("kind: ScaledObject", "kind: ScaledJob")
+        .replace("name: web, namespace: shop", "name: batch, namespace: shop")
+        .replace("scaleTargetRef: {name: web}", "jobTargetRef: {template: {}}")
+    )
+    path = tmp_path / "jobs.yaml"
+    path.write_text(f"{GOOD}---\n{job}")
+    status, out, err = run([str(path)], capsys)
+    assert status == 1
+    assert out == [
+        f"{path}:doc 2: scaledjob shop/batch: trigger[0]: tidescaler decides the replicas of a "
+        "ScaledObject; KEDA reads a ScaledJob's metric as a number of Jobs to start, so this "
+        "trigger would start Jobs on every poll: use a ScaledObject"
+    ]
+    assert "1 problem(s) in 1 ScaledObject(s)" in err
+    # Inside the List kubectl prints too.
+    listed = {"apiVersion": "v1", "kind": "List", "items": [yaml.safe_load(job)]}
+    assert validate_text(yaml.safe_dump(listed), "l.yaml")[0][0].startswith(
+        "l.yaml:doc 1: scaledjob shop/batch: trigger[0]: "
+    )
+    other = job.replace("tidescaler.tidescaler.svc.cluster.local", "queue-scaler.ops")
+    path.write_text(other)
+    status, out, err = run([str(path)], capsys)
+    assert status == 0 and out == []
+    assert "no ScaledObject (other kinds are not checked)" in err

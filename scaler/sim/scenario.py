@@ -850,7 +850,10 @@ def check_scenario(scenario: Scenario) -> list[str]:
     if scenario.slo_ms / 1000.0 <= service_time:
         problems.append(
             f"{origin}: slo_ms={scenario.slo_ms:g} is not above the mean service time "
-            f"{service_time * 1000.0:g} ms: most requests would violate it"
+            f"{service_time * 1000.0:g} ms (concurrency_per_pod={cluster.concurrency} / "
+            f"capacity_per_replica={cluster.capacity_per_replica:g} req/s): most requests "
+            "would violate it; raise capacity_per_replica (--capacity-per-replica) or slo_ms "
+            "(--slo-ms), or give service_time_ms (--service-time-ms)"
         )
     elif "oracle" in scenario.policies and (why := unreachable_slo(scenario)) is not None:
         problems.append(why)
