@@ -241,14 +241,21 @@ def _is_tidescaler(trigger: Mapping[str, Any], all_external: bool) -> bool:
     return DEFAULT_SCALER_NAME in str(address).lower()
 
 
-def _trigger_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[Problem]:
+def _tidescaler_triggers(
+    doc: Mapping[str, Any], all_external: bool
+) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """Each trigger of `doc` that names tidescaler, with its index in spec.triggers."""
     spec = doc.get("spec")
     triggers = spec.get("triggers") if isinstance(spec, Mapping) else None
     if not isinstance(triggers, list):
         return
     for i, trigger in enumerate(triggers):
-        if not isinstance(trigger, Mapping) or not _is_tidescaler(trigger, all_external):
-            continue
+        if isinstance(trigger, Mapping) and _is_tidescaler(trigger, all_external):
+            yield i, trigger
+
+
+def _trigger_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[Problem]:
+    for i, trigger in _tidescaler_triggers(doc, all_external):
         metadata = trigger.get("metadata")
         if not isinstance(metadata, Mapping):
             yield Problem(
@@ -264,43 +271,26 @@ def _trigger_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[Pr
                 yield Problem("", f"trigger[{i}]", problem)
 
 
-def _scaledobjects(docs: Sequence[Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def _of_kind(docs: Sequence[Any], kind: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """Each object of `kind` with its document's number: a document, or an item of a List."""
     for n, doc in enumerate(docs, start=1):
         if not isinstance(doc, Mapping):
             continue
-        kind = doc.get("kind")
-        if kind in ("List", "ScaledObjectList") and isinstance(doc.get("items"), list):
+        if doc.get("kind") in ("List", f"{kind}List") and isinstance(doc.get("items"), list):
             for item in doc["items"]:
-                if isinstance(item, Mapping) and item.get("kind") == "ScaledObject":
+                if isinstance(item, Mapping) and item.get("kind") == kind:
                     yield n, item
-        elif kind == "ScaledObject":
-            yield n, doc
-
-
-def _scaledjobs(docs: Sequence[Any]) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    for n, doc in enumerate(docs, start=1):
-        if not isinstance(doc, Mapping):
-            continue
-        if doc.get("kind") in ("List", "ScaledJobList") and isinstance(doc.get("items"), list):
-            for item in doc["items"]:
-                if isinstance(item, Mapping) and item.get("kind") == "ScaledJob":
-                    yield n, item
-        elif doc.get("kind") == "ScaledJob":
+        elif doc.get("kind") == kind:
             yield n, doc
 
 
 def _scaledjob_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[str]:
-    spec = doc.get("spec")
-    triggers = spec.get("triggers") if isinstance(spec, Mapping) else None
-    if not isinstance(triggers, list):
-        return
-    for i, trigger in enumerate(triggers):
-        if isinstance(trigger, Mapping) and _is_tidescaler(trigger, all_external):
-            yield (
-                f"trigger[{i}]: tidescaler decides the replicas of a ScaledObject; KEDA reads a "
-                "ScaledJob's metric as a number of Jobs to start, so this trigger would start "
-                "Jobs on every poll: use a ScaledObject"
-            )
+    for i, _ in _tidescaler_triggers(doc, all_external):
+        yield (
+            f"trigger[{i}]: tidescaler decides the replicas of a ScaledObject; KEDA reads a "
+            "ScaledJob's metric as a number of Jobs to start, so this trigger would start "
+            "Jobs on every poll: use a ScaledObject"
+        )
 
 
 def _name(doc: Mapping[str, Any]) -> str:
@@ -366,7 +356,7 @@ def validate_text(text: str, label: str, all_external: bool = False) -> tuple[li
             loader.dispose()
     problems = [_duplicate_problem(d, docs, label) for d in loader.duplicates]
     count = 0
-    for n, doc in _scaledobjects(docs):
+    for n, doc in _of_kind(docs, "ScaledObject"):
         count += 1
         where = f"{label}:doc {n}: scaledobject {_name(doc)}"
         meta = doc.get("metadata")
@@ -380,7 +370,7 @@ def validate_text(text: str, label: str, all_external: bool = False) -> tuple[li
             )
         for problem in (*_schema_problems(doc), *_trigger_problems(doc, all_external)):
             problems.append(str(Problem(where, problem.path, problem.message)))
-    for n, doc in _scaledjobs(docs):
+    for n, doc in _of_kind(docs, "ScaledJob"):
         for message in _scaledjob_problems(doc, all_external):
             problems.append(f"{label}:doc {n}: scaledjob {_name(doc)}: {message}")
     return problems, count
