@@ -13,7 +13,11 @@ and the tests run the very same arithmetic. The pipeline, in order:
    cron: the floor and ceiling of the active windows);
 2. an observation older than the staleness bound is no observation; a signal
    that has none makes the decision unavailable (KEDA's fallback then acts)
-   unless a healthy forecast can stand in for the demand;
+   unless a healthy forecast can stand in for the demand; activity still stands
+   when a signal that is there says active or only resource signals are missing
+   (`active_known`). A resource signal whose pods exist but have no usage yet
+   (a pod just started) is the HPA's metric it cannot compute: it recommends
+   the current count, so the others may scale up but nothing scales down;
 3. desired = max of the acting recommendations and the window floor, clamped
    to [minReplicas, min(maxReplicas, window ceiling)]; the value reported to the
    HPA (`metric_value`, target 1) is the demand in replicas before rounding up
@@ -40,7 +44,13 @@ from typing import TypeVar
 from scaler.forecast.types import Forecast
 from scaler.forecast_action import LeadWindow, demand_to_provision, lead_window
 from scaler.policy import ForecastMode, Policy
-from scaler.replica_calculator import PodState, Resource, current_pod_count, resource_replicas
+from scaler.replica_calculator import (
+    PodListing,
+    PodState,
+    Resource,
+    current_pod_count,
+    resource_replicas,
+)
 from scaler.schedule import KEDA_VALUE_OUTSIDE_WINDOW, CronWindow
 
 _Frozen = TypeVar("_Frozen")
@@ -117,6 +127,9 @@ class Observations:
     demand: Sample | None = None
     cpu: ResourceSample | None = None
     memory: ResourceSample | None = None
+    # The pods listed without usage by the newest resource answers (see PodListing).
+    cpu_listing: PodListing | None = None
+    memory_listing: PodListing | None = None
     forecast: Forecast | None = None
     forecast_problem: str | None = None  # why there is no forecast, when there is none
     errors: dict[str, str] = field(default_factory=dict)  # signal -> latest backend error
@@ -157,6 +170,11 @@ class Decision:
     reason: Reason
     signals: tuple[SignalReading, ...]
     available: bool = True
+    # Whether `active` holds although the decision is unavailable: a signal that is
+    # active (a window with a floor, demand above activation) makes the workload active
+    # whatever the missing one would say, and resource signals never deactivate a policy
+    # that has a query. IsActive answers then; only GetMetrics is UNAVAILABLE.
+    active_known: bool = True
     detail: str = ""  # human-readable why, for logs and UNAVAILABLE messages
     floor: int = 0
     ceiling: int | None = None
@@ -362,6 +380,7 @@ def decide(
     acting: list[Recommendation] = []
     missing: list[str] = []
     active = False
+    demand_missing = False  # the one missing signal that could have made the policy active
 
     floor, ceiling, cron_active, cron_reading = _cron(policy, now)
     if cron_reading:
@@ -402,15 +421,30 @@ def decide(
             detail = observations.errors.get(Signal.QUERY) or "no demand observed yet"
             readings.append(SignalReading(Signal.QUERY, SignalStatus.STALE, detail=detail))
             missing.append(f"query: {detail}")
+            demand_missing = True
 
     resources = policy.resources
     if resources is not None:
-        resource_signals: tuple[tuple[Signal, Resource, float | None, ResourceSample | None], ...]
+        resource_signals: tuple[
+            tuple[Signal, Resource, float | None, ResourceSample | None, PodListing | None], ...
+        ]
         resource_signals = (
-            (Signal.CPU, "cpu", resources.cpu_utilization_percent, observations.cpu),
-            (Signal.MEMORY, "memory", resources.memory_utilization_percent, observations.memory),
+            (
+                Signal.CPU,
+                "cpu",
+                resources.cpu_utilization_percent,
+                observations.cpu,
+                observations.cpu_listing,
+            ),
+            (
+                Signal.MEMORY,
+                "memory",
+                resources.memory_utilization_percent,
+                observations.memory,
+                observations.memory_listing,
+            ),
         )
-        for signal, resource, target, sample in resource_signals:
+        for signal, resource, target, sample, listing in resource_signals:
             if target is None:
                 continue
             if sample is not None and _fresh(sample.observed_at, now, settings):
@@ -441,6 +475,17 @@ def decide(
                 acting.append(
                     (calculation.replicas, Reason(signal.value), float(calculation.replicas))
                 )
+            elif listing is not None and _fresh(listing.observed_at, now, settings):
+                # Pods without any usage: the HPA cannot compute this metric, and with
+                # several metrics it then scales up by the others and never down, which is
+                # this signal recommending the current count (as its calculator does).
+                count = current_pod_count(listing.pods, {})
+                detail = (
+                    f"no {resource} usage for the {count} current pod(s) yet: their count "
+                    "is held, other signals may scale up"
+                )
+                readings.append(SignalReading(signal, SignalStatus.HELD, count, None, detail))
+                acting.append((count, Reason(signal.value), float(count)))
             else:
                 detail = observations.errors.get(signal) or "no usage observed yet"
                 readings.append(SignalReading(signal, SignalStatus.STALE, detail=detail))
@@ -494,13 +539,17 @@ def decide(
         upper_bound = ceiling if upper_bound is None else min(upper_bound, ceiling)
 
     if missing:
+        # Activity stands when a signal that is there says active, or when only resource
+        # signals are missing (they never decide activity beside a query).
+        active_known = active or not demand_missing
         return _built(
             Decision,
             desired_replicas=0,
-            active=False,
+            active=active and active_known,
             reason=Reason.UNAVAILABLE,
             signals=tuple(readings),
             available=False,
+            active_known=active_known,
             detail="; ".join(missing),
             floor=floor,
             ceiling=upper_bound,
@@ -539,6 +588,7 @@ def decide(
         reason=reason,
         signals=tuple(readings),
         available=True,
+        active_known=True,
         detail="",
         floor=floor,
         ceiling=upper_bound,

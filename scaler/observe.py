@@ -144,6 +144,7 @@ class Observer:
     ) -> tuple[Observations, list[BackendProblem]]:
         """`observe`, with the query's reading when the caller already has it."""
         demand = cpu = memory = None
+        cpu_listing = memory_listing = None
         forecast: Forecast | None = None
         forecast_problem: str | None = None
         errors: dict[str, str] = {}
@@ -197,6 +198,10 @@ class Observer:
                         cpu = sample
                     else:
                         memory = sample
+                if signal is Signal.CPU:
+                    cpu_listing = usage.listing
+                else:
+                    memory_listing = usage.listing
 
         forecast_query = policy.forecast_query
         if forecast_query is not None and address is not None:
@@ -218,6 +223,8 @@ class Observer:
             demand=demand,
             cpu=cpu,
             memory=memory,
+            cpu_listing=cpu_listing,
+            memory_listing=memory_listing,
             forecast=forecast,
             forecast_problem=forecast_problem,
             errors=errors,

@@ -129,6 +129,16 @@ class Calculation:
         return f"{self.reason.value} at {self.utilization_percent}%: {counts}"
 
 
+@dataclass(frozen=True)
+class PodListing:
+    """The selected pods of an answer that had no usage for any of them: pods that
+    exist but are not measured (yet), as after a scale from zero before the first
+    scrape of the new pod's usage."""
+
+    pods: tuple[PodState, ...]
+    observed_at: float
+
+
 def current_pod_count(pods: Sequence[PodState], usage: Mapping[str, float]) -> int:
     """The workload's current replicas as its ReplicaSet counts them: its active pods.
 

@@ -362,7 +362,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             )
 
     def decision_for(self, ref: pb.ScaledObjectRef) -> Decision:
-        """The decision for `ref` now; RequestError if invalid or without any usable data."""
+        """The decision for `ref` now (perhaps unavailable: see `replicas_of` and
+        `activity_of`); RequestError if invalid."""
         return self._decision(ref, *self.policy_for(ref))
 
     def _decision(self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None) -> Decision:
@@ -402,12 +403,28 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                     errors.under_rate,
                     errors.coverage,
                 )
+        return decision
+
+    @staticmethod
+    def replicas_of(ref: pb.ScaledObjectRef, decision: Decision) -> Decision:
+        """`decision` when it has a replica count (GetMetrics); else RequestError."""
         if not decision.available:
             raise RequestError(
                 grpc.StatusCode.UNAVAILABLE,
                 f"{ref.namespace}/{ref.name}: no usable observation ({decision.detail})",
             )
         return decision
+
+    @staticmethod
+    def activity_of(ref: pb.ScaledObjectRef, decision: Decision) -> bool:
+        """Whether `ref` is active (IsActive); RequestError when a missing signal could
+        change the answer."""
+        if not (decision.available or decision.active_known):
+            raise RequestError(
+                grpc.StatusCode.UNAVAILABLE,
+                f"{ref.namespace}/{ref.name}: no usable observation ({decision.detail})",
+            )
+        return decision.active
 
     def _report(
         self, ref: pb.ScaledObjectRef, decision: Decision, demand: float | None, now: float
@@ -544,6 +561,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             if decision is None:
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(ref, policy, address, self.calls)
+            self.replicas_of(ref, decision)
             response = _metrics_response(
                 request.metricName or policy.metric_name,
                 decision.desired_replicas,
@@ -563,7 +581,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             if decision is None:
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(request, policy, address, self.calls)
-            response = ACTIVE if decision.active else INACTIVE
+            response = ACTIVE if self.activity_of(request, decision) else INACTIVE
         except BaseException as err:
             await self._fail("IsActive", context, err, started)
         self._record("IsActive", "OK", started)
@@ -589,7 +607,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         while not self.stopping.is_set():
             active: bool | None = None
             try:
-                active = (await self._decide(request, self.streams))[1].active
+                active = self.activity_of(request, (await self._decide(request, self.streams))[1])
             except RequestError as err:
                 if err.code is grpc.StatusCode.INVALID_ARGUMENT:
                     await context.abort(err.code, status_details(str(err)))

@@ -351,8 +351,12 @@ class _ScaledObjectCollector:
             if decision is None:
                 continue
             last.add_metric(labels, state.last_seen)
-            desired.add_metric(labels, decision.desired_replicas)
-            active.add_metric(labels, 1.0 if decision.active else 0.0)
+            # Unavailable, no count was given to KEDA: no sample rather than a 0 that reads
+            # as a scale-down on the dashboard (`available` says why there is a gap).
+            if decision.available:
+                desired.add_metric(labels, decision.desired_replicas)
+            if decision.available or decision.active_known:
+                active.add_metric(labels, 1.0 if decision.active else 0.0)
             available.add_metric(labels, 1.0 if decision.available else 0.0)
             floor.add_metric(labels, decision.floor)
             if decision.ceiling is not None:

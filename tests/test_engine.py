@@ -24,7 +24,7 @@ from scaler.engine import (
 from scaler.forecast.forecaster import fit
 from scaler.forecast.types import Forecast
 from scaler.policy import parse_policy
-from scaler.replica_calculator import PodState
+from scaler.replica_calculator import PodListing, PodState
 
 NOW = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC, a Tuesday
 SETTINGS = EngineSettings(polling_interval_seconds=30, staleness_seconds=120)
@@ -615,6 +615,77 @@ def test_a_vanished_resource_reading_is_held_until_stale() -> None:
         SETTINGS,
     )
     assert not stale.available and error in stale.detail
+
+
+QUERY_AND_CPU = QUERY | {"cpuUtilization": "70", "podSelector": 'namespace="shop"'}
+NO_CPU = "no cpu usage series for the selected pods (0 with a request series)"
+
+
+def listed(count: int, age: float = 0.0) -> PodListing:
+    """`count` pods that exist (a request series each) without any usage yet."""
+    states = tuple(PodState(f"shop/web-{i}", 1.0, False, NOW - 20, None) for i in range(count))
+    return PodListing(states, NOW - age)
+
+
+@pytest.mark.parametrize(("level", "active"), [(250, True), (0, False)])
+def test_at_zero_pods_cpu_beside_a_query_never_hides_activity(level: float, active: bool) -> None:
+    """At zero pods there is no usage to measure: the count is unavailable, but the
+    query alone decides activity (resource signals never deactivate beside a query), so
+    the workload wakes when demand comes back and stays asleep while it does not."""
+    decision = decide(
+        parse_policy(QUERY_AND_CPU | {"activationThreshold": "1"}),
+        Observations(demand=demand(level), errors={"cpu": NO_CPU}),
+        NOW,
+        SETTINGS,
+    )
+    assert not decision.available and "cpu: " in decision.detail
+    assert decision.active_known and decision.active is active
+
+
+def test_an_active_window_keeps_a_workload_active_when_its_demand_is_unknown() -> None:
+    down = Observations(errors={"query": "connection refused"})
+    policy = parse_policy(QUERY | {"schedules": schedules(WINDOW_NOW | {"desiredReplicas": 4})})
+    decision = decide(policy, down, NOW, SETTINGS)
+    assert not decision.available  # a count of 4 could lower a workload at 30
+    assert decision.active_known and decision.active
+    # Outside the window nothing says active, and the demand might: unknown.
+    later = parse_policy(QUERY | {"schedules": schedules(WINDOW_LATER | {"desiredReplicas": 4})})
+    outside = decide(later, down, NOW, SETTINGS)
+    assert not outside.available and not outside.active_known and not outside.active
+
+
+@pytest.mark.parametrize(
+    ("level", "desired", "reason"), [(2950, 30, Reason.QUERY), (0, 2, Reason.CPU)]
+)
+def test_pods_without_usage_hold_their_count_as_the_hpa_does(
+    level: float, desired: int, reason: Reason
+) -> None:
+    """Two pods just started, their usage not scraped yet: the HPA cannot compute CPU, so
+    it scales up by the other metrics and never down; the CPU signal holds the count."""
+    decision = decide(
+        parse_policy(QUERY_AND_CPU),
+        Observations(demand=demand(level), cpu_listing=listed(2), errors={"cpu": NO_CPU}),
+        NOW,
+        SETTINGS,
+    )
+    assert decision.available, decision.detail
+    assert decision.desired_replicas == desired and decision.reason is reason
+    reading = decision.signal(Signal.CPU)
+    assert reading is not None and reading.status is SignalStatus.HELD
+    assert reading.replicas == 2 and "no cpu usage for the 2 current pod(s)" in reading.detail
+
+
+def test_a_held_reading_beats_the_listing_and_a_stale_listing_is_no_observation() -> None:
+    policy = parse_policy(CPU_ONLY)
+    held = decide(
+        policy,
+        Observations(cpu=pods([1.0] * 3, age=100, error=NO_CPU), cpu_listing=listed(1)),
+        NOW,
+        SETTINGS,
+    )
+    assert held.available and held.desired_replicas == 6  # the held 200 % of 50 % x 3 pods
+    stale = decide(policy, Observations(cpu_listing=listed(1, age=121)), NOW, SETTINGS)
+    assert not stale.available
 
 
 cpu_levels = st.lists(st.one_of(st.none(), st.floats(0, 4)), min_size=1, max_size=10)

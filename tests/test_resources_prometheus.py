@@ -123,6 +123,8 @@ def backfill() -> list[Series]:
     series += workload_pod("warmup", "web-3", cores=None, ready=False, phase="Pending")
     series += workload_pod("warmup", "web-4", cores=2.0, ready=False, phase="Failed")
     series += workload_pod("warmup", "web-5", cores=2.0, deleting_since=AT - 10)
+    # A workload just woken from zero: its one pod exists (Pending) and has no usage yet.
+    series += workload_pod("waking", "web-0", cores=None, ready=False, phase="Pending")
     # Two pods at 80 % of the app's request, each with a sidecar that requests nothing
     # and uses as much again: the HPA refuses to compute ("missing request for cpu in
     # container sidecar"), where dividing all usage by the app's request alone would
@@ -265,6 +267,31 @@ def test_vanished_series_hold_the_last_reading_until_stale(
         metrics(stub, cpu("fleet", 70))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "no cpu usage series" in (raised.value.details() or "")
+
+
+def test_a_workload_at_zero_pods_wakes_and_scales_by_its_query_before_cpu_is_measured(
+    serve: Callable[..., tuple],
+) -> None:
+    """The README's own trigger (query, cpuUtilization, minReplicaCount 0): at zero pods
+    nothing has usage, yet the query decides activity; once KEDA has started one pod, the
+    CPU signal holds that pod until it is measured and the query scales up past it."""
+    stub, _ = serve()
+    asleep = {"query": "vector(500)", "threshold": "100", "activationThreshold": "1"}
+    ref = pb.ScaledObjectRef(
+        name="web", namespace="shop", scalerMetadata=asleep | cpu("nobody", 70)
+    )
+    assert stub.IsActive(ref, timeout=5).result is True
+    with pytest.raises(grpc.RpcError) as raised:  # no pod, nothing for the HPA to do anyway
+        metrics(stub, asleep | cpu("nobody", 70))
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    # The one pod KEDA started, not measured yet: the query's 5 win, and with a demand
+    # below one pod's worth the pod is kept (the HPA never scales down on a metric it
+    # cannot compute).
+    assert metrics(stub, asleep | cpu("waking", 70)) == 5
+    assert metrics(stub, asleep | {"query": "vector(0)"} | cpu("waking", 70)) == 1
+    idle = asleep | cpu("nobody", 70) | {"query": "vector(0)"}
+    quiet = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=idle)
+    assert stub.IsActive(quiet, timeout=5).result is False
 
 
 def test_an_empty_answer_is_an_error_of_the_reading(seeded: PrometheusServer) -> None:

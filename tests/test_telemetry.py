@@ -6,6 +6,7 @@ import socket
 import threading
 import time
 import urllib.request
+from dataclasses import replace
 
 import pytest
 from hypothesis import given, settings
@@ -120,12 +121,15 @@ def test_the_latest_decision_replaces_the_previous_one() -> None:
         reason=Reason.UNAVAILABLE,
         signals=(SignalReading(Signal.QUERY, SignalStatus.STALE, detail="timeout"),),
         available=False,
+        active_known=False,
     )
     clock.now += 30
     telemetry.record_decision("shop", "checkout", later, None, clock.now)
 
-    assert value(registry, "tidescaler_desired_replicas", **SO) == 0
-    assert value(registry, "tidescaler_active", **SO) == 0
+    # No count went to KEDA and the activity is unknown: gaps, not zeros that would read
+    # as a scale to zero on the dashboard.
+    assert value(registry, "tidescaler_desired_replicas", **SO) is None
+    assert value(registry, "tidescaler_active", **SO) is None
     assert value(registry, "tidescaler_available", **SO) == 0
     assert value(registry, "tidescaler_decision_reason", reason="unavailable", **SO) == 1
     assert value(registry, "tidescaler_decision_reason", reason="forecast", **SO) is None
@@ -134,6 +138,13 @@ def test_the_latest_decision_replaces_the_previous_one() -> None:
     assert value(registry, "tidescaler_forecast_upper", **SO) is None
     assert value(registry, "tidescaler_ceiling_replicas", **SO) is None
     assert series(registry, "tidescaler_signal_replicas") == []
+    # A window keeps it active although the count is unavailable: IsActive answered.
+    clock.now += 30
+    telemetry.record_decision(
+        "shop", "checkout", replace(later, active=True, active_known=True), None, clock.now
+    )
+    assert value(registry, "tidescaler_active", **SO) == 1
+    assert value(registry, "tidescaler_desired_replicas", **SO) is None
 
 
 def test_forecast_error_gauges_are_ratios() -> None:

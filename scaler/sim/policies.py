@@ -454,8 +454,11 @@ def engine_answers(
         decision = decide(policy, observations, now, settings)
         engine_seconds += time.perf_counter() - t0
         if decision.available:
-            last_value, last_active = decision.hpa_value, decision.active
-        # Unavailable: GetMetrics fails and the HPA keeps its replicas (the last value).
+            last_value = decision.hpa_value
+        if decision.available or decision.active_known:
+            last_active = decision.active
+        # Unavailable: GetMetrics fails and the HPA keeps its replicas (the last value);
+        # IsActive answers while the activity is known.
         value[k], active[k] = last_value, last_active
         reasons[decision.reason.value] += 1
         if progress is not None and k % report_every == 0:

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from scaler.policy import BackendOptions
-from scaler.replica_calculator import PodState
+from scaler.replica_calculator import PodListing, PodState
 from scaler.sources.bounded_http import (
     BoundedHttp,
     HttpAnswer,
@@ -136,7 +136,8 @@ class ResourceReading:
     "namespace/pod" (CPU in cores, memory in bytes), measured at `observed_at`
     over `window_seconds` (the CPU rate window; 0 for memory, an instant). On
     failure, or when no usage series is left, the fields hold the last good
-    reading (or None) and `error` says what went wrong.
+    reading (or None) and `error` says what went wrong; in the latter case
+    `listing` has the pods that answer listed, if any.
     """
 
     pods: tuple[PodState, ...] | None
@@ -144,6 +145,8 @@ class ResourceReading:
     observed_at: float | None
     window_seconds: float = 0.0
     error: BackendError | None = None
+    # The newest answer's pods when it had no usage for any of them (see PodListing).
+    listing: PodListing | None = None
 
     @property
     def ok(self) -> bool:
@@ -468,6 +471,7 @@ class PrometheusSource:
         query = self._resource_query(resource, pod_selector)
         window = self._cpu_rate_window_seconds if resource == "cpu" else 0.0
         key = ("resource", address, pod_selector, resource, options)
+        listing: PodListing | None = None
         try:
             result, observed_at, sent = self._fetch(
                 address, query, options, deadline, RESOURCE_BODY_BYTES
@@ -481,6 +485,10 @@ class PrometheusSource:
                 return same
             pods, usage = pods_from_signals(_per_pod(result, address, query))
             if not usage:
+                # Pods without usage (just started, or cAdvisor not scraped): listed, for
+                # the HPA's rule once no usage is left to hold. No pod at all is not
+                # listed: it looks the same as kube-state-metrics not being scraped.
+                listing = PodListing(pods, observed_at) if pods else None
                 raise BackendError(
                     BackendErrorKind.NULL_VALUE,
                     address,
@@ -491,9 +499,9 @@ class PrometheusSource:
         except BackendError as error:
             remembered = self._recall(key)
             if remembered is None:
-                return ResourceReading(None, None, None, window, error)
+                return ResourceReading(None, None, None, window, error, listing)
             good: ResourceReading = remembered.value
-            return replace(good, error=error)
+            return replace(good, error=error, listing=listing)
         reading = ResourceReading(pods, usage, observed_at, window)
         self._remember(key, reading, observed_at, sent)
         return reading
