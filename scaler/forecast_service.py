@@ -13,6 +13,7 @@ import math
 import time
 from collections.abc import Callable, Hashable, Iterator
 from functools import partial
+from typing import NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -25,7 +26,13 @@ from scaler.forecast.refresher import (
     ForecastState,
 )
 from scaler.forecast.types import Forecast
-from scaler.policy import MAX_METRIC_LAG_SECONDS, MAX_POD_STARTUP_SECONDS, Policy
+from scaler.policy import (
+    MAX_METRIC_LAG_SECONDS,
+    MAX_POD_STARTUP_SECONDS,
+    BackendOptions,
+    Policy,
+)
+from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import BackendError, BackendErrorKind, PrometheusSource
 
 # A fit sees at most this many points: 14 days at one minute, a few milliseconds.
@@ -49,6 +56,30 @@ def backend_down(exc: BaseException) -> bool:
         BackendErrorKind.TIMEOUT,
         BackendErrorKind.CONNECTION,
     )
+
+
+class SeriesKey(NamedTuple):
+    """One forecast series: what is fetched, how, and how it is fitted."""
+
+    address: str
+    query: str
+    backend: BackendOptions
+    history_seconds: float
+    quantile: float
+
+    def __repr__(self) -> str:
+        # Without the credentials an operator's URL may carry (the options hide values).
+        return (
+            f"SeriesKey(address={redacted_url(self.address)!r}, query={self.query!r}, "
+            f"backend={self.backend!r}, history_seconds={self.history_seconds!r}, "
+            f"quantile={self.quantile!r})"
+        )
+
+    def __str__(self) -> str:
+        """How log lines name the series: the query, where, and what sets it apart."""
+        extra = [] if self.backend == BackendOptions() else [f"options {self.backend!r}"]
+        extra.append(f"history {self.history_seconds:g} s, quantile {self.quantile:g}")
+        return f"{self.query!r} at {redacted_url(self.address)} ({'; '.join(extra)})"
 
 
 class ForecastService:
@@ -90,7 +121,7 @@ class ForecastService:
     def key(address: str, query: str, policy: Policy) -> Hashable:
         # The request options are part of the series: another tenant's headers
         # may read other data.
-        return (
+        return SeriesKey(
             address,
             query,
             policy.backend,

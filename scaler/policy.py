@@ -152,6 +152,16 @@ class BackendOptions:
     def __hash__(self) -> int:
         return self._hash  # type: ignore[attr-defined,no-any-return]
 
+    def __repr__(self) -> str:
+        # Header and parameter values may be credentials (a bearer token): names only,
+        # wherever these options are printed (logs, keys of shared answers).
+        return (
+            f"BackendOptions(namespace={self.namespace!r}, "
+            f"query_parameters={[name for name, _ in self.query_parameters]!r}, "
+            f"custom_headers={[name for name, _ in self.custom_headers]!r}, "
+            f"timeout_seconds={self.timeout_seconds!r}, unsafe_ssl={self.unsafe_ssl!r})"
+        )
+
     def __reduce__(self) -> tuple[type[BackendOptions], tuple[object, ...]]:
         # Built anew where unpickled: string hashes differ from one process to the next.
         return (BackendOptions, self._values())

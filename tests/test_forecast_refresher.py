@@ -448,3 +448,30 @@ def test_a_forecast_covers_the_longest_lead_a_policy_may_have_until_it_is_two_re
     forecast, problem = service.forecast_for(address, "sum(a)", policy, clock.now)
     assert problem is None and forecast is not None
     assert forecast.end >= clock.now + lead
+
+
+def test_a_failed_history_fetch_is_logged_without_credentials(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """An operator's URL may carry a password and a tenant's headers a bearer token: the
+    refresher's log lines name the series without either."""
+    policy = parse_policy(
+        {
+            "query": "sum(a)",
+            "threshold": "10",
+            "forecast": "on",
+            "customHeaders": "Authorization=Bearer TOPSECRETTOKEN",
+        }
+    )
+    address = "http://alice:s3cr3tPW@127.0.0.1:9"  # the discard port: refused
+    with PrometheusSource() as source:
+        service = ForecastService(source, start=False)
+        assert service.forecast_for(address, "sum(a)", policy, T0)[0] is None
+        with caplog.at_level("WARNING"):
+            assert service.refresher.refresh_due() == 1
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("history fetch failed" in line for line in lines), lines
+    text = "\n".join(lines)
+    assert "forecast 'sum(a)' at http://***@127.0.0.1:9 (options BackendOptions(" in text
+    assert "custom_headers=['Authorization']" in text
+    assert "s3cr3tPW" not in text and "TOPSECRETTOKEN" not in text

@@ -61,7 +61,7 @@ def _never_down(exc: BaseException) -> bool:
 
 def _named(key: Hashable) -> str:
     """A series key for a log line: keys carry tenants' queries, up to kilobytes long."""
-    text = repr(key)
+    text = str(key)
     return text if len(text) <= 300 else text[:300] + "..."
 
 
