@@ -230,7 +230,7 @@ def _add_serve_parser(subparsers: Any) -> None:
         "--metrics-port",
         type=_whole(0, 65535, "a port number", " (0: no /metrics)"),
         default=8080,
-        help="Prometheus /metrics port; 0 disables (default: %(default)s)",
+        help="Prometheus /metrics port, at --host; 0 disables (default: %(default)s)",
     )
     p.add_argument(
         "--prometheus-url",
@@ -432,12 +432,13 @@ def run_serve(args: argparse.Namespace) -> int:
 
     telemetry = Telemetry()
     if config.metrics_port:
+        # /metrics listens where gRPC does (--host): an IPv6-only cluster reaches both.
         try:
-            telemetry.start_http_server(config.metrics_port)
-        except OSError:
-            problem = bind_problem("0.0.0.0", config.metrics_port) or "cannot bind it"
+            telemetry.start_http_server(config.metrics_port, addr=config.host)
+        except OSError as err:
+            problem = bind_problem(config.host, config.metrics_port) or err.strerror or str(err)
             return _fail(
-                f"cannot serve /metrics on 0.0.0.0:{config.metrics_port} "
+                f"cannot serve /metrics on {config.host}:{config.metrics_port} "
                 f"(--metrics-port): {problem}"
             )
     source = PrometheusSource(

@@ -20,6 +20,8 @@ warm GetMetrics.
 from __future__ import annotations
 
 import bisect
+import contextlib
+import socket
 import threading
 import time
 from collections import OrderedDict
@@ -166,11 +168,12 @@ class Telemetry:
         """Serve /metrics from this registry on a daemon thread; returns the server and thread.
 
         prometheus_client's own server, bounded: at most METRICS_CONNECTIONS connections
-        at a time (one thread each), and a connection that sends no request within
-        METRICS_READ_SECONDS is closed. Without the bounds, clients that open connections
-        and send nothing held a thread each, for as long as they liked."""
+        at a time (one thread each), and a connection whose request has not all arrived
+        within METRICS_READ_SECONDS is closed. Without the bounds, clients that open
+        connections and send nothing (or a byte now and then) held a thread each, for as
+        long as they liked. `addr` may be IPv6, in brackets or not ("[::]": all)."""
         server = make_server(
-            addr,
+            addr.strip("[]"),
             port,
             make_wsgi_app(self.registry),
             _BoundedMetricsServer,
@@ -458,7 +461,31 @@ METRICS_READ_SECONDS = 10.0
 
 
 class _MetricsRequestHandler(WSGIRequestHandler):
-    timeout = METRICS_READ_SECONDS  # socket timeout: an idle connection is closed
+    """One request per connection (wsgiref's), whose request line and headers must all
+    arrive within METRICS_READ_SECONDS of connecting: a socket timeout alone is per read,
+    so a client sending a header line every few seconds held its thread for ever."""
+
+    timeout = METRICS_READ_SECONDS  # per read: an idle connection is closed
+    read_deadline = METRICS_READ_SECONDS  # the whole request
+
+    def setup(self) -> None:
+        super().setup()
+        self._cut = threading.Timer(self.read_deadline, self._hang_up)
+        self._cut.daemon = True
+        self._cut.start()
+
+    def _hang_up(self) -> None:
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+
+    def parse_request(self) -> bool:
+        parsed = super().parse_request()  # reads the headers
+        self._cut.cancel()
+        return parsed
+
+    def finish(self) -> None:
+        self._cut.cancel()
+        super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
         """No access log: scrapes every few seconds would drown the decisions."""
@@ -470,9 +497,17 @@ class _BoundedMetricsServer(ThreadingMixIn, WSGIServer):
 
     daemon_threads = True
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, address: tuple[str, int], *args: Any, **kwargs: Any) -> None:
+        # An IPv6 address ("::", the default --host) listens on IPv6 and, dual-stack, IPv4.
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, *args, **kwargs)
         self._slots = threading.BoundedSemaphore(METRICS_CONNECTIONS)
+
+    def server_bind(self) -> None:
+        if self.address_family == socket.AF_INET6:
+            with contextlib.suppress(OSError):
+                self.socket.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        super().server_bind()
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):

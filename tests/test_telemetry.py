@@ -435,6 +435,72 @@ def test_idle_connections_to_metrics_hold_a_bounded_number_of_threads(
         thread.join(timeout=5)
 
 
+def test_a_client_dripping_its_headers_is_cut_at_the_request_deadline(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The read timeout is per read: a header line every 0.2 s never trips a 5 s one, and
+    32 such clients held every slot of /metrics for as long as they kept dripping."""
+    monkeypatch.setattr(telemetry_module._MetricsRequestHandler, "timeout", 5.0)
+    monkeypatch.setattr(telemetry_module._MetricsRequestHandler, "read_deadline", 1.0)
+    telemetry, _, _ = make()
+    server, thread = telemetry.start_http_server(0, addr="127.0.0.1")
+    port = server.server_address[1]
+    try:
+        with socket.create_connection(("127.0.0.1", port)) as drip:
+            drip.sendall(b"GET /metrics HTTP/1.1\r\n")
+            started = time.monotonic()
+            cut = False
+            while time.monotonic() - started < 6.0:
+                try:
+                    drip.sendall(b"X-Slow: 1\r\n")
+                except OSError:
+                    cut = True
+                    break
+                drip.settimeout(0.2)
+                try:
+                    if drip.recv(1024) == b"":
+                        cut = True
+                        break
+                except TimeoutError:
+                    pass
+            assert cut, "the dripping client was never cut"
+            assert time.monotonic() - started < 3.0
+        # A whole request within the deadline is answered as before.
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def _ipv6_loopback() -> bool:
+    try:
+        with socket.socket(socket.AF_INET6) as probe:
+            probe.bind(("::1", 0))
+        return True
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="this machine has no IPv6 loopback")
+def test_metrics_listen_on_ipv6_and_ipv4_with_the_default_host() -> None:
+    """`serve` binds /metrics to --host, "[::]" by default: an IPv6-only cluster's scraper
+    reaches it, and so does an IPv4 one (dual stack). It was 0.0.0.0, IPv4 only."""
+    telemetry, _, clock = make()
+    telemetry.record_decision("shop", "checkout", DECISION, 420.0, clock.now)
+    server, thread = telemetry.start_http_server(0, addr="[::]")
+    port = server.server_address[1]
+    try:
+        for url in (f"http://[::1]:{port}/metrics", f"http://127.0.0.1:{port}/metrics"):
+            with urllib.request.urlopen(url, timeout=5) as response:
+                assert b"tidescaler_desired_replicas" in response.read(), url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
 def test_without_a_registry_a_fresh_one_is_made_never_the_global_default() -> None:
     from prometheus_client import REGISTRY
 
