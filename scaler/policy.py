@@ -458,9 +458,13 @@ def _custom_headers(text: str) -> tuple[tuple[str, str], ...]:
         pairs = parse_pairs(text)
     except TextError as err:
         raise ValueError(f"expected Name=value,Name=value: {err}") from None
+    seen: set[str] = set()
     for name, value in pairs:
         if not _HEADER_NAME.fullmatch(name):
             raise ValueError(f"{quote(name)} is not a valid HTTP header name")
+        if name.lower() in seen:  # header names are case-insensitive: one header, twice
+            raise ValueError(f"{quote(name)} is given twice (header names ignore case)")
+        seen.add(name.lower())
         if name.lower() in _FRAMING_HEADERS:
             raise ValueError(f"{name!r} frames the request and cannot be set")
         if not all(c == "\t" or " " <= c <= "~" for c in value):  # what an HTTP client sends
@@ -629,9 +633,27 @@ def _prometheus_address(r: _Reader, problems: list[str]) -> str | None:
 
 
 def _backend(r: _Reader) -> BackendOptions:
+    namespace = r.get("namespace", _namespace, None)
+    no_pairs: tuple[tuple[str, str], ...] = ()
+    parameters = r.get("queryParameters", _query_parameters, no_pairs)
+    # `namespace` in queryParameters means what the namespace key means (the same URL
+    # parameter, always allowed): one parameter, checked as a namespace name.
+    for name, value in parameters:
+        if name != "namespace":
+            continue
+        try:
+            given = _namespace(value)
+        except ValueError as err:
+            r.problems.append(f"queryParameters namespace={quote(value)}: {err}")
+            continue
+        if namespace is not None and given != namespace:
+            r.problems.append(
+                "namespace and queryParameters' namespace are both set and differ; keep one"
+            )
+        namespace = namespace or given
     return BackendOptions(
-        namespace=r.get("namespace", _namespace, None),
-        query_parameters=r.get("queryParameters", _query_parameters, ()),
+        namespace=namespace,
+        query_parameters=tuple((n, v) for n, v in parameters if n != "namespace"),
         custom_headers=r.get("customHeaders", _custom_headers, ()),
         timeout_seconds=r.get("timeout", _timeout_ms, None),
         unsafe_ssl=r.get("unsafeSsl", _optional_boolean, False),

@@ -332,6 +332,17 @@ def test_keda_prometheus_keys_fill_the_backend_options() -> None:
             BackendOptions(custom_headers=(("X-Empty", ""),)),
             id="empty-header-value",
         ),
+        # The namespace URL parameter, however it is written, is one parameter.
+        pytest.param(
+            {"queryParameters": "namespace=team-a,dedup=true"},
+            BackendOptions(namespace="team-a", query_parameters=(("dedup", "true"),)),
+            id="namespace-in-queryParameters",
+        ),
+        pytest.param(
+            {"namespace": "team-a", "queryParameters": "namespace=team-a"},
+            BackendOptions(namespace="team-a"),
+            id="namespace-twice-alike",
+        ),
     ],
 )
 def test_keda_value_forms(metadata: dict[str, str], backend: BackendOptions) -> None:
@@ -383,6 +394,27 @@ def test_without_a_server_address_the_servers_prometheus_url_is_used() -> None:
             PROM | {"customHeaders": "a=1,a=2"},
             ("customHeaders='a=1,a=2': expected Name=value,Name=value: 'a' is given twice",),
             id="duplicate-name",
+        ),
+        pytest.param(
+            PROM | {"customHeaders": "X-Scope-OrgID=a,x-scope-orgid=b"},
+            (
+                "customHeaders='X-Scope-OrgID=a,x-scope-orgid=b': 'x-scope-orgid' is given "
+                "twice (header names ignore case)",
+            ),
+            id="duplicate-name-in-another-case",
+        ),
+        pytest.param(
+            PROM | {"namespace": "team-a", "queryParameters": "namespace=team-b"},
+            ("namespace and queryParameters' namespace are both set and differ; keep one",),
+            id="namespace-twice-differing",
+        ),
+        pytest.param(
+            PROM | {"queryParameters": "namespace=Team_B"},
+            (
+                "queryParameters namespace='Team_B': expected a Kubernetes namespace name "
+                "(lower-case letters, digits, '-')",
+            ),
+            id="namespace-parameter-not-a-namespace",
         ),
         pytest.param(
             PROM | {"customHeaders": "=1"},
