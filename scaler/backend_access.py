@@ -20,10 +20,10 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
-from scaler.policy import BackendOptions
+from scaler.policy import FRAMING_HEADERS, BackendOptions
 from scaler.policy_limits import bounded_message, quote
 
-__all__ = ["BackendAccess"]
+__all__ = ["BackendAccess", "allow_list_problems"]
 
 # Parameters tidescaler itself sends with every instant or range query.
 RESERVED_QUERY_PARAMETERS = frozenset({"query", "time", "timeout", "start", "end", "step"})
@@ -33,6 +33,27 @@ _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 _CACHE_LIMIT = 10_000
+
+
+def allow_list_problems(
+    query_parameters: Iterable[str], custom_headers: Iterable[str]
+) -> list[str]:
+    """Names an operator allowed that no trigger could ever use, each a problem: a
+    configuration that reads as allowing something it does not."""
+    problems = [
+        f"--allowed-query-parameters: {name[:60]!r} is a parameter tidescaler sets itself "
+        f"({', '.join(sorted(RESERVED_QUERY_PARAMETERS))}); no trigger can set it"
+        for name in query_parameters
+        if name in RESERVED_QUERY_PARAMETERS
+    ]
+    for name in custom_headers:
+        if not _TOKEN.fullmatch(name):
+            problems.append(f"--allowed-custom-headers: {name[:60]!r} is not an HTTP header name")
+        elif name.lower() in FRAMING_HEADERS:
+            problems.append(
+                f"--allowed-custom-headers: {name!r} frames the request; no trigger can set it"
+            )
+    return problems
 
 
 class BackendAccess:

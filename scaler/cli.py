@@ -385,19 +385,25 @@ def run_serve(args: argparse.Namespace) -> int:
     # fails the TLS handshake adds a line (any client can), which breaks the one JSON
     # object per line of --log-format json. Errors still show; an operator may override.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from scaler.backend_access import allow_list_problems
     from scaler.forecast_service import ForecastService
     from scaler.server import ServerConfig, bind_problem, check_tls_files, start_server
     from scaler.sources.prometheus import PrometheusSource
     from scaler.telemetry import Telemetry
     from scaler.tls_files import tls_metrics
 
-    # /metrics listens on all addresses, so it takes the port from gRPC whatever --host
-    # is; caught later, the refusal came after Kubernetes set-up had logged.
+    # /metrics listens at --host too, so it would take the port from gRPC; caught later,
+    # the refusal came after Kubernetes set-up had logged.
     if args.metrics_port and args.metrics_port == args.port:
         return _fail(
             f"error: argument --metrics-port: {args.metrics_port} is the gRPC --port too; "
             "give /metrics a port of its own, or 0 for none"
         )
+    unusable = allow_list_problems(
+        _names(args.allowed_query_parameters), _names(args.allowed_custom_headers)
+    )
+    if unusable:
+        return _fail("; ".join(unusable))
     setup_logging(args.log_level, args.log_format)
     log = logging.getLogger("tidescaler")
     try:

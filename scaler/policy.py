@@ -252,7 +252,7 @@ _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # RFC 9110 token: the characters a header name may have.
 _HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers that frame the request itself; never a tenant's to set.
-_FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
+FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # URL parameters of the query itself.
 _QUERY_OWN_PARAMETERS = frozenset({"query", "time"})
 
@@ -465,7 +465,7 @@ def _custom_headers(text: str) -> tuple[tuple[str, str], ...]:
         if name.lower() in seen:  # header names are case-insensitive: one header, twice
             raise ValueError(f"{quote(name)} is given twice (header names ignore case)")
         seen.add(name.lower())
-        if name.lower() in _FRAMING_HEADERS:
+        if name.lower() in FRAMING_HEADERS:
             raise ValueError(f"{name!r} frames the request and cannot be set")
         if not all(c == "\t" or " " <= c <= "~" for c in value):  # what an HTTP client sends
             raise ValueError(f"the value of {name!r} may have printable ASCII characters only")

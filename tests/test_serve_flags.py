@@ -233,6 +233,26 @@ def test_the_same_port_for_grpc_and_metrics_is_refused_before_anything_starts(
     ]
 
 
+@pytest.mark.usefixtures("own_environment")
+def test_allow_list_names_no_trigger_could_use_are_refused(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Allowing `step` or `Host` reads as allowing them, but a trigger can never set
+    either: the operator learns it at start, not from a tenant's refused trigger."""
+    argv = ["serve", "--host", "127.0.0.1", "--port", "0", "--metrics-port", "0"]
+    assert main([*argv, "--allowed-query-parameters", "dedup,step"]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "tidescaler serve: --allowed-query-parameters: 'step' is a parameter tidescaler sets "
+        "itself (end, query, start, step, time, timeout); no trigger can set it"
+    ]
+    monkeypatch.setenv("TIDESCALER_ALLOWED_CUSTOM_HEADERS", "X-Scope-OrgID,Content-Length,a b")
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "tidescaler serve: --allowed-custom-headers: 'Content-Length' frames the request; no "
+        "trigger can set it; --allowed-custom-headers: 'a b' is not an HTTP header name"
+    ]
+
+
 @pytest.fixture
 def edge_server() -> Iterator[subprocess.Popen[str]]:
     """serve with every checked flag at an edge of its range, and --port 0 (any free one)."""
