@@ -405,8 +405,21 @@ def _forecast_action(text: str) -> ForecastAction:
         raise ValueError("expected one of ramp, floor, auto") from None
 
 
+def canonical_url(url: str) -> str:
+    """`url` as allow-lists compare it: trimmed, without a trailing "/", and with the
+    scheme and host in lower case, as URLs compare (`HTTPS://Prometheus` is
+    `https://prometheus`); the credentials and path are kept as written."""
+    url = url.strip().rstrip("/")
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    authority, slash, path = rest.partition("/")
+    userinfo, at, host = authority.rpartition("@")
+    return f"{scheme.lower()}://{userinfo}{at}{host.lower()}{slash}{path}"
+
+
 def _address(text: str) -> str:
-    address = text.strip().rstrip("/")
+    address = canonical_url(text)
     if (
         not address.startswith(("http://", "https://"))
         or len(address) <= len("https://")

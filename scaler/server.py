@@ -42,7 +42,7 @@ from grpc_reflection.v1alpha import reflection
 from scaler.backend_access import BackendAccess
 from scaler.engine import Decision, EngineSettings, Observations, decide
 from scaler.observe import BackendProblem, ForecastProvider, Observer
-from scaler.policy import Policy, PolicyError, cached_policy
+from scaler.policy import Policy, PolicyError, cached_policy, canonical_url
 from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -90,9 +90,9 @@ class ServerConfig:
     allowed: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
-        urls = {_normalise_url(u) for u in self.allowed_prometheus_urls if u.strip()}
+        urls = {canonical_url(u) for u in self.allowed_prometheus_urls if u.strip()}
         if self.prometheus_url:
-            urls.add(_normalise_url(self.prometheus_url))
+            urls.add(canonical_url(self.prometheus_url))
         object.__setattr__(self, "allowed", frozenset(urls))
         if (self.tls_cert is None) != (self.tls_key is None):
             raise ValueError("--tls-cert and --tls-key go together: set both or neither")
@@ -115,10 +115,6 @@ class ServerConfig:
             polling_interval_seconds=self.polling_interval_seconds,
             staleness_seconds=self.staleness_seconds,
         )
-
-
-def _normalise_url(url: str) -> str:
-    return url.strip().rstrip("/")
 
 
 # Kubernetes' own limits: a ScaledObject's name is a DNS subdomain, its namespace a DNS
@@ -331,7 +327,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 "invalid tidescaler trigger metadata: prometheusAddress is not set and the "
                 "server has no --prometheus-url",
             )
-        address = _normalise_url(address)
+        address = canonical_url(address)
         if address not in self.config.allowed:
             self._warn_foreign_address(ref, address)
             # The allow-list is the operator's business, not the caller's: it goes to the log.

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -179,6 +180,8 @@ def test_start_line_warning_and_text_logs_carry_every_field() -> None:
     ):
         assert f" {field}" in start, start
     assert "asctime=" not in start  # the time is written once, at the start
+    # ... in UTC, said so (a container's local zone is anyone's guess).
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO tidescaler: serving ", start)
     warning = next(line for line in lines if " WARNING " in line)
     assert "no --prometheus-url" in warning and "only cron triggers work" in warning
     decision = next(line for line in lines if "decision changed" in line)
@@ -235,3 +238,32 @@ def test_a_foreign_prometheus_address_is_refused_without_telling_the_allow_list(
         "http://thanos.internal:9090",
     ]
     assert warnings[0].scaledobject == "web"  # type: ignore[attr-defined]
+
+
+def test_an_allowed_address_is_recognised_whatever_the_case_of_its_scheme_and_host() -> None:
+    """URLs compare with the scheme and host in any case: `HTTPS://Thanos.Internal` is
+    the allowed `https://thanos.internal` (it was refused as foreign)."""
+    running = start_server(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            allowed_prometheus_urls=("https://THANOS.internal:9090/",),
+        )
+    )
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for address in ("HTTPS://Thanos.Internal:9090", "https://thanos.internal:9090/"):
+                metadata = {"query": "up", "threshold": "1", "prometheusAddress": address}
+                ref = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=metadata)
+                assert stub.GetMetricSpec(ref, timeout=3).metricSpecs[0].targetSize == 1
+            # The path is not a host: written otherwise, it is another address.
+            other = {"query": "up", "threshold": "1"}
+            other["prometheusAddress"] = "https://thanos.internal:9090/Other"
+            ref = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=other)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.GetMetricSpec(ref, timeout=3)
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        running.stop(0)
