@@ -60,15 +60,13 @@ class TextFormatter(logging.Formatter):
     a line still splits unambiguously into fields (logfmt style).
     """
 
-    converter = time.gmtime  # UTC, said by the Z: a pod's local zone is anyone's guess
-
     def __init__(self) -> None:
-        super().__init__(
-            "%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%Y-%m-%dT%H:%M:%S"
-        )
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
-        return f"{super().formatTime(record, datefmt)}.{int(record.msecs):03d}Z"
+        # UTC, said by the Z: a container's local zone is anyone's guess.
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        return f"{stamp}.{int(record.msecs):03d}Z"
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record)
@@ -466,14 +464,20 @@ def run_serve(args: argparse.Namespace) -> int:
         max_series=args.max_forecast_series,
     )
     telemetry.registry.register(forecasts.collector())
+    from scaler.kube.api import KubeError
     from scaler.kube.service import start_kube
 
-    kube = start_kube(
-        args.events,
-        kubeconfig=args.kubeconfig,
-        polling_interval_seconds=config.polling_interval_seconds,
-        registry=telemetry.registry,
-    )
+    try:
+        kube = start_kube(
+            args.events,
+            kubeconfig=args.kubeconfig,
+            polling_interval_seconds=config.polling_interval_seconds,
+            registry=telemetry.registry,
+        )
+    except KubeError as err:
+        forecasts.close()
+        asked = "--events on" if args.events == "on" else "--kubeconfig"
+        return _fail(f"{asked}: no Kubernetes API: {err}")
     try:
         running = start_server(
             config,

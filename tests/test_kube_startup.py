@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 
 from scaler.engine import Observations, Sample, decide
 from scaler.forecast.types import Forecast
-from scaler.kube.api import KubeApi, load_api_client
+from scaler.kube.api import KubeApi, KubeError, load_api_client
 from scaler.kube.events import EventRecorder, NoEvents
 from scaler.kube.service import start_kube
 from scaler.kube.startup import StartupMeter, measure, pod_startup_seconds
@@ -367,10 +367,16 @@ def test_serve_wiring_auto_outside_a_cluster_leaves_events_off(
 
 
 def test_serve_wiring_without_configuration_turns_both_off_with_one_line(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     with caplog.at_level(logging.INFO, logger="tidescaler.kube"):
-        parts = start_kube("on", kubeconfig=str(tmp_path / "missing"))
+        parts = start_kube("auto")
     assert isinstance(parts.events, NoEvents) and parts.startup is None
     [line] = [r for r in caplog.records if r.name == "tidescaler.kube"]
     assert "Events and podStartupSeconds: auto are off" in line.getMessage()
+    # Asked for, by --events on or a kubeconfig named: the caller refuses to start.
+    with pytest.raises(KubeError, match="cannot read it"):
+        start_kube("on", kubeconfig=str(tmp_path / "missing"))
+    with pytest.raises(KubeError, match="cannot read it"):
+        start_kube("off", kubeconfig=str(tmp_path / "missing"))

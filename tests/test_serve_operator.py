@@ -77,6 +77,19 @@ def test_busy_grpc_port(busy_port: int) -> None:
     assert_one_line_error(result, f"127.0.0.1:{busy_port}", "--port", "address already in use")
 
 
+@pytest.mark.parametrize("events", ["on", "auto"])
+def test_kubernetes_asked_for_but_not_configured_stops_serve_with_one_line(
+    events: str, tmp_path: Path
+) -> None:
+    """`--events on` or a named kubeconfig is the operator asking for the Kubernetes API:
+    without it, serve used to start anyway, saying so in one INFO line."""
+    missing = tmp_path / "no-such-kubeconfig"
+    flags = ("--port", str(free_port()), "--metrics-port", "0", "--events", events)
+    result = serve(*flags, "--kubeconfig", str(missing))
+    asked = "--events on" if events == "on" else "--kubeconfig"
+    assert_one_line_error(result, f"{asked}: no Kubernetes API:", str(missing), "cannot read it")
+
+
 def test_busy_metrics_port(busy_port: int) -> None:
     result = serve("--port", str(free_port()), "--metrics-port", str(busy_port))
     assert_one_line_error(result, f":{busy_port}", "--metrics-port", "address already in use")

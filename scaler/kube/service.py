@@ -47,10 +47,14 @@ def start_kube(
     registry: CollectorRegistry | None = None,
     startup_refresh_seconds: float = 300.0,
 ) -> KubeParts:
-    """Configure the API client and start what it allows; never raises for lack of access."""
+    """Configure the API client and start what it allows. Without an API configuration
+    both are off, said in the log, unless the operator asked for them (`--events on`, or
+    a kubeconfig named): then the KubeError is raised, for a one-line refusal at start."""
     try:
         api = KubeApi(load_api_client(kubeconfig))
     except KubeError as err:
+        if events == "on" or kubeconfig is not None:
+            raise
         log.info(
             "no Kubernetes API configuration: Events and podStartupSeconds: auto are off",
             extra={"error": str(err)},
