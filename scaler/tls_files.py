@@ -143,6 +143,25 @@ def tls_metrics(registry: CollectorRegistry) -> Callable[[str, float | None], No
     return on_load
 
 
+# A certificate served with less time than this left is said in the log at each load.
+EXPIRY_WARNING_SECONDS = 7 * 86_400.0
+
+
+def _warn_if_expiring(cert: Path, expiry: float, now: float) -> None:
+    left = expiry - now
+    if left <= 0:
+        log.warning(
+            "the TLS certificate served has expired: clients that check it refuse the "
+            "connection; renew it",
+            extra={"tls_cert": str(cert), "expired_hours_ago": round(-left / 3600, 1)},
+        )
+    elif left < EXPIRY_WARNING_SECONDS:
+        log.warning(
+            "the TLS certificate served expires soon; renew it",
+            extra={"tls_cert": str(cert), "expires_in_hours": round(left / 3600, 1)},
+        )
+
+
 class TlsFiles:
     """A certificate, its key and optionally a client CA, served as they are now on disk."""
 
@@ -230,6 +249,7 @@ class TlsFiles:
         expiry = check_bytes(files, self.cert, self.key, self.client_ca)
         self._signature, self._unreadable, self.expiry = signature, None, expiry
         self._told("loaded")
+        _warn_if_expiring(self.cert, expiry, time.time())
         return grpc.ssl_server_certificate_configuration(
             [(files.key, files.cert)], root_certificates=files.client_ca
         )

@@ -49,7 +49,7 @@ def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=60))
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -71,10 +71,20 @@ def _ca(name: str) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
 
 
 def _leaf(
-    ca: x509.Certificate, ca_key: ec.EllipticCurvePrivateKey, name: str, *, server: bool
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    name: str,
+    *,
+    server: bool,
+    days: float = 30.0,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """A certificate valid from 5 minutes ago for `days` (negative: expired that long ago,
+    after a day of validity)."""
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
+    if days < 0:
+        now += datetime.timedelta(days=days - 1)
+        days = 1.0
     builder = (
         x509.CertificateBuilder()
         .subject_name(_name(name))
@@ -82,7 +92,7 @@ def _leaf(
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=days))
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
@@ -100,11 +110,12 @@ def _leaf(
     return builder.sign(ca_key, hashes.SHA256()), key
 
 
-def make_pki(directory: Path) -> Pki:
-    """Write a fresh CA, server and client certificates (PEM) into `directory`."""
+def make_pki(directory: Path, server_days: float = 30.0) -> Pki:
+    """Write a fresh CA, server and client certificates (PEM) into `directory`; the
+    server's valid for `server_days` (negative: expired that long ago)."""
     pem = serialization.Encoding.PEM
     ca, ca_key = _ca("tidescaler test CA")
-    server, server_key = _leaf(ca, ca_key, "localhost", server=True)
+    server, server_key = _leaf(ca, ca_key, "localhost", server=True, days=server_days)
     client, client_key = _leaf(ca, ca_key, "keda-operator", server=False)
     other_ca, other_key = _ca("someone else's CA")
     other_client, other_client_key = _leaf(other_ca, other_key, "intruder", server=False)

@@ -311,3 +311,28 @@ def test_a_key_grpc_cannot_serve_is_refused_before_it_replaces_the_certificate(
     assert registry.get_sample_value(
         "tidescaler_tls_certificate_expiry_timestamp_seconds"
     ) == expiry_of(renewal.old.server_cert)
+
+
+@pytest.mark.parametrize(
+    ("days", "said"),
+    [
+        (30.0, None),
+        (2.0, "the TLS certificate served expires soon; renew it"),
+        (-2.0, "the TLS certificate served has expired"),
+    ],
+)
+def test_a_certificate_about_to_expire_or_expired_is_said_when_it_is_loaded(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, days: float, said: str | None
+) -> None:
+    """The expiry gauge tells a dashboard; the log tells whoever reads the start-up (an
+    expired certificate was served without a word)."""
+    pki = make_pki(tmp_path, server_days=days)
+    files = TlsFiles(pki.server_cert, pki.server_key)
+    with caplog.at_level(logging.WARNING, logger="tidescaler"):
+        files.credentials()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if said is None:
+        assert warnings == []
+    else:
+        assert len(warnings) == 1 and warnings[0].startswith(said), warnings
+        assert files.expiry is not None and (files.expiry < time.time()) is (days < 0)
