@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
+from google.protobuf.message import DecodeError
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
@@ -256,6 +257,58 @@ WARNED_ADDRESSES = 1_000
 RESOLVED_TRIGGERS = 10_000
 RESOLVED_BYTES = 16 * 1024 * 1024
 RESOLVED_ENTRY_BYTES = 512  # the entry's tuple, the dict's slot and the key's header
+
+
+class Undecodable:
+    """A request whose bytes are not the message its method takes (a client that is not
+    KEDA, or a broken one). gRPC answers a deserializer that raises with UNKNOWN and an
+    error-level traceback per call; this one answers INVALID_ARGUMENT like any bad input."""
+
+    __slots__ = ("problem",)
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+
+
+def _decoder(message: Any) -> Callable[[bytes], Any]:
+    """`message.FromString`, returning an Undecodable instead of raising."""
+    parse = message.FromString
+    name = message.DESCRIPTOR.full_name
+
+    def decode(data: bytes) -> Any:
+        try:
+            return parse(data)
+        except DecodeError as err:
+            return Undecodable(f"the request is not a valid {name} message ({str(err)[:200]})")
+
+    return decode
+
+
+def add_scaler_service(service: ScalerService, server: grpc.aio.Server) -> None:
+    """The generated registration, with requests decoded by `_decoder`."""
+    unary, stream = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
+    methods = (  # name, kind, request, response: as in externalscaler.proto
+        ("IsActive", unary, pb.ScaledObjectRef, pb.IsActiveResponse),
+        ("StreamIsActive", stream, pb.ScaledObjectRef, pb.IsActiveResponse),
+        ("GetMetricSpec", unary, pb.ScaledObjectRef, pb.GetMetricSpecResponse),
+        ("GetMetrics", unary, pb.GetMetricsRequest, pb.GetMetricsResponse),
+    )
+    handlers = {
+        name: kind(
+            getattr(service, name),
+            request_deserializer=_decoder(request),
+            response_serializer=response.SerializeToString,
+        )
+        for name, kind, request, response in methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)
+
+
+def _decoded(request: Any) -> None:
+    """RequestError (INVALID_ARGUMENT) for a request that could not be decoded."""
+    if type(request) is Undecodable:
+        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
 
 
 class ScalerService(pb_grpc.ExternalScalerServicer):
@@ -540,6 +593,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     ) -> pb.GetMetricSpecResponse:
         started = time.perf_counter()
         try:
+            _decoded(request)
             policy, _ = self.policy_for(request)  # configuration only, never a backend
             response = _spec_response(policy.metric_name)
         except BaseException as err:
@@ -552,6 +606,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     ) -> pb.GetMetricsResponse:
         started = time.perf_counter()
         try:
+            _decoded(request)
             ref = request.scaledObjectRef
             policy, address, decision = self._decide_now(ref, self.calls)
             if decision is None:
@@ -573,6 +628,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     ) -> pb.IsActiveResponse:
         started = time.perf_counter()
         try:
+            _decoded(request)
             policy, address, decision = self._decide_now(request, self.calls)
             if decision is None:
                 assert self.calls is not None
@@ -595,6 +651,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         # Invalid metadata ends the stream with INVALID_ARGUMENT before anything is sent.
         started = time.perf_counter()
         try:
+            _decoded(request)
             self.policy_for(request)
         except BaseException as err:
             await self._fail("StreamIsActive", context, err, started)
@@ -784,7 +841,7 @@ def start_server(
             pod_startup=pod_startup,
         )
         server = grpc.aio.server(options=SERVER_OPTIONS)
-        pb_grpc.add_ExternalScalerServicer_to_server(service, server)  # type: ignore[no-untyped-call]
+        add_scaler_service(service, server)
         health_servicer = health_aio.HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
         reflection.enable_server_reflection(

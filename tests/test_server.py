@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -19,7 +20,7 @@ from serve_process import serve_process, stopped
 
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.server import RunningServer, ServerConfig, start_server
+from scaler.server import SERVICE_NAME, RunningServer, ServerConfig, start_server
 from scaler.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -197,6 +198,50 @@ def test_an_unexpected_error_is_internal_counted_and_the_server_keeps_serving() 
     ):
         labels = {"method": method, "code": code}
         assert requests("tidescaler_grpc_requests_total", labels) == count, labels
+
+
+# Bytes no ScaledObjectRef decodes from: field 1 (name) holding invalid UTF-8, and a
+# length that runs past the end.
+BROKEN_REQUESTS = (b"\x0a\x02\xff\xfe", b"\x0a\x7fshort")
+
+
+def test_a_request_that_is_not_the_message_is_invalid_argument_counted_and_quiet(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """gRPC answered bytes its deserializer refuses with UNKNOWN and an error-level
+    traceback per call, uncounted: any client could fill the log."""
+    telemetry = Telemetry()
+    running = start(telemetry=telemetry)
+    methods = ("GetMetricSpec", "GetMetrics", "IsActive")
+    try:
+        with (
+            caplog.at_level(logging.WARNING),
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+        ):
+            for method in methods:
+                call = channel.unary_unary(f"/{SERVICE_NAME}/{method}")
+                for data in BROKEN_REQUESTS:
+                    with pytest.raises(grpc.RpcError) as info:
+                        call(data, timeout=3)
+                    assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT, method
+                    wanted = "GetMetricsRequest" if method == "GetMetrics" else "ScaledObjectRef"
+                    assert f"is not a valid externalscaler.{wanted} message" in (
+                        info.value.details() or ""
+                    )
+            stream = channel.unary_stream(f"/{SERVICE_NAME}/StreamIsActive")
+            with pytest.raises(grpc.RpcError) as info:
+                list(stream(BROKEN_REQUESTS[0], timeout=3))
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            # Whole requests still work on the same connection.
+            stub = pb_grpc.ExternalScalerStub(channel)
+            assert stub.IsActive(ref(ALWAYS), timeout=3).result is True
+    finally:
+        running.stop(0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    requests = telemetry.registry.get_sample_value
+    for method in methods:
+        labels = {"method": method, "code": "INVALID_ARGUMENT"}
+        assert requests("tidescaler_grpc_requests_total", labels) == 2, labels
 
 
 def test_no_prometheus_configured_is_invalid_argument() -> None:
