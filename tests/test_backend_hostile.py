@@ -893,8 +893,25 @@ def test_a_backend_that_is_not_http_is_named_without_echoing_its_bytes(reply: by
         reading = source.read(answers_once_with(reply), "sum(up)")
     assert reading.error is not None and reading.error.kind is BackendErrorKind.CONNECTION
     message = str(reading.error)
-    assert message.endswith("cannot connect (the answer is not HTTP (no valid status line))")
+    assert message.endswith(
+        "connected, but no whole HTTP answer came (the answer is not HTTP (no valid status line))"
+    )
     assert message.isprintable() and "hunter2" not in message and "RED" not in message
+
+
+def test_refused_and_closed_without_an_answer_are_told_apart() -> None:
+    """Both were "cannot connect", which sent an operator to check the network when the
+    backend had answered the connection and then hung up."""
+    with PrometheusSource() as source:
+        closed = source.read(answers_once_with(b""), "sum(up)")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]  # nothing listens there once closed
+        refused = source.read(f"http://127.0.0.1:{port}", "sum(up)")
+    assert closed.error is not None and refused.error is not None
+    assert "connected, but no whole HTTP answer came (" in str(closed.error)
+    assert "cannot connect (" in str(refused.error)
+    assert closed.error.kind is refused.error.kind is BackendErrorKind.CONNECTION
 
 
 # -- the process ---------------------------------------------------------------------------

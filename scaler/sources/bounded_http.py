@@ -50,9 +50,11 @@ class HttpFailureKind(StrEnum):
 class HttpFailure(Exception):
     """A request that produced no complete answer; the message never quotes the body."""
 
-    def __init__(self, kind: HttpFailureKind, message: str) -> None:
+    def __init__(self, kind: HttpFailureKind, message: str, *, connected: bool = False) -> None:
         super().__init__(message)
         self.kind = kind
+        # A connection was made but gave no whole HTTP answer (closed, reset, not HTTP).
+        self.connected = connected
 
 
 @dataclass(frozen=True)
@@ -305,7 +307,9 @@ class BoundedHttp:
         ) as error:
             if watch.expired:
                 raise _timeout(timeout_seconds) from error
-            raise HttpFailure(HttpFailureKind.CONNECTION, _describe(error)) from error
+            raise HttpFailure(
+                HttpFailureKind.CONNECTION, _describe(error), connected=_connected(error)
+            ) from error
         finally:
             _current.watch = _current.watchdog = None
             self._watchdog.finish(watch)
@@ -372,6 +376,42 @@ def _describe(error: BaseException) -> str:
     # Printable only: the text can carry bytes the backend sent.
     shown = "".join(c if c.isprintable() else "?" for c in text[:200])
     return shown if len(text) <= 200 else shown + "..."
+
+
+def _connected(error: BaseException) -> bool:
+    """Whether the failure came after the connection was made: the chain of causes holds
+    no failure to connect (refused, unresolved, unreachable)."""
+    seen: BaseException | None = error
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(
+            seen,
+            urllib3.exceptions.NewConnectionError
+            | urllib3.exceptions.NameResolutionError
+            | requests.exceptions.ConnectTimeout
+            | ConnectionRefusedError
+            | socket.gaierror,
+        ):
+            return False
+        if isinstance(
+            seen,
+            http.client.RemoteDisconnected
+            | http.client.BadStatusLine
+            | http.client.IncompleteRead
+            | ConnectionResetError
+            | urllib3.exceptions.ProtocolError,
+        ):
+            return True
+        reason = getattr(seen, "reason", None)
+        nested = [arg for arg in seen.args if isinstance(arg, BaseException)]
+        if isinstance(reason, BaseException):
+            seen = reason
+        elif nested:
+            seen = nested[0]
+        else:
+            seen = seen.__cause__ or seen.__context__
+    return False
 
 
 def redacted_url(url: str) -> str:

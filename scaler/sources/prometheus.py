@@ -1079,7 +1079,11 @@ def _transport_error(failure: HttpFailure, address: str, query: str) -> BackendE
         return BackendError(BackendErrorKind.TIMEOUT, address, query, str(failure))
     if failure.kind is HttpFailureKind.TOO_LARGE:
         return BackendError(BackendErrorKind.BAD_RESPONSE, address, query, str(failure))
-    return BackendError(BackendErrorKind.CONNECTION, address, query, f"cannot connect ({failure})")
+    if failure.connected:
+        problem = f"connected, but no whole HTTP answer came ({failure})"
+    else:
+        problem = f"cannot connect ({failure})"
+    return BackendError(BackendErrorKind.CONNECTION, address, query, problem)
 
 
 def _result_of(answer: HttpAnswer, address: str, query: str) -> Any:
