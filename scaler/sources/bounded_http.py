@@ -349,24 +349,30 @@ def _too_large(limit: int) -> HttpFailure:
     return HttpFailure(HttpFailureKind.TOO_LARGE, f"the answer is larger than {shown}")
 
 
-def _describe(error: BaseException) -> str:
-    # The innermost cause says what happened (refused, reset, certificate ...);
-    # the wrappers of requests and urllib3 around it repeat the URL.
-    inner: BaseException = error
+def _causes(error: BaseException) -> list[BaseException]:
+    """`error` and the causes it wraps, outermost first: requests and urllib3 wrap the
+    socket's own error (refused, reset, certificate ...) in layers that repeat the URL."""
+    chain = [error]
     for _ in range(10):
+        inner = chain[-1]
         reason = getattr(inner, "reason", None)
         nested = [arg for arg in inner.args if isinstance(arg, BaseException)]
         if isinstance(reason, BaseException):
-            inner = reason
+            chain.append(reason)
         elif nested:
-            inner = nested[0]
+            chain.append(nested[0])
         elif (
             isinstance(inner, requests.RequestException | urllib3.exceptions.HTTPError)
             and inner.__context__ is not None
         ):
-            inner = inner.__context__
+            chain.append(inner.__context__)
         else:
             break
+    return chain
+
+
+def _describe(error: BaseException) -> str:
+    inner = _causes(error)[-1]  # the innermost says what happened
     if isinstance(inner, http.client.BadStatusLine) and not isinstance(
         inner, http.client.RemoteDisconnected
     ):
@@ -379,14 +385,11 @@ def _describe(error: BaseException) -> str:
 
 
 def _connected(error: BaseException) -> bool:
-    """Whether the failure came after the connection was made: the chain of causes holds
-    no failure to connect (refused, unresolved, unreachable)."""
-    seen: BaseException | None = error
-    for _ in range(10):
-        if seen is None:
-            break
+    """Whether the failure came after the connection was made: the causes hold a broken
+    answer (closed, reset, not HTTP) and no failure to connect (refused, unresolved)."""
+    for cause in _causes(error):
         if isinstance(
-            seen,
+            cause,
             urllib3.exceptions.NewConnectionError
             | urllib3.exceptions.NameResolutionError
             | requests.exceptions.ConnectTimeout
@@ -395,7 +398,7 @@ def _connected(error: BaseException) -> bool:
         ):
             return False
         if isinstance(
-            seen,
+            cause,
             http.client.RemoteDisconnected
             | http.client.BadStatusLine
             | http.client.IncompleteRead
@@ -403,14 +406,6 @@ def _connected(error: BaseException) -> bool:
             | urllib3.exceptions.ProtocolError,
         ):
             return True
-        reason = getattr(seen, "reason", None)
-        nested = [arg for arg in seen.args if isinstance(arg, BaseException)]
-        if isinstance(reason, BaseException):
-            seen = reason
-        elif nested:
-            seen = nested[0]
-        else:
-            seen = seen.__cause__ or seen.__context__
     return False
 
 
