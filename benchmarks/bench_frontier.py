@@ -210,6 +210,15 @@ def main(argv: list[str]) -> int:
         "results file is not written)",
     )
     parser.add_argument(
+        "--gate-min-saving",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="the gate turns the forecast on only for a first-half saving of at least F (a "
+        "share, 0.005 is 0.5 %%) over reactive (default: 0, any saving; the default "
+        "results file is not written otherwise)",
+    )
+    parser.add_argument(
         "--out",
         type=Path,
         default=None,
@@ -275,7 +284,7 @@ def main(argv: list[str]) -> int:
     gated_losses: list[str] = []
     for outcome in outcomes:
         rows = [
-            with_gate(row)
+            with_gate(row, args.gate_min_saving)
             for row in budget_rows(outcome.points, BUDGETS, ("reactive", "tidescaler"), walk=True)
         ]
         best = {
@@ -308,7 +317,7 @@ def main(argv: list[str]) -> int:
                 how = "only reactive meets it" if ratio is None else f"{ratio:.3f}x"
                 losses.append(f"{where} ({how})")
             gated_ratio = row.ratio(GATED, "reactive")
-            on = forecast_on(row)  # None: neither policy meets the budget
+            on = forecast_on(row, args.gate_min_saving)  # None: neither meets the budget
             gated_cell = "-"
             if on is not None:
                 shown = _fmt(gated_ratio) if gated_ratio is not None else "only tidescaler"
@@ -372,6 +381,8 @@ def main(argv: list[str]) -> int:
     if args.routing is not None:
         command += f" --routing {args.routing}"
     command += "".join(f" --seed {seed}" for seed in args.seed)
+    if args.gate_min_saving:
+        command += f" --gate-min-saving {args.gate_min_saving:g}"
     command += "".join(f" {path}" for path in args.scenarios)
     timing = (
         f"{wall:.0f} s wall clock with {args.jobs} processes"
@@ -419,7 +430,7 @@ def main(argv: list[str]) -> int:
     )
     print(text)
     out = args.out
-    if out is None and not args.scenarios and not changed:
+    if out is None and not args.scenarios and not changed and not args.gate_min_saving:
         out = ROOT / "benchmarks" / "results" / "frontier.md"
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -152,15 +152,17 @@ class BudgetRow:
 GATED = "tidescaler, gated"
 
 
-def forecast_on(row: BudgetRow) -> bool | None:
+def forecast_on(row: BudgetRow, min_saving: float = 0.0) -> bool | None:
     """Whether the gate turns the forecast on at this budget: tidescaler as deployed
     after a simulation of one's own history keeps the forecast only where its pick costs
     less than reactive's on the span the choice sees (the tuning span, walk-forward).
 
     With the forecast off tidescaler moves replicas exactly as reactive does, so the
     gate adds one yes/no choice to tidescaler's settings, made on the past, never on
-    the span reported. A tie keeps it off: the forecast must pay to be on. Where only
-    one policy meets the budget, that one; None where neither does.
+    the span reported. A tie keeps it off: the forecast must pay to be on (by at least
+    `min_saving`, a share of reactive's cost, when one is given; none by default, as
+    measured in the README). Where only one policy meets the budget, that one; None
+    where neither does.
     """
     tide, react = row.picks.get("tidescaler"), row.picks.get("reactive")
     if tide is None or react is None:
@@ -172,20 +174,21 @@ def forecast_on(row: BudgetRow) -> bool | None:
             return point.tuning.replica_hours
         return point.replica_hours
 
-    return seen(tide) < seen(react)
+    return seen(tide) < seen(react) * (1.0 - min_saving)
 
 
-def gated_pick(row: BudgetRow) -> SweepPoint | None:
+def gated_pick(row: BudgetRow, min_saving: float = 0.0) -> SweepPoint | None:
     """The gate's pick: tidescaler's where `forecast_on`, else reactive's."""
-    on = forecast_on(row)
+    on = forecast_on(row, min_saving)
     if on is None:
         return None
     return row.picks.get("tidescaler") if on else row.picks.get("reactive")
 
 
-def with_gate(row: BudgetRow) -> BudgetRow:
+def with_gate(row: BudgetRow, min_saving: float = 0.0) -> BudgetRow:
     """The row with the gated pick added under GATED."""
-    return BudgetRow(row.budget, {**row.picks, GATED: gated_pick(row)}, row.walk_forward)
+    picks = {**row.picks, GATED: gated_pick(row, min_saving)}
+    return BudgetRow(row.budget, picks, row.walk_forward)
 
 
 def budget_rows(
