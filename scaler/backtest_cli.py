@@ -36,7 +36,7 @@ from scaler.forecast.backtest import (
     write_forecasts_csv,
 )
 from scaler.forecast.forecaster import DEFAULT_SETTINGS
-from scaler.policy import parse_forecast_quantile
+from scaler.policy import DEFAULT_FORECAST_HISTORY_SECONDS, parse_forecast_quantile
 from scaler.trace_input import (
     add_trace_source_arguments,
     check_trace_source,
@@ -45,6 +45,9 @@ from scaler.trace_input import (
     wants_trace,
 )
 from scaler.traces import Trace, TraceError
+
+# History that lets the forecaster learn a weekly pattern: two weeks of it.
+WEEKLY_HISTORY_SECONDS = 14 * 86400.0
 
 
 def _duration_list(text: str) -> list[float]:
@@ -110,8 +113,9 @@ def add_backtest_parser(subparsers: Any) -> None:
     p.add_argument(
         "--history",
         type=duration_arg,
-        default="28d",
-        help="history the forecaster learns from at each origin (default: %(default)s)",
+        default=None,
+        help="history the forecaster learns from at each origin (default: 7d, a trigger's "
+        "forecastHistory when it does not set one)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
@@ -241,6 +245,9 @@ def run_backtest(args: argparse.Namespace) -> int:
     )
 
     err = Console(stderr=True, soft_wrap=True)
+    history_given = args.history is not None
+    if not history_given:
+        args.history = DEFAULT_FORECAST_HISTORY_SECONDS
     try:
         check_output_file(args.forecasts_csv, "--forecasts-csv")
         check_not_an_input(args.forecasts_csv, "--forecasts-csv", [("the trace", args.trace)])
@@ -261,6 +268,18 @@ def run_backtest(args: argparse.Namespace) -> int:
     except (ValueError, OutputPathError) as exc:  # TraceError, FromClusterError
         err.print(error_text(exc), highlight=False)
         return 2
+    span = len(trace.values) * trace.step_seconds
+    if not history_given and span >= args.min_history + WEEKLY_HISTORY_SECONDS:
+        # The default scores what a trigger without forecastHistory gets, which cannot
+        # learn a weekly pattern; a trace this long could tell whether one would help.
+        err.print(
+            f"note: the forecaster learns from {_label(args.history)} of history at each "
+            "origin, as a trigger without forecastHistory does; a weekly pattern needs "
+            f"{_label(WEEKLY_HISTORY_SECONDS)} or more: compare --history 28d, and set the "
+            "trigger's forecastHistory to what scores best",
+            highlight=False,
+            markup=False,
+        )
     lines = None if err.is_terminal else ProgressLines(sys.stderr, "backtest")
     with Progress(
         TextColumn("backtest {task.description}", markup=False),  # the trace name as it is

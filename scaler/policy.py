@@ -104,11 +104,15 @@ class ResourcePolicy:
     memory_utilization_percent: float | None = None
 
 
+# forecastHistory when a trigger does not say (the backtest scores the same by default).
+DEFAULT_FORECAST_HISTORY_SECONDS = 7 * 86400.0
+
+
 @dataclass(frozen=True)
 class ForecastPolicy:
     mode: ForecastMode = ForecastMode.OFF
     query: str | None = None  # the series to learn; defaults to the query signal's
-    history_seconds: float = 7 * 86400.0
+    history_seconds: float = DEFAULT_FORECAST_HISTORY_SECONDS
     pod_startup_seconds: float = 60.0
     pod_startup_auto: bool = False  # podStartupSeconds: auto (measured from the target's pods)
     quantile: float = 0.95
@@ -729,7 +733,9 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
     forecast = ForecastPolicy(
         mode=r.get("forecast", _forecast_mode, ForecastMode.OFF),
         query=forecast_query,
-        history_seconds=r.get("forecastHistory", _forecast_history, 7 * 86400.0),
+        history_seconds=r.get(
+            "forecastHistory", _forecast_history, DEFAULT_FORECAST_HISTORY_SECONDS
+        ),
         pod_startup_seconds=startup,
         pod_startup_auto=startup_auto,
         quantile=r.get("forecastQuantile", parse_forecast_quantile, 0.95),

@@ -136,3 +136,28 @@ def test_a_write_that_fails_at_the_end_is_one_line(
     flags = _backtest(trace_file, "--min-history", "1d", "--horizons", "1h")
     assert main([*flags, "--forecasts-csv", "/dev/full"]) == 1
     assert "cannot write the output" in _error(capsys)
+
+
+def test_the_default_history_is_a_triggers_and_a_long_trace_says_a_week_needs_more(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The backtest scored 28 days of history by default while a trigger learns from 7:
+    a planner read a forecaster the service does not run. Now the default is the
+    trigger's, and a trace long enough to tell says a weekly pattern needs more."""
+    path = tmp_path / "three_weeks.csv"
+    step = 3600
+    rows = ["timestamp,requests"]
+    rows += [f"{START + i * step},{100 + (i % 24)}" for i in range(22 * 24)]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    flags = ["--stride", "7d", "--horizons", "1h", "--json"]
+    assert main(["backtest", "--trace", str(path), *flags]) == 0
+    err = capsys.readouterr().err
+    assert "learns from 7d of history at each origin, as a trigger without forecastHistory" in err
+    assert "a weekly pattern needs 14d or more: compare --history 28d" in err
+    assert main(["backtest", "--trace", str(path), *flags, "--history", "28d"]) == 0
+    assert "weekly pattern" not in capsys.readouterr().err
+    # A trace too short for two weeks after --min-history has nothing to compare: no note.
+    short = tmp_path / "two_weeks.csv"
+    short.write_text("\n".join(rows[: 14 * 24 + 1]) + "\n", encoding="utf-8")
+    assert main(["backtest", "--trace", str(short), *flags]) == 0
+    assert "weekly pattern" not in capsys.readouterr().err
