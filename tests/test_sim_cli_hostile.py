@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -670,3 +671,32 @@ def test_flags_that_cannot_shape_a_trace_file_are_refused_not_ignored(
     assert code == 2
     assert expected in one_error(err)
     assert "rep-h" not in out
+
+
+def test_the_terminal_summary_says_the_gate_three_decimals_and_the_budgets_nobody_meets(
+    trace: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The summary printed t/r to two decimals (a 0.2 % loss read 1.00), left out what
+    the gate deploys (only report.md and --json said it), and budgets below the first
+    one met vanished without a word."""
+    sweep = ["--sweep", "target_utilization=0.6,0.7,0.8", "--slo-ms", "60"]
+    code, out, err = simulate(["--trace", str(trace), *sweep], capsys, "reactive,tidescaler")
+    assert code == 0, err
+    lines = out.splitlines()
+    header = next(line for line in lines if line.strip().startswith("budget"))
+    assert header.split()[-2:] == ["t/r", "forecast"]
+    rows = lines[lines.index(header) + 1 :]
+    budget_rows = [line for line in rows if line.strip().endswith((" on", " off", " -"))]
+    assert budget_rows, out
+    for line in budget_rows:
+        ratio = line.split()[-2]
+        assert ratio == "-" or re.fullmatch(r"\d\.\d{3}", ratio), line
+    text = " ".join(out.split())
+    assert "No setting of either policy keeps requests over the SLO within" in text
+    assert "(fewest: reactive " in text and ", tidescaler " in text
+    # Without a sweep the budget rows are the second half's: said, as the table is not.
+    code, out, _ = simulate(["--trace", str(trace)], capsys, "reactive,tidescaler")
+    assert code == 0
+    assert "measured on the second half of the days (the table above is the whole window)" in (
+        " ".join(out.split())
+    )
