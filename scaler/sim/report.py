@@ -140,7 +140,7 @@ def render_table(
         )
     console.print(table)
     for line in summary_lines(result, points or []):
-        console.print(line, highlight=False, markup=False)
+        console.print(line, highlight=False, markup=False, soft_wrap=not console.is_terminal)
 
 
 def _pick(point: SweepPoint | None, best: float | None = None) -> str:
