@@ -734,7 +734,14 @@ def bind_problem(host: str, port: int) -> str | None:
     except socket.gaierror as err:
         return f"cannot resolve {host!r}: {err.strerror}"
     family, kind, proto, _, address = infos[0]
-    with socket.socket(family, kind, proto) as probe:
+    try:
+        probe = socket.socket(family, kind, proto)
+    except OSError as err:
+        if err.errno == errno.EAFNOSUPPORT and bare == "::":
+            # No IPv6 on this host: gRPC listens on IPv4's wildcard instead, and so may we.
+            return bind_problem("0.0.0.0", port)
+        return os.strerror(err.errno) if err.errno else str(err)
+    with probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as gRPC does
         try:
             probe.bind(address)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import errno
 import socket
 import threading
 import time
@@ -172,13 +173,19 @@ class Telemetry:
         within METRICS_READ_SECONDS is closed. Without the bounds, clients that open
         connections and send nothing (or a byte now and then) held a thread each, for as
         long as they liked. `addr` may be IPv6, in brackets or not ("[::]": all)."""
-        server = make_server(
-            addr.strip("[]"),
-            port,
-            make_wsgi_app(self.registry),
-            _BoundedMetricsServer,
-            handler_class=_MetricsRequestHandler,
-        )
+        host = addr.strip("[]")
+        app = make_wsgi_app(self.registry)
+        try:
+            server = make_server(
+                host, port, app, _BoundedMetricsServer, handler_class=_MetricsRequestHandler
+            )
+        except OSError as err:
+            if err.errno != errno.EAFNOSUPPORT or host != "::":
+                raise
+            # A host without IPv6: its IPv4 wildcard, as gRPC does for "[::]".
+            server = make_server(
+                "0.0.0.0", port, app, _BoundedMetricsServer, handler_class=_MetricsRequestHandler
+            )
         thread = Thread(target=server.serve_forever, name="metrics-http", daemon=True)
         thread.start()
         return server, thread

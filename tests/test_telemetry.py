@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
+import os
 import socket
 import threading
 import time
 import urllib.request
 from dataclasses import replace
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -16,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from scaler import telemetry as telemetry_module
 from scaler.engine import Decision, Reason, Signal, SignalReading, SignalStatus
+from scaler.server import bind_problem
 from scaler.telemetry import RPC_BUCKETS, RPC_LABELS, Telemetry
 
 
@@ -495,6 +499,34 @@ def test_metrics_listen_on_ipv6_and_ipv4_with_the_default_host() -> None:
         for url in (f"http://[::1]:{port}/metrics", f"http://127.0.0.1:{port}/metrics"):
             with urllib.request.urlopen(url, timeout=5) as response:
                 assert b"tidescaler_desired_replicas" in response.read(), url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_on_a_host_without_ipv6_the_default_host_serves_metrics_on_ipv4(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Such a host refuses IPv6 sockets: gRPC falls back to IPv4 for "[::]", and so must
+    /metrics and the start-up port check (both raised EAFNOSUPPORT: a traceback)."""
+    real_socket = socket.socket
+
+    def ipv4_only(family: int = socket.AF_INET, *args: Any, **kwargs: Any) -> socket.socket:
+        if family == socket.AF_INET6:
+            raise OSError(errno.EAFNOSUPPORT, os.strerror(errno.EAFNOSUPPORT))
+        return real_socket(family, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "socket", ipv4_only)
+    assert bind_problem("[::]", 0) is None
+    telemetry, _, clock = make()
+    telemetry.record_decision("shop", "checkout", DECISION, 420.0, clock.now)
+    server, thread = telemetry.start_http_server(0, addr="[::]")
+    port = server.server_address[1]
+    monkeypatch.setattr(socket, "socket", real_socket)
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            assert b"tidescaler_desired_replicas" in response.read()
     finally:
         server.shutdown()
         server.server_close()
