@@ -475,11 +475,15 @@ def decide(
                 acting.append(
                     (calculation.replicas, Reason(signal.value), float(calculation.replicas))
                 )
-            elif listing is not None and _fresh(listing.observed_at, now, settings):
+            elif (
+                listing is not None
+                and _fresh(listing.observed_at, now, settings)
+                and (count := current_pod_count(listing.pods, {})) > 0
+            ):
                 # Pods without any usage: the HPA cannot compute this metric, and with
                 # several metrics it then scales up by the others and never down, which is
-                # this signal recommending the current count (as its calculator does).
-                count = current_pod_count(listing.pods, {})
+                # this signal recommending the current count (as its calculator does). No
+                # current pod (all terminating or finished) is no count to hold.
                 detail = (
                     f"no {resource} usage for the {count} current pod(s) yet: their count "
                     "is held, other signals may scale up"

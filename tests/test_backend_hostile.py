@@ -292,6 +292,37 @@ def test_a_resource_query_waits_no_longer_than_the_budget(
         assert raised.value.kind is BackendErrorKind.TIMEOUT
 
 
+def test_a_pod_listing_outlives_a_failed_request(
+    serve: Callable[..., LoopbackServer],
+) -> None:
+    """A pod that exists without usage yet is held at its count until stale, like any
+    reading: a request that fails in between does not drop it (it did, so the decision
+    went back and forth between the count and UNAVAILABLE)."""
+    at = time.time()
+    pending = {
+        "status": "success",
+        "data": {
+            "resultType": "vector",
+            "result": [
+                {
+                    "metric": {"signal": "requested", "namespace": "shop", "pod": "web-0"},
+                    "value": [at, "0.5"],
+                }
+            ],
+        },
+    }
+    switch = Switch(lambda handler: handler.reply(200, json.dumps(pending).encode()))
+    backend = serve(switch)
+    with PrometheusSource(coalesce_seconds=0.0) as source:
+        listed = source.read_resource(backend.url, 'namespace="shop"', "cpu")
+        assert listed.pods is None and listed.listing is not None  # no usage: not a reading
+        assert [pod.name for pod in listed.listing.pods] == ["shop/web-0"]
+        switch.behaviour = lambda handler: handler.reply(500, b"down")
+        failed = source.read_resource(backend.url, 'namespace="shop"', "cpu")
+    assert failed.error is not None and failed.error.kind is BackendErrorKind.HTTP_STATUS
+    assert failed.listing == listed.listing
+
+
 def test_a_decision_waits_one_budget_for_all_its_signals(
     serve: Callable[..., LoopbackServer],
 ) -> None:

@@ -688,6 +688,22 @@ def test_a_held_reading_beats_the_listing_and_a_stale_listing_is_no_observation(
     assert not stale.available
 
 
+def test_a_listing_of_pods_that_all_go_away_is_no_count_to_hold() -> None:
+    """Terminating or finished pods are no replicas: a listing of only those would have
+    recommended 0, and scaled the workload down on missing data."""
+    going = tuple(
+        PodState(f"shop/web-{i}", 1.0, True, NOW - 3600, NOW - 3500, deleting=True)
+        for i in range(5)
+    )
+    decision = decide(
+        parse_policy(CPU_ONLY),
+        Observations(cpu_listing=PodListing(going, NOW), errors={"cpu": NO_CPU}),
+        NOW,
+        SETTINGS,
+    )
+    assert not decision.available and decision.reason is Reason.UNAVAILABLE
+
+
 cpu_levels = st.lists(st.one_of(st.none(), st.floats(0, 4)), min_size=1, max_size=10)
 
 

@@ -489,6 +489,8 @@ class PrometheusSource:
                 # the HPA's rule once no usage is left to hold. No pod at all is not
                 # listed: it looks the same as kube-state-metrics not being scraped.
                 listing = PodListing(pods, observed_at) if pods else None
+                if listing is not None:
+                    self._remember((*key, "listing"), listing, observed_at, sent)
                 raise BackendError(
                     BackendErrorKind.NULL_VALUE,
                     address,
@@ -497,6 +499,11 @@ class PrometheusSource:
                     f"({len(pods)} with a request series)",
                 )
         except BackendError as error:
+            if listing is None:
+                # A failed request says nothing new of the pods: the last listing stands
+                # (the engine counts it until it is stale, as a held reading).
+                listed = self._recall((*key, "listing"))
+                listing = listed.value if listed is not None else None
             remembered = self._recall(key)
             if remembered is None:
                 return ResourceReading(None, None, None, window, error, listing)
