@@ -417,9 +417,10 @@ def canonical_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     if not sep:
         return url
-    authority, slash, path = rest.partition("/")
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    authority, tail = rest[:end], rest[end:]  # the path, query and fragment, as written
     userinfo, at, host = authority.rpartition("@")
-    return f"{scheme.lower()}://{userinfo}{at}{host.lower()}{slash}{path}"
+    return f"{scheme.lower()}://{userinfo}{at}{host.lower()}{tail}"
 
 
 def _address(text: str) -> str:

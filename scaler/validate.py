@@ -421,7 +421,9 @@ def run_validate(args: argparse.Namespace, stdout: TextIO | None = None) -> int:
     for line in problems:
         out.write(line + "\n")
     if problems:
-        sys.stderr.write(f"{len(problems)} problem(s) in {total} ScaledObject(s)\n")
+        jobs = sum(": scaledjob " in line for line in problems)
+        where = f"{total} ScaledObject(s)" + (f" and {jobs} ScaledJob trigger(s)" if jobs else "")
+        sys.stderr.write(f"{len(problems)} problem(s) in {where}\n")
         return 1
     sys.stderr.write(f"{total} ScaledObject(s): no problem\n")
     return 0

@@ -15,6 +15,7 @@ from scaler.policy import (
     ForecastMode,
     PolicyError,
     cached_policy,
+    canonical_url,
     parse_policy,
 )
 
@@ -344,3 +345,19 @@ def test_backend_options_hash_by_value_and_survive_pickling() -> None:
             namespace="team-a", custom_headers=(("X-Scope-OrgID", "a"),), unsafe_ssl=True
         )
     )
+
+
+@pytest.mark.parametrize(
+    ("url", "canonical"),
+    [
+        ("HTTPS://Prom.Example:9090/", "https://prom.example:9090"),
+        ("http://Alice:PW@Prom:9090/Api", "http://Alice:PW@prom:9090/Api"),
+        ("http://Host?Tenant=A", "http://host?Tenant=A"),
+        ("http://Host#Frag", "http://host#Frag"),
+        (" http://[::1]:9090/ ", "http://[::1]:9090"),
+    ],
+)
+def test_urls_compare_with_scheme_and_host_in_lower_case_and_the_rest_as_written(
+    url: str, canonical: str
+) -> None:
+    assert canonical_url(url) == canonical

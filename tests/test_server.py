@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -273,6 +274,28 @@ def test_get_metric_spec_answers_at_once_with_backend_down(
         stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(metadata)), timeout=5)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
     assert "shop/web" in (info.value.details() or "")
+
+
+def test_an_active_window_answers_activity_while_the_demand_is_unknown(
+    stub: pb_grpc.ExternalScalerStub,
+) -> None:
+    """Prometheus down (port 9): the count is UNAVAILABLE (a window's floor alone could
+    lower a workload running above it), but a window with desiredReplicas makes the
+    workload active whatever the demand, so IsActive and the stream say so (they were
+    UNAVAILABLE and silent); without an active window they stay unknown."""
+    window = {"schedules": json.dumps([ALWAYS])}
+    metadata = {"query": "sum(up)", "threshold": "10"} | window
+    with pytest.raises(grpc.RpcError) as info:
+        stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(metadata)), timeout=5)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert stub.IsActive(ref(metadata), timeout=5).result is True
+    stream = stub.StreamIsActive(ref(metadata), timeout=5)
+    assert next(iter(stream)).result is True
+    stream.cancel()
+    query_only = {"query": "sum(up)", "threshold": "10"}
+    with pytest.raises(grpc.RpcError) as info:
+        stub.IsActive(ref(query_only), timeout=5)
+    assert info.value.code() is grpc.StatusCode.UNAVAILABLE
 
 
 def test_stream_is_active_sends_state_at_once(stub: pb_grpc.ExternalScalerStub) -> None:

@@ -189,7 +189,7 @@ def test_a_scaledjob_naming_tidescaler_is_a_problem_and_other_scaledjobs_are_not
         "ScaledObject; KEDA reads a ScaledJob's metric as a number of Jobs to start, so this "
         "trigger would start Jobs on every poll: use a ScaledObject"
     ]
-    assert "1 problem(s) in 1 ScaledObject(s)" in err
+    assert "1 problem(s) in 1 ScaledObject(s) and 1 ScaledJob trigger(s)" in err
     # Inside the List kubectl prints too.
     listed = {"apiVersion": "v1", "kind": "List", "items": [yaml.safe_load(job)]}
     assert validate_text(yaml.safe_dump(listed), "l.yaml")[0][0].startswith(
