@@ -481,7 +481,10 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         namespace, name = ref.namespace, ref.name  # each read of a protobuf field makes a str
         if self.telemetry is not None:
             self.telemetry.record_decision(namespace, name, decision, demand, now)
-        state = (decision.desired_replicas, decision.reason, decision.active, decision.available)
+        # Activity no RPC could tell (a missing demand) is logged as unknown, not inactive.
+        known = decision.available or decision.active_known
+        active = decision.active if known else None
+        state = (decision.desired_replicas, decision.reason, active, decision.available)
         changed = self._last_logged.swap((namespace, name), state) != state
         if changed and log.isEnabledFor(logging.INFO):  # the fields cost more than the check
             log.info(
@@ -490,7 +493,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                     "namespace": namespace,
                     "scaledobject": name,
                     "desired_replicas": decision.desired_replicas,
-                    "active": decision.active,
+                    "active": active,
                     "reason": decision.reason.value,
                     "available": decision.available,
                     "detail": decision.detail,

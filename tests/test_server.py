@@ -277,7 +277,7 @@ def test_get_metric_spec_answers_at_once_with_backend_down(
 
 
 def test_an_active_window_answers_activity_while_the_demand_is_unknown(
-    stub: pb_grpc.ExternalScalerStub,
+    stub: pb_grpc.ExternalScalerStub, caplog: pytest.LogCaptureFixture
 ) -> None:
     """Prometheus down (port 9): the count is UNAVAILABLE (a window's floor alone could
     lower a workload running above it), but a window with desiredReplicas makes the
@@ -293,9 +293,19 @@ def test_an_active_window_answers_activity_while_the_demand_is_unknown(
     assert next(iter(stream)).result is True
     stream.cancel()
     query_only = {"query": "sum(up)", "threshold": "10"}
-    with pytest.raises(grpc.RpcError) as info:
-        stub.IsActive(ref(query_only), timeout=5)
+    with (
+        caplog.at_level(logging.INFO, logger="tidescaler.server"),
+        pytest.raises(grpc.RpcError) as info,
+    ):
+        stub.IsActive(ref(query_only, name="unknown"), timeout=5)
     assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+    # Logged as unknown, not as inactive.
+    [logged] = [
+        r
+        for r in caplog.records
+        if r.getMessage() == "decision changed" and r.scaledobject == "unknown"  # type: ignore[attr-defined]
+    ]
+    assert logged.active is None and logged.available is False  # type: ignore[attr-defined]
 
 
 def test_stream_is_active_sends_state_at_once(stub: pb_grpc.ExternalScalerStub) -> None:
