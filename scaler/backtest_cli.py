@@ -114,8 +114,8 @@ def add_backtest_parser(subparsers: Any) -> None:
         "--history",
         type=duration_arg,
         default=None,
-        help="history the forecaster learns from at each origin (default: 7d, a trigger's "
-        "forecastHistory when it does not set one)",
+        help="history the forecaster learns from at each origin (default: the trigger's "
+        "forecastHistory with --from-cluster, else 7d, a trigger's own default)",
     )
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument(
@@ -246,8 +246,6 @@ def run_backtest(args: argparse.Namespace) -> int:
 
     err = Console(stderr=True, soft_wrap=True)
     history_given = args.history is not None
-    if not history_given:
-        args.history = DEFAULT_FORECAST_HISTORY_SECONDS
     try:
         check_output_file(args.forecasts_csv, "--forecasts-csv")
         check_not_an_input(args.forecasts_csv, "--forecasts-csv", [("the trace", args.trace)])
@@ -255,7 +253,9 @@ def run_backtest(args: argparse.Namespace) -> int:
         if args.from_cluster:  # the ScaledObject's forecast series, read from the cluster
             from scaler.sim.from_cluster import backtest_trace
 
-            trace = backtest_trace(args)
+            trace, trigger_history = backtest_trace(args)
+            if not history_given:  # what that trigger's forecaster learns from
+                args.history, history_given = trigger_history, True
         else:
             if not wants_trace(args):
                 raise TraceError(
@@ -264,6 +264,8 @@ def run_backtest(args: argparse.Namespace) -> int:
                 )
             check_trace_source(args)
             trace = load_trace(args, sys.stderr)
+            if not history_given:
+                args.history = DEFAULT_FORECAST_HISTORY_SECONDS
         check_spans(args, trace)
     except (ValueError, OutputPathError) as exc:  # TraceError, FromClusterError
         err.print(error_text(exc), highlight=False)

@@ -14,11 +14,13 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kube_api_stand_in import KubeApiStandIn, deployment, pod, scaled_object
 from prometheus_server import CountingProxy, PrometheusServer, Series, grid, openmetrics
 
+from scaler import backtest_cli
 from scaler.cli import main
 from scaler.kube.api import KubeError, load_api_client
 from scaler.sim import hpa
@@ -273,6 +275,42 @@ def test_backtest_from_cluster_scores_the_forecast_on_the_query_history(
     assert status == 0, out.err
     result = json.loads(out.out)
     assert result["trace"] == "shop/web"
+
+
+def test_backtest_from_cluster_learns_from_the_triggers_forecast_history(
+    stand_in: KubeApiStandIn,
+    history_prometheus: PrometheusServer,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without --history the backtest scores the forecaster the trigger runs: its own
+    forecastHistory, not the default."""
+    trigger = {
+        "type": "external",
+        "metadata": {
+            "scalerAddress": "tidescaler.tidescaler:9090",
+            "prometheusAddress": history_prometheus.url,
+            "query": QUERY,
+            "threshold": "50",
+            "forecast": "on",
+            "forecastHistory": "2d",
+        },
+    }
+    stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [trigger])
+    seen: list[float] = []
+    real_run = backtest_cli.run
+
+    def recording_run(*args: Any, **kwargs: Any) -> Any:
+        seen.append(kwargs["history_seconds"])
+        return real_run(*args, **kwargs)
+
+    monkeypatch.setattr(backtest_cli, "run", recording_run)
+    kubeconfig = str(stand_in.kubeconfig(tmp_path))
+    flags = ["--start", "3d", "--kubeconfig", kubeconfig, "--min-history", "2d", "--json"]
+    assert main(["backtest", "--from-cluster", "shop/web", *flags, "--horizons", "1h"]) == 0
+    assert seen == [2 * 86400.0]
+    assert "a weekly pattern needs" not in capsys.readouterr().err
 
 
 def test_the_history_is_read_with_the_triggers_request_options(

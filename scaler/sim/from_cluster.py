@@ -716,12 +716,14 @@ def run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
-def backtest_trace(args: argparse.Namespace) -> Trace:
-    """The forecast series (forecastQuery, else query) of the ScaledObject as a backtest trace."""
+def backtest_trace(args: argparse.Namespace) -> tuple[Trace, float]:
+    """The forecast series (forecastQuery, else query) of the ScaledObject as a backtest
+    trace, and the history its forecaster learns from (the trigger's forecastHistory)."""
     namespace, name = _target(args.from_cluster)
     now, since, step = _history_span(args)
     workload = _workload_of(args, namespace, name, now)
-    series = parse_policy(workload.tidescaler).forecast_query or workload.query
+    policy = parse_policy(workload.tidescaler)
+    series = policy.forecast_query or workload.query
     history = read_history(
         workload,
         prometheus_url=args.prometheus_url,
@@ -730,4 +732,5 @@ def backtest_trace(args: argparse.Namespace) -> Trace:
         now=now,
         query=series,
     )
-    return Trace(history.times, history.rate, history.step_seconds, f"{namespace}/{name}")
+    trace = Trace(history.times, history.rate, history.step_seconds, f"{namespace}/{name}")
+    return trace, policy.forecast.history_seconds
