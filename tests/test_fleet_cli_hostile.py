@@ -169,6 +169,38 @@ def test_two_files_of_one_service_name_are_refused_naming_both(
     assert f"{tmp_path / 'web.csv'} and {tmp_path / 'web.tsv'} both name the service 'web'" in err
 
 
+@pytest.mark.parametrize("flags", [["--since", "3d"], ["--step", "1m"], ["--end", "0"]])
+def test_prometheus_span_flags_with_trace_files_are_refused_not_ignored(
+    folder: Path, tmp_path: Path, flags: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["fleet", "--traces", str(folder), "--out", str(tmp_path), *flags]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert f"{flags[0]} shape(s) the history read from Prometheus" in err
+
+
+def test_files_that_are_not_traces_are_said_and_an_upper_case_extension_is_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Files the fleet does not read were dropped without a word, and WEB.CSV was not
+    taken for a CSV at all."""
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    _write(traces / "SHOP.CSV", _tide(4))
+    (traces / "notes.txt").write_text("not a trace\n")
+    (traces / "old.csv.bz2").write_bytes(b"BZh9")
+    (traces / ".hidden").write_text("editor state\n")
+    services = from_folder(traces)
+    assert [service.name for service in services] == ["SHOP"]
+    argv = ["fleet", "--traces", str(traces), "--out", str(tmp_path / "out"), "--no-cache"]
+    argv += ["--budget", "0.5"]
+    main(argv)
+    err = capsys.readouterr().err
+    assert "fleet: 1 service\n" in err
+    assert "note: 2 files not read, not a trace (" in err
+    assert ": notes.txt, old.csv.bz2" in err and ".hidden" not in err
+
+
 class _OneQuery:
     """PrometheusConnect with one answer: series whose label values coincide."""
 

@@ -32,7 +32,14 @@ from scaler.durations import parse_duration
 from scaler.fleet.evaluate import FAILED, FleetSettings, ServiceResult, fleet_scenario
 from scaler.fleet.execute import MAX_WORKERS, ResultCache, run_fleet
 from scaler.fleet.report import describe_left_out, totals, write_report
-from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, from_prometheus
+from scaler.fleet.services import (
+    TRACE_SUFFIXES,
+    FleetInputError,
+    ServiceSource,
+    from_folder,
+    from_prometheus,
+    skipped_files,
+)
 from scaler.policy import MAX_POD_STARTUP_SECONDS, MAX_REPLICAS
 from scaler.sim.cluster import ClusterModel
 from scaler.sim.scenario import ScenarioError, check_scenario, with_service
@@ -155,16 +162,16 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
     source.add_argument(
         "--since",
         type=_duration_from(1.0, "1s"),
-        default="14d",
+        default=None,
         metavar="DURATION",
-        help="history to read from Prometheus (default: %(default)s)",
+        help="history to read from Prometheus (default: 14d)",
     )
     source.add_argument(
         "--step",
         type=_duration_from(1.0, "1s"),
-        default="5m",
+        default=None,
         metavar="DURATION",
-        help="resolution of that history (default: %(default)s)",
+        help="resolution of that history (default: 5m)",
     )
     source.add_argument(
         "--end",
@@ -341,6 +348,10 @@ def check_settings(settings: FleetSettings) -> None:
         raise FleetInputError("the settings cannot be simulated: " + "; ".join(problems))
 
 
+DEFAULT_SINCE_SECONDS = 14 * 86_400.0  # --since
+DEFAULT_STEP_SECONDS = 300.0  # --step
+
+
 def services_from(args: argparse.Namespace) -> list[ServiceSource]:
     prometheus = args.prometheus_url or args.query
     if bool(args.traces) == bool(prometheus):
@@ -348,11 +359,27 @@ def services_from(args: argparse.Namespace) -> list[ServiceSource]:
             "give either --traces DIR or --prometheus-url URL with --query PROMQL"
         )
     if args.traces:
+        unused = [
+            flag
+            for flag, value in (("--since", args.since), ("--step", args.step), ("--end", args.end))
+            if value is not None
+        ]
+        if unused:
+            raise FleetInputError(
+                f"{', '.join(unused)} shape(s) the history read from Prometheus; trace files "
+                "are read as they are: leave them out with --traces"
+            )
         return list(from_folder(args.traces, args.fill_missing))
     if not (args.prometheus_url and args.query):
         raise FleetInputError("--prometheus-url and --query go together")
     end = args.end if args.end is not None else math.floor(time.time() / 3600) * 3600.0
-    return list(from_prometheus(args.prometheus_url, args.query, end - args.since, end, args.step))
+    since = DEFAULT_SINCE_SECONDS if args.since is None else args.since
+    step = DEFAULT_STEP_SECONDS if args.step is None else args.step
+    return list(from_prometheus(args.prometheus_url, args.query, end - since, end, step))
+
+
+def _count(n: int, thing: str) -> str:
+    return f"{n} {thing}" if n == 1 else f"{n} {thing}s"
 
 
 def run_fleet_command(args: argparse.Namespace) -> int:
@@ -379,7 +406,18 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         err.print(error_text(error), highlight=False)
         return 2
     cache = ResultCache(None if args.no_cache else Path(args.cache or out / ".cache"))
-    err.print(f"fleet: {len(services)} services", highlight=False, markup=False)
+    err.print(f"fleet: {_count(len(services), 'service')}", highlight=False, markup=False)
+    if args.traces:
+        skipped = skipped_files(args.traces)
+        if skipped:
+            names = ", ".join(path.name for path in skipped[:5])
+            more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+            err.print(
+                f"note: {_count(len(skipped), 'file')} not read, not a trace "
+                f"({', '.join(TRACE_SUFFIXES)}): {names}{more}",
+                highlight=False,
+                markup=False,
+            )
 
     progress = Progress(
         TextColumn("services"),
@@ -393,7 +431,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         disable=not err.is_terminal,
     )
     task = progress.add_task("services", total=len(services))
-    done = [0, 0]  # finished, of which from the cache
+    done = [0, 0, 0]  # finished, of which from the cache, of which failed
     lines = None if err.is_terminal else ProgressLines(sys.stderr, "fleet")
 
     def on_result(result: ServiceResult, cached: bool) -> None:
@@ -401,6 +439,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         done[1] += cached
         progress.update(task, completed=done[0])
         if result.error:
+            done[2] += 1
             err.print(f"{result.name}: failed: {result.error}", highlight=False, markup=False)
         if lines is not None:
             lines.update(f"{done[0]}/{len(services)} services", done[0] / len(services))
@@ -422,8 +461,10 @@ def run_fleet_command(args: argparse.Namespace) -> int:
             kept = "nothing is kept (--no-cache); a rerun evaluates every service again"
         else:
             kept = f"finished services are cached in {cache.folder}; rerun to resume"
+            if done[2]:
+                kept += f" ({done[2]} of them failed: failures are not cached)"
         err.print(
-            f"interrupted after {done[0]} of {len(services)} services: {kept}",
+            f"interrupted after {done[0]} of {_count(len(services), 'service')}: {kept}",
             highlight=False,
             markup=False,
         )
@@ -443,7 +484,8 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     if t.left_out:  # say what the saving is over, and why the others are not in it
         left_out = f" over {t.compared} of {t.services} (left out: {describe_left_out(t)})"
     Console().print(
-        f"{t.services} services ({fleet.computed} evaluated on {fleet.workers} workers, "
+        f"{_count(t.services, 'service')} ({fleet.computed} evaluated on {fleet.workers} "
+        "workers, "
         f"{fleet.cached} from the cache): "
         + ", ".join(f"{n} {k}" for k, n in t.recommendations.items())
         + f"; fleet saving {saving}{left_out}. Wrote {', '.join(str(p) for p in written)}",

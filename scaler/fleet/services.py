@@ -118,12 +118,12 @@ def from_folder(folder: str | Path, fill_missing: FillMissing = "error") -> list
     services = []
     first_file: dict[str, Path] = {}
     for path in sorted(root.iterdir()):
-        if not path.is_file() or not path.name.endswith(TRACE_SUFFIXES):
+        if not path.is_file() or not _is_trace(path):
             continue
         stat = path.stat()
         name = path.name
         for suffix in TRACE_SUFFIXES:
-            if name.endswith(suffix):
+            if name.lower().endswith(suffix):
                 name = name[: -len(suffix)]
                 break
         # Two files of one name (web.csv, web.tsv) would be two rows "web" that the
@@ -142,6 +142,20 @@ def from_folder(folder: str | Path, fill_missing: FillMissing = "error") -> list
             f"{root}: no trace files ({', '.join(TRACE_SUFFIXES)}); write one file per service"
         )
     return services
+
+
+def _is_trace(path: Path) -> bool:
+    return path.name.lower().endswith(TRACE_SUFFIXES)  # WEB.CSV is a CSV too
+
+
+def skipped_files(folder: str | Path) -> list[Path]:
+    """The files directly in `folder` that `from_folder` does not read (not hidden ones),
+    to be said rather than dropped without a word."""
+    return [
+        path
+        for path in sorted(Path(folder).iterdir())
+        if path.is_file() and not path.name.startswith(".") and not _is_trace(path)
+    ]
 
 
 def from_prometheus(
