@@ -414,3 +414,18 @@ def test_a_spike_beyond_any_scaledobject_is_still_evaluated(tmp_path: Path) -> N
     assert result.recommendation == FAILED
     assert result.error is not None and "a glitch in the trace? remove that row" in result.error
     assert "--scale" not in result.error and "--unit" not in result.error
+
+
+def test_gaps_filled_by_fill_missing_are_said_per_service(tmp_path: Path) -> None:
+    """`--fill-missing hold` filled a service's gaps without a word anywhere: its row read
+    like a clean trace's."""
+    path = _write(tmp_path / "gappy.csv", _tide(4))
+    rows = path.read_text().splitlines()
+    path.write_text("\n".join(rows[:50] + rows[54:]) + "\n", encoding="utf-8")  # an hour out
+    [service] = from_folder(tmp_path, "hold")
+    result = evaluate_service(service, QUICK)
+    assert result.input_notes == [
+        "filled 4 missing interval(s) in 1 gap(s) (holding the last value)"
+    ]
+    assert "- gappy: filled 4 missing interval(s)" in markdown([result], QUICK, "")
+    assert report_json([result], QUICK)["services"][0]["input_notes"] == result.input_notes

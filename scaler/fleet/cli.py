@@ -441,6 +441,8 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         if result.error:
             done[2] += 1
             err.print(f"{result.name}: failed: {result.error}", highlight=False, markup=False)
+        for note in result.input_notes:
+            err.print(f"note: {result.name}: {note}", highlight=False, markup=False)
         if lines is not None:
             lines.update(f"{done[0]}/{len(services)} services", done[0] / len(services))
 

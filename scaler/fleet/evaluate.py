@@ -95,6 +95,9 @@ class ServiceResult:
     # Why a service got no comparison (too little history, no traffic, no setting meets
     # the budget): said next to the recommendation, so that the report explains itself.
     reason: str | None = None
+    # What reading its trace changed or doubts (gaps filled, a suspicious step): the
+    # trace's warnings and fills, said in the report as `simulate` says them.
+    input_notes: list[str] = field(default_factory=list)
 
     @property
     def forecast_skill(self) -> float | None:
@@ -119,7 +122,10 @@ def evaluate_service(source: ServiceSource, settings: FleetSettings) -> ServiceR
     """Evaluate one service; a failure becomes a result with `error`, never an exception."""
     began = time.perf_counter()
     try:
-        result = _evaluate(source.load(), settings)
+        trace = source.load()
+        result = _evaluate(trace, settings)
+        changed = [note for note in trace.notes if note.startswith("filled ")]
+        result = replace(result, input_notes=[*changed, *trace.warnings])
     except Exception as error:  # one bad service must not stop the fleet
         # A problem of the input (its trace, its values) reads as the message alone; any
         # other failure keeps its exception's name, which says where to look.

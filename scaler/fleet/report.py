@@ -174,6 +174,10 @@ def markdown(results: Sequence[ServiceResult], settings: FleetSettings, command:
             f" | {_num(r.tidescaler_replica_hours)} ({r.tidescaler_setting or '—'})"
             f" | {_pct(r.forecast_skill)} | {_pct(r.forecast_coverage).lstrip('+')} |"
         )
+    noted = [r for r in ranked(results) if r.input_notes]
+    if noted:
+        lines += ["", "## Input notes", ""]
+        lines += [f"- {r.name}: {note}" for r in noted for note in r.input_notes]
     chosen = [r for r in ranked(results) if r.trigger_metadata]
     if chosen:
         lines += ["", "## Trigger metadata for the services that should move", ""]
