@@ -21,6 +21,7 @@ import psutil
 import pytest
 
 from scaler.cli import main
+from scaler.fleet import cli as fleet_cli
 from scaler.fleet import services as services_module
 from scaler.fleet.evaluate import (
     FAILED,
@@ -429,3 +430,17 @@ def test_gaps_filled_by_fill_missing_are_said_per_service(tmp_path: Path) -> Non
     ]
     assert "- gappy: filled 4 missing interval(s)" in markdown([result], QUICK, "")
     assert report_json([result], QUICK)["services"][0]["input_notes"] == result.input_notes
+
+
+def test_progress_off_a_terminal_is_a_line_every_few_seconds_while_services_run(
+    folder: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Lines came only as services finished: one slow service said nothing for minutes."""
+    monkeypatch.setattr(fleet_cli, "PROGRESS_EVERY_SECONDS", 0.2)
+    argv = ["fleet", "--traces", str(folder), "--out", str(tmp_path), "--no-cache"]
+    assert main([*argv, "--workers", "1"]) == 0
+    err = capsys.readouterr().err
+    assert "fleet: 0/1 services 0% (" in err, err

@@ -6,6 +6,7 @@ import argparse
 import math
 import shlex
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,7 @@ from rich.progress import (
 )
 
 from scaler.cli_support import (
+    PROGRESS_EVERY_SECONDS,
     OutputPathError,
     ProgressLines,
     check_output_dir,
@@ -432,7 +434,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     )
     task = progress.add_task("services", total=len(services))
     done = [0, 0, 0]  # finished, of which from the cache, of which failed
-    lines = None if err.is_terminal else ProgressLines(sys.stderr, "fleet")
+    lines = None if err.is_terminal else ProgressLines(sys.stderr, "fleet", PROGRESS_EVERY_SECONDS)
 
     def on_result(result: ServiceResult, cached: bool) -> None:
         done[0] += 1
@@ -446,6 +448,19 @@ def run_fleet_command(args: argparse.Namespace) -> int:
         if lines is not None:
             lines.update(f"{done[0]}/{len(services)} services", done[0] / len(services))
 
+    finished = threading.Event()
+    if lines is not None:
+        # A line every few seconds while services run, not only as each finishes: a
+        # slow service said nothing for minutes in a log.
+        progress_lines = lines
+
+        def heartbeat() -> None:
+            while not finished.wait(PROGRESS_EVERY_SECONDS):
+                progress_lines.update(
+                    f"{done[0]}/{len(services)} services", done[0] / len(services)
+                )
+
+        threading.Thread(target=heartbeat, name="fleet-progress", daemon=True).start()
     try:
         with progress:
             fleet = run_fleet(
@@ -474,6 +489,8 @@ def run_fleet_command(args: argparse.Namespace) -> int:
     except OSError as error:
         err.print(error_text(f"cannot reach the Dask scheduler: {error}"), highlight=False)
         return 2
+    finally:
+        finished.set()
     command = "tidescaler fleet " + " ".join(shlex.quote(a) for a in sys.argv[2:])
     try:
         written = write_report(fleet.results, settings, out, command.strip())
