@@ -31,6 +31,7 @@ from scaler.fleet.evaluate import (
     evaluate_service,
 )
 from scaler.fleet.execute import ResultCache, run_fleet
+from scaler.fleet.report import markdown
 from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, from_prometheus
 from scaler.sim.traffic import OpeningSpec, TideSpec, opening, synthetic_tide, write_trace
 
@@ -136,6 +137,21 @@ def test_a_jump_at_a_minute_history_tells_is_where_the_forecast_pays(
     # Capacity in the service's own requests/s, as the threshold is (it was reported as the
     # simulated replica's, whatever the service).
     assert result.capacity_per_replica == pytest.approx(result.peak_rps / SETTINGS.peak_replicas)
+
+
+def test_where_only_tidescaler_meets_the_budget_the_row_says_why_there_is_no_saving(
+    exchange: ServiceSource,
+) -> None:
+    """A "use tidescaler" with no saving and no reactive setting read as nothing: the row
+    says reactive's fewest violations, and down to which target it was swept."""
+    tight = FleetSettings(violation_budget=0.003, targets=(0.4, 0.5, 0.6), refine=False)
+    result = evaluate_service(exchange, tight)
+    assert result.recommendation == USE_TIDESCALER and result.reactive_setting is None
+    assert result.saving is None and result.tidescaler_setting is not None
+    assert result.reason is not None
+    assert result.reason.startswith("no reactive setting meets the budget: its fewest violations")
+    assert result.reason.endswith("of requests, at targets down to 0.4")
+    assert f"{USE_TIDESCALER} ({result.reason})" in markdown([result], tight, "")
 
 
 def test_the_coarse_to_fine_search_picks_what_the_full_sweep_picks(

@@ -196,6 +196,16 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
     wins = tide is not None and (
         reactive is None or (saving is not None and saving >= settings.min_saving)
     )
+    reason = None
+    if reactive is None and tide is not None:
+        # No saving to show: say why, and that a target below those swept might have
+        # let reactive meet the budget after all.
+        ratios = [p.slo_violation_ratio for p in points if p.policy == "reactive"]
+        fewest = f"{100 * min(ratios):.3g} %" if ratios else "none"
+        reason = (
+            f"no reactive setting meets the budget: its fewest violations {fewest} of "
+            f"requests, at targets down to {min(settings.targets):g}"
+        )
     metadata: dict[str, str] = {}
     if wins and tide is not None:
         target = float(dict(tide.settings).get("target_utilization", scenario.target_utilization))
@@ -214,6 +224,7 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
         tidescaler_setting=tide.label if tide else None,
         saving=saving,
         trigger_metadata=metadata,
+        reason=reason,
     )
 
 
