@@ -261,7 +261,7 @@ def test_cluster_path_gives_the_same_report_as_the_local_default(
 
     def services(out: Path) -> list[dict[str, object]]:
         document = json.loads((out / "fleet.json").read_text())
-        assert document["schema_version"] == 1
+        assert document["schema_version"] == 2
         return [{k: v for k, v in s.items() if k != "wall_seconds"} for s in document["services"]]
 
     reported = services(remote_out)

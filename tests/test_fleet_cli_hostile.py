@@ -34,7 +34,7 @@ from scaler.fleet.evaluate import (
     ServiceResult,
     evaluate_service,
 )
-from scaler.fleet.report import markdown, report_json, totals
+from scaler.fleet.report import markdown, report_json, totals, write_csv
 from scaler.fleet.services import FileService, from_folder, from_prometheus
 
 STEP = 900.0
@@ -444,3 +444,18 @@ def test_progress_off_a_terminal_is_a_line_every_few_seconds_while_services_run(
     assert main([*argv, "--workers", "1"]) == 0
     err = capsys.readouterr().err
     assert "fleet: 0/1 services 0% (" in err, err
+
+
+def test_fleet_json_and_csv_give_smape_as_a_ratio_as_backtest_does(tmp_path: Path) -> None:
+    """fleet.json said 3.2997 (per cent) where backtest --json says 0.033 (a ratio)."""
+    result = ServiceResult("web", KEEP_REACTIVE, forecast_smape=3.3, baseline_smape=4.4)
+    document = report_json([result], QUICK)
+    [record] = document["services"]  # type: ignore[misc]
+    assert document["schema_version"] == 2
+    assert record["forecast_smape"] == pytest.approx(0.033)
+    assert record["baseline_smape"] == pytest.approx(0.044)
+    assert record["forecast_skill"] == pytest.approx(0.25)  # a ratio either way
+    write_csv([result], tmp_path / "fleet.csv")
+    header, row = (tmp_path / "fleet.csv").read_text().splitlines()
+    values = dict(zip(header.split(","), row.split(","), strict=True))
+    assert float(values["forecast_smape"]) == pytest.approx(0.033)

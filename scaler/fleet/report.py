@@ -17,7 +17,7 @@ from scaler.fleet.evaluate import USE_TIDESCALER, FleetSettings, ServiceResult
 # saving has no reactive figure to be measured against.
 NO_REACTIVE = "use tidescaler, no reactive setting meets the budget"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: sMAPE as a ratio, as backtest --json gives it
 CSV_FIELDS = (
     "name",
     "recommendation",
@@ -110,8 +110,18 @@ def report_json(results: Sequence[ServiceResult], settings: FleetSettings) -> di
             "compared": t.compared,
             "left_out": t.left_out,
         },
-        "services": [r.as_dict() for r in ranked(results)],
+        "services": [_shares(r.as_dict()) for r in ranked(results)],
     }
+
+
+def _shares(record: dict[str, object]) -> dict[str, object]:
+    """A service's record as written: sMAPE as a ratio (0 to 2), as backtest --json and the
+    metrics give it (the forecaster scores it in per cent)."""
+    for key in ("forecast_smape", "baseline_smape"):
+        value = record.get(key)
+        if isinstance(value, float):
+            record[key] = value / 100.0
+    return record
 
 
 def write_csv(results: Sequence[ServiceResult], path: Path) -> None:
@@ -119,7 +129,7 @@ def write_csv(results: Sequence[ServiceResult], path: Path) -> None:
         writer = csv.DictWriter(handle, CSV_FIELDS, extrasaction="ignore")
         writer.writeheader()
         for r in ranked(results):
-            writer.writerow(r.as_dict())
+            writer.writerow(_shares(r.as_dict()))
 
 
 def _pct(value: float | None) -> str:
