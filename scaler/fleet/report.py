@@ -218,6 +218,20 @@ def plot_savings(results: Sequence[ServiceResult], path: Path) -> None:
     names = [r.name for r in rows][::-1]
     values = [100 * (r.saving or 0.0) for r in rows][::-1]
     colors = ["#2a9d8f" if r.recommendation == USE_TIDESCALER else "#adb5bd" for r in rows][::-1]
+    if not rows:  # an empty pair of axes read as a broken plot
+        ax.axis("off")
+        ax.text(
+            0.5,
+            0.5,
+            "No service has both policies within the budget: no saving to show\n"
+            "(fleet.md says why for each)",
+            ha="center",
+            va="center",
+            transform=ax.transAxes,
+        )
+        fig.savefig(path, dpi=110)
+        plt.close(fig)
+        return
     ax.barh(names, values, color=colors)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.set_xlabel("replica-hours saved by tidescaler vs reactive at the budget (%)")
