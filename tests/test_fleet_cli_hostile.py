@@ -181,10 +181,12 @@ def test_prometheus_span_flags_with_trace_files_are_refused_not_ignored(
 
 
 def test_files_that_are_not_traces_are_said_and_an_upper_case_extension_is_read(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Files the fleet does not read were dropped without a word, and WEB.CSV was not
-    taken for a CSV at all."""
+    taken for a CSV at all. Off a terminal, progress lines come every few seconds while
+    services run (they came only as each finished: a slow service said nothing)."""
+    monkeypatch.setattr(fleet_cli, "PROGRESS_EVERY_SECONDS", 0.2)
     traces = tmp_path / "traces"
     traces.mkdir()
     _write(traces / "SHOP.CSV", _tide(4))
@@ -200,6 +202,7 @@ def test_files_that_are_not_traces_are_said_and_an_upper_case_extension_is_read(
     assert "fleet: 1 service\n" in err
     assert "note: 2 files not read, not a trace (" in err
     assert ": notes.txt, old.csv.bz2" in err and ".hidden" not in err
+    assert "fleet: 0/1 services 0% (" in err
 
 
 class _OneQuery:
@@ -430,20 +433,6 @@ def test_gaps_filled_by_fill_missing_are_said_per_service(tmp_path: Path) -> Non
     ]
     assert "- gappy: filled 4 missing interval(s)" in markdown([result], QUICK, "")
     assert report_json([result], QUICK)["services"][0]["input_notes"] == result.input_notes
-
-
-def test_progress_off_a_terminal_is_a_line_every_few_seconds_while_services_run(
-    folder: Path,
-    tmp_path: Path,
-    capsys: pytest.CaptureFixture[str],
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """Lines came only as services finished: one slow service said nothing for minutes."""
-    monkeypatch.setattr(fleet_cli, "PROGRESS_EVERY_SECONDS", 0.2)
-    argv = ["fleet", "--traces", str(folder), "--out", str(tmp_path), "--no-cache"]
-    assert main([*argv, "--workers", "1"]) == 0
-    err = capsys.readouterr().err
-    assert "fleet: 0/1 services 0% (" in err, err
 
 
 def test_fleet_json_and_csv_give_smape_as_a_ratio_as_backtest_does(tmp_path: Path) -> None:
