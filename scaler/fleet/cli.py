@@ -190,6 +190,14 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="share of requests allowed over the SLO or failed (default: %(default)s)",
     )
     judge.add_argument(
+        "--targets",
+        type=_target_range,
+        default=None,
+        metavar="LOW-HIGH",
+        help="per-replica targets swept for both policies, in 1 %% steps, e.g. 0.3-0.95 "
+        "(default: 0.4-0.95)",
+    )
+    judge.add_argument(
         "--slo-ms",
         type=_positive,
         default=defaults.slo_ms,
@@ -274,8 +282,31 @@ def _scheduler_address(text: str) -> str:
     return text.strip()
 
 
+# The lowest target a sweep may start at: below it a replica idles most of its capacity.
+MIN_TARGET = 0.05
+
+
+def _target_range(text: str) -> tuple[float, ...]:
+    """`LOW-HIGH` as targets in 1 % steps, both ends included (0.3-0.95)."""
+    low_text, dash, high_text = text.strip().partition("-")
+    try:
+        low, high = float(low_text), float(high_text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected LOW-HIGH, two shares of capacity such as 0.3-0.95, got {text[:40]!r}"
+        ) from None
+    if not dash or not (MIN_TARGET <= low < high <= 1.0):
+        raise argparse.ArgumentTypeError(
+            f"expected LOW-HIGH with {MIN_TARGET:g} <= LOW < HIGH <= 1, got {text[:40]!r}"
+        )
+    steps = round((high - low) / 0.01)
+    return tuple(round(low + 0.01 * i, 2) for i in range(steps + 1))
+
+
 def settings_from(args: argparse.Namespace) -> FleetSettings:
+    targets = {} if args.targets is None else {"targets": args.targets}
     settings = FleetSettings(
+        **targets,
         violation_budget=args.budget,
         min_history_days=args.min_history / DAY,
         min_saving=args.min_saving,
