@@ -22,8 +22,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import errno
-import heapq
-import itertools
 import socket
 import threading
 import time
@@ -45,6 +43,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from scaler.engine import Decision
+from scaler.sources.bounded_http import Watch, Watchdog
 
 NAMESPACE = "tidescaler"
 SCALEDOBJECT_LABELS = ("namespace", "scaledobject")
@@ -469,57 +468,6 @@ METRICS_CONNECTIONS = 32  # scrapers are few: Prometheus replicas, an agent, a p
 METRICS_READ_SECONDS = 10.0
 
 
-class _HangUps:
-    """One thread that shuts down each connection whose request is still unread at its
-    deadline (a thread per connection for this doubled the threads /metrics may hold)."""
-
-    def __init__(self) -> None:
-        self._condition = threading.Condition()
-        self._heap: list[tuple[float, int, list[Any]]] = []  # deadline, order, [sock, done]
-        self._order = itertools.count()
-        self._closed = False
-        self._thread = Thread(target=self._run, name="metrics-deadlines", daemon=True)
-        self._thread.start()
-
-    def add(self, sock: socket.socket, seconds: float) -> list[Any]:
-        entry: list[Any] = [sock, False]
-        deadline = time.monotonic() + seconds
-        with self._condition:
-            earliest = not self._heap or deadline < self._heap[0][0]
-            heapq.heappush(self._heap, (deadline, next(self._order), entry))
-            if earliest:
-                self._condition.notify()
-        return entry
-
-    def done(self, entry: list[Any]) -> None:
-        with self._condition:
-            entry[1] = True
-
-    def close(self) -> None:
-        with self._condition:
-            self._closed = True
-            self._condition.notify()
-        self._thread.join(timeout=5)
-
-    def _run(self) -> None:
-        while True:
-            with self._condition:
-                while not self._heap and not self._closed:
-                    self._condition.wait()
-                if self._closed:
-                    return
-                deadline, _, entry = self._heap[0]
-                left = deadline - time.monotonic()
-                if left > 0:
-                    self._condition.wait(left)
-                    continue
-                heapq.heappop(self._heap)
-                if entry[1]:
-                    continue
-            with contextlib.suppress(OSError):
-                entry[0].shutdown(socket.SHUT_RDWR)
-
-
 class _MetricsRequestHandler(WSGIRequestHandler):
     """One request per connection (wsgiref's), whose request line and headers must all
     arrive within METRICS_READ_SECONDS of connecting: a socket timeout alone is per read,
@@ -531,15 +479,18 @@ class _MetricsRequestHandler(WSGIRequestHandler):
 
     def setup(self) -> None:
         super().setup()
-        self._unread = self.server.hang_ups.add(self.connection, self.read_deadline)
+        # The HTTP client's deadline keeper, watching this request's socket until read.
+        self._unread = Watch(time.monotonic() + self.read_deadline)
+        self._unread.sock = self.connection
+        self.server.deadlines.add(self._unread)
 
     def parse_request(self) -> bool:
         parsed = super().parse_request()  # reads the headers
-        self.server.hang_ups.done(self._unread)
+        self.server.deadlines.finish(self._unread)
         return parsed
 
     def finish(self) -> None:
-        self.server.hang_ups.done(self._unread)
+        self.server.deadlines.finish(self._unread)
         super().finish()
 
     def log_message(self, format: str, *args: Any) -> None:
@@ -555,16 +506,19 @@ class _BoundedMetricsServer(ThreadingMixIn, WSGIServer):
     def __init__(self, address: tuple[str, int], *args: Any, **kwargs: Any) -> None:
         # An IPv6 address ("::", the default --host) listens on IPv6 and, dual-stack, IPv4.
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
-        self.hang_ups = _HangUps()  # first: a failed bind calls server_close
+        # First (a failed bind calls server_close), and its thread now: the connections'
+        # threads are bounded, and it is one more.
+        self.deadlines = Watchdog()
+        self.deadlines.start()
         try:
             super().__init__(address, *args, **kwargs)
         except BaseException:
-            self.hang_ups.close()
+            self.deadlines.close()
             raise
         self._slots = threading.BoundedSemaphore(METRICS_CONNECTIONS)
 
     def server_close(self) -> None:
-        self.hang_ups.close()
+        self.deadlines.close()
         super().server_close()
 
     def server_bind(self) -> None:

@@ -64,8 +64,9 @@ class HttpAnswer:
     body: bytes
 
 
-class _Watch:
-    """One request's deadline and the connection it runs on."""
+class Watch:
+    """One request's deadline and the connection it runs on (or, on a server, only the
+    socket it arrives on)."""
 
     __slots__ = ("connection", "deadline", "expired", "finished", "sock")
 
@@ -79,18 +80,18 @@ class _Watch:
         self.finished = False
 
 
-class _Watchdog:
+class Watchdog:
     """Shuts down the socket of every request that outlives its deadline."""
 
     def __init__(self) -> None:
         self._condition = threading.Condition()
-        self._heap: list[tuple[float, int, _Watch]] = []
+        self._heap: list[tuple[float, int, Watch]] = []
         self._order = itertools.count()
-        self._active: set[_Watch] = set()
+        self._active: set[Watch] = set()
         self._thread: threading.Thread | None = None
         self._closed = False
 
-    def add(self, watch: _Watch) -> None:
+    def add(self, watch: Watch) -> None:
         with self._condition:
             if self._closed:
                 watch.expired = True
@@ -99,14 +100,22 @@ class _Watchdog:
             heapq.heappush(self._heap, (watch.deadline, next(self._order), watch))
             self._active.add(watch)
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="http-deadlines", daemon=True
-                )
-                self._thread.start()
+                self._start()
             elif earliest:
                 self._condition.notify()
 
-    def attach(self, watch: _Watch, connection: Any) -> None:
+    def start(self) -> None:
+        """Start the thread now rather than at the first watch (a server that bounds its
+        threads counts it from the start)."""
+        with self._condition:
+            if self._thread is None and not self._closed:
+                self._start()
+
+    def _start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="http-deadlines", daemon=True)
+        self._thread.start()
+
+    def attach(self, watch: Watch, connection: Any) -> None:
         """Called when the request is sent on `connection` (new or reused)."""
         with self._condition:
             watch.connection = connection
@@ -114,7 +123,7 @@ class _Watchdog:
             if watch.expired:
                 self._abort(watch)
 
-    def finish(self, watch: _Watch) -> None:
+    def finish(self, watch: Watch) -> None:
         with self._condition:
             watch.finished = True
             self._active.discard(watch)
@@ -147,13 +156,14 @@ class _Watchdog:
                 self._abort(watch)
 
     @staticmethod
-    def _abort(watch: _Watch) -> None:
-        # Called with the lock held. Only while the connection still serves this
-        # request: once back in its pool it may already carry another one.
+    def _abort(watch: Watch) -> None:
+        # Called with the lock held. A client request only while its connection still
+        # serves it (once back in its pool it may already carry another one); a server's
+        # watch (a socket and no connection) whenever it is unfinished.
         connection = watch.connection
-        if watch.finished or connection is None:
+        if watch.finished or (connection is None and watch.sock is None):
             return
-        if getattr(connection, "tidescaler_watch", None) is not watch:
+        if connection is not None and getattr(connection, "tidescaler_watch", None) is not watch:
             return
         sock = watch.sock or getattr(connection, "sock", None)
         if sock is not None:
@@ -186,15 +196,15 @@ class _WatchedHTTPSConnection(HTTPSConnection):
 
 
 def _attach_current(connection: Any) -> None:
-    watch: _Watch | None = getattr(_current, "watch", None)
-    watchdog: _Watchdog | None = getattr(_current, "watchdog", None)
+    watch: Watch | None = getattr(_current, "watch", None)
+    watchdog: Watchdog | None = getattr(_current, "watchdog", None)
     if watch is not None and watchdog is not None:
         watchdog.attach(watch, connection)
 
 
 def _note_socket(connection: Any) -> None:
     # The request is sent, so the socket exists; the answer will be read from it.
-    watch: _Watch | None = getattr(_current, "watch", None)
+    watch: Watch | None = getattr(_current, "watch", None)
     if watch is not None and watch.connection is connection:
         watch.sock = connection.sock
 
@@ -248,7 +258,7 @@ class BoundedHttp:
         max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     ) -> None:
         self._max_body_bytes = max_body_bytes
-        self._watchdog = _Watchdog()
+        self._watchdog = Watchdog()
         self._session = requests.Session()
         # No retries: KEDA's scaler does not retry, a retry would break the
         # deadline, and the next polling interval is the retry.
@@ -274,7 +284,7 @@ class BoundedHttp:
         A 3xx is returned as it is, never followed. A body over `max_body_bytes` (by
         default the client's own limit) is a TOO_LARGE failure.
         """
-        watch = _Watch(time.monotonic() + timeout_seconds)
+        watch = Watch(time.monotonic() + timeout_seconds)
         self._watchdog.add(watch)
         _current.watch, _current.watchdog = watch, self._watchdog
         response: requests.Response | None = None
