@@ -90,6 +90,18 @@ def keda_prometheus_trigger(address: str) -> dict[str, object]:
     }
 
 
+def tidescaler_trigger(address: str, **keys: str) -> dict[str, object]:
+    """An external trigger naming tidescaler, forecast on, with `keys` added."""
+    metadata = {
+        "scalerAddress": "tidescaler.tidescaler:9090",
+        "prometheusAddress": address,
+        "query": QUERY,
+        "threshold": "50",
+        "forecast": "on",
+    }
+    return {"type": "external", "metadata": metadata | keys}
+
+
 def simulate(
     kubeconfig: Path, *extra: str, capsys: pytest.CaptureFixture[str]
 ) -> dict[str, object]:
@@ -171,18 +183,7 @@ def test_tidescaler_trigger_with_auto_start_up_and_the_table_says_what_was_read(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    trigger = {
-        "type": "external",
-        "metadata": {
-            "scalerAddress": "tidescaler.tidescaler:9090",
-            "prometheusAddress": history_prometheus.url,
-            "query": QUERY,
-            "threshold": "50",
-            "forecast": "on",
-            "podStartupSeconds": "auto",
-            "maxReplicas": "20",
-        },
-    }
+    trigger = tidescaler_trigger(history_prometheus.url, podStartupSeconds="auto", maxReplicas="20")
     stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [trigger])
     status = main(
         [
@@ -286,17 +287,7 @@ def test_backtest_from_cluster_learns_from_the_triggers_forecast_history(
 ) -> None:
     """Without --history the backtest scores the forecaster the trigger runs: its own
     forecastHistory, not the default."""
-    trigger = {
-        "type": "external",
-        "metadata": {
-            "scalerAddress": "tidescaler.tidescaler:9090",
-            "prometheusAddress": history_prometheus.url,
-            "query": QUERY,
-            "threshold": "50",
-            "forecast": "on",
-            "forecastHistory": "2d",
-        },
-    }
+    trigger = tidescaler_trigger(history_prometheus.url, forecastHistory="2d")
     stand_in.scaledobjects[("shop", "web")] = scaled_object("shop", "web", [trigger])
     seen: list[float] = []
     real_run = backtest_cli.run

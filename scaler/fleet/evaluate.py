@@ -124,8 +124,7 @@ def evaluate_service(source: ServiceSource, settings: FleetSettings) -> ServiceR
     try:
         trace = source.load()
         result = _evaluate(trace, settings)
-        changed = [note for note in trace.notes if note.startswith("filled ")]
-        result = replace(result, input_notes=[*changed, *trace.warnings])
+        result = replace(result, input_notes=[*trace.fills, *trace.warnings])
     except Exception as error:  # one bad service must not stop the fleet
         # A problem of the input (its trace, its values) reads as the message alone; any
         # other failure keeps its exception's name, which says where to look.

@@ -227,7 +227,7 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
         # a sweep still has its points to show, whichever policies ran.
         return headline(result, points) + sweep_lines(points)
     target = f"{100 * result.scenario.target_utilization:g}%"
-    forward = any(p.later is not None for p in comparison.points)
+    forward = walk_forward(comparison.points)
     if comparison.swept and forward:
         lines.append(
             "Cheapest setting within each violation budget, chosen on the first half of the "

@@ -9,6 +9,7 @@ import numpy as np
 import numpy.typing as npt
 
 from scaler.traces.model import (
+    FILLED,
     MAX_INTERVALS,
     FillMissing,
     Samples,
@@ -135,7 +136,7 @@ def on_grid(
             np.maximum.accumulate(present, out=present)
             full = full[present]
         notes.append(
-            f"filled {missing} missing interval(s) in {len(gaps)} gap(s) "
+            f"{FILLED}{missing} missing interval(s) in {len(gaps)} gap(s) "
             f"({'with 0' if fill == 'zero' else 'holding the last value'})"
         )
         values = full

@@ -24,6 +24,10 @@ class TraceError(ValueError):
     """A trace that cannot be used; the message names the file, line, problem and fix."""
 
 
+# How the note of intervals filled by --fill-missing begins (grid.py writes it).
+FILLED = "filled "
+
+
 @dataclass(frozen=True, eq=False)
 class Trace:
     """A series on a regular grid: `values[i]` covers [timestamps[i], timestamps[i] + step)."""
@@ -35,6 +39,11 @@ class Trace:
     # What the reader detected or changed, one sentence each, for the user to see.
     notes: tuple[str, ...] = field(default=())
     warnings: tuple[str, ...] = field(default=())
+
+    @property
+    def fills(self) -> tuple[str, ...]:
+        """The notes saying that missing intervals were filled (values that were not read)."""
+        return tuple(note for note in self.notes if note.startswith(FILLED))
 
     @property
     def stem(self) -> str:
