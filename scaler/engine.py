@@ -170,10 +170,10 @@ class Decision:
     reason: Reason
     signals: tuple[SignalReading, ...]
     available: bool = True
-    # Whether `active` holds although the decision is unavailable: a signal that is
-    # active (a window with a floor, demand above activation) makes the workload active
-    # whatever the missing one would say, and resource signals never deactivate a policy
-    # that has a query. IsActive answers then; only GetMetrics is UNAVAILABLE.
+    # Whether `active` holds: always when available; when unavailable, if a signal that is
+    # there makes the workload active whatever the missing one would say (a window with a
+    # floor, demand above activation), or only resource signals are missing (they never
+    # decide activity beside a query). IsActive answers then; GetMetrics is UNAVAILABLE.
     active_known: bool = True
     detail: str = ""  # human-readable why, for logs and UNAVAILABLE messages
     floor: int = 0

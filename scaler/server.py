@@ -305,6 +305,13 @@ def add_scaler_service(service: ScalerService, server: grpc.aio.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
+def _unavailable(ref: pb.ScaledObjectRef, decision: Decision) -> RequestError:
+    return RequestError(
+        grpc.StatusCode.UNAVAILABLE,
+        f"{ref.namespace}/{ref.name}: no usable observation ({decision.detail})",
+    )
+
+
 def _decoded(request: Any) -> None:
     """RequestError (INVALID_ARGUMENT) for a request that could not be decoded."""
     if type(request) is Undecodable:
@@ -458,21 +465,15 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def replicas_of(ref: pb.ScaledObjectRef, decision: Decision) -> Decision:
         """`decision` when it has a replica count (GetMetrics); else RequestError."""
         if not decision.available:
-            raise RequestError(
-                grpc.StatusCode.UNAVAILABLE,
-                f"{ref.namespace}/{ref.name}: no usable observation ({decision.detail})",
-            )
+            raise _unavailable(ref, decision)
         return decision
 
     @staticmethod
     def activity_of(ref: pb.ScaledObjectRef, decision: Decision) -> bool:
         """Whether `ref` is active (IsActive); RequestError when a missing signal could
-        change the answer."""
-        if not (decision.available or decision.active_known):
-            raise RequestError(
-                grpc.StatusCode.UNAVAILABLE,
-                f"{ref.namespace}/{ref.name}: no usable observation ({decision.detail})",
-            )
+        change the answer (an available decision always knows)."""
+        if not decision.active_known:
+            raise _unavailable(ref, decision)
         return decision.active
 
     def _report(
@@ -482,8 +483,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         if self.telemetry is not None:
             self.telemetry.record_decision(namespace, name, decision, demand, now)
         # Activity no RPC could tell (a missing demand) is logged as unknown, not inactive.
-        known = decision.available or decision.active_known
-        active = decision.active if known else None
+        active = decision.active if decision.active_known else None
         state = (decision.desired_replicas, decision.reason, active, decision.available)
         changed = self._last_logged.swap((namespace, name), state) != state
         if changed and log.isEnabledFor(logging.INFO):  # the fields cost more than the check

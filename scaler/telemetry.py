@@ -366,7 +366,7 @@ class _ScaledObjectCollector:
             # as a scale-down on the dashboard (`available` says why there is a gap).
             if decision.available:
                 desired.add_metric(labels, decision.desired_replicas)
-            if decision.available or decision.active_known:
+            if decision.active_known:
                 active.add_metric(labels, 1.0 if decision.active else 0.0)
             available.add_metric(labels, 1.0 if decision.available else 0.0)
             floor.add_metric(labels, decision.floor)

@@ -455,7 +455,7 @@ def engine_answers(
         engine_seconds += time.perf_counter() - t0
         if decision.available:
             last_value = decision.hpa_value
-        if decision.available or decision.active_known:
+        if decision.active_known:
             last_active = decision.active
         # Unavailable: GetMetrics fails and the HPA keeps its replicas (the last value);
         # IsActive answers while the activity is known.
