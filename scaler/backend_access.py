@@ -20,7 +20,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
-from scaler.policy import FRAMING_HEADERS, BackendOptions
+from scaler.policy import FRAMING_HEADERS, HEADER_NAME, BackendOptions
 from scaler.policy_limits import bounded_message, quote
 
 __all__ = ["BackendAccess", "allow_list_problems"]
@@ -29,7 +29,6 @@ __all__ = ["BackendAccess", "allow_list_problems"]
 RESERVED_QUERY_PARAMETERS = frozenset({"query", "time", "timeout", "start", "end", "step"})
 
 # RFC 9110 field names are tokens; values must not break the header block.
-_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE = re.compile(r"[\r\n\x00]")
 
 _CACHE_LIMIT = 10_000
@@ -47,7 +46,7 @@ def allow_list_problems(
         if name in RESERVED_QUERY_PARAMETERS
     ]
     for name in custom_headers:
-        if not _TOKEN.fullmatch(name):
+        if not HEADER_NAME.fullmatch(name):
             problems.append(f"--allowed-custom-headers: {name[:60]!r} is not an HTTP header name")
         elif name.lower() in FRAMING_HEADERS:
             problems.append(
@@ -103,7 +102,7 @@ class BackendAccess:
                     "(see --allowed-query-parameters)"
                 )
         for name, value in options.custom_headers:
-            if not _TOKEN.fullmatch(name):
+            if not HEADER_NAME.fullmatch(name):
                 problems.append(f"customHeaders has an invalid header name {name[:40]!r}")
             elif name.lower() not in self.allowed_custom_headers:
                 problems.append(

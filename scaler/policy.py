@@ -254,7 +254,7 @@ _ZONE = re.compile(r"[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,3}")
 # A Kubernetes namespace (DNS-1123 label), what Thanos' `namespace` parameter names.
 _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # RFC 9110 token: the characters a header name may have.
-_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers that frame the request itself; never a tenant's to set.
 FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
 # URL parameters of the query itself.
@@ -478,7 +478,7 @@ def _custom_headers(text: str) -> tuple[tuple[str, str], ...]:
         raise ValueError(f"expected Name=value,Name=value: {err}") from None
     seen: set[str] = set()
     for name, value in pairs:
-        if not _HEADER_NAME.fullmatch(name):
+        if not HEADER_NAME.fullmatch(name):
             raise ValueError(f"{quote(name)} is not a valid HTTP header name")
         if name.lower() in seen:  # header names are case-insensitive: one header, twice
             raise ValueError(f"{quote(name)} is given twice (header names ignore case)")
