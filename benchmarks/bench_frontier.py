@@ -172,6 +172,16 @@ def _median(values: list[float]) -> float | None:
     return statistics.median_high(values) if values else None
 
 
+def _first_half_saving(row: BudgetRow) -> str:
+    """What the forecast saved on the span the gate sees, and the ratio reported later."""
+    tide, react = row.picks["tidescaler"], row.picks["reactive"]
+    assert tide is not None and react is not None and tide.tuning and react.tuning
+    saving = 1.0 - tide.tuning.replica_hours / react.tuning.replica_hours
+    later = row.ratio("tidescaler", "reactive")
+    shown = "-" if later is None else f"{later:.3f}x"
+    return f"first-half saving {100 * saving:.2f} %, second half {shown} reactive"
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenarios", nargs="*", type=Path)
@@ -282,6 +292,7 @@ def main(argv: list[str]) -> int:
     # The forecast gated on the tuning span: on only where its pick beat reactive's there.
     gated_ratios: dict[float, list[float]] = {b: [] for b in BUDGETS}
     gated_losses: list[str] = []
+    margin_offs: list[str] = []  # cells the --gate-min-saving margin turns off
     for outcome in outcomes:
         rows = [
             with_gate(row, args.gate_min_saving)
@@ -323,6 +334,8 @@ def main(argv: list[str]) -> int:
                 shown = _fmt(gated_ratio) if gated_ratio is not None else "only tidescaler"
                 gated_cell = f"{shown} ({'on' if on else 'off'})"
             gated_ratios[row.budget].append(_for_median(row, GATED))
+            if args.gate_min_saving and on is False and forecast_on(row) is True:
+                margin_offs.append(f"{where} ({_first_half_saving(row)})")
             if gated_ratio is not None and gated_ratio > AT_MOST_REACTIVE:
                 gated_losses.append(f"{where} ({gated_ratio:.3f}x)")
             lines.append(
@@ -365,6 +378,11 @@ def main(argv: list[str]) -> int:
         f"{med(gated_ratios[tight])} (target <= {MEDIAN_AT_TIGHT}): "
         + within(gated_tight, MEDIAN_AT_TIGHT),
     ]
+    if args.gate_min_saving:
+        verdicts.append(
+            f"- turned off by the {100 * args.gate_min_saving:g} % margin (on without it): "
+            + (", ".join(margin_offs) or "none")
+        )
     room = _median(reactive_vs_oracle[tight])
     if room is not None:
         verdicts.append(
