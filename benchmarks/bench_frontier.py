@@ -42,10 +42,12 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+from scaler.sim.floor import later_span_floors
 from scaler.sim.frontier import GATED, BudgetRow, budget_rows, forecast_on, with_gate
 from scaler.sim.runner import Span, SweepPoint, sweep
 from scaler.sim.scenario import (
     SWEEP_LABELS,
+    Scenario,
     Sweep,
     common_tuning_budget,
     load_scenario,
@@ -74,6 +76,14 @@ class Outcome:
     oracle_later_hours: float | None
     seconds: float
     sweep: Sweep | None
+    # The budget floor on the later span per budget: its replica-hours and the lower bound
+    # under it (None: no schedule meets the budget).
+    floors: dict[float, tuple[float, float] | None]
+
+
+def _floors(scenario: Scenario) -> dict[float, tuple[float, float] | None]:
+    floors = later_span_floors(scenario, BUDGETS)
+    return {b: None if f is None else (f.replica_hours, f.bound_hours) for b, f in floors.items()}
 
 
 def _run(
@@ -102,7 +112,9 @@ def _run(
     result, points = sweep(scenario)
     oracle = result.policy("oracle")
     later = None if oracle is None or oracle.later is None else oracle.later.replica_hours
-    return Outcome(name, points, later, time.perf_counter() - began, scenario.sweep)
+    return Outcome(
+        name, points, later, time.perf_counter() - began, scenario.sweep, _floors(scenario)
+    )
 
 
 def _span(data: dict[str, float] | None) -> Span | None:
@@ -134,7 +146,32 @@ def _stored(path: Path) -> Outcome:
     oracle = [p for p in data["policies"] if p["policy"] == "oracle"]
     later = oracle[0].get("later_span") if oracle else None
     hours = None if later is None else later["replica_hours"]
-    return Outcome(name, points, hours, 0.0, scenario.sweep)
+    return Outcome(name, points, hours, 0.0, scenario.sweep, _floors(scenario))
+
+
+def _hindsight(outcome: Outcome) -> list[tuple[float, str]]:
+    """Per budget, the cheapest swept setting of any policy within the budget on the later
+    span (picked with hindsight) over the floor there: a check on the floor itself."""
+    found = []
+    for budget in BUDGETS:
+        floor = outcome.floors.get(budget)
+        within_budget = [
+            p.later.replica_hours
+            for p in outcome.points
+            if p.later is not None and p.later.slo_violation_ratio <= budget
+        ]
+        if floor is not None and floor[0] > 0 and within_budget:
+            found.append((min(within_budget) / floor[0], f"{outcome.name} at {100 * budget:g} %"))
+    return found
+
+
+def _least_reachable(floor: tuple[float, float] | None, reactive: float | None) -> float:
+    """The least cost over reactive's that a schedule keeping every step below capacity
+    can reach within the budget: the floor's bound over reactive's cost; 0 where reactive
+    cannot meet the budget and a schedule can, 1 where none can (as the medians count)."""
+    if floor is None:
+        return 1.0
+    return floor[1] / reactive if reactive is not None else 0.0
 
 
 def _setting(point: SweepPoint) -> str:
@@ -288,6 +325,16 @@ def main(argv: list[str]) -> int:
     vs_oracle: dict[float, list[float]] = {b: [] for b in BUDGETS}
     # How close reactive already is to the cost floor: the room any forecast has.
     reactive_vs_oracle: dict[float, list[float]] = {b: [] for b in BUDGETS}
+    # ... and to the budget floor (the cheapest clairvoyant schedule within the budget).
+    reactive_vs_floor: dict[float, list[float]] = {b: [] for b in BUDGETS}
+    reactive_vs_bound: dict[float, list[float]] = {b: [] for b in BUDGETS}
+    floor_gaps: list[float] = []  # floor / bound: how far the floor can be from the best
+    # Per budget and scenario, the least cost over reactive's any stable schedule can reach
+    # (bound / reactive; 0 where reactive cannot and something can; 1 where nothing can).
+    reachable: dict[float, list[float]] = {b: [] for b in BUDGETS}
+    # The cheapest swept setting of any policy within each budget on the second half (chosen
+    # with hindsight), over the floor there: a check on the floor itself.
+    hindsight: list[tuple[float, str]] = []
     losses: list[str] = []
     # The forecast gated on the tuning span: on only where its pick beat reactive's there.
     gated_ratios: dict[float, list[float]] = {b: [] for b in BUDGETS}
@@ -309,6 +356,8 @@ def main(argv: list[str]) -> int:
             )
             for name in ("reactive", "tidescaler")
         }
+        hindsight.extend(_hindsight(outcome))
+        floor_gaps.extend(f[0] / f[1] for f in outcome.floors.values() if f is not None and f[1])
         for i, row in enumerate(rows):
             ratio = row.ratio("tidescaler", "reactive")
             tide = row.cost("tidescaler")
@@ -318,6 +367,13 @@ def main(argv: list[str]) -> int:
             react_to_oracle = react / oracle if react is not None and oracle else None
             if react_to_oracle is not None:
                 reactive_vs_oracle[row.budget].append(react_to_oracle)
+            found = outcome.floors.get(row.budget)
+            react_to_floor = None
+            if found is not None and react is not None:
+                react_to_floor = react / found[0]
+                reactive_vs_floor[row.budget].append(react_to_floor)
+                reactive_vs_bound[row.budget].append(react / found[1] if found[1] else math.inf)
+            reachable[row.budget].append(_least_reachable(found, react))
             ratios[row.budget].append(_for_median(row, "tidescaler"))
             vs_oracle[row.budget].append(to_oracle if to_oracle is not None else math.inf)
             where = f"{outcome.name} at {100 * row.budget:g} %"
@@ -342,7 +398,8 @@ def main(argv: list[str]) -> int:
                 f"| {outcome.name if i == 0 else ''} | {100 * row.budget:g}% | "
                 f"{_cell(row, 'reactive', best['reactive'])} | "
                 f"{_cell(row, 'tidescaler', best['tidescaler'])} | {_fmt(ratio)} | "
-                f"{_fmt(to_oracle)} | {_fmt(react_to_oracle)} | {gated_cell} |"
+                f"{_fmt(to_oracle)} | {_fmt(react_to_oracle)} | {_fmt(react_to_floor)} | "
+                f"{gated_cell} |"
             )
 
     def med(values: list[float]) -> str:
@@ -390,6 +447,37 @@ def main(argv: list[str]) -> int:
             f"budget it costs {room:.2f}x the oracle, so {MEDIAN_AT_TIGHT}x reactive would be "
             f"{MEDIAN_AT_TIGHT * room:.2f}x the oracle"
         )
+    floor_room = _median(reactive_vs_floor[tight])
+    if floor_room is not None:
+        below = sum(MEDIAN_AT_TIGHT * r < 1.0 for r in reactive_vs_bound[tight])
+        verdicts.append(
+            f"- the budget floor at {100 * tight:g} %: on the median scenario where reactive "
+            f"meets the budget it costs {floor_room:.2f}x the floor, so {MEDIAN_AT_TIGHT}x "
+            f"reactive would be {MEDIAN_AT_TIGHT * floor_room:.2f}x the floor; "
+            f"{MEDIAN_AT_TIGHT}x reactive is below the floor's lower bound (no schedule that "
+            f"keeps every step below capacity costs less) on {below} of "
+            f"{len(reactive_vs_bound[tight])} such scenarios; the floor is at most "
+            f"{max(floor_gaps):.4f}x its bound"
+        )
+        least_median = _median(reachable[tight])
+        if least_median is not None:
+            verdicts.append(
+                f"- the least median at {100 * tight:g} % any schedule that keeps every step "
+                f"below capacity can reach, each scenario at its bound: {least_median:.3f}x "
+                f"reactive (target <= {MEDIAN_AT_TIGHT})"
+            )
+    if hindsight:
+        least, where = min(hindsight)
+        verdicts.append(
+            f"- the floor against every swept setting of both policies picked with hindsight "
+            f"(the cheapest within the budget on the second half itself): the least is "
+            f"{least:.3f}x the floor ({where}); "
+            + (
+                "none costs less"
+                if least >= 1.0
+                else f"{sum(r < 1.0 for r, _ in hindsight)} cells cost less"
+            )
+        )
     command = "python benchmarks/bench_frontier.py" + (
         " --from-results (after python simulations/run_all.py)" if args.from_results else ""
     )
@@ -425,7 +513,10 @@ def main(argv: list[str]) -> int:
                 "missed its budget there). `cannot`: no setting met the budget on the first "
                 "half (the fewest violations it reached there in brackets). Ratios are "
                 "replica-hours on the second half; the oracle is the cost floor (the fewest "
-                "replicas meeting the SLO at every instant, no start-up delay). Gated: "
+                "replicas meeting the SLO at every instant, no start-up delay); the budget "
+                "floor is the cheapest schedule a clairvoyant scheduler finds within the "
+                "budget on the second half (it spends the budget where a replica saves the "
+                "fewest violations; no start-up delay; `scaler/sim/floor.py`). Gated: "
                 "tidescaler as deployed after a simulation of one's own history, the "
                 "forecast on (tidescaler's pick) only where that pick cost less than "
                 "reactive's on the first half, else off (reactive's pick: with the forecast "
@@ -435,8 +526,8 @@ def main(argv: list[str]) -> int:
             ),
             "",
             "| scenario | budget | reactive | tidescaler | tidescaler / reactive "
-            "| tidescaler / oracle | reactive / oracle | gated / reactive |",
-            "|---|---:|---|---|---:|---:|---:|---:|",
+            "| tidescaler / oracle | reactive / oracle | reactive / floor | gated / reactive |",
+            "|---|---:|---|---|---:|---:|---:|---:|---:|",
             *lines,
             "",
             "Targets (medians count a policy that cannot meet a budget as infinitely costly,",

@@ -81,15 +81,15 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
     ]
     for line, row in zip(rows, rows_by_budget, strict=True):
         cells = [c.strip() for c in line.strip("|").split("|")]
-        ratio, to_oracle, reactive_to_oracle = cells[4], cells[5], cells[6]
+        ratio, to_oracle, reactive_to_oracle, reactive_to_floor = cells[4:8]
         # The gated column: the forecast on only where its pick was cheaper on the first
         # half (the tuning span), its cost over reactive's on the second.
         tide_pick, reactive_pick = row.picks["tidescaler"], row.picks["reactive"]
         if tide_pick is not None and reactive_pick is not None:
             on = tide_pick.tuning.replica_hours < reactive_pick.tuning.replica_hours
             chosen = tide_pick if on else reactive_pick
-            assert cells[7].endswith("(on)" if on else "(off)"), cells[7]
-            assert float(cells[7].split()[0]) == pytest.approx(
+            assert cells[8].endswith("(on)" if on else "(off)"), cells[8]
+            assert float(cells[8].split()[0]) == pytest.approx(
                 chosen.later.replica_hours / reactive_pick.later.replica_hours, abs=0.006
             )
         tide, reactive = row.cost("tidescaler"), row.cost("reactive")
@@ -106,6 +106,15 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
             assert float(reactive_to_oracle) == pytest.approx(
                 reactive / outcome.oracle_later_hours, abs=0.006
             )
+            # The budget floor on the same span, under every swept setting within it there.
+            found = outcome.floors[row.budget]
+            assert found is not None
+            floor_hours, bound_hours = found
+            assert float(reactive_to_floor) == pytest.approx(reactive / floor_hours, abs=0.006)
+            assert 0 < bound_hours <= floor_hours
+            for point in outcome.points:
+                if point.later is not None and point.later.slo_violation_ratio <= row.budget:
+                    assert point.later.replica_hours >= bound_hours
     assert "tidescaler at most 1x reactive on every scenario and budget" in out
     # Each loss is named with its ratio to three decimals (the table's two can read 1.00).
     expected = []
@@ -133,6 +142,9 @@ def test_table_gives_walk_forward_picks_ratios_and_targets(
     assert "median scenario at 1 %: tidescaler / oracle" in out
     if any(row.cost("reactive") is not None for row in rows_by_budget[:1]):
         assert "room at 0.1 %: on the median scenario where reactive meets the budget" in out
+        assert "the budget floor at 0.1 %: on the median scenario where reactive" in out
+        assert re.search(r"the least median at 0\.1 % any schedule .* \d\.\d{3}x reactive", out)
+    assert "the floor against every swept setting of both policies" in out
 
 
 def test_set_moves_tidescaler_alone_and_cannot_read_stored_results(

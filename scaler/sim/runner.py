@@ -168,6 +168,11 @@ class SweepPoint:
         return self.parameter == "base"
 
 
+def evaluated_from(scenario: Scenario, step_seconds: float) -> int:
+    """First step of the evaluation window: the steps of `warmup_days` come before it."""
+    return round(scenario.warmup_days * 86400 / step_seconds)
+
+
 def tuning_split(first: int, steps: int) -> int:
     """First step of the later span: the evaluation window split at TUNING_SHARE."""
     return first + int((steps - first) * TUNING_SHARE)
@@ -329,7 +334,7 @@ def simulate(
     if problem is not None:  # callers other than the CLI (bench, from-cluster) get it here
         raise ScenarioError(f"{scenario.origin}: {problem}")
     sim = prepare(scenario, traffic)
-    first = round(scenario.warmup_days * 86400 / sim.step_seconds)
+    first = evaluated_from(scenario, sim.step_seconds)
     if first >= sim.steps and first == 0:
         raise ScenarioError(
             f"{scenario.origin}: the traffic is shorter than one simulation step "
