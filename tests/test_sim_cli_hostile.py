@@ -684,13 +684,14 @@ def test_the_terminal_summary_says_the_gate_three_decimals_and_the_budgets_nobod
     assert code == 0, err
     lines = out.splitlines()
     header = next(line for line in lines if line.strip().startswith("budget"))
-    assert header.split()[-2:] == ["t/r", "forecast"]
+    assert header.split()[-3:] == ["t/r", "floor", "forecast"]
     rows = lines[lines.index(header) + 1 :]
     budget_rows = [line for line in rows if line.strip().endswith((" on", " off", " -"))]
     assert budget_rows, out
     for line in budget_rows:
-        ratio = line.split()[-2]
+        ratio, floor = line.split()[-3:-1]
         assert ratio == "-" or re.fullmatch(r"\d\.\d{3}", ratio), line
+        assert floor == "-" or re.fullmatch(r"\d\.\d{3}", floor), line
     text = " ".join(out.split())
     assert "No setting of either policy keeps requests over the SLO within" in text
     assert "(fewest: reactive " in text and ", tidescaler " in text

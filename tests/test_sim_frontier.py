@@ -243,6 +243,7 @@ def test_json_grid_sweep_adds_frontier_and_budgets(
             "tidescaler_vs_reactive",
             "tidescaler_vs_static_peak",
             "forecast",
+            "floor",
         }
         # Walk-forward: chosen within the budget on the tuning span, costed on the later one.
         assert entry["walk_forward"] is True

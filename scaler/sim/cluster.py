@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from scaler.sim import hpa
+from scaler.sim.queue import ServiceModel
 
 FloatArray = np.ndarray
 IntArray = np.ndarray
@@ -110,6 +111,13 @@ class ClusterModel:
     @property
     def hpa_min_replicas(self) -> int:
         return max(self.min_replicas, 1)
+
+    @property
+    def service(self) -> ServiceModel:
+        """The queue model of one ready pod and of how requests reach the pods."""
+        return ServiceModel(
+            self.capacity_per_replica, self.concurrency, self.timeout_seconds, self.routing
+        )
 
 
 def observed_rate(rate: FloatArray, step_seconds: float, model: ClusterModel) -> FloatArray:

@@ -28,7 +28,7 @@ import numpy.typing as npt
 
 from scaler.sim.policies import prepare
 from scaler.sim.queue import ServiceModel, simulate_queue, tail_share
-from scaler.sim.runner import evaluated_from, tuning_split
+from scaler.sim.runner import SimulationResult, evaluated_from, tuning_split
 from scaler.sim.scenario import Scenario
 
 FloatArray = npt.NDArray[np.float64]
@@ -93,90 +93,119 @@ def budget_floor(
     """The cheapest schedule found for `rate` (req/s per step) with at most `budget` of
     its requests over `slo_seconds` or failed, replayed through the simulator's queue;
     None when even the most replicas priced miss the budget."""
-    if not 0.0 <= budget < 1.0:
-        raise ValueError(f"budget={budget!r}: expected a share of requests in [0, 1)")
-    rate = np.asarray(rate, dtype=np.float64)
-    if float(rate.sum()) <= 0:
-        return Floor(np.zeros(len(rate), dtype=np.int64), 0.0, 0.0, 0.0, 0.0)
-    utilisation = LOWEST_UTILISATION
-    while True:
-        found = _solve(rate, service, slo_seconds, step_seconds, budget, utilisation)
-        # More replicas than priced could lower a step's Lagrangian only where the
-        # price of what they save exceeds one replica; else the bound stands.
-        if found is None:
-            return None
-        floor, sound = found
-        if sound:
-            return floor
-        if utilisation < 1e-3:  # no bound claimed rather than a wrong one
-            return replace(floor, bound_seconds=0.0)
-        utilisation /= 4.0
+    return budget_floors(rate, service, slo_seconds, step_seconds, (budget,))[budget]
 
 
-def _solve(
+def budget_floors(
     rate: FloatArray,
     service: ServiceModel,
-    slo: float,
-    step: float,
-    budget: float,
-    utilisation: float,
-) -> tuple[Floor, bool] | None:
-    """The floor with counts priced up to `utilisation`, and whether its bound holds for
-    every replica count (not only those priced)."""
-    total = float(rate.sum()) * step
-    values, inverse = np.unique(rate, return_inverse=True)
-    counts, shares = _price_table(values, service, slo, utilisation)
-    rows = np.arange(len(values))
-    steps_at = np.bincount(inverse, minlength=len(values))
-    # The share no replica count goes below: a request's own service time over the SLO.
-    least_share = math.exp(-service.mu * slo)
+    slo_seconds: float,
+    step_seconds: float,
+    budgets: tuple[float, ...],
+) -> dict[float, Floor | None]:
+    """`budget_floor` for each of `budgets`, the replica counts priced once for all."""
+    for budget in budgets:
+        if not 0.0 <= budget < 1.0:
+            raise ValueError(f"budget={budget!r}: expected a share of requests in [0, 1)")
+    rate = np.asarray(rate, dtype=np.float64)
+    if float(rate.sum()) <= 0:
+        idle = Floor(np.zeros(len(rate), dtype=np.int64), 0.0, 0.0, 0.0, 0.0)
+        return dict.fromkeys(budgets, idle)
+    floors: dict[float, Floor | None] = {}
+    pending = list(budgets)
+    utilisation = LOWEST_UTILISATION
+    while pending:
+        pricing = _Pricing(rate, service, slo_seconds, step_seconds, utilisation)
+        widen = []
+        for budget in pending:
+            found = pricing.solve(budget)
+            if found is None:
+                floors[budget] = None
+            elif found[1]:
+                floors[budget] = found[0]
+            elif utilisation < 1e-3:  # no bound claimed rather than a wrong one
+                floors[budget] = replace(found[0], bound_seconds=0.0)
+            else:
+                # More replicas than priced could lower some step's Lagrangian (the
+                # price of what they save exceeds a replica): price more of them.
+                widen.append(budget)
+        pending = widen
+        utilisation /= 4.0
+    return floors
 
-    def schedule(price: float) -> IntArray:
-        cost = counts + price * values[:, None] * shares
-        chosen: IntArray = counts[rows, np.argmin(cost, axis=1)][inverse]
+
+class _Pricing:
+    """Replica counts priced for every distinct demand of `rate`, up to `utilisation`."""
+
+    def __init__(
+        self,
+        rate: FloatArray,
+        service: ServiceModel,
+        slo: float,
+        step: float,
+        utilisation: float,
+    ) -> None:
+        self.rate, self.service, self.slo, self.step = rate, service, slo, step
+        self.total = float(rate.sum()) * step
+        self.values, self.inverse = np.unique(rate, return_inverse=True)
+        self.counts, self.shares = _price_table(self.values, service, slo, utilisation)
+        self.rows = np.arange(len(self.values))
+        self.steps_at = np.bincount(self.inverse, minlength=len(self.values))
+
+    def schedule(self, price: float) -> IntArray:
+        cost = self.counts + price * self.values[:, None] * self.shares
+        chosen: IntArray = self.counts[self.rows, np.argmin(cost, axis=1)][self.inverse]
         return chosen
 
-    def dual(price: float) -> float:
+    def dual(self, price: float, budget: float) -> float:
         """The Lagrangian lower bound at `price` in replica-seconds: every step's least
         replicas + price x violations, less the price of the whole budget."""
-        cost = counts + price * values[:, None] * shares
-        least = float((cost.min(axis=1) * steps_at).sum())
-        return (least - price * budget * total / step) * step
+        cost = self.counts + price * self.values[:, None] * self.shares
+        least = float((cost.min(axis=1) * self.steps_at).sum())
+        return (least - price * budget * self.total / self.step) * self.step
 
-    def replayed(replicas: IntArray) -> float:
-        return simulate_queue(rate, replicas, service, step).total_over(slo) / total
+    def replayed(self, replicas: IntArray) -> float:
+        outcome = simulate_queue(self.rate, replicas, self.service, self.step)
+        return outcome.total_over(self.slo) / self.total
 
-    # Past some price every step takes the count with its least share: if that misses
-    # the budget, nothing priced meets it.
-    most = counts[rows, np.argmin(shares, axis=1)][inverse]
-    if replayed(most) > budget:
-        return None
-    # The price from 0 (no replicas) up to one where the schedule meets the budget (a
-    # demand of 1e-100 req/s needs a price past 1e100 before a replica is worth it).
-    low, high = 0.0, 1.0
-    while replayed(schedule(high)) > budget:
-        if high > 1e300:  # demand too close to 0 for any finite price: take the most
-            return Floor(most, float(most.sum()) * step, 0.0, replayed(most), math.inf), True
-        low, high = high, high * 1e3
-    for _ in range(BISECTIONS):
-        mid = math.sqrt(low * high) if low > 0 else high / 1e6
-        if replayed(schedule(mid)) > budget:
-            low = mid
-        else:
-            high = mid
-        if high / max(low, 1e-300) < 1.0001:
-            break
-    bound, price = max((dual(low), low), (dual(high), high))
-    sound = bool(np.all(price * values * (shares[:, -1] - least_share) < 1.0))
-    replicas = schedule(high)
-    floor = Floor(
-        replicas=replicas,
-        replica_seconds=float(replicas.sum()) * step,
-        bound_seconds=max(bound, 0.0),
-        violation_ratio=replayed(replicas),
-        price=high,
-    )
-    return floor, sound
+    def solve(self, budget: float) -> tuple[Floor, bool] | None:
+        """The floor within `budget`, and whether its bound holds for every replica count
+        (not only those priced); None if no schedule priced meets the budget."""
+        step = self.step
+        # Past some price every step takes the count with its least share: if that misses
+        # the budget, nothing priced meets it.
+        most = self.counts[self.rows, np.argmin(self.shares, axis=1)][self.inverse]
+        if self.replayed(most) > budget:
+            return None
+        # The price from 0 (no replicas) up to one where the schedule meets the budget (a
+        # demand of 1e-100 req/s needs a price past 1e100 before a replica is worth it).
+        low, high = 0.0, 1.0
+        while self.replayed(self.schedule(high)) > budget:
+            if high > 1e300:  # demand too close to 0 for any finite price: the most
+                used = float(most.sum()) * step
+                return Floor(most, used, 0.0, self.replayed(most), math.inf), True
+            low, high = high, high * 1e3
+        for _ in range(BISECTIONS):
+            mid = math.sqrt(low * high) if low > 0 else high / 1e6
+            if self.replayed(self.schedule(mid)) > budget:
+                low = mid
+            else:
+                high = mid
+            if high / max(low, 1e-300) < 1.0001:
+                break
+        bound, price = max((self.dual(low, budget), low), (self.dual(high, budget), high))
+        # The share no replica count goes below: a request's own service time over the SLO.
+        least_share = math.exp(-self.service.mu * self.slo)
+        sound = bool(np.all(price * self.values * (self.shares[:, -1] - least_share) < 1.0))
+        replicas = self.schedule(high)
+        floor = Floor(
+            replicas=replicas,
+            replica_seconds=float(replicas.sum()) * step,
+            bound_seconds=max(bound, 0.0),
+            violation_ratio=self.replayed(replicas),
+            price=high,
+        )
+        return floor, sound
 
 
 def later_span_floors(scenario: Scenario, budgets: tuple[float, ...]) -> dict[float, Floor | None]:
@@ -184,5 +213,18 @@ def later_span_floors(scenario: Scenario, budgets: tuple[float, ...]) -> dict[fl
     settings are reported on) of `scenario`'s traffic."""
     sim = prepare(scenario, scenario.load_traffic())
     rate = sim.rate[tuning_split(evaluated_from(scenario, sim.step_seconds), sim.steps) :]
-    slo = scenario.slo_ms / 1000.0
-    return {b: budget_floor(rate, sim.service, slo, sim.step_seconds, b) for b in budgets}
+    return budget_floors(rate, sim.service, scenario.slo_ms / 1000.0, sim.step_seconds, budgets)
+
+
+def result_floors(
+    result: SimulationResult, budgets: tuple[float, ...], later: bool
+) -> dict[float, Floor | None]:
+    """The budget floor of each budget over `result`'s evaluation window, or over its
+    later span (`later`: where walk-forward picks are reported)."""
+    timeline = result.timeline
+    start = timeline.evaluated_from
+    if later:
+        start = tuning_split(start, len(timeline.rate))
+    slo = result.scenario.slo_ms / 1000.0
+    service = result.scenario.cluster.service
+    return budget_floors(timeline.rate[start:], service, slo, timeline.step_seconds, budgets)

@@ -69,9 +69,7 @@ def prepare(scenario: Scenario, traffic: Traffic) -> SimInput:
     cluster = scenario.cluster
     step = cluster.hpa_sync_seconds
     rate = traffic.on_grid(step)
-    service = ServiceModel(
-        cluster.capacity_per_replica, cluster.concurrency, cluster.timeout_seconds, cluster.routing
-    )
+    service = cluster.service
     return SimInput(
         scenario=scenario,
         traffic=traffic,

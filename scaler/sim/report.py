@@ -25,6 +25,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from scaler.cli_support import SCHEMA_VERSION, make_folder
+from scaler.sim.floor import Floor, result_floors
 from scaler.sim.frontier import (
     BUDGET_CANDIDATES,
     COMPARED,
@@ -169,6 +170,16 @@ def _ratio(x: float | None) -> str:
     return "-" if x is None else f"{x:.2f}"
 
 
+def _cost(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+FLOOR_NOTE = (
+    "floor: the cheapest schedule within the budget, found knowing the demand in advance with "
+    "pods that start at once (cost vs static-peak): the room any autoscaler has."
+)
+
+
 @dataclass(frozen=True)
 class Comparison:
     """tidescaler against reactive, frontier against frontier."""
@@ -177,6 +188,17 @@ class Comparison:
     budgets: list[BudgetRow]
     at_reactive: Matched | None  # cheapest tidescaler at reactive's violations as given
     at_tidescaler: Matched | None  # cheapest reactive at tidescaler's violations as given
+    # Each budget's floor (the cheapest schedule with foresight) over the span the picks
+    # are measured on, and static-peak's replica-hours there (the costs' unit).
+    floors: dict[float, Floor | None]
+    static_hours: float
+
+    def floor_cost(self, budget: float) -> float | None:
+        """The floor's cost relative to static-peak (None: no schedule meets the budget)."""
+        floor = self.floors.get(budget)
+        if floor is None or not self.static_hours > 0:
+            return None
+        return floor.replica_hours / self.static_hours
 
     @property
     def swept(self) -> bool:
@@ -192,7 +214,27 @@ def compare(result: SimulationResult, points: list[SweepPoint]) -> Comparison:
     if reactive is not None and tide is not None:
         at_reactive = match(every, reactive, "tidescaler")
         at_tidescaler = match(every, tide, "reactive")
-    return Comparison(every, budgets, at_reactive, at_tidescaler)
+    later = any(row.walk_forward for row in budgets)
+    floors = _floors(result, tuple(row.budget for row in budgets), later)
+    static = result.static_span_hours[1] if later else result.static_peak_hours
+    return Comparison(every, budgets, at_reactive, at_tidescaler, floors, static)
+
+
+# The floors of the last result compared: the summary, report.md and result.json each
+# compare the same result, and a floor costs about a second on two months of traffic.
+_last_floors: tuple[SimulationResult, tuple[float, ...], bool, dict[float, Floor | None]] | None
+_last_floors = None
+
+
+def _floors(
+    result: SimulationResult, budgets: tuple[float, ...], later: bool
+) -> dict[float, Floor | None]:
+    global _last_floors
+    if _last_floors is not None and _last_floors[:3] == (result, budgets, later):
+        return _last_floors[3]
+    floors = result_floors(result, budgets, later) if budgets else {}
+    _last_floors = (result, budgets, later, floors)
+    return floors
 
 
 def _best(points: list[SweepPoint], policy: str) -> float | None:
@@ -262,14 +304,18 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
     # forward picks, what the gate deploys at each budget (as report.md and --json say).
     gate = forward and comparison.swept
     lines.append(
-        f"  {'budget':>7}  {'reactive':<{width}}  {'tidescaler':<{width}}  {'t/r':>5}"
+        f"  {'budget':>7}  {'reactive':<{width}}  {'tidescaler':<{width}}  {'t/r':>5}  floor"
         + ("  forecast" if gate else "")
     )
     for budget, reactive, tide, row in cells:
         ratio = row.ratio("tidescaler", "reactive")
         shown = "-" if ratio is None else f"{ratio:.3f}"
         word = f"  {_gate_word(row) or '-'}" if gate else ""
-        lines.append(f"  {budget:>7}  {reactive:<{width}}  {tide:<{width}}  {shown:>5}{word}")
+        floor = _cost(comparison.floor_cost(row.budget))
+        lines.append(
+            f"  {budget:>7}  {reactive:<{width}}  {tide:<{width}}  {shown:>5}  {floor:>5}{word}"
+        )
+    lines.append(FLOOR_NOTE)
     lines.extend(_unmet_budget_lines(comparison.points))
     lines.extend(_blind_tuning_lines(comparison.points))
     lines.extend(_match_lines(comparison, target))
@@ -437,6 +483,17 @@ def comparison_json(result: SimulationResult, points: list[SweepPoint]) -> dict[
         cost = _pick_cost(tide)
         entry["tidescaler_vs_static_peak"] = None if tide is None else float(cost)
         entry["forecast"] = _gate_word(row)
+        floor = comparison.floors.get(row.budget)
+        entry["floor"] = (
+            None
+            if floor is None
+            else {
+                "replica_hours": round(floor.replica_hours, 3),
+                "vs_static_peak": finite(round(comparison.floor_cost(row.budget) or math.nan, 4)),
+                "lower_bound_replica_hours": round(floor.bound_hours, 3),
+                "slo_violation_ratio": round(floor.violation_ratio, 6),
+            }
+        )
         budgets.append(entry)
     return {
         "frontier": {
@@ -823,17 +880,23 @@ def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> 
             "as reactive does).",
             "",
             "| budget | reactive | tidescaler | tidescaler / reactive | tidescaler / static-peak "
-            "| forecast |",
-            "|---:|---|---|---:|---:|---|",
+            "| floor / static-peak | forecast |",
+            "|---:|---|---|---:|---:|---:|---|",
         ]
         for row in comparison.budgets:
             r, t = row.picks.get("reactive"), row.picks.get("tidescaler")
             lines.append(
                 f"| {_percent(row.budget)} | {_pick(r, best['reactive'])} | "
                 f"{_pick(t, best['tidescaler'])} | {_ratio(row.ratio('tidescaler', 'reactive'))} "
-                f"| {_pick_cost(t)} | {_gate_word(row) or '-'} |"
+                f"| {_pick_cost(t)} | {_cost(comparison.floor_cost(row.budget))} "
+                f"| {_gate_word(row) or '-'} |"
             )
-        lines += ["", *_match_lines(comparison, f"{100 * result.scenario.target_utilization:g}%")]
+        lines += [
+            "",
+            FLOOR_NOTE,
+            "",
+            *_match_lines(comparison, f"{100 * result.scenario.target_utilization:g}%"),
+        ]
         lines.append("")
     fronts = frontiers(comparison.points)
     if any(len(front) > 1 for front in fronts.values()) or points:
