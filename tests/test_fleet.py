@@ -107,6 +107,18 @@ def test_local_cluster_gives_known_answers_and_records_failures(
     assert tides.recommendation == KEEP_REACTIVE, tides
     assert tides.saving is not None and abs(tides.saving) < SETTINGS.min_saving
     assert tides.trigger_metadata == {}
+    # The room: what a schedule with foresight and instant pods would save over reactive on
+    # the same span, within the same budget; more than the forecast's saving.
+    assert tides.floor_replica_hours is not None and tides.reactive_replica_hours is not None
+    assert 0 < tides.floor_replica_hours < tides.reactive_replica_hours
+    assert tides.room == pytest.approx(1 - tides.floor_replica_hours / tides.reactive_replica_hours)
+    assert tides.room is not None and tides.room > tides.saving
+    # Said in the report, and kept by the cache (a rerun reads the same room back).
+    assert by_name["flat"].room is not None
+    again = run_fleet(services, SETTINGS, workers=1, cache=ResultCache(tmp_path / "cache"))
+    assert again.cached == 3 and again.computed == 1  # the failure is tried again
+    assert {r.name: r.room for r in again.results} == {r.name: r.room for r in fleet.results}
+    assert "| room |" in markdown(fleet.results, SETTINGS, "")
 
 
 @pytest.fixture(scope="module")

@@ -17,6 +17,7 @@ import numpy as np
 from scaler.fleet.services import ServiceSource
 from scaler.forecast import backtest
 from scaler.sim.cluster import ClusterModel, PodStartup
+from scaler.sim.floor import later_span_floors
 from scaler.sim.frontier import budget_rows
 from scaler.sim.policies import ForecastCache
 from scaler.sim.runner import SweepPoint, sweep
@@ -89,6 +90,9 @@ class ServiceResult:
     tidescaler_replica_hours: float | None = None
     tidescaler_setting: str | None = None
     saving: float | None = None  # 1 - tidescaler / reactive replica-hours at the budget
+    # The budget floor on the same span: the cheapest schedule with foresight and pods
+    # that start at once (scaler/sim/floor.py), in the same replica-hours.
+    floor_replica_hours: float | None = None
     trigger_metadata: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     wall_seconds: float = 0.0
@@ -106,9 +110,18 @@ class ServiceResult:
             return None
         return 1.0 - self.forecast_smape / self.baseline_smape
 
+    @property
+    def room(self) -> float | None:
+        """1 - floor / reactive replica-hours: the most any autoscaler could save over
+        reactive at the budget (what the saving is out of)."""
+        if self.floor_replica_hours is None or not self.reactive_replica_hours:
+            return None
+        return 1.0 - self.floor_replica_hours / self.reactive_replica_hours
+
     def as_dict(self) -> dict[str, object]:
         record = asdict(self)
         record["forecast_skill"] = self.forecast_skill
+        record["room"] = self.room
         return record
 
 
@@ -189,6 +202,8 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
 
     if reactive is None and tide is None:
         return replace(base, recommendation=NO_SETTING, reason=_fewest_violations(points, settings))
+    budget = settings.violation_budget
+    floor = later_span_floors(scenario, (budget,), traffic)[budget]
     saving = None
     if reactive_hours and tide_hours is not None:
         saving = 1.0 - tide_hours / reactive_hours
@@ -222,6 +237,7 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
         tidescaler_replica_hours=tide_hours,
         tidescaler_setting=tide.label if tide else None,
         saving=saving,
+        floor_replica_hours=None if floor is None else floor.replica_hours,
         trigger_metadata=metadata,
         reason=reason,
     )

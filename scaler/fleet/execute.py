@@ -30,7 +30,7 @@ OnResult = Callable[[ServiceResult, bool], None]  # (result, came from the cache
 MAX_WORKERS = 1024
 # Part of every cache key: a change of what a result says (new recommendations, a
 # reason) makes the cached results of the same version stale.
-RESULT_FORMAT = 2
+RESULT_FORMAT = 3
 
 
 @dataclass(frozen=True)
@@ -59,6 +59,7 @@ class ResultCache:
         try:
             record = json.loads(path.read_text(encoding="utf-8"))
             record.pop("forecast_skill", None)
+            record.pop("room", None)
             return ServiceResult(**record)
         except (ValueError, TypeError):
             return None  # a torn or older file: evaluate again

@@ -30,6 +30,7 @@ from scaler.sim.policies import prepare
 from scaler.sim.queue import ServiceModel, simulate_queue, tail_share
 from scaler.sim.runner import SimulationResult, evaluated_from, tuning_split
 from scaler.sim.scenario import Scenario
+from scaler.sim.traffic import Traffic
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -208,10 +209,12 @@ class _Pricing:
         return floor, sound
 
 
-def later_span_floors(scenario: Scenario, budgets: tuple[float, ...]) -> dict[float, Floor | None]:
+def later_span_floors(
+    scenario: Scenario, budgets: tuple[float, ...], traffic: Traffic | None = None
+) -> dict[float, Floor | None]:
     """The budget floor of each budget over the later span (the walk-forward half that
-    settings are reported on) of `scenario`'s traffic."""
-    sim = prepare(scenario, scenario.load_traffic())
+    settings are reported on) of `traffic` (by default the scenario's own)."""
+    sim = prepare(scenario, traffic if traffic is not None else scenario.load_traffic())
     rate = sim.rate[tuning_split(evaluated_from(scenario, sim.step_seconds), sim.steps) :]
     return budget_floors(rate, sim.service, scenario.slo_ms / 1000.0, sim.step_seconds, budgets)
 
