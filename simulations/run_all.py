@@ -22,6 +22,7 @@ from pathlib import Path
 
 from scaler.sim.report import (
     _best,
+    _cost,
     _gate_word,
     _percent,
     _pick,
@@ -64,7 +65,8 @@ def _budget_rows(result: SimulationResult, points: list[SweepPoint]) -> list[str
             f"| {_link(result) if i == 0 else ''} | {_percent(row.budget)} | "
             f"{_pick(r, best['reactive'])} | {_pick(t, best['tidescaler'])} | "
             f"{_ratio(row.ratio('tidescaler', 'reactive'))} | "
-            f"{_pick_cost(t)} | {_gate_word(row) or '-'} |"
+            f"{_pick_cost(t)} | {_cost(comparison.floor_cost(row.budget))} | "
+            f"{_gate_word(row) or '-'} |"
         )
     return rows
 
@@ -145,11 +147,13 @@ def main(argv: list[str]) -> int:
         "the budget on the first half (its fewest violations there in brackets).",
         "Forecast: what to deploy at that budget, `on` where tidescaler's pick cost less",
         "than reactive's on the first half, else `off` (`forecast: off` moves replicas",
-        "exactly as reactive does).",
+        "exactly as reactive does). Floor: the cheapest schedule within the budget on the",
+        "second half, found knowing the demand in advance with pods that start at once",
+        "(`scaler/sim/floor.py`), relative to static-peak: the room any autoscaler has.",
         "",
         "| scenario | budget | reactive | tidescaler | tidescaler / reactive "
-        "| tidescaler / static-peak | forecast |",
-        "|---|---:|---|---|---:|---:|---|",
+        "| tidescaler / static-peak | floor / static-peak | forecast |",
+        "|---|---:|---|---|---:|---:|---:|---|",
         *budget_rows,
         "",
         "## Every policy at the 70 % target",

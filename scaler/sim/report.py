@@ -9,6 +9,7 @@ cost/violation frontier against the other's).
 from __future__ import annotations
 
 import csv
+import functools
 import itertools
 import json
 import math
@@ -220,21 +221,13 @@ def compare(result: SimulationResult, points: list[SweepPoint]) -> Comparison:
     return Comparison(every, budgets, at_reactive, at_tidescaler, floors, static)
 
 
-# The floors of the last result compared: the summary, report.md and result.json each
-# compare the same result, and a floor costs about a second on two months of traffic.
-_last_floors: tuple[SimulationResult, tuple[float, ...], bool, dict[float, Floor | None]] | None
-_last_floors = None
-
-
+# The summary, report.md and result.json each compare the same result (hashed by
+# identity), and its floors cost about a second on two months of traffic: kept once.
+@functools.lru_cache(maxsize=1)
 def _floors(
     result: SimulationResult, budgets: tuple[float, ...], later: bool
 ) -> dict[float, Floor | None]:
-    global _last_floors
-    if _last_floors is not None and _last_floors[:3] == (result, budgets, later):
-        return _last_floors[3]
-    floors = result_floors(result, budgets, later) if budgets else {}
-    _last_floors = (result, budgets, later, floors)
-    return floors
+    return result_floors(result, budgets, later) if budgets else {}
 
 
 def _best(points: list[SweepPoint], policy: str) -> float | None:
@@ -483,13 +476,13 @@ def comparison_json(result: SimulationResult, points: list[SweepPoint]) -> dict[
         cost = _pick_cost(tide)
         entry["tidescaler_vs_static_peak"] = None if tide is None else float(cost)
         entry["forecast"] = _gate_word(row)
-        floor = comparison.floors.get(row.budget)
+        floor, floor_cost = comparison.floors.get(row.budget), comparison.floor_cost(row.budget)
         entry["floor"] = (
             None
             if floor is None
             else {
                 "replica_hours": round(floor.replica_hours, 3),
-                "vs_static_peak": finite(round(comparison.floor_cost(row.budget) or math.nan, 4)),
+                "vs_static_peak": None if floor_cost is None else round(floor_cost, 4),
                 "lower_bound_replica_hours": round(floor.bound_hours, 3),
                 "slo_violation_ratio": round(floor.violation_ratio, 6),
             }
