@@ -34,6 +34,7 @@ from scaler.fleet.evaluate import (
     ServiceResult,
     evaluate_service,
 )
+from scaler.fleet.execute import ResultCache, run_fleet
 from scaler.fleet.report import markdown, report_json, totals, write_csv
 from scaler.fleet.services import FileService, from_folder, from_prometheus
 
@@ -324,6 +325,39 @@ def test_gaps_in_the_fleet_s_traces_are_filled_as_fill_missing_says(
     assert len(filled[0]) == len(filled[1]) == len(rows) - 1
     assert filled[0][49:52].tolist() == [0.0, 0.0, 0.0]
     assert filled[1][49:52].tolist() == [filled[1][48]] * 3
+
+
+def test_another_fill_missing_recomputes_only_the_services_it_fills(tmp_path: Path) -> None:
+    """Every service was computed again when --fill-missing changed, gaps or not."""
+    traces = tmp_path / "traces"
+    traces.mkdir()
+    _write(traces / "whole.csv", _tide(1))
+    rows = _write(traces / "gappy.csv", _tide(1)).read_text(encoding="utf-8").splitlines()
+    (traces / "gappy.csv").write_text("\n".join(rows[:50] + rows[53:]) + "\n", encoding="utf-8")
+    cache = tmp_path / "cache"
+
+    def run(fill: str) -> dict[str, tuple[bool, ServiceResult]]:
+        seen: dict[str, tuple[bool, ServiceResult]] = {}
+        run_fleet(
+            from_folder(traces, fill),  # type: ignore[arg-type]
+            QUICK,
+            workers=1,
+            cache=ResultCache(cache),
+            on_result=lambda r, cached: seen.update({r.name: (cached, r)}),
+        )
+        return seen
+
+    first = run("zero")
+    assert not first["whole"][0] and not first["gappy"][0]
+    assert any(note.startswith("filled") for note in first["gappy"][1].input_notes)
+    second = run("hold")
+    assert second["whole"][0] and second["whole"][1] == first["whole"][1]  # from the cache
+    assert not second["gappy"][0]  # other traffic: computed again, and said so
+    assert any(note.startswith("filled") for note in second["gappy"][1].input_notes)
+    assert second["gappy"][1].input_notes != first["gappy"][1].input_notes  # other values
+    third = run("zero")
+    assert third["whole"][0] and third["gappy"][0]
+    assert third["gappy"][1] == first["gappy"][1]
 
 
 def test_ctrl_c_stops_the_fleet_in_one_line_with_status_130(tmp_path: Path) -> None:

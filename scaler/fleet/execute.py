@@ -24,6 +24,7 @@ from scaler import __version__
 from scaler.cli_support import make_folder
 from scaler.fleet.evaluate import FAILED, FleetSettings, ServiceResult, evaluate_service
 from scaler.fleet.services import ServiceSource, service_key
+from scaler.traces.model import FILLED
 
 OnResult = Callable[[ServiceResult, bool], None]  # (result, came from the cache)
 # Local worker processes; more is a typo, not a setting (each is a Python process).
@@ -139,9 +140,12 @@ def run_fleet(
     settings_key = settings.as_dict()
     version = f"{__version__}/{RESULT_FORMAT}"
     keys = [service_key(s, settings_key, version) for s in services]
+    # A trace without gaps gives the same result under every --fill-missing: kept apart
+    # from the fill mode, so that changing it recomputes only the services it fills.
+    whole = [service_key(s, settings_key, version, filled=False) for s in services]
     results: dict[int, ServiceResult] = {}
     for index, key in enumerate(keys):
-        hit = cache.get(key)
+        hit = cache.get(key) or cache.get(whole[index])
         if hit is not None:
             results[index] = hit
             if on_result is not None:
@@ -167,7 +171,8 @@ def run_fleet(
                 else:
                     result = future.result()
                     if result.recommendation != FAILED:  # a failure is retried on a rerun
-                        cache.put(keys[index], result)
+                        filled = any(note.startswith(FILLED) for note in result.input_notes)
+                        cache.put(keys[index] if filled else whole[index], result)
                 results[index] = result
                 if on_result is not None:
                     on_result(result, False)

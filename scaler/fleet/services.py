@@ -40,10 +40,15 @@ class FileService:
     fill_missing: FillMissing = "error"
 
     def identity(self) -> str:
+        # Gaps filled otherwise are other traffic.
+        return f"{self.content_identity()}:{self.fill_missing}"
+
+    def content_identity(self) -> str:
+        """The file alone, whatever fills its gaps: a trace without gaps is the same
+        traffic under every --fill-missing."""
         # Content is fingerprinted by size and modification time: cheap on the
-        # driver, and a changed file is evaluated again. Gaps filled otherwise are
-        # other traffic.
-        return f"file:{self.path}:{self.size}:{self.mtime_ns}:{self.fill_missing}"
+        # driver, and a changed file is evaluated again.
+        return f"file:{self.path}:{self.size}:{self.mtime_ns}"
 
     def load(self) -> Trace:
         return read_trace(self.path, fill_missing=self.fill_missing)
@@ -74,6 +79,9 @@ class PrometheusService:
             ]
         )
 
+    def content_identity(self) -> str:
+        return self.identity()
+
     def series_query(self) -> str:
         """The query restricted to this label set, in plain PromQL.
 
@@ -103,9 +111,13 @@ class PrometheusService:
 ServiceSource = FileService | PrometheusService
 
 
-def service_key(source: ServiceSource, settings: Mapping[str, object], version: str) -> str:
-    """Cache key of one service's result: its inputs and every setting that moves it."""
-    blob = json.dumps([source.identity(), dict(sorted(settings.items())), version], default=str)
+def service_key(
+    source: ServiceSource, settings: Mapping[str, object], version: str, *, filled: bool = True
+) -> str:
+    """Cache key of one service's result: its inputs and every setting that moves it; with
+    `filled` False, of a result whose trace had no gap to fill (any --fill-missing)."""
+    identity = source.identity() if filled else source.content_identity()
+    blob = json.dumps([identity, dict(sorted(settings.items())), version], default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
