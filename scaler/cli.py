@@ -343,6 +343,14 @@ def _add_serve_parser(subparsers: Any) -> None:
         "streams' re-evaluations; streams themselves hold no thread (default: %(default)s)",
     )
     p.add_argument(
+        "--drain-seconds",
+        type=_seconds(0, HOUR, above_low=False),
+        default=0.0,
+        help="after SIGTERM, how long to go on answering with health NOT_SERVING before "
+        "closing the listener, so that Service endpoints and KEDA's connection move to "
+        "other replicas first; a second signal ends it (default: %(default)s)",
+    )
+    p.add_argument(
         "--grace-seconds",
         type=_seconds(0, HOUR, above_low=False),
         default=10.0,
@@ -428,6 +436,7 @@ def run_serve(args: argparse.Namespace) -> int:
             push_interval_seconds=args.push_interval_seconds,
             max_workers=args.max_workers,
             grace_seconds=args.grace_seconds,
+            drain_seconds=args.drain_seconds,
             answer_budget_seconds=args.answer_budget,
             allowed_query_parameters=_names(args.allowed_query_parameters),
             allowed_custom_headers=_names(args.allowed_custom_headers),
@@ -495,9 +504,13 @@ def run_serve(args: argparse.Namespace) -> int:
     _log_start(log, config, running.port)
 
     done = threading.Event()
+    hurry = threading.Event()  # a second signal, or Ctrl-C: no drain
 
     def on_signal(signum: int, _frame: object) -> None:
-        log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        if done.is_set() or signum == signal.SIGINT:
+            hurry.set()
+        if not done.is_set():
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
         done.set()
 
     def on_hangup(_signum: int, _frame: object) -> None:
@@ -514,8 +527,15 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
     done.wait()
+    _exit_past(
+        time.monotonic() + config.drain_seconds + config.grace_seconds + SHUTDOWN_MARGIN_SECONDS,
+        log,
+    )
+    if config.drain_seconds > 0 and not hurry.is_set():
+        running.not_serving(timeout=min(1.0, config.drain_seconds))
+        log.info("draining", extra={"drain_seconds": config.drain_seconds})
+        hurry.wait(config.drain_seconds)
     deadline = time.monotonic() + config.grace_seconds
-    _exit_past(deadline + SHUTDOWN_MARGIN_SECONDS, log)
     running.stop(config.grace_seconds)
     forecasts.refresher.close(timeout=max(0.0, deadline - time.monotonic()))
     kube.close()

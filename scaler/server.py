@@ -82,6 +82,9 @@ class ServerConfig:
     # are coroutines, and their re-evaluations use a second pool of the same size.
     max_workers: int = 32
     grace_seconds: float = 10.0
+    # After SIGTERM, how long to go on answering with health NOT_SERVING before the
+    # listener closes: the Service's endpoints and KEDA's connection move first.
+    drain_seconds: float = 0.0
     # Backend failure semantics: how long an RPC may wait on Prometheus, and
     # which request options (KEDA's prometheus keys) triggers may set.
     answer_budget_seconds: float = 1.0
@@ -109,6 +112,8 @@ class ServerConfig:
             )
         if not self.grace_seconds >= 0:
             raise ValueError(f"--grace-seconds must be >= 0, got {self.grace_seconds}")
+        if not self.drain_seconds >= 0:
+            raise ValueError(f"--drain-seconds must be >= 0, got {self.drain_seconds}")
 
     @property
     def engine_settings(self) -> EngineSettings:
@@ -768,6 +773,15 @@ class RunningServer:
     thread: threading.Thread
     pools: tuple[DaemonThreadPool, ...]
     tls: TlsFiles | None = None  # request_reload() on SIGHUP
+
+    def not_serving(self, timeout: float) -> None:
+        """Health answers NOT_SERVING from now on; every RPC is still served (the drain
+        before `stop`). Waits at most `timeout` seconds for the loop to take it."""
+        if self.loop.is_closed():
+            return
+        change = asyncio.run_coroutine_threadsafe(self.health.enter_graceful_shutdown(), self.loop)
+        with contextlib.suppress(concurrent.futures.TimeoutError):
+            change.result(timeout)
 
     def stop(self, grace: float | None = None) -> None:
         """Graceful: report NOT_SERVING, end streams, finish calls in flight.

@@ -537,3 +537,60 @@ def test_serve_process_env_config_json_logs_and_graceful_sigterm(tmp_path: Path)
     decision = next(line for line in lines if line["message"] == "decision changed")
     assert decision["scaledobject"] == "web" and decision["desired_replicas"] == 3
     assert decision["reason"] == "cron"
+
+
+def _health(port: int) -> int:
+    """The health status over a new connection (a probe's view of the listener)."""
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        request = health_pb2.HealthCheckRequest(service="")
+        return int(health_pb2_grpc.HealthStub(channel).Check(request, timeout=3).status)
+
+
+def test_sigterm_drains_with_health_not_serving_while_every_call_is_still_answered() -> None:
+    """The listener closed at SIGTERM: a probe or a KEDA that reconnected through a Service
+    whose endpoints had not caught up yet was refused, not told NOT_SERVING."""
+    port = _free_port()
+    process = serve_process(port, "--drain-seconds=2.5", "--grace-seconds=1")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            stub = pb_grpc.ExternalScalerStub(channel)
+            request = pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS))
+            assert _health(port) == health_pb2.HealthCheckResponse.SERVING
+            process.send_signal(signal.SIGTERM)
+            signalled = time.monotonic()
+            while _health(port) != health_pb2.HealthCheckResponse.NOT_SERVING:
+                assert time.monotonic() - signalled < 1.5, "health never said NOT_SERVING"
+                time.sleep(0.05)
+            # Draining: the same connection and new ones are still answered in full.
+            assert stub.GetMetrics(request, timeout=3).metricValues[0].metricValue == 3
+            assert process.poll() is None
+        assert process.wait(timeout=10) == 0
+        # Gone after the drain and the grace, not before the drain.
+        assert 2.5 <= time.monotonic() - signalled < 2.5 + 1 + 2
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = process.stderr.read() if process.stderr else ""
+    assert '"message": "draining"' in log and '"drain_seconds": 2.5' in log
+
+
+def test_a_second_signal_ends_the_drain() -> None:
+    port = _free_port()
+    process = serve_process(port, "--drain-seconds=60", "--grace-seconds=1")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+        process.send_signal(signal.SIGTERM)
+        signalled = time.monotonic()
+        while _health(port) != health_pb2.HealthCheckResponse.NOT_SERVING:
+            assert time.monotonic() - signalled < 1.5
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+        assert time.monotonic() - signalled < 1 + 3
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
