@@ -134,8 +134,9 @@ class Observations:
     forecast_problem: str | None = None  # why there is no forecast, when there is none
     errors: dict[str, str] = field(default_factory=dict)  # signal -> latest backend error
     # Measured creation-to-Ready of the target's pods (podStartupSeconds: auto); None until
-    # measured.
+    # measured, and then why not when nothing will measure it (no Kubernetes API).
     pod_startup_seconds: float | None = None
+    pod_startup_problem: str | None = None
 
 
 @dataclass(frozen=True, init=False)
@@ -254,12 +255,15 @@ def metric_value_for(desired: int, demand_in_replicas: float) -> float:
     return max(desired - 1 + 0.002, demand_in_replicas)
 
 
-def pod_startup(policy: Policy, measured: float | None = None) -> tuple[float, str]:
-    """The pod start-up to plan with and its source (policy, measured, or the auto default)."""
+def pod_startup(
+    policy: Policy, measured: float | None = None, problem: str | None = None
+) -> tuple[float, str]:
+    """The pod start-up to plan with and its source (policy, measured, or the auto default,
+    with `problem`: why it is not measured, when it never will be)."""
     if not policy.forecast.pod_startup_auto:
         return policy.forecast.pod_startup_seconds, "policy"
     if measured is None:
-        return policy.forecast.pod_startup_seconds, "default, not measured yet"
+        return policy.forecast.pod_startup_seconds, f"default, {problem or 'not measured yet'}"
     return measured, "measured"
 
 
@@ -387,7 +391,9 @@ def decide(
         readings.append(cron_reading)
         active = active or cron_active
 
-    startup_seconds, startup_source = pod_startup(policy, observations.pod_startup_seconds)
+    startup_seconds, startup_source = pod_startup(
+        policy, observations.pod_startup_seconds, observations.pod_startup_problem
+    )
     lead = _lead(policy, settings, startup_seconds)
     forecast_window: LeadWindow | None = None
     if policy.forecast.mode is not ForecastMode.OFF and observations.forecast is not None:

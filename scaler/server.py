@@ -253,6 +253,9 @@ SERVER_OPTIONS = [
 # through the event loop; it runs on the loop. Only one that would wait on a backend
 # goes to a decision thread, so a hung Prometheus never blocks the loop.
 
+# podStartupSeconds: auto without Kubernetes API access: the default, for good, and why.
+NO_STARTUP_MEASURE = "no Kubernetes API access to measure it (see --events, --kubeconfig)"
+
 # Bounds of the per-name tables below; beyond them the least recent name is forgotten
 # (at worst its next unchanged decision is logged once more).
 LOGGED_DECISIONS = 10_000
@@ -443,9 +446,12 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         problems: list[BackendProblem],
     ) -> Decision:
         """The decision from what was observed, reported to logs, telemetry and Events."""
-        if self.pod_startup is not None and policy.forecast.pod_startup_auto:
-            measured = self.pod_startup(ref.namespace, ref.name)
-            observations = replace(observations, pod_startup_seconds=measured)
+        if policy.forecast.pod_startup_auto:
+            if self.pod_startup is not None:
+                measured = self.pod_startup(ref.namespace, ref.name)
+                observations = replace(observations, pod_startup_seconds=measured)
+            else:
+                observations = replace(observations, pod_startup_problem=NO_STARTUP_MEASURE)
         decision = decide(policy, observations, now, self.settings)
         self._report(ref, decision, observations.demand.value if observations.demand else None, now)
         for problem in problems:

@@ -337,6 +337,26 @@ def test_server_takes_the_measured_start_up_for_auto_policies(
     assert (after.pod_startup_seconds, after.pod_startup_source) == (80.0, "measured")
 
 
+def test_auto_without_kubernetes_access_says_it_will_never_be_measured() -> None:
+    """It said "default, not measured yet" for ever, as if a measurement were coming."""
+    window = {"timezone": "UTC", "start": "0 0 1 1 *", "end": "* * * * *", "desiredReplicas": "2"}
+    service = ScalerService(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None), Observer(PrometheusSource())
+    )
+    ref = pb.ScaledObjectRef(
+        name="web", namespace="shop", scalerMetadata=window | {"podStartupSeconds": "auto"}
+    )
+    decision = service.decision_for(ref)
+    assert decision.pod_startup_seconds == 60.0
+    assert decision.pod_startup_source == (
+        "default, no Kubernetes API access to measure it (see --events, --kubeconfig)"
+    )
+    fixed = service.decision_for(
+        pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=window)
+    )
+    assert fixed.pod_startup_source == "policy"
+
+
 # -- wiring into `tidescaler serve` --
 
 
