@@ -52,7 +52,6 @@ class Floor:
     # whatever it knows: the floor's own cost is within (replica_seconds - this) of the best.
     bound_seconds: float
     violation_ratio: float  # requests over the SLO or failed / requests, replayed
-    price: float  # the Lagrange multiplier: replicas one violated request is worth
 
     @property
     def replica_hours(self) -> float:
@@ -110,7 +109,7 @@ def budget_floors(
             raise ValueError(f"budget={budget!r}: expected a share of requests in [0, 1)")
     rate = np.asarray(rate, dtype=np.float64)
     if float(rate.sum()) <= 0:
-        idle = Floor(np.zeros(len(rate), dtype=np.int64), 0.0, 0.0, 0.0, 0.0)
+        idle = Floor(np.zeros(len(rate), dtype=np.int64), 0.0, 0.0, 0.0)
         return dict.fromkeys(budgets, idle)
     floors: dict[float, Floor | None] = {}
     pending = list(budgets)
@@ -152,6 +151,10 @@ class _Pricing:
         self.counts, self.shares = _price_table(self.values, service, slo, utilisation)
         self.rows = np.arange(len(self.values))
         self.steps_at = np.bincount(self.inverse, minlength=len(self.values))
+        # Past some price every step takes the count with its least share: the schedule
+        # every budget's search ends at, and what it misses by (the same for all budgets).
+        self.most = self.counts[self.rows, np.argmin(self.shares, axis=1)][self.inverse]
+        self.most_missed = self.replayed(self.most)
 
     def schedule(self, price: float) -> IntArray:
         cost = self.counts + price * self.values[:, None] * self.shares
@@ -173,10 +176,8 @@ class _Pricing:
         """The floor within `budget`, and whether its bound holds for every replica count
         (not only those priced); None if no schedule priced meets the budget."""
         step = self.step
-        # Past some price every step takes the count with its least share: if that misses
-        # the budget, nothing priced meets it.
-        most = self.counts[self.rows, np.argmin(self.shares, axis=1)][self.inverse]
-        if self.replayed(most) > budget:
+        most = self.most
+        if self.most_missed > budget:  # nothing priced meets it
             return None
         # The price from 0 (no replicas) up to one where the schedule meets the budget (a
         # demand of 1e-100 req/s needs a price past 1e100 before a replica is worth it).
@@ -184,7 +185,7 @@ class _Pricing:
         while self.replayed(self.schedule(high)) > budget:
             if high > 1e300:  # demand too close to 0 for any finite price: the most
                 used = float(most.sum()) * step
-                return Floor(most, used, 0.0, self.replayed(most), math.inf), True
+                return Floor(most, used, 0.0, self.most_missed), True
             low, high = high, high * 1e3
         for _ in range(BISECTIONS):
             mid = math.sqrt(low * high) if low > 0 else high / 1e6
@@ -204,7 +205,6 @@ class _Pricing:
             replica_seconds=float(replicas.sum()) * step,
             bound_seconds=max(bound, 0.0),
             violation_ratio=self.replayed(replicas),
-            price=high,
         )
         return floor, sound
 
