@@ -7,7 +7,11 @@
    server set-up, constant answers) in interleaved rounds of the same run, so
    machine noise hits both alike. A third server, `empty_handler_serve.py`
    (tidescaler's process with GetMetrics answering a constant), splits the gap:
-   the process around a call against the decision itself.
+   the process around a call against the decision itself. Then KEDA's own cycle:
+   GetMetricSpec, GetMetrics and IsActive for one ScaledObject after another,
+   10,000 of them, so that each comes round again seconds later (as KEDA's
+   polls do: its GetMetrics is decided afresh, its IsActive reuses that decision),
+   with several client threads, against the null servicer.
 2. Streams: 5,000 StreamIsActive streams held open (as KEDA holds one per
    external-push trigger) while GetMetricSpec, GetMetrics, IsActive and the
    health check are timed, on both servers.
@@ -121,6 +125,33 @@ def throughput(
             while time.perf_counter() < stop:
                 call(requests[i % len(requests)], timeout=3)
                 counts[k] += 1
+                i += threads
+
+        seconds_taken = run_clients(
+            [threading.Thread(target=client, args=(k,)) for k in range(threads)]
+        )
+        return sum(counts) / seconds_taken
+
+
+def keda_cycle(
+    port: int, requests: list[pb.GetMetricsRequest], threads: int, seconds: float
+) -> float:
+    """Calls per second with `threads` clients sharing one connection, each sending what
+    KEDA sends for a ScaledObject (GetMetricSpec, GetMetrics, IsActive), one after the
+    other of `requests`."""
+    counts = [0] * threads
+    stop = time.perf_counter() + seconds
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = scaler_stub(channel)
+
+        def client(k: int) -> None:
+            i = k
+            while time.perf_counter() < stop:
+                request = requests[i % len(requests)]
+                stub.GetMetricSpec(request.scaledObjectRef, timeout=3)
+                stub.GetMetrics(request, timeout=3)
+                stub.IsActive(request.scaledObjectRef, timeout=3)
+                counts[k] += 3
                 i += threads
 
         seconds_taken = run_clients(
@@ -349,6 +380,7 @@ def start_demand(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--objects", type=int, default=1000)
+    parser.add_argument("--keda-objects", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--throughput-seconds", type=float, default=2.0)
@@ -451,6 +483,21 @@ def main() -> int:
         rps_ratio = statistics.median(s / n for s, n in zip(s_rates, n_rates, strict=True))
         empty_ratio = statistics.median(e / n for e, n in zip(e_rates, n_rates, strict=True))
 
+        # Part 1, KEDA's cycle: many more objects, so that each comes round seconds later.
+        keda_requests = scaled_objects(args.keda_objects)
+        check_values(scaler_port, keda_requests)  # parsed and answered once, as in steady state
+        keda_rates: dict[int, list[float]] = {scaler_port: [], null_port: []}
+        for r in range(args.rounds):
+            for port in in_round_order([scaler_port, null_port], r):
+                keda_rates[port].append(
+                    keda_cycle(port, keda_requests, args.threads, args.throughput_seconds)
+                )
+        keda_rps = statistics.median(keda_rates[scaler_port])
+        keda_null_rps = statistics.median(keda_rates[null_port])
+        keda_ratio = statistics.median(
+            s / n for s, n in zip(keda_rates[scaler_port], keda_rates[null_port], strict=True)
+        )
+
         # Part 3 (run before part 2, whose thousands of closing streams would disturb it):
         # churn of names through tidescaler.
         churned = churn(scaler_port, null_port, scaler_process.pid, args.threads, args.churn_window)
@@ -501,9 +548,22 @@ def main() -> int:
         ),
         "",
         f"Ratios tidescaler / null (median over rounds): p50 {p50_ratio:.2f}, "
-        f"p99 {p99_ratio:.2f}; throughput {rps_ratio:.2f}.",
+        f"p99 {p99_ratio:.2f}; throughput {rps_ratio:.2f}. Each object is asked again "
+        f"every {args.objects / s_rps:.2f} s in the throughput rounds, so most calls there "
+        "reuse the decision of the call before (a decision holds at most 1 s).",
+        "",
+        f"**KEDA's cycle.** {args.keda_objects:,} distinct ScaledObjects, each asked "
+        "GetMetricSpec, GetMetrics and IsActive in turn, as KEDA does on every poll and "
+        f"every HPA sync, by {args.threads} client threads; {args.rounds} interleaved rounds "
+        f"of {args.throughput_seconds:g} s (median). Each object comes round again every "
+        f"{args.keda_objects / (keda_rps / 3):.1f} s, so its GetMetrics is decided afresh "
+        f"and its IsActive reuses that decision. Calls/s: tidescaler {keda_rps:,.0f}, null "
+        f"servicer {keda_null_rps:,.0f}; ratio {keda_ratio:.2f}.",
+        "",
         f"Targets: p50 ratio <= 1.16 ({'met' if p50_ratio <= 1.16 else 'NOT met'}), "
-        f"throughput ratio >= 0.95 ({'met' if rps_ratio >= 0.95 else 'NOT met'}).",
+        f"throughput ratio >= 0.95: GetMetrics alone "
+        f"{'met' if rps_ratio >= 0.95 else 'NOT met'}, KEDA's cycle "
+        f"{'met' if keda_ratio >= 0.95 else 'NOT met'}.",
         "",
         "Where the throughput gap lies: tidescaler's own process with GetMetrics answering "
         f"a constant reaches {empty_ratio:.2f} of the null servicer's calls/s (its threads, "

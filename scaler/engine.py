@@ -608,3 +608,69 @@ def decide(
         pod_startup_source=startup_source,
         metric_value=metric_value_for(desired, wish),
     )
+
+
+# How far inside each instant at which an answer may change `holds_until` stops: the
+# float arithmetic of the comparisons it mirrors must not make it a hair too late.
+_HOLD_MARGIN_SECONDS = 1e-3
+
+
+def holds_until(
+    policy: Policy,
+    observations: Observations,
+    now: float,
+    settings: EngineSettings = EngineSettings(),
+) -> float:
+    """Until when (exclusive) `decide(policy, observations, t)` is the decision at `now`
+    for every t >= now, given the same observations: the clock enters a decision only
+    through the windows (their next transition), each reading's staleness bound and the
+    forecast's grid (which points the lead window covers). inf when nothing there can
+    change; may be <= now, then the decision holds for `now` alone."""
+    until = math.inf
+    for window in policy.windows:
+        until = min(until, window.next_transition(now))
+    staleness = settings.staleness_seconds
+    # The same observations decide() reads, and only those (a reading it does not look
+    # at cannot change the answer).
+    readings: list[Sample | ResourceSample | PodListing | None] = []
+    if policy.query is not None:
+        readings.append(observations.demand)
+    if policy.resources is not None:
+        readings += (
+            observations.cpu,
+            observations.memory,
+            observations.cpu_listing,
+            observations.memory_listing,
+        )
+    for reading in readings:
+        if reading is None:
+            continue
+        observed_at = reading.observed_at
+        if now < observed_at - staleness:  # from the future: fresh once within the bound
+            until = min(until, observed_at - staleness)
+        elif now <= observed_at + staleness:  # fresh until the bound is passed
+            until = min(until, observed_at + staleness)
+    forecast = observations.forecast
+    if policy.forecast.mode is not ForecastMode.OFF and forecast is not None:
+        startup, _ = pod_startup(
+            policy, observations.pod_startup_seconds, observations.pod_startup_problem
+        )
+        until = min(
+            until, _lead_window_holds_until(forecast, now, _lead(policy, settings, startup))
+        )
+    return until - _HOLD_MARGIN_SECONDS
+
+
+def _lead_window_holds_until(forecast: Forecast, now: float, lead: float) -> float:
+    """Until when `lead_window(forecast, t, lead)` is the window at `now`, for t >= now.
+
+    The window's first and last points move when now, or now + lead, reaches the next
+    point of the grid (the same floor division as Forecast.window). Where the forecast
+    begins and ends are points of that grid, so whether it covers the lead time changes
+    only there too."""
+    start, step = forecast.start, forecast.step_seconds
+    until = math.inf
+    for edge in (now, now + lead):
+        next_point = start + ((edge - start) // step + 1) * step
+        until = min(until, next_point - (edge - now))
+    return until

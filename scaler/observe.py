@@ -11,6 +11,7 @@ server's `BackendAccess` lets them.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 from typing import Protocol
 
@@ -114,6 +115,20 @@ class Observer:
         if not self._resources_ready(policy, address, options):
             return None
         return self._observe(policy, address, now, options, reading)
+
+    def unchanged_for(self, policy: Policy, address: str | None) -> float:
+        """How many more seconds what `observe` returns for `policy` is known to stay what
+        it would return now: for ever when it reads no backend; while the shared answer of
+        a query (its only signal) is younger than the coalescing interval, as no newer
+        one is asked for before then; -inf otherwise (resources, forecasts: a refit may
+        land at any time), and when no answer is at hand."""
+        if address is None:
+            return math.inf
+        query = policy.query
+        if query is None or policy.resources is not None or policy.forecast_query is not None:
+            return -math.inf
+        options, _ = self.access.check(policy.backend)
+        return self.source.shared_for(address, query.query, options=options)
 
     def observe(
         self, policy: Policy, address: str | None, now: float

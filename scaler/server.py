@@ -41,7 +41,7 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from scaler.backend_access import BackendAccess
-from scaler.engine import Decision, EngineSettings, Observations, decide
+from scaler.engine import Decision, EngineSettings, Observations, decide, holds_until
 from scaler.observe import BackendProblem, ForecastProvider, Observer
 from scaler.policy import Policy, PolicyError, cached_policy, canonical_url
 from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
@@ -193,7 +193,21 @@ class _Recent:
         return len(self._items)
 
 
-Resolved = tuple[Policy, str | None]  # a valid trigger's policy and Prometheus address
+# A decision, when it was made and until when (exclusive) it is known to hold.
+_Made = tuple[float, float, Decision]
+
+
+class Trigger:
+    """A valid trigger: its policy, the Prometheus address it may use, and its latest
+    decision while it holds (see `ScalerService._conclude`)."""
+
+    __slots__ = ("address", "last", "policy")
+
+    def __init__(self, policy: Policy, address: str | None) -> None:
+        self.policy = policy
+        self.address = address
+        # Replaced whole (one store), so a reader on another thread sees one or the other.
+        self.last: _Made | None = None
 
 
 class _ResolvedTriggers:
@@ -212,18 +226,18 @@ class _ResolvedTriggers:
     def __init__(self, limit: int, max_bytes: int) -> None:
         self.limit = limit
         self.max_bytes = max_bytes
-        self._items: OrderedDict[bytes, Resolved] = OrderedDict()
+        self._items: OrderedDict[bytes, Trigger] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: bytes) -> Resolved | None:
+    def get(self, key: bytes) -> Trigger | None:
         with self._lock:
             found = self._items.get(key)
             if found is not None:
                 self._items.move_to_end(key)
             return found
 
-    def put(self, key: bytes, resolved: Resolved) -> None:
+    def put(self, key: bytes, resolved: Trigger) -> None:
         with self._lock:
             if key in self._items:
                 return
@@ -252,6 +266,11 @@ SERVER_OPTIONS = [
 # --coalesce-seconds) takes about 20 us, less than handing it to a thread and back
 # through the event loop; it runs on the loop. Only one that would wait on a backend
 # goes to a decision thread, so a hung Prometheus never blocks the loop.
+
+# The longest a decision is reused (see ScalerService._conclude): KEDA's GetMetrics and
+# IsActive of one poll come milliseconds apart; a second keeps the decision's telemetry
+# (its time, what it saw) at most that far behind.
+REUSE_SECONDS = 1.0
 
 # podStartupSeconds: auto without Kubernetes API access: the default, for good, and why.
 NO_STARTUP_MEASURE = "no Kubernetes API access to measure it (see --events, --kubeconfig)"
@@ -364,16 +383,21 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
     # -- the core path, gRPC-free ------------------------------------------------
 
-    def policy_for(self, ref: pb.ScaledObjectRef) -> Resolved:
+    def trigger_for(self, ref: pb.ScaledObjectRef) -> Trigger:
         """The policy and the Prometheus address it may use; RequestError if invalid."""
         key = ref.SerializeToString(deterministic=True)
-        resolved = self._resolved.get(key)
-        if resolved is None:
-            resolved = self._resolve(ref)
-            self._resolved.put(key, resolved)
-        return resolved
+        trigger = self._resolved.get(key)
+        if trigger is None:
+            trigger = Trigger(*self._resolve(ref))
+            self._resolved.put(key, trigger)
+        return trigger
 
-    def _resolve(self, ref: pb.ScaledObjectRef) -> Resolved:
+    def policy_for(self, ref: pb.ScaledObjectRef) -> tuple[Policy, str | None]:
+        """`trigger_for`'s policy and Prometheus address."""
+        trigger = self.trigger_for(ref)
+        return trigger.policy, trigger.address
+
+    def _resolve(self, ref: pb.ScaledObjectRef) -> tuple[Policy, str | None]:
         problem = _name_problem(ref)
         if problem is not None:
             raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, problem)
@@ -428,24 +452,49 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def decision_for(self, ref: pb.ScaledObjectRef) -> Decision:
         """The decision for `ref` now (perhaps unavailable: see `replicas_of` and
         `activity_of`); RequestError if invalid."""
-        return self._decision(ref, *self.policy_for(ref))
+        decision = self._decide_now(ref, None)[1]
+        assert decision is not None  # without a pool it is always made here
+        return decision
 
-    def _decision(self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None) -> Decision:
+    def _decision(self, ref: pb.ScaledObjectRef, trigger: Trigger) -> Decision:
         now = self.clock()
+        unchanged = now + self.observer.unchanged_for(trigger.policy, trigger.address)
         return self._conclude(
-            ref, policy, address, now, *self.observer.observe(policy, address, now)
+            ref,
+            trigger,
+            now,
+            unchanged,
+            *self.observer.observe(trigger.policy, trigger.address, now),
         )
+
+    @staticmethod
+    def _reused(trigger: Trigger, now: float) -> Decision | None:
+        """The trigger's latest decision if it still holds at `now` (see `_conclude`)."""
+        last = trigger.last
+        if last is not None and last[0] <= now < last[1]:
+            return last[2]
+        return None
 
     def _conclude(
         self,
         ref: pb.ScaledObjectRef,
-        policy: Policy,
-        address: str | None,
+        trigger: Trigger,
         now: float,
+        unchanged: float,
         observations: Observations,
         problems: list[BackendProblem],
     ) -> Decision:
-        """The decision from what was observed, reported to logs, telemetry and Events."""
+        """The decision from what was observed, reported to logs, telemetry and Events.
+
+        KEDA asks GetMetrics and then IsActive for a ScaledObject on every poll and every
+        HPA sync, milliseconds apart. The second is answered with the decision the first
+        made (`_reused`) while nothing it was made from can have changed: the
+        observations are known the same until `unchanged` (Observer.unchanged_for, as
+        of before they were read), no backend problem came with them, the start-up is not
+        measured (podStartupSeconds: auto), and the clock has not reached `holds_until`
+        (a window's edge, a reading going stale, the forecast's next point), nor gone
+        REUSE_SECONDS on, nor back. It was reported when made; a reuse reports nothing."""
+        policy = trigger.policy
         if policy.forecast.pod_startup_auto:
             if self.pod_startup is not None:
                 measured = self.pod_startup(ref.namespace, ref.name)
@@ -453,6 +502,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             else:
                 observations = replace(observations, pod_startup_problem=NO_STARTUP_MEASURE)
         decision = decide(policy, observations, now, self.settings)
+        if now < unchanged and not problems and not policy.forecast.pod_startup_auto:
+            until = min(
+                unchanged,
+                now + REUSE_SECONDS,
+                holds_until(policy, observations, now, self.settings),
+            )
+            trigger.last = (now, until, decision)
         self._report(ref, decision, observations.demand.value if observations.demand else None, now)
         for problem in problems:
             self._report_backend_error(ref, problem)
@@ -461,7 +517,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             for problem in problems:
                 self.events.backend_failing(ref, problem.signal.value, problem.message)
         if self.telemetry is not None and decision.forecast_upper is not None:
-            errors = self.observer.forecast_errors(policy, address)
+            errors = self.observer.forecast_errors(policy, trigger.address)
             if errors is not None:
                 self.telemetry.record_forecast_error(
                     ref.namespace,
@@ -535,35 +591,37 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
     def _decide_now(
         self, ref: pb.ScaledObjectRef, pool: Executor | None
-    ) -> tuple[Policy, str | None, Decision | None]:
-        """The policy, its Prometheus address and, when every answer it needs is at hand
-        (or there is no `pool`), the decision made here; else None: it goes to `pool`,
-        as it may wait on Prometheus up to the answer budget."""
-        policy, address = self.policy_for(ref)
+    ) -> tuple[Trigger, Decision | None]:
+        """The trigger and its latest decision while that holds; else, when every answer
+        it needs is at hand (or there is no `pool`), the decision made here; else None:
+        it goes to `pool`, as it may wait on Prometheus up to the answer budget."""
+        trigger = self.trigger_for(ref)
+        now = self.clock()
+        reused = self._reused(trigger, now)
+        if reused is not None:
+            return trigger, reused
+        address = trigger.address
         if address is None or pool is None:
             # Configuration and the clock only: never blocks, not worth a thread hop.
-            return policy, address, self._decision(ref, policy, address)
-        now = self.clock()
-        observed = self.observer.observe_at_hand(policy, address, now)
+            return trigger, self._decision(ref, trigger)
+        unchanged = now + self.observer.unchanged_for(trigger.policy, address)
+        observed = self.observer.observe_at_hand(trigger.policy, address, now)
         if observed is None:
-            return policy, address, None
-        return policy, address, self._conclude(ref, policy, address, now, *observed)
+            return trigger, None
+        return trigger, self._conclude(ref, trigger, now, unchanged, *observed)
 
     async def _decide_elsewhere(
-        self, ref: pb.ScaledObjectRef, policy: Policy, address: str | None, pool: Executor
+        self, ref: pb.ScaledObjectRef, trigger: Trigger, pool: Executor
     ) -> Decision:
-        return await asyncio.wrap_future(pool.submit(self._decision, ref, policy, address))
+        return await asyncio.wrap_future(pool.submit(self._decision, ref, trigger))
 
-    async def _decide(
-        self, ref: pb.ScaledObjectRef, pool: Executor | None
-    ) -> tuple[Policy, Decision]:
-        """The policy and `decision_for`: here when every answer it needs is at hand, else
-        on `pool`."""
-        policy, address, decision = self._decide_now(ref, pool)
+    async def _decide(self, ref: pb.ScaledObjectRef, pool: Executor | None) -> Decision:
+        """`decision_for`: here when every answer it needs is at hand, else on `pool`."""
+        trigger, decision = self._decide_now(ref, pool)
         if decision is None:
             assert pool is not None
-            decision = await self._decide_elsewhere(ref, policy, address, pool)
-        return policy, decision
+            decision = await self._decide_elsewhere(ref, trigger, pool)
+        return decision
 
     # -- RPCs -------------------------------------------------------------------
     # Each RPC does its work inline (no nested coroutine on the warm path) and hands any
@@ -622,13 +680,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         try:
             _decoded(request)
             ref = request.scaledObjectRef
-            policy, address, decision = self._decide_now(ref, self.calls)
+            trigger, decision = self._decide_now(ref, self.calls)
             if decision is None:
                 assert self.calls is not None
-                decision = await self._decide_elsewhere(ref, policy, address, self.calls)
+                decision = await self._decide_elsewhere(ref, trigger, self.calls)
             self.replicas_of(ref, decision)
             response = _metrics_response(
-                request.metricName or policy.metric_name,
+                request.metricName or trigger.policy.metric_name,
                 decision.desired_replicas,
                 decision.hpa_value,
             )
@@ -643,10 +701,10 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         started = time.perf_counter()
         try:
             _decoded(request)
-            policy, address, decision = self._decide_now(request, self.calls)
+            trigger, decision = self._decide_now(request, self.calls)
             if decision is None:
                 assert self.calls is not None
-                decision = await self._decide_elsewhere(request, policy, address, self.calls)
+                decision = await self._decide_elsewhere(request, trigger, self.calls)
             response = ACTIVE if self.activity_of(request, decision) else INACTIVE
         except BaseException as err:
             await self._fail("IsActive", context, err, started)
@@ -666,7 +724,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         started = time.perf_counter()
         try:
             _decoded(request)
-            self.policy_for(request)
+            self.trigger_for(request)
         except BaseException as err:
             await self._fail("StreamIsActive", context, err, started)
         self._record("StreamIsActive", "OK", started)
@@ -674,7 +732,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         while not self.stopping.is_set():
             active: bool | None = None
             try:
-                active = self.activity_of(request, (await self._decide(request, self.streams))[1])
+                active = self.activity_of(request, await self._decide(request, self.streams))
             except RequestError as err:
                 if err.code is grpc.StatusCode.INVALID_ARGUMENT:
                     await context.abort(err.code, status_details(str(err)))

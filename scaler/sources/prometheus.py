@@ -430,6 +430,17 @@ class PrometheusSource:
         key = ("instant", address, query, options, ignore_null_values)
         return self._reading(flight, key, ignore_null_values)
 
+    def shared_for(
+        self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS
+    ) -> float:
+        """How many more seconds the shared answer of this query at hand now stays the one
+        `read` and `read_at_hand` give: a refresh is asked for only once it is
+        `coalesce_seconds` old (see `_flight`). -inf when no answer is at hand."""
+        flight = self._flights.get((address, query, options))
+        if flight is None or not flight.done.is_set():
+            return -math.inf
+        return flight.finished_at + self._coalesce_seconds - self._clock()
+
     def ready(self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS) -> bool:
         """Whether `read` (or `_fetch`) of this query would answer without waiting: its
         shared answer has arrived and is still usable. Takes no lock and starts nothing."""
