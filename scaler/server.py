@@ -281,9 +281,10 @@ LOGGED_DECISIONS = 10_000
 WARNED_ADDRESSES = 1_000
 # Valid triggers remembered by their ScaledObjectRef's bytes (the policy itself stays in
 # the policy cache); a typical ref is a few hundred bytes, a valid one at most ~64 KiB.
+# Each also holds its latest decision (about 1.5 KiB), so at most ~15 MiB beyond the keys.
 RESOLVED_TRIGGERS = 10_000
 RESOLVED_BYTES = 16 * 1024 * 1024
-RESOLVED_ENTRY_BYTES = 512  # the entry's tuple, the dict's slot and the key's header
+RESOLVED_ENTRY_BYTES = 512  # the Trigger, the dict's slot and the key's header
 
 
 class Undecodable:
