@@ -111,34 +111,32 @@ def run_clients(workers: list[threading.Thread]) -> float:
     return time.perf_counter() - started
 
 
+# What one client sends for an object, and how many calls that is.
+Send = Callable[[pb_grpc.ExternalScalerStub, pb.GetMetricsRequest], int]
+
+
+def get_metrics(stub: pb_grpc.ExternalScalerStub, request: pb.GetMetricsRequest) -> int:
+    stub.GetMetrics(request, timeout=3)
+    return 1
+
+
+def keda_poll(stub: pb_grpc.ExternalScalerStub, request: pb.GetMetricsRequest) -> int:
+    """What KEDA sends for a ScaledObject on every poll and HPA sync."""
+    stub.GetMetricSpec(request.scaledObjectRef, timeout=3)
+    stub.GetMetrics(request, timeout=3)
+    stub.IsActive(request.scaledObjectRef, timeout=3)
+    return 3
+
+
 def throughput(
-    port: int, requests: list[pb.GetMetricsRequest], threads: int, seconds: float
+    port: int,
+    requests: list[pb.GetMetricsRequest],
+    threads: int,
+    seconds: float,
+    send: Send = get_metrics,
 ) -> float:
-    """Calls per second with `threads` clients sharing one connection."""
-    counts = [0] * threads
-    stop = time.perf_counter() + seconds
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        call = scaler_stub(channel).GetMetrics
-
-        def client(k: int) -> None:
-            i = k
-            while time.perf_counter() < stop:
-                call(requests[i % len(requests)], timeout=3)
-                counts[k] += 1
-                i += threads
-
-        seconds_taken = run_clients(
-            [threading.Thread(target=client, args=(k,)) for k in range(threads)]
-        )
-        return sum(counts) / seconds_taken
-
-
-def keda_cycle(
-    port: int, requests: list[pb.GetMetricsRequest], threads: int, seconds: float
-) -> float:
-    """Calls per second with `threads` clients sharing one connection, each sending what
-    KEDA sends for a ScaledObject (GetMetricSpec, GetMetrics, IsActive), one after the
-    other of `requests`."""
+    """Calls per second with `threads` clients sharing one connection, each going through
+    `requests` with `send` (by default one GetMetrics each)."""
     counts = [0] * threads
     stop = time.perf_counter() + seconds
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -147,11 +145,7 @@ def keda_cycle(
         def client(k: int) -> None:
             i = k
             while time.perf_counter() < stop:
-                request = requests[i % len(requests)]
-                stub.GetMetricSpec(request.scaledObjectRef, timeout=3)
-                stub.GetMetrics(request, timeout=3)
-                stub.IsActive(request.scaledObjectRef, timeout=3)
-                counts[k] += 3
+                counts[k] += send(stub, requests[i % len(requests)])
                 i += threads
 
         seconds_taken = run_clients(
@@ -490,7 +484,9 @@ def main() -> int:
         for r in range(args.rounds):
             for port in in_round_order([scaler_port, null_port], r):
                 keda_rates[port].append(
-                    keda_cycle(port, keda_requests, args.threads, args.throughput_seconds)
+                    throughput(
+                        port, keda_requests, args.threads, args.throughput_seconds, keda_poll
+                    )
                 )
         keda_rps = statistics.median(keda_rates[scaler_port])
         keda_null_rps = statistics.median(keda_rates[null_port])
