@@ -79,6 +79,11 @@ class Observer:
         """Why the server refuses the policy's request options (headers, parameters), or None."""
         return self.access.check(policy.backend)[1]
 
+    def options_for(self, policy: Policy) -> BackendOptions:
+        """The request options sent for `policy`: those the server lets through. The
+        server's configuration does not change, so a caller may keep them."""
+        return self.access.check(policy.backend)[0]
+
     def _as_sent(self, policy: Policy) -> Policy:
         """The policy with the request options the server lets through (history reads too)."""
         options, _ = self.access.check(policy.backend)
@@ -94,29 +99,36 @@ class Observer:
         )
 
     def observe_at_hand(
-        self, policy: Policy, address: str | None, now: float
-    ) -> tuple[Observations, list[BackendProblem]] | None:
+        self, policy: Policy, address: str | None, now: float, options: BackendOptions
+    ) -> tuple[Observations, list[BackendProblem], float] | None:
         """`observe` when it would not wait on a backend (every answer it needs is at
-        hand), else None, having started nothing; forecasts never wait, they are refit
-        in the background. The warm request path: one pass over the source."""
+        hand), with `unchanged_for` of what it read; else None, having started nothing.
+        Forecasts never wait, they are refit in the background. The warm request path:
+        one pass over the source, with the `options_for` the caller kept."""
         if address is None:
-            return self.observe(policy, address, now)
-        options, _ = self.access.check(policy.backend)
+            return *self._observe(policy, address, now, options, None), math.inf
+        query = policy.query
         reading = None
-        if policy.query is not None:
-            reading = self.source.read_at_hand(
+        unchanged = -math.inf
+        if query is not None:
+            at_hand = self.source.shared_at_hand(
                 address,
-                policy.query.query,
-                ignore_null_values=policy.query.ignore_null_values,
+                query.query,
+                ignore_null_values=query.ignore_null_values,
                 options=options,
             )
-            if reading is None:
+            if at_hand is None:
                 return None
-        if not self._resources_ready(policy, address, options):
+            reading, shared = at_hand
+            if policy.resources is None and policy.forecast_query is None:
+                unchanged = shared
+        if policy.resources is not None and not self._resources_ready(policy, address, options):
             return None
-        return self._observe(policy, address, now, options, reading)
+        return *self._observe(policy, address, now, options, reading), unchanged
 
-    def unchanged_for(self, policy: Policy, address: str | None) -> float:
+    def unchanged_for(
+        self, policy: Policy, address: str | None, options: BackendOptions | None = None
+    ) -> float:
         """How many more seconds what `observe` returns for `policy` is known to stay what
         it would return now: for ever when it reads no backend; while the shared answer of
         a query (its only signal) is younger than the coalescing interval, as no newer
@@ -127,17 +139,24 @@ class Observer:
         query = policy.query
         if query is None or policy.resources is not None or policy.forecast_query is not None:
             return -math.inf
-        options, _ = self.access.check(policy.backend)
+        if options is None:
+            options = self.options_for(policy)
         return self.source.shared_for(address, query.query, options=options)
 
     def observe(
-        self, policy: Policy, address: str | None, now: float
+        self,
+        policy: Policy,
+        address: str | None,
+        now: float,
+        options: BackendOptions | None = None,
     ) -> tuple[Observations, list[BackendProblem]]:
         """Everything `decide()` needs for `policy`, and what went wrong getting it.
 
-        `address` is the Prometheus to ask (None when the policy needs none).
+        `address` is the Prometheus to ask (None when the policy needs none); `options`
+        the policy's `options_for`, when the caller kept them.
         """
-        options, _ = self.access.check(policy.backend)
+        if options is None:
+            options = self.options_for(policy)
         return self._observe(policy, address, now, options, None)
 
     def _start(self, policy: Policy, address: str, options: BackendOptions) -> None:

@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import cached_property
 from typing import TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -190,7 +191,7 @@ class Policy:
         """Only cpu/memory signals: such a policy never deactivates (KEDA's cpu scaler)."""
         return self.resources is not None and self.query is None and not self.windows
 
-    @property
+    @cached_property  # read on every decision; the fields it comes from never change
     def forecast_query(self) -> str | None:
         if self.forecast.mode is ForecastMode.OFF:
             return None

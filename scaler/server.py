@@ -41,9 +41,9 @@ from grpc_health.v1.health import aio as health_aio
 from grpc_reflection.v1alpha import reflection
 
 from scaler.backend_access import BackendAccess
-from scaler.engine import Decision, EngineSettings, Observations, decide, holds_until
+from scaler.engine import Decision, EngineSettings, Observations, Reason, decide, holds_until
 from scaler.observe import BackendProblem, ForecastProvider, Observer
-from scaler.policy import Policy, PolicyError, cached_policy, canonical_url
+from scaler.policy import BackendOptions, Policy, PolicyError, cached_policy, canonical_url
 from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -197,17 +197,25 @@ class _Recent:
 _Made = tuple[float, float, Decision]
 
 
+# What the "decision changed" log line compares: replicas, reason, activity, availability.
+_Logged = tuple[int, Reason, bool | None, bool]
+
+
 class Trigger:
-    """A valid trigger: its policy, the Prometheus address it may use, and its latest
-    decision while it holds (see `ScalerService._conclude`)."""
+    """A valid trigger: its policy, the Prometheus address it may use and the request
+    options sent there (the server's verdict on them cannot change), its latest decision
+    while it holds (see `ScalerService._conclude`) and what was last logged of it."""
 
-    __slots__ = ("address", "last", "policy")
+    __slots__ = ("address", "last", "logged", "options", "policy")
 
-    def __init__(self, policy: Policy, address: str | None) -> None:
+    def __init__(self, policy: Policy, address: str | None, options: BackendOptions) -> None:
         self.policy = policy
         self.address = address
-        # Replaced whole (one store), so a reader on another thread sees one or the other.
+        self.options = options
+        # Each replaced whole (one store), so a reader on another thread sees one or the
+        # other; two threads deciding at once may log one change twice, never miss it.
         self.last: _Made | None = None
+        self.logged: _Logged | None = None
 
 
 class _ResolvedTriggers:
@@ -275,9 +283,8 @@ REUSE_SECONDS = 1.0
 # podStartupSeconds: auto without Kubernetes API access: the default, for good, and why.
 NO_STARTUP_MEASURE = "no Kubernetes API access to measure it (see --events, --kubeconfig)"
 
-# Bounds of the per-name tables below; beyond them the least recent name is forgotten
-# (at worst its next unchanged decision is logged once more).
-LOGGED_DECISIONS = 10_000
+# Bound of the per-address table of warnings; beyond it the least recent address is
+# forgotten (at worst it is warned of once more).
 WARNED_ADDRESSES = 1_000
 # Valid triggers remembered by their ScaledObjectRef's bytes (the policy itself stays in
 # the policy cache); a typical ref is a few hundred bytes, a valid one at most ~64 KiB.
@@ -378,7 +385,6 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self.settings = config.engine_settings
         # Set on the loop when shutdown starts: every stream ends at once.
         self.stopping = asyncio.Event()
-        self._last_logged = _Recent(LOGGED_DECISIONS)
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
         self._resolved = _ResolvedTriggers(RESOLVED_TRIGGERS, RESOLVED_BYTES)
 
@@ -389,7 +395,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         key = ref.SerializeToString(deterministic=True)
         trigger = self._resolved.get(key)
         if trigger is None:
-            trigger = Trigger(*self._resolve(ref))
+            policy, address = self._resolve(ref)
+            trigger = Trigger(policy, address, self.observer.options_for(policy))
             self._resolved.put(key, trigger)
         return trigger
 
@@ -459,22 +466,11 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
     def _decision(self, ref: pb.ScaledObjectRef, trigger: Trigger) -> Decision:
         now = self.clock()
-        unchanged = now + self.observer.unchanged_for(trigger.policy, trigger.address)
+        policy, address, options = trigger.policy, trigger.address, trigger.options
+        unchanged = now + self.observer.unchanged_for(policy, address, options)
         return self._conclude(
-            ref,
-            trigger,
-            now,
-            unchanged,
-            *self.observer.observe(trigger.policy, trigger.address, now),
+            ref, trigger, now, unchanged, *self.observer.observe(policy, address, now, options)
         )
-
-    @staticmethod
-    def _reused(trigger: Trigger, now: float) -> Decision | None:
-        """The trigger's latest decision if it still holds at `now` (see `_conclude`)."""
-        last = trigger.last
-        if last is not None and last[0] <= now < last[1]:
-            return last[2]
-        return None
 
     def _conclude(
         self,
@@ -489,12 +485,13 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
         KEDA asks GetMetrics and then IsActive for a ScaledObject on every poll and every
         HPA sync, milliseconds apart. The second is answered with the decision the first
-        made (`_reused`) while nothing it was made from can have changed: the
-        observations are known the same until `unchanged` (Observer.unchanged_for, as
-        of before they were read), no backend problem came with them, the start-up is not
-        measured (podStartupSeconds: auto), and the clock has not reached `holds_until`
-        (a window's edge, a reading going stale, the forecast's next point), nor gone
-        REUSE_SECONDS on, nor back. It was reported when made; a reuse reports nothing."""
+        made (see `_decide_now`) while nothing it was made from can have changed: the
+        observations are known the same until `unchanged` (Observer.unchanged_for of the
+        very answers read, or as of before they were read), no backend problem came with
+        them, the start-up is not measured (podStartupSeconds: auto), and the clock has
+        not reached `holds_until` (a window's edge, a reading going stale, the forecast's
+        next point), nor gone REUSE_SECONDS on, nor back. It was reported when made; a
+        reuse reports nothing."""
         policy = trigger.policy
         if policy.forecast.pod_startup_auto:
             if self.pod_startup is not None:
@@ -510,7 +507,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 holds_until(policy, observations, now, self.settings),
             )
             trigger.last = (now, until, decision)
-        self._report(ref, decision, observations.demand.value if observations.demand else None, now)
+        self._report(
+            ref, trigger, decision, observations.demand.value if observations.demand else None, now
+        )
         for problem in problems:
             self._report_backend_error(ref, problem)
         if self.events is not None:
@@ -545,7 +544,12 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         return decision.active
 
     def _report(
-        self, ref: pb.ScaledObjectRef, decision: Decision, demand: float | None, now: float
+        self,
+        ref: pb.ScaledObjectRef,
+        trigger: Trigger,
+        decision: Decision,
+        demand: float | None,
+        now: float,
     ) -> None:
         namespace, name = ref.namespace, ref.name  # each read of a protobuf field makes a str
         if self.telemetry is not None:
@@ -553,7 +557,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         # Activity no RPC could tell (a missing demand) is logged as unknown, not inactive.
         active = decision.active if decision.active_known else None
         state = (decision.desired_replicas, decision.reason, active, decision.available)
-        changed = self._last_logged.swap((namespace, name), state) != state
+        changed = trigger.logged != state
+        trigger.logged = state
         if changed and log.isEnabledFor(logging.INFO):  # the fields cost more than the check
             log.info(
                 "decision changed",
@@ -598,18 +603,20 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         it goes to `pool`, as it may wait on Prometheus up to the answer budget."""
         trigger = self.trigger_for(ref)
         now = self.clock()
-        reused = self._reused(trigger, now)
-        if reused is not None:
-            return trigger, reused
+        last = trigger.last
+        if last is not None and last[0] <= now < last[1]:
+            return trigger, last[2]  # it still holds (see `_conclude`)
         address = trigger.address
         if address is None or pool is None:
             # Configuration and the clock only: never blocks, not worth a thread hop.
             return trigger, self._decision(ref, trigger)
-        unchanged = now + self.observer.unchanged_for(trigger.policy, address)
-        observed = self.observer.observe_at_hand(trigger.policy, address, now)
+        observed = self.observer.observe_at_hand(trigger.policy, address, now, trigger.options)
         if observed is None:
             return trigger, None
-        return trigger, self._conclude(ref, trigger, now, unchanged, *observed)
+        observations, problems, unchanged_for = observed
+        return trigger, self._conclude(
+            ref, trigger, now, now + unchanged_for, observations, problems
+        )
 
     async def _decide_elsewhere(
         self, ref: pb.ScaledObjectRef, trigger: Trigger, pool: Executor

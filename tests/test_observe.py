@@ -33,7 +33,10 @@ def test_policies_reading_one_answer_share_its_observations(
         assert first == Observations(demand=Sample(37.0, now, None), errors={})
         # Another policy reading the same answer: the very same observations.
         assert observer.observe(large, prometheus.url, now)[0] is first
-        assert observer.observe_at_hand(large, prometheus.url, now) == (first, [])
+        # At hand too, with how long that answer stays the shared one: the source's clock
+        # stands still, so the whole coalescing interval.
+        options = observer.options_for(large)
+        assert observer.observe_at_hand(large, prometheus.url, now, options) == (first, [], 5.0)
 
         # A policy that reads more than the query gets its own.
         with_cpu = parse_policy(

@@ -9,6 +9,7 @@ sound for every policy is property-tested in test_engine_holds.py.)
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 
@@ -71,6 +72,37 @@ def test_a_repeat_is_the_same_decision_until_the_reuse_time_ends() -> None:
     # Another ScaledObject with the same metadata has a decision of its own.
     other = pb.ScaledObjectRef(name="cart", namespace="shop", scalerMetadata=WINDOW)
     assert service.decision_for(other) is not again
+
+
+def test_each_trigger_logs_its_own_decision_changes(caplog: pytest.LogCaptureFixture) -> None:
+    """A ScaledObject may carry two tidescaler triggers (same name, other metadata): each
+    logs "decision changed" when its own decision changes, not whenever KEDA asks the
+    other one in between."""
+    clock = [OPENS + 60]  # inside the window: 4 replicas
+    service = ScalerService(CONFIG, Observer(PrometheusSource()), clock=lambda: clock[0])
+    smaller = pb.ScaledObjectRef(
+        name="web", namespace="shop", scalerMetadata=WINDOW | {"desiredReplicas": "2"}
+    )
+
+    def logged() -> list[int]:
+        return [
+            r.desired_replicas  # type: ignore[attr-defined]
+            for r in caplog.records
+            if r.getMessage() == "decision changed"
+        ]
+
+    with caplog.at_level(logging.INFO, logger="tidescaler.server"):
+        for _ in range(3):  # past the reuse time each round: decided afresh every call
+            assert service.decision_for(REF).desired_replicas == 4
+            assert service.decision_for(smaller).desired_replicas == 2
+            clock[0] += 2 * REUSE_SECONDS
+        assert logged() == [4, 2]
+        clock[0] = OPENS + 20 * 60  # the window has closed: both change, once each
+        for _ in range(2):
+            assert service.decision_for(REF).desired_replicas == 1
+            assert service.decision_for(smaller).desired_replicas == 1
+            clock[0] += 2 * REUSE_SECONDS
+        assert logged() == [4, 2, 1, 1]
 
 
 @pytest.mark.prometheus

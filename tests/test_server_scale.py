@@ -28,7 +28,6 @@ from scaler.observe import Observer
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import (
-    LOGGED_DECISIONS,
     RESOLVED_TRIGGERS,
     STOP_MARGIN_SECONDS,
     ScalerService,
@@ -159,7 +158,6 @@ def test_names_passing_through_keep_every_table_bounded_and_calls_flat() -> None
         tracemalloc.stop()
         source.close()
     assert telemetry.tracked() == 10_000
-    assert len(service._last_logged) == LOGGED_DECISIONS
     assert len(service._resolved) == RESOLVED_TRIGGERS
     # Once the bounds are reached (10,000 names), memory stays where it is.
     assert traced[-1] - traced[2] < 512 * 1024, traced

@@ -413,22 +413,35 @@ class PrometheusSource:
         options: BackendOptions = NO_OPTIONS,
     ) -> Reading | None:
         """`read` when its shared answer is at hand (`ready`), else None and nothing is
-        started or waited for. One look-up, and the lock only when a refresh is due: the
-        warm request path asks this instead of `ready` and then `read`."""
+        started or waited for."""
+        at_hand = self.shared_at_hand(
+            address, query, ignore_null_values=ignore_null_values, options=options
+        )
+        return None if at_hand is None else at_hand[0]
+
+    def shared_at_hand(
+        self,
+        address: str,
+        query: str,
+        *,
+        ignore_null_values: bool = True,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> tuple[Reading, float] | None:
+        """`read_at_hand`, and how many more seconds that answer stays the one `read`
+        gives (`shared_for`, of the very answer read). One look-up, and the lock only
+        when a refresh is due: the warm request path asks this instead of `ready`, then
+        `shared_for` and `read`."""
         flight = self._flights.get((address, query, options))
         if flight is None or not flight.done.is_set():
             return None
         now = self._clock()
         if self._expired(flight, now):
             return None
-        if (
-            self._refresh_ahead
-            and not flight.refreshing
-            and now - flight.finished_at >= self._coalesce_seconds
-        ):
+        shared = flight.finished_at + self._coalesce_seconds - now
+        if self._refresh_ahead and not flight.refreshing and shared <= 0:
             self._flight(address, query, options)  # starts the one background refresh
         key = ("instant", address, query, options, ignore_null_values)
-        return self._reading(flight, key, ignore_null_values)
+        return self._reading(flight, key, ignore_null_values), shared
 
     def shared_for(
         self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS
