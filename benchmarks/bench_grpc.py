@@ -7,7 +7,12 @@
    server set-up, constant answers) in interleaved rounds of the same run, so
    machine noise hits both alike. A third server, `empty_handler_serve.py`
    (tidescaler's process with GetMetrics answering a constant), splits the gap:
-   the process around a call against the decision itself. Then KEDA's own cycle:
+   the process around a call against the decision itself; a fourth,
+   `default_gc_serve.py`, keeps CPython's garbage-collector settings instead of
+   tidescaler's (see `settle_garbage_collector`). Throughput goes to
+   three processes of each server (`--processes`): where the scheduler puts a
+   process's threads, and its hash seed, move its calls/s by several per cent
+   for its whole life, as much as the gap being measured. Then KEDA's own cycle:
    GetMetricSpec, GetMetrics and IsActive for one ScaledObject after another,
    10,000 of them, so that each comes round again seconds later (as KEDA's
    polls do: its GetMetrics is decided afresh, its IsActive reuses that decision),
@@ -19,7 +24,7 @@
    time; calls/s and the server's resident memory when 1,000, 10,000 and
    100,000 names have been seen.
 
-    python benchmarks/bench_grpc.py [--rounds 9] [--objects 1000] [--streams 5000]
+    python benchmarks/bench_grpc.py [--rounds 9] [--processes 3] [--objects 1000] [--streams 5000]
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,6 +58,10 @@ from scaler.proto import externalscaler_pb2 as pb  # noqa: E402
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc  # noqa: E402
 
 SERVICES = 10
+TIDESCALER = "tidescaler"
+NULL = "null servicer"
+CONSTANT = "tidescaler, GetMetrics answering a constant"
+DEFAULT_GC = "tidescaler, CPython's default garbage collector"
 T = TypeVar("T")
 
 
@@ -171,6 +181,52 @@ def in_round_order(servers: list[T], round_index: int) -> list[T]:
     """The servers rotated by the round: each goes first, second, ... in turn."""
     shift = round_index % len(servers)
     return servers[shift:] + servers[:shift]
+
+
+@dataclass(frozen=True)
+class Served:
+    """One server process of one kind (tidescaler, the null servicer, ...)."""
+
+    kind: str
+    index: int
+    port: int
+    process: subprocess.Popen[bytes]
+
+
+def rate_rounds(
+    servers: list[Served], rounds: int, measure: Callable[[Served], float]
+) -> list[dict[Served, float]]:
+    """`measure` of every server in each round, each round in another order."""
+    return [
+        {served: measure(served) for served in in_round_order(servers, r)} for r in range(rounds)
+    ]
+
+
+def kind_rates(results: list[dict[Served, float]], kind: str) -> list[float]:
+    """Per round, the median over the processes of `kind`."""
+    return [
+        statistics.median(rate for served, rate in result.items() if served.kind == kind)
+        for result in results
+    ]
+
+
+def ratio_over_rounds(results: list[dict[Served, float]], kind: str, baseline: str) -> float:
+    """The median over rounds of `kind`'s calls/s over `baseline`'s, each the median of
+    its processes in that round: one process's luck (where the scheduler put its
+    threads, its hash seed) shifts its calls/s by several per cent for its whole life."""
+    return statistics.median(
+        a / b for a, b in zip(kind_rates(results, kind), kind_rates(results, baseline), strict=True)
+    )
+
+
+def process_spread(results: list[dict[Served, float]], kind: str) -> str:
+    """The lowest and highest of `kind`'s processes' median calls/s over rounds."""
+    medians = [
+        statistics.median(result[served] for result in results)
+        for served in results[0]
+        if served.kind == kind
+    ]
+    return f"{min(medians):,.0f}-{max(medians):,.0f}"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -376,6 +432,9 @@ def main() -> int:
     parser.add_argument("--objects", type=int, default=1000)
     parser.add_argument("--keda-objects", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument(
+        "--processes", type=int, default=3, help="server processes of each kind for throughput"
+    )
     parser.add_argument("--threads", type=int, default=8)
     parser.add_argument("--throughput-seconds", type=float, default=2.0)
     parser.add_argument("--streams", type=int, default=5000)
@@ -393,133 +452,125 @@ def main() -> int:
     (workdir / "prometheus").mkdir()
     exporter, prometheus = start_demand(workdir / "prometheus", env)
 
-    scaler_port, null_port, empty_port = free_port(), free_port(), free_port()
-    scaler_process = subprocess.Popen(
-        serve_command(scaler_port, prometheus.url, args.serve_args), env=env, cwd=ROOT
-    )
-    empty_process = subprocess.Popen(
-        [
+    commands: dict[str, Callable[[int], list[str]]] = {
+        TIDESCALER: lambda port: serve_command(port, prometheus.url, args.serve_args),
+        NULL: lambda port: [
+            sys.executable,
+            str(ROOT / "benchmarks" / "null_server.py"),
+            "--port",
+            str(port),
+        ],
+        CONSTANT: lambda port: [
             sys.executable,
             str(ROOT / "benchmarks" / "empty_handler_serve.py"),
-            *serve_command(empty_port, prometheus.url, args.serve_args)[3:],
+            *serve_command(port, prometheus.url, args.serve_args)[3:],
         ],
-        env=env,
-        cwd=ROOT,
-    )
-    null_process = subprocess.Popen(
-        [sys.executable, str(ROOT / "benchmarks" / "null_server.py"), "--port", str(null_port)],
-        env=env,
-        cwd=ROOT,
-    )
-    processes = [exporter, scaler_process, null_process, empty_process]
+        DEFAULT_GC: lambda port: [
+            sys.executable,
+            str(ROOT / "benchmarks" / "default_gc_serve.py"),
+            *serve_command(port, prometheus.url, args.serve_args)[3:],
+        ],
+    }
+    servers: list[Served] = []
+    for index in range(args.processes):
+        for kind, command in commands.items():
+            port = free_port()
+            process = subprocess.Popen(command(port), env=env, cwd=ROOT)
+            servers.append(Served(kind, index, port, process))
+    first = {kind: next(s for s in servers if s.kind == kind) for kind in commands}
+    scaler_port, null_port = first[TIDESCALER].port, first[NULL].port
+    scaler_pid = first[TIDESCALER].process.pid
     try:
-        wait_ready(scaler_port)
-        wait_ready(null_port)
-        wait_ready(empty_port)
         requests = scaled_objects(args.objects)
-        check_values(scaler_port, requests)  # also warms the policy and query caches
-        sequential_latencies(null_port, requests)
-        sequential_latencies(empty_port, requests)
+        for served in servers:
+            wait_ready(served.port)
+            if served.kind in (TIDESCALER, DEFAULT_GC):
+                check_values(served.port, requests)  # also warms the policy and query caches
+            else:
+                sequential_latencies(served.port, requests)
 
-        # Part 1: latency, then throughput, interleaved rounds, each round in another order.
-        scaler: list[np.ndarray] = []
-        null: list[np.ndarray] = []
-        empty: list[np.ndarray] = []
-        trio: list[tuple[list[np.ndarray], int]] = [
-            (scaler, scaler_port),
-            (null, null_port),
-            (empty, empty_port),
-        ]
+        # Part 1: latency (the first process of each kind), interleaved rounds, each round
+        # in another order.
+        latencies: dict[str, list[np.ndarray]] = {kind: [] for kind in commands}
         for r in range(args.rounds):
-            for bucket, port in in_round_order(trio, r):
-                bucket.append(sequential_latencies(port, requests))
+            for served in in_round_order(list(first.values()), r):
+                latencies[served.kind].append(sequential_latencies(served.port, requests))
         # Per-round percentiles, then the median over rounds: one noisy round on a shared
         # machine must not decide the figure.
-        s_p50 = statistics.median(percentile_ms(s, 50) for s in scaler)
-        s_p99 = statistics.median(percentile_ms(s, 99) for s in scaler)
-        n_p50 = statistics.median(percentile_ms(n, 50) for n in null)
-        n_p99 = statistics.median(percentile_ms(n, 99) for n in null)
-        e_p50 = statistics.median(percentile_ms(e, 50) for e in empty)
-        e_p99 = statistics.median(percentile_ms(e, 99) for e in empty)
+        p50 = {k: statistics.median(percentile_ms(x, 50) for x in v) for k, v in latencies.items()}
+        p99 = {k: statistics.median(percentile_ms(x, 99) for x in v) for k, v in latencies.items()}
+        scaler, null = latencies[TIDESCALER], latencies[NULL]
         p50_ratio = statistics.median(
             percentile_ms(s, 50) / percentile_ms(n, 50) for s, n in zip(scaler, null, strict=True)
         )
         p99_ratio = statistics.median(
             percentile_ms(s, 99) / percentile_ms(n, 99) for s, n in zip(scaler, null, strict=True)
         )
-        s_rates: list[float] = []
-        n_rates: list[float] = []
-        e_rates: list[float] = []
-        # Server CPU per call during the throughput rounds: where a throughput gap comes from.
-        # The busiest thread is the event loop, which runs every handler: when it is
-        # saturated, its CPU per call is what bounds the calls per second.
-        pids = (scaler_process.pid, null_process.pid, empty_process.pid)
-        cpu_per_call: dict[int, list[float]] = {pid: [] for pid in pids}
-        loop_per_call: dict[int, list[float]] = {pid: [] for pid in pids}
-        rates = [
-            (s_rates, scaler_port, scaler_process.pid),
-            (n_rates, null_port, null_process.pid),
-            (e_rates, empty_port, empty_process.pid),
-        ]
-        for r in range(args.rounds):
-            for rate_bucket, port, pid in in_round_order(rates, r):
-                cpu_before, threads_before = cpu_seconds(pid), thread_cpu_seconds(pid)
-                rate = throughput(port, requests, args.threads, args.throughput_seconds)
-                used = cpu_seconds(pid) - cpu_before
-                loop = busiest_thread_seconds(threads_before, thread_cpu_seconds(pid))
-                rate_bucket.append(rate)
-                cpu_per_call[pid].append(used / (rate * args.throughput_seconds))
-                loop_per_call[pid].append(loop / (rate * args.throughput_seconds))
-        s_rps, n_rps = statistics.median(s_rates), statistics.median(n_rates)
-        e_rps = statistics.median(e_rates)
-        s_cpu, n_cpu, e_cpu = (statistics.median(cpu_per_call[pid]) * 1e6 for pid in pids)
-        s_loop, n_loop, e_loop = (statistics.median(loop_per_call[pid]) * 1e6 for pid in pids)
-        rps_ratio = statistics.median(s / n for s, n in zip(s_rates, n_rates, strict=True))
-        empty_ratio = statistics.median(e / n for e, n in zip(e_rates, n_rates, strict=True))
+
+        # Throughput, every process of every kind. Server CPU per call during those rounds
+        # shows where a throughput gap comes from. The busiest thread is the event loop,
+        # which runs every handler: when it is saturated, its CPU per call is what bounds
+        # the calls per second.
+        cpu_per_call: dict[str, list[float]] = {kind: [] for kind in commands}
+        loop_per_call: dict[str, list[float]] = {kind: [] for kind in commands}
+
+        def measured(served: Served) -> float:
+            pid = served.process.pid
+            cpu_before, threads_before = cpu_seconds(pid), thread_cpu_seconds(pid)
+            rate = throughput(served.port, requests, args.threads, args.throughput_seconds)
+            calls = rate * args.throughput_seconds
+            cpu_per_call[served.kind].append((cpu_seconds(pid) - cpu_before) / calls)
+            loop = busiest_thread_seconds(threads_before, thread_cpu_seconds(pid))
+            loop_per_call[served.kind].append(loop / calls)
+            return rate
+
+        loop_results = rate_rounds(servers, args.rounds, measured)
+        rps = {kind: statistics.median(kind_rates(loop_results, kind)) for kind in commands}
+        cpu = {kind: statistics.median(v) * 1e6 for kind, v in cpu_per_call.items()}
+        loop_cpu = {kind: statistics.median(v) * 1e6 for kind, v in loop_per_call.items()}
+        rps_ratio = ratio_over_rounds(loop_results, TIDESCALER, NULL)
+        empty_ratio = ratio_over_rounds(loop_results, CONSTANT, NULL)
 
         # Part 1, KEDA's cycle: many more objects, so that each comes round seconds later.
         keda_requests = scaled_objects(args.keda_objects)
-        check_values(scaler_port, keda_requests)  # parsed and answered once, as in steady state
-        keda_rates: dict[int, list[float]] = {scaler_port: [], null_port: []}
-        for r in range(args.rounds):
-            for port in in_round_order([scaler_port, null_port], r):
-                keda_rates[port].append(
-                    throughput(
-                        port, keda_requests, args.threads, args.throughput_seconds, keda_poll
-                    )
-                )
-        keda_rps = statistics.median(keda_rates[scaler_port])
-        keda_null_rps = statistics.median(keda_rates[null_port])
-        keda_ratio = statistics.median(
-            s / n for s, n in zip(keda_rates[scaler_port], keda_rates[null_port], strict=True)
+        keda_servers = [s for s in servers if s.kind in (TIDESCALER, NULL, DEFAULT_GC)]
+        for served in keda_servers:
+            if served.kind != NULL:  # parsed and answered once, as in steady state
+                check_values(served.port, keda_requests)
+        keda_results = rate_rounds(
+            keda_servers,
+            args.rounds,
+            lambda served: throughput(
+                served.port, keda_requests, args.threads, args.throughput_seconds, keda_poll
+            ),
         )
+        keda_rps = statistics.median(kind_rates(keda_results, TIDESCALER))
+        keda_null_rps = statistics.median(kind_rates(keda_results, NULL))
+        keda_ratio = ratio_over_rounds(keda_results, TIDESCALER, NULL)
+        keda_default_gc_ratio = ratio_over_rounds(keda_results, DEFAULT_GC, NULL)
 
         # Part 3 (run before part 2, whose thousands of closing streams would disturb it):
         # churn of names through tidescaler.
-        churned = churn(scaler_port, null_port, scaler_process.pid, args.threads, args.churn_window)
+        churned = churn(scaler_port, null_port, scaler_pid, args.threads, args.churn_window)
 
         # Part 2: streams, one server after the other (each holds them on its own).
         streamed = {}
         memory = {}  # resident MiB before and with the streams open
         for name, port, pid in (
-            ("tidescaler", scaler_port, scaler_process.pid),
-            ("null servicer", null_port, null_process.pid),
+            ("tidescaler", scaler_port, scaler_pid),
+            ("null servicer", null_port, first[NULL].process.pid),
         ):
             before = rss_mib(pid)
             streamed[name] = with_open_streams(port, pid, requests, args.streams, args.stream_calls)
             memory[name] = (before, streamed[name][2])
 
     finally:
-        for process in processes:
+        for process in [exporter, *(served.process for served in servers)]:
             process.terminate()
             process.wait(timeout=15)
         prometheus.stop()
 
-    rows = [
-        ("tidescaler", s_p50, s_p99, s_rps, s_cpu, s_loop),
-        ("null servicer", n_p50, n_p99, n_rps, n_cpu, n_loop),
-        ("tidescaler, GetMetrics answering a constant", e_p50, e_p99, e_rps, e_cpu, e_loop),
-    ]
+    rows = [(kind, p50[kind], p99[kind], rps[kind], cpu[kind], loop_cpu[kind]) for kind in commands]
     stream_rows = []
     for method in streamed["tidescaler"][0]:
         ours, theirs = streamed["tidescaler"][0][method], streamed["null servicer"][0][method]
@@ -531,9 +582,11 @@ def main() -> int:
         f"**Latency and throughput.** GetMetrics over real gRPC on loopback, {args.objects} "
         f"distinct ScaledObjects (cron + query), warm cache, {args.rounds} interleaved rounds "
         f"of {args.objects} calls each (percentiles per round, median over rounds); "
-        f"throughput with {args.threads} client threads, {args.rounds} interleaved rounds of "
-        f"{args.throughput_seconds:g} s (median), with the server's CPU time per call in "
-        "those rounds (median), all of it and its event-loop thread's (the busiest one).",
+        f"throughput with {args.threads} client threads against {args.processes} processes "
+        f"of each server, {args.rounds} interleaved rounds of {args.throughput_seconds:g} s "
+        "(per round the median of the processes, then the median over rounds), with the "
+        "server's CPU time per call in those rounds (median), all of it and its event-loop "
+        "thread's (the busiest one).",
         "",
         "| server | p50 (ms) | p99 (ms) | throughput (calls/s) | server CPU per call (us) "
         "| event loop's CPU per call (us) |",
@@ -545,16 +598,23 @@ def main() -> int:
         "",
         f"Ratios tidescaler / null (median over rounds): p50 {p50_ratio:.2f}, "
         f"p99 {p99_ratio:.2f}; throughput {rps_ratio:.2f}. Each object is asked again "
-        f"every {args.objects / s_rps:.2f} s in the throughput rounds, so most calls there "
-        "reuse the decision of the call before (a decision holds at most 1 s).",
+        f"every {args.objects / rps[TIDESCALER]:.2f} s in the throughput rounds, so most "
+        "calls there reuse the decision of the call before (a decision holds at most 1 s). "
+        "Each process's median calls/s over the rounds, lowest-highest: tidescaler "
+        f"{process_spread(loop_results, TIDESCALER)}, null servicer "
+        f"{process_spread(loop_results, NULL)}.",
         "",
         f"**KEDA's cycle.** {args.keda_objects:,} distinct ScaledObjects, each asked "
         "GetMetricSpec, GetMetrics and IsActive in turn, as KEDA does on every poll and "
-        f"every HPA sync, by {args.threads} client threads; {args.rounds} interleaved rounds "
-        f"of {args.throughput_seconds:g} s (median). Each object comes round again every "
-        f"{args.keda_objects / (keda_rps / 3):.1f} s, so its GetMetrics is decided afresh "
-        f"and its IsActive reuses that decision. Calls/s: tidescaler {keda_rps:,.0f}, null "
-        f"servicer {keda_null_rps:,.0f}; ratio {keda_ratio:.2f}.",
+        f"every HPA sync, by {args.threads} client threads against {args.processes} "
+        f"processes of each server; {args.rounds} interleaved rounds of "
+        f"{args.throughput_seconds:g} s (medians as above). Each object comes round again "
+        f"every {args.keda_objects / (keda_rps / 3):.1f} s, so its GetMetrics is decided "
+        "afresh and its IsActive reuses that decision. Calls/s: tidescaler "
+        f"{keda_rps:,.0f} (processes {process_spread(keda_results, TIDESCALER)}), null "
+        f"servicer {keda_null_rps:,.0f} ({process_spread(keda_results, NULL)}); ratio "
+        f"{keda_ratio:.2f}; with CPython's default garbage collector "
+        f"{keda_default_gc_ratio:.2f}.",
         "",
         f"Targets: p50 ratio <= 1.16 ({'met' if p50_ratio <= 1.16 else 'NOT met'}), "
         f"throughput ratio >= 0.95: GetMetrics alone "
@@ -564,7 +624,10 @@ def main() -> int:
         "Where the throughput gap lies: tidescaler's own process with GetMetrics answering "
         f"a constant reaches {empty_ratio:.2f} of the null servicer's calls/s (its threads, "
         "telemetry and background work); the decision itself (policy lookup, observation, "
-        f"engine, telemetry records) adds {s_loop - e_loop:.0f} us of event-loop CPU per call.",
+        f"engine, telemetry records) adds {loop_cpu[TIDESCALER] - loop_cpu[CONSTANT]:.0f} us "
+        "of event-loop CPU per call. With CPython's default garbage collector instead of "
+        "tidescaler's settings (GetMetrics alone) it reaches "
+        f"{ratio_over_rounds(loop_results, DEFAULT_GC, NULL):.2f}.",
         "",
         f"**{args.streams:,} open StreamIsActive streams** (cron + query each, re-evaluated "
         f"every 5 s by tidescaler), then {args.stream_calls} calls of each method one after "

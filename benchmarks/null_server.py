@@ -2,9 +2,10 @@
 
 What it costs is what gRPC itself costs; whatever tidescaler costs beyond it is
 the engine's own work. It runs on grpc.aio like `tidescaler serve`, with the
-same server options, so a ratio against it measures tidescaler's work and not a
-difference in server technology. StreamIsActive sends `true` once and holds the
-stream open, as tidescaler's does between changes.
+same server options and garbage-collector settings, so a ratio against it
+measures tidescaler's work and not a difference in server technology.
+StreamIsActive sends `true` once and holds the stream open, as tidescaler's does
+between changes.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from grpc_health.v1.health import aio as health_aio
 
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
-from scaler.server import SERVER_OPTIONS
+from scaler.server import SERVER_OPTIONS, settle_garbage_collector
 
 SPEC = pb.GetMetricSpecResponse(
     metricSpecs=[pb.MetricSpec(metricName="tidescaler", targetSize=1, targetSizeFloat=1.0)]
@@ -59,6 +60,7 @@ async def serve(port: int) -> None:
     server.add_insecure_port(f"127.0.0.1:{port}")
     await server.start()
     await health.set("", health_pb2.HealthCheckResponse.SERVING)
+    settle_garbage_collector()  # as `tidescaler serve` does once it runs
     done = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, done.set)
     await done.wait()

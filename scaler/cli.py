@@ -398,9 +398,17 @@ def run_serve(args: argparse.Namespace) -> int:
     # fails the TLS handshake adds a line (any client can), which breaks the one JSON
     # object per line of --log-format json. Errors still show; an operator may override.
     os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    from prometheus_client import GCCollector, ProcessCollector
+
     from scaler.backend_access import allow_list_problems
     from scaler.forecast_service import ForecastService
-    from scaler.server import ServerConfig, bind_problem, check_tls_files, start_server
+    from scaler.server import (
+        ServerConfig,
+        bind_problem,
+        check_tls_files,
+        settle_garbage_collector,
+        start_server,
+    )
     from scaler.sources.prometheus import PrometheusSource
     from scaler.telemetry import Telemetry
     from scaler.tls_files import tls_metrics
@@ -451,6 +459,9 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail(f"cannot listen on {config.host}:{config.port} (--port): {busy}")
 
     telemetry = Telemetry()
+    # The process's own health beside its decisions: CPU, memory, open files, collections.
+    ProcessCollector(registry=telemetry.registry)
+    GCCollector(registry=telemetry.registry)
     if config.metrics_port:
         # /metrics listens where gRPC does (--host): an IPv6-only cluster reaches both.
         try:
@@ -502,6 +513,7 @@ def run_serve(args: argparse.Namespace) -> int:
         kube.close()
         return _fail(str(err))
     _log_start(log, config, running.port)
+    settle_garbage_collector()
 
     done = threading.Event()
     hurry = threading.Event()  # a second signal, or Ctrl-C: no drain

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +24,8 @@ from pathlib import Path
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client.parser import text_string_to_metric_families
+from serve_process import stopped
 
 from scaler.observe import Observer
 from scaler.proto import externalscaler_pb2 as pb
@@ -182,6 +185,51 @@ def serve_process(*flags: str) -> tuple[int, subprocess.Popen[str]]:
         text=True,
     )
     return port, process
+
+
+def _scraped(metrics_port: int) -> dict[str, float]:
+    """The served /metrics samples without labels other than `generation`, by name."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+        families = text_string_to_metric_families(page.read().decode())
+    return {
+        sample.name + "".join(f"/{v}" for v in sample.labels.values()): sample.value
+        for family in families
+        for sample in family.samples
+        if set(sample.labels) <= {"generation"}
+    }
+
+
+def test_fresh_decisions_never_set_off_a_full_collection() -> None:
+    """A full (generation 2) collection walks the whole heap, holding every call on the
+    event loop for tens of milliseconds. Under CPython's default thresholds, decisions
+    for 15,000 ScaledObjects set off several; as served, none. The process's own
+    metrics (memory, CPU, collections) are on /metrics beside the decisions'."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        metrics_port = int(probe.getsockname()[1])
+    # Warnings only: a "decision changed" line per name would fill the unread stderr pipe.
+    port, process = serve_process("--metrics-port", str(metrics_port), "--log-level", "warning")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            grpc.channel_ready_future(channel).result(timeout=20)
+            stub = pb_grpc.ExternalScalerStub(channel)
+            stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref("warm")), timeout=5)
+            before = _scraped(metrics_port)
+            for first in range(0, 15_000, 500):
+                calls = [
+                    stub.GetMetrics.future(
+                        pb.GetMetricsRequest(scaledObjectRef=ref(f"job-{i}")), timeout=30
+                    )
+                    for i in range(first, first + 500)
+                ]
+                assert all(c.result().metricValues[0].metricValue == 3 for c in calls)
+            after = _scraped(metrics_port)
+    finally:
+        stopped(process)
+    assert after["python_gc_collections_total/2"] == before["python_gc_collections_total/2"]
+    assert after["python_gc_collections_total/0"] > before["python_gc_collections_total/0"]
+    assert after["process_resident_memory_bytes"] > 10 * 2**20
+    assert after["process_cpu_seconds_total"] > before["process_cpu_seconds_total"]
 
 
 def test_sigterm_exits_within_grace_with_a_decision_stuck_on_a_hung_backend(
