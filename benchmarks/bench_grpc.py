@@ -39,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT))
 
 from grpc_health.v1 import health_pb2, health_pb2_grpc  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 from prometheus_server import PrometheusServer, free_port  # noqa: E402
 
 from scaler.proto import externalscaler_pb2 as pb  # noqa: E402
@@ -191,6 +193,23 @@ class Served:
     index: int
     port: int
     process: subprocess.Popen[bytes]
+    metrics_port: int | None = None  # tidescaler's /metrics
+
+
+def full_collections(served: Served) -> float:
+    """How many full (generation 2) garbage collections the server has run, from its
+    /metrics (python_gc_collections_total)."""
+    assert served.metrics_port is not None
+    url = f"http://127.0.0.1:{served.metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as page:
+        for family in text_string_to_metric_families(page.read().decode()):
+            for sample in family.samples:
+                if (
+                    sample.name == "python_gc_collections_total"
+                    and sample.labels.get("generation") == "2"
+                ):
+                    return float(sample.value)
+    raise RuntimeError(f"no python_gc_collections_total on {url}")
 
 
 def rate_rounds(
@@ -452,31 +471,36 @@ def main() -> int:
     (workdir / "prometheus").mkdir()
     exporter, prometheus = start_demand(workdir / "prometheus", env)
 
-    commands: dict[str, Callable[[int], list[str]]] = {
-        TIDESCALER: lambda port: serve_command(port, prometheus.url, args.serve_args),
-        NULL: lambda port: [
+    def served_with_metrics(script: str | None) -> Callable[[int, int], list[str]]:
+        """`tidescaler serve` (or `script`, which runs it) with /metrics on a port."""
+
+        def command(port: int, metrics_port: int) -> list[str]:
+            serve = serve_command(
+                port, prometheus.url, f"{args.serve_args} --metrics-port {metrics_port}"
+            )
+            return serve if script is None else [sys.executable, script, *serve[3:]]
+
+        return command
+
+    commands: dict[str, Callable[[int, int], list[str]]] = {
+        TIDESCALER: served_with_metrics(None),
+        NULL: lambda port, _: [
             sys.executable,
             str(ROOT / "benchmarks" / "null_server.py"),
             "--port",
             str(port),
         ],
-        CONSTANT: lambda port: [
-            sys.executable,
-            str(ROOT / "benchmarks" / "empty_handler_serve.py"),
-            *serve_command(port, prometheus.url, args.serve_args)[3:],
-        ],
-        DEFAULT_GC: lambda port: [
-            sys.executable,
-            str(ROOT / "benchmarks" / "default_gc_serve.py"),
-            *serve_command(port, prometheus.url, args.serve_args)[3:],
-        ],
+        CONSTANT: served_with_metrics(str(ROOT / "benchmarks" / "empty_handler_serve.py")),
+        DEFAULT_GC: served_with_metrics(str(ROOT / "benchmarks" / "default_gc_serve.py")),
     }
     servers: list[Served] = []
     for index in range(args.processes):
         for kind, command in commands.items():
-            port = free_port()
-            process = subprocess.Popen(command(port), env=env, cwd=ROOT)
-            servers.append(Served(kind, index, port, process))
+            port, metrics_port = free_port(), free_port()
+            process = subprocess.Popen(command(port, metrics_port), env=env, cwd=ROOT)
+            servers.append(
+                Served(kind, index, port, process, None if kind == NULL else metrics_port)
+            )
     first = {kind: next(s for s in servers if s.kind == kind) for kind in commands}
     scaler_port, null_port = first[TIDESCALER].port, first[NULL].port
     scaler_pid = first[TIDESCALER].process.pid
@@ -537,6 +561,8 @@ def main() -> int:
         for served in keda_servers:
             if served.kind != NULL:  # parsed and answered once, as in steady state
                 check_values(served.port, keda_requests)
+        collected = [s for s in keda_servers if s.kind != NULL]
+        collections_before = {served: full_collections(served) for served in collected}
         keda_results = rate_rounds(
             keda_servers,
             args.rounds,
@@ -544,6 +570,14 @@ def main() -> int:
                 served.port, keda_requests, args.threads, args.throughput_seconds, keda_poll
             ),
         )
+        full = {kind: 0.0 for kind in (TIDESCALER, DEFAULT_GC)}
+        for served in collected:
+            full[served.kind] += full_collections(served) - collections_before[served]
+        keda_calls = {
+            kind: sum(r for result in keda_results for s, r in result.items() if s.kind == kind)
+            * args.throughput_seconds
+            for kind in full
+        }
         keda_rps = statistics.median(kind_rates(keda_results, TIDESCALER))
         keda_null_rps = statistics.median(kind_rates(keda_results, NULL))
         keda_ratio = ratio_over_rounds(keda_results, TIDESCALER, NULL)
@@ -614,7 +648,10 @@ def main() -> int:
         f"{keda_rps:,.0f} (processes {process_spread(keda_results, TIDESCALER)}), null "
         f"servicer {keda_null_rps:,.0f} ({process_spread(keda_results, NULL)}); ratio "
         f"{keda_ratio:.2f}; with CPython's default garbage collector "
-        f"{keda_default_gc_ratio:.2f}.",
+        f"{keda_default_gc_ratio:.2f}. Full garbage collections (each walks the whole heap, "
+        "every call waiting) over those rounds: tidescaler "
+        f"{full[TIDESCALER]:.0f} in {keda_calls[TIDESCALER]:,.0f} calls, with CPython's "
+        f"default collector {full[DEFAULT_GC]:.0f} in {keda_calls[DEFAULT_GC]:,.0f}.",
         "",
         f"Targets: p50 ratio <= 1.16 ({'met' if p50_ratio <= 1.16 else 'NOT met'}), "
         f"throughput ratio >= 0.95: GetMetrics alone "
