@@ -276,17 +276,17 @@ SERVER_OPTIONS = [
 # decision, and each gRPC call some more: with the default, young collections promote
 # thousands of decisions a second into the old generation, and every few seconds a
 # full collection walks the whole heap (every policy, trigger and telemetry state) for
-# 30-90 ms, holding every call on the event loop. Ten thousand: most objects are freed
-# by their reference count before a young collection sees them, a decision seldom
-# lives to an older one, and a young collection stays a few milliseconds.
+# tens of milliseconds, holding every call on the event loop. Ten thousand: most
+# objects are freed by their reference count before a young collection sees them, a
+# decision seldom lives to an older one, and a young collection stays short.
 GC_THRESHOLDS = (10_000, 50, 10)
 
 
 def settle_garbage_collector() -> None:
     """Once the server runs: what start-up made (modules, the gRPC, Prometheus and
-    Kubernetes clients, ~80,000 objects) leaves the collector's view for good, and it
-    runs at GC_THRESHOLDS. For `tidescaler serve`, not for a process that embeds the
-    server (its heap and its collector are its own business)."""
+    Kubernetes clients: tens of thousands of objects) leaves the collector's view for
+    good, and it runs at GC_THRESHOLDS. For `tidescaler serve`, not for a process that
+    embeds the server (its heap and its collector are its own business)."""
     gc.collect()  # start-up's own garbage goes first, not into the frozen set
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
