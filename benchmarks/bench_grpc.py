@@ -494,17 +494,17 @@ def main() -> int:
         DEFAULT_GC: served_with_metrics(str(ROOT / "benchmarks" / "default_gc_serve.py")),
     }
     servers: list[Served] = []
-    for index in range(args.processes):
-        for kind, command in commands.items():
-            port, metrics_port = free_port(), free_port()
-            process = subprocess.Popen(command(port, metrics_port), env=env, cwd=ROOT)
-            servers.append(
-                Served(kind, index, port, process, None if kind == NULL else metrics_port)
-            )
-    first = {kind: next(s for s in servers if s.kind == kind) for kind in commands}
-    scaler_port, null_port = first[TIDESCALER].port, first[NULL].port
-    scaler_pid = first[TIDESCALER].process.pid
     try:
+        for index in range(args.processes):
+            for kind, command in commands.items():
+                port, metrics_port = free_port(), free_port()
+                process = subprocess.Popen(command(port, metrics_port), env=env, cwd=ROOT)
+                servers.append(
+                    Served(kind, index, port, process, None if kind == NULL else metrics_port)
+                )
+        first = {kind: next(s for s in servers if s.kind == kind) for kind in commands}
+        scaler_port, null_port = first[TIDESCALER].port, first[NULL].port
+        scaler_pid = first[TIDESCALER].process.pid
         requests = scaled_objects(args.objects)
         for served in servers:
             wait_ready(served.port)
