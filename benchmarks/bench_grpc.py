@@ -10,9 +10,10 @@
    the process around a call against the decision itself; a fourth,
    `default_gc_serve.py`, keeps CPython's garbage-collector settings instead of
    tidescaler's (see `settle_garbage_collector`). Throughput goes to
-   three processes of each server (`--processes`): where the scheduler puts a
-   process's threads, and its hash seed, move its calls/s by several per cent
-   for its whole life, as much as the gap being measured. Then KEDA's own cycle:
+   three processes of each server (`--processes`): a process's calls/s sits
+   several per cent off another's of the same code for its whole life (where
+   the scheduler puts its threads, its hash seed: not pinned down), as much as
+   the gap being measured. Then KEDA's own cycle:
    GetMetricSpec, GetMetrics and IsActive for one ScaledObject after another,
    10,000 of them, so that each comes round again seconds later (as KEDA's
    polls do: its GetMetrics is decided afresh, its IsActive reuses that decision),
@@ -231,8 +232,8 @@ def kind_rates(results: list[dict[Served, float]], kind: str) -> list[float]:
 
 def ratio_over_rounds(results: list[dict[Served, float]], kind: str, baseline: str) -> float:
     """The median over rounds of `kind`'s calls/s over `baseline`'s, each the median of
-    its processes in that round: one process's luck (where the scheduler put its
-    threads, its hash seed) shifts its calls/s by several per cent for its whole life."""
+    its processes in that round: one process's luck shifts its calls/s by several per
+    cent for its whole life."""
     return statistics.median(
         a / b for a, b in zip(kind_rates(results, kind), kind_rates(results, baseline), strict=True)
     )
