@@ -293,8 +293,9 @@ def settle_garbage_collector() -> None:
 
 
 # A decision whose answers are at hand (policy cached, Prometheus answers shared within
-# --coalesce-seconds) takes about 20 us, less than handing it to a thread and back
-# through the event loop; it runs on the loop. Only one that would wait on a backend
+# --coalesce-seconds) takes about 11 us of CPU (benchmarks/profile_serving.py; a few
+# times that in a loaded server), less than handing it to a thread and back through
+# the event loop; it runs on the loop. Only one that would wait on a backend
 # goes to a decision thread, so a hung Prometheus never blocks the loop.
 
 # The longest a decision is reused (see ScalerService._conclude): KEDA's GetMetrics and
