@@ -191,7 +191,6 @@ class Served:
     """One server process of one kind (tidescaler, the null servicer, ...)."""
 
     kind: str
-    index: int
     port: int
     process: subprocess.Popen[bytes]
     metrics_port: int | None = None  # tidescaler's /metrics
@@ -496,13 +495,11 @@ def main() -> int:
     }
     servers: list[Served] = []
     try:
-        for index in range(args.processes):
+        for _ in range(args.processes):
             for kind, command in commands.items():
                 port, metrics_port = free_port(), free_port()
                 process = subprocess.Popen(command(port, metrics_port), env=env, cwd=ROOT)
-                servers.append(
-                    Served(kind, index, port, process, None if kind == NULL else metrics_port)
-                )
+                servers.append(Served(kind, port, process, None if kind == NULL else metrics_port))
         first = {kind: next(s for s in servers if s.kind == kind) for kind in commands}
         scaler_port, null_port = first[TIDESCALER].port, first[NULL].port
         scaler_pid = first[TIDESCALER].process.pid

@@ -99,14 +99,12 @@ class Observer:
         )
 
     def observe_at_hand(
-        self, policy: Policy, address: str | None, now: float, options: BackendOptions
+        self, policy: Policy, address: str, now: float, options: BackendOptions
     ) -> tuple[Observations, list[BackendProblem], float] | None:
         """`observe` when it would not wait on a backend (every answer it needs is at
         hand), with `unchanged_for` of what it read; else None, having started nothing.
         Forecasts never wait, they are refit in the background. The warm request path:
         one pass over the source, with the `options_for` the caller kept."""
-        if address is None:
-            return *self._observe(policy, address, now, options, None), math.inf
         query = policy.query
         reading = None
         unchanged = -math.inf

@@ -140,20 +140,21 @@ def test_ready_says_when_a_read_would_not_wait(seeded: Seeded) -> None:
         assert not source.ready(seeded.url, query)
 
 
-def test_read_at_hand_reads_only_what_would_not_wait(seeded: Seeded) -> None:
+def test_shared_at_hand_reads_only_what_would_not_wait(seeded: Seeded) -> None:
     clock = [seeded.at]
     query = f"sum({DEMAND})"
     with PrometheusSource(clock=lambda: clock[0], coalesce_seconds=5.0) as source:
-        assert source.read_at_hand(seeded.url, query) is None
+        assert source.shared_at_hand(seeded.url, query) is None
         assert source.requests_in_flight() == 0 and not source.ready(seeded.url, query)
         fetched = source.read(seeded.url, query)
-        assert source.read_at_hand(seeded.url, query) == fetched == Reading(1234.5, seeded.at)
+        assert source.shared_at_hand(seeded.url, query) == (fetched, 5.0)
+        assert fetched == Reading(1234.5, seeded.at)
         clock[0] += 11.0  # past the answer's use: not at hand, and nothing started
-        assert source.read_at_hand(seeded.url, query) is None
+        assert source.shared_at_hand(seeded.url, query) is None
         assert source.requests_in_flight() == 0
         fetched = source.read(seeded.url, query)
         clock[0] += 6.0  # past --coalesce-seconds: still served, and one refresh starts
-        assert source.read_at_hand(seeded.url, query) == fetched
+        assert source.shared_at_hand(seeded.url, query) == (fetched, -1.0)
         assert source._flights[(seeded.url, query, NO_OPTIONS)].refreshing
 
 

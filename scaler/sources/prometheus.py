@@ -404,21 +404,6 @@ class PrometheusSource:
         query = self._resource_query(resource, pod_selector)
         self._flight(address, query, options, RESOURCE_BODY_BYTES)
 
-    def read_at_hand(
-        self,
-        address: str,
-        query: str,
-        *,
-        ignore_null_values: bool = True,
-        options: BackendOptions = NO_OPTIONS,
-    ) -> Reading | None:
-        """`read` when its shared answer is at hand (`ready`), else None and nothing is
-        started or waited for."""
-        at_hand = self.shared_at_hand(
-            address, query, ignore_null_values=ignore_null_values, options=options
-        )
-        return None if at_hand is None else at_hand[0]
-
     def shared_at_hand(
         self,
         address: str,
@@ -427,10 +412,11 @@ class PrometheusSource:
         ignore_null_values: bool = True,
         options: BackendOptions = NO_OPTIONS,
     ) -> tuple[Reading, float] | None:
-        """`read_at_hand`, and how many more seconds that answer stays the one `read`
-        gives (`shared_for`, of the very answer read). One look-up, and the lock only
-        when a refresh is due: the warm request path asks this instead of `ready`, then
-        `shared_for` and `read`."""
+        """`read` when its shared answer is at hand (`ready`), else None and nothing is
+        started or waited for; with how many more seconds that answer stays the one
+        `read` gives (`shared_for`, of the very answer read). One look-up, and the lock
+        only when a refresh is due: the warm request path asks this instead of `ready`,
+        then `shared_for` and `read`."""
         flight = self._flights.get((address, query, options))
         if flight is None or not flight.done.is_set():
             return None
@@ -447,7 +433,7 @@ class PrometheusSource:
         self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS
     ) -> float:
         """How many more seconds the shared answer of this query at hand now stays the one
-        `read` and `read_at_hand` give: a refresh is asked for only once it is
+        `read` and `shared_at_hand` give: a refresh is asked for only once it is
         `coalesce_seconds` old (see `_flight`). -inf when no answer is at hand."""
         flight = self._flights.get((address, query, options))
         if flight is None or not flight.done.is_set():
