@@ -207,7 +207,7 @@ class Trigger:
     options sent there (the server's verdict on them cannot change), its latest decision
     while it holds (see `ScalerService._conclude`) and what was last logged of it."""
 
-    __slots__ = ("address", "last", "logged", "options", "policy")
+    __slots__ = ("address", "answer", "last", "logged", "options", "policy", "used")
 
     def __init__(self, policy: Policy, address: str | None, options: BackendOptions) -> None:
         self.policy = policy
@@ -217,11 +217,16 @@ class Trigger:
         # other; two threads deciding at once may log one change twice, never miss it.
         self.last: _Made | None = None
         self.logged: _Logged | None = None
+        # GetMetrics' latest answer: the decision, the metric name asked for, the response.
+        self.answer: tuple[Decision, str, pb.GetMetricsResponse] | None = None
+        # Asked for since the table's eviction last passed it over (see _ResolvedTriggers);
+        # a trigger is made because it is being asked for.
+        self.used = True
 
 
 class _ResolvedTriggers:
-    """Valid triggers by the canonical bytes of their ScaledObjectRef, least recently
-    used first, bounded in number and in bytes; safe across threads.
+    """Valid triggers by the canonical bytes of their ScaledObjectRef, bounded in number
+    and in bytes; safe across threads.
 
     KEDA sends the same ScaledObjectRef on every poll. Its deterministic serialisation
     (map entries sorted, done in C in well under a microsecond) identifies the name,
@@ -230,6 +235,13 @@ class _ResolvedTriggers:
     the policy cache and the allow-list checks: their verdict cannot have changed, as
     the server's configuration does not. Invalid triggers are never kept; they go
     through every check (and Event) each time.
+
+    Eviction is the CLOCK algorithm (LRU's second-chance approximation): a look-up only
+    marks its trigger used (as its making does), so every call's look-up is a dict read
+    and a store, with no lock and no reordering (in a loaded server each touch of memory
+    is a likely cache miss). Over a bound, the oldest trigger goes unless it was used
+    since it was last passed over; then it goes to the young end, unmarked, and the next
+    oldest is looked at.
     """
 
     def __init__(self, limit: int, max_bytes: int) -> None:
@@ -237,24 +249,32 @@ class _ResolvedTriggers:
         self.max_bytes = max_bytes
         self._items: OrderedDict[bytes, Trigger] = OrderedDict()
         self._bytes = 0
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # for `put`: a look-up needs none (one dict read)
 
     def get(self, key: bytes) -> Trigger | None:
-        with self._lock:
-            found = self._items.get(key)
-            if found is not None:
-                self._items.move_to_end(key)
-            return found
+        found = self._items.get(key)
+        if found is not None:
+            found.used = True
+        return found
 
     def put(self, key: bytes, resolved: Trigger) -> None:
         with self._lock:
-            if key in self._items:
+            items = self._items
+            if key in items:
                 return
-            self._items[key] = resolved
+            items[key] = resolved
             self._bytes += len(key) + RESOLVED_ENTRY_BYTES
-            while self._bytes > self.max_bytes or len(self._items) > self.limit:
-                old, _ = self._items.popitem(last=False)
-                self._bytes -= len(old) + RESOLVED_ENTRY_BYTES
+            while self._bytes > self.max_bytes or len(items) > self.limit:
+                old, trigger = items.popitem(last=False)
+                if trigger.used:
+                    trigger.used = False  # its second chance
+                    items[old] = trigger
+                else:
+                    self._bytes -= len(old) + RESOLVED_ENTRY_BYTES
+
+    def __contains__(self, key: bytes) -> bool:
+        """Whether `key` is kept; unlike `get`, not a use."""
+        return key in self._items
 
     def __len__(self) -> int:
         return len(self._items)
@@ -363,6 +383,10 @@ def add_scaler_service(service: ScalerService, server: grpc.aio.Server) -> None:
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
 
+def _record_nothing(method: str, code: str, seconds: float) -> None:
+    """The RPC recorder of a service without telemetry."""
+
+
 def _unavailable(ref: pb.ScaledObjectRef, decision: Decision) -> RequestError:
     return RequestError(
         grpc.StatusCode.UNAVAILABLE,
@@ -379,7 +403,7 @@ def _decoded(request: Any) -> None:
 class ScalerService(pb_grpc.ExternalScalerServicer):
     """The four RPCs of KEDA's external scaler contract, as grpc.aio coroutines.
 
-    `decision_for` and `policy_for` are plain functions (they may block on
+    `decision_for` and `trigger_for` are plain functions (the first may block on
     Prometheus); the RPC methods hand blocking ones to `calls` or `streams`.
     """
 
@@ -410,6 +434,10 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self.stopping = asyncio.Event()
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
         self._resolved = _ResolvedTriggers(RESOLVED_TRIGGERS, RESOLVED_BYTES)
+        # Each call's count and duration (method, status code name, seconds), bound once.
+        self._record_rpc: Callable[[str, str, float], None] = (
+            _record_nothing if telemetry is None else telemetry.rpc_recorder()
+        )
 
     # -- the core path, gRPC-free ------------------------------------------------
 
@@ -418,15 +446,15 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         key = ref.SerializeToString(deterministic=True)
         trigger = self._resolved.get(key)
         if trigger is None:
-            policy, address = self._resolve(ref)
-            trigger = Trigger(policy, address, self.observer.options_for(policy))
-            self._resolved.put(key, trigger)
+            trigger = self._new_trigger(ref, key)
         return trigger
 
-    def policy_for(self, ref: pb.ScaledObjectRef) -> tuple[Policy, str | None]:
-        """`trigger_for`'s policy and Prometheus address."""
-        trigger = self.trigger_for(ref)
-        return trigger.policy, trigger.address
+    def _new_trigger(self, ref: pb.ScaledObjectRef, key: bytes) -> Trigger:
+        """The trigger of a ScaledObjectRef not seen (or forgotten): resolved and kept."""
+        policy, address = self._resolve(ref)
+        trigger = Trigger(policy, address, self.observer.options_for(policy))
+        self._resolved.put(key, trigger)
+        return trigger
 
     def _resolve(self, ref: pb.ScaledObjectRef) -> tuple[Policy, str | None]:
         problem = _name_problem(ref)
@@ -481,8 +509,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             )
 
     def decision_for(self, ref: pb.ScaledObjectRef) -> Decision:
-        """The decision for `ref` now (perhaps unavailable: see `replicas_of` and
-        `activity_of`); RequestError if invalid."""
+        """The decision for `ref` now (perhaps unavailable: GetMetrics answers UNAVAILABLE
+        then, and IsActive unless `activity_of` knows); RequestError if invalid."""
         decision = self._decide_now(ref, None)[1]
         assert decision is not None  # without a pool it is always made here
         return decision
@@ -552,13 +580,6 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         return decision
 
     @staticmethod
-    def replicas_of(ref: pb.ScaledObjectRef, decision: Decision) -> Decision:
-        """`decision` when it has a replica count (GetMetrics); else RequestError."""
-        if not decision.available:
-            raise _unavailable(ref, decision)
-        return decision
-
-    @staticmethod
     def activity_of(ref: pb.ScaledObjectRef, decision: Decision) -> bool:
         """Whether `ref` is active (IsActive); RequestError when a missing signal could
         change the answer (an available decision always knows)."""
@@ -624,7 +645,10 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         """The trigger and its latest decision while that holds; else, when every answer
         it needs is at hand (or there is no `pool`), the decision made here; else None:
         it goes to `pool`, as it may wait on Prometheus up to the answer budget."""
-        trigger = self.trigger_for(ref)
+        key = ref.SerializeToString(deterministic=True)  # `trigger_for`, without its frame
+        trigger = self._resolved.get(key)
+        if trigger is None:
+            trigger = self._new_trigger(ref, key)
         now = self.clock()
         last = trigger.last
         if last is not None and last[0] <= now < last[1]:
@@ -660,8 +684,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
     def _record(self, method: str, code: str, started: float) -> None:
         """Count the call under its status code's name (OK, INVALID_ARGUMENT, ...)."""
-        if self.telemetry is not None:
-            self.telemetry.record_rpc(method, code, time.perf_counter() - started)
+        self._record_rpc(method, code, time.perf_counter() - started)
 
     async def _fail(
         self,
@@ -697,33 +720,46 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         started = time.perf_counter()
         try:
             _decoded(request)
-            policy, _ = self.policy_for(request)  # configuration only, never a backend
-            response = _spec_response(policy.metric_name)
+            # Configuration only, never a backend.
+            response = _spec_response(self.trigger_for(request).policy.metric_name)
         except BaseException as err:
             await self._fail("GetMetricSpec", context, err, started)
-        self._record("GetMetricSpec", "OK", started)
+        self._record_rpc("GetMetricSpec", "OK", time.perf_counter() - started)
         return response
+
+    # GetMetrics and IsActive check the request and the decision inline (as `_decoded`
+    # and `activity_of` do) and record through `_record_rpc`: in a loaded server every
+    # Python frame on the path of every call costs a microsecond or so.
 
     async def GetMetrics(
         self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMetricsResponse:
         started = time.perf_counter()
         try:
-            _decoded(request)
+            if type(request) is Undecodable:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
             ref = request.scaledObjectRef
             trigger, decision = self._decide_now(ref, self.calls)
             if decision is None:
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(ref, trigger, self.calls)
-            self.replicas_of(ref, decision)
-            response = _metrics_response(
-                request.metricName or trigger.policy.metric_name,
-                decision.desired_replicas,
-                decision.hpa_value,
-            )
+            if not decision.available:
+                raise _unavailable(ref, decision)
+            name = request.metricName
+            answer = trigger.answer
+            if answer is not None and answer[0] is decision and answer[1] == name:
+                response = answer[2]  # the same decision, asked again
+            else:
+                response = _metrics_response(
+                    name or trigger.policy.metric_name,
+                    decision.desired_replicas,
+                    decision.hpa_value,
+                )
+                if len(name) <= KEPT_NAME_CHARS:  # the name comes from the caller
+                    trigger.answer = (decision, name, response)
         except BaseException as err:
             await self._fail("GetMetrics", context, err, started)
-        self._record("GetMetrics", "OK", started)
+        self._record_rpc("GetMetrics", "OK", time.perf_counter() - started)
         return response
 
     async def IsActive(
@@ -731,15 +767,18 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     ) -> pb.IsActiveResponse:
         started = time.perf_counter()
         try:
-            _decoded(request)
+            if type(request) is Undecodable:
+                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
             trigger, decision = self._decide_now(request, self.calls)
             if decision is None:
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(request, trigger, self.calls)
-            response = ACTIVE if self.activity_of(request, decision) else INACTIVE
+            if not decision.active_known:
+                raise _unavailable(request, decision)
+            response = ACTIVE if decision.active else INACTIVE
         except BaseException as err:
             await self._fail("IsActive", context, err, started)
-        self._record("IsActive", "OK", started)
+        self._record_rpc("IsActive", "OK", time.perf_counter() - started)
         return response
 
     async def StreamIsActive(

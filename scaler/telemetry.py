@@ -164,6 +164,10 @@ class Telemetry:
         """Count one gRPC request and observe its duration."""
         self._rpc.record(method, code, seconds)
 
+    def rpc_recorder(self) -> Callable[[str, str, float], None]:
+        """`record_rpc` itself, for the server's every call: one Python frame fewer."""
+        return self._rpc.record
+
     # -- serving --
 
     def start_http_server(self, port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, Thread]:

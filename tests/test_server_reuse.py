@@ -58,6 +58,29 @@ def test_a_window_opening_within_the_reuse_time_counts_at_once() -> None:
         running.stop(0)
 
 
+def test_a_reused_answer_names_the_metric_each_request_asks_for() -> None:
+    """GetMetrics keeps its latest response beside the decision; a repeat that asks for
+    another metric name (or none: the policy's) gets that name, not the kept one."""
+    clock = [OPENS + 60]  # inside the window: 4 replicas
+    running = start_server(CONFIG, clock=lambda: clock[0])
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+
+            def answer(name: str) -> tuple[str, int]:
+                request = pb.GetMetricsRequest(scaledObjectRef=REF, metricName=name)
+                value = stub.GetMetrics(request, timeout=5).metricValues[0]
+                return value.metricName, value.metricValue
+
+            for name in ("tidescaler", "tidescaler", "s0-other", "", "x" * 5000, "tidescaler"):
+                assert answer(name) == (name or "tidescaler", 4)
+            clock[0] = OPENS + 20 * 60  # the window closed: a new decision, a new answer
+            assert answer("tidescaler") == ("tidescaler", 1)
+            assert answer("tidescaler") == ("tidescaler", 1)
+    finally:
+        running.stop(0)
+
+
 def test_a_repeat_is_the_same_decision_until_the_reuse_time_ends() -> None:
     clock = [OPENS + 60]
     service = ScalerService(CONFIG, Observer(PrometheusSource()), clock=lambda: clock[0])

@@ -28,13 +28,17 @@ from prometheus_client.parser import text_string_to_metric_families
 from serve_process import stopped
 
 from scaler.observe import Observer
+from scaler.policy import parse_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import (
+    RESOLVED_ENTRY_BYTES,
     RESOLVED_TRIGGERS,
     STOP_MARGIN_SECONDS,
     ScalerService,
     ServerConfig,
+    Trigger,
+    _ResolvedTriggers,
     start_server,
 )
 from scaler.sources.prometheus import PrometheusSource
@@ -167,6 +171,41 @@ def test_names_passing_through_keep_every_table_bounded_and_calls_flat() -> None
     # Past the bounds, a name costs what it cost before them (the old table scanned
     # itself on every insertion once full: about ten times slower by then).
     assert seconds[-1] < 2.0 * seconds[0], seconds
+
+
+def test_the_trigger_table_forgets_what_was_not_asked_for_first() -> None:
+    """Over its bound the table gives each trigger asked for since eviction last passed
+    it over a second chance (the CLOCK algorithm): a ScaledObject KEDA keeps polling
+    stays while one not asked for goes, oldest first."""
+    table = _ResolvedTriggers(limit=3, max_bytes=1 << 20)
+    policy = parse_policy(
+        {"timezone": "UTC", "start": "0 8 * * *", "end": "0 20 * * *", "desiredReplicas": "2"}
+    )
+    options = Observer(PrometheusSource()).options_for(policy)
+
+    def put(key: bytes) -> None:
+        table.put(key, Trigger(policy, None, options))
+
+    def kept() -> list[bytes]:
+        return [key for key in (b"a", b"b", b"c", b"d", b"e", b"f") if key in table]
+
+    for key in (b"a", b"b", b"c", b"d"):
+        put(key)
+    # Each was asked for when made: a whole pass clears the marks, then the oldest goes.
+    assert kept() == [b"b", b"c", b"d"]
+    assert table.get(b"b") is not None  # KEDA polls b again
+    put(b"e")
+    assert kept() == [b"b", b"d", b"e"]  # c, older than d and not asked for, went
+    put(b"f")
+    assert kept() == [b"b", b"e", b"f"]  # then d; b's mark was spent on its second chance
+    put(b"a")
+    assert kept() == [b"a", b"e", b"f"]
+    # The byte bound holds as the count bound does.
+    small = _ResolvedTriggers(limit=100, max_bytes=2 * (1000 + RESOLVED_ENTRY_BYTES))
+    for i in range(5):
+        small.put(bytes([i]) * 1000, Trigger(policy, None, options))
+        assert len(small) <= 2
+    assert bytes([4]) * 1000 in small
 
 
 def serve_process(*flags: str) -> tuple[int, subprocess.Popen[str]]:
