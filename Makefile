@@ -11,6 +11,8 @@ APT_PACKAGES := prometheus golang-go golang-github-robfig-cron-dev
 .PHONY: run test system-deps install install-test bench lint proto clean deploy/install.yaml
 
 $(PY):
+	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
+		echo "$(PYTHON) -m venv needs ensurepip: install python3-venv (apt-get install python3-venv)" >&2; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 

@@ -185,6 +185,8 @@ class Decision:
     # (podStartupSeconds), "measured" or "default, not measured yet" (auto).
     pod_startup_seconds: float | None = None
     pod_startup_source: str = "policy"
+    # The policy's metric lag, the third part of the lead time (with start-up and polling).
+    metric_lag_seconds: float = 0.0
     # What GetMetrics reports (target 1): ceil(metric_value) == desired_replicas; None
     # means desired_replicas itself (see metric_value_for).
     metric_value: float | None = None
@@ -567,6 +569,7 @@ def decide(
             forecast_upper=forecast_upper,
             pod_startup_seconds=startup_seconds,
             pod_startup_source=startup_source,
+            metric_lag_seconds=policy.forecast.metric_lag_seconds,
             metric_value=None,
         )
 
@@ -606,6 +609,7 @@ def decide(
         forecast_upper=forecast_upper,
         pod_startup_seconds=startup_seconds,
         pod_startup_source=startup_source,
+        metric_lag_seconds=policy.forecast.metric_lag_seconds,
         metric_value=metric_value_for(desired, wish),
     )
 

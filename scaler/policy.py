@@ -198,8 +198,12 @@ class Policy:
         return self.forecast.query or (self.query.query if self.query else None)
 
 
-# Keys that KEDA itself puts into scalerMetadata for an external trigger.
-KEDA_KEYS = frozenset({"scalerAddress", "enableTLS"})
+# Keys of KEDA's own external trigger (its connection to the scaler), which KEDA passes
+# along in scalerMetadata with the rest: tidescaler reads none of them. (`unsafeSsl` is
+# one too, and tidescaler's for Prometheus as well: see BackendAccess.)
+KEDA_KEYS = frozenset(
+    {"scalerAddress", "enableTLS", "caCert", "tlsClientCert", "tlsClientKey", "tlsCertFile"}
+)
 
 # Keys of KEDA's prometheus scaler that tidescaler cannot honour: a clear "no"
 # rather than "unknown key", so that a migration knows what to change.

@@ -15,7 +15,10 @@ MAX_KEYS = 64
 MAX_KEY_BYTES = 128
 MAX_VALUE_BYTES = 4 * 1024
 # PromQL and the list of windows may legitimately be long.
-LARGE_VALUE_KEYS = frozenset({"query", "forecastQuery", "schedules"})
+# A PEM certificate chain (KEDA's caCert, tlsClientCert, tlsClientKey) runs to kilobytes too.
+LARGE_VALUE_KEYS = frozenset(
+    {"query", "forecastQuery", "schedules", "caCert", "tlsClientCert", "tlsClientKey"}
+)
 MAX_LARGE_VALUE_BYTES = 16 * 1024
 MAX_METADATA_BYTES = 64 * 1024
 

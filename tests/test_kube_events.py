@@ -372,8 +372,8 @@ def test_pre_scaling_says_to_how_many_for_which_demand_and_by_when() -> None:
     assert (event.type, event.reason) == ("Normal", "PreScaling")
     assert event.message == (
         "pre-scaling to 12 replicas ahead of a predicted peak: forecast demand up to 600 by "
-        "14:15:20Z (lead 120s: pod start-up 90s from the policy + polling 30s); current demand 200 "
-        "needs 4"
+        "14:16:20Z (lead 180s: pod start-up 90s from the policy + polling 30s + metric lag 60s); "
+        "current demand 200 needs 4"
     )
     # The same answer on the next poll is no news.
     assert narrator.decision(KEY, rising, NOW + 30) == []
@@ -388,7 +388,8 @@ def test_pre_scaling_names_a_measured_start_up() -> None:
         pod_startup_seconds=42.0,
     )
     [event] = narrator.decision(KEY, decision(policy, observations), NOW)
-    assert "(lead 72s: pod start-up 42s measured + polling 30s)" in event.message
+    # The query's metric lag (auto: 30 s + half its 1m range) is part of the lead too.
+    assert "(lead 132s: pod start-up 42s measured + polling 30s + metric lag 60s)" in event.message
 
 
 def test_reactive_scale_up_is_not_called_pre_scaling() -> None:

@@ -6,7 +6,7 @@ import os
 import pickle
 import subprocess
 import sys
-from dataclasses import replace
+from dataclasses import fields, replace
 
 import pytest
 
@@ -53,6 +53,27 @@ def test_keda_cron_metadata_is_accepted_unchanged() -> None:
     assert len(policy.windows) == 1
     assert policy.windows[0].desired_replicas == 5
     assert policy.windows[0].max_replicas is None
+
+
+def test_keda_external_trigger_tls_keys_are_accepted_and_ignored() -> None:
+    """KEDA's external trigger takes its TLS settings for the connection to the scaler
+    from the same metadata map (a PEM chain runs to kilobytes) and passes them along."""
+    pem = "-----BEGIN CERTIFICATE-----\n" + "A" * 64 * 120 + "\n-----END CERTIFICATE-----\n"
+    keda = {
+        "scalerAddress": "tidescaler:9090",
+        "caCert": pem,
+        "tlsClientCert": pem,
+        "tlsClientKey": pem.replace("CERTIFICATE", "PRIVATE KEY"),
+        "tlsCertFile": "/etc/tls/cert.pem",
+    }
+    policy, plain = parse_policy(CRON | keda), parse_policy(CRON)
+    for part in fields(policy):  # windows compare by identity: each parse makes its own
+        if part.name != "windows":
+            assert getattr(policy, part.name) == getattr(plain, part.name), part.name
+    assert [repr(w) for w in policy.windows] == [repr(w) for w in plain.windows]
+    too_long = r"caCert: the value is too long \(20000 bytes, at most 16384\)"
+    with pytest.raises(PolicyError, match=too_long):
+        parse_policy(CRON | keda | {"caCert": "A" * 20_000})
 
 
 def test_full_tidal_policy() -> None:

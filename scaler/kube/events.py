@@ -210,7 +210,8 @@ class Narrator:
         )
         startup = decision.pod_startup_seconds or 0.0
         polling = self.polling_interval_seconds
-        lead = startup + polling
+        lag = decision.metric_lag_seconds
+        lead = startup + polling + lag  # as the engine's (engine.lead_seconds)
         source = {"policy": "from the policy"}.get(
             decision.pod_startup_source, decision.pod_startup_source
         )
@@ -220,7 +221,8 @@ class Narrator:
                 "PreScaling",
                 f"pre-scaling to {decision.desired_replicas} replicas ahead of a predicted peak: "
                 f"forecast demand up to {predicted:.4g} by {_clock_time(now + lead)} "
-                f"(lead {lead:g}s: pod start-up {startup:g}s {source} + polling {polling:g}s); "
+                f"(lead {lead:g}s: pod start-up {startup:g}s {source} + polling {polling:g}s"
+                f" + metric lag {lag:g}s); "
                 f"current demand {query.value or 0:.4g} needs {query.replicas}",
             )
         ]
