@@ -25,6 +25,7 @@ import functools
 import gc
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -131,16 +132,35 @@ MAX_NAME_BYTES = 253
 MAX_NAMESPACE_BYTES = 63
 
 
+# ... and their characters (Kubernetes' IsDNS1123Subdomain and IsDNS1123Label): names
+# go back into status messages, logs and Events, where a newline or an escape sequence
+# from a client that is not KEDA could pass for something else. Empty is let through
+# (a client may leave the namespace out).
+_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+
+
 def _name_problem(ref: pb.ScaledObjectRef) -> str | None:
-    for what, text, limit in (
-        ("name", ref.name, MAX_NAME_BYTES),
-        ("namespace", ref.namespace, MAX_NAMESPACE_BYTES),
+    for what, text, limit, pattern, kind in (
+        ("name", ref.name, MAX_NAME_BYTES, _NAME, "lower-case letters, digits, '-' and '.'"),
+        (
+            "namespace",
+            ref.namespace,
+            MAX_NAMESPACE_BYTES,
+            _NAMESPACE,
+            "lower-case letters, digits and '-'",
+        ),
     ):
         size = utf8_len(text)
         if size > limit:
             return (
                 f"invalid ScaledObjectRef: the {what} is {size} bytes long, more than "
                 f"Kubernetes allows ({limit})"
+            )
+        if text and not pattern.fullmatch(text):
+            return (
+                f"invalid ScaledObjectRef: the {what} {text[:40]!r} is not a Kubernetes "
+                f"{what} ({kind}, starting and ending with a letter or digit)"
             )
     return None
 

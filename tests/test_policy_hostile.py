@@ -608,6 +608,34 @@ def test_long_queries_and_option_names_keep_every_status_message_short(
         assert "…" in details or "..." in details
 
 
+def test_names_kubernetes_would_not_allow_are_refused_without_echoing_them(
+    stub: pb_grpc.ExternalScalerStub,
+) -> None:
+    """Names come back in status messages, logs and Events: a newline or an escape
+    sequence there could pass for another line. KEDA only ever sends real names."""
+    for name, namespace, expected in (
+        ("web\n\x1b[31mFAKE\x00", "shop", "the name 'web\\n\\x1b[31mFAKE\\x00' is not"),
+        ("web", "shop\r\nx", "the namespace 'shop\\r\\nx' is not a Kubernetes namespace"),
+        ("Web", "shop", "the name 'Web' is not a Kubernetes name"),
+        ("web", "sh.op", "the namespace 'sh.op' is not"),
+        ("-web", "shop", "starting and ending with a letter or digit"),
+    ):
+        ref = pb.ScaledObjectRef(name=name, namespace=namespace, scalerMetadata=CRON)
+        for call, request in (
+            (stub.GetMetricSpec, ref),
+            (stub.GetMetrics, pb.GetMetricsRequest(scaledObjectRef=ref)),
+            (stub.IsActive, ref),
+        ):
+            with pytest.raises(grpc.RpcError) as info:
+                call(request, timeout=3)
+            details = info.value.details() or ""
+            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+            assert expected in details
+            assert not any(c in details for c in "\n\r\x1b\x00")
+    dotted = pb.ScaledObjectRef(name="web.v2", namespace="shop-eu", scalerMetadata=CRON)
+    assert len(stub.GetMetricSpec(dotted, timeout=3).metricSpecs) == 1
+
+
 def test_names_longer_than_kubernetes_allows_are_refused(
     stub: pb_grpc.ExternalScalerStub,
 ) -> None:
@@ -635,8 +663,22 @@ def test_names_longer_than_kubernetes_allows_are_refused(
 def test_a_crafted_query_is_read_in_milliseconds() -> None:
     """PromQL is not parsed, but its range selectors are read for the metric's lag: a
     backtracking pattern took a second on this one."""
-    for query in ("[1:" * 5_400, "[1" + "1" * 16_000, "[1:" + "a" * 16_000):
+    for query in (
+        "[1:" * 5_400,
+        "[1" + "1" * 16_000,
+        "[1:" + "a" * 16_000,
+        "x[" + "1" * 15_990 + "x]",  # not a number, not a duration: each part read once
+        "x[1s" + "1" * 15_990 + "x]",
+    ):
         assert fastest_ms(lambda q=query: parse_policy(QUERY | {"query": q})) < 20
+    # The duration keys: refused as fast, and the message quotes a short prefix only.
+    durations = ("podStartupSeconds", "forecastHistory", "metricLagSeconds")
+    hostile = {key: "1" * 4000 + "x" for key in durations}
+    assert fastest_ms(lambda: parse_policy(QUERY | hostile)) < 20
+    with pytest.raises(PolicyError) as refused:
+        parse_policy(QUERY | hostile)
+    assert sorted(p.split("=")[0] for p in refused.value.problems) == sorted(durations)
+    assert len(str(refused.value)) < 1000
 
 
 def test_every_iana_time_zone_is_still_accepted() -> None:
@@ -744,7 +786,11 @@ def _explicit_wire(
         ),
         st.dictionaries(st.text(max_size=30), st.text(max_size=60), max_size=8),
     ),
-    name=st.text(min_size=1, max_size=80),
+    # Mostly names KEDA could send (each valid one goes on to the metadata), some not.
+    name=st.one_of(
+        st.from_regex(r"[a-z0-9]([-a-z0-9.]{0,40}[a-z0-9])?", fullmatch=True),
+        st.text(min_size=1, max_size=80),
+    ),
 )
 @_explicit_wire
 def test_every_rpc_answers_any_metadata_with_an_expected_status(
