@@ -96,6 +96,9 @@ def setup_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Python warnings (numpy's overflow on a tenant's extreme series, say) are log
+    # records too: without this they reach stderr as bare multi-line text.
+    logging.captureWarnings(True)
 
 
 # What a yes/no environment variable may say (an empty value means no).

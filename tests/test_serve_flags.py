@@ -8,19 +8,22 @@ The runs go two at a time, so the file stays near 10 s on two cores.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
+import numpy as np
 import pytest
 
-from scaler.cli import build_parser, main
+from scaler.cli import build_parser, main, setup_logging
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 
@@ -313,3 +316,23 @@ def test_edge_values_still_serve(edge_server: subprocess.Popen[str]) -> None:
         assert reply.metricValues[0].metricValue == 3
     edge_server.send_signal(signal.SIGTERM)
     assert edge_server.wait(timeout=10) == 0
+
+
+def test_python_warnings_are_json_log_lines(capsys: pytest.CaptureFixture[str]) -> None:
+    """A warning from a library (numpy overflowing on a tenant's extreme series) is one
+    JSON line like every other log line, not bare text in the middle of them."""
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    try:
+        setup_logging("info", "json")
+        with warnings.catch_warnings():
+            warnings.simplefilter("always")
+            np.exp(np.array([1e308]))  # overflow encountered in exp
+        lines = capsys.readouterr().err.splitlines()
+    finally:
+        logging.captureWarnings(False)
+        root.handlers[:], level = saved
+        root.setLevel(level)
+    [entry] = [json.loads(line) for line in lines]
+    assert (entry["level"], entry["logger"]) == ("warning", "py.warnings")
+    assert "overflow encountered in exp" in entry["message"]
