@@ -274,7 +274,9 @@ def _whole(lowest: int, highest: int = MAX_REPLICAS) -> Callable[[str], int]:
 
     def parse(text: str) -> int:
         stripped = text.strip()
-        if not _WHOLE.fullmatch(stripped) or len(stripped) > 12:
+        # Leading zeros are fine (Go's Atoi, in KEDA, reads "005" as 5); more than 12
+        # significant digits is out of range anyway, and never worth converting.
+        if not _WHOLE.fullmatch(stripped) or len(stripped.lstrip("+-").lstrip("0")) > 12:
             raise ValueError(expectation)
         value = int(stripped)
         if not lowest <= value <= highest:

@@ -382,3 +382,15 @@ def test_urls_compare_with_scheme_and_host_in_lower_case_and_the_rest_as_written
     url: str, canonical: str
 ) -> None:
     assert canonical_url(url) == canonical
+
+
+def test_whole_numbers_with_leading_zeros_read_as_kedas_atoi_reads_them() -> None:
+    """Go's strconv.Atoi (KEDA) reads "0000000000005" as 5; only the significant digits
+    count towards the length bound."""
+    window = {"timezone": "UTC", "start": "0 8 * * *", "end": "0 9 * * *"}
+    for written in ("5", "05", "0000000000005", "0" * 3000 + "5", "+005"):
+        policy = parse_policy(window | {"desiredReplicas": written})
+        assert policy.windows[0].desired_replicas == 5, written
+    for written in ("1" + "0" * 12, "0" * 5 + "9" * 13):
+        with pytest.raises(PolicyError, match="expected a whole number from 1 to 100000"):
+            parse_policy(window | {"desiredReplicas": written})
