@@ -20,7 +20,7 @@ from scaler.engine import Observations, ResourceSample, Sample, Signal
 from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
 from scaler.policy import BackendOptions, Policy, ResourcePolicy
-from scaler.sources.prometheus import PrometheusSource, Reading
+from scaler.sources.prometheus import NO_TENANT, PrometheusSource, Reading
 from scaler.sources.resources import ResourceName
 
 
@@ -99,10 +99,17 @@ class Observer:
         )
 
     def observe_at_hand(
-        self, policy: Policy, address: str, now: float, options: BackendOptions
+        self,
+        policy: Policy,
+        address: str,
+        now: float,
+        options: BackendOptions,
+        *,
+        tenant: str = NO_TENANT,
     ) -> tuple[Observations, list[BackendProblem], float] | None:
         """`observe` when it would not wait on a backend (every answer it needs is at
-        hand), with `unchanged_for` of what it read; else None, having started nothing.
+        hand), with `unchanged_for` of what it read; else None, having started nothing
+        but the background refresh of an answer due for one (charged to `tenant`).
         Forecasts never wait, they are refit in the background. The warm request path:
         one pass over the source, with the `options_for` the caller kept."""
         query = policy.query
@@ -114,6 +121,7 @@ class Observer:
                 query.query,
                 ignore_null_values=query.ignore_null_values,
                 options=options,
+                tenant=tenant,
             )
             if at_hand is None:
                 return None
@@ -122,7 +130,7 @@ class Observer:
                 unchanged = shared
         if policy.resources is not None and not self._resources_ready(policy, address, options):
             return None
-        return *self._observe(policy, address, now, options, reading), unchanged
+        return *self._observe(policy, address, now, options, reading, tenant), unchanged
 
     def unchanged_for(
         self, policy: Policy, address: str | None, options: BackendOptions | None = None
@@ -147,24 +155,30 @@ class Observer:
         address: str | None,
         now: float,
         options: BackendOptions | None = None,
+        *,
+        tenant: str = NO_TENANT,
     ) -> tuple[Observations, list[BackendProblem]]:
         """Everything `decide()` needs for `policy`, and what went wrong getting it.
 
         `address` is the Prometheus to ask (None when the policy needs none); `options`
-        the policy's `options_for`, when the caller kept them.
+        the policy's `options_for`, when the caller kept them; `tenant` the namespace of
+        the ScaledObject asking, charged with the requests this sends (one tenant may
+        hold only a share of a backend's request slots).
         """
         if options is None:
             options = self.options_for(policy)
-        return self._observe(policy, address, now, options, None)
+        return self._observe(policy, address, now, options, None, tenant)
 
-    def _start(self, policy: Policy, address: str, options: BackendOptions) -> None:
+    def _start(self, policy: Policy, address: str, options: BackendOptions, tenant: str) -> None:
         """Send every query `policy` reads whose answer is not shared already."""
         if policy.query is not None:
-            self.source.start(address, policy.query.query, options=options)
+            self.source.start(address, policy.query.query, options=options, tenant=tenant)
         resources = policy.resources
         if resources is not None:
             for _, name in _wanted_resources(resources):
-                self.source.start_resource(address, resources.pod_selector, name, options=options)
+                self.source.start_resource(
+                    address, resources.pod_selector, name, options=options, tenant=tenant
+                )
 
     def _observe(
         self,
@@ -173,6 +187,7 @@ class Observer:
         now: float,
         options: BackendOptions,
         reading: Reading | None,
+        tenant: str,
     ) -> tuple[Observations, list[BackendProblem]]:
         """`observe`, with the query's reading when the caller already has it."""
         demand = cpu = memory = None
@@ -186,7 +201,7 @@ class Observer:
         if reading is None and address is not None:
             # One answer budget for the whole decision, not one per signal: every query
             # is sent before any is waited for, and all waits end at the same time.
-            self._start(policy, address, options)
+            self._start(policy, address, options, tenant)
             deadline = self.source.deadline()
         if policy.query is not None and address is not None:
             if reading is None:
@@ -196,6 +211,7 @@ class Observer:
                     ignore_null_values=policy.query.ignore_null_values,
                     options=options,
                     deadline=deadline,
+                    tenant=tenant,
                 )
             if reading.error is None and policy.resources is None and policy.forecast_query is None:
                 return self._of_good_reading(reading), []
@@ -212,7 +228,12 @@ class Observer:
         if resources is not None and address is not None:
             for signal, resource in _wanted_resources(resources):
                 usage = self.source.read_resource(
-                    address, resources.pod_selector, resource, options=options, deadline=deadline
+                    address,
+                    resources.pod_selector,
+                    resource,
+                    options=options,
+                    deadline=deadline,
+                    tenant=tenant,
                 )
                 if usage.error is not None:
                     errors[signal] = str(usage.error)

@@ -539,9 +539,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         now = self.clock()
         policy, address, options = trigger.policy, trigger.address, trigger.options
         unchanged = now + self.observer.unchanged_for(policy, address, options)
-        return self._conclude(
-            ref, trigger, now, unchanged, *self.observer.observe(policy, address, now, options)
-        )
+        observed = self.observer.observe(policy, address, now, options, tenant=ref.namespace)
+        return self._conclude(ref, trigger, now, unchanged, *observed)
 
     def _conclude(
         self,
@@ -677,7 +676,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         if address is None or pool is None:
             # Configuration and the clock only: never blocks, not worth a thread hop.
             return trigger, self._decision(ref, trigger)
-        observed = self.observer.observe_at_hand(trigger.policy, address, now, trigger.options)
+        observed = self.observer.observe_at_hand(
+            trigger.policy, address, now, trigger.options, tenant=ref.namespace
+        )
         if observed is None:
             return trigger, None
         observations, problems, unchanged_for = observed

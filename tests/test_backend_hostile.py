@@ -707,6 +707,80 @@ def test_keda_query_results(serve: Callable[..., LoopbackServer], case: KedaCase
         assert reading.value == case.value
 
 
+def sample_answer(handler: Handler, sample: str) -> None:
+    """An answer of one series whose one sample is `sample` (raw JSON): an instant
+    query's `value`, a range query's only entry of `values`."""
+    if urllib.parse.urlsplit(handler.path).path.endswith("query_range"):
+        series, kind = f'{{"metric": {{}}, "values": [{sample}]}}', "matrix"
+    else:
+        series, kind = f'{{"metric": {{}}, "value": {sample}}}', "vector"
+    body = f'{{"status": "success", "data": {{"resultType": "{kind}", "result": [{series}]}}}}'
+    handler.reply(200, body.encode())
+
+
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("true", "true"),
+        ("false", "false"),
+        ("1", "the number 1"),
+        ("2.5", "the number 2.5"),
+        ("null", "null"),
+        ('["1"]', "an array"),
+    ],
+)
+def test_a_sample_value_that_is_not_a_string_is_a_bad_response(
+    serve: Callable[..., LoopbackServer], value: str, shown: str
+) -> None:
+    """Prometheus writes every sample value as a string; a JSON true read as 1 replica's
+    worth of demand, and KEDA's prometheus scaler fails on it."""
+    backend = serve(lambda handler: sample_answer(handler, f"[1700000000, {value}]"))
+    problem = f"a sample value is {shown}, not a string as Prometheus writes it"
+    with PrometheusSource() as source:
+        reading = source.read(backend.url, "up")
+        assert reading.value is None
+        assert reading.error is not None and reading.error.kind is BackendErrorKind.BAD_RESPONSE
+        assert reading.error.problem == problem
+        with pytest.raises(BackendError) as raised:
+            source.range(backend.url, "up", 1_700_000_000.0, 1_700_000_060.0, 60.0)
+    assert raised.value.kind is BackendErrorKind.BAD_RESPONSE
+    assert raised.value.problem == problem
+
+
+@pytest.mark.parametrize(
+    "sample, problem",
+    [
+        ('[Infinity, "1"]', "a sample's time is the number inf, not a finite number"),
+        ('[-Infinity, "1"]', "a sample's time is the number -inf, not a finite number"),
+        ('[NaN, "1"]', "a sample's time is the number nan, not a finite number"),
+        ('[1e999, "1"]', "a sample's time is the number inf, not a finite number"),
+        ('["soon", "1"]', "a sample's time is the string 'soon', not a finite number"),
+        ('[true, "1"]', "a sample's time is true, not a finite number"),
+        ('[0, "1", "2"]', "a sample of the series is 3 items, not a [time, value] pair"),
+        ('"0"', "a sample of the series is the string '0', not a [time, value] pair"),
+    ],
+    ids=["inf", "-inf", "nan", "overflow", "text", "bool", "three-items", "not-a-pair"],
+)
+def test_a_range_sample_without_a_finite_time_is_a_bad_response(
+    serve: Callable[..., LoopbackServer], sample: str, problem: str
+) -> None:
+    """An infinite time broke the grid's rounding (OverflowError: cannot convert float
+    infinity to integer), which a history fetch reported as it was."""
+    backend = serve(lambda handler: sample_answer(handler, sample))
+    with PrometheusSource() as source, pytest.raises(BackendError) as raised:
+        source.range(backend.url, "sum(up)", 0.0, 600.0, 60.0)
+    assert raised.value.kind is BackendErrorKind.BAD_RESPONSE
+    assert raised.value.problem == problem
+
+
+def test_a_range_sample_far_off_the_grid_is_left_out(serve: Callable[..., LoopbackServer]) -> None:
+    # A finite time so far away that its grid position overflows is simply not on the grid.
+    backend = serve(lambda handler: sample_answer(handler, '[1e308, "1"], [0, "2"]'))
+    with PrometheusSource() as source:
+        times, values = source.range(backend.url, "sum(up)", 0.0, 0.0, 1e-10)
+    assert times.tolist() == [0.0] and values.tolist() == [2.0]
+
+
 # -- KEDA's request keys ------------------------------------------------------------------
 
 

@@ -44,6 +44,7 @@ from scaler.sources.resources import PodSeries, ResourceName, pods_from_signals,
 
 __all__ = [
     "NO_OPTIONS",
+    "NO_TENANT",
     "BackendError",
     "BackendErrorKind",
     "PrometheusSource",
@@ -55,6 +56,17 @@ __all__ = [
 PROMETHEUS_MAX_POINTS = 11_000
 # The share of a range query's deadline that Prometheus is given to evaluate it.
 RANGE_SERVER_TIMEOUT_SHARE = 0.8
+# The most of one address's request slots that one tenant (a ScaledObject's namespace)
+# may hold. A trigger may set its own request timeout (up to 60 s): a tenant sending
+# distinct slow queries would otherwise keep every slot busy, and every other
+# namespace's new query would be refused as "busy". A quarter leaves three quarters to
+# the others, and a tenant never gets less than one slot.
+TENANT_SHARE_OF_ADDRESS = 0.25
+# The tenant of calls made without one (the forecast refresher, tests): one shared
+# tenant, held to the address's limit only. Not a namespace anyone can name (a DNS
+# label never starts with '-'; the server refuses one that does): a request with an
+# empty namespace is a tenant like any other.
+NO_TENANT = "-"
 
 
 class BackendErrorKind(StrEnum):
@@ -177,13 +189,20 @@ class _Flight:
         "refreshing",
         "result",
         "started",
+        "tenant",
         "wanted",
     )
 
-    def __init__(self, observed_at: float, max_body_bytes: int = QUERY_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        observed_at: float,
+        max_body_bytes: int = QUERY_BODY_BYTES,
+        tenant: str = NO_TENANT,
+    ) -> None:
         self.done = threading.Event()
         self.observed_at = observed_at
         self.max_body_bytes = max_body_bytes
+        self.tenant = tenant  # whose call sent the request: its slot is charged to them
         self.started = time.monotonic()
         self.finished_at = 0.0
         self.result: Any = None
@@ -231,6 +250,15 @@ _FlightKey = tuple[str, str, BackendOptions]
 NO_OPTIONS = BackendOptions()
 
 
+def _count_down(counts: dict[Any, int], key: Any) -> None:
+    """One less of `key`, forgotten at zero so that the table holds only what is in flight."""
+    left = counts[key] - 1
+    if left:
+        counts[key] = left
+    else:
+        del counts[key]
+
+
 class _RequestPool:
     """Daemon threads for HTTP requests: a stuck request never delays the process' exit.
 
@@ -274,10 +302,13 @@ class PrometheusSource:
     Instant and resource queries run on the source's own threads, at most
     `max_requests_per_address` at a time per address and `max_requests` in
     all; a query past those limits fails at once as "busy" rather than queue
-    behind stuck requests. A caller waits for an answer at most
-    `answer_budget_seconds`; past it, it gets the last good value and a TIMEOUT
-    error saying the answer is pending, while the request goes on and its
-    answer is remembered when it arrives.
+    behind stuck requests. A request's slot is charged to the `tenant` (the
+    ScaledObject's namespace) whose call sent it, and one tenant holds at most
+    `TENANT_SHARE_OF_ADDRESS` of an address's slots: past it, its new queries
+    are busy for it alone. Answers are shared across tenants all the same. A
+    caller waits for an answer at most `answer_budget_seconds`; past it, it gets
+    the last good value and a TIMEOUT error saying the answer is pending, while
+    the request goes on and its answer is remembered when it arrives.
 
     Identical queries (same address, query and request options) share one
     HTTP request while it is in flight and reuse its answer, success or
@@ -334,6 +365,9 @@ class PrometheusSource:
         self._cpu_rate_window_seconds = cpu_rate_window_seconds
         self._refresh_ahead = refresh_ahead
         self._max_requests_per_address = max_requests_per_address
+        self._max_requests_per_tenant = max(
+            1, int(max_requests_per_address * TENANT_SHARE_OF_ADDRESS)
+        )
         self._max_requests = max_requests
         self._http = BoundedHttp(max_connections_per_host=max_connections_per_address)
         self._pool = _RequestPool(max_requests)
@@ -341,6 +375,8 @@ class PrometheusSource:
 
         self._lock = threading.Lock()
         self._requests_in_flight: dict[str, int] = {}
+        # Requests in flight by (address, tenant), for tenants other than NO_TENANT.
+        self._tenant_requests: dict[tuple[str, str], int] = {}
         self._flights: dict[_FlightKey, _Flight] = {}
         self._flights_swept_at = clock()
         self._last_good: dict[tuple[Any, ...], _Remembered] = {}
@@ -356,9 +392,10 @@ class PrometheusSource:
         *,
         ignore_null_values: bool = True,
         options: BackendOptions = NO_OPTIONS,
+        tenant: str = NO_TENANT,
     ) -> float:
         """The query's value now, by KEDA's rules; raises BackendError."""
-        result, _, _ = self._fetch(address, query, options)
+        result, _, _ = self._fetch(address, query, options, tenant=tenant)
         return _to_value(result, address, query, ignore_null_values)
 
     def read(
@@ -369,13 +406,14 @@ class PrometheusSource:
         ignore_null_values: bool = True,
         options: BackendOptions = NO_OPTIONS,
         deadline: float | None = None,
+        tenant: str = NO_TENANT,
     ) -> Reading:
         """Like `instant`, but never raises: on failure, the last good value and its time.
 
         Waits until `deadline` (a `deadline()`, shared by the reads of one decision) or,
-        without one, for the answer budget."""
+        without one, for the answer budget. A request it sends is charged to `tenant`."""
         key = ("instant", address, query, options, ignore_null_values)
-        flight = self._flight(address, query, options)
+        flight = self._flight(address, query, options, tenant=tenant)
         if not flight.done.is_set():
             flight.wanted.add(ignore_null_values)
             if not flight.done.wait(self._wait_seconds(deadline)):
@@ -387,10 +425,17 @@ class PrometheusSource:
         one decision, so that all of them together wait at most one budget."""
         return time.monotonic() + self._answer_budget_seconds
 
-    def start(self, address: str, query: str, *, options: BackendOptions = NO_OPTIONS) -> None:
+    def start(
+        self,
+        address: str,
+        query: str,
+        *,
+        options: BackendOptions = NO_OPTIONS,
+        tenant: str = NO_TENANT,
+    ) -> None:
         """Send the query now unless its answer is shared already; waits for nothing. A
         decision starts all its queries before reading any, so they run side by side."""
-        self._flight(address, query, options)
+        self._flight(address, query, options, tenant=tenant)
 
     def start_resource(
         self,
@@ -399,10 +444,11 @@ class PrometheusSource:
         resource: ResourceName,
         *,
         options: BackendOptions = NO_OPTIONS,
+        tenant: str = NO_TENANT,
     ) -> None:
         """`start` for the query `read_resource` sends."""
         query = self._resource_query(resource, pod_selector)
-        self._flight(address, query, options, RESOURCE_BODY_BYTES)
+        self._flight(address, query, options, RESOURCE_BODY_BYTES, tenant)
 
     def shared_at_hand(
         self,
@@ -411,6 +457,7 @@ class PrometheusSource:
         *,
         ignore_null_values: bool = True,
         options: BackendOptions = NO_OPTIONS,
+        tenant: str = NO_TENANT,
     ) -> tuple[Reading, float] | None:
         """`read` when its shared answer is at hand (`ready`), else None and nothing is
         started or waited for; with how many more seconds that answer stays the one
@@ -425,7 +472,7 @@ class PrometheusSource:
             return None
         shared = flight.finished_at + self._coalesce_seconds - now
         if self._refresh_ahead and not flight.refreshing and shared <= 0:
-            self._flight(address, query, options)  # starts the one background refresh
+            self._flight(address, query, options, tenant=tenant)  # the one background refresh
         key = ("instant", address, query, options, ignore_null_values)
         return self._reading(flight, key, ignore_null_values), shared
 
@@ -468,6 +515,7 @@ class PrometheusSource:
         *,
         options: BackendOptions = NO_OPTIONS,
         deadline: float | None = None,
+        tenant: str = NO_TENANT,
     ) -> ResourceReading:
         """The pods `pod_selector` matches and their usage; never raises BackendError.
         Waits as `read` does.
@@ -484,7 +532,7 @@ class PrometheusSource:
         listing: PodListing | None = None
         try:
             result, observed_at, sent = self._fetch(
-                address, query, options, deadline, RESOURCE_BODY_BYTES
+                address, query, options, deadline, RESOURCE_BODY_BYTES, tenant
             )
             known = self._last_good.get(key)
             if known is not None and known.observed_at == observed_at:
@@ -540,6 +588,24 @@ class PrometheusSource:
         Non-finite samples become NaN. Raises BackendError (more than one
         series is MULTIPLE_SERIES; no series at all gives all NaN).
         """
+        times, values, _ = self.range_samples(
+            address, query, start, end, step_seconds, options=options
+        )
+        values[~np.isfinite(values)] = np.nan
+        return times, values
+
+    def range_samples(
+        self,
+        address: str,
+        query: str,
+        start: float,
+        end: float,
+        step_seconds: float,
+        *,
+        options: BackendOptions = NO_OPTIONS,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`range`'s grid with the values as Prometheus wrote them (NaN, +Inf, -5) and a
+        mask of the points that had a sample: what a trace checks as a file's values."""
         if step_seconds <= 0:
             raise ValueError(f"step_seconds must be > 0, got {step_seconds}")
         if end < start:
@@ -547,6 +613,7 @@ class PrometheusSource:
         count = math.floor((end - start) / step_seconds + 1e-9) + 1
         times = start + step_seconds * np.arange(count, dtype=np.float64)
         values = np.full(count, np.nan, dtype=np.float64)
+        present = np.zeros(count, dtype=bool)
         for first in range(0, count, self._range_chunk_points):
             last = min(first + self._range_chunk_points, count) - 1
             # Exact decimal text keeps the grid exact for fractional starts.
@@ -572,12 +639,13 @@ class PrometheusSource:
             if len(series) > 1:
                 raise _multiple_series(address, query, len(series))
             with _malformed_is_bad_response(address, query):
-                for timestamp, text in series[0]["values"] if series else []:
-                    index = round((float(timestamp) - start) / step_seconds)
-                    if first <= index <= last:
+                for sample in series[0]["values"] if series else []:
+                    timestamp, text = _range_pair(sample, address, query)
+                    index = _grid_index(timestamp, start, step_seconds, address, query)
+                    if index is not None and first <= index <= last:
                         values[index] = _parse_sample(text, address, query)
-        values[~np.isfinite(values)] = np.nan
-        return times, values
+                        present[index] = True
+        return times, values, present
 
     def requests_in_flight(self) -> int:
         """Instant and resource requests sent and not yet answered (or cut)."""
@@ -608,6 +676,7 @@ class PrometheusSource:
         options: BackendOptions = NO_OPTIONS,
         deadline: float | None = None,
         max_body_bytes: int = QUERY_BODY_BYTES,
+        tenant: str = NO_TENANT,
     ) -> tuple[Any, float, float]:
         """Raw `result` of an instant query, its evaluation time and when it was sent
         (monotonic); raises BackendError.
@@ -615,7 +684,7 @@ class PrometheusSource:
         Waits at most the answer budget (or until `deadline`); past it, a TIMEOUT error
         says the answer is pending.
         """
-        flight = self._flight(address, query, options, max_body_bytes)
+        flight = self._flight(address, query, options, max_body_bytes, tenant)
         if not flight.done.is_set() and not flight.done.wait(self._wait_seconds(deadline)):
             raise self._pending(address, query)
         if flight.error is not None:
@@ -686,8 +755,10 @@ class PrometheusSource:
         query: str,
         options: BackendOptions,
         max_body_bytes: int = QUERY_BODY_BYTES,
+        tenant: str = NO_TENANT,
     ) -> _Flight:
-        """The request whose answer an instant query shares with identical calls.
+        """The request whose answer an instant query shares with identical calls, of
+        every tenant; a request it has to send is charged to `tenant`.
 
         An answer younger than `coalesce_seconds` is shared as it is. One that
         is older, but younger than twice that, is still served while a single
@@ -703,10 +774,10 @@ class PrometheusSource:
             now = self._clock()
             flight = self._flights.get(key)
             if flight is None or self._stale(flight, now, options):
-                busy = self._reserve(address)
+                busy = self._reserve(address, tenant)
                 if busy is not None:
                     return self._busy_flight(address, query, busy, now)
-                flight = _Flight(now, max_body_bytes)
+                flight = _Flight(now, max_body_bytes, tenant)
                 self._flights[key] = flight
                 self._sweep_flights(now)
                 leader = True
@@ -717,13 +788,13 @@ class PrometheusSource:
                     and flight.done.is_set()
                     and not flight.refreshing
                     and now - flight.finished_at >= self._coalesce_seconds
-                    and self._reserve(address) is None
+                    and self._reserve(address, tenant) is None
                 ):
                     flight.refreshing = refresh = True
         if leader:
             self._pool.submit(partial(self._run, flight, key))
         elif refresh:
-            self._pool.submit(partial(self._refresh, key, flight.max_body_bytes))
+            self._pool.submit(partial(self._refresh, key, flight.max_body_bytes, tenant))
         return flight
 
     def _stale(self, flight: _Flight, now: float, options: BackendOptions) -> bool:
@@ -733,10 +804,20 @@ class PrometheusSource:
         limit = self._request_timeout(options) + self._answer_budget_seconds
         return time.monotonic() - flight.started > limit
 
-    def _reserve(self, address: str) -> str | None:
-        """Count one more request to `address`, or say why not. Called with the lock held."""
+    def _reserve(self, address: str, tenant: str) -> str | None:
+        """Count one more request to `address` by `tenant`, or say why not. Called with
+        the lock held."""
         if self._closed:
             return "the source is closed"
+        held = 0
+        if tenant != NO_TENANT:
+            held = self._tenant_requests.get((address, tenant), 0)
+            if held >= self._max_requests_per_tenant:
+                # Its own slow queries: busy for it alone. Other tenants go unnamed.
+                return (
+                    f"this namespace already has {held} requests to this backend "
+                    "unanswered; not queueing another"
+                )
         pending = self._requests_in_flight.get(address, 0)
         if pending >= self._max_requests_per_address:
             return (
@@ -746,15 +827,15 @@ class PrometheusSource:
         if sum(self._requests_in_flight.values()) >= self._max_requests:
             return f"all {self._max_requests} request slots wait on backends; not queueing another"
         self._requests_in_flight[address] = pending + 1
+        if tenant != NO_TENANT:
+            self._tenant_requests[address, tenant] = held + 1
         return None
 
-    def _release(self, address: str) -> None:
+    def _release(self, address: str, tenant: str) -> None:
         with self._lock:
-            left = self._requests_in_flight[address] - 1
-            if left:
-                self._requests_in_flight[address] = left
-            else:
-                del self._requests_in_flight[address]
+            _count_down(self._requests_in_flight, address)
+            if tenant != NO_TENANT:
+                _count_down(self._tenant_requests, (address, tenant))
 
     def _busy_flight(self, address: str, query: str, problem: str, now: float) -> _Flight:
         # Not stored: the next call tries again.
@@ -785,7 +866,7 @@ class PrometheusSource:
             # Callers that stopped waiting still want this answer remembered;
             # once the request no longer counts as in flight, it is.
             self._settle_wanted(flight, key)
-            self._release(address)
+            self._release(address, flight.tenant)
             flight.done.set()
         self._settle_wanted(flight, key)  # those who gave up in the meantime
 
@@ -793,8 +874,8 @@ class PrometheusSource:
         for ignore_null_values in list(flight.wanted):
             self._settle(flight, ("instant", *key, ignore_null_values), ignore_null_values)
 
-    def _refresh(self, key: _FlightKey, max_body_bytes: int) -> None:
-        flight = _Flight(self._clock(), max_body_bytes)
+    def _refresh(self, key: _FlightKey, max_body_bytes: int, tenant: str) -> None:
+        flight = _Flight(self._clock(), max_body_bytes, tenant)
         self._run(flight, key)
         with self._lock:
             current = self._flights.get(key)
@@ -1035,19 +1116,82 @@ def _as_series_list(result: Any, address: str, query: str) -> list[dict[str, Any
     )
 
 
+def _range_pair(sample: Any, address: str, query: str) -> tuple[Any, Any]:
+    """A range series' [time, value] pair; anything else is a bad response."""
+    if isinstance(sample, list) and len(sample) == 2:
+        return sample[0], sample[1]
+    shown = f"{len(sample)} items" if isinstance(sample, list) else _json_shown(sample)
+    raise BackendError(
+        BackendErrorKind.BAD_RESPONSE,
+        address,
+        query,
+        f"a sample of the series is {shown}, not a [time, value] pair",
+    )
+
+
+def _grid_index(
+    timestamp: Any, start: float, step_seconds: float, address: str, query: str
+) -> int | None:
+    """The grid point a range sample's time falls on; None when it is too far off the grid
+    to count. A time that is not a finite number is a bad response (it would overflow the
+    rounding)."""
+    seconds = _finite_time(timestamp)
+    if seconds is None:
+        raise BackendError(
+            BackendErrorKind.BAD_RESPONSE,
+            address,
+            query,
+            f"a sample's time is {_json_shown(timestamp)}, not a finite number",
+        )
+    position = (seconds - start) / step_seconds
+    return round(position) if math.isfinite(position) else None
+
+
+def _finite_time(timestamp: Any) -> float | None:
+    # Prometheus writes sample times as JSON numbers (a number in a string is read too);
+    # a bool is not one.
+    if isinstance(timestamp, bool) or not isinstance(timestamp, int | float | str):
+        return None
+    try:
+        seconds = float(timestamp)
+    except (ValueError, OverflowError):  # a huge JSON integer overflows a float
+        return None
+    return seconds if math.isfinite(seconds) else None
+
+
 def _parse_sample(
     text: Any, address: str, query: str, kind: BackendErrorKind = BackendErrorKind.BAD_RESPONSE
 ) -> float:
+    if not isinstance(text, str):
+        # Prometheus writes every sample value as a string ("1", "NaN", "+Inf"); KEDA's
+        # prometheus scaler fails on anything else, and a JSON true must not read as 1.
+        raise BackendError(
+            BackendErrorKind.BAD_RESPONSE,
+            address,
+            query,
+            f"a sample value is {_json_shown(text)}, not a string as Prometheus writes it",
+        )
     try:
         # Prometheus writes NaN, +Inf and -Inf, which float() reads.
         return float(text)
-    except (TypeError, ValueError):
+    except ValueError:
         raise BackendError(
             kind,
             address,
             query,
             f"the query returns {_quote(text)}, not a number",
         ) from None
+
+
+def _json_shown(value: Any) -> str:
+    """A parsed JSON value as a message shows it: short, and saying what it is."""
+    if isinstance(value, str):
+        return f"the string {_quote(value, 40)}"
+    if value is None or isinstance(value, bool):
+        return json.dumps(value)  # null, true, false
+    if isinstance(value, int | float):
+        return f"the number {str(value)[:40]}"
+    return "an array" if isinstance(value, list) else "an object"
 
 
 def _multiple_series(address: str, query: str, count: int) -> BackendError:
