@@ -63,18 +63,23 @@ def add_trace_source_arguments(p: argparse.ArgumentParser, group: Any) -> None:
         metavar="DURATION",
         help="resolution of the range fetched from Prometheus (default: %(default)s)",
     )
-    p.add_argument(
-        "--unit",
-        choices=UNITS,
-        help="count: requests per interval; rate: requests per second (default: count for "
-        "CSV, rate for Prometheus)",
-    )
+    add_unit_argument(p)
     p.add_argument(
         "--fill-missing",
         choices=FILL_MISSING,
         default="error",
         help="missing intervals: error names the first one; zero writes no traffic; hold "
         "repeats the last value (default: %(default)s)",
+    )
+
+
+def add_unit_argument(p: Any) -> None:
+    """--unit, as `simulate`, `backtest` and `fleet` read it (`p`: a parser or a group)."""
+    p.add_argument(
+        "--unit",
+        choices=UNITS,
+        help="count: requests per interval; rate: requests per second (default: count for "
+        "CSV, rate for Prometheus)",
     )
 
 

@@ -1,9 +1,10 @@
 """A trace straight from Prometheus: `--prometheus-url --query --start --end --step`.
 
 The range is fetched in chunks below Prometheus' per-query point limit by the
-same source the service uses (`PrometheusSource.range`), then laid on its grid
-by the trace reader's rules (gaps filled by `--fill-missing` or named in the
-error). Values are read as requests per second unless `unit="count"`: a
+same source the service uses (`PrometheusSource.range_samples`), then checked
+and laid on its grid by the trace reader's rules (+Inf and negative values
+refused, gaps and NaN filled by `--fill-missing` or named in the error).
+Values are read as requests per second unless `unit="count"`: a
 `sum(rate(...))` query returns a rate.
 """
 
@@ -108,7 +109,10 @@ def query_trace(
         raise TraceError("--query is empty; give the PromQL of the service's total requests/s")
     with source_factory(range_timeout_seconds=timeout_seconds, coalesce_seconds=0.0) as source:
         try:
-            times, values = source.range(url, query, span.start, span.end, span.step_seconds)
+            # As Prometheus wrote them: +Inf and negative values are refused as in a file.
+            times, values, present = source.range_samples(
+                url, query, span.start, span.end, span.step_seconds
+            )
         except BackendError as err:
             raise TraceError(_backend_message(err)) from None
         except ValueError as err:
@@ -130,6 +134,7 @@ def query_trace(
         unit=chosen,
         fill_missing=fill_missing,
         notes=notes,
+        present=present,
     )
 
 

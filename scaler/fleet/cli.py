@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import shlex
 import sys
 import threading
@@ -45,6 +46,7 @@ from scaler.fleet.services import (
 from scaler.policy import MAX_POD_STARTUP_SECONDS, MAX_REPLICAS
 from scaler.sim.cluster import ClusterModel
 from scaler.sim.scenario import ScenarioError, check_scenario, with_service
+from scaler.trace_input import add_unit_argument
 from scaler.traces import FILL_MISSING
 
 DAY = 86400.0
@@ -146,9 +148,10 @@ def add_fleet_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--fill-missing",
         choices=FILL_MISSING,
         default="error",
-        help="missing intervals in the trace files: error names the first one; zero writes no "
-        "traffic; hold repeats the last value (default: %(default)s)",
+        help="missing intervals in the trace files or Prometheus series: error names the first "
+        "one; zero writes no traffic; hold repeats the last value (default: %(default)s)",
     )
+    add_unit_argument(source)
     source.add_argument(
         "--prometheus-url",
         metavar="URL",
@@ -402,13 +405,30 @@ def services_from(args: argparse.Namespace) -> list[ServiceSource]:
                 f"{', '.join(unused)} shape(s) the history read from Prometheus; trace files "
                 "are read as they are: leave them out with --traces"
             )
-        return list(from_folder(args.traces, args.fill_missing))
+        return list(from_folder(args.traces, args.fill_missing, args.unit))
     if not (args.prometheus_url and args.query):
         raise FleetInputError("--prometheus-url and --query go together")
     end = args.end if args.end is not None else math.floor(time.time() / 3600) * 3600.0
     since = DEFAULT_SINCE_SECONDS if args.since is None else args.since
     step = DEFAULT_STEP_SECONDS if args.step is None else args.step
-    return list(from_prometheus(args.prometheus_url, args.query, end - since, end, step))
+    return list(
+        from_prometheus(
+            args.prometheus_url, args.query, end - since, end, step, args.fill_missing, args.unit
+        )
+    )
+
+
+def check_cache(cache: str | None, traces: str | None) -> None:
+    """FleetInputError when --cache is the --traces folder: its results (NAME.json) would be
+    read as services by the next run. A cache in a folder below it is not: only the files
+    directly in --traces are read."""
+    # realpath, not resolve(): a symlink loop is check_output_dir's to name, not a traceback.
+    if cache and traces and os.path.realpath(cache) == os.path.realpath(traces):
+        raise FleetInputError(
+            f"--cache {cache} is the --traces folder: the results cached there would be read "
+            "as services by the next run; give another --cache, e.g. "
+            f"--cache {Path(cache) / '.cache'}, or leave it out (default: OUT/.cache)"
+        )
 
 
 def _count(n: int, thing: str) -> str:
@@ -430,6 +450,7 @@ def run_fleet_command(args: argparse.Namespace) -> int:
                 f"--out {out / 'fleet-report'}"
             )
         if not args.no_cache:
+            check_cache(args.cache, args.traces)
             # Created and written while services finish: a folder that cannot be would
             # otherwise fail after the work (or as "cannot reach the Dask scheduler").
             check_output_dir(args.cache or str(out / ".cache"), "--cache")

@@ -29,6 +29,8 @@ HOUR = 3600.0
 DAY = 86400.0
 
 POLICIES = ("reactive", "tidescaler")
+# How far ahead the forecast's skill is scored.
+SKILL_HORIZON = HOUR
 # The coarse pass of the target search takes every this many targets.
 REFINE_STRIDE = 10
 
@@ -163,6 +165,14 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
             reason=f"{days:.3g} days, under the {settings.min_history_days:g} days of "
             "--min-history",
         )
+    needed = _skill_intervals(step, settings)
+    if len(trace.values) < needed:
+        # Just over --min-history (1.0 to 1.04 days at 1d): no forecast to score yet.
+        return replace(
+            base,
+            reason=f"{days:.4g} days, under the {needed * step / DAY:.4g} days needed to score "
+            f"the forecast an hour ahead after {_skill_history(settings) / DAY:g}d of history",
+        )
     if not peak > 0:
         return replace(base, recommendation=NO_TRAFFIC, reason="every value is 0")
     if settings.capacity_per_replica is not None:
@@ -262,8 +272,8 @@ def _frontier_points(
         if not values:
             return []
         grid = Sweep((("target_utilization", tuple(f"{t:g}" for t in values)),), policies)
-        # No demand_problem refusal (check_demand=False): it speaks of simulate's --scale
-        # and --unit, which fleet does not have, and fleet sizes capacity itself (from the
+        # No demand_problem refusal (check_demand=False): it speaks of simulate's --scale,
+        # which fleet does not have, and fleet sizes capacity itself (from the
         # service's p99, or --capacity-per-replica). A peak above every ScaledObject's
         # reach is then a spike far above the service's usual demand; the autoscaled
         # policies stop at the fleet's max replicas and are judged on it, as fleet always
@@ -326,14 +336,14 @@ def fleet_scenario(name: str, capacity: float, settings: FleetSettings) -> Scena
 def _with_forecast_skill(
     result: ServiceResult, trace: Trace, settings: FleetSettings
 ) -> ServiceResult:
-    """sMAPE of the forecaster and of the best baseline one hour ahead, and band coverage."""
-    min_history = min(settings.min_history_days, 2.0) * DAY
+    """sMAPE of the forecaster and of the best baseline one hour ahead, and band coverage;
+    the trace must hold at least `_skill_intervals`."""
     scored = backtest.run(
         trace,
-        [HOUR],
+        [SKILL_HORIZON],
         quantile=settings.forecast_quantile,
         stride_seconds=3 * HOUR,
-        min_history_seconds=min_history,
+        min_history_seconds=_skill_history(settings),
     )
     ours = [s for s in scored.scores if s.method == backtest.TIDESCALER]
     others = [
@@ -347,6 +357,19 @@ def _with_forecast_skill(
         baseline_smape=_finite(best.smape) if best else None,
         baseline=best.method if best else None,
     )
+
+
+def _skill_history(settings: FleetSettings) -> float:
+    """Seconds of history before the first forecast the skill is scored on."""
+    return min(settings.min_history_days, 2.0) * DAY
+
+
+def _skill_intervals(step: float, settings: FleetSettings) -> int:
+    """The fewest intervals whose forecast skill can be scored: the backtest's first
+    origin closes `_skill_history`, and the hour forecast from it must be in the trace
+    (a trace of exactly --min-history 1d has no such hour). As backtest.run counts them."""
+    history = max(math.ceil(_skill_history(settings) / step), 1)
+    return history + max(1, math.ceil(SKILL_HORIZON / step - 1e-9))
 
 
 def _finite(value: float | None) -> float | None:

@@ -30,8 +30,9 @@ OnResult = Callable[[ServiceResult, bool], None]  # (result, came from the cache
 # Local worker processes; more is a typo, not a setting (each is a Python process).
 MAX_WORKERS = 1024
 # Part of every cache key: a change of what a result says (new recommendations, a
-# reason) makes the cached results of the same version stale.
-RESULT_FORMAT = 3
+# reason) or of how its input is read makes the cached results of the same version
+# stale. 4: a trace whose step changes is refused (a filled one was cached).
+RESULT_FORMAT = 4
 
 
 @dataclass(frozen=True)

@@ -14,13 +14,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import requests
 from prometheus_api_client import PrometheusConnect
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from scaler.trace_query import MAX_RANGE_POINTS, range_points
-from scaler.traces import FillMissing, Trace, read_trace
+from scaler.traces import FillMissing, Trace, Unit, from_series, read_trace
 
 TRACE_SUFFIXES = (".csv", ".csv.gz", ".json", ".json.gz", ".tsv")
 
@@ -38,6 +37,7 @@ class FileService:
     size: int
     mtime_ns: int
     fill_missing: FillMissing = "error"
+    unit: Unit | None = None  # None: the file's own (count for CSV, rate for Prometheus)
 
     def identity(self) -> str:
         # Gaps filled otherwise are other traffic.
@@ -47,11 +47,13 @@ class FileService:
         """The file alone, whatever fills its gaps: a trace without gaps is the same
         traffic under every --fill-missing."""
         # Content is fingerprinted by size and modification time: cheap on the
-        # driver, and a changed file is evaluated again.
-        return f"file:{self.path}:{self.size}:{self.mtime_ns}"
+        # driver, and a changed file is evaluated again. Values read in another unit
+        # are other traffic (said only when given, so that older cache keys still hold).
+        unit = f":unit={self.unit}" if self.unit else ""
+        return f"file:{self.path}:{self.size}:{self.mtime_ns}{unit}"
 
     def load(self) -> Trace:
-        return read_trace(self.path, fill_missing=self.fill_missing)
+        return read_trace(self.path, unit=self.unit, fill_missing=self.fill_missing)
 
 
 @dataclass(frozen=True)
@@ -65,8 +67,15 @@ class PrometheusService:
     start: float
     end: float
     step_seconds: float
+    fill_missing: FillMissing = "error"
+    unit: Unit | None = None  # None: rate, what a rate() query returns
 
     def identity(self) -> str:
+        # Gaps filled otherwise are other traffic.
+        return json.dumps([*json.loads(self.content_identity()), self.fill_missing])
+
+    def content_identity(self) -> str:
+        """The series alone, whatever fills its gaps (as a file's)."""
         return json.dumps(
             [
                 "prometheus",
@@ -76,11 +85,9 @@ class PrometheusService:
                 self.start,
                 self.end,
                 self.step_seconds,
+                self.unit or "rate",
             ]
         )
-
-    def content_identity(self) -> str:
-        return self.identity()
 
     def series_query(self) -> str:
         """The query restricted to this label set, in plain PromQL.
@@ -99,13 +106,22 @@ class PrometheusService:
         from scaler.sources.prometheus import PrometheusSource
 
         with PrometheusSource() as source:
-            times, values = source.range(
+            times, values, present = source.range_samples(
                 self.url, self.series_query(), self.start, self.end, self.step_seconds
             )
-        # A rate() series is requests per second; the simulator's traces count
-        # requests per interval. Gaps (no sample) are quiet intervals.
-        counts = np.nan_to_num(values, nan=0.0) * self.step_seconds
-        return Trace(times, counts, self.step_seconds, self.name)
+        # Read as `simulate --prometheus-url` reads its series: the time before the
+        # service's first sample is no history (trimmed, not zero traffic), a gap inside
+        # is filled as --fill-missing says or fails the service naming it, and +Inf or
+        # negative values are refused.
+        return from_series(
+            times,
+            values,
+            self.step_seconds,
+            self.name,
+            unit=self.unit or "rate",
+            fill_missing=self.fill_missing,
+            present=present,
+        )
 
 
 ServiceSource = FileService | PrometheusService
@@ -121,9 +137,11 @@ def service_key(
     return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def from_folder(folder: str | Path, fill_missing: FillMissing = "error") -> list[FileService]:
+def from_folder(
+    folder: str | Path, fill_missing: FillMissing = "error", unit: Unit | None = None
+) -> list[FileService]:
     """Every trace file directly in `folder`, one service each, named by file stem; missing
-    intervals in them are treated as `fill_missing` says."""
+    intervals in them are treated as `fill_missing` says, values read in `unit`."""
     root = Path(folder)
     if not root.is_dir():
         raise FleetInputError(f"{root}: not a folder; give a folder of trace files (CSV)")
@@ -147,7 +165,9 @@ def from_folder(folder: str | Path, fill_missing: FillMissing = "error") -> list
             )
         first_file[name] = path
         services.append(
-            FileService(name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, fill_missing)
+            FileService(
+                name, str(path.resolve()), stat.st_size, stat.st_mtime_ns, fill_missing, unit
+            )
         )
     if not services:
         raise FleetInputError(
@@ -171,9 +191,16 @@ def skipped_files(folder: str | Path) -> list[Path]:
 
 
 def from_prometheus(
-    url: str, query: str, start: float, end: float, step_seconds: float
+    url: str,
+    query: str,
+    start: float,
+    end: float,
+    step_seconds: float,
+    fill_missing: FillMissing = "error",
+    unit: Unit | None = None,
 ) -> list[PrometheusService]:
-    """One service per label set the query returns at `end` (an instant query)."""
+    """One service per label set the query returns at `end` (an instant query); gaps in
+    their series are treated as `fill_missing` says, values read in `unit` (default rate)."""
     if not math.isfinite(step_seconds) or step_seconds <= 0:
         raise FleetInputError(f"--step must be a duration > 0, got {step_seconds:g} s")
     if end <= start:
@@ -204,7 +231,7 @@ def from_prometheus(
         # with a "/"): every service is then named by its labels in full.
         names = [_full_name(labels) for labels in label_sets]
     return [
-        PrometheusService(name, labels, url, query, start, end, step_seconds)
+        PrometheusService(name, labels, url, query, start, end, step_seconds, fill_missing, unit)
         for name, labels in zip(names, label_sets, strict=True)
     ]
 

@@ -17,6 +17,7 @@ from scaler.traces.model import (
     TraceError,
     Unit,
 )
+from scaler.traces.prometheus_json import FIX_QUERY, check_sample
 from scaler.traces.timestamps import duration_text, when
 
 HOUR = 3600.0
@@ -26,6 +27,12 @@ JITTER_SHARE = 0.01
 # A time off the grid by more than this share of the step is not on it (float noise).
 EXACT_SHARE = 1e-6
 DST_FIX = "export the times in UTC or with their UTC offset (e.g. 2024-03-31T03:00:00+02:00)"
+# At least this many intervals in a row of one length other than the grid's step are a
+# stretch recorded at another resolution, not rows lost: filling its "gaps" would change
+# the traffic (zero: a fifth of it at 5m among 1m rows; hold: five times it).
+MIN_STEP_RUN = 12
+# Neighbouring intervals this close (a share of the longer one) are of one length: jitter.
+SAME_INTERVAL_SHARE = 2 * JITTER_SHARE
 
 
 def on_grid(
@@ -36,9 +43,12 @@ def on_grid(
     fill: FillMissing,
     notes: list[str],
     warnings: list[str],
+    *,
+    refuse_step_change: bool = True,
 ) -> Trace:
     """The samples as a Trace on their grid (the most common interval), in requests per
-    interval; raises TraceError naming the first duplicate, off-grid row or gap."""
+    interval; raises TraceError naming the first duplicate, change of step, off-grid row
+    or gap. `refuse_step_change` False leaves a stretch at another step to the gap rules."""
     where = samples.where
 
     def at(n: int) -> str:
@@ -78,6 +88,9 @@ def on_grid(
     step = grid_step(diffs)
     if step <= 0:
         raise TraceError(f"{name}: cannot find the interval between rows; check the timestamps")
+    change = _step_change(times, lines, diffs, step, at) if refuse_step_change else None
+    if change is not None:
+        raise change
     # Every row on the grid start + k * step.
     origin = float(times[0])
     k = (times - times[0]) / step
@@ -244,6 +257,46 @@ def _snapped(
     return None
 
 
+def _step_change(
+    times: npt.NDArray[np.float64],
+    lines: npt.NDArray[np.int64],
+    diffs: npt.NDArray[np.float64],
+    step: float,
+    at: Callable[[int], str],
+) -> TraceError | None:
+    """The error naming where the rows' interval changes for good (two days at 5m, then
+    1m), or None when every other interval is a gap or jitter on the one grid.
+
+    A change is a run of MIN_STEP_RUN or more intervals of one length other than the
+    step; the first such run in time is named, at the row where it begins or ends.
+    """
+    if len(diffs) < MIN_STEP_RUN:
+        return None
+    same = np.abs(np.diff(diffs)) <= SAME_INTERVAL_SHARE * np.maximum(diffs[1:], diffs[:-1])
+    starts = np.flatnonzero(np.concatenate(([True], ~same)))
+    ends = np.append(starts[1:], len(diffs))
+    other = (ends - starts >= MIN_STEP_RUN) & ~np.isclose(
+        diffs[starts], step, rtol=SAME_INTERVAL_SHARE, atol=0.0
+    )
+    if not other.any():
+        return None
+    first = int(np.argmax(other))
+    begin, end = int(starts[first]), int(ends[first])
+    if begin == 0 and end == len(diffs):
+        return None  # one run from end to end is the grid itself
+    run = round(float(np.median(diffs[begin:end])), 3)
+    # Rows before `row` are one step apart, rows from it on the other (or the reverse).
+    row, before, after = (begin, step, run) if begin else (end, run, step)
+    coarse = duration_text(max(before, after))
+    return TraceError(
+        f"{at(int(lines[row]))}: the interval between rows changes from "
+        f"{duration_text(before)} to {duration_text(after)} at {when(float(times[row]))}: "
+        f"filling the gaps between the {coarse} rows would change the traffic; resample "
+        f"the trace to one step of {coarse} (add up the counts, or average the rates, of "
+        f"each {coarse}) and read it again"
+    )
+
+
 def _off_grid(
     times: npt.NDArray[np.float64],
     lines: npt.NDArray[np.int64],
@@ -283,30 +336,45 @@ def from_series(
     unit: Unit,
     fill_missing: FillMissing,
     notes: Sequence[str] = (),
+    present: npt.NDArray[np.bool_] | None = None,
 ) -> Trace:
-    """A trace from a series already on a grid with NaN for gaps (a Prometheus range answer).
+    """A trace from a series already on a grid (a Prometheus range answer).
 
-    Leading and trailing gaps are trimmed (the series began or ended inside the
-    range); gaps inside are filled by `fill_missing` or are an error naming them.
+    `present` marks the points that had a sample (default: those not NaN). Their values
+    are checked as a query_range file's are: +Inf, -Inf or a negative value is an error
+    naming the sample, and NaN (0/0 in the query) is a gap like a missing sample.
+    Leading and trailing gaps are trimmed (the series began or ended inside the range);
+    gaps inside are filled by `fill_missing` or are an error naming them.
     """
-    present = np.flatnonzero(np.isfinite(values))
-    if len(present) < 2:
+    if present is None:
+        present = ~np.isnan(values)
+    refused = present & (np.isinf(values) | (values < 0))
+    if refused.any():
+        i = int(np.argmax(refused))
+        check_sample(
+            name, i + 1, float(timestamps[i]), float(values[i]), _written(values[i]), FIX_QUERY
+        )
+    usable = present & ~np.isnan(values)
+    kept = np.flatnonzero(usable)
+    if len(kept) < 2:
         raise TraceError(
-            f"{name}: {len(present)} sample(s) in the range; needs at least 2: check the query "
+            f"{name}: {len(kept)} sample(s) in the range; needs at least 2: check the query "
             "returns data between --start and --end"
         )
     notes = list(notes)
-    first, last = int(present[0]), int(present[-1])
+    first, last = int(kept[0]), int(kept[-1])
     if first or last < len(values) - 1:
         notes.append(
             f"no data before {when(float(timestamps[first]))} or after "
             f"{when(float(timestamps[last]))}: trimmed to the span with data"
         )
+    if fill_missing == "error":
+        _refuse_nan(timestamps, usable, present, first, last, name)
     samples = Samples(where="sample", name=name)
-    for i in present:
-        samples.add(float(timestamps[i]), float(values[i]), int(i) + 1)
-    # The grid is the query's step, not the most common difference between samples.
-    trace = on_grid(samples, name, name, unit, fill_missing, notes, [])
+    for k in kept.tolist():
+        samples.add(float(timestamps[k]), float(values[k]), k + 1)
+    # The grid is the query's step: a stretch of gaps is the query's doing, said as gaps.
+    trace = on_grid(samples, name, name, unit, fill_missing, notes, [], refuse_step_change=False)
     if not math.isclose(trace.step_seconds, step_seconds):
         # Only possible when every sample is more than one step apart.
         raise TraceError(
@@ -314,3 +382,33 @@ def from_series(
             "pass a --step equal to the series' resolution"
         )
     return trace
+
+
+def _written(value: float) -> str:
+    """A value as Prometheus writes it: +Inf, -Inf, -5."""
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return f"{value:g}"
+
+
+def _refuse_nan(
+    timestamps: npt.NDArray[np.float64],
+    usable: npt.NDArray[np.bool_],
+    present: npt.NDArray[np.bool_],
+    first: int,
+    last: int,
+    name: str,
+) -> None:
+    """When the first gap inside the span is a NaN sample, not a missing one, say so:
+    the query returned 0/0 there, which --fill-missing fills as it fills a gap."""
+    lacking = np.flatnonzero(~usable[first : last + 1])
+    if not len(lacking) or not present[first + int(lacking[0])]:
+        return  # no gap, or a missing sample: on_grid names it
+    i = first + int(lacking[0])
+    nans = int((present & ~usable)[first : last + 1].sum())
+    raise TraceError(
+        f"{name}: sample {i + 1} at {when(float(timestamps[i]))}: value NaN (the query "
+        f"divides 0 by 0 there?), {nans} in all, leaves the interval without a number; pass "
+        "--fill-missing zero (no traffic) or --fill-missing hold (repeat the last value), or "
+        "fix the query so that it returns a number there"
+    )

@@ -33,6 +33,29 @@ def _number(value: Any) -> float:
     return float(value)
 
 
+# How to be rid of an infinite value: in a file the sample can go (and its gap be
+# filled); a series fetched from Prometheus comes back as the query returns it.
+REMOVE_SAMPLE = "fix the query, or remove the sample and pass --fill-missing"
+FIX_QUERY = "fix the query so that it returns a number there"
+
+
+def check_sample(name: str, i: int, t: float, v: float, written: str, inf_fix: str) -> None:
+    """Refuse a sample no trace may hold: +Inf or -Inf, or a negative value. NaN is not
+    checked here: Prometheus writes it for 0/0, and a trace reads it as a gap."""
+    if math.isinf(v):
+        # x/0 in the query: no demand to fill a gap with, and --fill-missing zero
+        # would have made an infinite demand none at all.
+        raise TraceError(
+            f"{name}: sample {i} at {when(t)}: value {written} is not finite (the query "
+            f"divides by zero there?); {inf_fix}"
+        )
+    if v < 0:
+        raise TraceError(
+            f"{name}: sample {i} at {when(t)}: value {written} is negative; query rate() or "
+            "increase() of the counter, not the counter itself"
+        )
+
+
 def prometheus_samples(text: IO[str], name: str) -> Samples:
     try:
         document = json.load(text)
@@ -112,19 +135,7 @@ def prometheus_samples(text: IO[str], name: str) -> Samples:
             )
         if math.isnan(v):
             continue  # what Prometheus writes for 0/0: a gap, filled by --fill-missing
-        if math.isinf(v):
-            # x/0 in the query: no demand to fill a gap with, and --fill-missing zero
-            # would have made an infinite demand none at all.
-            raise TraceError(
-                f"{name}: sample {i} at {when(t)}: value {pair[1]} is not finite (the query "
-                "divides by zero there?); fix the query, or remove the sample and pass "
-                "--fill-missing"
-            )
-        if v < 0:
-            raise TraceError(
-                f"{name}: sample {i} at {when(t)}: value {pair[1]} is negative; query rate() or "
-                "increase() of the counter, not the counter itself"
-            )
+        check_sample(name, i, t, v, str(pair[1]), REMOVE_SAMPLE)
         samples.add(t, v, i)
     if not samples.times:
         raise TraceError(f"{name}: the series has no finite sample; check the query over the range")
