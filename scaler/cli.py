@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from scaler import __version__
-from scaler.cli_support import prometheus_url_arg, url_problem
+from scaler.cli_support import closed_stdout_quietly, prometheus_url_arg, url_problem
 
 ENV_PREFIX = "TIDESCALER_"
 
@@ -670,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
     try:
-        result: int = args.func(args)
+        result: int = closed_stdout_quietly(args.func, args)
     except KeyboardInterrupt:
         return _interrupted(args.command)
     except MemoryError:

@@ -8,6 +8,8 @@ import argparse
 import contextlib
 import math
 import os
+import select
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable
@@ -139,22 +141,57 @@ def check_output_file(path: str | None, flag: str) -> None:
         raise OutputPathError(f"{flag} {path}: cannot write there ({_reason(err)})") from None
 
 
-def check_not_an_input(
-    path: str | None, flag: str, inputs: Iterable[tuple[str, str | Path | None]]
-) -> None:
+Inputs = Iterable[tuple[str, str | Path | None]]
+
+
+def check_not_an_input(path: str | None, flag: str, inputs: Inputs) -> None:
     """An output file must not be a file the run reads: writing it would destroy the
     input (and a later run would read the output as traffic). `inputs` are (what it is,
     its path) pairs; stdin (-) and absent ones are skipped."""
     if not path:
         return
-    target = os.path.realpath(path)
+    what = _input_at(path, inputs)
+    if what is not None:
+        raise OutputPathError(f"{flag} {path}: is {what}, which this run reads; name another file")
+
+
+def check_folder_not_an_input(
+    folder: str | None, names: Iterable[str], flag: str, inputs: Inputs
+) -> None:
+    """`check_not_an_input` for each file a run writes into `folder` (`names`), before
+    any of them is written: one of them may be the very file the run reads."""
+    if not folder:
+        return
+    inputs = list(inputs)
+    for name in names:
+        path = os.path.join(folder, name)
+        what = _input_at(path, inputs)
+        if what is not None:
+            raise OutputPathError(
+                f"{flag} {folder}: would overwrite {path}, {what}, which this run reads; "
+                "name another folder"
+            )
+
+
+def _input_at(path: str, inputs: Inputs) -> str | None:
+    """What input `path` is (its `what`), or None when it is none of them."""
     for what, source in inputs:
         if source is None or str(source) in ("", "-"):
             continue
-        if os.path.realpath(source) == target:
-            raise OutputPathError(
-                f"{flag} {path}: is {what}, which this run reads; name another file"
-            )
+        if _same_file(path, source):
+            return what
+    return None
+
+
+def _same_file(a: str | Path, b: str | Path) -> bool:
+    """One file under two names: the same path once links are resolved, or (a hard
+    link, a case-insensitive disk) the same file on disk."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:  # either one does not exist (yet): not the same file
+        return False
 
 
 def make_folder(path: Path) -> None:
@@ -218,3 +255,87 @@ class ProgressLines:
             f"{self._what}: {task} {100 * fraction:.0f}% ({now - self._began:.0f}s elapsed)\n"
         )
         self._stream.flush()
+
+
+# -- flags given on the command line, told from flags left at their default --------------------
+
+_GIVEN = "given_options"  # the namespace attribute that holds them
+
+
+def track_given(parser: argparse.ArgumentParser, *options: str) -> None:
+    """Make each of `options` note, when the command line gives it, that it was given, for
+    `given`: a flag whose default is a value (--fill-missing error) cannot be told from one
+    that was left alone by its value, and one that has no effect must be refused only then."""
+    wanted = set(options)
+    for action in parser._actions:
+        if wanted & set(action.option_strings):
+            action.__class__ = _noting(type(action))
+
+
+def given(args: argparse.Namespace, option: str) -> bool:
+    """Whether the command line gave `option` (one that `track_given` tracks)."""
+    return option in getattr(args, _GIVEN, ())
+
+
+def _noting(kind: type[argparse.Action]) -> type[argparse.Action]:
+    """`kind` of argparse action that also notes its option strings as given."""
+
+    class Noting(kind):  # type: ignore[valid-type,misc]
+        def __call__(
+            self,
+            parser: argparse.ArgumentParser,
+            namespace: argparse.Namespace,
+            values: object,
+            option_string: str | None = None,
+        ) -> None:
+            super().__call__(parser, namespace, values, option_string)
+            # A new set each time: a subcommand's namespace is copied onto the main one.
+            noted = set(getattr(namespace, _GIVEN, ())) | set(self.option_strings)
+            setattr(namespace, _GIVEN, noted)
+
+    Noting.__name__ = f"Noting{kind.__name__}"
+    return Noting
+
+
+# -- a reader that stops early: `tidescaler ... | head` -----------------------------------------
+
+# The exit status when standard output is closed before the output is all written: what
+# Python's own recipe (the signal module's "Note on SIGPIPE") and Rich, which prints the
+# tables, exit with, so every subcommand and every output ends the same way.
+STDOUT_CLOSED = 1
+
+
+def closed_stdout_quietly(
+    command: Callable[[argparse.Namespace], int], args: argparse.Namespace
+) -> int:
+    """Run a subcommand; when whatever reads its output stops early (`| head`), end with
+    status STDOUT_CLOSED and no traceback instead of a BrokenPipeError."""
+    try:
+        status = command(args)
+        sys.stdout.flush()  # output still buffered fails here, not as Python exits
+    except BrokenPipeError:
+        if not _stdout_closed():
+            raise  # a socket's, say: a real failure, not the reader going away
+        _stdout_to_devnull()
+        return STDOUT_CLOSED
+    return status
+
+
+def _stdout_closed() -> bool:
+    """Whether nothing reads standard output any more (a pipe whose reader has gone)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        events = poller.poll(0)
+    except (AttributeError, OSError, ValueError):  # no poll, or no file: assume it is
+        return True
+    return any(event & (select.POLLERR | select.POLLHUP) for _, event in events)
+
+
+def _stdout_to_devnull() -> None:
+    """Point standard output at /dev/null: Python flushes it again as it exits, which
+    would fail the same way and print "Exception ignored ... BrokenPipeError"."""
+    with contextlib.suppress(AttributeError, OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)

@@ -29,7 +29,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib import resources
@@ -110,6 +110,10 @@ class _BoundedLoader(yaml.SafeLoader):
         self._at: list[Any] = []
         self._sizes: dict[yaml.Node, int] = {}  # values in each node, aliases expanded
         self._aliased = 0
+        # What each node was built into, and each mapping or list built back to its node
+        # (with the object, so that its id stays its own): for `written`.
+        self._built: dict[yaml.Node, Any] = {}
+        self._node_of: dict[int, tuple[Any, yaml.Node]] = {}
 
     def compose_document(self) -> yaml.Node | None:
         self._doc += 1
@@ -165,6 +169,27 @@ class _BoundedLoader(yaml.SafeLoader):
         self._sizes[node] = size
         return node
 
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        data = super().construct_object(node, deep=deep)
+        self._built[node] = data
+        if isinstance(data, dict | list):
+            self._node_of[id(data)] = (data, node)
+        return data
+
+    def written(self, container: Any, part: Any) -> str | None:
+        """The scalar `container[part]` as the file writes it (`off`, not False; `010`,
+        not 8), or None when it is not a scalar of this file."""
+        _, node = self._node_of.get(id(container), (None, None))
+        item: yaml.Node | None = None
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+            item = node.value[part] if 0 <= part < len(node.value) else None
+        elif isinstance(node, yaml.MappingNode):
+            # The last pair with that key: the one the built mapping kept (merges included).
+            for key, value in node.value:
+                if key in self._built and type(self._built[key]) is type(part):
+                    item = value if self._built[key] == part else item
+        return item.value if isinstance(item, yaml.ScalarNode) else None
+
     def compose_mapping_node(self, anchor: Any) -> yaml.MappingNode:
         node: yaml.MappingNode = super().compose_mapping_node(anchor)
         seen: dict[tuple[str, str], int] = {}
@@ -210,7 +235,35 @@ def _unknown_fields(value: Any, schema: Mapping[str, Any], at: list[Any]) -> Ite
             yield from _unknown_fields(item, schema["items"], [*at, i])
 
 
-def _schema_problems(doc: Mapping[str, Any]) -> Iterator[Problem]:
+# The scalar at (container, key) as the file writes it, or None (see _BoundedLoader.written).
+Written = Callable[[Any, Any], str | None]
+
+
+def _not_written(container: Any, part: Any) -> None:
+    return None
+
+
+def _at(doc: Any, path: Sequence[Any], written: Written) -> str | None:
+    """The scalar at `path` in `doc` as written, or None."""
+    if not path:
+        return None
+    container = doc
+    for part in path[:-1]:
+        container = container[part]
+    return written(container, path[-1])
+
+
+def _string_advice(instance: Any, text: str | None) -> str:
+    """How to make a value the schema wants as a string into one, in the file's own words."""
+    if instance is None:
+        said = f"YAML reads {text} as null" if text else "the value is empty"
+        return f"{said}: write the value in quotes"
+    if isinstance(instance, dict | list):
+        return "write it as one string, in quotes"
+    return f"quote it: {text if text is not None else str(instance)!r}"
+
+
+def _schema_problems(doc: Mapping[str, Any], written: Written = _not_written) -> Iterator[Problem]:
     schema = scaledobject_schema()
     validator = jsonschema.Draft7Validator(schema)
     for error in sorted(validator.iter_errors(doc), key=lambda e: list(map(str, e.path))):
@@ -218,7 +271,8 @@ def _schema_problems(doc: Mapping[str, Any]) -> Iterator[Problem]:
         if error.validator == "required":
             message = f"{message} (KEDA requires it)"
         elif error.validator == "type" and error.validator_value == "string":
-            message = f"{message}; quote it: {str(error.instance)!r}"
+            text = _at(doc, list(error.path), written)
+            message = f"{message}; {_string_advice(error.instance, text)}"
         yield Problem("", _path(list(error.path)), message)
     yield from _unknown_fields(doc, schema, [])
     spec = doc.get("spec")
@@ -254,7 +308,9 @@ def _tidescaler_triggers(
             yield i, trigger
 
 
-def _trigger_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[Problem]:
+def _trigger_problems(
+    doc: Mapping[str, Any], all_external: bool, written: Written = _not_written
+) -> Iterator[Problem]:
     for i, trigger in _tidescaler_triggers(doc, all_external):
         metadata = trigger.get("metadata")
         if not isinstance(metadata, Mapping):
@@ -262,13 +318,24 @@ def _trigger_problems(doc: Mapping[str, Any], all_external: bool) -> Iterator[Pr
                 "", f"trigger[{i}]", "metadata is missing; tidescaler reads its policy there"
             )
             continue
-        # The schema already reported values that are not strings; parse what they would say.
-        text = {str(k): "" if v is None else str(v) for k, v in metadata.items()}
+        # The schema already reported values that are not strings; parse what they would
+        # say once quoted as the schema's problem line advises (`off`, not False).
+        text = {str(k): _metadata_text(metadata, k, written) for k in metadata}
         try:
             parse_policy(text)
         except PolicyError as err:
             for problem in err.problems:
                 yield Problem("", f"trigger[{i}]", problem)
+
+
+def _metadata_text(metadata: Mapping[str, Any], key: Any, written: Written) -> str:
+    value = metadata[key]
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    text = written(metadata, key)
+    return str(value) if text is None else text
 
 
 def _of_kind(docs: Sequence[Any], kind: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -368,7 +435,11 @@ def validate_text(text: str, label: str, all_external: bool = False) -> tuple[li
             problems.append(
                 f"{where}: apiVersion {doc.get('apiVersion')!r}: expected {API_VERSION}"
             )
-        for problem in (*_schema_problems(doc), *_trigger_problems(doc, all_external)):
+        found = (
+            *_schema_problems(doc, loader.written),
+            *_trigger_problems(doc, all_external, loader.written),
+        )
+        for problem in found:
             problems.append(str(Problem(where, problem.path, problem.message)))
     for n, doc in _of_kind(docs, "ScaledJob"):
         for message in _scaledjob_problems(doc, all_external):

@@ -13,7 +13,7 @@ import pytest
 from scaler.backtest_cli import forecaster_min_history, unscored_note
 from scaler.cli import main
 from scaler.forecast.backtest import run
-from scaler.traces import Trace
+from scaler.traces import Trace, TraceError
 
 STEP = 300.0
 START = 1_700_000_000
@@ -94,6 +94,23 @@ def test_a_min_history_as_long_as_the_trace_says_so(
     assert main(_backtest(trace_file, "--horizons", "1h")) == 2  # --min-history 7d
     error = _error(capsys)
     assert "no origin after 7 days of history" in error and "a shorter --min-history" in error
+
+
+@pytest.mark.parametrize("history", ["400d", "1e20", "1e300"])
+def test_a_min_history_of_any_length_past_the_trace_is_the_same_error(
+    trace_file: Path, history: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 1e300 s used to end in numpy's "Maximum allowed size exceeded" traceback.
+    assert main(_backtest(trace_file, "--min-history", history, "--horizons", "1h")) == 2
+    error = _error(capsys)
+    assert error.startswith("error: two_days.csv: 576 rows (2.0 days) leave no origin after ")
+    assert error.endswith(" days of history; use a longer trace or a shorter --min-history")
+
+
+def test_the_backtest_itself_refuses_a_history_past_any_index() -> None:
+    trace = Trace(START + np.arange(576) * STEP, _rate(2) * STEP, STEP, "two_days")
+    with pytest.raises(TraceError, match=r"leave no origin after 1\.15741e\+295 days"):
+        run(trace, [3600.0], min_history_seconds=1e300)
 
 
 def test_a_stride_of_zero_is_refused(trace_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

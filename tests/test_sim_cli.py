@@ -230,6 +230,25 @@ def test_a_peak_below_one_replica_warns(tmp_path: Path, capsys: pytest.CaptureFi
     )
 
 
+def test_a_peak_below_one_replica_at_min_replicas_says_what_runs(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = trace_file(tmp_path, peak=10.0)
+    argv = ["--trace", str(path), "--min-replicas", "5", "--max-replicas", "5", "--json"]
+    assert run([*argv, "--policies", "reactive,static-peak,hpa-cpu"]) == 0
+    out, err = capsys.readouterr()
+    err = " ".join(err.split())
+    assert "at most one replica" not in err
+    assert (
+        "below one replica's target of 35 requests/s: every policy but the oracle stays at "
+        "min replicas 5 and they will not differ; lower --min-replicas" in err
+    )
+    # What the warning says is what ran: static-peak too holds five replicas.
+    policies = {p["policy"]: p for p in json.loads(out)["policies"]}
+    assert {p["peak_replicas"] for p in policies.values()} == {5}
+    assert policies["static-peak"]["replica_hours"] == policies["reactive"]["replica_hours"]
+
+
 def test_a_grid_too_large_for_memory_is_refused_with_the_days_that_fit() -> None:
     from scaler.sim.sanity import BYTES_PER_STEP, SanityError, check_memory
     from scaler.sim.scenario import parse_scenario

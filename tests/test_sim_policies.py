@@ -9,11 +9,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scaler.sim.policies import oracle, prepare
+from scaler.sim.policies import oracle, prepare, static_peak
 from scaler.sim.queue import tail_share
 from scaler.sim.runner import simulate
 from scaler.sim.scenario import ScenarioError, load_scenario, parse_scenario, with_sweep_value
-from scaler.sim.traffic import TideSpec, read_trace, synthetic_tide
+from scaler.sim.traffic import TideSpec, Traffic, read_trace, synthetic_tide
 from scaler.traces import TraceError
 
 SMALL: dict[str, Any] = {
@@ -58,6 +58,29 @@ def test_oracle_is_never_more_expensive_than_a_policy_without_violations() -> No
                 assert replica_hours >= oracle_hours - 1e-9, (name, target)
                 assert np.all(ready[first:] >= floor[first:])
     assert checked >= 2  # static-peak and more: the claim was put to the test
+
+
+@pytest.mark.parametrize(
+    ("peak_rps", "low", "high", "count"),
+    [
+        (20.0, 5, 5, 5),  # the peak fits in one replica: held up at min replicas
+        (20.0, 0, 100, 1),  # scale-to-zero allowed, yet a fixed count keeps one
+        (700.0, 0, 100, 20),  # 700 / (0.7 x 50)
+        # Not capped at max replicas: sized for the peak, the reference of every cost.
+        (700.0, 0, 8, 20),
+        (700.0, 30, 40, 30),
+    ],
+)
+def test_static_peak_keeps_to_min_replicas_and_covers_the_peak(
+    peak_rps: float, low: int, high: int, count: int
+) -> None:
+    data = small(policies=["static-peak"])
+    data["cluster"] = {**data["cluster"], "min_replicas": low, "max_replicas": high}
+    scenario = parse_scenario(data, "small.yaml")
+    traffic = Traffic(0.0, 60.0, np.full(1440, peak_rps))
+    run = static_peak(prepare(scenario, traffic))
+    assert set(run.replicas.provisioned.tolist()) == {count}
+    assert run.detail == {"replicas": count}
 
 
 @pytest.mark.parametrize("routing", ["pooled", "random"])

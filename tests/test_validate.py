@@ -85,6 +85,72 @@ def test_one_line_per_problem_with_did_you_mean(
     ]
 
 
+def test_quote_it_shows_the_value_as_written_not_as_yaml_read_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = GOOD.replace(
+        'threshold: "100"',
+        'threshold: "100"\n        forecast: off\n        minReplicas: 010\n'
+        "        podStartupSeconds: 60\n        forecastHistory:\n        metricLagSeconds: ~",
+    )
+    path = tmp_path / "so.yaml"
+    path.write_text(bad)
+    status, out, _ = run([str(path)], capsys)
+    at = f"{path}:doc 1: scaledobject shop/web: spec.triggers[0].metadata"
+    assert status == 1
+    assert out == [
+        f"{at}.forecast: False is not of type 'string'; quote it: 'off'",
+        f"{at}.forecastHistory: None is not of type 'string'; the value is empty: write the "
+        "value in quotes",
+        f"{at}.metricLagSeconds: None is not of type 'string'; YAML reads ~ as null: write the "
+        "value in quotes",
+        f"{at}.minReplicas: 8 is not of type 'string'; quote it: '010'",
+        f"{at}.podStartupSeconds: 60 is not of type 'string'; quote it: '60'",
+        # The parser reads what the values say once quoted: `off` is a forecast mode, and
+        # 010 ten replicas; an empty value is no duration.
+        f"{path}:doc 1: scaledobject shop/web: trigger[0]: metricLagSeconds='': expected a "
+        "duration such as 90s, 15m, 7d (at most 1h, or auto)",
+        f"{path}:doc 1: scaledobject shop/web: trigger[0]: forecastHistory='': expected a "
+        "duration such as 90s, 15m, 7d (more than 0, at most 90d)",
+    ]
+
+
+def test_quote_it_follows_anchors_merge_keys_and_kubectl_lists(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    text = """\
+apiVersion: v1
+kind: List
+items:
+  - apiVersion: keda.sh/v1alpha1
+    kind: ScaledObject
+    metadata: {name: web, namespace: shop}
+    spec:
+      scaleTargetRef: {name: web}
+      triggers:
+        - type: external
+          metadata: &base
+            scalerAddress: tidescaler:9090
+            query: sum(rate(x[1m]))
+            threshold: 0100
+            forecast: on
+        - type: external
+          metadata:
+            <<: *base
+            threshold: 0200
+"""
+    problems, count = validate_text(text, "l.yaml")
+    at = "l.yaml:doc 1: scaledobject shop/web: spec.triggers"
+    assert count == 1
+    assert problems == [
+        f"{at}[0].metadata.forecast: True is not of type 'string'; quote it: 'on'",
+        f"{at}[0].metadata.threshold: 64 is not of type 'string'; quote it: '0100'",
+        # Merged from the anchor, and the key written after the merge, which wins.
+        f"{at}[1].metadata.forecast: True is not of type 'string'; quote it: 'on'",
+        f"{at}[1].metadata.threshold: 128 is not of type 'string'; quote it: '0200'",
+    ]
+
+
 def test_kubectl_list_output_and_several_documents(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -153,7 +153,9 @@ def run(
     horizons = tuple(k * step for k in steps_of)
     first = max(math.ceil(min_history_seconds / step) - 1, 0)
     stride = max(1, round(stride_seconds / step))
-    origins = np.arange(first, n - 1, stride, dtype=np.int64)
+    # A first origin past the trace leaves none (and one past int64, from a history such
+    # as 1e300 s, would overflow the range below).
+    origins = np.arange(min(first, n - 1), n - 1, stride, dtype=np.int64)
     origins = origins[origins + steps_of[0] < n]
     if len(origins) == 0:
         raise TraceError(

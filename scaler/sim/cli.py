@@ -21,11 +21,14 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from scaler.cli_support import (
     OutputPathError,
     ProgressLines,
+    check_folder_not_an_input,
     check_not_an_input,
     check_output_dir,
     check_output_file,
     error_text,
     finite_float,
+    given,
+    track_given,
     warning_text,
 )
 from scaler.policy import MAX_REPLICAS, longest_range_seconds
@@ -230,6 +233,8 @@ def add_simulate_parser(subparsers: Any) -> argparse.ArgumentParser:
     from scaler.sim.from_cluster import add_from_cluster_arguments
 
     add_from_cluster_arguments(p)
+    # Refused with generated traffic, where they change nothing (see _refuse_trace_flags).
+    track_given(p, "--unit", "--fill-missing")
     p.set_defaults(func=run_simulate)
     return p
 
@@ -291,18 +296,8 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
         demo = True
     if trace_label:
         scenario = replace(scenario, traffic_source=trace_label, tide=None)
-    if args.peak_to_valley is not None and trace_label and not args.synthetic:
-        raise ScenarioError(
-            f"--peak-to-valley={args.peak_to_valley:g} shapes generated traffic (--synthetic); "
-            "the traffic of --trace or --prometheus-url is replayed as it is: drop the flag"
-        )
-    if args.synthetic or (args.peak_to_valley is not None and scenario.tide is not None):
-        tide = scenario.tide or TideSpec()
-        if args.peak_to_valley is not None:
-            if not 2.0 <= args.peak_to_valley <= 100.0:
-                raise ScenarioError(f"--peak-to-valley={args.peak_to_valley:g}: expected 2 to 100")
-            tide = replace(tide, peak_to_valley=args.peak_to_valley)
-        scenario = replace(scenario, tide=tide, traffic_source="synthetic")
+    scenario = _with_tide(args, scenario)
+    _refuse_trace_flags(args, scenario)
     cluster = scenario.cluster
     if args.capacity_per_replica is not None:
         if args.capacity_per_replica <= 0:
@@ -379,21 +374,85 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
                 f"expected any of {','.join(POLICY_NAMES)}"
             )
         scenario = replace(scenario, policies=names)
-    if args.sweep:
-        policies = None
-        if args.sweep_policies:
-            policies = tuple(n.strip() for n in args.sweep_policies.split(",") if n.strip())
-        scenario = replace(
-            scenario, sweep=merge_sweeps([parse_sweep(s) for s in args.sweep], policies)
-        )
-    elif demo and scenario.sweep is None:
-        demo_sweep = replace(scenario, sweep=DEMO_SWEEP)
-        if swept_policies(demo_sweep):  # not when only the oracle or static-peak run
-            scenario = demo_sweep
+    scenario = _with_sweep(args, scenario, demo)
     problems = check_scenario(scenario)
     if problems:
         raise ScenarioError("invalid scenario:\n  " + "\n  ".join(problems))
     return scenario
+
+
+def _with_tide(args: argparse.Namespace, scenario: Scenario) -> Scenario:
+    """The synthetic tide of --synthetic (or of the scenario) shaped by --peak-to-valley,
+    which is refused where there is no tide to shape."""
+    ratio = args.peak_to_valley
+    if ratio is not None and not args.synthetic and scenario.tide is None:
+        fix = "add --synthetic, or drop the flag"
+        if wants_trace(args):
+            replays = "the traffic of --trace or --prometheus-url is replayed as it is"
+            fix = "drop the flag"
+        elif scenario.generator is not None:
+            replays = f"{_scenario_name(scenario)}'s synthetic traffic is not the tide"
+        else:
+            replays = f"{_scenario_name(scenario)} replays its trace"
+        raise ScenarioError(
+            f"--peak-to-valley={ratio:g} shapes generated traffic (--synthetic); {replays}: {fix}"
+        )
+    if not args.synthetic and ratio is None:
+        return scenario
+    tide = scenario.tide or TideSpec()
+    if ratio is not None:
+        if not 2.0 <= ratio <= 100.0:
+            raise ScenarioError(f"--peak-to-valley={ratio:g}: expected 2 to 100")
+        tide = replace(tide, peak_to_valley=ratio)
+    return replace(scenario, tide=tide, traffic_source="synthetic")
+
+
+def _refuse_trace_flags(args: argparse.Namespace, scenario: Scenario) -> None:
+    """--unit and --fill-missing say how to read a trace: with generated traffic there is
+    none, and a flag that changes nothing must not look as if it had been applied."""
+    if wants_trace(args) or (scenario.tide is None and scenario.generator is None):
+        return
+    source = "--synthetic" if args.synthetic else f"{_scenario_name(scenario)}'s synthetic traffic"
+    for flag in ("--unit", "--fill-missing"):
+        if given(args, flag):
+            raise ScenarioError(
+                f"{flag} says how to read a trace, and the traffic here is generated "
+                f"({source}): drop {flag}, or give the trace with --trace"
+            )
+
+
+def _with_sweep(args: argparse.Namespace, scenario: Scenario, demo: bool) -> Scenario:
+    """--sweep, else the scenario's own sweep, else the demo's, rerunning the policies of
+    --sweep-policies: refused when there is no sweep for it to apply to."""
+    policies = None
+    if args.sweep_policies is not None:
+        policies = tuple(n.strip() for n in args.sweep_policies.split(",") if n.strip())
+    if args.sweep:
+        sweeps = [parse_sweep(s) for s in args.sweep]
+        return replace(scenario, sweep=merge_sweeps(sweeps, policies))
+    if scenario.sweep is not None:
+        if policies is None:
+            return scenario
+        return replace(scenario, sweep=merge_sweeps([scenario.sweep], policies))
+    if demo:
+        sweep = DEMO_SWEEP if policies is None else merge_sweeps([DEMO_SWEEP], policies)
+        demo_sweep = replace(scenario, sweep=sweep)
+        if policies is None and not swept_policies(demo_sweep):
+            return scenario  # only the oracle or static-peak run: nothing to sweep
+        return demo_sweep
+    if policies is not None:
+        raise ScenarioError(
+            f"--sweep-policies={args.sweep_policies} names the policies a sweep reruns, and "
+            "there is no sweep: add --sweep PARAM=v1,v2,..., or drop --sweep-policies"
+        )
+    return scenario
+
+
+def _scenario_name(scenario: Scenario) -> str:
+    """The scenario as the user knows it: a file they gave, or the bundled demo."""
+    return (
+        "the bundled demo" if scenario.origin == str(bundled_scenario_path()) else scenario.origin
+    )
 
 
 def _cluster_flags(args: argparse.Namespace, cluster: ClusterModel) -> ClusterModel:
@@ -459,6 +518,7 @@ def load_traffic(args: argparse.Namespace, scenario: Scenario) -> tuple[Traffic,
 
 def run_simulate(args: argparse.Namespace) -> int:
     from scaler.sim.report import (
+        OUTPUT_FILES,
         dumps,
         render_table,
         result_json,
@@ -481,6 +541,7 @@ def run_simulate(args: argparse.Namespace) -> int:
         if not args.prometheus_url:
             inputs.append(("the scenario's trace", scenario.trace_file()))
         check_not_an_input(args.timeline_csv, "--timeline-csv", inputs)
+        check_folder_not_an_input(args.out, OUTPUT_FILES, "--out", inputs)
         slo_warning = check_slo(scenario)
         traffic, trace = load_traffic(args, scenario)
         check_memory(scenario, traffic)
@@ -585,17 +646,17 @@ def _short_traffic_note(args: argparse.Namespace, traffic: Traffic) -> str | Non
 
 def _peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:
     """`sanity.peak_warning`, said truthfully when there is no traffic at all: policies
-    that scale to zero then run no replica, and only the others keep one."""
+    that scale to zero then run no replica, and the others keep their least."""
     rate = traffic.rate_per_second
     if len(rate) and float(rate.max()) > 0:
         return peak_warning(scenario, traffic)
-    zero = (
-        "scale to zero and run no replica"
-        if scenario.cluster.min_replicas == 0
-        else (f"stay at min replicas {scenario.cluster.min_replicas}")
+    least = scenario.cluster.min_replicas
+    runs = (
+        "the autoscaled policies scale to zero and run no replica, static-peak and hpa-cpu keep one"
+        if least == 0
+        else f"every policy but the oracle stays at min replicas {least}"
     )
     return (
-        "the traffic is zero throughout: the autoscaled policies "
-        f"{zero}, static-peak and hpa-cpu keep one, and the comparison says nothing; "
+        f"the traffic is zero throughout: {runs}, and the comparison says nothing; "
         "check the trace (and --unit, --query or --scale)"
     )

@@ -99,8 +99,13 @@ def _polls(sim: SimInput) -> FloatArray:
 
 
 def static_peak(sim: SimInput) -> PolicyRun:
+    """One fixed count for the peak at the target: the cost every other policy is
+    measured against. At least min replicas (and one: a fixed deployment does not scale
+    to zero), but not capped by max replicas, a bound of the autoscaler that a
+    deployment sized for its peak does not have."""
     began = time.perf_counter()
-    count = max(1, math.ceil(round(float(sim.rate.max()) / sim.scenario.threshold, 9)))
+    need = math.ceil(round(float(sim.rate.max()) / sim.scenario.threshold, 9))
+    count = max(need, sim.scenario.cluster.hpa_min_replicas, 1)
     replicas = fixed_replicas(np.full(sim.steps, count, dtype=np.int64))
     return PolicyRun("static-peak", replicas, time.perf_counter() - began, {"replicas": count})
 

@@ -913,6 +913,11 @@ def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> 
     return lines
 
 
+# Every file `write_outputs` writes into --out, in the order it lists them (checked
+# against the inputs before the run: one may be the trace being read).
+OUTPUT_FILES = ("report.md", "frontier.png", "capacity.png", "capacity_zoom.png", "result.json")
+
+
 def write_outputs(
     result: SimulationResult, points: list[SweepPoint], out_dir: Path, command: str
 ) -> list[Path]:
@@ -921,14 +926,8 @@ def write_outputs(
     plot_capacity(result, out_dir / "capacity_zoom.png", days=2.0)
     plot_frontier(result, points, out_dir / "frontier.png")
     write_json(result, points, out_dir / "result.json")
-    report = write_markdown(result, points, out_dir, command)
-    return [
-        report,
-        out_dir / "frontier.png",
-        out_dir / "capacity.png",
-        out_dir / "capacity_zoom.png",
-        out_dir / "result.json",
-    ]
+    write_markdown(result, points, out_dir, command)
+    return [out_dir / name for name in OUTPUT_FILES]
 
 
 def finite(x: float) -> float | None:

@@ -2,8 +2,8 @@
 
 - An SLO no replica count can meet (`scenario.unreachable_slo`): the oracle
   would add replicas forever.
-- A peak below one replica's capacity: every policy runs at most one replica, and the
-  comparison says nothing.
+- A peak below one replica's capacity: every policy runs at most one replica (or stays at
+  min replicas), and the comparison says nothing.
 - A grid too large for memory: the simulator keeps a few dozen numbers per
   HPA sync step and policy.
 """
@@ -40,11 +40,19 @@ def peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:
     peak = float(traffic.rate_per_second.max()) if len(traffic.rate_per_second) else 0.0
     if peak >= scenario.threshold:
         return None
+    least = scenario.cluster.min_replicas
+    if least > 1:
+        # Every policy but the oracle (the cost floor, which ignores the replica range)
+        # is held up at min replicas, static-peak included.
+        runs = f"every policy but the oracle stays at min replicas {least}"
+        fixes = "lower --min-replicas or --capacity-per-replica, raise --scale"
+    else:
+        runs = "every policy runs at most one replica"
+        fixes = "lower --capacity-per-replica, raise --scale"
     return (
         f"the traffic's peak, {peak:.3g} requests/s, is below one replica's target of "
-        f"{scenario.threshold:g} requests/s: every policy runs at most one replica and they will "
-        "not differ; lower --capacity-per-replica, raise --scale, or check --unit "
-        "(a rate read as counts per interval is too small by the interval)"
+        f"{scenario.threshold:g} requests/s: {runs} and they will not differ; {fixes}, "
+        "or check --unit (a rate read as counts per interval is too small by the interval)"
     )
 
 

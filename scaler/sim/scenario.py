@@ -109,6 +109,33 @@ class _UniqueKeys(_YAML_LOADER):  # type: ignore[misc]
         mapping: dict[Any, Any] = super().construct_mapping(node, deep=deep)
         return mapping
 
+    def construct_document(self, node: yaml.Node) -> Any:
+        _metadata_as_written(node)
+        return super().construct_document(node)
+
+
+# The scenario keys that hold trigger metadata (a mapping, or a list of them).
+METADATA_KEYS = ("tidescaler", "keda_cron")
+
+
+def _metadata_as_written(root: yaml.Node) -> None:
+    """Read the unquoted values of trigger metadata as the text written: metadata is
+    map<string,string>, so `forecast: off` means off (YAML would read false) and
+    `minReplicas: 010` means 010 (YAML would read the octal 8), as in a ScaledObject
+    where they are quoted."""
+    if not isinstance(root, yaml.MappingNode):
+        return
+    for key, value in root.value:
+        if not isinstance(key, yaml.ScalarNode) or key.value not in METADATA_KEYS:
+            continue
+        blocks = value.value if isinstance(value, yaml.SequenceNode) else [value]
+        for block in blocks:
+            if not isinstance(block, yaml.MappingNode):
+                continue  # refused by the scenario's own check, with its message
+            for _, item in block.value:
+                if isinstance(item, yaml.ScalarNode) and not item.style:  # plain: None or ""
+                    item.tag = "tag:yaml.org,2002:str"
+
 
 # Values quoted in messages are cut short: a wrong value may be megabytes long.
 _SHORT = reprlib.Repr()
@@ -995,6 +1022,13 @@ def parse_sweep(text: str) -> Sweep:
                         f"{param}={short(v)}: expected a number from 0.5 to "
                         f"{MAX_FORECAST_QUANTILE:g}"
                     ) from None
+            elif param == "pod_startup_seconds":
+                # The range of the scenario key and of --pod-startup-seconds: 0 is a pod
+                # Ready at once (the simulator starts it in the same step).
+                if not 0 <= number <= HIGHS[param]:
+                    raise ScenarioError(
+                        f"{param}={short(v)}: expected seconds from 0 to {HIGHS[param]:g}"
+                    )
             elif number <= 0 or (param == "target_utilization" and number > 1):
                 expected = "a number in (0, 1]" if param == "target_utilization" else "a number > 0"
                 raise ScenarioError(f"{param}={short(v)}: expected {expected}")
