@@ -20,13 +20,16 @@ import re
 from collections.abc import Iterable
 from dataclasses import replace
 
-from scaler.policy import FRAMING_HEADERS, HEADER_NAME, BackendOptions
+from scaler.policy import (
+    FRAMING_HEADERS,
+    HEADER_NAME,
+    RESERVED_QUERY_PARAMETERS,
+    BackendOptions,
+)
 from scaler.policy_limits import bounded_message, quote
 
 __all__ = ["BackendAccess", "allow_list_problems"]
 
-# Parameters tidescaler itself sends with every instant or range query.
-RESERVED_QUERY_PARAMETERS = frozenset({"query", "time", "timeout", "start", "end", "step"})
 
 # RFC 9110 field names are tokens; values must not break the header block.
 _BAD_VALUE = re.compile(r"[\r\n\x00]")

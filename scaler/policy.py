@@ -262,8 +262,9 @@ _NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers that frame the request itself; never a tenant's to set.
 FRAMING_HEADERS = frozenset({"host", "content-length", "transfer-encoding", "connection"})
-# URL parameters of the query itself.
-_QUERY_OWN_PARAMETERS = frozenset({"query", "time"})
+# URL parameters tidescaler itself sends with every instant or range query: never a
+# trigger's to set (refused when the metadata is read, so `validate` says so too).
+RESERVED_QUERY_PARAMETERS = frozenset({"query", "time", "timeout", "start", "end", "step"})
 
 
 # -- value parsers: each returns the value or raises ValueError("expected ...") --
@@ -471,8 +472,11 @@ def _query_parameters(text: str) -> tuple[tuple[str, str], ...]:
     except TextError as err:
         raise ValueError(f"expected name=value,name=value: {err}") from None
     for name, _ in pairs:
-        if name in _QUERY_OWN_PARAMETERS:
-            raise ValueError(f"{name!r} is the query's own parameter")
+        if name in RESERVED_QUERY_PARAMETERS:
+            raise ValueError(
+                f"{name[:40]!r} is a parameter tidescaler sets itself "
+                f"({', '.join(sorted(RESERVED_QUERY_PARAMETERS))})"
+            )
     return pairs
 
 

@@ -433,8 +433,19 @@ def test_without_a_server_address_the_servers_prometheus_url_is_used() -> None:
         ),
         pytest.param(
             PROM | {"queryParameters": "query=vector(1)"},
-            ("queryParameters='query=vector(1)': 'query' is the query's own parameter",),
+            (
+                "queryParameters='query=vector(1)': 'query' is a parameter tidescaler sets "
+                "itself (end, query, start, step, time, timeout)",
+            ),
             id="query-parameter-named-query",
+        ),
+        pytest.param(  # refused where the metadata is read, so `validate` says so too
+            PROM | {"queryParameters": "step=1m"},
+            (
+                "queryParameters='step=1m': 'step' is a parameter tidescaler sets "
+                "itself (end, query, start, step, time, timeout)",
+            ),
+            id="query-parameter-named-step",
         ),
         pytest.param(
             PROM | {"namespace": "Foo_Bar"},
