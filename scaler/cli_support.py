@@ -173,6 +173,20 @@ def check_folder_not_an_input(
             )
 
 
+def check_file_not_in_folder_output(
+    path: str | None, flag: str, folder: str | None, names: Iterable[str], folder_flag: str
+) -> None:
+    """An output file must not be one a run also writes into its output folder: one
+    write would replace the other."""
+    if not path or not folder:
+        return
+    for name in names:
+        if _same_file(path, os.path.join(folder, name)):
+            raise OutputPathError(
+                f"{flag} {path}: is where {folder_flag} writes {name}; name another file"
+            )
+
+
 def _input_at(path: str, inputs: Inputs) -> str | None:
     """What input `path` is (its `what`), or None when it is none of them."""
     for what, source in inputs:

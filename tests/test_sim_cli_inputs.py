@@ -134,6 +134,23 @@ def test_out_may_not_hold_the_scenario_file_or_its_trace_under_any_name(
     assert f"would overwrite {linked / 'capacity.png'}, the scenario's trace" in only_error(err)
 
 
+def test_timeline_csv_may_not_be_a_file_out_writes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two outputs under one name: one write would replace the other."""
+    trace = write_trace(tmp_path / "tide.csv")
+    out = tmp_path / "report"
+    out.mkdir()
+    timeline = out / "report.md"
+    argv = ["--trace", str(trace), "--policies", "reactive", "--out", str(out)]
+    code, _, err = simulate([*argv, "--timeline-csv", str(timeline)], capsys)
+    assert code == 2
+    assert only_error(err) == (
+        f"error: --timeline-csv {timeline}: is where --out writes report.md; name another file"
+    )
+    assert list(out.iterdir()) == []  # refused before the run: nothing written
+
+
 def test_out_beside_the_inputs_still_writes_every_file(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

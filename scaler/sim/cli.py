@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from scaler.cli_support import (
     OutputPathError,
     ProgressLines,
+    check_file_not_in_folder_output,
     check_folder_not_an_input,
     check_not_an_input,
     check_output_dir,
@@ -542,6 +543,9 @@ def run_simulate(args: argparse.Namespace) -> int:
             inputs.append(("the scenario's trace", scenario.trace_file()))
         check_not_an_input(args.timeline_csv, "--timeline-csv", inputs)
         check_folder_not_an_input(args.out, OUTPUT_FILES, "--out", inputs)
+        check_file_not_in_folder_output(
+            args.timeline_csv, "--timeline-csv", args.out, OUTPUT_FILES, "--out"
+        )
         slo_warning = check_slo(scenario)
         traffic, trace = load_traffic(args, scenario)
         check_memory(scenario, traffic)
