@@ -422,7 +422,7 @@ def _go_date(
 
 
 # Longer than any daylight-saving change (two hours, Antarctica/Troll).
-_AFTER_CHANGE = 3 * 3600
+_NEAR_CHANGE = 3 * 3600
 
 
 def _first_offset_change(zone: ZoneInfo, after: int, horizon: float) -> float:
@@ -513,8 +513,8 @@ class CronWindow:
         the answer can change when the local year does; and the search enters a
         day differently from before and from inside a daylight-saving change
         (robfig skips a day whose midnight does not exist), so the answer is
-        recomputed at every UTC offset change, and for three hours after one it
-        holds for the current second only.
+        recomputed at every UTC offset change, and for three hours either side of
+        one it holds for the current second only.
         """
         floor_now = math.floor(now)
         next_start = self.start._next(now, self.zone)
@@ -533,11 +533,18 @@ class CronWindow:
             change = _first_offset_change(zone, floor_now, valid_until)
             # Searching from the change instant itself already differs.
             valid_until = min(valid_until, change - 1)
-            if _utc_offset(zone, floor_now + 1 - _AFTER_CHANGE) != _utc_offset(zone, floor_now + 1):
-                # Just after a change robfig's search can change its answer at an
-                # instant that is neither a firing nor a change (Lord Howe's
-                # half-hour fall-back, at the end of the repeated half hour):
-                # the answer holds for this second only.
+            offset = _utc_offset(zone, floor_now + 1)
+            if (
+                _utc_offset(zone, floor_now + 1 - _NEAR_CHANGE) != offset
+                or _utc_offset(zone, floor_now + 1 + _NEAR_CHANGE) != offset
+            ):
+                # Near a change robfig's search can change its answer at an instant
+                # that is neither a firing nor a change: just after one (Lord Howe's
+                # half-hour fall-back, at the end of the repeated half hour), and
+                # inside the first pass of a repeated hour before one (Troll's
+                # two-hour fall-back: a search that truncates to the hour there lands
+                # on the second pass, and skips firings a search from a second later
+                # meets). The answer holds for this second only.
                 valid_until = min(valid_until, floor_now + 1)
         state = (float(floor_now), float(valid_until), active)
         object.__setattr__(self, "_cache", state)

@@ -316,6 +316,24 @@ def test_cached_window_after_a_half_hour_fall_back_equals_keda(oracle: Oracle) -
     assert ours[0] != ours[5]  # the case does exercise a change of answer
 
 
+def test_cached_window_before_a_two_hour_fall_back_equals_keda(oracle: Oracle) -> None:
+    # Troll falls back two hours at 2005-10-30T01:00Z, so local 01:00-03:00 comes twice.
+    # Searching from 01:01 local (+02) robfig truncates to the hour and lands on the
+    # second pass, past the first pass's 02:00; from 01:59:59 it meets that 02:00: its
+    # answer changes for one second, neither a firing nor a change (found by the
+    # property below). A cache kept from 23:01Z must not hide it.
+    zone = "Antarctica/Troll"
+    window = CronWindow(
+        CronSchedule.parse("* 2 * * *"), CronSchedule.parse("1 * * * *"), ZoneInfo(zone), 2
+    )
+    first_pass = 1130626800.0  # 2005-10-29T23:00:00Z, local 01:00 (+02)
+    instants = [first_pass + s for s in (60, 1800, 3598, 3599, 3600, 3660)]
+    ours = [window.is_active(t) for t in instants]
+    theirs = oracle.active("* 2 * * *", "1 * * * *", zone, instants)
+    assert ours == theirs
+    assert ours[2] != ours[3]  # the case does exercise that one second
+
+
 @examples(250)
 @given(
     data=st.data(),
