@@ -341,3 +341,16 @@ def test_a_file_too_large_is_refused_before_reading(
     monkeypatch.setattr(traces, "MAX_INTERVALS", 2)  # the file holds ~3 rows of 13 bytes
     with pytest.raises(TraceError, match="is more than 2 rows: too large to simulate in memory"):
         read_trace(path)
+
+
+def test_a_row_count_for_a_time_column_is_pointed_out(tmp_path: Path) -> None:
+    """A `minute` column 0, 1, 2, ... is valid Unix time (1970, one second apart) and
+    simulates a day of traffic as 24 minutes: the note says what was read."""
+    counted = read_trace(write(tmp_path, "minute,requests\n0,10\n1,12\n2,14\n3,9\n"))
+    assert counted.step_seconds == 1
+    assert any(
+        note.startswith("timestamps start at 1970-01-01T00:00:00Z: if the time column counts")
+        for note in counted.notes
+    )
+    real = read_trace(write(tmp_path, f"time,requests\n{T0:.0f},10\n{T0 + 60:.0f},20\n"))
+    assert not any(note.startswith("timestamps start at") for note in real.notes)

@@ -8,7 +8,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from scaler.traces.model import Samples, TraceError
-from scaler.traces.timestamps import TimeFormat, detect_time_format, has_offset, parse_time_cell
+from scaler.traces.timestamps import (
+    TimeFormat,
+    detect_time_format,
+    has_offset,
+    parse_time_cell,
+    when,
+)
+
+# Unix seconds below this (1971-01-01) are more likely a count than a time.
+YEAR_1971 = 365 * 86400.0
 
 # Header names taken as the time column, in the user's words (exports from
 # Prometheus, Grafana, Datadog, CloudWatch, spreadsheets).
@@ -108,6 +117,13 @@ def csv_samples(text: IO[str], name: str) -> Samples:
         samples.add(seconds, value, line)
         if not samples.fractional and not float(samples.values[-1]).is_integer():
             samples.fractional = True
+    if fmt is not None and fmt.scale == 1.0 and samples.times and min(samples.times) < YEAR_1971:
+        # 0, 1, 2, ... reads as seconds after 1970: most likely a row or minute count.
+        samples.notes.append(
+            f"timestamps start at {when(min(samples.times))}: if the time column counts rows "
+            "or minutes (0, 1, 2, ...) rather than giving Unix times, it is read as seconds; "
+            "write real times"
+        )
     if not samples.times and data_first is None:
         raise TraceError(
             f"{name}:{1 + offset}: header {delimiter.join(header)!r} has no data rows; export "
