@@ -134,6 +134,22 @@ def add_backtest_parser(subparsers: Any) -> None:
     p.set_defaults(func=run_backtest)
 
 
+def rounding_note(horizons: Sequence[float], stride: float, step: float) -> str | None:
+    """What --horizons and --stride become on the trace's grid (as `run` rounds them),
+    when that is not what was asked: a 10m horizon on an hourly trace is scored at 1h."""
+    changed = []
+    for horizon in horizons:
+        scored = max(1, math.ceil(horizon / step - 1e-9)) * step
+        if abs(scored - horizon) > 1e-9 * step:
+            changed.append(f"--horizons {_label(horizon)} is scored at {_label(scored)}")
+    taken = max(1, round(stride / step)) * step
+    if abs(taken - stride) > 1e-9 * step:
+        changed.append(f"--stride {_label(stride)} is {_label(taken)}")
+    if not changed:
+        return None
+    return f"note: on this trace's {_label(step)} grid " + ", ".join(changed)
+
+
 def _label(seconds: float) -> str:
     """A duration as the flags take it: 3h, 2d, 90m, 45s."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
@@ -271,6 +287,9 @@ def run_backtest(args: argparse.Namespace) -> int:
         err.print(error_text(exc), highlight=False)
         return 2
     span = len(trace.values) * trace.step_seconds
+    rounded = rounding_note(args.horizons, args.stride, trace.step_seconds)
+    if rounded is not None:
+        err.print(rounded, highlight=False, markup=False)
     if not history_given and span >= args.min_history + WEEKLY_HISTORY_SECONDS:
         # The default scores what a trigger without forecastHistory gets, which cannot
         # learn a weekly pattern; a trace this long could tell whether one would help.

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaler.backtest_cli import forecaster_min_history, unscored_note
+from scaler.backtest_cli import forecaster_min_history, rounding_note, unscored_note
 from scaler.cli import main
 from scaler.forecast.backtest import run
 from scaler.traces import Trace, TraceError
@@ -178,3 +178,22 @@ def test_the_default_history_is_a_triggers_and_a_long_trace_says_a_week_needs_mo
     short.write_text("\n".join(rows[: 14 * 24 + 1]) + "\n", encoding="utf-8")
     assert main(["backtest", "--trace", str(short), *flags]) == 0
     assert "weekly pattern" not in capsys.readouterr().err
+
+
+def test_horizons_and_stride_off_the_trace_step_are_said_as_scored() -> None:
+    """A 10m horizon on an hourly trace is scored at 1h (its row reads '1h'): said."""
+    assert rounding_note([3600.0, 600.0], 5400.0, 3600.0) == (
+        "note: on this trace's 1h grid --horizons 10m is scored at 1h, --stride 90m is 2h"
+    )
+    assert rounding_note([300.0, 3600.0], 3600.0, 300.0) is None
+    assert rounding_note([90.0], 60.0, 60.0) == (
+        "note: on this trace's 1m grid --horizons 90s is scored at 2m"
+    )
+
+
+def test_the_rounding_note_reaches_the_user(
+    trace_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(_backtest(trace_file, "--horizons", "7m", "--min-history", "1d")) == 0
+    err = capsys.readouterr().err
+    assert f"grid --horizons 7m is scored at {int(math.ceil(420 / STEP) * STEP / 60)}m" in err
