@@ -150,6 +150,23 @@ def rounding_note(horizons: Sequence[float], stride: float, step: float) -> str 
     return f"note: on this trace's {_label(step)} grid " + ", ".join(changed)
 
 
+def fine_step_note(step: float) -> str | None:
+    """Said when the trace is finer than the forecaster's own step: it learns (and sets
+    its band on) averages over that step, while each forecast is scored against one
+    interval of the trace, which is noisier than the average: the band covers less."""
+    coarsest = DEFAULT_SETTINGS.min_step_seconds
+    if step >= coarsest:
+        return None
+    factor = int(coarsest // step)
+    return (
+        f"note: the forecaster averages this trace's {_label(step)} intervals into "
+        f"{_label(step * factor)} ones and sets its band there; each forecast is scored "
+        f"against single {_label(step)} values, noisier than those averages, so the band "
+        "covers less than its quantile here (a trace at 1m or coarser is scored at the "
+        "forecaster's own step)"
+    )
+
+
 def _label(seconds: float) -> str:
     """A duration as the flags take it: 3h, 2d, 90m, 45s."""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
@@ -287,9 +304,12 @@ def run_backtest(args: argparse.Namespace) -> int:
         err.print(error_text(exc), highlight=False)
         return 2
     span = len(trace.values) * trace.step_seconds
-    rounded = rounding_note(args.horizons, args.stride, trace.step_seconds)
-    if rounded is not None:
-        err.print(rounded, highlight=False, markup=False)
+    for said in (
+        rounding_note(args.horizons, args.stride, trace.step_seconds),
+        fine_step_note(trace.step_seconds),
+    ):
+        if said is not None:
+            err.print(said, highlight=False, markup=False)
     if not history_given and span >= args.min_history + WEEKLY_HISTORY_SECONDS:
         # The default scores what a trigger without forecastHistory gets, which cannot
         # learn a weekly pattern; a trace this long could tell whether one would help.

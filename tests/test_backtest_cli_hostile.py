@@ -10,7 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from scaler.backtest_cli import forecaster_min_history, rounding_note, unscored_note
+from scaler.backtest_cli import (
+    fine_step_note,
+    forecaster_min_history,
+    rounding_note,
+    unscored_note,
+)
 from scaler.cli import main
 from scaler.forecast.backtest import run
 from scaler.traces import Trace, TraceError
@@ -197,3 +202,12 @@ def test_the_rounding_note_reaches_the_user(
     assert main(_backtest(trace_file, "--horizons", "7m", "--min-history", "1d")) == 0
     err = capsys.readouterr().err
     assert f"grid --horizons 7m is scored at {int(math.ceil(420 / STEP) * STEP / 60)}m" in err
+
+
+def test_a_trace_finer_than_the_forecasters_step_is_said_to_be_scored_finer() -> None:
+    """10 s data: the band is set on 1 m averages and scored on single 10 s values,
+    which it covers less often; at 1 m and coarser nothing is said."""
+    note = fine_step_note(10.0)
+    assert note is not None
+    assert note.startswith("note: the forecaster averages this trace's 10s intervals into 1m")
+    assert fine_step_note(60.0) is None and fine_step_note(300.0) is None
