@@ -20,6 +20,7 @@ from scaler.engine import Observations, ResourceSample, Sample, Signal
 from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
 from scaler.policy import BackendOptions, Policy, ResourcePolicy
+from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import NO_TENANT, PrometheusSource, Reading
 from scaler.sources.resources import ResourceName
 
@@ -49,7 +50,20 @@ READINGS_KEPT = 10_000
 class BackendProblem:
     signal: Signal
     kind: str
-    message: str
+    message: str  # for the server's log: names the Prometheus asked
+    shown: str  # for the ScaledObject's owner (an Event): see `for_tenant`
+
+
+def for_tenant(policy: Policy, address: str, text: str) -> str:
+    """A backend error as the ScaledObject's owner sees it (status messages, Events).
+
+    Errors name the Prometheus they came from. A trigger that set its own
+    prometheusAddress sees that address; one that uses the server's --prometheus-url
+    is told "the server's Prometheus": where that is, is the operator's business (the
+    server's log has it), as the allow-list is."""
+    if policy.prometheus_address is not None:
+        return text
+    return text.replace(f"Prometheus at {redacted_url(address)}", "the server's Prometheus")
 
 
 def _wanted_resources(resources: ResourcePolicy) -> list[tuple[Signal, ResourceName]]:
@@ -216,12 +230,13 @@ class Observer:
             if reading.error is None and policy.resources is None and policy.forecast_query is None:
                 return self._of_good_reading(reading), []
             if reading.error is not None:
-                errors[Signal.QUERY] = str(reading.error)
+                shown = for_tenant(policy, address, str(reading.error))
+                errors[Signal.QUERY] = shown
                 problems.append(
-                    BackendProblem(Signal.QUERY, str(reading.error.kind), str(reading.error))
+                    BackendProblem(Signal.QUERY, str(reading.error.kind), str(reading.error), shown)
                 )
             if reading.value is not None and reading.observed_at is not None:
-                error = str(reading.error) if reading.error else None
+                error = errors.get(Signal.QUERY) if reading.error else None
                 demand = Sample(reading.value, reading.observed_at, error)
 
         resources = policy.resources
@@ -236,14 +251,17 @@ class Observer:
                     tenant=tenant,
                 )
                 if usage.error is not None:
-                    errors[signal] = str(usage.error)
-                    problems.append(BackendProblem(signal, str(usage.error.kind), str(usage.error)))
+                    shown = for_tenant(policy, address, str(usage.error))
+                    errors[signal] = shown
+                    problems.append(
+                        BackendProblem(signal, str(usage.error.kind), str(usage.error), shown)
+                    )
                 if (
                     usage.pods is not None
                     and usage.usage is not None
                     and usage.observed_at is not None
                 ):
-                    error = str(usage.error) if usage.error else None
+                    error = errors.get(signal) if usage.error else None
                     sample = ResourceSample(
                         usage.pods, usage.usage, usage.observed_at, usage.window_seconds, error
                     )
@@ -271,6 +289,8 @@ class Observer:
                     if same_series and demand is not None and not demand.error
                     else None,
                 )
+                if forecast_problem is not None:
+                    forecast_problem = for_tenant(policy, address, forecast_problem)
 
         return Observations(
             demand=demand,

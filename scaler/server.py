@@ -585,7 +585,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         if self.events is not None:
             self.events.decision(ref, decision)
             for problem in problems:
-                self.events.backend_failing(ref, problem.signal.value, problem.message)
+                self.events.backend_failing(ref, problem.signal.value, problem.shown)
         if self.telemetry is not None and decision.forecast_upper is not None:
             errors = self.observer.forecast_errors(policy, trigger.address)
             if errors is not None:

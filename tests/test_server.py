@@ -276,6 +276,38 @@ def test_get_metric_spec_answers_at_once_with_backend_down(
     assert "shop/web" in (info.value.details() or "")
 
 
+def test_a_tenant_is_not_shown_where_the_servers_own_prometheus_is() -> None:
+    """A backend error names the Prometheus asked. A trigger on the server's
+    --prometheus-url is told "the server's Prometheus" (the operator's address, like the
+    allow-list, goes to the log); one that named its own prometheusAddress sees it."""
+    default, named = "http://127.0.0.1:9", "http://127.0.0.1:7"
+    running = start(
+        ServerConfig(
+            host="127.0.0.1",
+            port=0,
+            metrics_port=None,
+            prometheus_url=default,
+            allowed_prometheus_urls=(named,),
+        )
+    )
+    query = {"query": "sum(up)", "threshold": "10"}
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for metadata, shown, hidden in (
+                (query, "the server's Prometheus", "127.0.0.1:9"),
+                (query | {"prometheusAddress": named}, f"Prometheus at {named}", "server's"),
+            ):
+                request = pb.GetMetricsRequest(scaledObjectRef=ref(metadata))
+                with pytest.raises(grpc.RpcError) as info:
+                    stub.GetMetrics(request, timeout=5)
+                details = info.value.details() or ""
+                assert info.value.code() is grpc.StatusCode.UNAVAILABLE
+                assert shown in details and hidden not in details, details
+    finally:
+        running.stop(0)
+
+
 def test_an_active_window_answers_activity_while_the_demand_is_unknown(
     stub: pb_grpc.ExternalScalerStub, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -341,9 +341,12 @@ def test_credentials_in_the_prometheus_url_never_reach_a_caller(
             metrics(stub, {"query": "sum(", "threshold": "1"})
         message = info.value.details() or ""
         assert "s3cret" not in message and "admin" not in message
-        assert "Prometheus at http://***@127.0.0.1:" in message, message
+        # The tenant is told it is the server's Prometheus; the log names it, redacted.
+        assert "the server's Prometheus" in message and "127.0.0.1" not in message, message
         assert "parse error" in message  # the tenant still learns what is wrong
         assert "s3cret" not in caplog.text
+        [logged] = [r for r in caplog.records if r.getMessage() == "backend error"]
+        assert "Prometheus at http://***@127.0.0.1:" in logged.error  # type: ignore[attr-defined]
     finally:
         server.stop(0)
 
