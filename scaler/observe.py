@@ -21,7 +21,7 @@ from scaler.forecast.refresher import ForecastErrors
 from scaler.forecast.types import Forecast
 from scaler.policy import BackendOptions, Policy, ResourcePolicy
 from scaler.sources.bounded_http import redacted_url
-from scaler.sources.prometheus import NO_TENANT, PrometheusSource, Reading
+from scaler.sources.prometheus import NO_TENANT, BackendError, PrometheusSource, Reading
 from scaler.sources.resources import ResourceName
 
 
@@ -54,15 +54,17 @@ class BackendProblem:
     shown: str  # for the ScaledObject's owner (an Event): see `for_tenant`
 
 
-def for_tenant(policy: Policy, address: str, text: str) -> str:
+def for_tenant(policy: Policy, address: str, error: BackendError | str) -> str:
     """A backend error as the ScaledObject's owner sees it (status messages, Events).
 
     Errors name the Prometheus they came from. A trigger that set its own
-    prometheusAddress sees that address; one that uses the server's --prometheus-url
-    is told "the server's Prometheus": where that is, is the operator's business (the
-    server's log has it), as the allow-list is."""
+    prometheusAddress sees that address and the whole error; one that uses the
+    server's --prometheus-url is told "the server's Prometheus", without a connection
+    failure's own words (they may name hosts): where that Prometheus is, is the
+    operator's business (the server's log has it), as the allow-list is."""
     if policy.prometheus_address is not None:
-        return text
+        return str(error)
+    text = error.public() if isinstance(error, BackendError) else error
     return text.replace(f"Prometheus at {redacted_url(address)}", "the server's Prometheus")
 
 
@@ -230,7 +232,7 @@ class Observer:
             if reading.error is None and policy.resources is None and policy.forecast_query is None:
                 return self._of_good_reading(reading), []
             if reading.error is not None:
-                shown = for_tenant(policy, address, str(reading.error))
+                shown = for_tenant(policy, address, reading.error)
                 errors[Signal.QUERY] = shown
                 problems.append(
                     BackendProblem(Signal.QUERY, str(reading.error.kind), str(reading.error), shown)
@@ -251,7 +253,7 @@ class Observer:
                     tenant=tenant,
                 )
                 if usage.error is not None:
-                    shown = for_tenant(policy, address, str(usage.error))
+                    shown = for_tenant(policy, address, usage.error)
                     errors[signal] = shown
                     problems.append(
                         BackendProblem(signal, str(usage.error.kind), str(usage.error), shown)

@@ -22,6 +22,7 @@ from serve_process import serve_process, stopped
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import SERVICE_NAME, RunningServer, ServerConfig, start_server
+from scaler.sources.prometheus import BackendError, BackendErrorKind
 from scaler.telemetry import Telemetry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -280,6 +281,13 @@ def test_a_tenant_is_not_shown_where_the_servers_own_prometheus_is() -> None:
     """A backend error names the Prometheus asked. A trigger on the server's
     --prometheus-url is told "the server's Prometheus" (the operator's address, like the
     allow-list, goes to the log); one that named its own prometheusAddress sees it."""
+    refused = BackendError(
+        BackendErrorKind.CONNECTION, "http://prom:9090", "up", "cannot connect (for 'prom')"
+    )
+    # What the forecast's problem says too (it is shared by triggers of both kinds).
+    assert refused.public() == (
+        "Prometheus at http://prom:9090, query 'up': cannot connect (the server's log says why)"
+    )
     default, named = "http://127.0.0.1:9", "http://127.0.0.1:7"
     running = start(
         ServerConfig(
@@ -294,9 +302,13 @@ def test_a_tenant_is_not_shown_where_the_servers_own_prometheus_is() -> None:
     try:
         with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
             stub = pb_grpc.ExternalScalerStub(channel)
+            # A connection failure's own words (an OS or TLS error may name hosts) are
+            # left out too; the trigger that chose its address gets them.
             for metadata, shown, hidden in (
                 (query, "the server's Prometheus", "127.0.0.1:9"),
+                (query, "cannot connect (the server's log says why)", "refused"),
                 (query | {"prometheusAddress": named}, f"Prometheus at {named}", "server's"),
+                (query | {"prometheusAddress": named}, "Connection refused", "log says why"),
             ):
                 request = pb.GetMetricsRequest(scaledObjectRef=ref(metadata))
                 with pytest.raises(grpc.RpcError) as info:

@@ -46,6 +46,7 @@ from scaler.forecast.forecaster import (
 from scaler.forecast.forecaster import fit as fit_forecaster
 from scaler.forecast.models import FloatArray
 from scaler.forecast.types import Forecast
+from scaler.sources.prometheus import BackendError
 
 log = logging.getLogger(__name__)
 
@@ -387,7 +388,9 @@ class ForecastRefresher:
                 # each holding a worker until its own timeout.
                 with self._lock:
                     self._down_until[series.backend] = self._clock() + self.retry_seconds
-            self._finish(series, ForecastState.FETCH_ERROR, f"fetch failed: {exc}", now, None)
+            # The problem reaches the ScaledObjects' owners; the log keeps every word.
+            told = exc.public() if isinstance(exc, BackendError) else str(exc)
+            self._finish(series, ForecastState.FETCH_ERROR, f"fetch failed: {told}", now, None)
             log.warning("forecast %s: history fetch failed: %s", _named(key), exc)
             return
         with self._lock:

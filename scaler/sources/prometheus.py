@@ -103,6 +103,15 @@ class BackendError(Exception):
         # The query is the tenant's and may be kilobytes long: a message quotes a prefix.
         super().__init__(f"Prometheus at {address}, query {_quote(query, 200)}: {problem}")
 
+    def public(self) -> str:
+        """The message less a connection failure's own words (an OS or TLS error may name
+        hosts and addresses the operator chose): for the owner of a trigger, who may not
+        have chosen the address. The log keeps the whole message."""
+        problem = self.problem
+        if self.kind is BackendErrorKind.CONNECTION:
+            problem = problem.split(" (", 1)[0] + " (the server's log says why)"
+        return f"Prometheus at {self.address}, query {_quote(self.query, 200)}: {problem}"
+
     def copy(self) -> BackendError:
         """A fresh instance, so that threads sharing one failure do not share a traceback."""
         return BackendError(
