@@ -277,9 +277,12 @@ def _whole(lowest: int, highest: int = MAX_REPLICAS) -> Callable[[str], int]:
         stripped = text.strip()
         # Leading zeros are fine (Go's Atoi, in KEDA, reads "005" as 5); more than 12
         # significant digits is out of range anyway, and never worth converting.
-        if not _WHOLE.fullmatch(stripped) or len(stripped.lstrip("+-").lstrip("0")) > 12:
+        if not _WHOLE.fullmatch(stripped):
             raise ValueError(expectation)
-        value = int(stripped)
+        digits = stripped.lstrip("+-").lstrip("0") or "0"
+        if len(digits) > 12:
+            raise ValueError(expectation)
+        value = -int(digits) if stripped.startswith("-") else int(digits)
         if not lowest <= value <= highest:
             raise ValueError(expectation)
         return value

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pickle
 import subprocess
@@ -391,6 +392,10 @@ def test_whole_numbers_with_leading_zeros_read_as_kedas_atoi_reads_them() -> Non
     for written in ("5", "05", "0000000000005", "0" * 3000 + "5", "+005"):
         policy = parse_policy(window | {"desiredReplicas": written})
         assert policy.windows[0].desired_replicas == 5, written
+    # Past CPython's 4,300-digit limit of int() too: a schedules value may be 16 KiB.
+    padded = window | {"desiredReplicas": "0" * 6000 + "5"}
+    policy = parse_policy({"schedules": json.dumps([padded])})
+    assert policy.windows[0].desired_replicas == 5
     for written in ("1" + "0" * 12, "0" * 5 + "9" * 13):
         with pytest.raises(PolicyError, match="expected a whole number from 1 to 100000"):
             parse_policy(window | {"desiredReplicas": written})
