@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import io
 import json
+import lzma
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -354,3 +357,32 @@ def test_a_row_count_for_a_time_column_is_pointed_out(tmp_path: Path) -> None:
     )
     real = read_trace(write(tmp_path, f"time,requests\n{T0:.0f},10\n{T0 + 60:.0f},20\n"))
     assert not any(note.startswith("timestamps start at") for note in real.notes)
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        ("zip", "is a zip archive; unpack it"),
+        ("xz", "is an xz archive; decompress it (xz -d)"),
+        ("bz2", "is a bzip2 archive; decompress it (bunzip2)"),
+        ("utf-16", "is UTF-16 text; save it as UTF-8"),
+    ],
+)
+def test_archives_and_utf16_are_named_for_what_they_are(
+    tmp_path: Path, content: str, said: str
+) -> None:
+    """They failed as "byte 10 is not UTF-8 text", which points at the wrong fix."""
+    text = "time,requests\n1700000000,5\n1700000060,6\n"
+    path = tmp_path / f"trace.{content}"
+    if content == "zip":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("trace.csv", text)
+    elif content == "xz":
+        path.write_bytes(lzma.compress(text.encode()))
+    elif content == "bz2":
+        path.write_bytes(bz2.compress(text.encode()))
+    else:
+        path.write_bytes(text.encode("utf-16"))
+    with pytest.raises(TraceError) as refused:
+        read_trace(path)
+    assert str(refused.value).startswith(f"{path}: {said}")

@@ -115,7 +115,21 @@ def _first_char(binary: io.BufferedIOBase, name: str) -> str:
             f"{name}: not a readable gzip file ({exc or type(exc).__name__}); check the file "
             "(gzip -t), decompress it or re-export it"
         ) from None
+    for magic, kind, fix in _NOT_TEXT:
+        if head.startswith(magic):
+            raise TraceError(f"{name}: is {kind}; {fix}")
     return head.lstrip(b"\xef\xbb\xbf \t\r\n")[:1].decode("ascii", errors="replace")
+
+
+# Files that are not UTF-8 text by their first bytes, said as what they are (else they
+# fail as "byte N is not UTF-8 text", which points at the wrong fix). gzip is read as is.
+_NOT_TEXT = (
+    (b"PK\x03\x04", "a zip archive", "unpack it and give the trace inside (or gzip it)"),
+    (b"\xfd7zXZ\x00", "an xz archive", "decompress it (xz -d) or gzip it instead"),
+    (b"BZh", "a bzip2 archive", "decompress it (bunzip2) or gzip it instead"),
+    (b"\xff\xfe", "UTF-16 text", "save it as UTF-8 (or CSV UTF-8 in a spreadsheet)"),
+    (b"\xfe\xff", "UTF-16 text", "save it as UTF-8 (or CSV UTF-8 in a spreadsheet)"),
+)
 
 
 def read_trace(
