@@ -257,7 +257,7 @@ _WHOLE = re.compile(r"[+-]?[0-9]+")
 # IANA names: components of letters, digits, "_", "+", "-" (no ".", so no "..", no files).
 _ZONE = re.compile(r"[A-Za-z0-9_+-]{1,30}(/[A-Za-z0-9_+-]{1,30}){0,3}")
 # A Kubernetes namespace (DNS-1123 label), what Thanos' `namespace` parameter names.
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 # RFC 9110 token: the characters a header name may have.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
 # Headers that frame the request itself; never a tenant's to set.
@@ -462,7 +462,7 @@ def _namespace(text: str) -> str | None:
     name = text.strip()
     if not name:
         return None  # KEDA treats an empty value as not set
-    if not _NAMESPACE.fullmatch(name):
+    if not NAMESPACE_NAME.fullmatch(name):
         raise ValueError("expected a Kubernetes namespace name (lower-case letters, digits, '-')")
     return name
 

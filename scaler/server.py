@@ -45,7 +45,14 @@ from grpc_reflection.v1alpha import reflection
 from scaler.backend_access import BackendAccess
 from scaler.engine import Decision, EngineSettings, Observations, Reason, decide, holds_until
 from scaler.observe import BackendProblem, ForecastProvider, Observer
-from scaler.policy import BackendOptions, Policy, PolicyError, cached_policy, canonical_url
+from scaler.policy import (
+    NAMESPACE_NAME,
+    BackendOptions,
+    Policy,
+    PolicyError,
+    cached_policy,
+    canonical_url,
+)
 from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -137,7 +144,6 @@ MAX_NAMESPACE_BYTES = 63
 # from a client that is not KEDA could pass for something else. Empty is let through
 # (a client may leave the namespace out).
 _NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
-_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
 
 
 def _name_problem(ref: pb.ScaledObjectRef) -> str | None:
@@ -147,7 +153,7 @@ def _name_problem(ref: pb.ScaledObjectRef) -> str | None:
             "namespace",
             ref.namespace,
             MAX_NAMESPACE_BYTES,
-            _NAMESPACE,
+            NAMESPACE_NAME,
             "lower-case letters, digits and '-'",
         ),
     ):

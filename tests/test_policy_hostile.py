@@ -608,6 +608,22 @@ def test_long_queries_and_option_names_keep_every_status_message_short(
         assert "…" in details or "..." in details
 
 
+def _refused_by_every_call(stub: pb_grpc.ExternalScalerStub, ref: pb.ScaledObjectRef) -> list[str]:
+    """GetMetricSpec, GetMetrics and IsActive each refuse `ref` with INVALID_ARGUMENT:
+    their status details."""
+    refusals = []
+    for call, request in (
+        (stub.GetMetricSpec, ref),
+        (stub.GetMetrics, pb.GetMetricsRequest(scaledObjectRef=ref)),
+        (stub.IsActive, ref),
+    ):
+        with pytest.raises(grpc.RpcError) as info:
+            call(request, timeout=3)
+        assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        refusals.append(info.value.details() or "")
+    return refusals
+
+
 def test_names_kubernetes_would_not_allow_are_refused_without_echoing_them(
     stub: pb_grpc.ExternalScalerStub,
 ) -> None:
@@ -621,15 +637,7 @@ def test_names_kubernetes_would_not_allow_are_refused_without_echoing_them(
         ("-web", "shop", "starting and ending with a letter or digit"),
     ):
         ref = pb.ScaledObjectRef(name=name, namespace=namespace, scalerMetadata=CRON)
-        for call, request in (
-            (stub.GetMetricSpec, ref),
-            (stub.GetMetrics, pb.GetMetricsRequest(scaledObjectRef=ref)),
-            (stub.IsActive, ref),
-        ):
-            with pytest.raises(grpc.RpcError) as info:
-                call(request, timeout=3)
-            details = info.value.details() or ""
-            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+        for details in _refused_by_every_call(stub, ref):
             assert expected in details
             assert not any(c in details for c in "\n\r\x1b\x00")
     dotted = pb.ScaledObjectRef(name="web.v2", namespace="shop-eu", scalerMetadata=CRON)
@@ -649,15 +657,8 @@ def test_names_longer_than_kubernetes_allows_are_refused(
         ("w" * 2**20, "shop", "the name is 1048576 bytes long"),
     ):
         ref = pb.ScaledObjectRef(name=name, namespace=namespace, scalerMetadata=CRON)
-        for call, request in (
-            (stub.GetMetricSpec, ref),
-            (stub.GetMetrics, pb.GetMetricsRequest(scaledObjectRef=ref)),
-            (stub.IsActive, ref),
-        ):
-            with pytest.raises(grpc.RpcError) as info:
-                call(request, timeout=3)
-            assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
-            assert expected in (info.value.details() or "")
+        for details in _refused_by_every_call(stub, ref):
+            assert expected in details
 
 
 def test_a_crafted_query_is_read_in_milliseconds() -> None:

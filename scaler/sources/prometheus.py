@@ -100,8 +100,11 @@ class BackendError(Exception):
         self.query = query
         self.problem = problem
         self.status_code = status_code
+        super().__init__(self._message(problem))
+
+    def _message(self, problem: str) -> str:
         # The query is the tenant's and may be kilobytes long: a message quotes a prefix.
-        super().__init__(f"Prometheus at {address}, query {_quote(query, 200)}: {problem}")
+        return f"Prometheus at {self.address}, query {_quote(self.query, 200)}: {problem}"
 
     def public(self) -> str:
         """The message less a connection failure's own words (an OS or TLS error may name
@@ -110,7 +113,7 @@ class BackendError(Exception):
         problem = self.problem
         if self.kind is BackendErrorKind.CONNECTION:
             problem = problem.split(" (", 1)[0] + " (the server's log says why)"
-        return f"Prometheus at {self.address}, query {_quote(self.query, 200)}: {problem}"
+        return self._message(problem)
 
     def copy(self) -> BackendError:
         """A fresh instance, so that threads sharing one failure do not share a traceback."""
