@@ -501,6 +501,20 @@ def run_serve(args: argparse.Namespace) -> int:
         forecasts.close()
         asked = "--events on" if args.events == "on" else "--kubeconfig"
         return _fail(f"{asked}: no Kubernetes API: {err}")
+    done = threading.Event()
+    hurry = threading.Event()  # a second signal, or Ctrl-C: no drain
+
+    def on_signal(signum: int, _frame: object) -> None:
+        if done.is_set() or signum == signal.SIGINT:
+            hurry.set()
+        if not done.is_set():
+            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
+        done.set()
+
+    # Before the port opens: a SIGTERM from then on is a graceful stop, never the
+    # default's instant death (start-up's last work, a full collection, comes later).
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
     try:
         running = start_server(
             config,
@@ -516,17 +530,6 @@ def run_serve(args: argparse.Namespace) -> int:
         kube.close()
         return _fail(str(err))
     _log_start(log, config, running.port)
-    settle_garbage_collector()
-
-    done = threading.Event()
-    hurry = threading.Event()  # a second signal, or Ctrl-C: no drain
-
-    def on_signal(signum: int, _frame: object) -> None:
-        if done.is_set() or signum == signal.SIGINT:
-            hurry.set()
-        if not done.is_set():
-            log.info("shutting down", extra={"signal": signal.Signals(signum).name})
-        done.set()
 
     def on_hangup(_signum: int, _frame: object) -> None:
         # The conventional "reload": with TLS, the files are read again on the next
@@ -538,9 +541,8 @@ def run_serve(args: argparse.Namespace) -> int:
         if running.tls is not None:
             running.tls.request_reload()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGHUP, on_hangup)
+    settle_garbage_collector()
     done.wait()
     _exit_past(
         time.monotonic() + config.drain_seconds + config.grace_seconds + SHUTDOWN_MARGIN_SECONDS,

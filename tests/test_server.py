@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -618,6 +619,29 @@ def test_sigterm_drains_with_health_not_serving_while_every_call_is_still_answer
             process.wait()
     log = process.stderr.read() if process.stderr else ""
     assert '"message": "draining"' in log and '"drain_seconds": 2.5' in log
+
+
+def test_sigterm_the_moment_the_port_opens_is_a_graceful_stop() -> None:
+    """The signal handlers were installed after start-up's last work (a full garbage
+    collection): a SIGTERM as the port opened killed the process with no drain."""
+    port = _free_port()
+    process = serve_process(port, "--drain-seconds=0.2", "--grace-seconds=1")
+    try:
+        opened = time.monotonic() + 20
+        while True:  # as a Service's endpoints or a test would see it, as early as can be
+            with socket.socket() as probe:
+                if probe.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            assert time.monotonic() < opened, "the port never opened"
+            time.sleep(0.001)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=10) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    log = process.stderr.read() if process.stderr else ""
+    assert '"message": "shutting down"' in log and '"message": "stopped"' in log
 
 
 def test_a_second_signal_ends_the_drain() -> None:
