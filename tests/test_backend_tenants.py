@@ -218,6 +218,40 @@ def test_a_tenant_at_its_share_is_busy_alone_and_gets_slots_back_when_answered(
         backend.release.set()
 
 
+def test_a_tenant_holds_at_most_a_quarter_of_all_slots_across_addresses(
+    backend: SlowBackend,
+) -> None:
+    """Through several allowed addresses, one namespace could hold a quarter of each and
+    so every slot of the source; it holds a quarter of all slots (4 of 16) in all."""
+    # Three addresses of one backend (it answers any path): the tenant's two slots at
+    # each of the first two are its four of all sixteen.
+    addresses = [f"{backend.url}/{name}" for name in ("a", "b", "c")]
+    with PrometheusSource(
+        timeout_seconds=SLOW_SECONDS,
+        answer_budget_seconds=0.05,
+        max_requests_per_address=8,
+        max_requests=16,
+    ) as source:
+        for address in addresses[:2]:
+            for i in range(2):
+                source.read(address, f"sum(slow_{i})", tenant="greedy")
+        assert source.requests_in_flight() == 4
+        started = time.monotonic()
+        busy = source.read(addresses[2], "sum(slow_x)", tenant="greedy")
+        assert time.monotonic() - started < 0.1, "a tenant at its share is not waited on"
+        assert busy.error is not None and busy.error.kind is BackendErrorKind.TIMEOUT
+        assert busy.error.problem == (
+            "this namespace already has 4 requests to its backends unanswered; not queueing another"
+        )
+        wait_until(lambda: len(backend.asked()) == 4)
+        # The third address has every slot free for any other namespace.
+        assert source.read(addresses[2], "sum(up)", tenant="shop").value == float(FAST_VALUE)
+        # Answered, the tenant's slots are its again, at any address.
+        backend.release.set()
+        wait_until(lambda: source.requests_in_flight() == 0)
+        assert source.read(addresses[2], "sum(slow_x)", tenant="greedy").value == float(FAST_VALUE)
+
+
 def test_a_background_refresh_is_charged_to_the_tenant_whose_call_starts_it(
     backend: SlowBackend,
 ) -> None:

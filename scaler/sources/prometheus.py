@@ -56,12 +56,13 @@ __all__ = [
 PROMETHEUS_MAX_POINTS = 11_000
 # The share of a range query's deadline that Prometheus is given to evaluate it.
 RANGE_SERVER_TIMEOUT_SHARE = 0.8
-# The most of one address's request slots that one tenant (a ScaledObject's namespace)
-# may hold. A trigger may set its own request timeout (up to 60 s): a tenant sending
-# distinct slow queries would otherwise keep every slot busy, and every other
+# The most of one address's request slots, and of all slots, that one tenant (a
+# ScaledObject's namespace) may hold. A trigger may set its own request timeout (up to
+# 60 s): a tenant sending distinct slow queries would otherwise keep every slot busy
+# (of one address, or of all through several allowed addresses), and every other
 # namespace's new query would be refused as "busy". A quarter leaves three quarters to
 # the others, and a tenant never gets less than one slot.
-TENANT_SHARE_OF_ADDRESS = 0.25
+TENANT_SHARE = 0.25
 # The tenant of calls made without one (the forecast refresher, tests): one shared
 # tenant, held to the address's limit only. Not a namespace anyone can name (a DNS
 # label never starts with '-'; the server refuses one that does): a request with an
@@ -316,8 +317,8 @@ class PrometheusSource:
     all; a query past those limits fails at once as "busy" rather than queue
     behind stuck requests. A request's slot is charged to the `tenant` (the
     ScaledObject's namespace) whose call sent it, and one tenant holds at most
-    `TENANT_SHARE_OF_ADDRESS` of an address's slots: past it, its new queries
-    are busy for it alone. Answers are shared across tenants all the same. A
+    `TENANT_SHARE` of an address's slots and of all slots: past either, its new
+    queries are busy for it alone. Answers are shared across tenants all the same. A
     caller waits for an answer at most `answer_budget_seconds`; past it, it gets
     the last good value and a TIMEOUT error saying the answer is pending, while
     the request goes on and its answer is remembered when it arrives.
@@ -377,9 +378,8 @@ class PrometheusSource:
         self._cpu_rate_window_seconds = cpu_rate_window_seconds
         self._refresh_ahead = refresh_ahead
         self._max_requests_per_address = max_requests_per_address
-        self._max_requests_per_tenant = max(
-            1, int(max_requests_per_address * TENANT_SHARE_OF_ADDRESS)
-        )
+        self._max_requests_per_tenant = max(1, int(max_requests_per_address * TENANT_SHARE))
+        self._max_requests_of_tenant = max(1, int(max_requests * TENANT_SHARE))
         self._max_requests = max_requests
         self._http = BoundedHttp(max_connections_per_host=max_connections_per_address)
         self._pool = _RequestPool(max_requests)
@@ -387,8 +387,10 @@ class PrometheusSource:
 
         self._lock = threading.Lock()
         self._requests_in_flight: dict[str, int] = {}
-        # Requests in flight by (address, tenant), for tenants other than NO_TENANT.
+        # Requests in flight by (address, tenant) and by tenant, for tenants other than
+        # NO_TENANT.
         self._tenant_requests: dict[tuple[str, str], int] = {}
+        self._tenant_totals: dict[str, int] = {}
         self._flights: dict[_FlightKey, _Flight] = {}
         self._flights_swept_at = clock()
         self._last_good: dict[tuple[Any, ...], _Remembered] = {}
@@ -821,13 +823,19 @@ class PrometheusSource:
         the lock held."""
         if self._closed:
             return "the source is closed"
-        held = 0
+        held = total = 0
         if tenant != NO_TENANT:
+            # Its own slow queries: busy for it alone. Other tenants go unnamed.
             held = self._tenant_requests.get((address, tenant), 0)
             if held >= self._max_requests_per_tenant:
-                # Its own slow queries: busy for it alone. Other tenants go unnamed.
                 return (
                     f"this namespace already has {held} requests to this backend "
+                    "unanswered; not queueing another"
+                )
+            total = self._tenant_totals.get(tenant, 0)
+            if total >= self._max_requests_of_tenant:
+                return (
+                    f"this namespace already has {total} requests to its backends "
                     "unanswered; not queueing another"
                 )
         pending = self._requests_in_flight.get(address, 0)
@@ -841,6 +849,7 @@ class PrometheusSource:
         self._requests_in_flight[address] = pending + 1
         if tenant != NO_TENANT:
             self._tenant_requests[address, tenant] = held + 1
+            self._tenant_totals[tenant] = total + 1
         return None
 
     def _release(self, address: str, tenant: str) -> None:
@@ -848,6 +857,7 @@ class PrometheusSource:
             _count_down(self._requests_in_flight, address)
             if tenant != NO_TENANT:
                 _count_down(self._tenant_requests, (address, tenant))
+                _count_down(self._tenant_totals, tenant)
 
     def _busy_flight(self, address: str, query: str, problem: str, now: float) -> _Flight:
         # Not stored: the next call tries again.
