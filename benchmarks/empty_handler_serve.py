@@ -19,14 +19,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from null_server import VALUE
 
 from scaler import cli
-from scaler.proto import externalscaler_pb2 as pb
 from scaler.server import ScalerService
 
+ANSWER: bytes = VALUE.SerializeToString()  # tidescaler's methods answer serialized bytes
 
-async def constant_get_metrics(
-    self: ScalerService, request: pb.GetMetricsRequest, context: object
-) -> pb.GetMetricsResponse:
-    return VALUE
+
+async def constant_get_metrics(self: ScalerService, request: bytes, context: object) -> bytes:
+    return ANSWER
 
 
 if __name__ == "__main__":

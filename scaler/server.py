@@ -243,8 +243,9 @@ class Trigger:
         # other; two threads deciding at once may log one change twice, never miss it.
         self.last: _Made | None = None
         self.logged: _Logged | None = None
-        # GetMetrics' latest answer: the decision, the metric name asked for, the response.
-        self.answer: tuple[Decision, str, pb.GetMetricsResponse] | None = None
+        # GetMetrics' latest answer: the decision, the metric name asked for, the response
+        # serialized.
+        self.answer: tuple[Decision, str, bytes] | None = None
         # Asked for since the table's eviction last passed it over (see _ResolvedTriggers);
         # a trigger is made because it is being asked for.
         self.used = True
@@ -363,48 +364,32 @@ RESOLVED_BYTES = 16 * 1024 * 1024
 RESOLVED_ENTRY_BYTES = 512  # the Trigger, the dict's slot and the key's header
 
 
-class Undecodable:
-    """A request whose bytes are not the message its method takes (a client that is not
-    KEDA, or a broken one). gRPC answers a deserializer that raises with UNKNOWN and an
-    error-level traceback per call; this one answers INVALID_ARGUMENT like any bad input."""
-
-    __slots__ = ("problem",)
-
-    def __init__(self, problem: str) -> None:
-        self.problem = problem
-
-
-def _decoder(message: Any) -> Callable[[bytes], Any]:
-    """`message.FromString`, returning an Undecodable instead of raising."""
-    parse = message.FromString
+def _undecodable(message: Any, err: DecodeError) -> RequestError:
+    """INVALID_ARGUMENT for request bytes that are not `message` (a client that is not
+    KEDA, or a broken one)."""
     name = message.DESCRIPTOR.full_name
-
-    def decode(data: bytes) -> Any:
-        try:
-            return parse(data)
-        except DecodeError as err:
-            return Undecodable(f"the request is not a valid {name} message ({str(err)[:200]})")
-
-    return decode
+    return RequestError(
+        grpc.StatusCode.INVALID_ARGUMENT,
+        f"the request is not a valid {name} message ({str(err)[:200]})",
+    )
 
 
 def add_scaler_service(service: ScalerService, server: grpc.aio.Server) -> None:
-    """The generated registration, with requests decoded by `_decoder`."""
+    """The four methods of externalscaler.proto, passing bytes both ways.
+
+    Each method decodes its own request, so that bytes that are not its message are
+    answered INVALID_ARGUMENT like any bad input (gRPC answers a deserializer that
+    raises with UNKNOWN and an error-level traceback per call), and returns its answer
+    serialized: the few distinct answers are serialized once and shared by every call
+    that gives them, instead of once per call."""
     unary, stream = grpc.unary_unary_rpc_method_handler, grpc.unary_stream_rpc_method_handler
-    methods = (  # name, kind, request, response: as in externalscaler.proto
-        ("IsActive", unary, pb.ScaledObjectRef, pb.IsActiveResponse),
-        ("StreamIsActive", stream, pb.ScaledObjectRef, pb.IsActiveResponse),
-        ("GetMetricSpec", unary, pb.ScaledObjectRef, pb.GetMetricSpecResponse),
-        ("GetMetrics", unary, pb.GetMetricsRequest, pb.GetMetricsResponse),
+    methods = (
+        ("IsActive", unary),
+        ("StreamIsActive", stream),
+        ("GetMetricSpec", unary),
+        ("GetMetrics", unary),
     )
-    handlers = {
-        name: kind(
-            getattr(service, name),
-            request_deserializer=_decoder(request),
-            response_serializer=response.SerializeToString,
-        )
-        for name, kind, request, response in methods
-    }
+    handlers = {name: kind(getattr(service, name)) for name, kind in methods}
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
     server.add_registered_method_handlers(SERVICE_NAME, handlers)
 
@@ -420,14 +405,21 @@ def _unavailable(ref: pb.ScaledObjectRef, decision: Decision) -> RequestError:
     )
 
 
-def _decoded(request: Any) -> None:
-    """RequestError (INVALID_ARGUMENT) for a request that could not be decoded."""
-    if type(request) is Undecodable:
-        raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
+def _ref(data: bytes) -> pb.ScaledObjectRef:
+    """The ScaledObjectRef in a request's bytes; RequestError if they are not one."""
+    try:
+        return REF(data)
+    except DecodeError as err:
+        raise _undecodable(pb.ScaledObjectRef, err) from None
+
+
+REF: Callable[[bytes], pb.ScaledObjectRef] = pb.ScaledObjectRef.FromString
+GET_METRICS_REQUEST: Callable[[bytes], pb.GetMetricsRequest] = pb.GetMetricsRequest.FromString
 
 
 class ScalerService(pb_grpc.ExternalScalerServicer):
-    """The four RPCs of KEDA's external scaler contract, as grpc.aio coroutines.
+    """The four RPCs of KEDA's external scaler contract, as grpc.aio coroutines that
+    take a request's bytes and answer bytes (see `add_scaler_service`).
 
     `decision_for` and `trigger_for` are plain functions (the first may block on
     Prometheus); the RPC methods hand blocking ones to `calls` or `streams`.
@@ -741,38 +733,35 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             raise err
         raise AssertionError("unreachable: context.abort raises")
 
-    async def GetMetricSpec(
-        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
-    ) -> pb.GetMetricSpecResponse:
+    async def GetMetricSpec(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
         try:
-            _decoded(request)
             # Configuration only, never a backend.
-            response = _spec_response(self.trigger_for(request).policy.metric_name)
+            response = _spec_response(self.trigger_for(_ref(request)).policy.metric_name)
         except BaseException as err:
             await self._fail("GetMetricSpec", context, err, started)
         self._record_rpc("GetMetricSpec", "OK", time.perf_counter() - started)
         return response
 
-    # GetMetrics and IsActive check the request and the decision inline (as `_decoded`
+    # GetMetrics and IsActive decode the request and check the decision inline (as `_ref`
     # and `activity_of` do) and record through `_record_rpc`: in a loaded server every
     # Python frame on the path of every call costs a microsecond or so.
 
-    async def GetMetrics(
-        self, request: pb.GetMetricsRequest, context: grpc.aio.ServicerContext
-    ) -> pb.GetMetricsResponse:
+    async def GetMetrics(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
         try:
-            if type(request) is Undecodable:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
-            ref = request.scaledObjectRef
+            try:
+                message = GET_METRICS_REQUEST(request)
+            except DecodeError as err:
+                raise _undecodable(pb.GetMetricsRequest, err) from None
+            ref = message.scaledObjectRef
             trigger, decision = self._decide_now(ref, self.calls)
             if decision is None:
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(ref, trigger, self.calls)
             if not decision.available:
                 raise _unavailable(ref, decision)
-            name = request.metricName
+            name = message.metricName
             answer = trigger.answer
             if answer is not None and answer[0] is decision and answer[1] == name:
                 response = answer[2]  # the same decision, asked again
@@ -789,19 +778,19 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self._record_rpc("GetMetrics", "OK", time.perf_counter() - started)
         return response
 
-    async def IsActive(
-        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
-    ) -> pb.IsActiveResponse:
+    async def IsActive(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
         try:
-            if type(request) is Undecodable:
-                raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, request.problem)
-            trigger, decision = self._decide_now(request, self.calls)
+            try:
+                ref = REF(request)
+            except DecodeError as err:
+                raise _undecodable(pb.ScaledObjectRef, err) from None
+            trigger, decision = self._decide_now(ref, self.calls)
             if decision is None:
                 assert self.calls is not None
-                decision = await self._decide_elsewhere(request, trigger, self.calls)
+                decision = await self._decide_elsewhere(ref, trigger, self.calls)
             if not decision.active_known:
-                raise _unavailable(request, decision)
+                raise _unavailable(ref, decision)
             response = ACTIVE if decision.active else INACTIVE
         except BaseException as err:
             await self._fail("IsActive", context, err, started)
@@ -809,8 +798,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         return response
 
     async def StreamIsActive(
-        self, request: pb.ScaledObjectRef, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.IsActiveResponse]:
+        self, request: bytes, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[bytes]:
         """Send the state at once, then re-evaluate every push interval and send changes.
 
         Ends (OK) when the server starts shutting down; KEDA then reconnects, to
@@ -820,8 +809,8 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         # Invalid metadata ends the stream with INVALID_ARGUMENT before anything is sent.
         started = time.perf_counter()
         try:
-            _decoded(request)
-            self.trigger_for(request)
+            ref = _ref(request)
+            self.trigger_for(ref)
         except BaseException as err:
             await self._fail("StreamIsActive", context, err, started)
         self._record("StreamIsActive", "OK", started)
@@ -829,7 +818,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         while not self.stopping.is_set():
             active: bool | None = None
             try:
-                active = self.activity_of(request, await self._decide(request, self.streams))
+                active = self.activity_of(ref, await self._decide(ref, self.streams))
             except RequestError as err:
                 if err.code is grpc.StatusCode.INVALID_ARGUMENT:
                     await context.abort(err.code, status_details(str(err)))
@@ -843,36 +832,38 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                 await asyncio.wait_for(self.stopping.wait(), self.config.push_interval_seconds)
 
 
-# Answers are never changed once built (gRPC only serialises them), so the few distinct
-# ones are built once and shared by every call that gives them. A metric name comes from
+# Answers go out serialized (see `add_scaler_service`). The few distinct ones are
+# serialized once and shared by every call that gives them. A metric name comes from
 # the request and may be anything: only short ones are kept.
-ACTIVE = pb.IsActiveResponse(result=True)
-INACTIVE = pb.IsActiveResponse(result=False)
+ACTIVE: bytes = pb.IsActiveResponse(result=True).SerializeToString()
+INACTIVE: bytes = pb.IsActiveResponse(result=False).SerializeToString()
 RESPONSES_KEPT = 4096
 KEPT_NAME_CHARS = 256
 
 
-def _metrics_response(metric_name: str, replicas: int, value: float) -> pb.GetMetricsResponse:
+def _metrics_response(metric_name: str, replicas: int, value: float) -> bytes:
     if len(metric_name) > KEPT_NAME_CHARS:
         return _build_metrics_response(metric_name, replicas, value)
     return _kept_metrics_response(metric_name, replicas, value)
 
 
-def _build_metrics_response(metric_name: str, replicas: int, value: float) -> pb.GetMetricsResponse:
+def _build_metrics_response(metric_name: str, replicas: int, value: float) -> bytes:
     # KEDA >= 2.17 reads the float (the demand in replicas, see Decision.metric_value);
     # an older KEDA reads the int, the whole count, as before.
     metric = pb.MetricValue(metricName=metric_name, metricValue=replicas, metricValueFloat=value)
-    return pb.GetMetricsResponse(metricValues=[metric])
+    answer: bytes = pb.GetMetricsResponse(metricValues=[metric]).SerializeToString()
+    return answer
 
 
 _kept_metrics_response = functools.lru_cache(maxsize=RESPONSES_KEPT)(_build_metrics_response)
 
 
 @functools.lru_cache(maxsize=RESPONSES_KEPT)
-def _spec_response(metric_name: str) -> pb.GetMetricSpecResponse:
+def _spec_response(metric_name: str) -> bytes:
     # policy.metric_name: bounded by the policy's own limits.
     spec = pb.MetricSpec(metricName=metric_name, targetSize=1, targetSizeFloat=1.0)
-    return pb.GetMetricSpecResponse(metricSpecs=[spec])
+    answer: bytes = pb.GetMetricSpecResponse(metricSpecs=[spec]).SerializeToString()
+    return answer
 
 
 def check_tls_files(config: ServerConfig) -> None:
