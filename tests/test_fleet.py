@@ -33,7 +33,10 @@ from scaler.fleet.evaluate import (
 from scaler.fleet.execute import ResultCache, run_fleet
 from scaler.fleet.report import markdown
 from scaler.fleet.services import FleetInputError, ServiceSource, from_folder, from_prometheus
+from scaler.policy import parse_policy
+from scaler.sim.scenario import QUERY_PLACEHOLDER
 from scaler.sim.traffic import OpeningSpec, TideSpec, opening, synthetic_tide, write_trace
+from scaler.sources.prometheus import PrometheusSource
 
 pytestmark = pytest.mark.slow
 
@@ -147,6 +150,11 @@ def test_a_jump_at_a_minute_history_tells_is_where_the_forecast_pays(
     assert result.saving is not None and result.saving >= SETTINGS.min_saving
     assert result.trigger_metadata["forecast"] == "on"
     assert float(result.trigger_metadata["threshold"]) > 0
+    # What a user pastes is a trigger the server takes once the placeholder is their query
+    # (without a query it was refused: threshold and forecast need one).
+    assert result.trigger_metadata["query"] == QUERY_PLACEHOLDER
+    pasted = {**result.trigger_metadata, "query": "sum(rate(http_requests_total[1m]))"}
+    assert parse_policy(pasted).forecast.mode.value == "on"
     # Capacity in the service's own requests/s, as the threshold is (it was reported as the
     # simulated replica's, whatever the service).
     assert result.capacity_per_replica == pytest.approx(result.peak_rps / SETTINGS.peak_replicas)
@@ -311,6 +319,10 @@ def test_fleet_from_one_prometheus_query(
         assert trace.step_seconds == STEP and len(trace.values) == len(rate)
         # Each worker fetched only its own service's series.
         assert np.nanmax(trace.values) == pytest.approx(np.max(rate) * STEP, rel=1e-6)
+        # The query a recommended service's trigger metadata carries: its own series alone.
+        with PrometheusSource(clock=lambda: end) as source:
+            last = source.instant(server.url, services[1].series_query())
+        assert last == pytest.approx(trace.values[-1] / STEP, rel=1e-6)
         # The fetch is at stake here, not the search: a coarser sweep is enough.
         fleet = run_fleet(services, replace(SETTINGS, targets=TARGETS[::5]), workers=1)
         assert [r.recommendation for r in fleet.results] != [FAILED, FAILED]

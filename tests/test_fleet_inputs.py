@@ -11,6 +11,7 @@ import math
 import re
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from scaler.fleet.services import (
     from_folder,
     service_key,
 )
+from scaler.sim.traffic import TideSpec, synthetic_tide, write_trace
 from scaler.traces import TraceError
 
 STEP = 300.0
@@ -77,6 +79,16 @@ def prometheus_services(url: str, end: float, *flags: str) -> dict[str, Promethe
     found = services_from(args)
     assert all(isinstance(s, PrometheusService) for s in found)
     return {s.name: s for s in found if isinstance(s, PrometheusService)}
+
+
+def test_one_day_of_history_reads_as_one_day(tmp_path: Path) -> None:
+    # The report's cell read "1 days, under the 3 days of --min-history".
+    write_trace(synthetic_tide(TideSpec(days=1, step_seconds=900.0), seed=1), tmp_path / "a.csv")
+    (service,) = from_folder(tmp_path)
+    result = evaluate_service(service, QUICK)
+    assert result.reason == "1 day, under the 3 days of --min-history"
+    one = evaluate_service(service, replace(QUICK, min_history_days=1.5))
+    assert one.reason == "1 day, under the 1.5 days of --min-history"
 
 
 def test_time_before_a_service_existed_is_no_history_not_quiet_traffic(
@@ -182,9 +194,10 @@ def test_a_service_of_one_day_at_min_history_1d_has_too_little_history(
     (service,) = from_folder(tmp_path, unit="rate")
     result = evaluate_service(service, JUST_OVER)
     assert result.recommendation == TOO_LITTLE_HISTORY, result.error
+    days = f"{rows * 900 / DAY:.4g}"
     assert result.reason == (
-        f"{rows * 900 / DAY:.4g} days, under the 1.042 days needed to score the forecast an "
-        "hour ahead after 1d of history"
+        f"{days} day{'' if days == '1' else 's'}, under the 1.042 days needed to score the "
+        "forecast an hour ahead after 1d of history"
     )
 
 

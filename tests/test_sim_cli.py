@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from scaler.sim.cli import add_simulate_parser
-from scaler.sim.report import _coarse_grid_lines
-from scaler.sim.runner import SweepPoint
+from scaler.sim.report import _coarse_grid_lines, _pick
+from scaler.sim.runner import Span, SweepPoint
 
 SCENARIO = """
 name: cli-small
@@ -131,6 +132,53 @@ def test_out_writes_report_plots_and_sweep(
         ("0.9", "tidescaler"),
     }
     assert "forecast: 'on'" in (out / "report.md").read_text()
+
+
+def deploy_blocks(report: str) -> dict[str, tuple[str, dict[str, str]]]:
+    """report.md's "What to deploy": budget -> (the pick's header, its trigger metadata)."""
+    section = report.split("## What to deploy", 1)[1].split("\n## ", 1)[0]
+    blocks: dict[str, tuple[str, dict[str, str]]] = {}
+    for part in section.split("Within ")[1:]:
+        header, rest = part.split(":\n", 1)
+        budgets, pick = header.split(" (", 1)
+        metadata = yaml.safe_load(rest.split("```yaml\n", 1)[1].split("```", 1)[0])["metadata"]
+        for budget in budgets.split(" or "):
+            blocks[budget] = (pick, metadata)
+    return blocks
+
+
+def test_the_report_gives_each_budgets_pick_as_metadata_to_deploy(
+    scenario: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The block to paste said `forecast: on` at the scenario's own target whatever the
+    budget table recommended; each budget now gets its pick's target and the gate's word."""
+    out = tmp_path / "out"
+    argv = [str(scenario), "--policies", "reactive,tidescaler", "--out", str(out)]
+    assert run([*argv, "--sweep", "target_utilization=0.4,0.55,0.9"]) == 0
+    report = (out / "report.md").read_text()
+    table = report.split("## Frontier against frontier", 1)[1].split("\n\n")[2]
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    blocks = deploy_blocks(report)
+    assert rows and set(blocks) <= {cells[0].strip() for cells in rows}
+    checked = 0
+    for cells in rows:
+        budget, word = cells[0].strip(), cells[-1].strip()
+        if word == "-":  # neither policy meets this budget: nothing to deploy
+            assert budget not in blocks
+            continue
+        pick, metadata = blocks[budget]
+        # The gate's pick: tidescaler's where the forecast is on, reactive's where off.
+        assert pick.startswith("tidescaler's pick" if word == "on" else "reactive's pick")
+        assert metadata["forecast"] == word
+        target = float(pick.split("target ")[1].rstrip("):"))
+        assert float(metadata["threshold"]) == pytest.approx(target * 50)  # capacity 50
+        assert metadata["query"] and metadata["maxReplicas"] == "40"
+        checked += 1
+    assert checked
+    # The Results table's run is still given, and said not to be the one to deploy.
+    simulated = report.split("## The tidescaler policy as simulated", 1)[1]
+    assert "deploy a budget's block above instead" in simulated
+    assert "threshold: '35'" in simulated  # the scenario's own 70 % of 50
 
 
 @pytest.mark.parametrize(
@@ -487,3 +535,19 @@ def test_a_fine_grid_of_targets_is_not_warned_about() -> None:
     coarse = [point("0.5"), point("0.6"), point("0.8")]
     (line,) = _coarse_grid_lines(coarse)
     assert line.startswith("Targets were swept in steps of up to 20 %")
+
+
+def test_a_pick_past_its_budget_on_the_later_half_is_marked_over() -> None:
+    """The README's tables marked such picks; the summary and report.md did not."""
+
+    def pick(later_violations: float) -> SweepPoint:
+        return SweepPoint(
+            "target_utilization", "0.7", "reactive", 10.0, 0.5, 0.0008, 0.1,
+            settings=(("target_utilization", "0.7"),),
+            tuning=Span(10.0, 0.5, 0.0008), later=Span(10.0, 0.4, later_violations),
+        )  # fmt: skip
+
+    assert _pick(pick(0.0011), None, 0.001) == "0.400 (target 0.7; 0.11% over)"
+    assert _pick(pick(0.0009), None, 0.001) == "0.400 (target 0.7; 0.09%)"
+    assert _pick(pick(0.001), None, 0.001) == "0.400 (target 0.7; 0.10%)"  # at it: within
+    assert _pick(None, 0.004, 0.001) == "cannot (best 0.40%)"

@@ -186,6 +186,25 @@ def test_peak_to_valley_without_a_tide_to_shape_is_refused(
     assert code == 2 and f"{hourly}'s synthetic traffic is not the tide" in only_error(err)
 
 
+def test_a_query_without_traffic_to_fetch_is_refused(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without --prometheus-url the bundled demo ran, quietly, with the query's rate
+    window as the metric lag: numbers of neither the user's traffic nor the demo."""
+    query = 'sum(rate(http_requests_total{service="web"}[5m]))'
+    code, out, err = simulate(["--query", query, "--days", "2", "--policies", "reactive"], capsys)
+    assert code == 2 and out == ""
+    assert only_error(err) == (
+        "error: --query without --prometheus-url, --trace, --synthetic or a scenario file would "
+        "simulate the bundled demo's traffic; add --prometheus-url URL to fetch your traffic "
+        "with the query (or --trace FILE with its export)"
+    )
+    # With traffic of its own, the query is what the report's metadata carries.
+    code, out, err = simulate(
+        ["--synthetic", "--query", query, "--days", "2", "--policies", "reactive", "--json"],
+        capsys,
+    )
+    assert code == 0, err
+
+
 def test_peak_to_valley_still_shapes_the_tide(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -14,14 +14,20 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from scaler.fleet.services import ServiceSource
+from scaler.fleet.services import PrometheusService, ServiceSource
 from scaler.forecast import backtest
 from scaler.sim.cluster import ClusterModel, PodStartup
 from scaler.sim.floor import later_span_floors
 from scaler.sim.frontier import budget_rows
 from scaler.sim.policies import ForecastCache
 from scaler.sim.runner import SweepPoint, sweep
-from scaler.sim.scenario import Scenario, Sweep, parse_scenario, with_service
+from scaler.sim.scenario import (
+    QUERY_PLACEHOLDER,
+    Scenario,
+    Sweep,
+    parse_scenario,
+    with_service,
+)
 from scaler.sim.traffic import Traffic
 from scaler.traces import Trace
 
@@ -140,6 +146,15 @@ def evaluate_service(source: ServiceSource, settings: FleetSettings) -> ServiceR
         trace = source.load()
         result = _evaluate(trace, settings)
         result = replace(result, input_notes=[*trace.fills, *trace.warnings])
+        if result.trigger_metadata:
+            # A trigger without its query is refused: the service's own series where the
+            # fleet read it from Prometheus, else a marked placeholder.
+            query = (
+                source.series_query()
+                if isinstance(source, PrometheusService)
+                else QUERY_PLACEHOLDER
+            )
+            result = replace(result, trigger_metadata={"query": query, **result.trigger_metadata})
     except Exception as error:  # one bad service must not stop the fleet
         # A problem of the input (its trace, its values) reads as the message alone; any
         # other failure keeps its exception's name, which says where to look.
@@ -162,16 +177,17 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
     if days < settings.min_history_days:
         return replace(
             base,
-            reason=f"{days:.3g} days, under the {settings.min_history_days:g} days of "
-            "--min-history",
+            reason=f"{_days(days, '.3g')}, under the {_days(settings.min_history_days, 'g')} "
+            "of --min-history",
         )
     needed = _skill_intervals(step, settings)
     if len(trace.values) < needed:
         # Just over --min-history (1.0 to 1.04 days at 1d): no forecast to score yet.
         return replace(
             base,
-            reason=f"{days:.4g} days, under the {needed * step / DAY:.4g} days needed to score "
-            f"the forecast an hour ahead after {_skill_history(settings) / DAY:g}d of history",
+            reason=f"{_days(days, '.4g')}, under the {_days(needed * step / DAY, '.4g')} "
+            f"needed to score the forecast an hour ahead after "
+            f"{_skill_history(settings) / DAY:g}d of history",
         )
     if not peak > 0:
         return replace(base, recommendation=NO_TRAFFIC, reason="every value is 0")
@@ -251,6 +267,12 @@ def _evaluate(trace: Trace, settings: FleetSettings) -> ServiceResult:
         trigger_metadata=metadata,
         reason=reason,
     )
+
+
+def _days(days: float, spec: str) -> str:
+    """`days` formatted by `spec`, with "day" or "days" as the number reads."""
+    text = format(days, spec)
+    return f"{text} day" if text == "1" else f"{text} days"
 
 
 def _frontier_points(

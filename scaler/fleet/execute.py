@@ -31,8 +31,9 @@ OnResult = Callable[[ServiceResult, bool], None]  # (result, came from the cache
 MAX_WORKERS = 1024
 # Part of every cache key: a change of what a result says (new recommendations, a
 # reason) or of how its input is read makes the cached results of the same version
-# stale. 4: a trace whose step changes is refused (a filled one was cached).
-RESULT_FORMAT = 4
+# stale. 4: a trace whose step changes is refused (a filled one was cached). 5: trigger
+# metadata carries the query.
+RESULT_FORMAT = 5
 
 
 @dataclass(frozen=True)

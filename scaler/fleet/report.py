@@ -191,7 +191,14 @@ def markdown(results: Sequence[ServiceResult], settings: FleetSettings, command:
         lines += [f"- {r.name}: {note}" for r in noted for note in r.input_notes]
     chosen = [r for r in ranked(results) if r.trigger_metadata]
     if chosen:
-        lines += ["", "## Trigger metadata for the services that should move", ""]
+        lines += [
+            "",
+            "## Trigger metadata for the services that should move",
+            "",
+            "Paste into a ScaledObject trigger of `type: external` (add `scalerAddress`; the "
+            "query must give the service's total requests per second, the unit of `threshold`).",
+            "",
+        ]
         for r in chosen:
             lines += [f"**{r.name}**", "", "```yaml"]
             lines += [f'{k}: "{v}"' for k, v in r.trigger_metadata.items()]

@@ -293,6 +293,14 @@ def build_scenario(args: argparse.Namespace) -> Scenario:
             data["synthetic"] = {}
         scenario = parse_scenario(data, "flags", Path.cwd(), cross_check=False)
     else:
+        if args.query:
+            # The demo's traffic with the user's query's rate window is neither theirs
+            # nor the demo: most likely the --prometheus-url of a two-line example got lost.
+            raise ScenarioError(
+                "--query without --prometheus-url, --trace, --synthetic or a scenario file "
+                "would simulate the bundled demo's traffic; add --prometheus-url URL to "
+                "fetch your traffic with the query (or --trace FILE with its export)"
+            )
         scenario = load_scenario(bundled_scenario_path(), cross_check=False)
         demo = True
     if trace_label:

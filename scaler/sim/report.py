@@ -37,11 +37,13 @@ from scaler.sim.frontier import (
     choose_budgets,
     forecast_on,
     frontiers,
+    gated_pick,
     match,
     on_tuning_span,
     walk_forward,
 )
 from scaler.sim.runner import SimulationResult, SweepPoint, base_points
+from scaler.sim.scenario import QUERY_PLACEHOLDER, Scenario, with_sweep_value
 
 _COLORS = {
     "static-peak": "#7f7f7f",
@@ -54,7 +56,6 @@ _COLORS = {
 
 
 # Shown in the report's ScaledObject when no --query (or scenario query) was given.
-QUERY_PLACEHOLDER = "<your PromQL: total requests/s of the service>"
 
 
 def _percents(a: float, b: float) -> tuple[str, str]:
@@ -145,16 +146,18 @@ def render_table(
         console.print(line, highlight=False, markup=False, soft_wrap=not console.is_terminal)
 
 
-def _pick(point: SweepPoint | None, best: float | None = None) -> str:
+def _pick(point: SweepPoint | None, best: float | None, budget: float) -> str:
     """A budget pick: cost vs static-peak and setting; walk-forward picks show the later
-    span (cost, and the violations the setting met there)."""
+    span (cost, and the violations the setting met there, marked `over` where they
+    exceed the budget: the choice, made on the earlier span, did not hold)."""
     if point is None:
         return "cannot" + (f" (best {_percent(best)})" if best is not None else "")
     if point.later is not None:
         later = point.later
+        over = " over" if later.slo_violation_ratio > budget else ""
         return (
             f"{later.cost_vs_static_peak:.3f} ({point.label}; "
-            f"{_percent(later.slo_violation_ratio)})"
+            f"{_percent(later.slo_violation_ratio)}{over})"
         )
     return f"{point.cost_vs_static_peak:.3f} ({point.label})"
 
@@ -267,7 +270,7 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
         lines.append(
             "Cheapest setting within each violation budget, chosen on the first half of the "
             "days and measured on the second (cost vs static-peak there; requests over the "
-            "SLO there):"
+            "SLO there, 'over' where past the budget):"
         )
     elif comparison.swept:
         lines.append("Cheapest setting within each violation budget (cost vs static-peak):")
@@ -286,8 +289,8 @@ def summary_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
     cells = [
         (
             _percent(row.budget),
-            _pick(row.picks.get("reactive"), best["reactive"]),
-            _pick(row.picks.get("tidescaler"), best["tidescaler"]),
+            _pick(row.picks.get("reactive"), best["reactive"], row.budget),
+            _pick(row.picks.get("tidescaler"), best["tidescaler"], row.budget),
             row,
         )
         for row in comparison.budgets
@@ -421,7 +424,10 @@ def headline(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
     for row in comparison.budgets:
         r, t = row.picks.get("reactive"), row.picks.get("tidescaler")
         text = f"Within {_percent(row.budget)} over the SLO: "
-        text += f"reactive {_pick(r, best['reactive'])}, tidescaler {_pick(t, best['tidescaler'])}"
+        text += (
+            f"reactive {_pick(r, best['reactive'], row.budget)}, "
+            f"tidescaler {_pick(t, best['tidescaler'], row.budget)}"
+        )
         ratio = row.ratio("tidescaler", "reactive")
         text += f"; tidescaler/reactive {ratio:.3f}." if ratio is not None else "."
         lines.append(text)
@@ -805,27 +811,7 @@ def write_markdown(
         "![demand against ready capacity, whole evaluation window](capacity.png)",
         "",
     ]
-    tide = result.policy("tidescaler")
-    if tide is not None:
-        simulated: Any = tide.detail.get("metadata", {})
-        metadata: dict[str, Any] = dict(simulated)
-        if "query" not in scenario.tidescaler:
-            # The simulation needed no query; the user's cluster needs theirs, not an example.
-            metadata["query"] = QUERY_PLACEHOLDER
-        lines += [
-            "## The tidescaler policy as simulated",
-            "",
-            "Paste into a ScaledObject trigger of `type: external` (add `scalerAddress`):",
-            "",
-            "```yaml",
-            yaml.safe_dump({"metadata": metadata}, sort_keys=False).rstrip(),
-            "```",
-            "",
-            f"Winning signal per decision: {tide.detail.get('winning_signal')}; forecast refits: "
-            f"{tide.detail.get('forecast_fits')} ({tide.detail.get('forecast_failures')} without a "
-            "forecast).",
-            "",
-        ]
+    lines += _deploy_lines(result, points)
     cron = result.policy("keda-cron")
     if cron is not None and scenario.keda_cron is None:
         lines += [
@@ -850,6 +836,92 @@ def _gate_word(row: BudgetRow) -> str | None:
     policy meets it)."""
     on = forecast_on(row)
     return None if on is None else ("on" if on else "off")
+
+
+def _pasted(scenario: Scenario, metadata: dict[str, str]) -> dict[str, str]:
+    """Trigger metadata as a user pastes it: the query placeholder where the simulation
+    needed none (the user's cluster needs theirs, not an example)."""
+    if "query" not in scenario.tidescaler:
+        metadata["query"] = QUERY_PLACEHOLDER
+    return metadata
+
+
+def _yaml_block(metadata: dict[str, str]) -> list[str]:
+    return ["```yaml", yaml.safe_dump({"metadata": metadata}, sort_keys=False).rstrip(), "```"]
+
+
+def deploy_metadata(scenario: Scenario, pick: SweepPoint, forecast: bool) -> dict[str, str]:
+    """The trigger metadata of a budget's pick: the scenario with the pick's settings, the
+    forecast on where the gate keeps it (tidescaler's pick), off where reactive's won
+    (`forecast: off` moves replicas as reactive does)."""
+    for name, value in pick.settings:
+        scenario = with_sweep_value(scenario, name, value)
+    metadata = scenario.tidescaler_metadata()
+    metadata["forecast"] = "on" if forecast else "off"
+    return _pasted(scenario, metadata)
+
+
+def _deploy_lines(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
+    """What to paste: each budget's pick where budgets were compared, else the policy the
+    Results table ran."""
+    tide = result.policy("tidescaler")
+    if tide is None:
+        return []
+    scenario = result.scenario
+    lines: list[str] = []
+    comparison = compare(result, points)
+    picked: list[tuple[float, SweepPoint, bool]] = []
+    for row in comparison.budgets:
+        pick, on = gated_pick(row), forecast_on(row)
+        if len(row.picks) == 2 and pick is not None and on is not None:
+            picked.append((row.budget, pick, on))
+    if picked:
+        lines += [
+            "## What to deploy",
+            "",
+            "Each budget's pick above as trigger metadata: paste the block of your budget into a "
+            "ScaledObject trigger of `type: external` (add `scalerAddress`).",
+            "",
+        ]
+        # Budgets whose picks deploy the same metadata share one block.
+        blocks: list[tuple[list[str], SweepPoint, dict[str, str]]] = []
+        for budget, pick, on in picked:
+            metadata = deploy_metadata(scenario, pick, on)
+            if blocks and blocks[-1][2] == metadata and blocks[-1][1].settings == pick.settings:
+                blocks[-1][0].append(_percent(budget))
+            else:
+                blocks.append(([_percent(budget)], pick, metadata))
+        for budgets, pick, metadata in blocks:
+            setting = pick.label or "as given"
+            lines += [f"Within {' or '.join(budgets)} ({pick.policy}'s pick: {setting}):", ""]
+            window = dict(pick.settings).get("scale_down_stabilization_seconds")
+            if window is not None:
+                lines += [
+                    "Also set the ScaledObject's `advanced.horizontalPodAutoscalerConfig.behavior"
+                    f".scaleDown.stabilizationWindowSeconds: {window}`.",
+                    "",
+                ]
+            lines += [*_yaml_block(metadata), ""]
+    simulated: Any = tide.detail.get("metadata", {})
+    lines += [
+        "## The tidescaler policy as simulated",
+        "",
+        "The trigger metadata of the Results table's run"
+        + (" (the scenario's own setting; deploy a budget's block above instead)" if picked else "")
+        + (
+            ":"
+            if picked
+            else "; paste it into a ScaledObject trigger of `type: external` (add `scalerAddress`):"
+        ),
+        "",
+        *_yaml_block(_pasted(scenario, dict(simulated))),
+        "",
+        f"Winning signal per decision: {tide.detail.get('winning_signal')}; forecast refits: "
+        f"{tide.detail.get('forecast_fits')} ({tide.detail.get('forecast_failures')} without a "
+        "forecast).",
+        "",
+    ]
+    return lines
 
 
 def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
@@ -879,8 +951,9 @@ def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> 
         for row in comparison.budgets:
             r, t = row.picks.get("reactive"), row.picks.get("tidescaler")
             lines.append(
-                f"| {_percent(row.budget)} | {_pick(r, best['reactive'])} | "
-                f"{_pick(t, best['tidescaler'])} | {_ratio(row.ratio('tidescaler', 'reactive'))} "
+                f"| {_percent(row.budget)} | {_pick(r, best['reactive'], row.budget)} | "
+                f"{_pick(t, best['tidescaler'], row.budget)} "
+                f"| {_ratio(row.ratio('tidescaler', 'reactive'))} "
                 f"| {_pick_cost(t)} | {_cost(comparison.floor_cost(row.budget))} "
                 f"| {_gate_word(row) or '-'} |"
             )

@@ -43,6 +43,8 @@ from scaler.sim.traffic import (
 POLICY_NAMES = ("static-peak", "keda-cron", "reactive", "hpa-cpu", "tidescaler", "oracle")
 BUNDLED_PREFIX = "bundled:"
 DEMO_SCENARIO = "demo.yaml"
+# The query of trigger metadata written for a user whose simulation needed none.
+QUERY_PLACEHOLDER = "<your PromQL: total requests/s of the service>"
 
 # Sweepable parameters: the per-replica target moves every policy; tidescaler
 # metadata keys move only the tidescaler policy.
