@@ -13,7 +13,7 @@ import json
 import math
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from scaler.cli_support import (
     SCHEMA_VERSION,
@@ -45,6 +45,10 @@ from scaler.trace_input import (
     wants_trace,
 )
 from scaler.traces import Trace, TraceError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Column
 
 # History that lets the forecaster learn a weekly pattern: two weeks of it.
 WEEKLY_HISTORY_SECONDS = 14 * 86400.0
@@ -266,6 +270,45 @@ def backtest_json(result: BacktestResult) -> dict[str, Any]:
     return data
 
 
+def print_table(result: BacktestResult, console: Console) -> None:
+    """The results table on `console` with no cell cut or wrapped, however narrow it is.
+
+    rich fits a table to the console by cutting its widest columns, the method names
+    first: seasonal_naive_day and seasonal_naive_week both became "seasonal_naive_…".
+    Here every column is as wide as its longest cell (a cut name or number is a wrong
+    one) and a header wraps at its spaces when the terminal is short of room. Output
+    that is no terminal (a pipe, a CI log) has no edge to fit: every header is whole,
+    and the table is as wide as it is; so is a terminal too narrow for the cells.
+    """
+    from rich.cells import cell_len
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    table = render_table(result)
+    assert isinstance(table, Table)
+
+    def table_width() -> int:
+        return Measurement.get(console, console.options.update_width(10_000), table).maximum
+
+    spare: list[tuple[int, Column]] = []  # what a column needs more for its header whole
+    for column in table.columns:
+        longest = max((cell_len(str(cell)) for cell in column.cells), default=0)
+        header = str(column.header)
+        column.width = max([longest, *(cell_len(word) for word in header.split())])
+        spare.append((max(longest, cell_len(header)) - column.width, column))
+    room = console.width - table_width() if console.is_terminal else math.inf
+    for more, column in sorted(spare, key=lambda item: item[0]):  # most headers whole
+        if more <= room:
+            column.width = (column.width or 0) + more
+            room -= more
+    width = console.width
+    console.width = max(width, table_width())  # print(width=) can only narrow
+    try:
+        console.print(table)
+    finally:
+        console.width = width
+
+
 def run_backtest(args: argparse.Namespace) -> int:
     """Entry point of `tidescaler backtest`; returns the exit status."""
     from rich.console import Console
@@ -367,7 +410,7 @@ def run_backtest(args: argparse.Namespace) -> int:
         json.dump(backtest_json(result), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        Console().print(render_table(result))
+        print_table(result, Console())
     return 0
 
 

@@ -181,6 +181,9 @@ class Policy:
     resources: ResourcePolicy | None = None
     forecast: ForecastPolicy = ForecastPolicy()
     prometheus_address: str | None = None  # None: the server's --prometheus-url
+    # The key the address was written under (KEDA's serverAddress, or prometheusAddress):
+    # a message about the address names the key the user wrote, not one they did not.
+    prometheus_address_key: str = "prometheusAddress"
     backend: BackendOptions = BackendOptions()
     min_replicas: int = 0
     max_replicas: int | None = None
@@ -652,8 +655,11 @@ def _schedules(text: str, problems: list[str]) -> list[tuple[str, CronWindow]]:
     return windows
 
 
-def _prometheus_address(r: _Reader, problems: list[str]) -> str | None:
-    """`prometheusAddress`, or KEDA's name for it, `serverAddress`; both must agree."""
+def _prometheus_address(r: _Reader, problems: list[str]) -> tuple[str | None, str]:
+    """`prometheusAddress`, or KEDA's name for it, `serverAddress`; both must agree.
+
+    Returns the address and the key it was given under (prometheusAddress when both are).
+    """
     ours = r.get("prometheusAddress", _address, None)
     keda = r.get("serverAddress", _address, None)
     if ours is not None and keda is not None and ours != keda:
@@ -661,7 +667,9 @@ def _prometheus_address(r: _Reader, problems: list[str]) -> str | None:
             "serverAddress and prometheusAddress are both set and differ; keep one "
             "(serverAddress is KEDA's name for prometheusAddress)"
         )
-    return ours or keda
+    if ours is None and keda is not None:
+        return keda, "serverAddress"
+    return ours, "prometheusAddress"
 
 
 def _backend(r: _Reader) -> BackendOptions:
@@ -788,12 +796,14 @@ def parse_policy(metadata: Mapping[str, str]) -> Policy:
             "query with threshold, or cpuUtilization/memoryUtilization with podSelector"
         )
 
+    prometheus_address, prometheus_address_key = _prometheus_address(r, problems)
     policy = Policy(
         windows=tuple(windows),
         query=query,
         resources=resources,
         forecast=forecast,
-        prometheus_address=_prometheus_address(r, problems),
+        prometheus_address=prometheus_address,
+        prometheus_address_key=prometheus_address_key,
         backend=_backend(r),
         min_replicas=min_replicas,
         max_replicas=max_replicas,

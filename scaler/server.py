@@ -502,7 +502,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             # The allow-list is the operator's business, not the caller's: it goes to the log.
             raise RequestError(
                 grpc.StatusCode.INVALID_ARGUMENT,
-                f"invalid tidescaler trigger metadata: prometheusAddress="
+                f"invalid tidescaler trigger metadata: {policy.prometheus_address_key}="
                 f"{redacted_url(address)[:200]!r} is "
                 "not allowed by this server (ask its operator to add it to "
                 "--allowed-prometheus-urls)",

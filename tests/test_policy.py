@@ -399,3 +399,24 @@ def test_whole_numbers_with_leading_zeros_read_as_kedas_atoi_reads_them() -> Non
     for written in ("1" + "0" * 12, "0" * 5 + "9" * 13):
         with pytest.raises(PolicyError, match="expected a whole number from 1 to 100000"):
             parse_policy(window | {"desiredReplicas": written})
+
+
+@pytest.mark.parametrize(
+    ("metadata", "key"),
+    [
+        ({"serverAddress": "http://prom:9090"}, "serverAddress"),
+        ({"prometheusAddress": "http://prom:9090"}, "prometheusAddress"),
+        # Both, and equal (allowed): ours is read first.
+        (
+            {"serverAddress": "http://prom:9090", "prometheusAddress": "http://prom:9090"},
+            "prometheusAddress",
+        ),
+    ],
+    ids=["keda", "ours", "both"],
+)
+def test_the_policy_keeps_the_key_its_address_came_under(
+    metadata: dict[str, str], key: str
+) -> None:
+    # Messages about the address name the key the user wrote.
+    policy = parse_policy({"query": "up", "threshold": "1"} | metadata)
+    assert (policy.prometheus_address, policy.prometheus_address_key) == ("http://prom:9090", key)

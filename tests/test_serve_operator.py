@@ -215,9 +215,12 @@ def test_every_serve_flag_has_help_showing_its_default() -> None:
     assert "(default: 9090)" in text and "(default: 32)" in text
 
 
+@pytest.mark.parametrize("key", ["prometheusAddress", "serverAddress"])
 def test_a_foreign_prometheus_address_is_refused_without_telling_the_allow_list(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, key: str
 ) -> None:
+    """The message names the key written: KEDA's serverAddress was refused as
+    "prometheusAddress=...", a key the user never wrote."""
     running = start_server(
         ServerConfig(
             host="127.0.0.1",
@@ -227,7 +230,7 @@ def test_a_foreign_prometheus_address_is_refused_without_telling_the_allow_list(
             allowed_prometheus_urls=("http://thanos.internal:9090",),
         )
     )
-    metadata = {"query": "up", "threshold": "1", "prometheusAddress": "http://169.254.169.254"}
+    metadata = {"query": "up", "threshold": "1", key: "http://169.254.169.254"}
     ref = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=metadata)
     try:
         with (
@@ -240,7 +243,8 @@ def test_a_foreign_prometheus_address_is_refused_without_telling_the_allow_list(
                     stub.GetMetricSpec(ref, timeout=3)
                 assert info.value.code() is grpc.StatusCode.INVALID_ARGUMENT
                 details = info.value.details() or ""
-                assert "prometheusAddress='http://169.254.169.254' is not allowed" in details
+                assert f"{key}='http://169.254.169.254' is not allowed" in details
+                assert details.count("Address") == 1  # not the key the user did not write
                 assert "internal" not in details  # neither allowed address leaks
     finally:
         running.stop(0)

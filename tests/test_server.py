@@ -595,7 +595,9 @@ def test_sigterm_drains_with_health_not_serving_while_every_call_is_still_answer
     """The listener closed at SIGTERM: a probe or a KEDA that reconnected through a Service
     whose endpoints had not caught up yet was refused, not told NOT_SERVING."""
     port = _free_port()
-    process = serve_process(port, "--drain-seconds=2.5", "--grace-seconds=1")
+    # Health must turn within the drain, with room for a loaded machine (a test process
+    # and a busy neighbour took 1.5 s once).
+    process = serve_process(port, "--drain-seconds=4", "--grace-seconds=1")
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
@@ -605,20 +607,20 @@ def test_sigterm_drains_with_health_not_serving_while_every_call_is_still_answer
             process.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             while _health(port) != health_pb2.HealthCheckResponse.NOT_SERVING:
-                assert time.monotonic() - signalled < 1.5, "health never said NOT_SERVING"
+                assert time.monotonic() - signalled < 3, "health never said NOT_SERVING"
                 time.sleep(0.05)
             # Draining: the same connection and new ones are still answered in full.
             assert stub.GetMetrics(request, timeout=3).metricValues[0].metricValue == 3
             assert process.poll() is None
         assert process.wait(timeout=10) == 0
         # Gone after the drain and the grace, not before the drain.
-        assert 2.5 <= time.monotonic() - signalled < 2.5 + 1 + 2
+        assert 4 <= time.monotonic() - signalled < 4 + 1 + 2
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
     log = process.stderr.read() if process.stderr else ""
-    assert '"message": "draining"' in log and '"drain_seconds": 2.5' in log
+    assert '"message": "draining"' in log and '"drain_seconds": 4' in log
 
 
 def test_sigterm_the_moment_the_port_opens_is_a_graceful_stop() -> None:

@@ -76,10 +76,26 @@ def load_api_client(kubeconfig: str | None = None, context: str | None = None) -
                 config_file=kubeconfig, context=context, client_configuration=configuration
             )
     except (config.ConfigException, OSError, TypeError, ValueError) as err:
-        raise KubeError("Kubernetes configuration", str(err)) from None
+        message = str(err)
+        if kubeconfig is None and "No configuration found" in message:
+            # The library says only "Invalid kube-config file. No configuration found.":
+            # neither where it looked nor what to do, and there was no file at all.
+            message = _no_kubeconfig_found()
+        raise KubeError("Kubernetes configuration", message) from None
     # One attempt per call: the loops that call retry on their own schedule.
     configuration.retries = 0
     return client.ApiClient(configuration)
+
+
+def _no_kubeconfig_found() -> str:
+    """Where the client looked for a kubeconfig and found none, and what to do about it."""
+    # What the client read (at import): KUBECONFIG, a list of paths, else ~/.kube/config.
+    where = str(config.kube_config.KUBE_CONFIG_DEFAULT_LOCATION)
+    looked = f"KUBECONFIG={where}" if os.environ.get("KUBECONFIG") is not None else where
+    return (
+        f"no kubeconfig found (looked at {looked}); pass --kubeconfig FILE or set KUBECONFIG "
+        "(or run inside a cluster)"
+    )
 
 
 def _kubeconfig_problem(path: str) -> str | None:
