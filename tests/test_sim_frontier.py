@@ -290,7 +290,7 @@ def test_table_fits_80_columns_without_cutting_policy_names(
     header = next(line for line in lines if line.strip().startswith("budget"))
     budget_rows = lines[lines.index(header) + 1 :]
     assert budget_rows and budget_rows[0].strip()[0].isdigit()  # the first budget, whole
-    assert lines[first_summary].endswith("SLO there):")  # the sentence on one line
+    assert lines[first_summary].endswith("past the budget):")  # the sentence on one line
 
 
 def test_forecast_cache_changes_nothing_but_the_time(small: Path) -> None:
