@@ -10,9 +10,11 @@ from __future__ import annotations
 import math
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -498,3 +500,21 @@ def test_the_targets_swept_can_be_given(folder: Path, tmp_path: Path) -> None:
     assert settings.targets == tuple(round(0.30 + 0.01 * i, 2) for i in range(21))
     default = fleet_cli.settings_from(parser.parse_args(argv[:-2]))
     assert default.targets == FleetSettings().targets
+
+
+def test_a_busy_dask_port_is_not_a_warning_on_the_fleets_stderr() -> None:
+    """The local cluster's scheduler listened on Dask's 8787 even without a dashboard;
+    with that port taken (another fleet, a notebook) it printed a UserWarning."""
+    from scaler.fleet.execute import dask_client
+
+    with socket.socket() as taken:
+        try:
+            taken.bind(("127.0.0.1", 8787))
+            taken.listen()
+        except OSError:
+            pass  # taken already: the case itself
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with dask_client(None, 1) as client:
+                assert client.submit(sum, [1, 2]).result(timeout=60) == 3  # type: ignore[attr-defined]
+    assert not [w for w in caught if "8787" in str(w.message)], [str(w.message) for w in caught]

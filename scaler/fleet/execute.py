@@ -94,7 +94,10 @@ def dask_client(scheduler: str | None, workers: int | None) -> Iterator[object]:
             n_workers=count,
             threads_per_worker=1,
             processes=True,
+            # No dashboard; the scheduler's HTTP server (health, metrics) on a free loopback
+            # port, where it took Dask's 8787 and warned on stderr when that was busy.
             dashboard_address=None,
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             host="127.0.0.1",
             # Errors only: on Ctrl-C the workers and nannies logged the cancelled tasks and
             # the kill of a busy worker as warnings, in lines longer than the one that says
