@@ -278,6 +278,20 @@ def test_a_peak_below_one_replica_warns(tmp_path: Path, capsys: pytest.CaptureFi
     )
 
 
+def test_a_peak_below_one_replica_that_scales_to_zero_is_not_said_to_change_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # At min replicas 0 the policies differ in when they scale to zero (reactive failed
+    # requests where tidescaler had none), and the warning said "they will not differ".
+    path = trace_file(tmp_path, peak=10.0)
+    assert run(["--trace", str(path), "--min-replicas", "0", "--policies", "reactive"]) == 0
+    err = " ".join(capsys.readouterr().err.split())
+    assert (
+        "every policy runs at most one replica: they differ only in when they scale to zero" in err
+    )
+    assert "will not differ" not in err
+
+
 def test_a_peak_below_one_replica_at_min_replicas_says_what_runs(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

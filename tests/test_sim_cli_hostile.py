@@ -699,6 +699,15 @@ def test_the_terminal_summary_says_the_gate_three_decimals_and_the_budgets_nobod
     # Without a sweep the budget rows are the second half's: said, as the table is not.
     code, out, _ = simulate(["--trace", str(trace)], capsys, "reactive,tidescaler")
     assert code == 0
-    assert "measured on the second half of the days (the table above is the whole window)" in (
-        " ".join(out.split())
+    text = " ".join(out.split())
+    assert "measured on the second half of the days (the table above is the whole window)" in text
+    # One setting each, with budgets it cannot meet: not "no setting of either policy"
+    # (other settings were not tried).
+    code, out, _ = simulate(
+        ["--trace", str(trace), "--slo-ms", "60"], capsys, "reactive,tidescaler"
     )
+    assert code == 0
+    text = " ".join(out.split())
+    assert "No setting of either policy" not in text
+    assert "Neither policy at the setting run keeps requests over the SLO within" in text
+    assert "--sweep tries others." in text

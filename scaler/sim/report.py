@@ -334,6 +334,11 @@ def _unmet_budget_lines(points: list[SweepPoint]) -> list[str]:
     if not unmet:
         return []
     best = ", ".join(f"{name} {_percent(v)}" for name, v in fewest.items() if v is not None)
+    if all(p.is_base for p in given):  # one setting each: other settings were not tried
+        return [
+            f"Neither policy at the setting run keeps requests over the SLO within "
+            f"{_percent(max(unmet))} or less (fewest: {best}); --sweep tries others."
+        ]
     return [
         f"No setting of either policy keeps requests over the SLO within {_percent(max(unmet))} "
         f"or less (fewest: {best})."

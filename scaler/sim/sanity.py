@@ -44,14 +44,18 @@ def peak_warning(scenario: Scenario, traffic: Traffic) -> str | None:
     if least > 1:
         # Every policy but the oracle (the cost floor, which ignores the replica range)
         # is held up at min replicas, static-peak included.
-        runs = f"every policy but the oracle stays at min replicas {least}"
+        runs = f"every policy but the oracle stays at min replicas {least} and they will not differ"
         fixes = "lower --min-replicas or --capacity-per-replica, raise --scale"
+    elif least == 1:
+        runs = "every policy runs at most one replica and they will not differ"
+        fixes = "lower --capacity-per-replica, raise --scale"
     else:
-        runs = "every policy runs at most one replica"
+        # Scaled to zero, the policies still differ in when they wake (and what that costs).
+        runs = "every policy runs at most one replica: they differ only in when they scale to zero"
         fixes = "lower --capacity-per-replica, raise --scale"
     return (
         f"the traffic's peak, {peak:.3g} requests/s, is below one replica's target of "
-        f"{scenario.threshold:g} requests/s: {runs} and they will not differ; {fixes}, "
+        f"{scenario.threshold:g} requests/s: {runs}; {fixes}, "
         "or check --unit (a rate read as counts per interval is too small by the interval)"
     )
 
