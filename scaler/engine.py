@@ -538,7 +538,9 @@ def decide(
                     )
                 )
                 acting.append((replicas, Reason.FORECAST, _in_replicas(wanted, query.threshold)))
-                active = active or forecast_upper > query.activation_threshold
+                # Active where the forecast asks for capacity, or its median expects
+                # demand within the lead time (the band alone: a valley of stray requests).
+                active = active or max(wanted, forecast_median) > query.activation_threshold
             else:
                 readings.append(
                     SignalReading(

@@ -436,6 +436,29 @@ def test_lead_window_reaches_forecast_peak_that_starts_within_lead() -> None:
     assert decision.forecast_upper == 999.0
 
 
+@pytest.mark.parametrize(
+    ("action", "median", "active"),
+    [
+        ("ramp", 0.0, False),  # stray requests: a band over a median of 0
+        ("ramp", 0.5, True),  # demand expected within the lead time (KEDA: one pod)
+        ("floor", 0.0, True),  # the band is the floor: active with it
+    ],
+)
+def test_a_band_alone_over_a_median_of_zero_keeps_a_ramp_inactive(
+    action: str, median: float, active: bool
+) -> None:
+    """A valley of a few stray requests an hour has a band never quite 0: the workload was
+    held active (one pod) all night where reactive KEDA releases it."""
+    decision = decide(
+        parse_policy(QUERY | {"forecast": "on", "forecastAction": action}),
+        Observations(demand=demand(0), forecast=band(median, 2.0)),
+        NOW + 20,
+        SETTINGS,
+    )
+    assert decision.active is active
+    assert decision.forecast_upper == 2.0
+
+
 def test_idle_nights_scale_to_zero_and_wake_a_lead_time_before_the_morning() -> None:
     # A real forecast of a workload with exactly zero traffic every night, fitted at 01:00.
     midnight = 1_704_067_200.0  # 2024-01-01T00:00:00Z
