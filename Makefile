@@ -56,7 +56,7 @@ bench: system-deps install-test
 lint: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy scaler benchmarks
+	$(VENV)/bin/mypy scaler benchmarks simulations
 
 proto: install-test
 	$(PY) -m grpc_tools.protoc -Iscaler/proto=protos --python_out=. --grpc_python_out=. \

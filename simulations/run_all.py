@@ -63,7 +63,8 @@ def _budget_rows(result: SimulationResult, points: list[SweepPoint]) -> list[str
         r, t = row.picks.get("reactive"), row.picks.get("tidescaler")
         rows.append(
             f"| {_link(result) if i == 0 else ''} | {_percent(row.budget)} | "
-            f"{_pick(r, best['reactive'])} | {_pick(t, best['tidescaler'])} | "
+            f"{_pick(r, best['reactive'], row.budget)} | "
+            f"{_pick(t, best['tidescaler'], row.budget)} | "
             f"{_ratio(row.ratio('tidescaler', 'reactive'))} | "
             f"{_pick_cost(t)} | {_cost(comparison.floor_cost(row.budget))} | "
             f"{_gate_word(row) or '-'} |"

@@ -565,3 +565,22 @@ def test_a_pick_past_its_budget_on_the_later_half_is_marked_over() -> None:
     assert _pick(pick(0.0009), None, 0.001) == "0.400 (target 0.7; 0.09%)"
     assert _pick(pick(0.001), None, 0.001) == "0.400 (target 0.7; 0.10%)"  # at it: within
     assert _pick(None, 0.004, 0.001) == "cannot (best 0.40%)"
+
+
+def test_run_all_renders_its_budget_rows_with_the_reports_marks(scenario: Path) -> None:
+    """simulations/run_all.py renders the summary rows with the report's helpers; a change
+    of their signature broke it after every scenario had run (23 minutes in)."""
+    import importlib.util
+
+    from scaler.sim.runner import simulate
+    from scaler.sim.scenario import load_scenario
+
+    path = Path(__file__).resolve().parent.parent / "simulations" / "run_all.py"
+    spec = importlib.util.spec_from_file_location("run_all", path)
+    assert spec is not None and spec.loader is not None
+    run_all = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(run_all)
+    result = simulate(load_scenario(scenario), policies=("reactive", "tidescaler"))
+    rows = run_all._budget_rows(result, [])
+    assert rows and all(row.startswith("| ") and row.endswith(" |") for row in rows)
+    assert "(base; " in rows[0]  # each pick with its later-half violations
