@@ -55,9 +55,6 @@ _COLORS = {
 }
 
 
-# Shown in the report's ScaledObject when no --query (or scenario query) was given.
-
-
 def _percents(a: float, b: float) -> tuple[str, str]:
     """`_percent` of two different shares, with as many digits as tell them apart: a
     best of 0.04% against a level of 0.04% reads as a contradiction."""
@@ -802,7 +799,8 @@ def write_markdown(
             f"{_ms(r.p99_latency_seconds)} | {r.failed_requests:,.0f} | {r.scaling_actions:,} | "
             f"{100 * r.mean_utilization:.0f}% |"
         )
-    comparison = _markdown_comparison(result, points)
+    compared = compare(result, points)  # one comparison for the budget table and the paste
+    comparison = _markdown_comparison(result, compared, points)
     # With the budget table below, the headline's first line is enough here.
     said = data["headline"][:1] if comparison else data["headline"]
     lines += ["", *[f"- {line}" for line in said], "", *comparison]
@@ -816,7 +814,7 @@ def write_markdown(
         "![demand against ready capacity, whole evaluation window](capacity.png)",
         "",
     ]
-    lines += _deploy_lines(result, points)
+    lines += _deploy_lines(result, compared)
     cron = result.policy("keda-cron")
     if cron is not None and scenario.keda_cron is None:
         lines += [
@@ -866,7 +864,7 @@ def deploy_metadata(scenario: Scenario, pick: SweepPoint, forecast: bool) -> dic
     return _pasted(scenario, metadata)
 
 
-def _deploy_lines(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
+def _deploy_lines(result: SimulationResult, comparison: Comparison) -> list[str]:
     """What to paste: each budget's pick where budgets were compared, else the policy the
     Results table ran."""
     tide = result.policy("tidescaler")
@@ -874,7 +872,6 @@ def _deploy_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
         return []
     scenario = result.scenario
     lines: list[str] = []
-    comparison = compare(result, points)
     picked: list[tuple[float, SweepPoint, bool]] = []
     for row in comparison.budgets:
         pick, on = gated_pick(row), forecast_on(row)
@@ -929,8 +926,9 @@ def _deploy_lines(result: SimulationResult, points: list[SweepPoint]) -> list[st
     return lines
 
 
-def _markdown_comparison(result: SimulationResult, points: list[SweepPoint]) -> list[str]:
-    comparison = compare(result, points)
+def _markdown_comparison(
+    result: SimulationResult, comparison: Comparison, points: list[SweepPoint]
+) -> list[str]:
     lines: list[str] = []
     sweep = result.scenario.sweep
     if comparison.budgets and len(comparison.budgets[0].picks) == 2:
