@@ -168,6 +168,11 @@ class Telemetry:
         """`record_rpc` itself, for the server's every call: one Python frame fewer."""
         return self._rpc.record
 
+    def rpc_counts(self, method: str, code: str) -> list[float]:
+        """The counts `record_rpc(method, code, ...)` adds to, for a caller that adds to
+        them inline (see `add_call`); the series is exported from now on, at zero."""
+        return self._rpc.counts_of(method, code)
+
     # -- serving --
 
     def start_http_server(self, port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, Thread]:
@@ -248,6 +253,23 @@ class Telemetry:
         return dropped
 
 
+def new_rpc_counts(created: float) -> list[float]:
+    """One (method, code)'s counts, as `_RpcCounts` keeps them: none yet."""
+    return [0.0] * (len(RPC_BUCKETS) + 2) + [created]
+
+
+def add_call(counts: list[float], seconds: float) -> None:
+    """Count one call of `seconds` in `counts` (from `Telemetry.rpc_counts`).
+
+    The server's busiest calls do these two additions inline, without the lock that
+    `record_rpc` takes: they come from its event loop alone, and a read-modify-write
+    without a lock can only lose an update to another writer. A scrape copies the
+    list while holding the GIL, so it reads whole numbers."""
+    # A bucket holds the calls at or below its bound, as in Prometheus (`le`).
+    counts[bisect.bisect_left(RPC_BUCKETS, seconds)] += 1
+    counts[-2] += seconds
+
+
 class _RpcCounts:
     """Requests and their durations by (method, code), as plain numbers.
 
@@ -262,15 +284,19 @@ class _RpcCounts:
         self._lock = threading.Lock()  # the increments are read-modify-writes
 
     def record(self, method: str, code: str, seconds: float) -> None:
-        # A bucket holds the calls at or below its bound, as in Prometheus (`le`).
-        index = bisect.bisect_left(RPC_BUCKETS, seconds)
         key = (method, code)
         with self._lock:
             counts = self._counts.get(key)
             if counts is None:
-                counts = self._counts[key] = [0.0] * (len(RPC_BUCKETS) + 2) + [self._clock()]
-            counts[index] += 1
-            counts[-2] += seconds
+                counts = self._counts[key] = new_rpc_counts(self._clock())
+            add_call(counts, seconds)
+
+    def counts_of(self, method: str, code: str) -> list[float]:
+        with self._lock:
+            counts = self._counts.get((method, code))
+            if counts is None:
+                counts = self._counts[(method, code)] = new_rpc_counts(self._clock())
+            return counts
 
     def snapshot(self) -> list[tuple[tuple[str, str], list[float]]]:
         with self._lock:

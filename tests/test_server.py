@@ -203,6 +203,37 @@ def test_an_unexpected_error_is_internal_counted_and_the_server_keeps_serving() 
         assert requests("tidescaler_grpc_requests_total", labels) == count, labels
 
 
+def test_every_ok_call_is_counted_and_timed_from_zero() -> None:
+    """The unary methods count their OK calls inline (no lock, no recorder frame): the
+    series are there at zero from the start, and each call adds one and its time."""
+    telemetry = Telemetry()
+    running = start(telemetry=telemetry)
+    sample = telemetry.registry.get_sample_value
+    methods = ("GetMetricSpec", "GetMetrics", "IsActive")
+    try:
+        for method in methods:
+            labels = {"method": method, "code": "OK"}
+            assert sample("tidescaler_grpc_requests_total", labels) == 0, labels
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for _ in range(3):
+                stub.GetMetricSpec(ref(ALWAYS), timeout=3)
+                stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS)), timeout=3)
+                stub.IsActive(ref(ALWAYS), timeout=3)
+            stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS)), timeout=3)
+    finally:
+        running.stop(0)
+    for method, count in zip(methods, (3, 4, 3), strict=True):
+        labels = {"method": method, "code": "OK"}
+        assert sample("tidescaler_grpc_requests_total", labels) == count, labels
+        assert sample("tidescaler_grpc_request_duration_seconds_count", labels) == count
+        assert (
+            sample("tidescaler_grpc_request_duration_seconds_bucket", labels | {"le": "+Inf"})
+            == count
+        )
+        assert 0 < sample("tidescaler_grpc_request_duration_seconds_sum", labels) < count * 3
+
+
 # Bytes no ScaledObjectRef decodes from: field 1 (name) holding invalid UTF-8, and a
 # length that runs past the end.
 BROKEN_REQUESTS = (b"\x0a\x02\xff\xfe", b"\x0a\x7fshort")
