@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+from scaler.sim import runner
 from scaler.sim.cli import add_simulate_parser
 from scaler.sim.frontier import budget_rows, choose_budgets, frontiers, match, pareto
 from scaler.sim.policies import ForecastCache, prepare, tidescaler
+from scaler.sim.report import result_json
 from scaler.sim.runner import SweepPoint, sweep
 from scaler.sim.scenario import (
     ScenarioError,
@@ -332,6 +336,25 @@ def test_sweep_policies_limit_what_is_rerun(small: Path) -> None:
     small.write_text(text)
     _, points = sweep(load_scenario(small))
     assert [(p.policy, p.value) for p in points] == [("reactive", "0.6")]
+
+
+def test_a_sweeps_wall_time_is_the_whole_runs(small: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """result.json's `wall_seconds` gave the base run's time alone (6 s of a 183 s sweep)."""
+    pause, runs = 0.05, []
+    simulate = runner.simulate
+
+    def slower(*args: Any, **kwargs: Any) -> Any:
+        result = simulate(*args, **kwargs)
+        runs.append(result)
+        time.sleep(pause)  # after the run: outside the time it measures itself
+        return result
+
+    monkeypatch.setattr(runner, "simulate", slower)
+    small.write_text(small.read_text() + "sweep:\n  target_utilization: [0.5, 0.6, 0.7]\n")
+    result, points = sweep(load_scenario(small))
+    assert len(runs) >= 4 and points
+    assert result.wall_seconds >= pause * len(runs) + sum(r.wall_seconds for r in runs)
+    assert result_json(result, points)["wall_seconds"] == round(result.wall_seconds, 3)
 
 
 @pytest.mark.parametrize(

@@ -435,8 +435,10 @@ def sweep(
     only in the threshold share the forecaster's refits (same history, same
     quantile: same forecast), and so do the runs of later sweeps of the same traffic
     given the same `forecast_cache`. Costs are relative to static-peak of the
-    scenario as given, over the same span.
+    scenario as given, over the same span. The result's `wall_seconds` is the whole
+    run's, sweep included (each policy's own stays its base run's).
     """
+    began = time.perf_counter()
     traffic = traffic if traffic is not None else scenario.load_traffic()
     cache = ForecastCache() if forecast_cache is None else forecast_cache
     base = simulate(scenario, traffic, progress, forecast_cache=cache, check_demand=check_demand)
@@ -520,7 +522,7 @@ def sweep(
                 )
                 record(simulate(mine, traffic, None, (policy,), cache, check_demand), settings)
                 advance()
-    return base, points
+    return replace(base, wall_seconds=time.perf_counter() - began), points
 
 
 def cost_at_budget(points: list[SweepPoint], policy: str, budget: float) -> SweepPoint | None:
