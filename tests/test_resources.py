@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from scaler.engine import MAX_SIGNAL_REPLICAS, Observations, ResourceSample, decide
 from scaler.policy import parse_policy
 from scaler.replica_calculator import MAX_QUANTITY, PodPhase, PodState, milli
-from scaler.sources.resources import PodSeries, pods_from_signals, resource_query
+from scaler.sources.resources import (
+    PodSeries,
+    pods_from_signals,
+    resource_query,
+    scraped_query,
+)
 
 
 def test_status_series_become_pod_states() -> None:
@@ -92,8 +99,27 @@ def test_one_query_carries_every_signal() -> None:
         "created",
         "phase",
         "deleting",
+        "scraped",
     ):
         assert f'"signal", "{signal}"' in query
     assert "container_memory_working_set_bytes" in query
     # Once per signal, twice in the containers that request nothing (info unless requests).
-    assert query.count('namespace="shop"') == 10
+    assert query.count('namespace="shop"') == 11
+
+
+@pytest.mark.parametrize(
+    ("selector", "namespaces"),
+    [
+        ('namespace="shop",pod=~"web-.*"', 'namespace="shop"'),
+        ('pod=~"web-.*"', ""),  # every namespace: kube-state-metrics is scraped or not
+        (' namespace =~ "a|b" , namespace!="c",app="x"', 'namespace=~"a|b",namespace!="c"'),
+        # A value that looks like a matcher stays a value.
+        ('app="namespace=\\"x\\""', ""),
+    ],
+)
+def test_kube_state_metrics_is_known_scraped_by_the_selectors_namespaces(
+    selector: str, namespaces: str
+) -> None:
+    assert scraped_query(selector) == f"group(kube_namespace_created{{{namespaces}}})"
+    with pytest.raises(ValueError, match="podSelector"):
+        scraped_query('namespace="shop") or vector(1')

@@ -27,6 +27,7 @@ from prometheus_server import (
     Series,
     cadvisor_pod,
     grid,
+    kube_state_metrics_namespace,
     kube_state_metrics_pod,
     openmetrics,
 )
@@ -138,6 +139,10 @@ def backfill() -> list[Series]:
         series += cadvisor_pod(
             "sidecars", pod, {"app": (0.4, 2**29), "sidecar": (0.4, 2**28)}, TIMES
         )
+    # kube-state-metrics' namespaces: every one above, and "nobody", where the workload
+    # is at zero pods. "unscraped" has none: as if kube-state-metrics were not scraped.
+    for namespace in ("fleet", "edge", "warmup", "waking", "sidecars", "nobody"):
+        series.append(kube_state_metrics_namespace(namespace, TIMES))
     return series
 
 
@@ -273,17 +278,23 @@ def test_a_workload_at_zero_pods_wakes_and_scales_by_its_query_before_cpu_is_mea
     serve: Callable[..., tuple],
 ) -> None:
     """The README's own trigger (query, cpuUtilization, minReplicaCount 0): at zero pods
-    nothing has usage, yet the query decides activity; once KEDA has started one pod, the
-    CPU signal holds that pod until it is measured and the query scales up past it."""
+    nothing has usage, yet the query decides activity and GetMetrics answers (KEDA asks
+    IsActive only after a GetMetrics that answers: an UNAVAILABLE one kept the workload at
+    zero for good); once KEDA has started one pod, the CPU signal holds that pod until it
+    is measured and the query scales up past it."""
     stub, _ = serve()
     asleep = {"query": "vector(500)", "threshold": "100", "activationThreshold": "1"}
     ref = pb.ScaledObjectRef(
         name="web", namespace="shop", scalerMetadata=asleep | cpu("nobody", 70)
     )
+    assert metrics(stub, asleep | cpu("nobody", 70)) == 5  # no pod, no CPU to add
     assert stub.IsActive(ref, timeout=5).result is True
-    with pytest.raises(grpc.RpcError) as raised:  # no pod, nothing for the HPA to do anyway
-        metrics(stub, asleep | cpu("nobody", 70))
+    # No pod series and no kube-state-metrics either: the pods may be there unmeasured,
+    # so the count is not given without them (KEDA's fallback acts).
+    with pytest.raises(grpc.RpcError) as raised:
+        metrics(stub, asleep | cpu("unscraped", 70))
     assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
+    assert "no cpu usage series" in (raised.value.details() or "")
     # The one pod KEDA started, not measured yet: the query's 5 win, and with a demand
     # below one pod's worth the pod is kept (the HPA never scales down on a metric it
     # cannot compute).
@@ -291,6 +302,7 @@ def test_a_workload_at_zero_pods_wakes_and_scales_by_its_query_before_cpu_is_mea
     assert metrics(stub, asleep | {"query": "vector(0)"} | cpu("waking", 70)) == 1
     idle = asleep | cpu("nobody", 70) | {"query": "vector(0)"}
     quiet = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=idle)
+    assert metrics(stub, idle) == 0
     assert stub.IsActive(quiet, timeout=5).result is False
 
 

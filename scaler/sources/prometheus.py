@@ -538,7 +538,9 @@ class PrometheusSource:
         have rejected. An answer without any usage series (the pods gone, or
         cAdvisor / kube-state-metrics not scraped) is not a reading: the last
         good one is held with an error, as after a failed request, so that the
-        engine keeps it until it goes stale instead of dropping it at once.
+        engine keeps it until it goes stale instead of dropping it at once. An
+        answer where kube-state-metrics is scraped (`scraped_query`) and lists no
+        pod is a reading of none: the workload is at zero.
         """
         query = self._resource_query(resource, pod_selector)
         window = self._cpu_rate_window_seconds if resource == "cpu" else 0.0
@@ -555,11 +557,19 @@ class PrometheusSource:
                 self._remember(key, known.value, observed_at, sent)
                 same: ResourceReading = known.value
                 return same
-            pods, usage = pods_from_signals(_per_pod(result, address, query))
+            signals = _per_pod(result, address, query)
+            pods, usage = pods_from_signals(signals)
+            if not pods and not usage and signals.get("scraped"):
+                # kube-state-metrics is scraped and lists no pod: the selector picks none
+                # (a workload at zero). Nothing to measure is a reading (the HPA is off at
+                # zero, and KEDA asks IsActive only after a GetMetrics that answers).
+                reading = ResourceReading((), {}, observed_at, window)
+                self._remember(key, reading, observed_at, sent)
+                return reading
             if not usage:
                 # Pods without usage (just started, or cAdvisor not scraped): listed, for
-                # the HPA's rule once no usage is left to hold. No pod at all is not
-                # listed: it looks the same as kube-state-metrics not being scraped.
+                # the HPA's rule once no usage is left to hold. No pod at all without
+                # kube-state-metrics' namespaces is not listed: it may not be scraped.
                 listing = PodListing(pods, observed_at) if pods else None
                 if listing is not None:
                     self._remember((*key, "listing"), listing, observed_at, sent)

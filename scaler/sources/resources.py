@@ -7,8 +7,9 @@ cluster watched by Prometheus those come from cAdvisor
 kube-state-metrics: `kube_pod_container_resource_requests` for the requests,
 `kube_pod_status_ready`, `kube_pod_status_ready_time`, `kube_pod_start_time`
 (else `kube_pod_created`), `kube_pod_status_phase` and
-`kube_pod_deletion_timestamp` for the status, and `kube_pod_container_info` for the
-containers that request nothing (the HPA refuses to compute then). `resource_query`
+`kube_pod_deletion_timestamp` for the status, `kube_pod_container_info` for the
+containers that request nothing (the HPA refuses to compute then), and
+`kube_namespace_created` to tell no pod from no kube-state-metrics. `resource_query`
 asks for all of
 them in one request, one series per pod and kind told apart by the label
 `signal`, which keeps them consistent, within one timeout and coalescable;
@@ -41,6 +42,8 @@ _OPERATOR = r"=~|!~|!=|="
 # break, or a backslash escape.
 _VALUE = r'"(?:[^"\\\n]|\\.)*"'
 _MATCHER = re.compile(rf"\s*(?P<label>{_LABEL})\s*(?P<op>{_OPERATOR})\s*(?P<value>{_VALUE})\s*")
+# The matchers of a valid selector, one by one (the commas between them skipped).
+_MATCHERS = re.compile(rf"{_MATCHER.pattern},?")
 
 SELECTOR_EXPECTED = (
     'a comma-separated list of label matchers such as namespace="shop",pod=~"web-.*" '
@@ -136,13 +139,29 @@ def pod_status_queries(pod_selector: str) -> dict[str, str]:
     }
 
 
+def scraped_query(pod_selector: str) -> str:
+    """One series while kube-state-metrics is scraped: its series of the namespaces the
+    selector's namespace matchers pick (of every namespace when it has none).
+
+    An answer with no pod series tells a workload at zero pods from kube-state-metrics
+    not being scraped only by this: the namespaces are there when it is."""
+    selector = _checked(pod_selector)
+    namespaces = [
+        f"namespace{match.group('op')}{match.group('value')}"
+        for match in _MATCHERS.finditer(selector)
+        if match.group("label") == "namespace"
+    ]
+    return f"group(kube_namespace_created{{{','.join(namespaces)}}})"
+
+
 def resource_query(
     resource: ResourceName, pod_selector: str, *, cpu_rate_window_seconds: float = 120.0
 ) -> str:
     """Usage, requests and pod status in one query, told apart by the label `signal`.
 
     Series with signal="used" are `usage_per_pod_query`'s, signal="requested"
-    `requests_per_pod_query`'s, the others `pod_status_queries`'.
+    `requests_per_pod_query`'s, signal="scraped" `scraped_query`'s, the others
+    `pod_status_queries`'.
     """
     parts = {
         "used": usage_per_pod_query(
@@ -150,6 +169,7 @@ def resource_query(
         ),
         "requested": requests_per_pod_query(resource, pod_selector),
         "unrequested": unrequested_per_pod_query(resource, pod_selector),
+        "scraped": scraped_query(pod_selector),
     } | pod_status_queries(pod_selector)
     return " or ".join(
         f'label_replace({query}, "signal", "{signal}", "", "")' for signal, query in parts.items()
