@@ -202,7 +202,10 @@ WINDOWS = [
     # KEDA issue 4677: a weekday start with a daily end stays active over the weekend.
     ("weekday-start-daily-end-saturday", "30 6 * * 1-5", "10 22 * * *", "Europe/Prague", "2024-05-04T12:00:00+02:00", True),
     ("start-missing-on-spring-forward", "30 2 * * *", "30 3 * * *", "Europe/Berlin", "2024-03-31T03:15:00+02:00", True),
-    # The zero time (nothing within five years) is not compared like an instant.
+    # The zero time (nothing within five years) under KEDA's two branches (cron_scaler.go:
+    # if next start before next end, after start and before end; else after start or
+    # before end): a start that never fires is before any end, so the window is active
+    # until the end and after; an end that never fires leaves it inactive.
     ("start-never-fires", "0 0 30 2 *", "0 6 * * *", "UTC", "2024-05-02T12:00:00+00:00", True),
     ("end-never-fires", "0 6 * * *", "0 0 30 2 *", "UTC", "2024-05-02T12:00:00+00:00", False),
     ("neither-fires", "0 0 30 2 *", "0 0 31 2 *", "UTC", "2024-05-02T12:00:00+00:00", True),
