@@ -61,6 +61,7 @@ from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import PrometheusSource
 from scaler.telemetry import RPC_BUCKETS, add_call, new_rpc_counts
 from scaler.tls_files import TlsFiles, check_pair
+from scaler.warnings_gate import WarningGate
 from scaler.workers import DaemonThreadPool
 
 if TYPE_CHECKING:
@@ -358,6 +359,10 @@ NO_STARTUP_MEASURE = "no Kubernetes API access to measure it (see --events, --ku
 # Bound of the per-address table of warnings; beyond it the least recent address is
 # forgotten (at worst it is warned of once more).
 WARNED_ADDRESSES = 1_000
+# A ScaledObject's warning (invalid metadata, a backend error) is logged when it changes,
+# else again after this long; the last said is remembered for this many topics.
+WARNING_REPEAT_SECONDS = 300.0
+WARNED_SCALEDOBJECTS = 10_000
 # Valid triggers remembered by their ScaledObjectRef's bytes (the policy itself stays in
 # the policy cache); a typical ref is a few hundred bytes, a valid one at most ~64 KiB.
 # Each also holds its latest decision (about 1.5 KiB), so at most ~15 MiB beyond the keys.
@@ -453,6 +458,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         # Set on the loop when shutdown starts: every stream ends at once.
         self.stopping = asyncio.Event()
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
+        self._warnings = WarningGate(every=WARNING_REPEAT_SECONDS, keys=WARNED_SCALEDOBJECTS)
         self._resolved = _ResolvedTriggers(RESOLVED_TRIGGERS, RESOLVED_BYTES)
         # Each call's count and duration (method, status code name, seconds), bound once.
         self._record_rpc: Callable[[str, str, float], None] = (
@@ -490,9 +496,11 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         try:
             policy = cached_policy(ref.scalerMetadata)
         except PolicyError as err:
+            message = str(err)
             if self.events is not None:
-                self.events.policy_invalid(ref, str(err))
-            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, str(err)) from None
+                self.events.policy_invalid(ref, message)
+            self._warn("invalid trigger metadata", ref, ("invalid",), message, error=message)
+            raise RequestError(grpc.StatusCode.INVALID_ARGUMENT, message) from None
         needs_prometheus = (
             policy.query is not None or policy.resources is not None
         ) or policy.forecast_query is not None
@@ -643,7 +651,11 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
                     "pod_startup_seconds": decision.pod_startup_seconds,
                     "pod_startup_source": decision.pod_startup_source,
                     "signals": {
-                        r.signal.value: {"status": r.status.value, "replicas": r.replicas}
+                        r.signal.value: {
+                            "status": r.status.value,
+                            "replicas": r.replicas,
+                            **({"detail": r.detail} if r.detail else {}),
+                        }
                         for r in decision.signals
                     },
                 },
@@ -652,18 +664,36 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _report_backend_error(self, ref: pb.ScaledObjectRef, problem: BackendProblem) -> None:
         if self.telemetry is not None:
             self.telemetry.record_backend_error(ref.namespace, ref.name, problem.kind)
+        self._warn(
+            "backend error",
+            ref,
+            ("backend", problem.signal.value),
+            problem.kind,
+            signal=problem.signal.value,
+            kind=problem.kind,
+            error=problem.message,
+        )
+
+    def _warn(
+        self,
+        event: str,
+        ref: pb.ScaledObjectRef,
+        topic: tuple[str, ...],
+        what: str,
+        **fields: object,
+    ) -> None:
+        """Log a warning about `ref`'s `topic` when `what` it says changed, or again after
+        WARNING_REPEAT_SECONDS; within the gate's rate (see scaler.warnings_gate)."""
         if not log.isEnabledFor(logging.WARNING):
             return
-        log.warning(
-            "backend error",
-            extra={
-                "namespace": ref.namespace,
-                "scaledobject": ref.name,
-                "signal": problem.signal.value,
-                "kind": problem.kind,
-                "error": problem.message,
-            },
-        )
+        namespace, name = ref.namespace, ref.name
+        held_back = self._warnings.admit((namespace, name, *topic), what, self.clock())
+        if held_back is None:
+            return
+        extra: dict[str, object] = {"namespace": namespace, "scaledobject": name, **fields}
+        if held_back:
+            extra["warnings_held_back"] = held_back
+        log.warning(event, extra=extra)
 
     def _decide_now(
         self, ref: pb.ScaledObjectRef, pool: Executor | None

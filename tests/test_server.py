@@ -234,6 +234,55 @@ def test_every_ok_call_is_counted_and_timed_from_zero() -> None:
         assert 0 < sample("tidescaler_grpc_request_duration_seconds_sum", labels) < count * 3
 
 
+def test_a_broken_scaledobject_is_logged_once_per_problem_not_per_call(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """KEDA asks every poll and every HPA sync: invalid metadata and a Prometheus that
+    refuses connections were logged on every call (or, for invalid metadata, never).
+    Each is logged when it appears and when what it says changes; the counters count
+    every call."""
+    telemetry = Telemetry()
+    running = start(
+        ServerConfig(
+            host="127.0.0.1", port=0, metrics_port=None, prometheus_url="http://127.0.0.1:9"
+        ),
+        telemetry=telemetry,
+    )
+    typo = ALWAYS | {"desiredReplicas": "three"}
+    refused = {"query": "sum(up)", "threshold": "10"}
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="tidescaler"),
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+        ):
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for metadata, code in ((typo, "INVALID_ARGUMENT"), (refused, "UNAVAILABLE")):
+                for _ in range(4):
+                    with pytest.raises(grpc.RpcError) as info:
+                        stub.GetMetrics(
+                            pb.GetMetricsRequest(scaledObjectRef=ref(metadata)), timeout=5
+                        )
+                    assert info.value.code().name == code
+            with pytest.raises(grpc.RpcError):  # another problem of the same ScaledObject
+                stub.IsActive(ref(typo | {"timezone": "Mars/Olympus"}), timeout=5)
+    finally:
+        running.stop(0)
+    said = [(r.getMessage(), getattr(r, "scaledobject", None)) for r in caplog.records]
+    assert said.count(("invalid trigger metadata", "web")) == 2, said
+    assert said.count(("backend error", "web")) == 1, said
+    [first, second] = [r for r in caplog.records if r.getMessage() == "invalid trigger metadata"]
+    assert "desiredReplicas" in first.error  # type: ignore[attr-defined]
+    assert "Mars/Olympus" in second.error  # type: ignore[attr-defined]
+    sample = telemetry.registry.get_sample_value
+    labels = {"method": "GetMetrics", "code": "INVALID_ARGUMENT"}
+    assert sample("tidescaler_grpc_requests_total", labels) == 4
+    errors = sample(
+        "tidescaler_backend_errors_total",
+        {"namespace": "shop", "scaledobject": "web", "kind": "connection"},
+    )
+    assert errors is not None and errors >= 2
+
+
 # Bytes no ScaledObjectRef decodes from: field 1 (name) holding invalid UTF-8, and a
 # length that runs past the end.
 BROKEN_REQUESTS = (b"\x0a\x02\xff\xfe", b"\x0a\x7fshort")
@@ -693,3 +742,30 @@ def test_a_second_signal_ends_the_drain() -> None:
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_the_decision_log_says_why_a_signal_has_nothing_to_say(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The forecast's reason (no history, Prometheus refused, ...) was left out of the
+    "decision changed" line: only its status was logged."""
+    running = start(
+        ServerConfig(
+            host="127.0.0.1", port=0, metrics_port=None, prometheus_url="http://127.0.0.1:9"
+        )
+    )
+    policy = ALWAYS | {"query": "sum(up)", "threshold": "10", "forecast": "on"}
+    try:
+        with (
+            caplog.at_level(logging.INFO, logger="tidescaler"),
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+        ):
+            assert pb_grpc.ExternalScalerStub(channel).IsActive(ref(policy), timeout=5).result
+    finally:
+        running.stop(0)
+    [decision] = [r for r in caplog.records if r.getMessage() == "decision changed"]
+    signals = decision.signals  # type: ignore[attr-defined]
+    assert signals["forecast"]["status"] == "no_forecast"
+    assert signals["forecast"]["detail"] == "this server runs without a forecaster"
+    assert "cannot connect" in signals["query"]["detail"]
+    assert "detail" not in signals["cron"]  # nothing to add: no empty field
