@@ -48,6 +48,7 @@ bench: system-deps install-test
 	$(PY) benchmarks/bench_policy.py
 	$(PY) benchmarks/bench_kube_events.py
 	$(PY) benchmarks/bench_forecast.py
+	$(PY) benchmarks/bench_forecast_memory.py
 	$(PY) benchmarks/bench_sim.py
 	$(PY) benchmarks/bench_frontier.py --jobs 2
 	$(PY) benchmarks/bench_forecast_action.py

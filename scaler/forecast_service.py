@@ -46,6 +46,18 @@ def history_step_seconds(history_seconds: float) -> float:
     return float(math.ceil(step / 15.0) * 15)  # a multiple of a usual scrape interval
 
 
+def horizon_seconds(polling_interval_seconds: float, refit_seconds: float) -> float:
+    """How far ahead each forecast reaches: the longest lead a policy may have (pod
+    start-up up to a day, the metric's lag, a polling interval) even when the forecast
+    is two refits old; more than the day the dashboard shows."""
+    return (
+        MAX_POD_STARTUP_SECONDS
+        + MAX_METRIC_LAG_SECONDS
+        + polling_interval_seconds
+        + 2 * refit_seconds
+    )
+
+
 def backend_down(exc: BaseException) -> bool:
     """A fetch error that says the Prometheus itself is not answering, not just one query.
 
@@ -102,14 +114,8 @@ class ForecastService:
             backend_down=backend_down,
             clock=clock,
         )
-        # Every forecast covers the longest lead a policy may have (pod start-up up to a
-        # day, the metric's lag, a polling interval) even when it is two refits old: more
-        # than the day the dashboard shows.
-        self._horizon_seconds = (
-            MAX_POD_STARTUP_SECONDS
-            + MAX_METRIC_LAG_SECONDS
-            + polling_interval_seconds
-            + 2 * self.refresher.refit_seconds
+        self._horizon_seconds = horizon_seconds(
+            polling_interval_seconds, self.refresher.refit_seconds
         )
         self.tracker = ForecastErrorTracker()
         self._registered: set[Hashable] = set()
