@@ -9,6 +9,7 @@ line wins over the environment.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import math
@@ -108,6 +109,26 @@ FALSE_WORDS = frozenset({"0", "false", "no", "off", ""})
 
 def _env_name(option: str) -> str:
     return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
+
+
+def unknown_environment(parser: argparse.ArgumentParser) -> list[str]:
+    """One line per TIDESCALER_ variable that sets no flag (a typo is otherwise ignored
+    without a word), with the likeliest meant."""
+    known = [
+        _env_name(long_options[0])
+        for action in parser._actions
+        if (long_options := [o for o in action.option_strings if o.startswith("--")])
+        and action.dest != "help"
+    ]
+    lines = []
+    for name in sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known):
+        # Compared without the prefix every name shares, which would make anything close.
+        close = difflib.get_close_matches(
+            name.removeprefix(ENV_PREFIX), [k.removeprefix(ENV_PREFIX) for k in known], n=1
+        )
+        hint = f" (did you mean {ENV_PREFIX}{close[0]}?)" if close else ""
+        lines.append(f"environment variable {name[:80]} sets no flag and is ignored{hint}")
+    return lines
 
 
 def apply_environment(parser: argparse.ArgumentParser) -> None:
@@ -383,7 +404,7 @@ def _add_serve_parser(subparsers: Any) -> None:
         "--kubeconfig", help="kubeconfig for runs outside a cluster (default: KUBECONFIG)"
     )
     apply_environment(p)
-    p.set_defaults(func=run_serve)
+    p.set_defaults(func=run_serve, unknown_environment=unknown_environment(p))
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -430,6 +451,8 @@ def run_serve(args: argparse.Namespace) -> int:
         return _fail("; ".join(unusable))
     setup_logging(args.log_level, args.log_format)
     log = logging.getLogger("tidescaler")
+    for line in args.unknown_environment:
+        log.warning(line)
     try:
         config = ServerConfig(
             host=args.host,

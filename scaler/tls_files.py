@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tidescaler.tls")
 
 # The fields of os.stat that change when a file is rewritten, its permissions are
 # fixed, or a Secret's symlinks are swapped to a new revision.

@@ -7,9 +7,11 @@ The runs go two at a time, so the file stays near 10 s on two cores.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import os
+import pkgutil
 import signal
 import subprocess
 import sys
@@ -23,6 +25,7 @@ import grpc
 import numpy as np
 import pytest
 
+import scaler
 from scaler.cli import build_parser, main, setup_logging
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
@@ -225,6 +228,27 @@ def test_yes_no_environment_variables_read_both_ways(
 
 
 @pytest.mark.usefixtures("own_environment")
+def test_a_misspelled_environment_variable_is_named_with_the_one_meant(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TIDESCALER_PROMETEUS_URL was ignored without a word: the server started without a
+    Prometheus and only said so as "no --prometheus-url"."""
+    monkeypatch.setenv("TIDESCALER_PROMETEUS_URL", "http://prometheus:9090")
+    monkeypatch.setenv("TIDESCALER_PROMETHEUS_URL", "http://prometheus:9090")
+    monkeypatch.setenv("TIDESCALER_NOTHING_LIKE_IT", "1")
+    args = build_parser().parse_args(["serve"])
+    assert args.prometheus_url == "http://prometheus:9090"
+    assert args.unknown_environment == [
+        "environment variable TIDESCALER_NOTHING_LIKE_IT sets no flag and is ignored",
+        "environment variable TIDESCALER_PROMETEUS_URL sets no flag and is ignored "
+        "(did you mean TIDESCALER_PROMETHEUS_URL?)",
+    ]
+    monkeypatch.delenv("TIDESCALER_PROMETEUS_URL")
+    monkeypatch.delenv("TIDESCALER_NOTHING_LIKE_IT")
+    assert build_parser().parse_args(["serve"]).unknown_environment == []
+
+
+@pytest.mark.usefixtures("own_environment")
 def test_the_same_port_for_grpc_and_metrics_is_refused_before_anything_starts(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -336,3 +360,12 @@ def test_python_warnings_are_json_log_lines(capsys: pytest.CaptureFixture[str]) 
     [entry] = [json.loads(line) for line in lines]
     assert (entry["level"], entry["logger"]) == ("warning", "py.warnings")
     assert "overflow encountered in exp" in entry["message"]
+
+
+def test_every_logger_is_under_tidescaler() -> None:
+    """Two modules logged as `scaler.*` (the certificate-expiry warning among them), so a
+    filter on `tidescaler.*` missed them."""
+    for module in pkgutil.walk_packages(scaler.__path__, "scaler."):
+        importlib.import_module(module.name)
+    names = [name for name in logging.root.manager.loggerDict if name.split(".")[0] == "scaler"]
+    assert names == []

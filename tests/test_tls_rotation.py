@@ -171,7 +171,7 @@ def test_a_half_written_renewal_keeps_the_last_good_certificate(
     running = serve(volume, mutual=False, registry=registry)
     try:
         assert answered(running.port, old.ca_cert)
-        with caplog.at_level(logging.WARNING, logger="scaler.tls_files"):
+        with caplog.at_level(logging.WARNING, logger="tidescaler.tls"):
             # The new certificate with the old key: a pair OpenSSL refuses.
             volume.publish(new.server_cert, old.server_key, new.ca_cert)
             time.sleep(CHECK_INTERVAL_SECONDS + 0.2)

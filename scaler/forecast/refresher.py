@@ -48,7 +48,7 @@ from scaler.forecast.models import FloatArray
 from scaler.forecast.types import Forecast
 from scaler.sources.prometheus import BackendError
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("tidescaler.forecast")
 
 Fetch = Callable[[float, float, float], tuple[np.ndarray, np.ndarray]]
 Clock = Callable[[], float]
