@@ -553,6 +553,13 @@ def run_serve(args: argparse.Namespace) -> int:
         kube.close()
         return _fail(str(err))
     _log_start(log, config, running.port)
+    if config.prometheus_url:
+        threading.Thread(
+            target=_check_prometheus,
+            args=(log, source, config.prometheus_url),
+            name="prometheus-check",
+            daemon=True,
+        ).start()
 
     def on_hangup(_signum: int, _frame: object) -> None:
         # The conventional "reload": with TLS, the files are read again on the next
@@ -611,6 +618,25 @@ def _log_start(log: logging.Logger, config: Any, port: int) -> None:
             + ("" if allowed else ", and none is allowed, so only cron triggers work"),
             extra={"allowed_prometheus_urls": allowed},
         )
+
+
+def _check_prometheus(log: logging.Logger, source: Any, url: str) -> None:
+    """One query of --prometheus-url at start, off the serving path: a wrong address or
+    path is one line now, not a warning per ScaledObject once KEDA calls."""
+    from scaler.sources.bounded_http import redacted_url
+    from scaler.sources.prometheus import BackendError
+
+    shown = redacted_url(url)
+    try:
+        source.instant(url, "vector(1)")
+    except BackendError as err:
+        log.warning(
+            "--prometheus-url does not answer queries; triggers on it will be unavailable "
+            "until it does",
+            extra={"prometheus_url": shown, "error": str(err)},
+        )
+    else:
+        log.info("--prometheus-url answers queries", extra={"prometheus_url": shown})
 
 
 # Past the grace period, how long the orderly shutdown may still run before the

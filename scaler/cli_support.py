@@ -61,6 +61,14 @@ def url_problem(text: str) -> str | None:
         return f"must be {URL_SHAPE}"
     if parts.query or parts.fragment:
         return f"must be {URL_SHAPE}, without ?query or #fragment"
+    api = parts.path.find("/api/v1")
+    if api >= 0:
+        # Without ?query or #fragment the URL ends with its path.
+        base = url[: len(url) - len(parts.path) + api]
+        return (
+            f"must be {URL_SHAPE}: tidescaler adds the /api/v1/... path itself "
+            f"(did you mean {base!r}?)"
+        )
     return None
 
 

@@ -103,6 +103,11 @@ MORE = [
     (("--prometheus-url", "http://prometheus:99999"), ("--prometheus-url", "Port out of range")),
     (("--prometheus-url", "http://:9090"), ("--prometheus-url", "with a host")),
     (("--prometheus-url", "http://p:9090/?x=1"), ("--prometheus-url", "without ?query")),
+    # The query endpoint, pasted whole: every trigger would get 404s.
+    (
+        ("--prometheus-url", "http://p:9090/prometheus/api/v1/query"),
+        ("adds the /api/v1/... path itself", "did you mean 'http://p:9090/prometheus'?"),
+    ),
     (
         ("--allowed-prometheus-urls", "http://thanos:9090,,mimir:8080"),
         ("argument --allowed-prometheus-urls:", "'mimir:8080'"),

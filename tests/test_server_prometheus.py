@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterator
 
@@ -19,6 +21,7 @@ from prometheus_server import (
     kube_state_metrics_pod,
     openmetrics,
 )
+from serve_process import serve_process, stopped
 
 from scaler.forecast_service import ForecastService
 from scaler.proto import externalscaler_pb2 as pb
@@ -362,3 +365,31 @@ def test_credentials_in_the_prometheus_url_never_reach_a_caller(
 )
 def test_addresses_are_shown_without_credentials(url: str, shown: str) -> None:
     assert redacted_url(url) == shown
+
+
+def test_serve_says_at_start_whether_its_prometheus_answers(prometheus: PrometheusServer) -> None:
+    """A wrong or unreachable --prometheus-url started without a word: the first sign was a
+    warning per ScaledObject once KEDA called. Now one line at start says which."""
+
+    def first_lines(url: str) -> list[dict[str, object]]:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        process = serve_process(port, f"--prometheus-url={url}")
+        time.sleep(3.0)  # the check runs beside serving; a refused connection is at once
+        text = stopped(process)
+        return [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+
+    answered = [
+        line for line in first_lines(prometheus.url) if "--prometheus-url" in str(line["message"])
+    ]
+    assert [line["message"] for line in answered] == ["--prometheus-url answers queries"]
+    refused = [
+        line
+        for line in first_lines("http://127.0.0.1:9")
+        if "--prometheus-url" in str(line["message"])
+    ]
+    assert [(line["level"], line["prometheus_url"]) for line in refused] == [
+        ("warning", "http://127.0.0.1:9")
+    ]
+    assert "cannot connect" in str(refused[0]["error"])
