@@ -325,3 +325,49 @@ def test_an_overlay_adds_the_podmonitor_component(tmp_path: Path) -> None:
     (monitor,) = [d for d in docs if d["kind"] == "PodMonitor"]
     assert monitor["metadata"]["namespace"] == "tidescaler"
     assert monitor["metadata"]["labels"]["app.kubernetes.io/part-of"] == "tidescaler"
+
+
+NETWORKPOLICY_COMPONENT = DEPLOY / "components" / "networkpolicy"
+
+
+def overlay_with(component: Path, tmp_path: Path) -> list[Manifest]:
+    """The base plus `component`, as an overlay adding it gets them (kubectl's build where
+    kubectl exists, else the base and the component's files as written)."""
+    overlay = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, tmp_path)],
+        "components": [os.path.relpath(component, tmp_path)],
+    }
+    (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
+    if KUBECTL is None:
+        files = yaml.safe_load((component / "kustomization.yaml").read_text())["resources"]
+        return [*render_docs(DEPLOY), *(doc for f in files for doc in load_all(component / f))]
+    result = subprocess.run(
+        [KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def test_the_networkpolicy_component_lets_only_keda_and_monitoring_in(tmp_path: Path) -> None:
+    """Anyone who can reach port 9090 can have the scaler run PromQL against the
+    Prometheus it reads (any namespace, any query): the component closes it to KEDA."""
+    docs = overlay_with(NETWORKPOLICY_COMPONENT, tmp_path)
+    (policy,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    kubernetes_validate.validate(policy, KUBERNETES_VERSION, strict=True)
+    assert policy["metadata"]["namespace"] == "tidescaler"
+    spec = policy["spec"]
+    pod_labels = by_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert spec["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert spec["policyTypes"] == ["Ingress"]  # egress (Prometheus, the API) unchanged
+    allowed = {
+        (rule["from"][0]["namespaceSelector"]["matchLabels"]["kubernetes.io/metadata.name"], port)
+        for rule in spec["ingress"]
+        for port in (p["port"] for p in rule["ports"])
+    }
+    assert allowed == {("keda", "grpc"), ("monitoring", "metrics")}
+    # The ports it names are the container's, and every one of them is covered.
+    assert {port for _, port in allowed} == set(container_ports())
+    # The base alone has none: it applies wherever NetworkPolicy is not enforced.
+    assert "NetworkPolicy" not in {doc["kind"] for doc in base_manifests()}
