@@ -264,18 +264,25 @@ def test_the_readme_overlay_sets_the_image_and_the_prometheus_url(tmp_path: Path
     block = re.search(r"```yaml\n *# my-tidescaler/kustomization.yaml\n(.*?)```", readme, re.S)
     assert block, "the overlay example is missing from README.md"
     overlay = yaml.safe_load(textwrap.dedent(block[1]))
-    assert overlay["components"] == ["../tidescaler/deploy/components/podmonitor"]
+    assert overlay["components"] == [
+        "../tidescaler/deploy/components/podmonitor",
+        "../tidescaler/deploy/components/networkpolicy",
+    ]
     overlay["resources"] = [os.path.relpath(DEPLOY, tmp_path)]
-    overlay["components"] = [os.path.relpath(PODMONITOR_COMPONENT, tmp_path)]
+    overlay["components"] = [
+        os.path.relpath(DEPLOY / "components" / name, tmp_path)
+        for name in ("podmonitor", "networkpolicy")
+    ]
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
     result = subprocess.run(
         [KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     built_docs = [d for d in yaml.safe_load_all(result.stdout) if d]
-    assert [d["metadata"]["namespace"] for d in built_docs if d["kind"] == "PodMonitor"] == [
-        "tidescaler"
-    ]
+    for kind in ("PodMonitor", "NetworkPolicy"):
+        assert [d["metadata"]["namespace"] for d in built_docs if d["kind"] == kind] == [
+            "tidescaler"
+        ]
     (deployment,) = [d for d in built_docs if d["kind"] == "Deployment"]
     (built,) = deployment["spec"]["template"]["spec"]["containers"]
     image = overlay["images"][0]
