@@ -247,7 +247,10 @@ def _add_serve_parser(subparsers: Any) -> None:
     finally:
         subparsers._parser_class = parser_class
     p.add_argument(
-        "--host", default="[::]", help="address to listen on (default: %(default)s, all)"
+        "--host",
+        type=_listen_host,
+        default="[::]",
+        help="address to listen on (default: %(default)s, all)",
     )
     p.add_argument(
         "--port",
@@ -405,6 +408,17 @@ def _add_serve_parser(subparsers: Any) -> None:
     )
     apply_environment(p)
     p.set_defaults(func=run_serve, unknown_environment=unknown_environment(p))
+
+
+def _listen_host(text: str) -> str:
+    """--host as gRPC takes it: an IPv6 address in brackets (`::` is `[::]`), since
+    gRPC reads `:::9090` as a host name and refuses it."""
+    host = text.strip()
+    if not host:
+        raise argparse.ArgumentTypeError("expected an address or host name, e.g. [::] or 0.0.0.0")
+    if ":" in host and not host.startswith("["):
+        return f"[{host}]"
+    return host
 
 
 def _names(text: str) -> tuple[str, ...]:

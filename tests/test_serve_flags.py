@@ -374,3 +374,20 @@ def test_every_logger_is_under_tidescaler() -> None:
         importlib.import_module(module.name)
     names = [name for name in logging.root.manager.loggerDict if name.split(".")[0] == "scaler"]
     assert names == []
+
+
+@pytest.mark.usefixtures("own_environment")
+@pytest.mark.parametrize(
+    ("given", "listened"),
+    [
+        ("::", "[::]"),
+        ("::1", "[::1]"),
+        ("[::]", "[::]"),
+        ("0.0.0.0", "0.0.0.0"),
+        ("localhost", "localhost"),
+    ],
+)
+def test_an_ipv6_host_is_taken_with_or_without_brackets(given: str, listened: str) -> None:
+    """`--host ::` failed with gRPC's own "Misformatted domain name" line and "could not
+    bind": gRPC wants IPv6 addresses in brackets."""
+    assert build_parser().parse_args(["serve", "--host", given]).host == listened
