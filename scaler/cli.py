@@ -502,10 +502,14 @@ def run_serve(args: argparse.Namespace) -> int:
     # The process's own health beside its decisions: CPU, memory, open files, collections.
     ProcessCollector(registry=telemetry.registry)
     GCCollector(registry=telemetry.registry)
+    # Whether the gRPC health service says SERVING, for /healthz beside /metrics.
+    serving = threading.Event()
     if config.metrics_port:
         # /metrics listens where gRPC does (--host): an IPv6-only cluster reaches both.
         try:
-            telemetry.start_http_server(config.metrics_port, addr=config.host)
+            telemetry.start_http_server(
+                config.metrics_port, addr=config.host, serving=serving.is_set
+            )
         except OSError as err:
             problem = bind_problem(config.host, config.metrics_port) or err.strerror or str(err)
             return _fail(
@@ -566,6 +570,7 @@ def run_serve(args: argparse.Namespace) -> int:
         forecasts.close()
         kube.close()
         return _fail(str(err))
+    serving.set()
     _log_start(log, config, running.port)
     if config.prometheus_url:
         threading.Thread(
@@ -588,6 +593,7 @@ def run_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGHUP, on_hangup)
     settle_garbage_collector()
     done.wait()
+    serving.clear()  # /healthz: not serving from the signal on, as health once it drains
     _exit_past(
         time.monotonic() + config.drain_seconds + config.grace_seconds + SHUTDOWN_MARGIN_SECONDS,
         log,
@@ -715,9 +721,29 @@ def build_parser() -> argparse.ArgumentParser:
 INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, with the flag likely meant for each unknown one (argparse has no
+    suggestions before Python 3.14)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        actions = parser._subparsers._group_actions if parser._subparsers else []
+        command = next(
+            (a.choices[args.command] for a in actions if isinstance(a.choices, dict)), parser
+        )
+        options = [o for a in command._actions for o in a.option_strings if o.startswith("--")]
+        hints = [
+            f"{flag} (did you mean {close[0]}?)"
+            if (close := difflib.get_close_matches(flag.split("=")[0], options, 1, 0.75))
+            else flag
+            for flag in unknown
+        ]
+        command.error(f"unrecognized arguments: {' '.join(hints)}")
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = _parse(parser, argv)
     # Ctrl-C is remembered as well as raised: a KeyboardInterrupt that lands in a
     # finalizer (__del__, a weakref callback) is printed and dropped by Python, and the
     # work would go on to exit 0 as if it had not been asked to stop. Only where Ctrl-C

@@ -175,8 +175,13 @@ class Telemetry:
 
     # -- serving --
 
-    def start_http_server(self, port: int, addr: str = "0.0.0.0") -> tuple[WSGIServer, Thread]:
+    def start_http_server(
+        self, port: int, addr: str = "0.0.0.0", serving: Callable[[], bool] | None = None
+    ) -> tuple[WSGIServer, Thread]:
         """Serve /metrics from this registry on a daemon thread; returns the server and thread.
+
+        With `serving`, /healthz answers 200 while it says so and 503 otherwise: a
+        plaintext probe for a gRPC port that speaks TLS only (see `with_healthz`).
 
         prometheus_client's own server, bounded: at most METRICS_CONNECTIONS connections
         at a time (one thread each), and a connection whose request has not all arrived
@@ -185,6 +190,8 @@ class Telemetry:
         long as they liked. `addr` may be IPv6, in brackets or not ("[::]": all)."""
         host = addr.strip("[]")
         app = make_wsgi_app(self.registry)
+        if serving is not None:
+            app = with_healthz(app, serving)
         try:
             server = make_server(
                 host, port, app, _BoundedMetricsServer, handler_class=_MetricsRequestHandler
@@ -251,6 +258,23 @@ class Telemetry:
             del states[key]
             dropped += 1
         return dropped
+
+
+def with_healthz(app: Any, serving: Callable[[], bool]) -> Any:
+    """`app` (WSGI) with /healthz: 200 `serving` while `serving()` says so, else 503 `not
+    serving` (starting, draining after SIGTERM, stopping), as the gRPC health service."""
+
+    def healthz(environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("PATH_INFO") != "/healthz":
+            return app(environ, start_response)
+        up = serving()
+        start_response(
+            "200 OK" if up else "503 Service Unavailable",
+            [("Content-Type", "text/plain; charset=utf-8")],
+        )
+        return [b"serving\n" if up else b"not serving\n"]
+
+    return healthz
 
 
 def new_rpc_counts(created: float) -> list[float]:

@@ -391,3 +391,27 @@ def test_an_ipv6_host_is_taken_with_or_without_brackets(given: str, listened: st
     """`--host ::` failed with gRPC's own "Misformatted domain name" line and "could not
     bind": gRPC wants IPv6 addresses in brackets."""
     assert build_parser().parse_args(["serve", "--host", given]).host == listened
+
+
+@pytest.mark.parametrize(
+    ("argv", "said"),
+    [
+        (
+            ["serve", "--prometheus-address", "http://p:9090"],
+            "unrecognized arguments: --prometheus-address (did you mean --prometheus-url?) "
+            "http://p:9090",
+        ),
+        (["serve", "--metrics_port=3"], "--metrics_port=3 (did you mean --metrics-port?)"),
+        # Nothing close enough (the scenario is positional): no guess.
+        (["simulate", "--scenaro", "x.yaml"], "unrecognized arguments: --scenaro"),
+    ],
+)
+def test_an_unknown_flag_is_named_with_the_one_likely_meant(
+    argv: list[str], said: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert said in err
+    assert ("did you mean" in err) == ("did you mean" in said)

@@ -10,6 +10,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -664,6 +666,15 @@ def test_serve_process_env_config_json_logs_and_graceful_sigterm(tmp_path: Path)
     assert decision["reason"] == "cron"
 
 
+def _http(port: int, path: str) -> tuple[int, str]:
+    """Status and body of a GET on loopback (an error status is an answer too)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=3) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
 def _health(port: int) -> int:
     """The health status over a new connection (a probe's view of the listener)."""
     with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -674,21 +685,27 @@ def _health(port: int) -> int:
 def test_sigterm_drains_with_health_not_serving_while_every_call_is_still_answered() -> None:
     """The listener closed at SIGTERM: a probe or a KEDA that reconnected through a Service
     whose endpoints had not caught up yet was refused, not told NOT_SERVING."""
-    port = _free_port()
+    port, metrics_port = _free_port(), _free_port()
     # Health must turn within the drain, with room for a loaded machine (a test process
     # and a busy neighbour took 1.5 s once).
-    process = serve_process(port, "--drain-seconds=4", "--grace-seconds=1")
+    process = serve_process(
+        port, "--drain-seconds=4", "--grace-seconds=1", f"--metrics-port={metrics_port}"
+    )
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
             grpc.channel_ready_future(channel).result(timeout=20)
             stub = pb_grpc.ExternalScalerStub(channel)
             request = pb.GetMetricsRequest(scaledObjectRef=ref(ALWAYS))
             assert _health(port) == health_pb2.HealthCheckResponse.SERVING
+            # The plaintext probe beside /metrics (for a gRPC port that speaks TLS only).
+            assert _http(metrics_port, "/healthz") == (200, "serving\n")
             process.send_signal(signal.SIGTERM)
             signalled = time.monotonic()
             while _health(port) != health_pb2.HealthCheckResponse.NOT_SERVING:
                 assert time.monotonic() - signalled < 3, "health never said NOT_SERVING"
                 time.sleep(0.05)
+            assert _http(metrics_port, "/healthz") == (503, "not serving\n")
+            assert _http(metrics_port, "/metrics")[0] == 200  # still scraped while draining
             # Draining: the same connection and new ones are still answered in full.
             assert stub.GetMetrics(request, timeout=3).metricValues[0].metricValue == 3
             assert process.poll() is None

@@ -16,6 +16,7 @@ import sys
 import threading
 import time
 import tracemalloc
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -349,18 +350,21 @@ def test_calls_stuck_on_a_hung_backend_leave_health_and_other_calls_fast(
 
 
 class _AnswersOnceThenHangs(BaseHTTPRequestHandler):
-    """A Prometheus that gives one good instant-query answer, then never answers again."""
+    """A Prometheus that gives one good answer to the query under test (`sum(up)`), then
+    never answers it again; any other query (serve's own check at start) is answered."""
 
     answered = threading.Event()
     hung = threading.Event()
     release = threading.Event()
 
     def do_GET(self) -> None:
-        if self.answered.is_set():
+        under_test = "sum(up)" in urllib.parse.unquote_plus(self.path)
+        if under_test and self.answered.is_set():
             self.hung.set()
             self.release.wait(60)  # hung: holds the connection, says nothing
             return
-        self.answered.set()
+        if under_test:
+            self.answered.set()
         body = json.dumps(
             {
                 "status": "success",
