@@ -3,11 +3,15 @@
 The service is started as a separate process, exactly as in a pod, and driven
 with real gRPC calls the way KEDA makes them (GetMetricSpec, GetMetrics,
 IsActive) for a few ScaledObjects chosen to light every panel: a full policy
-with cron, query and forecast, a cron-only one, one whose query the backend
-rejects, and one with a typo in its metadata. Prometheus scrapes the service's
-/metrics every second and the demand exporter the query reads. The test then
-checks every exported metric's labels, and that every PromQL expression in the
-dashboard (panels and template variables) parses and returns data.
+with cron, query and forecast, another of the same name in a second namespace
+(whose cron floor wins, so its numbers and reason differ), a cron-only one, one
+whose query the backend rejects, and one with a typo in its metadata. Prometheus
+scrapes the service's /metrics every second and the demand exporter the query
+reads. The test then checks every exported metric's labels, that every PromQL
+expression in the dashboard (panels and template variables) parses and returns
+data, and, with the variables filled in as Grafana fills them, that each copy of
+the repeated per-ScaledObject row shows one ScaledObject alone, named by
+namespace and name, and that the default selection repeats the row once.
 """
 
 from __future__ import annotations
@@ -48,6 +52,10 @@ DEMAND_RPS = 240.0
 THRESHOLD = 50.0
 
 FULL = ("shop", "checkout")  # cron floor, query, forecast, maxReplicas
+# The same name in another namespace, the same signals; its cron floor of 9 wins (the
+# query asks for 5), so its desired count and reason are not those of shop/checkout.
+SAME_NAME = ("staging", "checkout")
+SAME_NAME_FLOOR = 9
 CRON_ONLY = ("shop", "nightly")
 BROKEN_BACKEND = ("shop", "broken-backend")  # Prometheus rejects its query
 TYPO = ("payments", "ledger")  # invalid metadata: never gets a decision
@@ -75,7 +83,28 @@ def _metadata(prometheus_url: str) -> dict[tuple[str, str], dict[str, str]]:
             "activationThreshold": "1",
             "forecast": "on",
             "forecastHistory": "2d",
-            "podStartupSeconds": "5",  # lead 10 s: forecasts are scored soon
+            # A short lead (40 s with the 5 s polling interval and the query's metric lag):
+            # forecasts are scored soon.
+            "podStartupSeconds": "5",
+            "maxReplicas": "40",
+        },
+        SAME_NAME: {
+            **common,
+            "timezone": "UTC",
+            "start": start,
+            "end": end,
+            "desiredReplicas": str(SAME_NAME_FLOOR),
+            "query": f"sum({DEMAND})",
+            "threshold": str(THRESHOLD),
+            "activationThreshold": "1",
+            "forecast": "on",
+            "forecastHistory": "2d",
+            # A forecast series of its own: the server keeps at most 512 forecasts per
+            # series awaiting their score, and two ScaledObjects polled as fast as the
+            # driver polls on one series fill that before the lead has passed, so no
+            # forecast error would ever be scored.
+            "forecastQuantile": "0.9",
+            "podStartupSeconds": "5",
             "maxReplicas": "40",
         },
         CRON_ONLY: {
@@ -309,6 +338,7 @@ def test_desired_replicas_is_what_getmetrics_answered(live: LiveRun) -> None:
         # one of the answers given.
         assert int(float(series["value"][1])) in live.desired[key]
     assert live.desired[CRON_ONLY] == {3}
+    assert live.desired[SAME_NAME] == {SAME_NAME_FLOOR}
     # 240 requests/s at 50 per replica: 5, or more when the forecast band is higher
     # (the first answers may still see the backfilled history's last value).
     assert max(live.desired[FULL]) >= math.ceil(DEMAND_RPS / THRESHOLD)
@@ -318,19 +348,21 @@ def test_exactly_one_reason_is_current_per_scaledobject(live: LiveRun) -> None:
     result = _eventually(live, "sum by (namespace, scaledobject) (tidescaler_decision_reason)")
     assert {float(s["value"][1]) for s in result} == {1.0}
     reasons = {
-        (s["metric"]["scaledobject"], s["metric"]["reason"])
+        (s["metric"]["namespace"], s["metric"]["scaledobject"]): s["metric"]["reason"]
         for s in _eventually(live, "tidescaler_decision_reason == 1")
     }
-    assert ("nightly", Reason.CRON.value) in reasons
-    assert ("broken-backend", Reason.UNAVAILABLE.value) in reasons
-    (full_reason,) = [reason for name, reason in reasons if name == FULL[1]]
-    assert full_reason in {Reason.QUERY.value, Reason.FORECAST.value}
+    assert reasons[CRON_ONLY] == Reason.CRON.value
+    assert reasons[BROKEN_BACKEND] == Reason.UNAVAILABLE.value
+    assert reasons[FULL] in {Reason.QUERY.value, Reason.FORECAST.value}
+    assert reasons[SAME_NAME] == Reason.CRON.value
 
 
 def test_the_live_demand_is_exported(live: LiveRun) -> None:
     # Until the exporter's first scrape the query sees the backfilled history.
     live.prometheus.wait_for_value(
-        'tidescaler_demand{scaledobject="checkout"}', DEMAND_RPS, timeout_seconds=30
+        'tidescaler_demand{namespace="shop",scaledobject="checkout"}',
+        DEMAND_RPS,
+        timeout_seconds=30,
     )
 
 
@@ -361,24 +393,40 @@ def _panels() -> list[dict[str, Any]]:
     return [p for p in _dashboard()["panels"] if p["type"] != "row"]
 
 
-def _expressions() -> list[tuple[str, str]]:
+def _rows() -> list[tuple[dict[str, Any], list[dict[str, Any]]]]:
+    """Each row and the panels under it (in Grafana a row owns the panels up to the next)."""
+    rows: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
+    for panel in _dashboard()["panels"]:
+        if panel["type"] == "row":
+            rows.append((panel, []))
+        else:
+            assert rows, f"{panel['title']} is above the first row"
+            rows[-1][1].append(panel)
+    return rows
+
+
+def _repeated_row() -> dict[str, Any]:
+    (row,) = [row for row, _ in _rows() if row.get("repeat")]
+    return row
+
+
+def _repeated_row_panels() -> list[dict[str, Any]]:
+    """The panels of the row that repeats per ScaledObject."""
+    return [panel for row, panels in _rows() if row.get("repeat") for panel in panels]
+
+
+def _fleet_panels() -> list[dict[str, Any]]:
     return [
-        (f"{panel['title']}/{target['refId']}", target["expr"])
-        for panel in _panels()
-        for target in panel.get("targets", [])
+        panel for row, panels in _rows() if row["title"].startswith("Fleet") for panel in panels
     ]
 
 
-def _repeated_row_titles() -> set[str]:
-    """Titles of the panels inside the row that repeats per ScaledObject."""
-    titles: set[str] = set()
-    inside = False
-    for panel in _dashboard()["panels"]:
-        if panel["type"] == "row":
-            inside = panel.get("repeat") == "scaledobject"
-        elif inside:
-            titles.add(panel["title"])
-    return titles
+def _expressions(panels: list[dict[str, Any]] | None = None) -> list[tuple[str, str]]:
+    return [
+        (f"{panel['title']}/{target['refId']}", target["expr"])
+        for panel in (_panels() if panels is None else panels)
+        for target in panel.get("targets", [])
+    ]
 
 
 # Grafana's built-in interval variables, as Grafana would fill them in for a
@@ -386,12 +434,129 @@ def _repeated_row_titles() -> set[str]:
 GRAFANA_BUILTINS = {"$__rate_interval": "20s", "$__interval": "2s", "$__range": "1m"}
 
 
-def _render(expr: str, namespace: str, scaledobject: str) -> str:
+def _render(text: str, values: dict[str, str]) -> str:
+    """An expression with the variables in `values` (already interpolated) filled in."""
     for name, value in GRAFANA_BUILTINS.items():
-        expr = expr.replace(name, value)
-    expr = expr.replace("$namespace", namespace).replace("$scaledobject", scaledobject)
-    assert "$" not in expr, f"unrendered variable in {expr}"
-    return expr
+        text = text.replace(name, value)
+    for name, value in values.items():
+        text = text.replace(f"${{{name}}}", value).replace(f"${name}", value)
+    assert "$" not in text, f"unrendered variable in {text}"
+    return text
+
+
+# -- the template variables, as Grafana fills them in -------------------------------------
+
+
+def _variables() -> dict[str, dict[str, Any]]:
+    """The query variables, in the dashboard's order (each may use those before it)."""
+    return {v["name"]: v for v in _dashboard()["templating"]["list"] if v["type"] == "query"}
+
+
+_REGEX_SPECIAL = re.compile(r"[$^*{}\[\]'+?.()|]")
+_LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+
+
+def _interpolate(variable: dict[str, Any], values: list[str]) -> str:
+    """Selected values as Grafana's Prometheus data source writes them into a query: as
+    they are for a single-value variable, regex-escaped and ORed for one that may hold
+    several (a repeated row's copy holds one of them)."""
+    if not variable.get("multi") and not variable.get("includeAll"):
+        (value,) = values
+        return value.replace("\\", "\\\\").replace("'", "\\\\'")
+    escaped = [
+        _REGEX_SPECIAL.sub(lambda m: "\\\\" + m[0], v.replace("\\", "\\" * 4)) for v in values
+    ]
+    return escaped[0] if len(escaped) == 1 else f"({'|'.join(escaped)})"
+
+
+def _all(variable: dict[str, Any], options: list[str]) -> str:
+    allvalue: str | None = variable.get("allValue")
+    return allvalue if allvalue else _interpolate(variable, options)
+
+
+def _options(run: LiveRun, variable: dict[str, Any], values: dict[str, str]) -> list[str]:
+    """The variable's options for the values chosen before it, as Grafana lists them."""
+    match = _LABEL_VALUES.match(variable["query"]["query"])
+    assert match, variable["query"]["query"]
+    selector = _render(match["selector"], values)
+    # Grafana runs label_values(selector, label) as this API call.
+    params = urllib.parse.urlencode({"match[]": selector})
+    url = f"{run.prometheus.url}/api/v1/label/{match['label']}/values?{params}"
+    with urllib.request.urlopen(url, timeout=5) as response:
+        options: list[str] = json.load(response)["data"]
+    assert variable["sort"] == 1, "the test assumes alphabetical order"
+    return sorted(options)
+
+
+@dataclass
+class Row:
+    """One copy of the repeated row: its title and every variable as its queries see it."""
+
+    title: str
+    values: dict[str, str]
+
+
+def _every_row(run: LiveRun) -> list[Row]:
+    """Each copy of the repeated row under every selection a user can make of the other
+    variables: each single value, all of a multi-value variable's values, All."""
+    variables = _variables()
+    repeat = _repeated_row()["repeat"]
+    rows: list[Row] = []
+
+    def walk(names: list[str], values: dict[str, str], shown: dict[str, str]) -> None:
+        if not names:
+            return
+        name, rest = names[0], names[1:]
+        variable = variables[name]
+        options = _options(run, variable, values)
+        if name == repeat:
+            for option in options:
+                here = {**values, name: _interpolate(variable, [option])}
+                rows.append(Row(_render(_repeated_row()["title"], {**shown, name: option}), here))
+                walk(rest, here, {**shown, name: option})
+            return
+        choices: list[tuple[str, str]] = [(_interpolate(variable, [o]), o) for o in options]
+        if variable.get("multi") and len(options) > 1:
+            choices.append((_interpolate(variable, options), ",".join(options)))
+        if variable.get("includeAll"):
+            choices.append((_all(variable, options), "All"))
+        for value, text in choices:
+            walk(rest, {**values, name: value}, {**shown, name: text})
+
+    walk(list(variables), {}, {})
+    return rows
+
+
+_SELECTOR = re.compile(r"\b(?P<name>tidescaler_[a-z_]+)(?:\{[^}]*\})?")
+
+
+def _scaledobjects_selected(run: LiveRun, expr: str) -> set[tuple[str, str]]:
+    """The ScaledObjects (namespace, name) whose series the expression's selectors match."""
+    pairs: set[tuple[str, str]] = set()
+    for match in _SELECTOR.finditer(expr):
+        if match["name"] in PER_SCALEDOBJECT:
+            grouped = f"group by (namespace, scaledobject) ({match[0]})"
+            for series in _query(run, grouped)["data"]["result"]:
+                pairs.add((series["metric"]["namespace"], series["metric"]["scaledobject"]))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def selection(live: LiveRun) -> dict[str, str]:
+    """Namespace shop, and every ScaledObject in it selected."""
+    variables = _variables()
+    values = {"namespace": _interpolate(variables["namespace"], [FULL[0]])}
+    options = _options(live, variables["scaledobject"], values)
+    return {**values, "scaledobject": _interpolate(variables["scaledobject"], options)}
+
+
+def _row_values(key: tuple[str, str]) -> dict[str, str]:
+    """The variables as the repeated row's copy for ScaledObject `key` sees them."""
+    variables = _variables()
+    return {
+        "namespace": _interpolate(variables["namespace"], [key[0]]),
+        "scaledobject": _interpolate(variables["scaledobject"], [key[1]]),
+    }
 
 
 def _query(run: LiveRun, promql: str) -> dict[str, Any]:
@@ -425,9 +590,12 @@ def test_the_dashboard_has_the_panels_an_sre_needs() -> None:
         "Replicas by signal",
         "Desired replicas",
         "Winning signal / reason",
+        "Decision age",
         "Demand against forecast",
         "Forecast error",
         "Decision reasons over time",
+        "KEDA calls by method",
+        "ScaledObjects tracked",
         "gRPC latency p50 / p99",
         "gRPC errors by code",
         "Backend errors by kind",
@@ -436,46 +604,146 @@ def test_the_dashboard_has_the_panels_an_sre_needs() -> None:
     assert {"datasource", "namespace", "scaledobject"} <= set(variables)
     for panel in _panels():
         assert panel["datasource"]["uid"] == "${datasource}", panel["title"]
+    (age,) = [panel for panel in _panels() if panel["title"] == "Decision age"]
+    # Its series leave /metrics with the ScaledObject: it cannot grow when KEDA stops.
+    assert "blank" in age["description"] and "KEDA calls by method" in age["description"]
 
 
 @pytest.mark.parametrize("where,expr", _expressions(), ids=[w for w, _ in _expressions()])
-def test_every_dashboard_expression_returns_data_for_all_scaledobjects(
-    live: LiveRun, where: str, expr: str
+def test_every_dashboard_expression_returns_data(
+    live: LiveRun, selection: dict[str, str], where: str, expr: str
 ) -> None:
-    _returns_data(live, _render(expr, ".*", ".*"))
+    _returns_data(live, _render(expr, selection))
 
 
-@pytest.mark.parametrize(
-    "where,expr",
-    [(w, e) for w, e in _expressions() if w.split("/")[0] in _repeated_row_titles()],
-    ids=[w for w, _ in _expressions() if w.split("/")[0] in _repeated_row_titles()],
-)
-def test_the_per_scaledobject_row_returns_data_for_the_full_policy(
-    live: LiveRun, where: str, expr: str
+ROW_EXPRESSIONS = _expressions(_repeated_row_panels())
+
+
+@pytest.mark.parametrize("key", [FULL, SAME_NAME], ids="/".join)
+@pytest.mark.parametrize("where,expr", ROW_EXPRESSIONS, ids=[w for w, _ in ROW_EXPRESSIONS])
+def test_the_per_scaledobject_row_returns_data_for_the_full_policies(
+    live: LiveRun, key: tuple[str, str], where: str, expr: str
 ) -> None:
-    namespace, name = FULL
-    result = _returns_data(live, _render(expr, namespace, name))
+    namespace, name = key
+    result = _returns_data(live, _render(expr, _row_values(key)))
     for series in result:
         labels = series["metric"]
         assert labels.get("scaledobject", name) == name
         assert labels.get("namespace", namespace) == namespace
 
 
-_LABEL_VALUES = re.compile(r"^label_values\((?P<selector>.+),\s*(?P<label>\w+)\)$")
+def test_each_copy_of_the_repeated_row_shows_one_scaledobject(live: LiveRun) -> None:
+    """Under every selection (All included, where there is one), a copy of the repeated
+    row selects the series of one ScaledObject, named in its title by namespace and
+    name: shop/checkout and staging/checkout are never merged."""
+    rows: list[tuple[Row, set[tuple[str, str]], set[tuple[str, str]]]] = []
+    for row in _every_row(live):
+        selected: set[tuple[str, str]] = set()  # whose series its selectors match
+        returned: set[tuple[str, str]] = set()  # whose labels its results carry
+        for where, expr in ROW_EXPRESSIONS:
+            promql = _render(expr, row.values)
+            assert _SELECTOR.search(promql), f"{where} reads no tidescaler series"
+            selected |= _scaledobjects_selected(live, promql)
+            for series in _query(live, promql)["data"]["result"]:
+                labels = series["metric"]
+                if "namespace" in labels or "scaledobject" in labels:
+                    returned.add((labels.get("namespace", "?"), labels.get("scaledobject", "?")))
+        rows.append((row, selected, returned))
+    merged = {row.title: sorted(selected) for row, selected, _ in rows if len(selected) != 1}
+    assert not merged, f"rows that do not show exactly one ScaledObject: {merged}"
+    for row, selected, returned in rows:
+        assert returned <= selected, (row.title, returned)
+        ((namespace, name),) = selected
+        assert f"{namespace}/{name}" in row.title, f"the row {row.title!r} shows {namespace}/{name}"
+    shown = {pair for _, selected, _ in rows for pair in selected}
+    assert {FULL, SAME_NAME, CRON_ONLY, BROKEN_BACKEND} <= shown
+
+
+def test_same_named_scaledobjects_show_their_own_numbers(live: LiveRun) -> None:
+    (replicas,) = [p for p in _repeated_row_panels() if p["title"] == "Replicas by signal"]
+    (desired,) = [t["expr"] for t in replicas["targets"] if t["legendFormat"] == "desired"]
+    (timeline,) = [p for p in _repeated_row_panels() if p["title"] == "Decision reason"]
+    (reason,) = [t["expr"] for t in timeline["targets"]]
+    for key in (FULL, SAME_NAME):
+        (series,) = _returns_data(live, _render(desired, _row_values(key)))
+        assert int(float(series["value"][1])) in live.desired[key], key
+        reasons = {
+            s["metric"]["reason"] for s in _returns_data(live, _render(reason, _row_values(key)))
+        }
+        if key == SAME_NAME:
+            assert reasons == {Reason.CRON.value}
+        else:
+            assert len(reasons) == 1 and Reason.CRON.value not in reasons, reasons
+
+
+def test_the_default_selection_repeats_one_row(live: LiveRun) -> None:
+    """With no saved selection Grafana picks each variable's first option, which is All
+    when the variable offers All: the row must repeat once, not once per ScaledObject."""
+    repeat = _repeated_row()["repeat"]
+    values: dict[str, str] = {}
+    rows: list[str] = []
+    for name, variable in _variables().items():
+        options = _options(live, variable, values)
+        current = (variable.get("current") or {}).get("value")
+        chosen = [current] if isinstance(current, str) else current
+        if not chosen:
+            chosen = ["$__all"] if variable.get("includeAll") else options[:1]
+        if chosen == ["$__all"]:
+            chosen = options
+            values[name] = _all(variable, options)
+        else:
+            values[name] = _interpolate(variable, chosen)
+        if name == repeat:
+            rows = chosen
+    assert len(rows) == 1, f"the default selection repeats the row for {rows}"
+
+
+def test_panels_that_show_several_scaledobjects_name_their_namespace(
+    live: LiveRun, selection: dict[str, str]
+) -> None:
+    """Outside the repeated row a panel shows every selected ScaledObject, or all of them:
+    each series keeps its namespace, and the legend says it."""
+    repeated = {panel["title"] for panel in _repeated_row_panels()}
+    for panel in _panels():
+        if panel["title"] in repeated:
+            continue
+        for target in panel.get("targets", []):
+            promql = _render(target["expr"], selection)
+            for series in _query(live, promql)["data"]["result"]:
+                if "scaledobject" in series["metric"]:
+                    assert "namespace" in series["metric"], (panel["title"], promql)
+                    legend = target.get("legendFormat", "__auto")
+                    assert legend == "__auto" or "{{namespace}}" in legend, panel["title"]
+
+
+def test_the_fleet_row_counts_calls_and_scaledobjects_across_namespaces(live: LiveRun) -> None:
+    fleet = {panel["title"]: panel for panel in _fleet_panels()}
+    for title, panel in fleet.items():
+        for target in panel["targets"]:
+            assert "$namespace" not in target["expr"], title  # every namespace, not the selected
+            assert "$scaledobject" not in target["expr"], title
+
+    (calls,) = fleet["KEDA calls by method"]["targets"]
+    result = _returns_data(live, _render(calls["expr"], {}))
+    calling = {s["metric"]["method"] for s in result if float(s["value"][1]) > 0}
+    assert {"GetMetricSpec", "GetMetrics", "IsActive"} <= calling
+
+    # Every ScaledObject but the one whose metadata is invalid has a decision.
+    decided = len(live.metadata) - 1
+    for target in fleet["ScaledObjects tracked"]["targets"]:
+        (series,) = _returns_data(live, _render(target["expr"], {}))
+        assert float(series["value"][1]) == decided, target["expr"]
 
 
 @pytest.mark.parametrize("variable", ["namespace", "scaledobject"])
 def test_the_template_variables_list_the_live_scaledobjects(live: LiveRun, variable: str) -> None:
-    (definition,) = [
-        v["query"]["query"] for v in _dashboard()["templating"]["list"] if v["name"] == variable
-    ]
-    match = _LABEL_VALUES.match(definition)
-    assert match, definition
-    selector = _render(match["selector"], ".*", ".*")
-    # Grafana runs label_values(selector, label) as this API call.
-    params = urllib.parse.urlencode({"match[]": selector})
-    url = f"{live.prometheus.url}/api/v1/label/{match['label']}/values?{params}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        values = set(json.load(response)["data"])
-    expected = {"namespace": {"shop"}, "scaledobject": {"checkout", "nightly", "broken-backend"}}
-    assert values == expected[variable]
+    variables = _variables()
+    if variable == "namespace":
+        assert _options(live, variables["namespace"], {}) == ["shop", "staging"]
+        return
+    for namespace, expected in (
+        ("shop", ["broken-backend", "checkout", "nightly"]),
+        ("staging", ["checkout"]),
+    ):
+        values = {"namespace": _interpolate(variables["namespace"], [namespace])}
+        assert _options(live, variables["scaledobject"], values) == expected
