@@ -242,6 +242,26 @@ def test_error_tracker_memory_is_bounded() -> None:
     assert t.errors("j") is None
 
 
+def test_forecasts_offered_faster_than_the_tracker_holds_are_still_scored() -> None:
+    """Two ScaledObjects on one series, polled fast, offered more forecasts within the lead
+    time than the tracker holds: it dropped the oldest, the next to be scored, so none
+    ever came due and the error metrics never appeared."""
+    t = ForecastErrorTracker(window=100, max_pending=20, tolerance_seconds=60.0)
+    lead, now = 40.0, 1000.0
+    for _ in range(400):  # 10 calls a second for 40 s: 400 forecasts within one lead
+        now += 0.1
+        t.record_forecast("k", now + lead, median=10.0, upper=12.0)
+        t.record_actual("k", now, 10.0)
+    assert t.errors("k") is None  # nothing due yet
+    for _ in range(100):
+        now += 0.1
+        t.record_forecast("k", now + lead, median=10.0, upper=12.0)
+        t.record_actual("k", now, 11.0)
+    scored = t.errors("k")
+    assert scored is not None and scored.count >= 5
+    assert scored.coverage == 1.0 and scored.under_rate == 1.0  # 11 against a median of 10
+
+
 def test_error_summary_follows_every_new_score() -> None:
     t = ForecastErrorTracker(window=10, tolerance_seconds=60.0)
     t.record_forecast("k", 100.0, median=10.0, upper=12.0)

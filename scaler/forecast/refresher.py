@@ -493,6 +493,11 @@ class _Track:
     summary: ForecastErrors | None = None
 
 
+# Pending forecasts of one series are at least this far apart in target time: every
+# GetMetrics of every ScaledObject on the series offers one.
+PENDING_SPACING_SECONDS = 1.0
+
+
 class ForecastErrorTracker:
     """Scores forecasts for now + lead against the demand seen when that time comes.
 
@@ -519,7 +524,7 @@ class ForecastErrorTracker:
     def _track(self, key: Hashable, now: float) -> _Track:
         track = self._tracks.get(key)
         if track is None:
-            track = _Track(deque(maxlen=self.max_pending), deque(maxlen=self.window), now)
+            track = _Track(deque(), deque(maxlen=self.window), now)
             self._tracks[key] = track
         track.updated = now
         return track
@@ -529,9 +534,16 @@ class ForecastErrorTracker:
     ) -> None:
         with self._lock:
             track = self._track(key, target_time)
-            if track.pending and target_time <= track.pending[-1][0]:
-                return  # one forecast per target time is enough
-            track.pending.append((target_time, median, upper))
+            pending = track.pending
+            if pending and target_time < pending[-1][0] + PENDING_SPACING_SECONDS:
+                return  # one forecast a second is enough
+            if len(pending) >= self.max_pending:
+                # Full: keep the oldest, next to be scored. Dropping them for new ones
+                # (a bounded deque) meant that, with more forecasts per lead time than
+                # it holds (many ScaledObjects on one series, a long lead), none ever
+                # reached its time and nothing was scored.
+                return
+            pending.append((target_time, median, upper))
 
     def record_actual(self, key: Hashable, time_seconds: float, value: float) -> None:
         if not math.isfinite(value):
