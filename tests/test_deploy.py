@@ -378,3 +378,18 @@ def test_the_networkpolicy_component_lets_only_keda_and_monitoring_in(tmp_path: 
     assert {port for _, port in allowed} == set(container_ports())
     # The base alone has none: it applies wherever NetworkPolicy is not enforced.
     assert "NetworkPolicy" not in {doc["kind"] for doc in base_manifests()}
+
+
+def test_the_replicas_spread_over_nodes_and_zones() -> None:
+    """Every workload's scaling goes through these two replicas: one node or one zone
+    going away must not take both."""
+    spread = pod_spec()["topologySpreadConstraints"]
+    pod_labels = by_kind("Deployment")["spec"]["template"]["metadata"]["labels"]
+    assert {c["topologyKey"] for c in spread} == {
+        "kubernetes.io/hostname",
+        "topology.kubernetes.io/zone",
+    }
+    for constraint in spread:
+        assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
+        # A preference: a cluster with one node or one zone still schedules both.
+        assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
