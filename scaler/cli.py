@@ -14,6 +14,7 @@ import json
 import logging
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -111,6 +112,24 @@ def _env_name(option: str) -> str:
     return ENV_PREFIX + option.lstrip("-").replace("-", "_").upper()
 
 
+# What Kubernetes sets in every pod for a Service named `tidescaler` in its namespace
+# (Docker-style service links): TIDESCALER_SERVICE_HOST, TIDESCALER_SERVICE_PORT[_GRPC],
+# TIDESCALER_PORT=tcp://10.0.0.1:9090, TIDESCALER_PORT_9090_TCP[_PROTO|_PORT|_ADDR].
+# None is a setting: TIDESCALER_PORT read as --port stopped the shipped Deployment.
+_SERVICE_LINK_NAME = re.compile(
+    rf"{ENV_PREFIX}(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT_\d+_(TCP|UDP|SCTP)(_\w+)?)"
+)
+_SERVICE_LINK_VALUE = re.compile(r"(tcp|udp|sctp)://", re.IGNORECASE)
+
+
+def _service_link(name: str, value: str) -> bool:
+    """Whether an environment variable is one Kubernetes set for a Service, not a flag."""
+    return bool(
+        _SERVICE_LINK_NAME.fullmatch(name)
+        or (name == f"{ENV_PREFIX}PORT" and _SERVICE_LINK_VALUE.match(value.strip()))
+    )
+
+
 def unknown_environment(parser: argparse.ArgumentParser) -> list[str]:
     """One line per TIDESCALER_ variable that sets no flag (a typo is otherwise ignored
     without a word), with the likeliest meant."""
@@ -121,7 +140,12 @@ def unknown_environment(parser: argparse.ArgumentParser) -> list[str]:
         and action.dest != "help"
     ]
     lines = []
-    for name in sorted(n for n in os.environ if n.startswith(ENV_PREFIX) and n not in known):
+    names = (
+        n
+        for n, value in os.environ.items()
+        if n.startswith(ENV_PREFIX) and n not in known and not _service_link(n, value)
+    )
+    for name in sorted(names):
         # Compared without the prefix every name shares, which would make anything close.
         close = difflib.get_close_matches(
             name.removeprefix(ENV_PREFIX), [k.removeprefix(ENV_PREFIX) for k in known], n=1
@@ -138,7 +162,7 @@ def apply_environment(parser: argparse.ArgumentParser) -> None:
         if not long_options or action.dest == "help":
             continue
         name = _env_name(long_options[0])
-        if name not in os.environ:
+        if name not in os.environ or _service_link(name, os.environ[name]):
             continue
         raw = os.environ[name]
         if isinstance(action, argparse._StoreTrueAction):

@@ -393,3 +393,9 @@ def test_the_replicas_spread_over_nodes_and_zones() -> None:
         assert constraint["labelSelector"]["matchLabels"].items() <= pod_labels.items()
         # A preference: a cluster with one node or one zone still schedules both.
         assert constraint["whenUnsatisfiable"] == "ScheduleAnyway"
+
+
+def test_the_pod_gets_no_service_links() -> None:
+    """Kubernetes sets TIDESCALER_PORT=tcp://... for the Service `tidescaler` unless told
+    not to; the server reads TIDESCALER_* as its flags."""
+    assert pod_spec()["enableServiceLinks"] is False

@@ -415,3 +415,34 @@ def test_an_unknown_flag_is_named_with_the_one_likely_meant(
     err = capsys.readouterr().err
     assert said in err
     assert ("did you mean" in err) == ("did you mean" in said)
+
+
+# What a pod gets for the Service `tidescaler` in its namespace, unless the pod spec
+# sets enableServiceLinks: false (the shipped Deployment does; a hand-written one may not).
+SERVICE_LINKS = {
+    "TIDESCALER_SERVICE_HOST": "10.96.12.34",
+    "TIDESCALER_SERVICE_PORT": "9090",
+    "TIDESCALER_SERVICE_PORT_GRPC": "9090",
+    "TIDESCALER_SERVICE_PORT_METRICS": "8080",
+    "TIDESCALER_PORT": "tcp://10.96.12.34:9090",
+    "TIDESCALER_PORT_9090_TCP": "tcp://10.96.12.34:9090",
+    "TIDESCALER_PORT_9090_TCP_PROTO": "tcp",
+    "TIDESCALER_PORT_9090_TCP_PORT": "9090",
+    "TIDESCALER_PORT_9090_TCP_ADDR": "10.96.12.34",
+    "TIDESCALER_PORT_8080_TCP": "tcp://10.96.12.34:8080",
+}
+
+
+@pytest.mark.usefixtures("own_environment")
+def test_kubernetes_service_links_are_not_read_as_flags(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TIDESCALER_PORT=tcp://10.96.12.34:9090, set by Kubernetes for the Service, was read
+    as --port: serve stopped at start with 'invalid port' in any pod with service links."""
+    for name, value in SERVICE_LINKS.items():
+        monkeypatch.setenv(name, value)
+    args = build_parser().parse_args(["serve"])
+    assert args.port == 9090 and args.metrics_port == 8080
+    assert args.unknown_environment == []  # and no warning for any of them
+    monkeypatch.setenv("TIDESCALER_PORT", "9191")  # a real setting still counts
+    assert build_parser().parse_args(["serve"]).port == 9191
