@@ -22,7 +22,7 @@ from scaler.forecast.types import Forecast
 from scaler.policy import BackendOptions, Policy, ResourcePolicy
 from scaler.sources.bounded_http import redacted_url
 from scaler.sources.prometheus import NO_TENANT, BackendError, PrometheusSource, Reading
-from scaler.sources.resources import ResourceName
+from scaler.sources.resources import ResourceName, ScaledObjectName
 
 
 class ForecastProvider(Protocol):
@@ -105,12 +105,20 @@ class Observer:
         options, _ = self.access.check(policy.backend)
         return policy if options is policy.backend else replace(policy, backend=options)
 
-    def _resources_ready(self, policy: Policy, address: str, options: BackendOptions) -> bool:
+    def _resources_ready(
+        self,
+        policy: Policy,
+        address: str,
+        options: BackendOptions,
+        scaled_object: ScaledObjectName | None,
+    ) -> bool:
         resources = policy.resources
         if resources is None:
             return True
         return all(
-            self.source.resource_ready(address, resources.pod_selector, name, options=options)
+            self.source.resource_ready(
+                address, resources.pod_selector, name, options=options, scaled_object=scaled_object
+            )
             for _, name in _wanted_resources(resources)
         )
 
@@ -122,6 +130,7 @@ class Observer:
         options: BackendOptions,
         *,
         tenant: str = NO_TENANT,
+        scaled_object: ScaledObjectName | None = None,
     ) -> tuple[Observations, list[BackendProblem], float] | None:
         """`observe` when it would not wait on a backend (every answer it needs is at
         hand), with `unchanged_for` of what it read; else None, having started nothing
@@ -144,9 +153,12 @@ class Observer:
             reading, shared = at_hand
             if policy.resources is None and policy.forecast_query is None:
                 unchanged = shared
-        if policy.resources is not None and not self._resources_ready(policy, address, options):
+        if policy.resources is not None and not self._resources_ready(
+            policy, address, options, scaled_object
+        ):
             return None
-        return *self._observe(policy, address, now, options, reading, tenant), unchanged
+        observed = self._observe(policy, address, now, options, reading, tenant, scaled_object)
+        return *observed, unchanged
 
     def unchanged_for(
         self, policy: Policy, address: str | None, options: BackendOptions | None = None
@@ -173,19 +185,28 @@ class Observer:
         options: BackendOptions | None = None,
         *,
         tenant: str = NO_TENANT,
+        scaled_object: ScaledObjectName | None = None,
     ) -> tuple[Observations, list[BackendProblem]]:
         """Everything `decide()` needs for `policy`, and what went wrong getting it.
 
         `address` is the Prometheus to ask (None when the policy needs none); `options`
         the policy's `options_for`, when the caller kept them; `tenant` the namespace of
         the ScaledObject asking, charged with the requests this sends (one tenant may
-        hold only a share of a backend's request slots).
+        hold only a share of a backend's request slots); `scaled_object` its (namespace,
+        name), which tells the resource signals a workload at zero (see `at_zero_query`).
         """
         if options is None:
             options = self.options_for(policy)
-        return self._observe(policy, address, now, options, None, tenant)
+        return self._observe(policy, address, now, options, None, tenant, scaled_object)
 
-    def _start(self, policy: Policy, address: str, options: BackendOptions, tenant: str) -> None:
+    def _start(
+        self,
+        policy: Policy,
+        address: str,
+        options: BackendOptions,
+        tenant: str,
+        scaled_object: ScaledObjectName | None,
+    ) -> None:
         """Send every query `policy` reads whose answer is not shared already."""
         if policy.query is not None:
             self.source.start(address, policy.query.query, options=options, tenant=tenant)
@@ -193,7 +214,12 @@ class Observer:
         if resources is not None:
             for _, name in _wanted_resources(resources):
                 self.source.start_resource(
-                    address, resources.pod_selector, name, options=options, tenant=tenant
+                    address,
+                    resources.pod_selector,
+                    name,
+                    options=options,
+                    tenant=tenant,
+                    scaled_object=scaled_object,
                 )
 
     def _observe(
@@ -204,6 +230,7 @@ class Observer:
         options: BackendOptions,
         reading: Reading | None,
         tenant: str,
+        scaled_object: ScaledObjectName | None = None,
     ) -> tuple[Observations, list[BackendProblem]]:
         """`observe`, with the query's reading when the caller already has it."""
         demand = cpu = memory = None
@@ -217,7 +244,7 @@ class Observer:
         if reading is None and address is not None:
             # One answer budget for the whole decision, not one per signal: every query
             # is sent before any is waited for, and all waits end at the same time.
-            self._start(policy, address, options, tenant)
+            self._start(policy, address, options, tenant, scaled_object)
             deadline = self.source.deadline()
         if policy.query is not None and address is not None:
             if reading is None:
@@ -251,6 +278,7 @@ class Observer:
                     options=options,
                     deadline=deadline,
                     tenant=tenant,
+                    scaled_object=scaled_object,
                 )
                 if usage.error is not None:
                     shown = for_tenant(policy, address, usage.error)

@@ -412,6 +412,13 @@ def _unavailable(ref: pb.ScaledObjectRef, decision: Decision) -> RequestError:
     )
 
 
+def _named(ref: pb.ScaledObjectRef) -> tuple[str, str] | None:
+    """The ScaledObject's (namespace, name), when the request names both (a resource
+    signal reads its HPA to tell a workload at zero; see `at_zero_query`)."""
+    namespace, name = ref.namespace, ref.name
+    return (namespace, name) if namespace and name else None
+
+
 def _ref(data: bytes) -> pb.ScaledObjectRef:
     """The ScaledObjectRef in a request's bytes; RequestError if they are not one."""
     try:
@@ -554,7 +561,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         now = self.clock()
         policy, address, options = trigger.policy, trigger.address, trigger.options
         unchanged = now + self.observer.unchanged_for(policy, address, options)
-        observed = self.observer.observe(policy, address, now, options, tenant=ref.namespace)
+        observed = self.observer.observe(
+            policy, address, now, options, tenant=ref.namespace, scaled_object=_named(ref)
+        )
         return self._conclude(ref, trigger, now, unchanged, *observed)
 
     def _conclude(
@@ -714,8 +723,9 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
             # Configuration and the clock only: never blocks, not worth a thread hop.
             return trigger, self._decision(ref, trigger)
         observed = self.observer.observe_at_hand(
-            trigger.policy, address, now, trigger.options, tenant=ref.namespace
-        )
+            trigger.policy, address, now, trigger.options, tenant=ref.namespace,
+            scaled_object=_named(ref),
+        )  # fmt: skip
         if observed is None:
             return trigger, None
         observations, problems, unchanged_for = observed

@@ -226,13 +226,22 @@ def kube_state_metrics_pod(
     return out
 
 
-def kube_state_metrics_namespace(
-    namespace: str, times: Sequence[float], created: float = 1.7e9
+def kube_state_metrics_hpa(
+    namespace: str, name: str, current_replicas: float, times: Sequence[float]
 ) -> Series:
-    """kube-state-metrics' `kube_namespace_created` of one namespace (its creation time),
-    exported whatever pods the namespace has, none included."""
-    labels = {"job": "kube-state-metrics", "instance": "10.0.0.9:8080", "namespace": namespace}
-    return Series("kube_namespace_created", labels, [(t, created) for t in times])
+    """kube-state-metrics' `kube_horizontalpodautoscaler_status_current_replicas` of one
+    HPA (KEDA names a ScaledObject's keda-hpa-<name>)."""
+    labels = {
+        "job": "kube-state-metrics",
+        "instance": "10.0.0.9:8080",
+        "namespace": namespace,
+        "horizontalpodautoscaler": name,
+    }
+    return Series(
+        "kube_horizontalpodautoscaler_status_current_replicas",
+        labels,
+        [(t, current_replicas) for t in times],
+    )
 
 
 # -- the live exporter -----------------------------------------------------------------

@@ -11,9 +11,9 @@ from scaler.policy import parse_policy
 from scaler.replica_calculator import MAX_QUANTITY, PodPhase, PodState, milli
 from scaler.sources.resources import (
     PodSeries,
+    at_zero_query,
     pods_from_signals,
     resource_query,
-    scraped_query,
 )
 
 
@@ -99,27 +99,22 @@ def test_one_query_carries_every_signal() -> None:
         "created",
         "phase",
         "deleting",
-        "scraped",
     ):
         assert f'"signal", "{signal}"' in query
     assert "container_memory_working_set_bytes" in query
     # Once per signal, twice in the containers that request nothing (info unless requests).
-    assert query.count('namespace="shop"') == 11
+    assert query.count('namespace="shop"') == 10
 
 
-@pytest.mark.parametrize(
-    ("selector", "namespaces"),
-    [
-        ('namespace="shop",pod=~"web-.*"', 'namespace="shop"'),
-        ('pod=~"web-.*"', ""),  # every namespace: kube-state-metrics is scraped or not
-        (' namespace =~ "a|b" , namespace!="c",app="x"', 'namespace=~"a|b",namespace!="c"'),
-        # A value that looks like a matcher stays a value.
-        ('app="namespace=\\"x\\""', ""),
-    ],
-)
-def test_kube_state_metrics_is_known_scraped_by_the_selectors_namespaces(
-    selector: str, namespaces: str
-) -> None:
-    assert scraped_query(selector) == f"group(kube_namespace_created{{{namespaces}}})"
-    with pytest.raises(ValueError, match="podSelector"):
-        scraped_query('namespace="shop") or vector(1')
+def test_a_workload_at_zero_is_read_from_kedas_hpa() -> None:
+    assert at_zero_query(("shop", "web-1")) == (
+        "kube_horizontalpodautoscaler_status_current_replicas"
+        '{namespace="shop",horizontalpodautoscaler="keda-hpa-web-1"} == 0'
+    )
+    query = resource_query("cpu", 'namespace="shop"', scaled_object=("shop", "web"))
+    assert '"signal", "at_zero"' in query and "keda-hpa-web" in query
+    assert '"at_zero"' not in resource_query("cpu", 'namespace="shop"')
+    # Names reach PromQL: only Kubernetes names do.
+    for bad in (("shop", 'web"} or vector(1) #'), ("Shop", "web"), ("shop", "")):
+        with pytest.raises(ValueError, match="not a Kubernetes name"):
+            at_zero_query(bad)

@@ -27,7 +27,7 @@ from prometheus_server import (
     Series,
     cadvisor_pod,
     grid,
-    kube_state_metrics_namespace,
+    kube_state_metrics_hpa,
     kube_state_metrics_pod,
     openmetrics,
 )
@@ -139,10 +139,11 @@ def backfill() -> list[Series]:
         series += cadvisor_pod(
             "sidecars", pod, {"app": (0.4, 2**29), "sidecar": (0.4, 2**28)}, TIMES
         )
-    # kube-state-metrics' namespaces: every one above, and "nobody", where the workload
-    # is at zero pods. "unscraped" has none: as if kube-state-metrics were not scraped.
-    for namespace in ("fleet", "edge", "warmup", "waking", "sidecars", "nobody"):
-        series.append(kube_state_metrics_namespace(namespace, TIMES))
+    # KEDA's HPAs as kube-state-metrics exports them: shop/asleep's workload is at zero;
+    # shop/renamed's runs 3 pods the podSelector no longer matches (a renamed
+    # Deployment); shop/unknown's HPA is not exported (kube-state-metrics not scraped).
+    series.append(kube_state_metrics_hpa("shop", "keda-hpa-asleep", 0, TIMES))
+    series.append(kube_state_metrics_hpa("shop", "keda-hpa-renamed", 3, TIMES))
     return series
 
 
@@ -194,8 +195,8 @@ def serve(
         server.stop(0)
 
 
-def metrics(stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str]) -> int:
-    ref = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=metadata)
+def metrics(stub: pb_grpc.ExternalScalerStub, metadata: dict[str, str], name: str = "web") -> int:
+    ref = pb.ScaledObjectRef(name=name, namespace="shop", scalerMetadata=metadata)
     response = stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=ref), timeout=5)
     return int(response.metricValues[0].metricValue)
 
@@ -283,27 +284,42 @@ def test_a_workload_at_zero_pods_wakes_and_scales_by_its_query_before_cpu_is_mea
     zero for good); once KEDA has started one pod, the CPU signal holds that pod until it
     is measured and the query scales up past it."""
     stub, _ = serve()
-    asleep = {"query": "vector(500)", "threshold": "100", "activationThreshold": "1"}
+    awake = {"query": "vector(500)", "threshold": "100", "activationThreshold": "1"}
     ref = pb.ScaledObjectRef(
-        name="web", namespace="shop", scalerMetadata=asleep | cpu("nobody", 70)
+        name="asleep", namespace="shop", scalerMetadata=awake | cpu("nobody", 70)
     )
-    assert metrics(stub, asleep | cpu("nobody", 70)) == 5  # no pod, no CPU to add
+    # No pod, and KEDA's HPA counts none: nothing for CPU to add.
+    assert metrics(stub, awake | cpu("nobody", 70), name="asleep") == 5
     assert stub.IsActive(ref, timeout=5).result is True
-    # No pod series and no kube-state-metrics either: the pods may be there unmeasured,
-    # so the count is not given without them (KEDA's fallback acts).
-    with pytest.raises(grpc.RpcError) as raised:
-        metrics(stub, asleep | cpu("unscraped", 70))
-    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE
-    assert "no cpu usage series" in (raised.value.details() or "")
     # The one pod KEDA started, not measured yet: the query's 5 win, and with a demand
     # below one pod's worth the pod is kept (the HPA never scales down on a metric it
     # cannot compute).
-    assert metrics(stub, asleep | cpu("waking", 70)) == 5
-    assert metrics(stub, asleep | {"query": "vector(0)"} | cpu("waking", 70)) == 1
-    idle = asleep | cpu("nobody", 70) | {"query": "vector(0)"}
-    quiet = pb.ScaledObjectRef(name="web", namespace="shop", scalerMetadata=idle)
-    assert metrics(stub, idle) == 0
+    assert metrics(stub, awake | cpu("waking", 70), name="asleep") == 5
+    assert metrics(stub, awake | {"query": "vector(0)"} | cpu("waking", 70), name="asleep") == 1
+    idle = awake | cpu("nobody", 70) | {"query": "vector(0)"}
+    quiet = pb.ScaledObjectRef(name="asleep", namespace="shop", scalerMetadata=idle)
+    assert metrics(stub, idle, name="asleep") == 0
     assert stub.IsActive(quiet, timeout=5).result is False
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("renamed", "the HPA counts 3 pods: they run under names the selector misses"),
+        ("unknown", "no HPA series: kube-state-metrics not scraped, or a custom HPA name"),
+    ],
+)
+def test_no_pod_selected_is_not_zero_unless_kedas_hpa_says_so(
+    serve: Callable[..., tuple], name: str, why: str
+) -> None:
+    """A podSelector that stopped matching (the Deployment renamed) must not read as a
+    workload at zero: CPU would recommend 0 and lower a running workload's replicas.
+    Without KEDA's HPA at 0 the count is not given (KEDA's fallback acts)."""
+    stub, _ = serve()
+    with pytest.raises(grpc.RpcError) as raised:
+        metrics(stub, cpu("nobody", 70) | {"query": "vector(150)", "threshold": "100"}, name)
+    assert raised.value.code() is grpc.StatusCode.UNAVAILABLE, why
+    assert "no cpu usage series" in (raised.value.details() or "")
 
 
 def test_an_empty_answer_is_an_error_of_the_reading(seeded: PrometheusServer) -> None:

@@ -40,7 +40,13 @@ from scaler.sources.bounded_http import (
     HttpFailureKind,
     redacted_url,
 )
-from scaler.sources.resources import PodSeries, ResourceName, pods_from_signals, resource_query
+from scaler.sources.resources import (
+    PodSeries,
+    ResourceName,
+    ScaledObjectName,
+    pods_from_signals,
+    resource_query,
+)
 
 __all__ = [
     "NO_OPTIONS",
@@ -459,9 +465,10 @@ class PrometheusSource:
         *,
         options: BackendOptions = NO_OPTIONS,
         tenant: str = NO_TENANT,
+        scaled_object: ScaledObjectName | None = None,
     ) -> None:
         """`start` for the query `read_resource` sends."""
-        query = self._resource_query(resource, pod_selector)
+        query = self._resource_query(resource, pod_selector, scaled_object)
         self._flight(address, query, options, RESOURCE_BODY_BYTES, tenant)
 
     def shared_at_hand(
@@ -516,9 +523,10 @@ class PrometheusSource:
         resource: ResourceName,
         *,
         options: BackendOptions = NO_OPTIONS,
+        scaled_object: ScaledObjectName | None = None,
     ) -> bool:
         """`ready` for the query `read_resource` sends."""
-        query = self._resource_query(resource, pod_selector)
+        query = self._resource_query(resource, pod_selector, scaled_object)
         return self.ready(address, query, options=options)
 
     def read_resource(
@@ -530,6 +538,7 @@ class PrometheusSource:
         options: BackendOptions = NO_OPTIONS,
         deadline: float | None = None,
         tenant: str = NO_TENANT,
+        scaled_object: ScaledObjectName | None = None,
     ) -> ResourceReading:
         """The pods `pod_selector` matches and their usage; never raises BackendError.
         Waits as `read` does.
@@ -539,12 +548,13 @@ class PrometheusSource:
         cAdvisor / kube-state-metrics not scraped) is not a reading: the last
         good one is held with an error, as after a failed request, so that the
         engine keeps it until it goes stale instead of dropping it at once. An
-        answer where kube-state-metrics is scraped (`scraped_query`) and lists no
-        pod is a reading of none: the workload is at zero.
+        answer without pods where the HPA of `scaled_object` (namespace, name) has 0
+        current replicas (`at_zero_query`) is a reading of none: the workload is at
+        zero.
         """
-        query = self._resource_query(resource, pod_selector)
+        query = self._resource_query(resource, pod_selector, scaled_object)
         window = self._cpu_rate_window_seconds if resource == "cpu" else 0.0
-        key = ("resource", address, pod_selector, resource, options)
+        key = ("resource", address, query, options)
         listing: PodListing | None = None
         try:
             result, observed_at, sent = self._fetch(
@@ -559,17 +569,17 @@ class PrometheusSource:
                 return same
             signals = _per_pod(result, address, query)
             pods, usage = pods_from_signals(signals)
-            if not pods and not usage and signals.get("scraped"):
-                # kube-state-metrics is scraped and lists no pod: the selector picks none
-                # (a workload at zero). Nothing to measure is a reading (the HPA is off at
-                # zero, and KEDA asks IsActive only after a GetMetrics that answers).
+            if not pods and not usage and signals.get("at_zero"):
+                # No pod, and KEDA's HPA for it counts none: a workload at zero. Nothing
+                # to measure is a reading (the HPA is off at zero, and KEDA asks IsActive
+                # only after a GetMetrics that answers).
                 reading = ResourceReading((), {}, observed_at, window)
                 self._remember(key, reading, observed_at, sent)
                 return reading
             if not usage:
                 # Pods without usage (just started, or cAdvisor not scraped): listed, for
-                # the HPA's rule once no usage is left to hold. No pod at all without
-                # kube-state-metrics' namespaces is not listed: it may not be scraped.
+                # the HPA's rule once no usage is left to hold. No pod at all is not
+                # listed: the pods may be there, not selected or not scraped.
                 listing = PodListing(pods, observed_at) if pods else None
                 if listing is not None:
                     self._remember((*key, "listing"), listing, observed_at, sent)
@@ -715,9 +725,17 @@ class PrometheusSource:
             raise flight.error.copy()
         return flight.result, flight.observed_at, flight.started
 
-    def _resource_query(self, resource: ResourceName, pod_selector: str) -> str:
+    def _resource_query(
+        self,
+        resource: ResourceName,
+        pod_selector: str,
+        scaled_object: ScaledObjectName | None = None,
+    ) -> str:
         return resource_query(
-            resource, pod_selector, cpu_rate_window_seconds=self._cpu_rate_window_seconds
+            resource,
+            pod_selector,
+            cpu_rate_window_seconds=self._cpu_rate_window_seconds,
+            scaled_object=scaled_object,
         )
 
     def _wait_seconds(self, deadline: float | None) -> float:

@@ -9,7 +9,8 @@ kube-state-metrics: `kube_pod_container_resource_requests` for the requests,
 (else `kube_pod_created`), `kube_pod_status_phase` and
 `kube_pod_deletion_timestamp` for the status, `kube_pod_container_info` for the
 containers that request nothing (the HPA refuses to compute then), and
-`kube_namespace_created` to tell no pod from no kube-state-metrics. `resource_query`
+`kube_horizontalpodautoscaler_status_current_replicas` of the ScaledObject's HPA
+to tell a workload at zero from pods not selected. `resource_query`
 asks for all of
 them in one request, one series per pod and kind told apart by the label
 `signal`, which keeps them consistent, within one timeout and coalescable;
@@ -42,8 +43,6 @@ _OPERATOR = r"=~|!~|!=|="
 # break, or a backslash escape.
 _VALUE = r'"(?:[^"\\\n]|\\.)*"'
 _MATCHER = re.compile(rf"\s*(?P<label>{_LABEL})\s*(?P<op>{_OPERATOR})\s*(?P<value>{_VALUE})\s*")
-# The matchers of a valid selector, one by one (the commas between them skipped).
-_MATCHERS = re.compile(rf"{_MATCHER.pattern},?")
 
 SELECTOR_EXPECTED = (
     'a comma-separated list of label matchers such as namespace="shop",pod=~"web-.*" '
@@ -139,29 +138,44 @@ def pod_status_queries(pod_selector: str) -> dict[str, str]:
     }
 
 
-def scraped_query(pod_selector: str) -> str:
-    """One series while kube-state-metrics is scraped: its series of the namespaces the
-    selector's namespace matchers pick (of every namespace when it has none).
+# KEDA names the HPA of a ScaledObject keda-hpa-<name> (unless the ScaledObject sets
+# spec.advanced.horizontalPodAutoscalerConfig.name); a Kubernetes name or namespace.
+KEDA_HPA_PREFIX = "keda-hpa-"
+_KUBERNETES_NAME = re.compile(r"[a-z0-9]([-a-z0-9.]*[a-z0-9])?")
 
-    An answer with no pod series tells a workload at zero pods from kube-state-metrics
-    not being scraped only by this: the namespaces are there when it is."""
-    selector = _checked(pod_selector)
-    namespaces = [
-        f"namespace{match.group('op')}{match.group('value')}"
-        for match in _MATCHERS.finditer(selector)
-        if match.group("label") == "namespace"
-    ]
-    return f"group(kube_namespace_created{{{','.join(namespaces)}}})"
+ScaledObjectName = tuple[str, str]  # (namespace, name)
+
+
+def at_zero_query(scaled_object: ScaledObjectName) -> str:
+    """One series while the ScaledObject's HPA, as kube-state-metrics exports it, has 0
+    current replicas: KEDA has scaled the workload to zero.
+
+    An answer with no pod series is a workload at zero only with this: without it the
+    pods may be there under names the podSelector no longer matches (a renamed
+    Deployment), or kube-state-metrics not scraped, and reading no pod as zero would
+    lower the replicas of a running workload."""
+    namespace, name = scaled_object
+    for text in scaled_object:
+        if not _KUBERNETES_NAME.fullmatch(text):
+            raise ValueError(f"{text[:40]!r} is not a Kubernetes name")
+    return (
+        "kube_horizontalpodautoscaler_status_current_replicas"
+        f'{{namespace="{namespace}",horizontalpodautoscaler="{KEDA_HPA_PREFIX}{name}"}} == 0'
+    )
 
 
 def resource_query(
-    resource: ResourceName, pod_selector: str, *, cpu_rate_window_seconds: float = 120.0
+    resource: ResourceName,
+    pod_selector: str,
+    *,
+    cpu_rate_window_seconds: float = 120.0,
+    scaled_object: ScaledObjectName | None = None,
 ) -> str:
     """Usage, requests and pod status in one query, told apart by the label `signal`.
 
     Series with signal="used" are `usage_per_pod_query`'s, signal="requested"
-    `requests_per_pod_query`'s, signal="scraped" `scraped_query`'s, the others
-    `pod_status_queries`'.
+    `requests_per_pod_query`'s, signal="at_zero" `at_zero_query`'s (with
+    `scaled_object`), the others `pod_status_queries`'.
     """
     parts = {
         "used": usage_per_pod_query(
@@ -169,8 +183,9 @@ def resource_query(
         ),
         "requested": requests_per_pod_query(resource, pod_selector),
         "unrequested": unrequested_per_pod_query(resource, pod_selector),
-        "scraped": scraped_query(pod_selector),
     } | pod_status_queries(pod_selector)
+    if scaled_object is not None:
+        parts["at_zero"] = at_zero_query(scaled_object)
     return " or ".join(
         f'label_replace({query}, "signal", "{signal}", "", "")' for signal, query in parts.items()
     )
