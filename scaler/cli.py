@@ -526,14 +526,18 @@ def run_serve(args: argparse.Namespace) -> int:
     # The process's own health beside its decisions: CPU, memory, open files, collections.
     ProcessCollector(registry=telemetry.registry)
     GCCollector(registry=telemetry.registry)
-    # Whether the gRPC health service says SERVING, for /healthz beside /metrics.
+    # Whether the gRPC health service says SERVING and the event loop still answers,
+    # for /healthz beside /metrics.
     serving = threading.Event()
+    loop_checks: list[Callable[[float], bool]] = []
+
+    def serving_now() -> bool:
+        return serving.is_set() and all(check(HEALTHZ_LOOP_SECONDS) for check in loop_checks)
+
     if config.metrics_port:
         # /metrics listens where gRPC does (--host): an IPv6-only cluster reaches both.
         try:
-            telemetry.start_http_server(
-                config.metrics_port, addr=config.host, serving=serving.is_set
-            )
+            telemetry.start_http_server(config.metrics_port, addr=config.host, serving=serving_now)
         except OSError as err:
             problem = bind_problem(config.host, config.metrics_port) or err.strerror or str(err)
             return _fail(
@@ -594,6 +598,7 @@ def run_serve(args: argparse.Namespace) -> int:
         forecasts.close()
         kube.close()
         return _fail(str(err))
+    loop_checks.append(running.responsive)
     serving.set()
     _log_start(log, config, running.port)
     if config.prometheus_url:
@@ -675,13 +680,16 @@ def _check_prometheus(log: logging.Logger, source: Any, url: str) -> None:
         source.instant(url, "vector(1)")
     except BackendError as err:
         log.warning(
-            "--prometheus-url does not answer queries; triggers on it will be unavailable "
-            "until it does",
+            "--prometheus-url does not answer queries (asked without any trigger's "
+            "headers or parameters); triggers on it will be unavailable until it does",
             extra={"prometheus_url": shown, "error": str(err)},
         )
     else:
         log.info("--prometheus-url answers queries", extra={"prometheus_url": shown})
 
+
+# /healthz answers 503 when the event loop has not run a callback within this long.
+HEALTHZ_LOOP_SECONDS = 1.0
 
 # Past the grace period, how long the orderly shutdown may still run before the
 # process exits regardless (well inside the usual SIGKILL margin).

@@ -8,6 +8,7 @@ import argparse
 import contextlib
 import math
 import os
+import re
 import select
 import sys
 import tempfile
@@ -47,6 +48,9 @@ def labelled(label: str, style: str, message: object) -> Text:
 URL_SHAPE = "an http:// or https:// base URL with a host (e.g. http://prometheus:9090)"
 
 
+_QUERY_API = re.compile(r"/api/v1(/[a-z_]+)?/?$")
+
+
 def url_problem(text: str) -> str | None:
     """Why `text` is not a Prometheus base URL tidescaler can append /api/v1/... to."""
     url = text.strip()
@@ -61,10 +65,12 @@ def url_problem(text: str) -> str | None:
         return f"must be {URL_SHAPE}"
     if parts.query or parts.fragment:
         return f"must be {URL_SHAPE}, without ?query or #fragment"
-    api = parts.path.find("/api/v1")
-    if api >= 0:
+    # The query API itself pasted in (.../api/v1 or .../api/v1/query): not a base URL
+    # that happens to contain /api/v1 (the API server's service proxy).
+    api = _QUERY_API.search(parts.path)
+    if api is not None:
         # Without ?query or #fragment the URL ends with its path.
-        base = url[: len(url) - len(parts.path) + api]
+        base = url[: len(url) - len(parts.path) + api.start()]
         return (
             f"must be {URL_SHAPE}: tidescaler adds the /api/v1/... path itself "
             f"(did you mean {base!r}?)"

@@ -23,6 +23,7 @@ import contextlib
 import errno
 import functools
 import gc
+import hashlib
 import logging
 import os
 import re
@@ -696,7 +697,11 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         if not log.isEnabledFor(logging.WARNING):
             return
         namespace, name = ref.namespace, ref.name
-        held_back = self._warnings.admit((namespace, name, *topic), what, self.clock())
+        # Per trigger: a ScaledObject with two tidescaler triggers saying different
+        # things would otherwise change what its key says on every call.
+        trigger = hashlib.blake2b(ref.SerializeToString(deterministic=True), digest_size=8)
+        key = (namespace, name, trigger.digest(), *topic)
+        held_back = self._warnings.admit(key, what, self.clock())
         if held_back is None:
             return
         extra: dict[str, object] = {"namespace": namespace, "scaledobject": name, **fields}
@@ -980,6 +985,18 @@ class RunningServer:
     thread: threading.Thread
     pools: tuple[DaemonThreadPool, ...]
     tls: TlsFiles | None = None  # request_reload() on SIGHUP
+
+    def responsive(self, timeout: float) -> bool:
+        """Whether the event loop, which answers every call, runs a callback within
+        `timeout` seconds: a wedged or dead loop answers nothing, whatever health says."""
+        if self.loop.is_closed() or not self.thread.is_alive():
+            return False
+        ran = threading.Event()
+        try:
+            self.loop.call_soon_threadsafe(ran.set)
+        except RuntimeError:  # closed meanwhile
+            return False
+        return ran.wait(timeout)
 
     def not_serving(self, timeout: float) -> None:
         """Health answers NOT_SERVING from now on; every RPC is still served (the drain

@@ -109,6 +109,10 @@ MORE = [
         ("adds the /api/v1/... path itself", "did you mean 'http://p:9090/prometheus'?"),
     ),
     (
+        ("--prometheus-url", "http://p:9090/api/v1/"),
+        ("adds the /api/v1/... path itself", "did you mean 'http://p:9090'?"),
+    ),
+    (
         ("--allowed-prometheus-urls", "http://thanos:9090,,mimir:8080"),
         ("argument --allowed-prometheus-urls:", "'mimir:8080'"),
     ),
@@ -230,6 +234,18 @@ def test_yes_no_environment_variables_read_both_ways(
     parser = build_parser()
     args = parser.parse_args(["serve"])
     assert args.allow_unsafe_ssl is allowed
+
+
+@pytest.mark.usefixtures("own_environment")
+def test_a_base_url_that_only_contains_the_api_path_is_taken() -> None:
+    """Through the API server's service proxy a Prometheus base URL contains /api/v1."""
+    proxied = (
+        "https://kubernetes.default.svc/api/v1/namespaces/monitoring/services/"
+        "prometheus-k8s:9090/proxy"
+    )
+    assert build_parser().parse_args(["serve", "--prometheus-url", proxied]).prometheus_url == (
+        proxied
+    )
 
 
 @pytest.mark.usefixtures("own_environment")

@@ -761,6 +761,31 @@ def test_a_second_signal_ends_the_drain() -> None:
             process.wait()
 
 
+def test_two_broken_triggers_of_one_scaledobject_are_each_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """KEDA asks each trigger of a ScaledObject in turn: with one key per ScaledObject,
+    two triggers saying different things changed what it said on every call, and every
+    call was logged."""
+    running = start()
+    first = ALWAYS | {"desiredReplicas": "three"}
+    second = ALWAYS | {"timezone": "Mars/Olympus"}
+    try:
+        with (
+            caplog.at_level(logging.WARNING, logger="tidescaler"),
+            grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel,
+        ):
+            stub = pb_grpc.ExternalScalerStub(channel)
+            for _ in range(3):
+                for metadata in (first, second):
+                    with pytest.raises(grpc.RpcError):
+                        stub.IsActive(ref(metadata), timeout=5)
+    finally:
+        running.stop(0)
+    logged = [r for r in caplog.records if r.getMessage() == "invalid trigger metadata"]
+    assert len(logged) == 2, [r.error for r in logged]  # type: ignore[attr-defined]
+
+
 def test_the_decision_log_says_why_a_signal_has_nothing_to_say(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

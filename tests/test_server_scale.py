@@ -418,6 +418,22 @@ def test_sigterm_exits_within_grace_with_a_background_refresh_stuck_on_a_hung_ba
     assert "Traceback" not in (process.stderr.read() if process.stderr else "")
 
 
+def test_a_held_event_loop_is_not_responsive() -> None:
+    """/healthz asks `responsive`: a loop that runs no callback answers no call, whatever
+    the health service last said."""
+    running = start_server(ServerConfig(host="127.0.0.1", port=0, metrics_port=None))
+    try:
+        assert running.responsive(1.0)
+        running.loop.call_soon_threadsafe(time.sleep, 1.5)  # held, as by a stuck callback
+        time.sleep(0.1)
+        assert not running.responsive(0.3)
+        time.sleep(1.5)
+        assert running.responsive(1.0)
+    finally:
+        running.stop(0)
+    assert not running.responsive(0.1)  # stopped: nothing answers
+
+
 def test_stop_keeps_to_its_grace_when_the_event_loop_thread_is_held() -> None:
     # A loop thread starved of CPU or held by a callback must not hold the process past
     # the grace Kubernetes allows before SIGKILL: every wait of stop() is bounded.
