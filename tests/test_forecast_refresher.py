@@ -253,13 +253,48 @@ def test_forecasts_offered_faster_than_the_tracker_holds_are_still_scored() -> N
         t.record_forecast("k", now + lead, median=10.0, upper=12.0)
         t.record_actual("k", now, 10.0)
     assert t.errors("k") is None  # nothing due yet
-    for _ in range(100):
+    for _ in range(400):
         now += 0.1
         t.record_forecast("k", now + lead, median=10.0, upper=12.0)
         t.record_actual("k", now, 11.0)
     scored = t.errors("k")
     assert scored is not None and scored.count >= 5
     assert scored.coverage == 1.0 and scored.under_rate == 1.0  # 11 against a median of 10
+
+
+@pytest.mark.parametrize("lead", [30.0, 600.0, 2000.0])
+def test_scores_come_steadily_when_the_lead_holds_more_forecasts_than_the_tracker(
+    lead: float,
+) -> None:
+    """A pod start-up of many minutes: a lead time longer than the queue holds at one
+    forecast a second. Refusing forecasts while the queue was full scored them in bursts,
+    max_pending in a row, then none for a whole lead time."""
+    max_pending = 20
+    t = ForecastErrorTracker(window=10_000, max_pending=max_pending, tolerance_seconds=60.0)
+    now, counts = 0.0, []
+    for _ in range(int(4 * lead)):  # one GetMetrics a second for four lead times
+        now += 1.0
+        t.record_forecast("k", now + lead, median=10.0, upper=12.0)
+        t.record_actual("k", now, 10.0)
+        scored = t.errors("k")
+        counts.append(0 if scored is None else scored.count)
+    scoring = np.flatnonzero(np.diff(counts))  # the seconds at which a score came
+    assert len(scoring) >= 2 * max_pending  # three lead times of scores, at least
+    # Evenly: no silence much longer than the lead time split over the queue.
+    assert np.diff(scoring).max() <= max(1.0, 4 * lead / max_pending)
+    assert t.errors("k").smape == 0.0  # type: ignore[union-attr]
+
+
+def test_the_spacing_starts_again_at_a_second_once_nothing_is_pending() -> None:
+    t = ForecastErrorTracker(window=10_000, max_pending=10, tolerance_seconds=60.0)
+    for second in range(1, 200):  # lead 100 s: the spacing grows to 16 s
+        t.record_forecast("k", second + 100.0, median=1.0, upper=2.0)
+    t.record_actual("k", 400.0, 1.0)  # everything pending is due (and too old to score)
+    for second in range(400, 420):  # lead 5 s, one a second: all kept, all scored
+        t.record_forecast("k", second + 5.0, median=1.0, upper=2.0)
+        t.record_actual("k", float(second), 1.0)
+    scored = t.errors("k")
+    assert scored is not None and scored.count == 15
 
 
 def test_error_summary_follows_every_new_score() -> None:

@@ -25,6 +25,7 @@ band coverage).
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import queue
@@ -483,6 +484,12 @@ class ForecastErrors:
     count: int
 
 
+# Pending forecasts of one series are at least this far apart in target time: every
+# GetMetrics of every ScaledObject on the series offers one. The tracker widens the
+# spacing for a lead time longer than its queue holds at this one.
+PENDING_SPACING_SECONDS = 1.0
+
+
 @dataclass(eq=False)
 class _Track:
     pending: deque[tuple[float, float, float]]
@@ -491,11 +498,8 @@ class _Track:
     # Every GetMetrics of every ScaledObject on the series asks; scores change only
     # when a forecast's target time arrives.
     summary: ForecastErrors | None = None
-
-
-# Pending forecasts of one series are at least this far apart in target time: every
-# GetMetrics of every ScaledObject on the series offers one.
-PENDING_SPACING_SECONDS = 1.0
+    # How far apart pending forecasts are kept (see ForecastErrorTracker.record_forecast).
+    spacing: float = PENDING_SPACING_SECONDS
 
 
 class ForecastErrorTracker:
@@ -505,7 +509,9 @@ class ForecastErrorTracker:
     scores every pending forecast whose target has been reached, against the
     first demand seen at or after the target (within `tolerance_seconds`;
     older ones are dropped unscored). Memory is bounded per key by
-    `max_pending` and `window`; `prune` drops keys not updated for a while.
+    `max_pending` and `window`; pending forecasts are kept at least a second apart,
+    further when the lead time holds more than `max_pending` of them, so the scores
+    spread evenly over time; `prune` drops keys not updated for a while.
     """
 
     def __init__(
@@ -515,6 +521,8 @@ class ForecastErrorTracker:
         max_pending: int = 512,
         tolerance_seconds: float = 120.0,
     ) -> None:
+        if max_pending < 2:
+            raise ValueError(f"max_pending must be at least 2, got {max_pending}")
         self.window = window
         self.max_pending = max_pending
         self.tolerance_seconds = tolerance_seconds
@@ -535,14 +543,21 @@ class ForecastErrorTracker:
         with self._lock:
             track = self._track(key, target_time)
             pending = track.pending
-            if pending and target_time < pending[-1][0] + PENDING_SPACING_SECONDS:
-                return  # one forecast a second is enough
+            if not pending:
+                track.spacing = PENDING_SPACING_SECONDS  # a lead time unknown again
+            elif target_time < pending[-1][0] + track.spacing:
+                return  # one forecast a `spacing` is enough
             if len(pending) >= self.max_pending:
-                # Full: keep the oldest, next to be scored. Dropping them for new ones
-                # (a bounded deque) meant that, with more forecasts per lead time than
-                # it holds (many ScaledObjects on one series, a long lead), none ever
-                # reached its time and nothing was scored.
-                return
+                # Full: the lead time holds more forecasts than the queue at this
+                # spacing (a lead of minutes). Keep every other one, the oldest (next
+                # to be scored) first, and space new ones twice as far: the scores stay
+                # spread over time. Refusing new ones until the queue drained scored
+                # forecasts in bursts a lead time apart; dropping the oldest (a bounded
+                # deque) scored none.
+                track.pending = pending = deque(itertools.islice(pending, 0, None, 2))
+                track.spacing *= 2.0
+                if target_time < pending[-1][0] + track.spacing:
+                    return
             pending.append((target_time, median, upper))
 
     def record_actual(self, key: Hashable, time_seconds: float, value: float) -> None:
