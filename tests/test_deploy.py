@@ -348,13 +348,34 @@ def overlay_with(component: Path, tmp_path: Path) -> list[Manifest]:
     }
     (tmp_path / "kustomization.yaml").write_text(yaml.safe_dump(overlay))
     if KUBECTL is None:
-        files = yaml.safe_load((component / "kustomization.yaml").read_text())["resources"]
-        return [*render_docs(DEPLOY), *(doc for f in files for doc in load_all(component / f))]
+        # Without kubectl: the component's resources as written, and its patches merged
+        # map into map (what a strategic merge does where a patch sets no list).
+        spec = yaml.safe_load((component / "kustomization.yaml").read_text())
+        docs = [*render_docs(DEPLOY)]
+        for patch in (
+            doc for p in spec.get("patches", []) for doc in load_all(component / p["path"])
+        ):
+            (target,) = [
+                d
+                for d in docs
+                if (d["kind"], d["metadata"]["name"]) == (patch["kind"], patch["metadata"]["name"])
+            ]
+            _merge_maps(target, patch)
+        return [*docs, *(doc for f in spec["resources"] for doc in load_all(component / f))]
     result = subprocess.run(
         [KUBECTL, "kustomize", str(tmp_path)], capture_output=True, text=True, timeout=60
     )
     assert result.returncode == 0, result.stderr
     return [d for d in yaml.safe_load_all(result.stdout) if d]
+
+
+def _merge_maps(into: Manifest, patch: Manifest) -> None:
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge_maps(into[key], value)
+        else:
+            assert not isinstance(value, list), "a list in a patch needs kustomize's own merge"
+            into[key] = value
 
 
 def test_the_networkpolicy_component_lets_only_keda_and_monitoring_in(tmp_path: Path) -> None:
@@ -378,6 +399,24 @@ def test_the_networkpolicy_component_lets_only_keda_and_monitoring_in(tmp_path: 
     assert {port for _, port in allowed} == set(container_ports())
     # The base alone has none: it applies wherever NetworkPolicy is not enforced.
     assert "NetworkPolicy" not in {doc["kind"] for doc in base_manifests()}
+
+
+def test_the_priority_component_schedules_the_scaler_ahead_of_workloads(tmp_path: Path) -> None:
+    """On a full cluster a pod of default priority waits behind (or is preempted for) the
+    workloads it scales; the component gives the scaler's pods a class above them."""
+    docs = overlay_with(DEPLOY / "components" / "priority", tmp_path)
+    (priority,) = [d for d in docs if d["kind"] == "PriorityClass"]
+    kubernetes_validate.validate(priority, KUBERNETES_VERSION, strict=True)
+    assert "namespace" not in priority["metadata"]  # cluster-scoped
+    assert 0 < priority["value"] < 2_000_000_000  # above workloads, below system classes
+    assert priority["globalDefault"] is False  # other pods keep their priority
+    (deployment,) = [d for d in docs if d["kind"] == "Deployment"]
+    kubernetes_validate.validate(deployment, KUBERNETES_VERSION, strict=True)
+    spec = deployment["spec"]["template"]["spec"]
+    assert spec["priorityClassName"] == priority["metadata"]["name"]
+    # The patch adds the class and leaves the rest of the pod as the base has it.
+    assert {k: v for k, v in spec.items() if k != "priorityClassName"} == pod_spec()
+    assert "priorityClassName" not in pod_spec()  # the base: cluster-specific, left out
 
 
 def test_the_replicas_spread_over_nodes_and_zones() -> None:

@@ -444,6 +444,36 @@ def test_stream_is_active_sends_state_at_once(stub: pb_grpc.ExternalScalerStub) 
     stream.cancel()
 
 
+def test_a_stream_counts_once_when_it_opens_and_its_life_stays_out_of_the_latency() -> None:
+    """What the README's metrics table says: counted when open, with the time to open."""
+    telemetry = Telemetry()
+    running = start(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, push_interval_seconds=0.05),
+        telemetry=telemetry,
+    )
+    sample = telemetry.registry.get_sample_value
+    ok = {"method": "StreamIsActive", "code": "OK"}
+    bad = {"method": "StreamIsActive", "code": "INVALID_ARGUMENT"}
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{running.port}") as channel:
+            stub = pb_grpc.ExternalScalerStub(channel)
+            stream = stub.StreamIsActive(ref(ALWAYS), timeout=10)
+            assert next(iter(stream)).result is True
+            assert sample("tidescaler_grpc_requests_total", ok) == 1  # while it is open
+            time.sleep(0.5)  # ten re-evaluations: none is another call
+            stream.cancel()
+            broken = stub.StreamIsActive(ref({"start": "not cron"}), timeout=10)
+            with pytest.raises(grpc.RpcError) as failed:
+                next(iter(broken))
+            assert failed.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    finally:
+        running.stop(0)
+    assert sample("tidescaler_grpc_requests_total", ok) == 1
+    assert sample("tidescaler_grpc_requests_total", bad) == 1
+    # The stream was open for half a second: its recorded time is the opening only.
+    assert sample("tidescaler_grpc_request_duration_seconds_sum", ok) < 0.25
+
+
 def test_many_push_streams_do_not_starve_unary_calls() -> None:
     # KEDA holds one StreamIsActive stream per external-push trigger, for good.
     running = start(
