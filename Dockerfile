@@ -10,9 +10,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HOME=/tmp
 
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md constraints.txt ./
 COPY scaler ./scaler
-RUN pip install . \
+# The dependency versions the test suite ran with (constraints.txt, `make lock`).
+RUN pip install -c constraints.txt . \
     && rm -rf /src \
     && groupadd --gid 10001 tidescaler \
     && useradd --uid 10001 --gid 10001 --no-create-home --shell /usr/sbin/nologin tidescaler

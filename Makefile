@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := prometheus golang-go golang-github-robfig-cron-dev
 
-.PHONY: run test system-deps install install-test bench lint proto clean deploy/install.yaml
+.PHONY: run test system-deps install install-test bench lint proto clean lock deploy/install.yaml
 
 $(PY):
 	@$(PYTHON) -c 'import ensurepip' 2>/dev/null || { \
@@ -16,11 +16,21 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
+# constraints.txt pins every run-time dependency, transitive ones too, to the
+# versions the tests ran with; the container image installs the same.
 install: $(PY)
-	$(PY) -m pip install --quiet .
+	$(PY) -m pip install --quiet -c constraints.txt .
 
 install-test: $(PY)
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+
+# Pin again after changing pyproject.toml's dependencies: pins that still satisfy
+# it are kept; `make lock LOCK_FLAGS=--upgrade` moves every pin to the newest.
+lock: $(PY)
+	$(PY) -m pip install --quiet pip-tools
+	CUSTOM_COMPILE_COMMAND="make lock" $(PY) -m piptools compile --quiet --strip-extras \
+		--no-emit-index-url --no-emit-find-links --no-emit-trusted-host $(LOCK_FLAGS) \
+		--output-file constraints.txt pyproject.toml
 
 # prometheus + promtool: the real Prometheus the tests start on loopback.
 # golang + robfig/cron: the reference KEDA's cron scaler uses, for parity tests.
@@ -42,7 +52,7 @@ test: system-deps install-test
 	$(PY) -m pytest -q --durations=15
 
 bench: system-deps install-test
-	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,bench]'
 	$(PY) benchmarks/bench_grpc.py
 	$(PY) benchmarks/bench_telemetry.py
 	$(PY) benchmarks/bench_policy.py
