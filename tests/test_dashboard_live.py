@@ -5,13 +5,15 @@ with real gRPC calls the way KEDA makes them (GetMetricSpec, GetMetrics,
 IsActive) for a few ScaledObjects chosen to light every panel: a full policy
 with cron, query and forecast, another of the same name in a second namespace
 (whose cron floor wins, so its numbers and reason differ), a cron-only one, one
-whose query the backend rejects, and one with a typo in its metadata. Prometheus
-scrapes the service's /metrics every second and the demand exporter the query
-reads. The test then checks every exported metric's labels, that every PromQL
-expression in the dashboard (panels and template variables) parses and returns
-data, and, with the variables filled in as Grafana fills them, that each copy of
-the repeated per-ScaledObject row shows one ScaledObject alone, named by
-namespace and name, and that the default selection repeats the row once.
+whose query the backend rejects, and one with a typo in its metadata; and a
+second replica that decided for one of them once, as a replica KEDA's connection
+has left keeps doing. Prometheus scrapes both replicas' /metrics every second
+and the demand exporter the query reads. The test then checks every exported
+metric's labels, that every PromQL expression in the dashboard (panels and
+template variables) parses and returns data, and, with the variables filled in
+as Grafana fills them, that each copy of the repeated per-ScaledObject row shows
+one ScaledObject alone, named by namespace and name, from the replica that
+decided last, and that the default selection repeats the row once.
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ SAME_NAME_FLOOR = 9
 CRON_ONLY = ("shop", "nightly")
 BROKEN_BACKEND = ("shop", "broken-backend")  # Prometheus rejects its query
 TYPO = ("payments", "ledger")  # invalid metadata: never gets a decision
+# A second replica that decided for shop/checkout once, before KEDA's connection moved to
+# the first (it keeps exporting that decision for about 10 minutes): a cron floor of 33,
+# none of the live numbers.
+STALE_FLOOR = 33
 
 
 def _window_around_now() -> tuple[str, str]:
@@ -140,6 +146,8 @@ class LiveRun:
     metadata: dict[tuple[str, str], dict[str, str]]
     desired: dict[tuple[str, str], set[int]]  # every GetMetrics answer per ScaledObject
     codes: set[tuple[str, str]]  # (method, code) seen by the driver
+    instance: str  # the replica KEDA calls, as Prometheus labels its series
+    stale_instance: str  # the replica KEDA left (see STALE_FLOOR)
 
 
 def _wait_serving(channel: grpc.Channel, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -204,42 +212,63 @@ def live(
 ) -> Iterator[LiveRun]:
     directory = tmp_path_factory.mktemp("dashboard-live")
     grpc_port, metrics_port = free_port(), free_port()
+    stale_grpc_port, stale_metrics_port = free_port(), free_port()
     exporter.set(DEMAND, DEMAND_RPS, service="checkout")
 
+    instance, stale_instance = f"127.0.0.1:{metrics_port}", f"127.0.0.1:{stale_metrics_port}"
     prometheus = PrometheusServer(
-        directory / "prometheus",
-        scrape_targets=[exporter.target, f"127.0.0.1:{metrics_port}"],
+        directory / "prometheus", scrape_targets=[exporter.target, instance, stale_instance]
     )
     prometheus.backfill(_history(exporter, time.time()))
     prometheus.start()
 
-    log = directory / "tidescaler.log"
-    command = [
-        sys.executable,
-        "-m",
-        "scaler.cli",
-        "serve",
-        "--host=127.0.0.1",
-        f"--port={grpc_port}",
-        f"--metrics-port={metrics_port}",
-        f"--prometheus-url={prometheus.url}",
-        "--polling-interval-seconds=5",
-        "--log-format=text",
-    ]
-    # Only the flags above configure it: no TIDESCALER_* from the caller's environment.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TIDESCALER_")}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
-        )
+    def serve(port: int, metrics: int, log: Path) -> subprocess.Popen[bytes]:
+        command = [
+            sys.executable,
+            "-m",
+            "scaler.cli",
+            "serve",
+            "--host=127.0.0.1",
+            f"--port={port}",
+            f"--metrics-port={metrics}",
+            f"--prometheus-url={prometheus.url}",
+            "--polling-interval-seconds=5",
+            "--log-format=text",
+        ]
+        # Only the flags above configure it: no TIDESCALER_* from the caller's environment.
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TIDESCALER_")}
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env
+            )
+
+    log, stale_log = directory / "tidescaler.log", directory / "stale.log"
+    process = serve(grpc_port, metrics_port, log)
+    stale = serve(stale_grpc_port, stale_metrics_port, stale_log)
     channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
     stop = threading.Event()
     driver: threading.Thread | None = None
     try:
+        with grpc.insecure_channel(f"127.0.0.1:{stale_grpc_port}") as stale_channel:
+            _wait_serving(stale_channel, stale, stale_log)
+            start, end = _window_around_now()
+            namespace, name = FULL
+            left = pb.ScaledObjectRef(
+                name=name,
+                namespace=namespace,
+                scalerMetadata={
+                    "timezone": "UTC",
+                    "start": start,
+                    "end": end,
+                    "desiredReplicas": str(STALE_FLOOR),
+                },
+            )
+            stale_stub = pb_grpc.ExternalScalerStub(stale_channel)  # type: ignore[no-untyped-call]
+            stale_stub.GetMetrics(pb.GetMetricsRequest(scaledObjectRef=left), timeout=3)
         _wait_serving(channel, process, log)
         metadata = _metadata(prometheus.url)
-        run = LiveRun(prometheus, metadata, {}, set())
+        run = LiveRun(prometheus, metadata, {}, set(), instance, stale_instance)
         scaler_stub = pb_grpc.ExternalScalerStub(channel)  # type: ignore[no-untyped-call]
         driver = threading.Thread(
             target=_drive,
@@ -250,7 +279,7 @@ def live(
         # Every series of the run, scraped at least a few times: rate() over the
         # dashboard's interval needs two samples that differ.
         for name in ("tidescaler_desired_replicas", "tidescaler_grpc_requests_total"):
-            prometheus.wait_for(name, lambda result: len(result) > 0, timeout_seconds=30)
+            prometheus.wait_for(name, lambda result: len(result) > 1, timeout_seconds=30)
         time.sleep(5)
         yield run
     finally:
@@ -258,12 +287,14 @@ def live(
         if driver is not None:
             driver.join(timeout=10)
         channel.close()
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for server in (process, stale):
+            server.terminate()
+        for server in (process, stale):
+            try:
+                server.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                server.kill()
+                server.wait()
         prometheus.stop()
 
 
@@ -331,7 +362,10 @@ def test_every_service_metric_is_scraped_with_its_labels(live: LiveRun, name: st
 def test_desired_replicas_is_what_getmetrics_answered(live: LiveRun) -> None:
     for key in (FULL, CRON_ONLY):
         namespace, name = key
-        promql = f'tidescaler_desired_replicas{{namespace="{namespace}",scaledobject="{name}"}}'
+        promql = (
+            f'tidescaler_desired_replicas{{namespace="{namespace}",scaledobject="{name}",'
+            f'instance="{live.instance}"}}'
+        )
         (series,) = _eventually(live, promql)
         # The forecast's peak over the lead time moves with the clock, so the
         # full policy's answer may change between calls: the scraped value is
@@ -345,11 +379,14 @@ def test_desired_replicas_is_what_getmetrics_answered(live: LiveRun) -> None:
 
 
 def test_exactly_one_reason_is_current_per_scaledobject(live: LiveRun) -> None:
-    result = _eventually(live, "sum by (namespace, scaledobject) (tidescaler_decision_reason)")
+    own = f'{{instance="{live.instance}"}}'
+    result = _eventually(
+        live, f"sum by (namespace, scaledobject) (tidescaler_decision_reason{own})"
+    )
     assert {float(s["value"][1]) for s in result} == {1.0}
     reasons = {
         (s["metric"]["namespace"], s["metric"]["scaledobject"]): s["metric"]["reason"]
-        for s in _eventually(live, "tidescaler_decision_reason == 1")
+        for s in _eventually(live, f"tidescaler_decision_reason{own} == 1")
     }
     assert reasons[CRON_ONLY] == Reason.CRON.value
     assert reasons[BROKEN_BACKEND] == Reason.UNAVAILABLE.value
@@ -676,6 +713,44 @@ def test_same_named_scaledobjects_show_their_own_numbers(live: LiveRun) -> None:
             assert len(reasons) == 1 and Reason.CRON.value not in reasons, reasons
 
 
+def test_a_replica_keda_left_does_not_show(live: LiveRun) -> None:
+    """KEDA keeps one connection to the Service's address; when it moves to the other
+    replica, the first keeps exporting its last decision until the idle bound (about 10
+    minutes). Each panel shows the replica that decided last: a maximum over replicas
+    showed the stale floor of 33 and its reason beside the live ones."""
+    namespace, name = FULL
+    stale = _eventually(
+        live,
+        f'tidescaler_desired_replicas{{namespace="{namespace}",scaledobject="{name}",'
+        f'instance="{live.stale_instance}"}}',
+    )
+    assert [float(s["value"][1]) for s in stale] == [STALE_FLOOR]
+    panels = {panel["title"]: panel for panel in _panels()}
+    exprs = {
+        (title, target.get("legendFormat", "")): target["expr"]
+        for title in ("Replicas by signal", "Desired replicas", "Decision reason")
+        for target in panels[title]["targets"]
+    }
+    values = _row_values(FULL)
+    for key in (
+        ("Desired replicas", "{{namespace}}/{{scaledobject}}"),
+        ("Replicas by signal", "desired"),
+    ):
+        (desired,) = _returns_data(live, _render(exprs[key], values))
+        assert int(float(desired["value"][1])) in live.desired[FULL], key
+    (floor,) = _returns_data(live, _render(exprs[("Replicas by signal", "window floor")], values))
+    assert float(floor["value"][1]) == float(live.metadata[FULL]["desiredReplicas"])
+    reasons = {
+        s["metric"]["reason"]
+        for s in _returns_data(live, _render(exprs[("Decision reason", "{{reason}}")], values))
+    }
+    assert Reason.CRON.value not in reasons and len(reasons) == 1, reasons
+    # The fleet's count of ScaledObjects by reason counts shop/checkout once.
+    (over_time,) = panels["Decision reasons over time"]["targets"]
+    counted = sum(float(s["value"][1]) for s in _returns_data(live, _render(over_time["expr"], {})))
+    assert counted == len(live.metadata) - 1  # every decided ScaledObject, once
+
+
 def test_the_default_selection_repeats_one_row(live: LiveRun) -> None:
     """With no saved selection Grafana picks each variable's first option, which is All
     when the variable offers All: the row must repeat once, not once per ScaledObject."""
@@ -728,11 +803,17 @@ def test_the_fleet_row_counts_calls_and_scaledobjects_across_namespaces(live: Li
     calling = {s["metric"]["method"] for s in result if float(s["value"][1]) > 0}
     assert {"GetMetricSpec", "GetMetrics", "IsActive"} <= calling
 
-    # Every ScaledObject but the one whose metadata is invalid has a decision.
+    # Every ScaledObject but the one whose metadata is invalid has a decision; the replica
+    # KEDA left tracks the one it decided for.
     decided = len(live.metadata) - 1
-    for target in fleet["ScaledObjects tracked"]["targets"]:
-        (series,) = _returns_data(live, _render(target["expr"], {}))
-        assert float(series["value"][1]) == decided, target["expr"]
+    per_instance, distinct = fleet["ScaledObjects tracked"]["targets"]
+    tracked = {
+        s["metric"]["instance"]: float(s["value"][1])
+        for s in _returns_data(live, _render(per_instance["expr"], {}))
+    }
+    assert tracked == {live.instance: decided, live.stale_instance: 1}
+    (series,) = _returns_data(live, _render(distinct["expr"], {}))
+    assert float(series["value"][1]) == decided, distinct["expr"]
 
 
 @pytest.mark.parametrize("variable", ["namespace", "scaledobject"])
