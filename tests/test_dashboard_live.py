@@ -105,10 +105,8 @@ def _metadata(prometheus_url: str) -> dict[tuple[str, str], dict[str, str]]:
             "activationThreshold": "1",
             "forecast": "on",
             "forecastHistory": "2d",
-            # A forecast series of its own: the server keeps at most 512 forecasts per
-            # series awaiting their score, and two ScaledObjects polled as fast as the
-            # driver polls on one series fill that before the lead has passed, so no
-            # forecast error would ever be scored.
+            # A forecast series of its own (another quantile): its band and its
+            # forecast errors are not shop/checkout's.
             "forecastQuantile": "0.9",
             "podStartupSeconds": "5",
             "maxReplicas": "40",
