@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := prometheus golang-go golang-github-robfig-cron-dev
+APT_PACKAGES := prometheus golang-go golang-github-robfig-cron-dev golang-google-protobuf-dev protoc-gen-go
 
 .PHONY: run test system-deps install install-test bench lint proto clean lock deploy/install.yaml
 
@@ -34,11 +34,14 @@ lock: $(PY)
 
 # prometheus + promtool: the real Prometheus the tests start on loopback.
 # golang + robfig/cron: the reference KEDA's cron scaler uses, for parity tests.
+# protobuf-go + protoc-gen-go: the bytes a Go client (KEDA) sends, for the request cache.
 system-deps:
 	@missing=""; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="yes"; \
 	command -v go >/dev/null || missing="yes"; \
 	[ -d /usr/share/gocode/src/github.com/robfig/cron ] || missing="yes"; \
+	[ -d /usr/share/gocode/src/google.golang.org/protobuf ] || missing="yes"; \
+	command -v protoc-gen-go >/dev/null || missing="yes"; \
 	if [ -n "$$missing" ]; then \
 		$(SUDO) apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(APT_PACKAGES) >/dev/null; \

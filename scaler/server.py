@@ -237,12 +237,24 @@ class Trigger:
     options sent there (the server's verdict on them cannot change), its latest decision
     while it holds (see `ScalerService._conclude`) and what was last logged of it."""
 
-    __slots__ = ("address", "answer", "last", "logged", "options", "policy", "used")
+    __slots__ = ("address", "answer", "key", "last", "logged", "options", "policy", "ref", "used")
 
-    def __init__(self, policy: Policy, address: str | None, options: BackendOptions) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        address: str | None,
+        options: BackendOptions,
+        ref: pb.ScaledObjectRef,
+        key: bytes = b"",
+    ) -> None:
         self.policy = policy
         self.address = address
         self.options = options
+        # The ScaledObjectRef it was resolved from and its canonical bytes (its key in
+        # _ResolvedTriggers): any request whose ref has those bytes says the same, and
+        # every byte form of it shares this one key (see _WireForms).
+        self.ref = ref
+        self.key = key
         # Each replaced whole (one store), so a reader on another thread sees one or the
         # other; two threads deciding at once may log one change twice, never miss it.
         self.last: _Made | None = None
@@ -311,6 +323,43 @@ class _ResolvedTriggers:
         return len(self._items)
 
 
+class _WireForms:
+    """The canonical key (and metric name) of a request, by the bytes it came in, so that
+    a repeat is neither decoded nor its ScaledObjectRef serialized again.
+
+    KEDA builds each ScaledObject's ScaledObjectRef once and sends that same message on
+    every call. gRPC-go writes its metadata map in Go's map order, which starts at a
+    random entry on each call, so one ref comes in a few byte forms, each again and
+    again: as many as the map has entries up to 8, 16 for 13 entries, 64 for 30 (Go
+    1.19, measured over 100,000 marshals). Only forms of valid triggers are kept, up to
+    FORM_MAX_BYTES each, within a bound in number and bytes; when full it starts empty
+    (each form is then decoded once more). The event loop alone uses it.
+    """
+
+    def __init__(self, limit: int, max_bytes: int) -> None:
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self._forms: dict[bytes, tuple[bytes, str]] = {}
+        self._bytes = 0
+
+    def get(self, data: bytes) -> tuple[bytes, str] | None:
+        return self._forms.get(data)
+
+    def put(self, data: bytes, key: bytes, metric_name: str = "") -> None:
+        """Remember that `data` is the request of the trigger kept under `key` (that very
+        bytes object: the table's own, not a copy)."""
+        if len(data) > FORM_MAX_BYTES:
+            return
+        size = len(data) + FORM_ENTRY_BYTES
+        if len(self._forms) >= self.limit or self._bytes + size > self.max_bytes:
+            self._forms, self._bytes = {}, 0
+        self._forms[data] = (key, metric_name)
+        self._bytes += size
+
+    def __len__(self) -> int:
+        return len(self._forms)
+
+
 # gRPC core cancels calls beyond 1,000 (hard limit 3,000) waiting to be picked up by the
 # application; a restarting KEDA operator may open all its external-push streams at once.
 MAX_PENDING_CALLS = 20_000
@@ -370,6 +419,12 @@ WARNED_SCALEDOBJECTS = 10_000
 RESOLVED_TRIGGERS = 10_000
 RESOLVED_BYTES = 16 * 1024 * 1024
 RESOLVED_ENTRY_BYTES = 512  # the Trigger, the dict's slot and the key's header
+# Request byte forms remembered (see _WireForms), for each of the two request messages:
+# 1,000 ScaledObjects with 8 metadata entries are 8,000 forms (~5 MiB).
+FORMS = 65_536
+FORMS_BYTES = 16 * 1024 * 1024
+FORM_MAX_BYTES = 4096  # a typical request is a few hundred bytes
+FORM_ENTRY_BYTES = 200  # the dict's slot, the tuple and the bytes' headers
 
 
 def _undecodable(message: Any, err: DecodeError) -> RequestError:
@@ -468,6 +523,10 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         self._warned_addresses = _Recent(WARNED_ADDRESSES)
         self._warnings = WarningGate(every=WARNING_REPEAT_SECONDS, keys=WARNED_SCALEDOBJECTS)
         self._resolved = _ResolvedTriggers(RESOLVED_TRIGGERS, RESOLVED_BYTES)
+        # By the bytes of a GetMetricsRequest, and of a ScaledObjectRef (IsActive,
+        # GetMetricSpec): one message's bytes may parse as the other's.
+        self._metrics_forms = _WireForms(FORMS, FORMS_BYTES)
+        self._ref_forms = _WireForms(FORMS, FORMS_BYTES)
         # Each call's count and duration (method, status code name, seconds), bound once.
         self._record_rpc: Callable[[str, str, float], None] = (
             _record_nothing if telemetry is None else telemetry.rpc_recorder()
@@ -493,7 +552,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _new_trigger(self, ref: pb.ScaledObjectRef, key: bytes) -> Trigger:
         """The trigger of a ScaledObjectRef not seen (or forgotten): resolved and kept."""
         policy, address = self._resolve(ref)
-        trigger = Trigger(policy, address, self.observer.options_for(policy))
+        trigger = Trigger(policy, address, self.observer.options_for(policy), ref, key)
         self._resolved.put(key, trigger)
         return trigger
 
@@ -580,7 +639,7 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
 
         KEDA asks GetMetrics and then IsActive for a ScaledObject on every poll and every
         HPA sync, milliseconds apart. The second is answered with the decision the first
-        made (see `_decide_now`) while nothing it was made from can have changed: the
+        made (see `_decided`) while nothing it was made from can have changed: the
         observations are known the same until `unchanged` (Observer.unchanged_for of the
         very answers read, or as of before they were read), no backend problem came with
         them, the start-up is not measured (podStartupSeconds: auto), and the clock has
@@ -712,31 +771,32 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     def _decide_now(
         self, ref: pb.ScaledObjectRef, pool: Executor | None
     ) -> tuple[Trigger, Decision | None]:
-        """The trigger and its latest decision while that holds; else, when every answer
-        it needs is at hand (or there is no `pool`), the decision made here; else None:
-        it goes to `pool`, as it may wait on Prometheus up to the answer budget."""
-        key = ref.SerializeToString(deterministic=True)  # `trigger_for`, without its frame
-        trigger = self._resolved.get(key)
-        if trigger is None:
-            trigger = self._new_trigger(ref, key)
+        """The trigger and `_decided`."""
+        trigger = self.trigger_for(ref)
+        return trigger, self._decided(ref, trigger, pool)
+
+    def _decided(
+        self, ref: pb.ScaledObjectRef, trigger: Trigger, pool: Executor | None
+    ) -> Decision | None:
+        """The trigger's latest decision while that holds; else, when every answer it
+        needs is at hand (or there is no `pool`), the decision made here; else None: it
+        goes to `pool`, as it may wait on Prometheus up to the answer budget."""
         now = self.clock()
         last = trigger.last
         if last is not None and last[0] <= now < last[1]:
-            return trigger, last[2]  # it still holds (see `_conclude`)
+            return last[2]  # it still holds (see `_conclude`)
         address = trigger.address
         if address is None or pool is None:
             # Configuration and the clock only: never blocks, not worth a thread hop.
-            return trigger, self._decision(ref, trigger)
+            return self._decision(ref, trigger)
         observed = self.observer.observe_at_hand(
             trigger.policy, address, now, trigger.options, tenant=ref.namespace,
             scaled_object=_named(ref),
         )  # fmt: skip
         if observed is None:
-            return trigger, None
+            return None
         observations, problems, unchanged_for = observed
-        return trigger, self._conclude(
-            ref, trigger, now, now + unchanged_for, observations, problems
-        )
+        return self._conclude(ref, trigger, now, now + unchanged_for, observations, problems)
 
     async def _decide_elsewhere(
         self, ref: pb.ScaledObjectRef, trigger: Trigger, pool: Executor
@@ -791,31 +851,55 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
         started = time.perf_counter()
         try:
             # Configuration only, never a backend.
-            response = _spec_response(self.trigger_for(_ref(request)).policy.metric_name)
+            form = self._ref_forms.get(request)
+            if form is None or (trigger := self._resolved.get(form[0])) is None:
+                trigger = self._ref_request(request)
+            response = _spec_response(trigger.policy.metric_name)
         except BaseException as err:
             await self._fail("GetMetricSpec", context, err, started)
         add_call(self._spec_ok, time.perf_counter() - started)
         return response
 
-    # GetMetrics and IsActive decode the request, check the decision and count the call
-    # inline (as `_ref`, `activity_of` and `add_call` do): in a loaded server every
+    # The unary methods find the trigger of a request by its bytes (see _WireForms) and
+    # decode only a form not seen; GetMetrics and IsActive check the decision and count
+    # the call inline (as `activity_of` and `add_call` do): in a loaded server every
     # Python frame on the path of every call costs a microsecond or so.
+
+    def _ref_request(self, request: bytes) -> Trigger:
+        """The trigger of a ScaledObjectRef's bytes in a form not seen (or forgotten)."""
+        ref = _ref(request)
+        key = ref.SerializeToString(deterministic=True)
+        trigger = self._resolved.get(key) or self._new_trigger(ref, key)
+        self._ref_forms.put(request, trigger.key)
+        return trigger
+
+    def _metrics_request(self, request: bytes) -> tuple[Trigger, str]:
+        """The trigger and metric name of a GetMetricsRequest's bytes in a form not seen."""
+        try:
+            message = GET_METRICS_REQUEST(request)
+        except DecodeError as err:
+            raise _undecodable(pb.GetMetricsRequest, err) from None
+        ref, name = message.scaledObjectRef, message.metricName
+        key = ref.SerializeToString(deterministic=True)
+        trigger = self._resolved.get(key) or self._new_trigger(ref, key)
+        self._metrics_forms.put(request, trigger.key, name)
+        return trigger, name
 
     async def GetMetrics(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
         try:
-            try:
-                message = GET_METRICS_REQUEST(request)
-            except DecodeError as err:
-                raise _undecodable(pb.GetMetricsRequest, err) from None
-            ref = message.scaledObjectRef
-            trigger, decision = self._decide_now(ref, self.calls)
+            form = self._metrics_forms.get(request)
+            if form is not None and (trigger := self._resolved.get(form[0])) is not None:
+                name = form[1]
+            else:
+                trigger, name = self._metrics_request(request)
+            ref = trigger.ref
+            decision = self._decided(ref, trigger, self.calls)
             if decision is None:
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(ref, trigger, self.calls)
             if not decision.available:
                 raise _unavailable(ref, decision)
-            name = message.metricName
             answer = trigger.answer
             if answer is not None and answer[0] is decision and answer[1] == name:
                 response = answer[2]  # the same decision, asked again
@@ -838,11 +922,11 @@ class ScalerService(pb_grpc.ExternalScalerServicer):
     async def IsActive(self, request: bytes, context: grpc.aio.ServicerContext) -> bytes:
         started = time.perf_counter()
         try:
-            try:
-                ref = REF(request)
-            except DecodeError as err:
-                raise _undecodable(pb.ScaledObjectRef, err) from None
-            trigger, decision = self._decide_now(ref, self.calls)
+            form = self._ref_forms.get(request)
+            if form is None or (trigger := self._resolved.get(form[0])) is None:
+                trigger = self._ref_request(request)
+            ref = trigger.ref
+            decision = self._decided(ref, trigger, self.calls)
             if decision is None:
                 assert self.calls is not None
                 decision = await self._decide_elsewhere(ref, trigger, self.calls)

@@ -185,7 +185,7 @@ def test_the_trigger_table_forgets_what_was_not_asked_for_first() -> None:
     options = Observer(PrometheusSource()).options_for(policy)
 
     def put(key: bytes) -> None:
-        table.put(key, Trigger(policy, None, options))
+        table.put(key, Trigger(policy, None, options, pb.ScaledObjectRef()))
 
     def kept() -> list[bytes]:
         return [key for key in (b"a", b"b", b"c", b"d", b"e", b"f") if key in table]
@@ -204,7 +204,7 @@ def test_the_trigger_table_forgets_what_was_not_asked_for_first() -> None:
     # The byte bound holds as the count bound does.
     small = _ResolvedTriggers(limit=100, max_bytes=2 * (1000 + RESOLVED_ENTRY_BYTES))
     for i in range(5):
-        small.put(bytes([i]) * 1000, Trigger(policy, None, options))
+        small.put(bytes([i]) * 1000, Trigger(policy, None, options, pb.ScaledObjectRef()))
         assert len(small) <= 2
     assert bytes([4]) * 1000 in small
 
