@@ -423,6 +423,11 @@ def _go_date(
 
 # Longer than any daylight-saving change (two hours, Antarctica/Troll).
 _NEAR_CHANGE = 3 * 3600
+# The longest a window's answer is kept before it is worked out again, however far its
+# next firing: finding the first UTC offset change before a firing probes every day up
+# to it, and a window that next fires on 29 February is a year or more away (a policy
+# of fifty such windows cost ~40 ms on the event loop). A week of probes instead.
+_HOLD_AT_MOST = 7 * _DAY
 
 
 def _first_offset_change(zone: ZoneInfo, after: int, horizon: float) -> float:
@@ -514,7 +519,8 @@ class CronWindow:
         day differently from before and from inside a daylight-saving change
         (robfig skips a day whose midnight does not exist), so the answer is
         recomputed at every UTC offset change, and for three hours either side of
-        one it holds for the current second only.
+        one it holds for the current second only. It is kept a week at most
+        (_HOLD_AT_MOST), so the offset changes are looked for that far only.
         """
         floor_now = math.floor(now)
         next_start = self.start._next(now, self.zone)
@@ -529,6 +535,7 @@ class CronWindow:
                 loc = schedule.zone_override or self.zone
                 year = _local(loc, floor_now + 1)[0]
                 valid_until = min(valid_until, _year_rollover(loc, year) - 1)
+        valid_until = min(valid_until, floor_now + _HOLD_AT_MOST)
         for zone in zones:
             change = _first_offset_change(zone, floor_now, valid_until)
             # Searching from the change instant itself already differs.

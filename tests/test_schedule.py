@@ -340,3 +340,38 @@ def test_concurrent_readers_agree_with_the_fresh_answer() -> None:
     for thread in threads:
         thread.join()
     assert failures == []
+
+
+def test_a_window_firing_years_ahead_is_cheap_to_answer(monkeypatch: pytest.MonkeyPatch) -> None:
+    """29 February is over a year away: finding the first UTC offset change before it
+    probed every day up to it, two zones here: 1,337 offset look-ups for a first answer
+    (a policy of fifty such windows cost ~40 ms on the event loop). The answer is now
+    kept at most a week and worked out again then; what is left is robfig's own search
+    for the next firing."""
+    import scaler.schedule as schedule
+
+    lookups, counting = 0, False
+    offset = schedule._utc_offset
+
+    def counted(zone: ZoneInfo, t: int) -> int:
+        nonlocal lookups
+        lookups += counting
+        return offset(zone, t)
+
+    monkeypatch.setattr(schedule, "_utc_offset", counted)
+    window = CronWindow(
+        CronSchedule.parse("TZ=UTC 0 0 29 2 *"),
+        CronSchedule.parse("TZ=Etc/GMT-14 0 1 29 2 *"),
+        ZoneInfo("UTC"),
+        1,
+    )
+    now = at("2026-12-03T10:00:00+00:00")
+    expected = keda_cron_active(window.start, window.end, window.zone, now)
+    counting = True
+    assert window.is_active(now) is expected
+    counting = False
+    assert lookups < 600, lookups
+    for step in range(0, 30 * 86400, 6 * 3600):  # a month, every six hours: still right
+        t = now + step
+        assert window.is_active(t) is keda_cron_active(window.start, window.end, window.zone, t)
+        assert t < window.next_transition(t) <= t + 7 * 86400 + 1
