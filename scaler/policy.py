@@ -19,6 +19,7 @@ import math
 import re
 import sys
 import threading
+import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -441,11 +442,19 @@ def _address(text: str) -> str:
     address = canonical_url(text)
     if (
         not address.startswith(("http://", "https://"))
-        or len(address) <= len("https://")
+        or not _has_host(address)
         or any(c.isspace() or not c.isprintable() for c in address)
     ):
         raise ValueError("expected an http:// or https:// URL")
     return address
+
+
+def _has_host(address: str) -> bool:
+    """Whether an http(s) URL names a host (a Service may be called `a`)."""
+    try:
+        return bool(urllib.parse.urlsplit(address).hostname)
+    except ValueError:  # a malformed port or IPv6 literal
+        return False
 
 
 def _text(text: str) -> str:

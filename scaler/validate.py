@@ -115,6 +115,17 @@ class _BoundedLoader(yaml.SafeLoader):
         self._built: dict[yaml.Node, Any] = {}
         self._node_of: dict[int, tuple[Any, yaml.Node]] = {}
 
+    def construct_yaml_int(self, node: yaml.ScalarNode) -> int:
+        # An unquoted integer past Python's 4,300-digit limit raises ValueError, which is
+        # not a YAMLError: say where, as for any other value that cannot be read.
+        try:
+            value: int = super().construct_yaml_int(node)
+        except ValueError as err:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"an integer that cannot be read ({str(err)[:60]}...)", node.start_mark
+            ) from None
+        return value
+
     def compose_document(self) -> yaml.Node | None:
         self._doc += 1
         self._sizes.clear()  # anchors do not cross documents
@@ -203,6 +214,9 @@ class _BoundedLoader(yaml.SafeLoader):
             else:
                 seen[ident] = line
         return node
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
 
 
 def _path(parts: Sequence[Any]) -> str:

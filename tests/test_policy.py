@@ -218,6 +218,11 @@ def test_schedules_accept_yaml() -> None:
             "prometheusAddress='prometheus:9090': expected an http:// or https:// URL",
             id="address-scheme",
         ),
+        pytest.param(
+            QUERY | {"prometheusAddress": "http://"},
+            "prometheusAddress='http://': expected an http:// or https:// URL",
+            id="address-without-host",
+        ),
         pytest.param({}, "no signal: set a cron window", id="no-signal"),
         pytest.param({"threshold": "5"}, "threshold is set but query is not", id="threshold-alone"),
         pytest.param(
@@ -420,3 +425,12 @@ def test_the_policy_keeps_the_key_its_address_came_under(
     # Messages about the address name the key the user wrote.
     policy = parse_policy({"query": "up", "threshold": "1"} | metadata)
     assert (policy.prometheus_address, policy.prometheus_address_key) == ("http://prom:9090", key)
+
+
+@pytest.mark.parametrize("address", ["http://a", "HTTP://A/", "https://a", "http://a:9090"])
+def test_a_one_letter_host_is_an_address(address: str) -> None:
+    """A Service may be called `a`: `http://a` was refused for being as short as
+    `https://`, while `https://a` was not."""
+    policy = parse_policy({"query": "up", "threshold": "1", "serverAddress": address})
+    assert policy.prometheus_address is not None
+    assert policy.prometheus_address.lower().startswith(("http://a", "https://a"))

@@ -222,6 +222,18 @@ def test_broken_yaml_and_a_missing_file(tmp_path: Path, capsys: pytest.CaptureFi
     )
 
 
+def test_an_integer_too_long_to_read_is_a_problem_line_not_a_traceback() -> None:
+    """PyYAML reads an unquoted integer with int(): past Python's 4,300-digit limit that
+    raised ValueError out of the loader (a traceback, and nothing else checked)."""
+    text = GOOD.replace("kind: ScaledObject", "kind: ScaledObject\nnote: " + "9" * 4301)
+    problems, count = validate_text(text, "so.yaml")
+    line = 1 + text[: text.index("note:")].count("\n")
+    assert count == 0
+    assert problems[0].startswith(f"so.yaml:{line}: not valid YAML (an integer that cannot be read")
+    # Quoted, it is a string like any other: read, and the file checked as usual.
+    assert validate_text(GOOD, "so.yaml") == ([], 1)
+
+
 def test_a_wrong_api_version(capsys: pytest.CaptureFixture[str]) -> None:
     problems, count = validate_text(GOOD.replace("v1alpha1", "v1"), "so.yaml")
     assert count == 1
