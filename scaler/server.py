@@ -54,6 +54,7 @@ from scaler.policy import (
     PolicyError,
     cached_policy,
     canonical_url,
+    policy_bytes,
 )
 from scaler.policy_limits import MAX_MESSAGE_BYTES, utf8_len
 from scaler.proto import externalscaler_pb2 as pb
@@ -306,14 +307,14 @@ class _ResolvedTriggers:
             if key in items:
                 return
             items[key] = resolved
-            self._bytes += len(key) + RESOLVED_ENTRY_BYTES
+            self._bytes += _resolved_bytes(key, resolved)
             while self._bytes > self.max_bytes or len(items) > self.limit:
                 old, trigger = items.popitem(last=False)
                 if trigger.used:
                     trigger.used = False  # its second chance
                     items[old] = trigger
                 else:
-                    self._bytes -= len(old) + RESOLVED_ENTRY_BYTES
+                    self._bytes -= _resolved_bytes(old, trigger)
 
     def __contains__(self, key: bytes) -> bool:
         """Whether `key` is kept; unlike `get`, not a use."""
@@ -321,6 +322,12 @@ class _ResolvedTriggers:
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def _resolved_bytes(key: bytes, trigger: Trigger) -> int:
+    """What a kept trigger holds: its key, itself, and its policy (which it keeps alive
+    after the policy cache has let it go)."""
+    return len(key) + RESOLVED_ENTRY_BYTES + policy_bytes(trigger.policy)
 
 
 class _WireForms:
@@ -413,9 +420,9 @@ WARNED_ADDRESSES = 1_000
 # else again after this long; the last said is remembered for this many topics.
 WARNING_REPEAT_SECONDS = 300.0
 WARNED_SCALEDOBJECTS = 10_000
-# Valid triggers remembered by their ScaledObjectRef's bytes (the policy itself stays in
-# the policy cache); a typical ref is a few hundred bytes, a valid one at most ~64 KiB.
-# Each also holds its latest decision (about 1.5 KiB), so at most ~15 MiB beyond the keys.
+# Valid triggers remembered by their ScaledObjectRef's bytes, counted with their policy
+# (see _resolved_bytes); a typical ref is a few hundred bytes, a valid one at most ~64
+# KiB. Each also holds its latest decision (about 1.5 KiB), so at most ~15 MiB beyond.
 RESOLVED_TRIGGERS = 10_000
 RESOLVED_BYTES = 16 * 1024 * 1024
 RESOLVED_ENTRY_BYTES = 512  # the Trigger, the dict's slot and the key's header

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import math
 import time
 import tracemalloc
@@ -17,6 +18,7 @@ from collections.abc import Callable, Iterator
 
 import grpc
 import pytest
+from cachetools import LRUCache
 from hypothesis import event, example, given, settings
 from hypothesis import strategies as st
 from prometheus_server import Exporter, PrometheusServer
@@ -404,6 +406,33 @@ def test_the_cache_holds_a_bounded_number_of_bytes() -> None:
         tracemalloc.stop()
         clear_policy_cache()
     assert after - before < 20 * 2**20
+
+
+def test_valid_policies_of_many_windows_stay_within_the_cache_bound(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Distinct valid maps of fifty cron windows (4 KB sent each): a parsed policy holds
+    ~36 KiB, several times what the cache counted it at, so a tenant rewriting a comment
+    in its metadata kept ~100 MB under the 16 MiB bound. Here with a 2 MiB bound."""
+    import scaler.policy as policy_module
+
+    bound = 2 * 2**20
+    monkeypatch.setattr(
+        policy_module, "_cache", LRUCache(maxsize=bound, getsizeof=lambda entry: entry[0])
+    )
+    window = {"start": "0 0 29 2 *", "end": "0 1 29 2 *", "timezone": "UTC"}
+    tracemalloc.start()
+    try:
+        before, _ = tracemalloc.get_traced_memory()
+        for i in range(200):
+            schedules = json.dumps([window | {"desiredReplicas": "1"}] * 50) + f"\n# {i}"
+            policy = cached_policy({"schedules": schedules})
+            assert len(policy.windows) == 50
+            del policy
+        after, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert after - before < 1.5 * bound, (after - before) / 2**20
 
 
 def test_a_cache_hit_takes_microseconds() -> None:

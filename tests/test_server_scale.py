@@ -29,7 +29,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from serve_process import stopped
 
 from scaler.observe import Observer
-from scaler.policy import parse_policy
+from scaler.policy import parse_policy, policy_bytes
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import (
@@ -202,7 +202,9 @@ def test_the_trigger_table_forgets_what_was_not_asked_for_first() -> None:
     put(b"a")
     assert kept() == [b"a", b"e", b"f"]
     # The byte bound holds as the count bound does.
-    small = _ResolvedTriggers(limit=100, max_bytes=2 * (1000 + RESOLVED_ENTRY_BYTES))
+    small = _ResolvedTriggers(
+        limit=100, max_bytes=2 * (1000 + RESOLVED_ENTRY_BYTES + policy_bytes(policy))
+    )
     for i in range(5):
         small.put(bytes([i]) * 1000, Trigger(policy, None, options, pb.ScaledObjectRef()))
         assert len(small) <= 2
