@@ -832,9 +832,9 @@ _CACHE_BYTES = 16 * 1024 * 1024
 _ENTRY_OVERHEAD = 2048  # the cache's own bookkeeping, an error's tuple
 
 # What a parsed policy holds (tracemalloc: ~1.4 KiB for a cron window and a query, ~36
-# KiB for fifty windows, more once each window has cached its answer), for the caches
-# that keep policies to count it.
-POLICY_BYTES = 2048
+# KiB for fifty windows, ~49 KiB once each window has cached its answer), for the
+# caches that keep policies to count it.
+POLICY_BYTES = 1024
 WINDOW_BYTES = 1024
 
 

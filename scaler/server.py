@@ -424,7 +424,7 @@ WARNED_SCALEDOBJECTS = 10_000
 # (see _resolved_bytes); a typical ref is a few hundred bytes, a valid one at most ~64
 # KiB. Each also holds its latest decision (about 1.5 KiB), so at most ~15 MiB beyond.
 RESOLVED_TRIGGERS = 10_000
-RESOLVED_BYTES = 16 * 1024 * 1024
+RESOLVED_BYTES = 32 * 1024 * 1024  # 10,000 typical triggers (~3 KiB each with the policy)
 RESOLVED_ENTRY_BYTES = 512  # the Trigger, the dict's slot and the key's header
 # Request byte forms remembered (see _WireForms), for each of the two request messages:
 # 1,000 ScaledObjects with 8 metadata entries are 8,000 forms (~5 MiB).
