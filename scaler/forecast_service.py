@@ -58,6 +58,12 @@ def horizon_seconds(polling_interval_seconds: float, refit_seconds: float) -> fl
     )
 
 
+def absent_is_zero(policy: Policy) -> bool:
+    """Whether a step of the forecast's history without a sample is demand 0: as the
+    query's empty result is with ignoreNullValues (the default; see absent_as_zero)."""
+    return policy.query is None or policy.query.ignore_null_values
+
+
 def backend_down(exc: BaseException) -> bool:
     """A fetch error that says the Prometheus itself is not answering, not just one query.
 
@@ -78,13 +84,14 @@ class SeriesKey(NamedTuple):
     backend: BackendOptions
     history_seconds: float
     quantile: float
+    absent_is_zero: bool = True  # the query's ignoreNullValues
 
     def __repr__(self) -> str:
         # Without the credentials an operator's URL may carry (the options hide values).
         return (
             f"SeriesKey(address={redacted_url(self.address)!r}, query={self.query!r}, "
             f"backend={self.backend!r}, history_seconds={self.history_seconds!r}, "
-            f"quantile={self.quantile!r})"
+            f"quantile={self.quantile!r}, absent_is_zero={self.absent_is_zero!r})"
         )
 
     def __str__(self) -> str:
@@ -133,6 +140,7 @@ class ForecastService:
             policy.backend,
             policy.forecast.history_seconds,
             policy.forecast.quantile,
+            absent_is_zero(policy),
         )
 
     def forecast_for(
@@ -156,6 +164,7 @@ class ForecastService:
                 horizon_seconds=self._horizon_seconds,
                 # One tenant's options (headers, TLS) may fail where another's work.
                 backend=(address, policy.backend),
+                absent_is_zero=absent_is_zero(policy),
             )
             if not registered:
                 return None, (

@@ -7,13 +7,14 @@ import time
 
 import numpy as np
 import pytest
-from synthetic_series import Tide, expected_demand
+from synthetic_series import Tide, business_hours, expected_demand
 
 from scaler.engine import EngineSettings, lead_seconds
 from scaler.forecast.refresher import (
     ForecastErrorTracker,
     ForecastRefresher,
     ForecastState,
+    absent_as_zero,
 )
 from scaler.forecast_service import ForecastService
 from scaler.policy import Policy, parse_policy
@@ -530,3 +531,68 @@ def test_a_failed_history_fetch_is_logged_without_credentials(
     assert "forecast 'sum(a)' at http://***@127.0.0.1:9 (options BackendOptions(" in text
     assert "custom_headers=['Authorization']" in text
     assert "s3cr3tPW" not in text and "TOPSECRETTOKEN" not in text
+
+
+# -- a series with no samples while its workload sleeps ----------------------------------
+
+MIDNIGHT = 1_704_067_200.0  # 2024-01-01T00:00:00Z
+
+
+class BusinessHoursSource:
+    """Requests/s from 06:00 to 22:00 UTC and no sample at all at night: what
+    `sum(rate(...))` over a workload's own pods gives once it is at zero pods."""
+
+    def __init__(self) -> None:
+        self.values = business_hours(10, MIDNIGHT)
+        self.values[self.values == 0.0] = np.nan  # absent, not 0
+
+    def __call__(self, start: float, end: float, step: float) -> tuple[np.ndarray, np.ndarray]:
+        times = np.arange(start, end + step / 2, step)
+        index = np.round((times - MIDNIGHT) / 60.0).astype(np.int64)
+        inside = (index >= 0) & (index < len(self.values))
+        out = np.full(len(times), np.nan)
+        out[inside] = self.values[index[inside]]
+        return times, out
+
+
+def _night_forecast(absent_is_zero: bool) -> np.ndarray:
+    clock = Clock(MIDNIGHT + 8 * DAY + 2 * 3600)  # 02:00, four hours into the night
+    r = _refresher(clock)
+    r.register(
+        "web",
+        BusinessHoursSource(),
+        history_seconds=7 * DAY,
+        step_seconds=60.0,
+        quantile=0.95,
+        horizon_seconds=3 * 3600,
+        absent_is_zero=absent_is_zero,
+    )
+    assert r.refresh_due() == 1
+    forecast = r.latest("web")
+    assert forecast is not None
+    night = forecast.window(clock.now, clock.now + 3 * 3600)  # 02:00 to 05:00
+    return np.asarray(forecast.median[night.start : night.stop])
+
+
+def test_a_night_without_samples_is_forecast_idle_as_the_query_reads_it() -> None:
+    """The query reads an empty result as 0 (ignoreNullValues, the default): the forecast
+    of the nights it has seen empty must say idle, or it keeps the workload awake."""
+    assert np.all(_night_forecast(absent_is_zero=True) == 0.0)
+    # Left unknown, the nights took the evening's last level.
+    assert np.all(_night_forecast(absent_is_zero=False) > 1.0)
+
+
+def test_only_steps_between_the_first_and_last_samples_read_as_zero() -> None:
+    nan = np.nan
+    history = np.array([nan, nan, 5.0, nan, nan, 7.0, nan, 3.0, nan, nan])
+    filled = absent_as_zero(history)
+    assert np.array_equal(
+        filled, np.array([nan, nan, 5.0, 0.0, 0.0, 7.0, 0.0, 3.0, nan, nan]), equal_nan=True
+    )
+    assert np.isnan(history[3])  # the held history is not changed
+    # A query that stopped matching a day ago still ages out: its trailing steps stay
+    # unknown, whatever came before.
+    assert np.array_equal(
+        absent_as_zero(np.array([nan, 4.0, nan])), [nan, 4.0, nan], equal_nan=True
+    )
+    assert np.isnan(absent_as_zero(np.full(5, nan))).all()

@@ -24,6 +24,7 @@ from prometheus_server import (
 from serve_process import serve_process, stopped
 
 from scaler.forecast_service import ForecastService
+from scaler.policy import canonical_url, parse_policy
 from scaler.proto import externalscaler_pb2 as pb
 from scaler.proto import externalscaler_pb2_grpc as pb_grpc
 from scaler.server import RunningServer, ServerConfig, start_server
@@ -393,3 +394,63 @@ def test_serve_says_at_start_whether_its_prometheus_answers(prometheus: Promethe
         ("warning", "http://127.0.0.1:9")
     ]
     assert "cannot connect" in str(refused[0]["error"])
+
+
+def test_a_workload_whose_series_is_gone_at_night_sleeps_with_the_forecast_on(
+    prometheus_factory: Callable[..., PrometheusServer],
+    connect: Callable[..., pb_grpc.ExternalScalerStub],
+) -> None:
+    """Eight days of business hours, and no sample at all at night: `sum(...)` over a
+    workload's own pods has no series while it is at zero pods. It is 02:00 now. The
+    query reads the empty result as 0 (ignoreNullValues); the forecast, which has seen
+    every night empty, must read them so too, or it keeps the workload awake all night
+    at the evening's last level."""
+    now = time.time()
+    day, hour = 86400.0, 3600.0
+    midnight = now - 2 * hour  # the pattern's midnight before now
+
+    def demand(t: float) -> float | None:
+        hours = ((t - midnight) % day) / hour
+        if not 6.0 <= hours < 22.0:
+            return None  # no sample: the pods are gone
+        return 20.0 + 380.0 * math.sin(math.pi * (hours - 6.0) / 16.0)
+
+    samples = [(t, v) for t in grid(now - 8 * day, now, 60) if (v := demand(t)) is not None]
+    prometheus = prometheus_factory(start=False, scrape=False)
+    prometheus.backfill(openmetrics([Series("e2e_pod_requests", {"service": "web"}, samples)]))
+    prometheus.start()
+
+    source = PrometheusSource()
+    forecasts = ForecastService(source, polling_interval_seconds=30.0)
+    server = start_server(
+        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, prometheus_url=prometheus.url),
+        forecasts=forecasts,
+        source=source,
+    )
+    stub = connect(server)
+    query = 'sum(e2e_pod_requests{service="web"})'
+    metadata = {
+        "query": query,
+        "threshold": "50",
+        "forecast": "on",
+        "podStartupSeconds": "60",
+        "forecastHistory": "7d",
+    }
+    key = ForecastService.key(canonical_url(prometheus.url), query, parse_policy(metadata))
+    try:
+        assert stub.IsActive(ref(metadata), timeout=5).result is False  # reactive: 0
+        deadline = time.monotonic() + 90
+        while forecasts.refresher.latest(key) is None:
+            assert time.monotonic() < deadline, forecasts.refresher.status(key)
+            stub.IsActive(ref(metadata), timeout=5)  # keeps the series asked for
+            time.sleep(0.5)
+        forecast = forecasts.refresher.latest(key)
+        assert forecast is not None
+        night = forecast.window(now, now + 2 * hour)
+        assert float(forecast.median[night.start : night.stop].max()) == 0.0
+        # With the forecast in, still asleep (it was awake all night before).
+        assert stub.IsActive(ref(metadata), timeout=5).result is False
+        assert metrics(stub, metadata) == 0
+    finally:
+        server.stop(0)
+        forecasts.close()

@@ -98,6 +98,9 @@ class SeriesConfig:
     step_seconds: float
     quantile: float
     horizon_seconds: float
+    # A step without any sample between the history's first and last ones is demand 0
+    # (a query read with KEDA's ignoreNullValues: see `absent_as_zero`).
+    absent_is_zero: bool = False
 
 
 @dataclass(eq=False)
@@ -182,13 +185,16 @@ class ForecastRefresher:
         quantile: float,
         horizon_seconds: float = 86_400.0,
         backend: Hashable = None,
+        absent_is_zero: bool = False,
     ) -> bool:
         """Start (or keep) refitting `key`; a changed config refits at once. Never blocks.
 
         `backend` names where `fetch` reads from (a Prometheus address): the
         series of one backend share its limit of workers and its retry delay.
         False, and nothing registered, when `max_series` other series are registered."""
-        config = SeriesConfig(history_seconds, step_seconds, quantile, horizon_seconds)
+        config = SeriesConfig(
+            history_seconds, step_seconds, quantile, horizon_seconds, absent_is_zero
+        )
         now = self._clock()
         with self._lock:
             series = self._series.get(key)
@@ -396,6 +402,8 @@ class ForecastRefresher:
             return
         with self._lock:
             self._down_until.pop(series.backend, None)
+        if cfg.absent_is_zero:
+            values = absent_as_zero(values)
         try:
             with self._fit_lock:
                 fitted = fit_forecaster(
@@ -469,6 +477,24 @@ class ForecastRefresher:
         series.grid_end = end
         series.values = values
         return values
+
+
+def absent_as_zero(values: FloatArray) -> FloatArray:
+    """The history with every step that has no sample, between its first and last
+    samples, read as 0: what the query itself answers for an empty result with KEDA's
+    ignoreNullValues (the default). `sum(rate(...))` over a workload's own pods has no
+    series at all while it is at zero pods: left unknown, every night would be forecast
+    at the evening's last level, and the forecast would keep the workload awake. Steps
+    after the last sample stay unknown, so a query that stopped matching still ages out
+    of its forecast ("no data for the last ... h")."""
+    finite = np.flatnonzero(np.isfinite(values))
+    if len(finite) < 2:
+        return values
+    first, last = finite[0], finite[-1]
+    filled = values.copy()
+    inside = filled[first : last + 1]
+    inside[np.isnan(inside)] = 0.0
+    return filled
 
 
 # ------------------------------------------------------------- error tracker
