@@ -9,6 +9,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import grpc
 import pytest
@@ -422,20 +423,14 @@ def test_a_workload_whose_series_is_gone_at_night_sleeps_with_the_forecast_on(
 
     source = PrometheusSource()
     forecasts = ForecastService(source, polling_interval_seconds=30.0)
+    config = ServerConfig(host="127.0.0.1", port=0, metrics_port=None)
     server = start_server(
-        ServerConfig(host="127.0.0.1", port=0, metrics_port=None, prometheus_url=prometheus.url),
-        forecasts=forecasts,
-        source=source,
+        replace(config, prometheus_url=prometheus.url), forecasts=forecasts, source=source
     )
     stub = connect(server)
     query = 'sum(e2e_pod_requests{service="web"})'
-    metadata = {
-        "query": query,
-        "threshold": "50",
-        "forecast": "on",
-        "podStartupSeconds": "60",
-        "forecastHistory": "7d",
-    }
+    metadata = {"query": query, "threshold": "50", "forecast": "on"}
+    metadata |= {"podStartupSeconds": "60", "forecastHistory": "7d"}
     key = ForecastService.key(canonical_url(prometheus.url), query, parse_policy(metadata))
     try:
         assert stub.IsActive(ref(metadata), timeout=5).result is False  # reactive: 0
