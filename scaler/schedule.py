@@ -103,6 +103,13 @@ def _out_of_range(value: int | str, f: _Field) -> CronError:
     return CronError(f"value {shown} out of range {f.low}-{f.high}{f.hint} in {f.name} field")
 
 
+def _without_leading_zeros(text: str) -> str:
+    """A Go integer's text without its leading zeros (its sign kept): strconv.Atoi
+    reads "0000000000000000000000005" as 5, however many zeros come first."""
+    sign = text[:1] if text[:1] in ("+", "-") else ""
+    return sign + (text[len(sign) :].lstrip("0") or "0")
+
+
 def _number(text: str, f: _Field, element: str) -> int:
     if f.names is not None:
         # Go's strings.ToLower maps U+0130 to "i"; Python's lower() does not.
@@ -115,6 +122,7 @@ def _number(text: str, f: _Field, element: str) -> int:
             raise CronError(f"{quote(element)} is missing a number in {f.name} field")
         inside = f" in {quote(element)}" if text != element else ""
         raise CronError(f"{quote(text)}{inside} is not {what} in {f.name} field")
+    text = _without_leading_zeros(text)
     if len(text) > 20:  # beyond strconv.Atoi's int64 whatever the digits (and int()'s limit)
         raise _out_of_range(text, f)
     value = int(text)
@@ -141,18 +149,19 @@ def _parse_element(element: str, f: _Field) -> int:
     step = 1
     if len(range_and_step) == 2:
         step_text = range_and_step[1]
+        digits = _without_leading_zeros(step_text)
         # (the length first: int() refuses over 4,300 digits, in words of its own)
         if (
             not _GO_INT.fullmatch(step_text)
-            or len(step_text) > 20
-            or int(step_text) <= 0
-            or int(step_text) >= 1 << 63
+            or len(digits) > 20
+            or int(digits) <= 0
+            or int(digits) >= 1 << 63
         ):
             raise CronError(
                 f"step {quote(step_text)} in {quote(element)} is not a positive number "
                 f"in {f.name} field"
             )
-        step = int(step_text)
+        step = int(digits)
         if len(low_high) == 1:
             # "N/step" means "N-max/step".
             if start > f.high:

@@ -112,6 +112,10 @@ ACCEPTED_ODDITIES = [
     ("empty-list-item", "1,,2 * * * *"),
     ("plus-sign", "+5 * * * *"),
     ("leading-zero", "05 09 * * *"),
+    # strconv.Atoi reads any number of leading zeros; the 20-character bound of a value
+    # is for its digits after them.
+    ("many-leading-zeros", "000000000000000000000005 8 * * *"),
+    ("step-with-many-leading-zeros", "0/0000000000000000000000015 * * * *"),
     ("star-range-ignored", "*-3 * * * *"),
     ("step-beyond-field", "*/61 * * * *"),
     ("mixed-case-names", "0 0 * jAn-MaR sUn,SAT"),
