@@ -792,6 +792,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise KeyboardInterrupt
 
         previous = signal.signal(signal.SIGINT, on_interrupt)
+    previous_hook = sys.unraisablehook
+    sys.unraisablehook = _quiet_interrupts(previous_hook)
     try:
         result: int = closed_stdout_quietly(args.func, args)
     except KeyboardInterrupt:
@@ -807,11 +809,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     finally:
+        sys.unraisablehook = previous_hook
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     if interrupted.is_set() and result != INTERRUPTED:  # (a command may say so itself)
         return _interrupted(args.command)
     return result
+
+
+def _quiet_interrupts(
+    previous: Callable[[Any], object],
+) -> Callable[[Any], object]:
+    """sys.unraisablehook that drops a Ctrl-C Python could not raise (it landed in a
+    finalizer or a weakref callback: "Exception ignored in ..." and a traceback on
+    stderr): main() remembers it and ends the run with the one interrupted line.
+    Anything else goes to `previous`."""
+
+    def hook(unraisable: Any) -> object:
+        if unraisable.exc_type is not None and issubclass(unraisable.exc_type, KeyboardInterrupt):
+            return None
+        return previous(unraisable)
+
+    return hook
 
 
 def _interrupted(command: str) -> int:

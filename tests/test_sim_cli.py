@@ -426,6 +426,38 @@ def test_the_report_scaledobject_uses_the_users_query_or_a_marked_placeholder(
     assert "metric lag 150 s (scrape + rate window)" in report
 
 
+def test_a_ctrl_c_python_cannot_raise_prints_no_traceback() -> None:
+    """A Ctrl-C that lands in a finalizer or a weakref callback (an import's module lock,
+    as in the test below, now and then) cannot be raised: Python printed "Exception
+    ignored in ..." and its traceback. The CLI remembers the interrupt and drops that
+    report; any other such report still prints."""
+    script = (
+        "import sys\n"
+        "from scaler import cli\n"
+        "sys.unraisablehook = cli._quiet_interrupts(sys.unraisablehook)\n"
+        "class Interrupted:\n"
+        "    def __del__(self):\n"
+        "        raise KeyboardInterrupt\n"
+        "class Broken:\n"
+        "    def __del__(self):\n"
+        "        raise ValueError('a real bug')\n"
+        "Interrupted()\n"
+        "Broken()\n"
+        "print('went on')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "went on\n"
+    assert "KeyboardInterrupt" not in done.stderr
+    assert "ValueError: a real bug" in done.stderr  # not everything is dropped
+
+
 def test_ctrl_c_exits_130_with_one_line(tmp_path: Path) -> None:
     path = trace_file(tmp_path, days=28)
     process = subprocess.Popen(
